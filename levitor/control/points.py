@@ -1,0 +1,287 @@
+"""Control points: how many per object (the K rule), where (K-means on each frame's mask), and their depth.
+
+Works on per-frame instance maps, whether rendered from a scene (inference) or read from a video's masks
+(training data): see :func:`control_from_masks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from levitor.control.signal import ControlSignal
+from levitor.depth import disparity_from_depth
+
+
+@dataclass
+class KRule:
+    """The release's rule for the number of control points of one object over a clip."""
+
+    lam: float = 50.0  # K = round(max_area / image_area * lam)
+    k_max: int = 8  # cap, before the scale factor (the multi-point evaluation uses at most 8)
+    k_min: int = 3  # minimum for moved objects, vanishing objects and strongly scaling ones
+    ratio_threshold: float = 10.0  # "strongly scaling": max area / min area above this
+    scale: float = 1.0  # the user's control-point scale factor, applied after the cap
+
+    def __call__(self, areas: Iterable[int], image_area: int, moved: bool = False) -> int:
+        """K for an object with these per-frame pixel areas. 0 if it is never visible."""
+        areas = [int(a) for a in areas]
+        if image_area <= 0:
+            raise ValueError(f"image_area must be positive, got {image_area}")
+        if not (self.scale > 0):
+            raise ValueError(f"scale must be > 0, got {self.scale}; try 0.25..8")
+        if not areas or max(areas) <= 0:
+            return 0
+        max_a, min_a = max(areas), min(areas)
+        k = min(max(round(max_a * self.lam / image_area), 1), self.k_max)
+        if moved or min_a == 0 or max_a / min_a > self.ratio_threshold:
+            k = max(k, self.k_min)
+        return max(1, int(k * self.scale))
+
+
+KMEANS_MIN_SHIFT = 0.25  # pixels^2: stop once the centres move less than this in total (they are truncated to ints)
+
+
+def release_init(samples: torch.Tensor, k: int) -> torch.Tensor:
+    """The release's K-means init: samples at indices L//2, L//2 + L, ... with L = n // k. samples: (n, 2)."""
+    n = samples.shape[0]
+    step = n // k
+    return samples[step // 2 + step * torch.arange(k)]
+
+
+def kmeans(
+    x: torch.Tensor,
+    valid: torch.Tensor,
+    init: torch.Tensor,
+    k_valid: torch.Tensor,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    min_shift: float = 0.0,
+    return_labels: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Batched Lloyd's K-means (sklearn's algorithm and stopping rule), padded, for 2-D pixel coordinates.
+
+    x: (B, N, 2) samples, valid: (B, N) which are real; init: (B, K, 2) initial centres, k_valid: (B, K)
+    which centres are used (objects differ in K). Iteration stops when the summed squared centre shift is
+    at most ``tol`` times the mean per-feature variance (sklearn's rule) or at most ``min_shift`` (pixels^2:
+    points are truncated to whole pixels, so finer convergence changes nothing the model sees).
+    Ties go to the lower centre index, as in sklearn.
+    Returns centres (B, K, 2) float64, labels (B, N) (-1 for padding; None unless ``return_labels``) and
+    inertia (B,) float64.
+    """
+    B, N, _ = x.shape
+    w = valid.to(torch.float32)
+    n_valid = w.sum(1).clamp(min=1)
+    xf = x.to(torch.float32)
+    mean = (xf * w[..., None]).sum(1) / n_valid[:, None]
+    var = (((xf - mean[:, None]) ** 2) * w[..., None]).sum(1) / n_valid[:, None]
+    tol_abs = (tol * var.mean(-1)).to(torch.float64).clamp(min=min_shift)  # sklearn: relative to the variance
+    # padding samples are NaN: their distances are NaN, so they never join a cluster
+    xf = torch.where(valid[..., None], xf, torch.full_like(xf, float("nan")))
+    xs = xf.permute(0, 2, 1).contiguous()  # (B, 2, N): distances come out as (B, K, N), fast to reduce over K
+    c = init.to(torch.float64).clone()
+    far = torch.tensor(1e9, dtype=torch.float64)  # unused centres sit far away, so no sample picks them
+
+    def assign(xs_: torch.Tensor, centres: torch.Tensor, kv: torch.Tensor):
+        cc = torch.where(kv[..., None], centres, far).to(torch.float32)
+        dx = xs_[:, None, 0, :] - cc[:, :, 0, None]
+        dy = xs_[:, None, 1, :] - cc[:, :, 1, None]
+        d = dx * dx + dy * dy  # (b, K, N)
+        min_d = d.amin(1)
+        owner = d <= min_d[:, None]  # (b, K, N); NaN padding is never <=
+        if bool((owner.sum(1) > 1).any()):  # exact ties: keep the first centre only
+            owner &= owner.cumsum(1) == 1
+        return min_d, owner
+
+    rows = torch.arange(B)  # the batch rows still iterating; converged rows drop out
+    xr, xsr, kv, tr = xf.nan_to_num(0.0), xs, k_valid, tol_abs
+    for _ in range(max_iter):
+        old = c[rows]
+        min_d, owner = assign(xsr, old, kv)
+        of = owner.to(torch.float32)
+        counts = of.sum(2)  # (b, K)
+        sums = torch.bmm(of, xr).to(torch.float64)  # (b, K, 2)
+        new_c = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None].double(), old)
+        empty = (counts == 0) & kv
+        if bool(empty.any()):  # relocate an empty cluster to the sample farthest from its centre
+            far_idx = min_d.nan_to_num(-1.0).argmax(1)
+            first_empty = empty.to(torch.int64).argmax(1)
+            e = torch.nonzero(empty.any(1)).squeeze(1)
+            new_c[e, first_empty[e]] = xr[e, far_idx[e]].to(torch.float64)
+        shift = ((new_c - old) ** 2).sum(-1).masked_fill(~kv, 0).sum(-1)
+        c[rows] = new_c
+        go_on = shift > tr
+        if not bool(go_on.any()):
+            break
+        if not bool(go_on.all()):
+            rows = rows[go_on]
+            xr, xsr, kv, tr = xr[go_on], xsr[go_on], kv[go_on], tr[go_on]
+    min_d, owner = assign(xs, c, k_valid)
+    labels = torch.where(valid, owner.to(torch.int8).argmax(1), -1) if return_labels else None
+    inertia = min_d.nan_to_num(0.0).to(torch.float64).sum(1)
+    return c, labels, inertia
+
+
+@dataclass
+class _Object:
+    id: int
+    k: int
+    moved: bool
+
+
+def control_from_masks(
+    instance: torch.Tensor,
+    depth: torch.Tensor,
+    moved_ids: Iterable[int] = (),
+    depth_override: Mapping[int, torch.Tensor] | None = None,
+    rule: KRule | None = None,
+    init: str = "warm",
+    sample_stride: int = 10,
+    ids: Iterable[int] | None = None,
+    cache: dict | None = None,
+) -> ControlSignal:
+    """Control points of every instance in per-frame instance maps.
+
+    instance: (F, H, W) int64 instance ids (0 = no control); depth: (F, H, W) scene depth (smaller = nearer).
+    moved_ids: objects the user moved (they get at least ``rule.k_min`` points).
+    depth_override: id -> (F,) scene depth to write for that object's points instead of sampling the depth
+        map (the release writes a moved object's path depth).
+    init: "warm" starts each frame's K-means from the previous frame's centres, shifted with the object's
+        centroid, so points stay temporally stable; "release" starts every frame from the evenly spaced
+        samples, as the official code effectively does.
+    sample_stride: K-means runs on every n-th mask pixel in row-major order (the release uses 10).
+    ids: the instance ids to consider (default: every id > 0 present).
+    cache: a dict kept by the caller across calls; first-frame clusterings are looked up there by their
+        samples, so an edit that moves one object does not re-cluster the others from scratch.
+    Returns a ControlSignal with tracks ordered by instance id, K tracks per object.
+    """
+    if instance.ndim != 3:
+        raise ValueError(f"instance must be (F, H, W), got shape {tuple(instance.shape)}")
+    if tuple(depth.shape) != tuple(instance.shape):
+        raise ValueError(f"depth {tuple(depth.shape)} and instance {tuple(instance.shape)} must have one shape")
+    if init not in ("warm", "release"):
+        raise ValueError(f"init must be 'warm' or 'release', got {init!r}")
+    if sample_stride < 1:
+        raise ValueError(f"sample_stride must be >= 1, got {sample_stride}")
+    rule = rule or KRule()
+    instance = instance.to(torch.int64)
+    F, H, W = instance.shape
+    moved = {int(i) for i in moved_ids}
+    ids = torch.unique(instance) if ids is None else torch.as_tensor(list(ids), dtype=torch.int64)
+    all_ids = sorted(int(i) for i in ids if int(i) > 0)
+    inst_np = instance.numpy()
+    if all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):
+        inst_np = inst_np.astype(np.int16)  # a quarter of the memory traffic for the per-id passes
+    objects, per_object = [], []
+    for i in all_ids:
+        samples, areas = _sample_pixels(inst_np, i, sample_stride)
+        k = rule(areas.tolist(), H * W, moved=i in moved)
+        if k > 0:
+            objects.append(_Object(i, k, i in moved))
+            per_object.append(samples)
+    if not objects:
+        return _empty_signal(F, H, W)
+
+    kk = max(o.k for o in objects)
+    B = len(objects)
+    centres = torch.zeros(F, B, kk, 2, dtype=torch.float64)  # (row, col)
+    vis = torch.zeros(F, B, dtype=torch.bool)
+    k_valid = torch.arange(kk)[None, :] < torch.tensor([o.k for o in objects])[:, None]  # (B, kk)
+    obj_ids = torch.tensor([o.id for o in objects])
+
+    prev: list[torch.Tensor | None] = [None] * B  # last frame's samples of each object, None if not visible
+    for f in range(F):
+        samples = [per_object[b][f] for b in range(B)]  # (row, col) of each object's samples in frame f
+        todo, inits, keys = [], [], {}
+        for b, s in enumerate(samples):
+            k = objects[b].k
+            if s.shape[0] < k:  # too few pixels for K clusters: no points in this frame (the release's rule)
+                continue
+            vis[f, b] = True
+            p = prev[b] if init == "warm" else None
+            if p is not None and p.shape == s.shape and torch.equal(p, s):
+                centres[f, b] = centres[f - 1, b]  # the same pixels as last frame: the same answer
+                continue
+            if cache is not None and p is None:
+                keys[b] = (k, init, hashlib.blake2b(s.numpy().tobytes(), digest_size=16).hexdigest())
+                if keys[b] in cache:
+                    centres[f, b, :k] = cache[keys[b]]
+                    continue
+            todo.append(b)
+            if p is not None:  # warm start, moved with the object
+                inits.append(centres[f - 1, b, :k] + (s.mean(0) - p.mean(0)))
+            else:
+                inits.append(release_init(s, k))
+        # batch objects of similar sample counts together: padding a small object to a large one's size
+        # would multiply its work
+        todo_sorted = sorted(range(len(todo)), key=lambda j: samples[todo[j]].shape[0])
+        groups: list[list[int]] = []
+        for j in todo_sorted:
+            if groups and samples[todo[j]].shape[0] <= 2 * samples[todo[groups[-1][0]]].shape[0]:
+                groups[-1].append(j)
+            else:
+                groups.append([j])
+        for group in groups:
+            bs = [todo[j] for j in group]
+            n_max = max(samples[b].shape[0] for b in bs)
+            x = torch.zeros(len(bs), n_max, 2, dtype=torch.float64)
+            valid = torch.zeros(len(bs), n_max, dtype=torch.bool)
+            init_c = torch.zeros(len(bs), kk, 2, dtype=torch.float64)
+            for r, (j, b) in enumerate(zip(group, bs)):
+                n = samples[b].shape[0]
+                x[r, :n] = samples[b]
+                valid[r, :n] = True
+                init_c[r, : objects[b].k] = inits[j]
+            c, _, _ = kmeans(x, valid, init_c, k_valid[bs], min_shift=KMEANS_MIN_SHIFT)
+            centres[f, bs] = c
+            for r, b in enumerate(bs):
+                if b in keys:
+                    cache[keys[b]] = c[r, : objects[b].k].clone()
+        prev = [samples[b] if vis[f, b] else None for b in range(B)]
+
+    # flatten to P tracks ordered by id, then cluster index
+    sel = k_valid.reshape(-1)
+    pts = centres.reshape(F, B * kk, 2)[:, sel].flip(-1)  # (row, col) -> (x, y)
+    visible = vis[:, :, None].expand(F, B, kk).reshape(F, B * kk)[:, sel]
+    instance_of_track = obj_ids[:, None].expand(B, kk).reshape(-1)[sel]
+    rows = pts[..., 1].long().clamp(0, H - 1)
+    cols = pts[..., 0].long().clamp(0, W - 1)
+    fidx = torch.arange(F)[:, None].expand_as(rows)
+    sampled = depth[fidx, rows, cols].to(torch.float64)
+    if depth_override:
+        for i, d in depth_override.items():
+            cols_i = instance_of_track == int(i)
+            if bool(cols_i.any()):
+                d = torch.as_tensor(d, dtype=torch.float64).reshape(F, 1)
+                sampled[:, cols_i] = d.expand(F, int(cols_i.sum()))
+    values = disparity_from_depth(sampled.to(torch.float32))
+    values = torch.where(visible, values, torch.zeros_like(values))
+    return ControlSignal(points=pts.to(torch.float32), depth=values, instance=instance_of_track,
+                         visible=visible, height=H, width=W)
+
+
+def _sample_pixels(instance: np.ndarray, i: int, stride: int) -> tuple[list[torch.Tensor], np.ndarray]:
+    """Every ``stride``-th pixel (row-major) of id ``i``'s mask in each frame, and the mask's area per frame.
+
+    instance: (F, H, W) integer array. Returns F tensors (n_f, 2) float64 (row, col) and (F,) areas.
+    (numpy: its flatnonzero is several times faster than torch.nonzero here.)
+    """
+    F, H, W = instance.shape
+    mask = (instance == i).reshape(F, -1)
+    out, areas = [], np.zeros(F, dtype=np.int64)
+    for f in range(F):
+        hits = np.flatnonzero(mask[f])
+        areas[f] = hits.size
+        keep = hits[::stride]
+        out.append(torch.from_numpy(np.stack([keep // W, keep % W], axis=1).astype(np.float64)))
+    return out, areas
+
+
+def _empty_signal(F: int, H: int, W: int) -> ControlSignal:
+    return ControlSignal(points=torch.zeros(F, 0, 2), depth=torch.zeros(F, 0),
+                         instance=torch.zeros(0, dtype=torch.int64), visible=torch.zeros(F, 0, dtype=torch.bool),
+                         height=H, width=W)

@@ -1,0 +1,91 @@
+"""The depth convention, in one place.
+
+LeviTor's release works on a *disparity* scale: DepthAnythingV2's relative inverse depth (larger = nearer),
+min-max normalised to 0..255 and cast to uint8. The depth used for lifting to 3D is ``1 / disparity``
+(0 -> 1), so scene depths live in (0, 1] and **smaller = nearer**. The control signal carries
+``round(1 / depth)`` back on the 0..255 disparity scale, with depth 1 mapped to 0.
+
+Users never see these numbers directly: the Studio shows "2x nearer"; :func:`depth_from_nearness` and
+:func:`nearness_from_depth` convert between that and the scene depth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+DISPARITY_MAX = 255
+MIN_DEPTH = 1.0 / DISPARITY_MAX  # the nearest depth the 0..255 disparity scale can express
+
+
+def disparity_u8_from_relative(relative_inverse_depth: np.ndarray) -> np.ndarray:
+    """Min-max normalise DepthAnything's output (larger = nearer) to uint8 0..255, as the release does."""
+    x = np.asarray(relative_inverse_depth, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected an (H, W) depth map, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("the depth estimator returned NaN or inf values; check the input image")
+    lo, hi = float(x.min()), float(x.max())
+    if hi - lo < 1e-12:
+        return np.full(x.shape, 128, dtype=np.uint8)  # a flat map: every pixel at mid depth
+    return ((x - lo) / (hi - lo) * 255.0).astype(np.uint8)  # truncation, as the release's astype
+
+
+def depth_from_disparity(disparity: np.ndarray | torch.Tensor):
+    """0..255 disparity -> scene depth in (0, 1] (``1 / disparity``, with 0 -> 1)."""
+    if isinstance(disparity, torch.Tensor):
+        d = disparity.to(torch.float32)
+        return torch.where(d > 0, 1.0 / d.clamp(min=1.0), torch.ones_like(d))
+    d = np.asarray(disparity, dtype=np.float32)
+    out = np.ones_like(d)
+    np.divide(1.0, d, out=out, where=d > 0)
+    return np.minimum(out, 1.0)
+
+
+def disparity_from_depth(depth: np.ndarray | torch.Tensor):
+    """Scene depth -> the control signal's 0..255 value: ``round(1 / depth)``, with depth 1 -> 0."""
+    if isinstance(depth, torch.Tensor):
+        d = depth.to(torch.float32).clamp(min=MIN_DEPTH)
+        v = torch.round(1.0 / d)
+        return torch.where(v <= 1, torch.zeros_like(v), v).clamp(max=DISPARITY_MAX)
+    d = np.maximum(np.asarray(depth, dtype=np.float32), MIN_DEPTH)
+    v = np.round(1.0 / d)
+    return np.where(v <= 1, 0, np.minimum(v, DISPARITY_MAX)).astype(np.float32)
+
+
+def depth_from_nearness(reference_depth: float, nearness: float) -> float:
+    """"2x nearer" -> scene depth: the object at ``reference_depth`` moved to ``reference_depth / nearness``.
+
+    ``nearness`` > 1 is nearer, < 1 farther, 1 unchanged. The result is clipped to the scale's range.
+    """
+    if not np.isfinite(nearness) or nearness <= 0:
+        raise ValueError(f"nearness must be a positive number (2 means '2x nearer'), got {nearness}")
+    return float(np.clip(reference_depth / nearness, MIN_DEPTH, 1.0))
+
+
+def nearness_from_depth(reference_depth: float, depth: float) -> float:
+    """Scene depth -> "x times nearer" than ``reference_depth`` (the inverse of :func:`depth_from_nearness`)."""
+    if depth <= 0:
+        raise ValueError(f"depth must be > 0, got {depth}")
+    return float(reference_depth / depth)
+
+
+def check_depth_map(depth: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Validate a scene depth map: (H, W), finite, in (0, 1]. Returns it as float32."""
+    d = np.asarray(depth)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be an (H, W) map, got shape {d.shape}")
+    if shape is not None and d.shape != tuple(shape):
+        raise ValueError(f"depth map has shape {d.shape} but the image is {tuple(shape)}; resize one of them")
+    d = d.astype(np.float32)
+    if not np.all(np.isfinite(d)):
+        raise ValueError(
+            f"depth has {int((~np.isfinite(d)).sum())} NaN/inf values. Recompute it with DepthEstimator "
+            "or fill them (e.g. np.nan_to_num(depth, nan=1.0)) before building the scene."
+        )
+    if d.min() <= 0 or d.max() > 1.0 + 1e-6:
+        raise ValueError(
+            f"depth must be in (0, 1] (smaller = nearer), got min {d.min():.3g}, max {d.max():.3g}. "
+            "Convert a 0..255 disparity map with levitor.depth.depth_from_disparity()."
+        )
+    return d

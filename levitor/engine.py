@@ -1,0 +1,216 @@
+"""Scene -> per-frame renders and control signal, recomputing only what an edit changed.
+
+The Studio mutates a :class:`~levitor.scene.Scene` and calls :meth:`Engine.update` after each edit:
+a path edit re-renders (lift, move, z-buffer) and re-clusters; a scale-factor change only re-clusters.
+The same class serves the CLI and scripts (``Engine(scene).update().signal``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from levitor.control.points import KRule, control_from_masks
+from levitor.control.signal import ControlSignal
+from levitor.instances import InstanceMap, assemble_instance_map
+from levitor.motion.lift import interpolate_path, lift, object_path_3d
+from levitor.motion.render import Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
+from levitor.scene import Scene
+
+
+@dataclass
+class EngineResult:
+    """What one update produced; tensors are CPU."""
+
+    instance: torch.Tensor  # (F, H, W) int64 rendered instance ids, 0 = uncontrolled
+    depth: torch.Tensor  # (F, H, W) float32 rendered scene depth
+    color: torch.Tensor  # (F, H, W, 3) uint8 preview frames
+    signal: ControlSignal
+    k: dict[int, int]  # instance id -> number of control points
+    object_ids: list[int]  # instance id of each scene.objects[i] (0 if its mask was dropped as too small)
+    tracks: list[np.ndarray]  # (F, 3) per-frame (x, y, depth) of each object's path
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage of this update
+
+
+class Engine:
+    """Caching wrapper around the engine's pure functions for one (mutable) scene."""
+
+    def __init__(self, scene: Scene, init: str = "warm"):
+        self.scene = scene
+        self.init = init  # K-means init: "warm" (temporally stable) or "release"
+        self._instances: tuple[str, InstanceMap] | None = None
+        self._static: tuple[str, StaticLayer] | None = None
+        self._render: tuple[str, RenderResult, list[np.ndarray]] | None = None
+        self._control: tuple[str, ControlSignal] | None = None
+        self._result: EngineResult | None = None
+        self._kmeans_cache: dict = {}  # first-frame clusterings, reused across edits
+
+    # ------------------------------------------------------------------ main entry
+    def update(self) -> EngineResult:
+        """Bring renders and control points up to date with the scene."""
+        s = self.scene.validate()
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        inst = self.instance_map()
+        t1 = time.perf_counter()
+        timings["instances"] = (t1 - t0) * 1e3
+        rendered, tracks = self._rendered(inst)
+        t2 = time.perf_counter()
+        timings["render"] = (t2 - t1) * 1e3
+        signal = self._signal(rendered, inst, tracks, s.scale)
+        timings["points"] = (time.perf_counter() - t2) * 1e3
+        object_ids = [inst.id_of_mask.get(o.mask_index, 0) for o in s.objects]
+        self._result = EngineResult(
+            instance=rendered.instance, depth=rendered.depth, color=rendered.color, signal=signal,
+            k=signal.points_per_object(), object_ids=object_ids, tracks=tracks, timings=timings,
+        )
+        return self._result
+
+    @property
+    def result(self) -> EngineResult:
+        return self._result if self._result is not None else self.update()
+
+    def signal_for_scale(self, scale: float) -> ControlSignal:
+        """The control signal with another scale factor (the scene is not changed)."""
+        inst = self.instance_map()
+        rendered, tracks = self._rendered(inst)
+        return self._signal(rendered, inst, tracks, scale)
+
+    # ------------------------------------------------------------------ stages
+    def instance_map(self) -> InstanceMap:
+        s = self.scene
+        key = _digest(_masks_key(s.masks), [o.mask_index for o in s.objects])
+        if self._instances is None or self._instances[0] != key:
+            inst = assemble_instance_map(s.masks, [o.mask_index for o in s.objects])
+            for o in s.objects:
+                if o.mask_index not in inst.id_of_mask:
+                    warnings.warn(
+                        f"object '{o.name}' (mask {o.mask_index}) covers at most 0.1% of the image and gets "
+                        "no control points; select a larger mask", stacklevel=3,
+                    )
+            self._instances = (key, inst)
+        return self._instances[1]
+
+    def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, list[np.ndarray]]:
+        s = self.scene
+        key = _digest(
+            self._instances[0], _array_key(s.depth), _array_key(s.image), s.num_frames, s.interpolation,
+            s.camera(), [(o.mask_index, o.path) for o in s.objects], s.camera_path,
+        )
+        if self._render is None or self._render[0] != key:
+            tracks = [interpolate_path(o.path, s.num_frames, s.interpolation) for o in s.objects]
+            movers = scene_movers(s, inst, tracks)
+            static_key = _digest(self._instances[0], _array_key(s.depth), _array_key(s.image))
+            if self._static is None or self._static[0] != static_key:  # paths don't change the static layer
+                self._static = (static_key, static_layer(
+                    torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers))
+            result = render_scene(s, inst, tracks, movers=movers, static=self._static[1])
+            self._render = (key, result, tracks)
+            self._control = None
+        return self._render[1], self._render[2]
+
+    def _signal(self, rendered: RenderResult, inst: InstanceMap, tracks: list[np.ndarray], scale: float):
+        s = self.scene
+        key = _digest(self._render[0], s.lam, s.k_max, s.k_min_moved, scale, self.init)
+        if self._control is not None and self._control[0] == key:
+            return self._control[1]
+        moved, override = [], {}
+        for o, tr in zip(s.objects, tracks):
+            i = inst.id_of_mask.get(o.mask_index)
+            if i is not None:
+                moved.append(i)
+                override[i] = torch.as_tensor(tr[:, 2])  # the release writes a moved object's path depth
+        rule = KRule(lam=s.lam, k_max=s.k_max, k_min=s.k_min_moved, scale=scale)
+        signal = control_from_masks(
+            rendered.instance, rendered.depth, moved_ids=moved, depth_override=override, rule=rule,
+            init=self.init, ids=sorted(inst.mask_of_id), cache=self._kmeans_cache,
+        )
+        if len(self._kmeans_cache) > 512:  # bounded: forget old clusterings
+            self._kmeans_cache.clear()
+        if scale == s.scale:
+            self._control = (key, signal)
+        return signal
+
+    # ------------------------------------------------------------------ views
+    def cloud(self, max_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The frame-0 point cloud for a 3D view: xyz (N, 3), rgb (N, 3) uint8, instance id (N,)."""
+        s = self.scene
+        inst = self.instance_map().ids
+        H, W = inst.shape
+        rows, cols = np.mgrid[0:H, 0:W]
+        n = H * W
+        idx = np.arange(n)
+        if n > max_points:
+            idx = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+        pix = torch.from_numpy(np.stack([cols.reshape(-1)[idx], rows.reshape(-1)[idx]], 1).astype(np.float64))
+        xyz = lift(pix, torch.from_numpy(s.depth.reshape(-1)[idx].astype(np.float64)), s.camera()).numpy()
+        return xyz, s.image.reshape(-1, 3)[idx], inst.reshape(-1)[idx]
+
+    def object_paths_3d(self) -> list[np.ndarray]:
+        """Each selected object's 3D reference path, (F, 3) camera-space points."""
+        _, tracks = self._rendered(self.instance_map())
+        return [object_path_3d(t, self.scene.camera()) for t in tracks]
+
+    def write_preview(self, path: str | Path, fps: int = 8) -> Path:
+        """The instant "what moves where" video (mp4 or gif by suffix)."""
+        from levitor.viz_video import write_video
+
+        return write_video(self.result.color.numpy(), path, fps=fps)
+
+
+def scene_movers(scene: Scene, inst: InstanceMap, tracks: list[np.ndarray]) -> list[Mover]:
+    """The selected objects as groups of pixels to move, each with its per-frame track."""
+    image = torch.from_numpy(scene.image)
+    depth = torch.from_numpy(scene.depth)
+    ids = torch.from_numpy(inst.ids)
+    movers = []
+    for obj, track in zip(scene.objects, tracks):
+        i = inst.id_of_mask.get(obj.mask_index)
+        mask = scene.masks[obj.mask_index] if i is None else (inst.ids == i)
+        pix = pixels_of(mask)
+        if pix.shape[0] == 0:
+            continue
+        rows, cols = pix[:, 1].long(), pix[:, 0].long()
+        movers.append(Mover(
+            pixels=pix, depth=depth[rows, cols].to(torch.float64), instance=ids[rows, cols],
+            color=image[rows, cols], track=torch.as_tensor(track),
+        ))
+    return movers
+
+
+def render_scene(
+    scene: Scene,
+    inst: InstanceMap,
+    tracks: list[np.ndarray],
+    movers: list[Mover] | None = None,
+    static: StaticLayer | None = None,
+) -> RenderResult:
+    """Lift the selected objects, move them along their tracks and render every frame."""
+    movers = scene_movers(scene, inst, tracks) if movers is None else movers
+    camera = None
+    if scene.camera_path:
+        camera = torch.as_tensor(interpolate_path(scene.camera_path, scene.num_frames, scene.interpolation))
+    return render(torch.from_numpy(scene.image), torch.from_numpy(scene.depth), torch.from_numpy(inst.ids),
+                  movers, scene.camera(), scene.num_frames, camera, static=static)
+
+
+def _array_key(a: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(a).view(np.uint8), digest_size=16).hexdigest()
+
+
+def _masks_key(masks: list[np.ndarray]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for m in masks:
+        h.update(np.packbits(m).tobytes())
+        h.update(str(m.shape).encode())
+    return h.hexdigest()
+
+
+def _digest(*parts) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()

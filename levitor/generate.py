@@ -1,0 +1,142 @@
+"""Scene -> video: the engine's control signal through the LeviTor pipeline, written to disk with the scene.
+
+Used by the CLI (``levitor generate``) and the Studio's Generate button. Without weights it raises
+:class:`~levitor.weights.WeightsNotFoundError` (the message says what to download and where); callers that
+want something to show anyway write :meth:`levitor.engine.Engine.write_preview` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from levitor.control.encode import encode
+from levitor.engine import Engine
+from levitor.scene import Scene
+from levitor.viz import contact_sheet, overlay
+from levitor.viz_video import write_video
+from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError
+
+__all__ = ["GenerateResult", "WeightsNotFoundError", "generate", "load_pipeline", "side_by_side"]
+
+_PIPELINES: dict[tuple, object] = {}  # loaded pipelines, so a second Generate doesn't reload 6 GB
+_LOCK = threading.Lock()
+
+
+@dataclass
+class GenerateResult:
+    video_path: Path  # the generated video (mp4)
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    scene_path: Path  # the scene it was made from, saved beside it
+    control_path: Path  # the control overlay video beside it
+    used_model: bool  # False only for callers that fell back to the preview
+    seconds: float
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu (very slow) "
+                         "or run on a machine with a GPU (Colab: Runtime > Change runtime type > GPU)")
+    return dev
+
+
+def load_pipeline(weights: str | Path | None = None, base: str | Path | None = None, device: str = "auto",
+                  preset: str = "default", allow_download: bool = True):
+    """The LeviTor pipeline, loaded once per (weights, base, device, preset) and kept.
+
+    weights: LeviTor ControlNet (release folder, a ControlNet folder, or a saved LeviTorPipeline folder);
+    base: the SVD base (default SVD-xt). A saved LeviTorPipeline folder as ``weights`` needs no base.
+    """
+    from levitor.pipeline import LeviTorPipeline
+
+    dev = resolve_device(device)
+    key = (str(weights), str(base), str(dev), preset)
+    with _LOCK:
+        if key not in _PIPELINES:
+            dtype = torch.float16 if dev.type == "cuda" else torch.float32
+            if weights is not None and (Path(weights) / "model_index.json").is_file():
+                pipe = LeviTorPipeline.from_pretrained(weights, torch_dtype=dtype, allow_download=False)
+            else:
+                pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, controlnet=weights or LEVITOR_ID,
+                                                       torch_dtype=dtype, allow_download=allow_download)
+            pipe.apply_preset(preset, device=dev)
+            pipe.set_progress_bar_config(leave=False)
+            _PIPELINES.clear()  # one at a time: they are large
+            _PIPELINES[key] = pipe
+        return _PIPELINES[key]
+
+
+def generate(
+    scene: Scene,
+    out_dir: str | Path,
+    weights: str | Path | None = None,
+    base: str | Path | None = None,
+    device: str = "auto",
+    steps: int = 25,
+    preset: str = "default",
+    seed: int | None = None,
+    fps: int = 6,
+    callback: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    pipeline=None,
+    allow_download: bool = True,
+    name: str = "levitor",
+) -> GenerateResult:
+    """Generate the scene's video and save ``<name>.mp4``, ``<name>_control.mp4`` and ``<name>.scene.json``.
+
+    callback(step, total) is called after every denoising step (for progress bars); setting ``cancel`` stops
+    after the current step (the partly denoised video is still decoded and saved).
+    """
+    t0 = time.perf_counter()
+    scene.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scene_path = scene.save(out_dir / f"{name}.scene.json")  # first: nothing the user built is lost
+    engine = Engine(scene)
+    result = engine.update()
+    pipe = pipeline or load_pipeline(weights, base, device, preset, allow_download=allow_download)
+
+    def on_step(p, step, t, tensors):
+        if callback is not None:
+            callback(step + 1, steps)
+        if cancel is not None and cancel.is_set():
+            p._interrupt = True
+        return {}
+
+    gen = torch.Generator().manual_seed(scene.seed if seed is None else seed)
+    out = pipe(Image.fromarray(scene.image), control=result.signal, num_inference_steps=steps, generator=gen,
+               fps=fps, output_type="np", callback_on_step_end=on_step)
+    frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
+    video_path = write_video(frames, out_dir / f"{name}.mp4", fps=fps)
+    control_path = write_video(side_by_side(frames, result), out_dir / f"{name}_control.mp4", fps=fps)
+    meta = {"steps": steps, "preset": preset, "seed": scene.seed if seed is None else seed, "device": device,
+            "weights": str(weights or LEVITOR_ID), "base": str(base or SVD_XT_ID)}
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
+    return GenerateResult(video_path, frames, scene_path, control_path, True, time.perf_counter() - t0)
+
+
+def side_by_side(frames: np.ndarray, result) -> np.ndarray:
+    """Generated frames next to the control overlay (instances + points) of the same frame."""
+    out = []
+    for f, frame in enumerate(frames):
+        ctrl = overlay(result.color[f].numpy(), result.instance[f].numpy(), result.signal, f)
+        if ctrl.shape[:2] != frame.shape[:2]:
+            ctrl = np.asarray(Image.fromarray(ctrl).resize((frame.shape[1], frame.shape[0])))
+        out.append(contact_sheet([frame, ctrl], cols=2, pad=0))
+    return np.stack(out)
+
+
+def encode_scene(scene: Scene) -> torch.Tensor:
+    """The conditioning video of a scene, (F, 3, H, W)."""
+    return encode(Engine(scene).update().signal)

@@ -1,0 +1,135 @@
+"""Pictures: instance overlays with control points, contact sheets, depth and conditioning channels.
+
+Everything returns (H, W, 3) uint8 arrays (write them with PIL, show them with IPython.display, or draw them
+on a canvas); videos are written by :mod:`levitor.viz_video`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from levitor.control.signal import ControlSignal
+
+# Stops of a perceptual colormap (dark blue -> teal -> yellow), for depth and heatmaps.
+_CMAP_STOPS = np.array([[48, 18, 59], [50, 136, 189], [102, 194, 165], [230, 245, 152], [254, 224, 139],
+                        [244, 109, 67], [158, 1, 66]], dtype=np.float64)
+
+
+def instance_colors(n: int) -> np.ndarray:
+    """(n, 3) uint8 distinct colours; id 0 (no control) is grey. Deterministic: id i always has colour i."""
+    golden = 0.618033988749895
+    out = np.zeros((max(n, 1), 3), dtype=np.uint8)
+    out[0] = (128, 128, 128)
+    for i in range(1, n):
+        h = (i * golden) % 1.0
+        out[i] = _hsv_to_rgb(h, 0.75 if i % 2 else 0.55, 0.95)
+    return out
+
+
+def colormap(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """Map a 2D array to (H, W, 3) uint8 colours."""
+    v = np.asarray(values, dtype=np.float64)
+    lo = np.nanmin(v) if vmin is None else vmin
+    hi = np.nanmax(v) if vmax is None else vmax
+    t = np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1) * (len(_CMAP_STOPS) - 1)
+    i = np.minimum(t.astype(np.int64), len(_CMAP_STOPS) - 2)
+    f = (t - i)[..., None]
+    return (_CMAP_STOPS[i] * (1 - f) + _CMAP_STOPS[i + 1] * f).astype(np.uint8)
+
+
+def depth_picture(depth: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Scene depth (smaller = nearer) as colours: near is warm, far is dark."""
+    d = _np(depth)
+    return colormap(1.0 / np.maximum(d, 1e-6), vmin=1.0, vmax=float(np.max(1.0 / np.maximum(d, 1e-6))))
+
+
+def overlay(
+    image: np.ndarray | torch.Tensor,
+    instance: np.ndarray | torch.Tensor | None = None,
+    signal: ControlSignal | None = None,
+    frame: int = 0,
+    alpha: float = 0.45,
+    point_radius: float = 4.0,
+) -> np.ndarray:
+    """The image with instance colours blended in and the frame's control points drawn on top.
+
+    Points are coloured like their instance and sized by depth value (nearer = larger), with a dark outline.
+    """
+    img = _np(image).astype(np.float64)
+    if instance is not None:
+        inst = _np(instance).astype(np.int64)
+        colors = instance_colors(int(inst.max()) + 1).astype(np.float64)
+        tint = colors[np.clip(inst, 0, None)]
+        a = np.where(inst[..., None] > 0, alpha, 0.0)
+        img = img * (1 - a) + tint * a
+    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    if signal is not None and signal.num_points:
+        draw_points(out, signal, frame, point_radius)
+    return np.asarray(out)
+
+
+def draw_points(canvas: Image.Image, signal: ControlSignal, frame: int, radius: float = 4.0) -> None:
+    """Draw one frame's visible control points onto a PIL image, in place."""
+    sx, sy = canvas.width / signal.width, canvas.height / signal.height
+    colors = instance_colors(int(signal.instance.max()) + 1 if signal.num_points else 1)
+    draw = ImageDraw.Draw(canvas)
+    pts = signal.points[frame].numpy()
+    dep = signal.depth[frame].numpy()
+    vis = signal.visible[frame].numpy()
+    for (x, y), d, v, i in zip(pts, dep, vis, signal.instance.numpy()):
+        if not v:
+            continue
+        r = radius * (0.7 + 0.6 * min(float(d), 255.0) / 255.0) * max(sx, sy) ** 0.5
+        cx, cy = x * sx, y * sy
+        draw.ellipse([cx - r - 1, cy - r - 1, cx + r + 1, cy + r + 1], fill=(20, 20, 20))
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=tuple(int(c) for c in colors[i]))
+
+
+def contact_sheet(frames: Sequence[np.ndarray] | np.ndarray, cols: int = 4, labels: Sequence[str] | None = None,
+                  pad: int = 4) -> np.ndarray:
+    """Tile frames (each (H, W, 3) uint8) into one picture, optionally captioned."""
+    frames = [np.asarray(f) for f in frames]
+    if not frames:
+        raise ValueError("contact_sheet needs at least one frame")
+    h, w = frames[0].shape[:2]
+    rows = (len(frames) + cols - 1) // cols
+    cols = min(cols, len(frames))
+    sheet = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for k, f in enumerate(frames):
+        r, c = divmod(k, cols)
+        x, y = pad + c * (w + pad), pad + r * (h + pad)
+        sheet.paste(Image.fromarray(f.astype(np.uint8)), (x, y))
+        if labels is not None:
+            draw.rectangle([x, y, x + 7 * len(labels[k]) + 6, y + 14], fill=(0, 0, 0))
+            draw.text((x + 3, y + 2), labels[k], fill=(255, 255, 255))
+    return np.asarray(sheet)
+
+
+def conditioning_picture(cond: torch.Tensor, frame: int = 0) -> np.ndarray:
+    """The three conditioning channels of one frame side by side: heatmap, instance ids, depth values."""
+    c = _np(cond[frame]).astype(np.float64)
+    heat = colormap(c[0], 0, 255)
+    ids = c[1].astype(np.int64)
+    inst = instance_colors(int(ids.max()) + 1)[ids]
+    inst[ids == 0] = 0
+    dep = colormap(c[2], 0, 255)
+    dep[c[2] == 0] = 0
+    heat[c[0] == 0] = 0
+    return contact_sheet([heat, inst, dep], cols=3, labels=["heatmap", "instance id", "depth value"])
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
+    i = int(h * 6) % 6
+    f = h * 6 - int(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    r, g, b = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _np(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -1,0 +1,128 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from levitor.scene import Intrinsics, ObjectTrack, PathPoint, Scene, decode_rle, encode_rle
+from tests.conftest import make_scene
+
+
+def test_json_round_trip_is_exact(tmp_path, demo_scene):
+    s = demo_scene.copy()
+    s.camera_path = [PathPoint(10, 20, 0.5), PathPoint(30, 20, 0.4, None)]
+    s.intrinsics = Intrinsics.from_fov(s.width, s.height, 50.0)
+    s.scale, s.lam, s.seed = 2.5, 40.0, 7
+    path = s.save(tmp_path / "a" / "scene.json")
+    t = Scene.load(path)
+    np.testing.assert_array_equal(t.image, s.image)
+    np.testing.assert_array_equal(t.depth, s.depth)
+    assert len(t.masks) == len(s.masks) and all(np.array_equal(a, b) for a, b in zip(t.masks, s.masks))
+    assert t.objects == s.objects and t.camera_path == s.camera_path and t.intrinsics == s.intrinsics
+    assert (t.scale, t.lam, t.seed, t.num_frames, t.mask_sources) == (2.5, 40.0, 7, 16, s.mask_sources)
+    # saving what was loaded gives the same JSON
+    t.save(tmp_path / "b.json")
+    a, b = json.loads(path.read_text()), json.loads((tmp_path / "b.json").read_text())
+    a.pop("image_file"), a.pop("depth_file"), b.pop("image_file"), b.pop("depth_file")
+    assert a == b
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (13, 2)])
+def test_rle_round_trip(size):
+    rng = np.random.default_rng(0)
+    for m in (rng.random(size) > 0.5, np.ones(size, bool), np.zeros(size, bool)):
+        np.testing.assert_array_equal(decode_rle(encode_rle(m), size), m)
+
+
+def test_corrupt_files_name_the_field(tmp_path, demo_scene):
+    path = demo_scene.save(tmp_path / "s.json")
+    doc = json.loads(path.read_text())
+
+    def load_with(**changes):
+        d = dict(doc, **changes)
+        p = tmp_path / "x.json"
+        p.write_text(json.dumps(d))
+        return Scene.load(p)
+
+    with pytest.raises(ValueError, match="'masks'"):
+        load_with(masks=[{"size": [320, 512], "counts": [5, 6]}])
+    with pytest.raises(ValueError, match="'objects'"):
+        load_with(objects=[{"path": []}])
+    with pytest.raises(ValueError, match="'version'.*newer"):
+        load_with(version=99)
+    with pytest.raises(ValueError, match="'version'.*older"):
+        load_with(version=0)
+    with pytest.raises(ValueError, match="'image_file'"):
+        load_with(image_file="missing.png")
+    with pytest.raises(ValueError, match="'format'"):
+        load_with(format="something-else")
+    with pytest.raises(ValueError, match=r"objects\[0\].path\[0\].depth"):
+        bad = json.loads(json.dumps(doc))
+        bad["objects"][0]["path"][0]["depth"] = -1
+        load_with(**bad)
+    (tmp_path / "trunc.json").write_text(path.read_text()[:100])
+    with pytest.raises(ValueError, match="not a valid scene file"):
+        Scene.load(tmp_path / "trunc.json")
+    with pytest.raises(FileNotFoundError):
+        Scene.load(tmp_path / "nope.json")
+
+
+def test_validation_messages():
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.3), PathPoint(40, 20, float("nan"))])]
+    with pytest.raises(ValueError, match=r"path\[1\].depth must be a finite number"):
+        s.validate()
+    s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.0)])]
+    with pytest.raises(ValueError, match="depth must be > 0"):
+        s.validate()
+    s.objects = [ObjectTrack(3, [PathPoint(20, 20, 0.3)])]
+    with pytest.raises(ValueError, match="not a mask index"):
+        s.validate()
+    s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.3, 0), PathPoint(20, 20, 0.3, 99)])]
+    with pytest.raises(ValueError, match="outside 0..5"):
+        s.validate()
+    s.masks.append(np.zeros((64, 96), bool))
+    s.mask_sources.append("brush")
+    with pytest.raises(ValueError, match="empty"):
+        s.select(1)
+    with pytest.raises(ValueError, match="scale"):
+        s.objects, s.scale = [], 0.0
+        s.validate()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "I;16", "F", "P", "1"])
+def test_image_modes_become_rgb(mode):
+    img = Image.new("RGB", (40, 30), (200, 100, 50)).convert(mode)
+    s = Scene(image=img, depth=np.full((30, 40), 0.5, np.float32))
+    assert s.image.shape == (30, 40, 3) and s.image.dtype == np.uint8
+
+
+def test_bad_images_and_depths():
+    with pytest.raises(ValueError, match="at least 8x8"):
+        Scene(image=np.zeros((4, 4, 3), np.uint8), depth=np.ones((4, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        Scene(image=np.zeros((20, 20, 2), np.uint8), depth=np.ones((20, 20)))
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        Scene(image=np.zeros((20, 20, 3), np.uint8), depth=np.zeros((20, 20)))
+    with pytest.raises(ValueError, match="NaN"):
+        d = np.ones((20, 20))
+        d[3, 3] = np.nan
+        Scene(image=np.zeros((20, 20, 3), np.uint8), depth=d)
+    with pytest.raises(ValueError, match="depth map has shape"):
+        Scene(image=np.zeros((20, 20, 3), np.uint8), depth=np.ones((21, 20)))
+    with pytest.raises(ValueError, match="masks must match"):
+        Scene(image=np.zeros((20, 20, 3), np.uint8), depth=np.ones((20, 20)), masks=[np.ones((5, 5), bool)])
+
+
+def test_select_starts_at_centroid_and_median_depth():
+    s = make_scene(objects=[(10, 20, 30, 40, 0.25)])
+    obj = s.select(0)
+    assert obj.path[0].x == pytest.approx(19.5) and obj.path[0].y == pytest.approx(29.5)
+    assert obj.path[0].depth == pytest.approx(0.25)
+    assert s.select(0) is obj  # selecting twice does not duplicate
+    assert s.mask_at(15, 25) == 0 and s.mask_at(1, 1) is None and s.depth_at(15, 25) == pytest.approx(0.25)
+
+
+def test_release_intrinsics():
+    k = Intrinsics.release(512, 320)
+    assert (k.fx, k.fy, k.cx, k.cy) == (3866.378, 4538.052, 256.0, 160.0)
