@@ -90,9 +90,9 @@ def encode(
     if (H, W) != (signal.height, signal.width):
         signal = signal.scaled_to(H, W)
     F, P = signal.num_frames, signal.num_points
-    out = torch.zeros(F * H * W, NUM_CHANNELS, dtype=torch.float32)
+    out = torch.zeros(F, NUM_CHANNELS, H, W, dtype=torch.float32)
     if P == 0:
-        return out.view(F, H, W, NUM_CHANNELS).permute(0, 3, 1, 2).contiguous()
+        return out
 
     pts = signal.points.detach().cpu().to(torch.float64)
     finite = torch.isfinite(pts).all(-1)
@@ -104,7 +104,7 @@ def encode(
     keep &= (c1 > c0) & (r1 > r0)
     f_idx, p_idx = torch.nonzero(keep, as_tuple=True)  # frame-major, then track order: the drawing order
     if f_idx.numel() == 0:
-        return out.view(F, H, W, NUM_CHANNELS).permute(0, 3, 1, 2).contiguous()
+        return out
 
     h = (r1 - r0)[f_idx, p_idx]
     w = (c1 - c0)[f_idx, p_idx]
@@ -120,13 +120,18 @@ def encode(
         owners.append(sel.repeat_interleave(hh * ww))
     flat, value, owner = torch.cat(flats), torch.cat(stamps), torch.cat(owners)
     # the last point drawn over a pixel owns it (its whole square, zero stamp pixels included)
-    last = torch.full((F * H * W,), -1, dtype=torch.int64).scatter_reduce_(0, flat, owner, "amax")
-    mine = owner == last[flat]
+    owner32 = owner.to(torch.int32)
+    last = torch.full((F * H * W,), -1, dtype=torch.int32).scatter_reduce_(0, flat, owner32, "amax")
+    mine = torch.nonzero(owner32 == last[flat]).squeeze(1)
     flat, value, owner = flat[mine], value[mine], owner[mine]
     on = (value > 0).to(torch.float32)
     ids = signal.instance.cpu().to(torch.float32)[p_idx[owner]]
     dep = signal.depth.cpu().to(torch.float32)[f_idx[owner], p_idx[owner]]
-    out[flat, HEATMAP] = value
-    out[flat, INSTANCE] = ids * on
-    out[flat, DEPTH] = dep * on
-    return out.view(F, H, W, NUM_CHANNELS).permute(0, 3, 1, 2).contiguous()
+    hw = H * W
+    frame = flat // hw
+    base = frame * (NUM_CHANNELS * hw) + (flat - frame * hw)  # index into (F, C, H*W)
+    o = out.view(-1)
+    o[base + HEATMAP * hw] = value
+    o[base + INSTANCE * hw] = ids * on
+    o[base + DEPTH * hw] = dep * on
+    return out

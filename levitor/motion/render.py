@@ -102,29 +102,40 @@ def splat(
     # index, so a single amin finds the nearest point and, among equals, the latest one
     z32 = z.to(torch.float32).clamp(min=torch.finfo(torch.float32).tiny)
     point_key = (z32.view(torch.int32).to(torch.int64) << 32) | ((2**32 - 1) - torch.arange(m))
-    bad = ~(z > 0)
+    good = z > 0
     flats, pkeys = [], []
     for s in range(1, int(footprint.max()) + 1):
-        sel = torch.nonzero(footprint == s).squeeze(1)
+        sel = torch.nonzero((footprint == s) & good).squeeze(1)
         if sel.numel() == 0:
             continue
         # top-left pixel of the s x s block centred on the point (s = 1: the pixel containing it)
         p_xy = xy[sel]
-        x0 = torch.floor(p_xy[:, 0] + 0.5 - (s - 1) / 2.0).to(torch.int64)
-        y0 = torch.floor(p_xy[:, 1] + 0.5 - (s - 1) / 2.0).to(torch.int64)
-        p_f, p_key, p_bad = frame[sel], point_key[sel], bad[sel]
-        if s > 1:
-            off = torch.arange(s)
-            x0 = (x0[:, None, None] + off[None, None, :]).expand(-1, s, s).reshape(-1)
-            y0 = (y0[:, None, None] + off[None, :, None]).expand(-1, s, s).reshape(-1)
-            p_f, p_key, p_bad = (t.repeat_interleave(s * s) for t in (p_f, p_key, p_bad))
-        off_image = (x0 < 0) | (x0 >= width) | (y0 < 0) | (y0 >= height) | p_bad
-        flats.append(torch.where(off_image, n_pix, (p_f * height + y0) * width + x0))  # n_pix: a trash slot
-        pkeys.append(p_key)
+        x0 = torch.floor(p_xy[:, 0] + (0.5 - (s - 1) / 2.0)).to(torch.int64)
+        y0 = torch.floor(p_xy[:, 1] + (0.5 - (s - 1) / 2.0)).to(torch.int64)
+        inside = (x0 >= 0) & (x0 <= width - s) & (y0 >= 0) & (y0 <= height - s)
+        p_f, p_key = frame[sel], point_key[sel]
+        base = (p_f * height + y0) * width + x0
+        if s == 1:
+            flats.append(base[inside])
+            pkeys.append(p_key[inside])
+            continue
+        dy, dx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+        offsets = (dy * width + dx).reshape(-1)
+        # blocks fully inside the image: one pass, no per-pixel bounds checks
+        flats.append((base[inside, None] + offsets).reshape(-1))
+        pkeys.append(p_key[inside, None].expand(-1, s * s).reshape(-1))
+        edge = torch.nonzero(~inside).squeeze(1)  # blocks cut by the border: check each pixel
+        if edge.numel():
+            ex = (x0[edge, None] + dx.reshape(-1)).reshape(-1)
+            ey = (y0[edge, None] + dy.reshape(-1)).reshape(-1)
+            ok = (ex >= 0) & (ex < width) & (ey >= 0) & (ey < height)
+            ef = p_f[edge, None].expand(-1, s * s).reshape(-1)
+            flats.append(((ef * height + ey) * width + ex)[ok])
+            pkeys.append(p_key[edge, None].expand(-1, s * s).reshape(-1)[ok])
     flat, pkey = torch.cat(flats), torch.cat(pkeys)
-    keys = torch.full((n_pix + 1,), torch.iinfo(torch.int64).max, dtype=torch.int64)
+    keys = torch.full((n_pix,), torch.iinfo(torch.int64).max, dtype=torch.int64)
     keys.scatter_reduce_(0, flat, pkey, reduce="amin", include_self=True)
-    won = torch.nonzero((keys[flat] == pkey) & (flat < n_pix)).squeeze(1)  # exactly one entry per pixel
+    won = torch.nonzero(keys[flat] == pkey).squeeze(1)  # exactly one entry per covered pixel
     flat, pkey = flat[won], pkey[won]
     point = (2**32 - 1) - (pkey & (2**32 - 1))
     zw = (pkey >> 32).to(torch.int32).view(torch.float32)
