@@ -123,3 +123,11 @@ def test_bad_inputs():
         control_from_masks(torch.zeros(2, 4, 4, dtype=torch.int64), torch.zeros(2, 4, 5))
     sig = control_from_masks(torch.zeros(2, 8, 8, dtype=torch.int64), torch.ones(2, 8, 8))
     assert sig.num_points == 0 and sig.points.shape == (2, 0, 2)
+
+
+def test_compute_k_function_form():
+    from levitor.control.points import compute_k
+
+    assert compute_k([16384] * 3, 320, 512) == 5  # 16384 / 163840 * 50 = 5
+    assert compute_k([16384, 0, 100], 320, 512, scale=0.25) == 1
+    assert compute_k([1000], 320, 512, moved=True, scale=2) == 6

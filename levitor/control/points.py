@@ -46,6 +46,20 @@ class KRule:
 KMEANS_MIN_SHIFT = 0.25  # pixels^2: stop once the centres move less than this in total (they are truncated to ints)
 
 
+def compute_k(
+    areas: Iterable[int],
+    height: int,
+    width: int,
+    moved: bool = False,
+    lam: float = 50.0,
+    k_max: int = 8,
+    k_min: int = 3,
+    scale: float = 1.0,
+) -> int:
+    """The number of control points of one object from its per-frame pixel areas (see :class:`KRule`)."""
+    return KRule(lam=lam, k_max=k_max, k_min=k_min, scale=scale)(areas, height * width, moved=moved)
+
+
 def release_init(samples: torch.Tensor, k: int) -> torch.Tensor:
     """The release's K-means init: samples at indices L//2, L//2 + L, ... with L = n // k. samples: (n, 2)."""
     n = samples.shape[0]
