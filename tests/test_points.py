@@ -131,3 +131,20 @@ def test_compute_k_function_form():
     assert compute_k([16384] * 3, 320, 512) == 5  # 16384 / 163840 * 50 = 5
     assert compute_k([16384, 0, 100], 320, 512, scale=0.25) == 1
     assert compute_k([1000], 320, 512, moved=True, scale=2) == 6
+
+
+def test_compiled_kmeans_matches_torch():
+    from levitor.motion import _kernels
+
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed: only the torch K-means runs")
+    x = torch.from_numpy(np.stack([_blobs(s, 600) for s in range(3)]))
+    valid = torch.ones(3, 600, dtype=torch.bool)
+    valid[1, 450:] = False
+    init = torch.stack([release_init(x[b][valid[b]], 5) for b in range(3)])
+    kv = torch.ones(3, 5, dtype=torch.bool)
+    kv[2, 3:] = False
+    a = kmeans(x, valid, init, kv, use_kernel=True)
+    b = kmeans(x, valid, init, kv, use_kernel=False)
+    torch.testing.assert_close(a[2], b[2], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(a[0][kv], b[0][kv], rtol=0, atol=1e-2)

@@ -15,6 +15,7 @@ import torch
 
 from levitor.control.signal import ControlSignal
 from levitor.depth import disparity_from_depth
+from levitor.motion import _kernels
 
 
 @dataclass
@@ -76,6 +77,7 @@ def kmeans(
     tol: float = 1e-4,
     min_shift: float = 0.0,
     return_labels: bool = False,
+    use_kernel: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Batched Lloyd's K-means (sklearn's algorithm and stopping rule), padded, for 2-D pixel coordinates.
 
@@ -85,9 +87,11 @@ def kmeans(
     points are truncated to whole pixels, so finer convergence changes nothing the model sees).
     Ties go to the lower centre index, as in sklearn.
     Returns centres (B, K, 2) float64, labels (B, N) (-1 for padding; None unless ``return_labels``) and
-    inertia (B,) float64.
+    inertia (B,) float64. ``use_kernel``: run each row as a compiled loop when numba is installed.
     """
     B, N, _ = x.shape
+    if use_kernel and _kernels.HAVE_NUMBA and not return_labels:
+        return _kmeans_compiled(x, valid, init, k_valid, max_iter, tol, min_shift)
     w = valid.to(torch.float32)
     n_valid = w.sum(1).clamp(min=1)
     xf = x.to(torch.float32)
@@ -138,6 +142,22 @@ def kmeans(
     labels = torch.where(valid, owner.to(torch.int8).argmax(1), -1) if return_labels else None
     inertia = min_d.nan_to_num(0.0).to(torch.float64).sum(1)
     return c, labels, inertia
+
+
+def _kmeans_compiled(x, valid, init, k_valid, max_iter, tol, min_shift):
+    """The same algorithm row by row in the compiled loop (float64 throughout)."""
+    c = init.to(torch.float64).clone()
+    inertia = torch.zeros(x.shape[0], dtype=torch.float64)
+    for b in range(x.shape[0]):
+        xb = x[b][valid[b]].to(torch.float64).contiguous().numpy()
+        if xb.shape[0] == 0:
+            continue
+        tol_abs = max(tol * float(xb.var(0).mean()), min_shift)
+        k = int(k_valid[b].sum())
+        cb = c[b, :k].contiguous().numpy()
+        inertia[b] = _kernels.lloyd(xb, cb, max_iter, tol_abs)
+        c[b, :k] = torch.from_numpy(cb)
+    return c, None, inertia
 
 
 @dataclass

@@ -1,0 +1,189 @@
+"""Optional compiled kernels (numba) for the engine's hot loops; the pure-torch versions stay the reference.
+
+A z-buffer is a loop over points with a compare per pixel: as a compiled loop it costs a few nanoseconds a
+point, while the vectorised torch version (scatter_reduce over packed keys) pays for several passes over
+large index arrays. numba is optional: without it, or with ``LEVITOR_NO_NUMBA=1``, the torch paths run.
+Both give identical results (tests compare them).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:  # pragma: no cover - depends on the environment
+    if os.environ.get("LEVITOR_NO_NUMBA", "") not in ("", "0"):
+        raise ImportError("disabled by LEVITOR_NO_NUMBA")
+    import numba
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover
+    numba = None
+    HAVE_NUMBA = False
+
+
+def _zbuffer_py(x, y, z, frame, footprint, num_frames, height, width, zbuf, win):
+    """For each point in order, cover its s x s block; the nearest point wins, the later one on ties."""
+    for i in range(x.shape[0]):
+        zi = z[i]
+        if not zi > 0:
+            continue
+        s = footprint[i]
+        half = np.float32(0.5 - (s - 1) / 2.0)  # float32 arithmetic, as the torch path
+        x0 = int(np.floor(x[i] + half))
+        y0 = int(np.floor(y[i] + half))
+        base = frame[i] * height * width
+        for dy in range(s):
+            yy = y0 + dy
+            if yy < 0 or yy >= height:
+                continue
+            for dx in range(s):
+                xx = x0 + dx
+                if xx < 0 or xx >= width:
+                    continue
+                p = base + yy * width + xx
+                if zi <= zbuf[p]:
+                    zbuf[p] = zi
+                    win[p] = i
+
+
+if HAVE_NUMBA:  # pragma: no branch
+    _zbuffer = numba.njit(cache=True, nogil=True)(_zbuffer_py)
+else:  # pragma: no cover
+    _zbuffer = None
+
+
+def zbuffer(x: np.ndarray, y: np.ndarray, z: np.ndarray, frame: np.ndarray, footprint: np.ndarray,
+            num_frames: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense z-buffer: zbuf (F*H*W,) float32 (inf where empty) and winner (F*H*W,) int64 (-1 where empty)."""
+    n = num_frames * height * width
+    zbuf = np.full(n, np.inf, dtype=np.float32)
+    win = np.full(n, -1, dtype=np.int64)
+    _zbuffer(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.float32),
+             np.ascontiguousarray(z, np.float32), np.ascontiguousarray(frame, np.int64),
+             np.ascontiguousarray(footprint, np.int64), num_frames, height, width, zbuf, win)
+    return zbuf, win
+
+
+def _render_movers_py(px, py, z0, owner, tracks, fx, fy, cx, cy, min_z, max_fp, height, width,
+                      ids, colors, out_inst, out_depth, out_color, zbuf, win):
+    """Move every mover pixel along its track (2D shift, then depth change), z-buffer it, and composite
+    the winners over the static layer where they are nearer. Same arithmetic as lift.move + render."""
+    num_frames = tracks.shape[1]
+    hw = height * width
+    for f in range(num_frames):
+        for i in range(px.shape[0]):
+            m = owner[i]
+            dx = np.float32(tracks[m, f, 0] - tracks[m, 0, 0])
+            dy = np.float32(tracks[m, f, 1] - tracks[m, 0, 1])
+            dd = np.float32(tracks[m, f, 2] - tracks[m, 0, 2])
+            zi = z0[i]
+            x3 = (px[i] + dx - cx) * zi / fx
+            y3 = (py[i] + dy - cy) * zi / fy
+            z = zi + dd
+            if z < min_z:
+                z = min_z
+            u = fx * x3 / z + cx
+            v = fy * y3 / z + cy
+            s = int(np.ceil(zi / z - np.float32(1e-6)))
+            if s < 1:
+                s = 1
+            if s > max_fp:
+                s = max_fp
+            half = np.float32(0.5 - (s - 1) / 2.0)
+            x0 = int(np.floor(u + half))
+            y0 = int(np.floor(v + half))
+            base = f * hw
+            for ddy in range(s):
+                yy = y0 + ddy
+                if yy < 0 or yy >= height:
+                    continue
+                for ddx in range(s):
+                    xx = x0 + ddx
+                    if xx < 0 or xx >= width:
+                        continue
+                    p = base + yy * width + xx
+                    if z <= zbuf[p]:
+                        zbuf[p] = z
+                        win[p] = i
+    for p in range(zbuf.shape[0]):
+        i = win[p]
+        if i >= 0 and zbuf[p] < out_depth[p]:  # out_depth holds the static layer until a mover wins
+            out_inst[p] = ids[i]
+            out_depth[p] = zbuf[p]
+            for c in range(3):
+                out_color[p, c] = colors[i, c]
+
+
+if HAVE_NUMBA:  # pragma: no branch
+    _render_movers = numba.njit(cache=True, nogil=True)(_render_movers_py)
+else:  # pragma: no cover
+    _render_movers = None
+
+
+def render_movers(px, py, z0, owner, tracks, K, min_z, max_fp, ids, colors, out_inst, out_depth, out_color) -> None:
+    """Fused move + z-buffer + composite into the (F, H, W) outputs, in place (numpy arrays)."""
+    F, H, W = out_inst.shape
+    zbuf = np.full(F * H * W, np.inf, dtype=np.float32)
+    win = np.full(F * H * W, -1, dtype=np.int64)
+    f32 = np.float32
+    _render_movers(px, py, z0, owner, tracks, f32(K.fx), f32(K.fy), f32(K.cx), f32(K.cy), f32(min_z), max_fp,
+                   H, W, ids, colors, out_inst.reshape(-1), out_depth.reshape(-1),
+                   out_color.reshape(-1, 3), zbuf, win)
+
+
+def _lloyd_py(x, c, max_iter, tol_abs):
+    """Lloyd's K-means on one object's samples, in place on the centres c (K, 2); sklearn's rules: ties go to
+    the lower index, an empty cluster moves to the sample farthest from its centre, stop when the summed
+    squared centre shift is at most tol_abs. Returns the inertia."""
+    n, k = x.shape[0], c.shape[0]
+    labels = np.zeros(n, dtype=np.int64)
+    dist = np.zeros(n, dtype=np.float64)
+    sums = np.zeros((k, 2), dtype=np.float64)
+    counts = np.zeros(k, dtype=np.int64)
+    for _ in range(max_iter):
+        sums[:] = 0.0
+        counts[:] = 0
+        for i in range(n):
+            best, arg = np.inf, 0
+            for j in range(k):
+                ddx = x[i, 0] - c[j, 0]
+                ddy = x[i, 1] - c[j, 1]
+                d = ddx * ddx + ddy * ddy
+                if d < best:
+                    best, arg = d, j
+            labels[i] = arg
+            dist[i] = best
+            sums[arg, 0] += x[i, 0]
+            sums[arg, 1] += x[i, 1]
+            counts[arg] += 1
+        shift = 0.0
+        for j in range(k):
+            if counts[j] > 0:
+                nx, ny = sums[j, 0] / counts[j], sums[j, 1] / counts[j]
+            else:  # relocate an empty cluster to the farthest sample
+                far = np.argmax(dist)
+                nx, ny = x[far, 0], x[far, 1]
+                dist[far] = 0.0
+            shift += (nx - c[j, 0]) ** 2 + (ny - c[j, 1]) ** 2
+            c[j, 0], c[j, 1] = nx, ny
+        if shift <= tol_abs:
+            break
+    inertia = 0.0
+    for i in range(n):
+        best = np.inf
+        for j in range(k):
+            ddx = x[i, 0] - c[j, 0]
+            ddy = x[i, 1] - c[j, 1]
+            d = ddx * ddx + ddy * ddy
+            if d < best:
+                best = d
+        inertia += best
+    return inertia
+
+
+if HAVE_NUMBA:  # pragma: no branch
+    lloyd = numba.njit(cache=True, nogil=True)(_lloyd_py)
+else:  # pragma: no cover
+    lloyd = None
