@@ -115,3 +115,16 @@ def test_empty_signal():
 def test_nan_points_are_skipped_not_crashing():
     enc = encode(signal_of([[float("nan"), 5.0], [20, 20]], [1, 2], [3.0, 4.0]))
     assert enc[0, INSTANCE].max() == 2
+
+
+def test_compiled_drawing_matches_torch():
+    from levitor.motion import _kernels
+
+    if not _kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed: only the torch drawing runs")
+    g = torch.Generator().manual_seed(1)
+    pts = torch.rand(3, 40, 2, generator=g) * torch.tensor([90.0, 70.0]) - 5
+    sig = ControlSignal(pts, torch.randint(0, 256, (3, 40), generator=g).float(), torch.arange(1, 41),
+                        torch.rand(3, 40, generator=g) > 0.2, 64, 80)
+    for r in (10, 3):
+        assert torch.equal(encode(sig, radius=r, use_kernel=True), encode(sig, radius=r, use_kernel=False))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from levitor.control.signal import ControlSignal
+from levitor.motion import _kernels
 
 HEATMAP, INSTANCE, DEPTH = 0, 1, 2
 NUM_CHANNELS = 3
@@ -71,15 +72,28 @@ def stamp(height: int, width: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+@lru_cache(maxsize=4)
+def _stamp_atlas(radius: int) -> np.ndarray:
+    """Every stamp a point of this radius can need: atlas[h, w, :h, :w] = stamp(h, w)."""
+    n = 2 * radius
+    atlas = np.zeros((n + 1, n + 1, n, n), dtype=np.float32)
+    for h in range(1, n + 1):
+        for w in range(1, n + 1):
+            atlas[h, w, :h, :w] = stamp(h, w)
+    return atlas
+
+
 def encode(
     signal: ControlSignal,
     height: int | None = None,
     width: int | None = None,
     radius: int = GAUSSIAN_RADIUS,
+    use_kernel: bool = True,
 ) -> torch.Tensor:
     """Draw the control signal as the (F, 3, H, W) float32 conditioning video (layout in the module doc).
 
     ``height``/``width`` default to the signal's; a different size rescales the points first.
+    ``use_kernel``: draw with the compiled loop when numba is installed (the same values).
     """
     H = signal.height if height is None else int(height)
     W = signal.width if width is None else int(width)
@@ -104,6 +118,13 @@ def encode(
     keep &= (c1 > c0) & (r1 > r0)
     f_idx, p_idx = torch.nonzero(keep, as_tuple=True)  # frame-major, then track order: the drawing order
     if f_idx.numel() == 0:
+        return out
+    if use_kernel and _kernels.HAVE_NUMBA:  # the same drawing as a compiled loop over points
+        _kernels.draw_stamps(
+            out.numpy(), f_idx.numpy(), p_idx.numpy(), r0[f_idx, p_idx].numpy(), r1[f_idx, p_idx].numpy(),
+            c0[f_idx, p_idx].numpy(), c1[f_idx, p_idx].numpy(), _stamp_atlas(radius),
+            signal.instance.cpu().to(torch.float32).numpy(), signal.depth.detach().cpu().to(torch.float32).numpy(),
+        )
         return out
 
     h = (r1 - r0)[f_idx, p_idx]

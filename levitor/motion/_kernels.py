@@ -187,3 +187,25 @@ if HAVE_NUMBA:  # pragma: no branch
     lloyd = numba.njit(cache=True, nogil=True)(_lloyd_py)
 else:  # pragma: no cover
     lloyd = None
+
+
+def _draw_stamps_py(out, fidx, pidx, r0, r1, c0, c1, atlas, ids, depth):
+    """Draw points in order: each writes its whole (clipped, squashed) stamp square into the three channels,
+    overwriting what earlier points wrote there. out: (F, 3, H, W) float32, zeroed."""
+    for j in range(fidx.shape[0]):
+        f, p = fidx[j], pidx[j]
+        h, w = r1[j] - r0[j], c1[j] - c0[j]
+        inst, dep = ids[p], depth[f, p]
+        for yy in range(h):
+            for xx in range(w):
+                v = atlas[h, w, yy, xx]
+                on = 1.0 if v > 0 else 0.0
+                out[f, 0, r0[j] + yy, c0[j] + xx] = v
+                out[f, 1, r0[j] + yy, c0[j] + xx] = inst * on
+                out[f, 2, r0[j] + yy, c0[j] + xx] = dep * on
+
+
+if HAVE_NUMBA:  # pragma: no branch
+    draw_stamps = numba.njit(cache=True, nogil=True)(_draw_stamps_py)
+else:  # pragma: no cover
+    draw_stamps = None
