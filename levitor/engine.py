@@ -41,9 +41,10 @@ class EngineResult:
 class Engine:
     """Caching wrapper around the engine's pure functions for one (mutable) scene."""
 
-    def __init__(self, scene: Scene, init: str = "warm"):
+    def __init__(self, scene: Scene, init: str = "warm", backend: str = "auto"):
         self.scene = scene
         self.init = init  # K-means init: "warm" (temporally stable) or "release"
+        self.backend = backend  # renderer: "auto", "numba", "torch" or "pytorch3d" (see motion.render.render)
         self._instances: tuple[str, InstanceMap] | None = None
         self._static: tuple[str, StaticLayer] | None = None
         self._render: tuple[str, RenderResult, list[np.ndarray]] | None = None
@@ -110,7 +111,7 @@ class Engine:
             if self._static is None or self._static[0] != static_key:  # paths don't change the static layer
                 self._static = (static_key, static_layer(
                     torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers))
-            result = render_scene(s, inst, tracks, movers=movers, static=self._static[1])
+            result = render_scene(s, inst, tracks, movers=movers, static=self._static[1], backend=self.backend)
             self._render = (key, result, tracks)
             self._control = None
         return self._render[1], self._render[2]
@@ -190,6 +191,7 @@ def render_scene(
     tracks: list[np.ndarray],
     movers: list[Mover] | None = None,
     static: StaticLayer | None = None,
+    backend: str = "auto",
 ) -> RenderResult:
     """Lift the selected objects, move them along their tracks and render every frame."""
     movers = scene_movers(scene, inst, tracks) if movers is None else movers
@@ -197,7 +199,7 @@ def render_scene(
     if scene.camera_path:
         camera = torch.as_tensor(interpolate_path(scene.camera_path, scene.num_frames, scene.interpolation))
     return render(torch.from_numpy(scene.image), torch.from_numpy(scene.depth), torch.from_numpy(inst.ids),
-                  movers, scene.camera(), scene.num_frames, camera, static=static)
+                  movers, scene.camera(), scene.num_frames, camera, static=static, backend=backend)
 
 
 def _array_key(a: np.ndarray) -> str:

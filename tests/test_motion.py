@@ -199,8 +199,34 @@ def test_compiled_render_matches_torch(demo_scene):
     movers = scene_movers(s, inst, tracks)
     args = (torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers, s.camera(),
             s.num_frames)
-    a = render(*args, use_kernel=True)
-    b = render(*args, use_kernel=False)
+    a = render(*args, backend="numba")
+    b = render(*args, backend="torch")
     differ = (a.instance != b.instance).sum().item()
     assert differ <= 1e-5 * a.instance.numel()  # float rounding may flip a boundary pixel, nothing more
     assert (a.instance == b.instance).float().mean() > 0.99999
+
+
+def test_pytorch3d_backend_agrees_where_installed(demo_scene):
+    pytest.importorskip("pytorch3d")
+    from levitor.engine import scene_movers
+    from levitor.instances import assemble_instance_map
+    from levitor.motion.lift import interpolate_path
+    from levitor.motion.render import render
+
+    s = demo_scene
+    inst = assemble_instance_map(s.masks, [o.mask_index for o in s.objects])
+    movers = scene_movers(s, inst, [interpolate_path(o.path, s.num_frames) for o in s.objects])
+    args = (torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers, s.camera(),
+            s.num_frames)
+    a, b = render(*args, backend="pytorch3d"), render(*args, backend="torch")
+    for i in inst.id_of_mask:
+        area_a, area_b = (a.instance == i).sum((1, 2)).float(), (b.instance == i).sum((1, 2)).float()
+        assert torch.all((area_a - area_b).abs() <= 0.15 * area_b + 50)  # the release's radius is a bit larger
+
+
+def test_unknown_backend_is_a_clear_error(demo_scene):
+    from levitor.motion.render import render
+
+    with pytest.raises(ValueError, match="backend must be one of"):
+        render(torch.zeros(8, 8, 3, dtype=torch.uint8), torch.ones(8, 8), torch.zeros(8, 8, dtype=torch.int64), [],
+               demo_scene.camera(), 2, backend="opengl")

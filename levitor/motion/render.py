@@ -23,6 +23,7 @@ from levitor.motion import _kernels
 from levitor.motion.lift import MIN_Z, move
 from levitor.scene import Intrinsics
 
+BACKENDS = ("auto", "numba", "torch", "pytorch3d")
 HOLE = -1  # instance id of a pixel that nothing covers (before hole filling)
 MAX_FOOTPRINT = 6  # a splat covers at most 6x6 pixels: enough for objects magnified up to 6x
 STRIP_ROWS = 5  # the release's hole-fill strip: up to 5 rows above the object's top ...
@@ -186,7 +187,7 @@ def render(
     num_frames: int,
     camera_track: torch.Tensor | None = None,
     static: StaticLayer | None = None,
-    use_kernel: bool = True,
+    backend: str = "auto",
 ) -> RenderResult:
     """Render the moved scene for ``num_frames`` frames.
 
@@ -194,8 +195,14 @@ def render(
     (0 = uncontrolled). ``movers`` are the selected objects; their pixels are removed from the static layer
     and splatted per frame. ``camera_track`` (F, 3), if given, moves the static layer the same way.
     ``static`` is :func:`static_layer` of the same inputs, if the caller kept it from an earlier render.
-    ``use_kernel``: use the compiled loop when numba is installed (same result, several times faster).
+    ``backend``: "numba" (a compiled loop; "auto" picks it when numba is installed), "torch" (vectorised,
+    the same result), or "pytorch3d" (its point rasterizer with the release's splat radius, when installed;
+    slow on CPU).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = "numba" if _kernels.HAVE_NUMBA else "torch"
     H, W = instance.shape
     static = static or static_layer(image, depth, instance, movers)
     if camera_track is not None and _moves(camera_track):
@@ -209,7 +216,7 @@ def render(
     if not movers:
         return RenderResult(st_inst, st_depth, st_color)
 
-    if use_kernel and _kernels.HAVE_NUMBA:  # the same steps, fused in one compiled loop
+    if backend == "numba":  # the same steps, fused in one compiled loop
         _kernels.render_movers(
             torch.cat([mv.pixels[:, 0] for mv in movers]).float().numpy(),
             torch.cat([mv.pixels[:, 1] for mv in movers]).float().numpy(),
@@ -233,7 +240,10 @@ def render(
     fp = torch.cat(fp_list, dim=1)
     n_tot = xy.shape[1]
     frame = torch.arange(num_frames).repeat_interleave(n_tot)
-    sp = splat(xy.reshape(-1, 2), z.reshape(-1), frame, num_frames, H, W, fp.reshape(-1))
+    if backend == "pytorch3d":
+        sp = _splat_pytorch3d(xy, z, torch.cat([mv.depth.float() for mv in movers]), H, W)
+    else:
+        sp = splat(xy.reshape(-1, 2), z.reshape(-1), frame, num_frames, H, W, fp.reshape(-1), use_kernel=False)
 
     # composite, touching only the pixels the movers reached: a moving point takes a pixel where it is
     # nearer than the static layer there
@@ -246,6 +256,31 @@ def render(
     st_depth.view(-1)[hit] = zh
     st_color.view(-1, 3)[hit] = cols[src]
     return RenderResult(st_inst, st_depth, st_color)
+
+
+RELEASE_POINT_RADIUS = 0.011  # NDC: the release's pytorch3d splat radius, grown as an object approaches
+
+
+def _splat_pytorch3d(xy: torch.Tensor, z: torch.Tensor, z0: torch.Tensor, H: int, W: int) -> Splat:
+    """The optional pytorch3d backend: its point rasterizer, one point cloud per frame, nearest point kept.
+
+    xy (F, N, 2) pixels, z (F, N) moved depth, z0 (N,) first-frame depth. pytorch3d's NDC: +x left, +y up,
+    the shorter side spans [-1, 1]; a point's radius is max(0.011 - (z - z0), 0.011) as in the release.
+    """
+    from pytorch3d.renderer.points import rasterize_points
+    from pytorch3d.structures import Pointclouds
+
+    F, N, _ = xy.shape
+    m = float(min(H, W))
+    x_ndc = (W / m) * (1 - (2 * xy[..., 0] + 1) / W)
+    y_ndc = (H / m) * (1 - (2 * xy[..., 1] + 1) / H)
+    pts = torch.stack([x_ndc, y_ndc, z], dim=-1).float()
+    radius = torch.clamp(RELEASE_POINT_RADIUS - (z - z0[None]), min=RELEASE_POINT_RADIUS).reshape(-1)
+    idx, zbuf, _ = rasterize_points(Pointclouds(points=list(pts)), image_size=(H, W), radius=radius,
+                                    points_per_pixel=1)
+    idx = idx[..., 0].reshape(-1)  # packed index f * N + i, -1 where empty
+    hit = torch.nonzero(idx >= 0).squeeze(1)
+    return Splat(hit, idx[hit].long(), zbuf[..., 0].reshape(-1)[hit].float(), (F, H, W))
 
 
 def _moves(track: torch.Tensor) -> bool:
