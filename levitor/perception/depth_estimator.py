@@ -1,0 +1,183 @@
+"""Relative depth for a photo with DepthAnythingV2 (transformers' ``DepthAnythingForDepthEstimation``).
+
+Convention (see :mod:`levitor.depth`): the model predicts relative *inverse* depth (larger = nearer). Like the
+release, :meth:`DepthEstimator.estimate_disparity` min-max normalises it to uint8 0..255 (255 = the nearest pixel
+of this photo, 0 = the farthest), and :meth:`DepthEstimator.estimate` returns the scene depth ``1 / disparity``
+(0 -> 1): float32 in (0, 1], **smaller = nearer**, 1 = the farthest pixel.
+
+Why that scale reads naturally on a depth slider: scene depth is proportional to true distance (up to the
+unknown scale of a relative model), so an object at 0.02 moved to 0.01 is twice as near and appears twice as
+large, and the farthest background sits at 1. Only ratios and changes matter, never absolute values.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from levitor.depth import depth_from_disparity, disparity_u8_from_relative
+from levitor.perception.cache import FeatureCache, default_cache, image_hash
+from levitor.perception.loading import (
+    DEPTH_ALIASES,
+    DEPTH_MODELS,
+    load_once,
+    missing_weights_error,
+    resolve_model,
+    weights_fingerprint,
+)
+from levitor.perception.segmenter import flush_denormals
+from levitor.scene import _as_rgb_uint8
+
+RELEASE_INPUT_SIZE = 512  # the release demo's DepthAnythingV2 input size (the model's own default is 518)
+PATCH = 14  # DINOv2 patch size: the network input must be a multiple of it
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEPTH_SOURCE = "depth-anything-v2"  # the Scene.depth_source this estimator writes
+
+
+class DepthEstimator:
+    """DepthAnythingV2 behind a cache: ``estimate(image)`` gives the scene depth at the image's resolution.
+
+    >>> est = DepthEstimator.load("small")          # or "base", "large", a hub id, or a folder
+    >>> depth = est.estimate(image)                 # (H, W) float32 in (0, 1], smaller = nearer
+    >>> disparity = est.estimate_disparity(image)   # (H, W) uint8, 255 = nearest (what the release stores)
+    """
+
+    source = DEPTH_SOURCE
+
+    def __init__(
+        self,
+        model: Any,
+        input_size: int = RELEASE_INPUT_SIZE,
+        image_mean: tuple[float, float, float] = IMAGENET_MEAN,
+        image_std: tuple[float, float, float] = IMAGENET_STD,
+        cache: FeatureCache | None = None,
+        model_key: str | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if input_size < PATCH:
+            raise ValueError(
+                f"input_size must be >= {PATCH} (one DINOv2 patch), got {input_size}; 518 or 512 are usual"
+            )
+        self.model = model
+        self.input_size = int(input_size)
+        self.image_mean = tuple(float(v) for v in image_mean)
+        self.image_std = tuple(float(v) for v in image_std)
+        self.cache = cache if cache is not None else default_cache()
+        self.model_key = model_key or f"mem-{id(model)}"  # an unsaved model never shares cache entries
+        if device is not None and hasattr(model, "to"):
+            model.to(device)
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | os.PathLike = "large",
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        input_size: int = RELEASE_INPUT_SIZE,
+        cache: FeatureCache | None = None,
+        reuse: bool = True,
+    ) -> "DepthEstimator":
+        """Load DepthAnythingV2 from a short name (``small``, ``base``, ``large``), a hub id, or a local folder.
+
+        Raises :class:`~levitor.perception.loading.MissingWeightsError` (saying what to download and where)
+        when the weights are not on this machine. With ``reuse`` a model already loaded in this process (same
+        weights, device and dtype) is returned at once, so re-running the cell is instant.
+        """
+        from transformers import DepthAnythingForDepthEstimation
+
+        resolved = resolve_model(name_or_path, DEPTH_MODELS, DEPTH_ALIASES)
+        kwargs: dict[str, Any] = {"local_files_only": resolved.local_files_only}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+        key = f"{resolved.source}|{weights_fingerprint(resolved.source) if resolved.is_local_path else ''}|{dtype}"
+
+        def load() -> Any:
+            try:
+                model = DepthAnythingForDepthEstimation.from_pretrained(resolved.source, **kwargs)
+            except OSError as e:
+                raise missing_weights_error(resolved, "DepthAnythingV2", e) from None
+            return model.eval().to(device)
+
+        model = load_once(f"depth|{key}|{device}", load, reuse)
+        mean, std = _processor_normalisation(resolved.source, resolved.local_files_only)
+        return cls(model, input_size, mean, std, cache, model_key=key)
+
+    # ------------------------------------------------------------------ public API
+    def estimate_relative(self, image: Any) -> np.ndarray:
+        """The model's raw relative inverse depth (larger = nearer, arbitrary scale), (H, W) float32. Cached."""
+        rgb = _as_rgb_uint8(image)
+        key = f"depth|{self.model_key}|{self.input_size}|{self.image_mean}|{self.image_std}|{image_hash(rgb)}"
+        relative = self.cache.get_or_compute(key, lambda: self._infer(rgb))
+        return relative.numpy()
+
+    def estimate_disparity(self, image: Any) -> np.ndarray:
+        """(H, W) uint8 disparity, min-max normalised as in the release: 255 = nearest pixel, 0 = farthest."""
+        return disparity_u8_from_relative(self.estimate_relative(image))
+
+    def estimate(self, image: Any) -> np.ndarray:
+        """(H, W) float32 scene depth in (0, 1], smaller = nearer: ``1 / disparity`` with 0 -> 1."""
+        return depth_from_disparity(self.estimate_disparity(image)).astype(np.float32)
+
+    __call__ = estimate
+
+    # ------------------------------------------------------------------ internals
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (h, w) the network sees: the image scaled so its *shorter* side reaches ``input_size``
+        (aspect kept), each side rounded to a multiple of 14 and never below ``input_size``."""
+        scale = max(self.input_size / height, self.input_size / width)
+        return _multiple_of(height * scale, self.input_size), _multiple_of(width * scale, self.input_size)
+
+    @torch.inference_mode()
+    def _infer(self, rgb: np.ndarray) -> torch.Tensor:
+        height, width = rgb.shape[:2]
+        param = next(iter(self.model.parameters()), None) if hasattr(self.model, "parameters") else None
+        device = param.device if param is not None else torch.device("cpu")
+        dtype = param.dtype if param is not None else torch.float32
+        x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
+        x = F.interpolate(x, size=self.network_size(height, width), mode="bicubic", align_corners=False)
+        mean = torch.tensor(self.image_mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std, device=device).view(1, 3, 1, 1)
+        x = ((x - mean) / std).to(dtype)
+        with flush_denormals(device):
+            out = self.model(pixel_values=x)
+        pred = out.predicted_depth if hasattr(out, "predicted_depth") else out[0]  # (1, h, w)
+        pred = pred.float().reshape(1, 1, *pred.shape[-2:])
+        # back to the photo's resolution, as the release does (bilinear, corners aligned)
+        pred = F.interpolate(pred, size=(height, width), mode="bilinear", align_corners=True)
+        return pred[0, 0].cpu()
+
+
+def _multiple_of(x: float, minimum: int) -> int:
+    y = int(round(x / PATCH) * PATCH)
+    if y < minimum:
+        y = int(math.ceil(x / PATCH) * PATCH)
+    return y
+
+
+def _processor_normalisation(source: str, local_files_only: bool) -> tuple[tuple, tuple]:
+    """Mean/std from the checkpoint's preprocessor_config.json; ImageNet's when it has none (all V2 use those)."""
+    try:
+        import json
+
+        folder = Path(source)
+        if folder.is_dir():
+            cfg_path = folder / "preprocessor_config.json"
+            if not cfg_path.is_file():
+                return IMAGENET_MEAN, IMAGENET_STD
+            cfg = json.loads(cfg_path.read_text())
+        else:
+            from huggingface_hub import hf_hub_download
+
+            cfg = json.loads(Path(hf_hub_download(source, "preprocessor_config.json",
+                                                  local_files_only=local_files_only)).read_text())
+        return tuple(cfg.get("image_mean", IMAGENET_MEAN)), tuple(cfg.get("image_std", IMAGENET_STD))
+    except Exception:  # the config is optional; the network still works with ImageNet statistics
+        return IMAGENET_MEAN, IMAGENET_STD
