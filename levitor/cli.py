@@ -43,12 +43,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int)
     p.add_argument("--no-browser", action="store_true")
 
+    # these two parse their own flags (their modules also run as `python -m ...` under torchrun)
+    sub.add_parser("precompute", help="depth + control signals for a dataset, sharded and resumable",
+                   add_help=False)
+    sub.add_parser("eval", help="evaluate a model on DAVIS: ObjMC (and FID/FVD) beside the paper's numbers",
+                   add_help=False)
+    sub.add_parser("train", help="train the ControlNet (accelerate); `levitor train configs/mini.yaml`",
+                   add_help=False)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("precompute", "eval", "train"):
+        return _delegate(argv[0], argv[1:])
+
     args = parser.parse_args(argv)
     try:
         return {"demo": _demo, "preview": _preview, "generate": _generate, "studio": _studio}[args.command](args)
     except (ValueError, FileNotFoundError) as e:  # bad input and missing weights: say what to do, no traceback
         print(f"levitor {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    if command == "precompute":
+        from levitor.precompute import precompute_main
+
+        return precompute_main(argv)
+    if command == "eval":
+        from levitor.eval_runner import eval_main
+
+        return eval_main(argv)
+    from levitor.train import train_main
+
+    return train_main(argv)
 
 
 def _load_scene(path: str | None):

@@ -205,7 +205,9 @@ def control_from_masks(
     instance = instance.to(torch.int64)
     F, H, W = instance.shape
     moved = {int(i) for i in moved_ids}
-    ids = torch.unique(instance) if ids is None else torch.as_tensor(list(ids), dtype=torch.int64)
+    if ids is None:  # every id present (bincount: much faster than torch.unique on a whole clip)
+        ids = torch.nonzero(torch.bincount(instance.reshape(-1).clamp(min=0))).squeeze(1)
+    ids = torch.as_tensor(ids, dtype=torch.int64)
     all_ids = sorted(int(i) for i in ids if int(i) > 0)
     inst_np = instance.numpy()
     if all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):

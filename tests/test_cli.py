@@ -1,0 +1,51 @@
+"""The `levitor` command as a newcomer uses it."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from levitor.cli import main
+
+
+def test_demo_writes_pictures_video_and_scene(tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--frames", "8"]) == 0
+    for name in ("scene.json", "input.png", "depth.png", "instances.png", "frames.png", "conditioning.png",
+                 "scale_strip.png", "preview.mp4", "preview.gif", "control_overlay.mp4", "control.npz"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert Image.open(tmp_path / "frames.png").size[0] > 1000
+    ctrl = np.load(tmp_path / "control.npz")
+    assert ctrl["conditioning"].shape == (8, 3, 320, 512) and ctrl["conditioning"][:, 0].max() == 251
+    assert json.loads((tmp_path / "scene.json").read_text())["num_frames"] == 8
+
+
+def test_preview_of_a_saved_scene(tmp_path, demo_scene):
+    path = demo_scene.save(tmp_path / "s.json")
+    assert main(["preview", str(path), "--out", str(tmp_path / "p.gif")]) == 0
+    assert Image.open(tmp_path / "p.gif").n_frames == demo_scene.num_frames
+
+
+def test_generate_without_weights_says_what_to_download(tmp_path, demo_scene, capsys, monkeypatch):
+    monkeypatch.setenv("LEVITOR_HOME", str(tmp_path / "home"))
+    path = demo_scene.save(tmp_path / "s.json")
+    rc = main(["generate", "--scene", str(path), "--out", str(tmp_path / "v.mp4"), "--no-download",
+               "--device", "cpu", "--steps", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "stabilityai/stable-video-diffusion-img2vid-xt" in err and "LeviTor" in err
+    assert (tmp_path / "levitor.scene.json").exists() or (tmp_path / "v.scene.json").exists()
+
+
+def test_bad_scene_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["preview", str(tmp_path / "bad.json")]) == 2
+    assert "not a valid scene file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["precompute", "eval"])
+def test_delegated_commands_have_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "usage" in capsys.readouterr().out.lower()
