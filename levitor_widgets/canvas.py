@@ -1,0 +1,248 @@
+"""The scene canvas: four ipycanvas layers (image, mask overlay, paths, control points) and its mouse/keys.
+
+It only draws arrays it is given and turns browser events into calls of the handlers the Studio registers
+(``on_press``, ``on_drag``, ``on_release``, ``on_key``); it knows nothing about scenes or the engine.
+Mouse events come from ipyevents (which reports Shift/Alt and throttles moves); without ipyevents it falls back
+to ipycanvas' own mouse events (no modifier keys).
+
+For tests and for the "redraw when a client connects" rule it remembers what each layer shows
+(``shown``: layer name -> the last arrays drawn).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from ipycanvas import MultiCanvas, hold_canvas
+
+from levitor_widgets.compat import px
+
+LAYERS = ("image", "mask", "paths", "points")
+DRAG_THROTTLE_MS = 40  # ipycanvas/ipyevents would otherwise send every mousemove to the kernel
+POINT_RADIUS = 4.0
+HANDLE_RADIUS = 5.0
+
+
+@dataclass
+class PointerEvent:
+    """A mouse event in canvas pixels: (x, y), x right, y down."""
+
+    x: float
+    y: float
+    shift: bool = False
+    alt: bool = False
+
+
+@dataclass
+class PathDrawing:
+    """One path to draw: the clicked points, its colour, and which point (if any) is highlighted."""
+
+    xy: np.ndarray  # (N, 2) float, (x, y) pixels
+    color: tuple[int, int, int]
+    active: int | None = None
+    dashed: bool = False
+    label: str = ""
+
+
+class SceneCanvas:
+    """A ``MultiCanvas`` with one layer per kind of drawing, sized 1:1 to the scene image."""
+
+    def __init__(self, width: int, height: int, use_ipyevents: bool = True):
+        self.width, self.height = int(width), int(height)
+        self.widget = MultiCanvas(len(LAYERS), width=self.width, height=self.height)
+        # Without an explicit size the canvas stretches to the cell width (mouse mapping still works, but
+        # 1 canvas pixel = 1 screen pixel keeps the drawing sharp and the hit radius predictable).
+        self.widget.layout.width = px(self.width)
+        self.widget.layout.height = px(self.height)
+        self.layers = {name: self.widget[i] for i, name in enumerate(LAYERS)}
+        self.shown: dict[str, object] = {name: None for name in LAYERS}
+        self.on_press: Callable[[PointerEvent], None] | None = None
+        self.on_drag: Callable[[PointerEvent], None] | None = None
+        self.on_release: Callable[[PointerEvent], None] | None = None
+        self.on_key: Callable[[str, bool], None] | None = None
+        self._pressed = False
+        self.errors: list[str] = []  # tracebacks of handler errors (the browser would only log them)
+        self.on_error: Callable[[str], None] | None = None
+        self.events_backend = "none"
+        if use_ipyevents:
+            self._wire_ipyevents()
+        if self.events_backend == "none":
+            self._wire_ipycanvas()
+        self.widget.on_client_ready(self.redraw)
+
+    # ------------------------------------------------------------------ events
+    def _wire_ipyevents(self) -> None:
+        try:
+            from ipyevents import Event
+        except ImportError:
+            return
+        self._clicks = Event(source=self.widget, watched_events=["mousedown", "mouseup", "keydown"],
+                             prevent_default_action=True)
+        self._moves = Event(source=self.widget, watched_events=["mousemove"],
+                            throttle_or_debounce="throttle", wait=DRAG_THROTTLE_MS)
+        self._clicks.on_dom_event(self._dom_event)
+        self._moves.on_dom_event(self._dom_event)
+        self.events_backend = "ipyevents"
+
+    def _wire_ipycanvas(self) -> None:
+        self.widget.on_mouse_down(lambda x, y: self._press(PointerEvent(x, y)))
+        self.widget.on_mouse_move(lambda x, y: self._move(PointerEvent(x, y)))
+        self.widget.on_mouse_up(lambda x, y: self._release(PointerEvent(x, y)))
+        self.events_backend = "ipycanvas"
+
+    def _dom_event(self, ev: dict) -> None:
+        try:
+            self._handle_dom_event(ev)
+        except Exception:  # a handler bug must not silently eat the click: keep it for the UI and the tests
+            import traceback
+
+            self.errors.append(traceback.format_exc())
+            del self.errors[:-20]
+            if self.on_error is not None:
+                self.on_error(self.errors[-1])
+
+    def _handle_dom_event(self, ev: dict) -> None:
+        kind = ev.get("type")
+        if kind == "keydown":
+            if self.on_key is not None:
+                self.on_key(str(ev.get("key", "")), bool(ev.get("shiftKey", False)))
+            return
+        p = self._to_canvas(ev)
+        if p is None:
+            return
+        if kind == "mousedown":
+            self._press(p)
+        elif kind == "mousemove":
+            self._move(p)
+        elif kind == "mouseup":
+            self._release(p)
+
+    def _to_canvas(self, ev: dict) -> PointerEvent | None:
+        """ipyevents reports CSS pixels relative to the element; map them to canvas pixels."""
+        try:
+            rx, ry = float(ev["relativeX"]), float(ev["relativeY"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        bw = float(ev.get("boundingRectWidth") or self.width)
+        bh = float(ev.get("boundingRectHeight") or self.height)
+        x = rx * self.width / bw if bw > 0 else rx
+        y = ry * self.height / bh if bh > 0 else ry
+        return PointerEvent(x, y, bool(ev.get("shiftKey", False)), bool(ev.get("altKey", False)))
+
+    def _press(self, p: PointerEvent) -> None:
+        self._pressed = True
+        if self.on_press is not None:
+            self.on_press(p)
+
+    def _move(self, p: PointerEvent) -> None:
+        if self._pressed and self.on_drag is not None:
+            self.on_drag(p)
+
+    def _release(self, p: PointerEvent) -> None:
+        if not self._pressed:
+            return
+        self._pressed = False
+        if self.on_release is not None:
+            self.on_release(p)
+
+    # ------------------------------------------------------------------ drawing
+    @contextmanager
+    def batch(self):
+        """All drawing inside goes to the browser as one message (hold_canvas always flushes, even on error)."""
+        with hold_canvas():
+            yield
+
+    def draw_image(self, image: np.ndarray) -> None:
+        """image: (H, W, 3) uint8 RGB."""
+        self.shown["image"] = image
+        layer = self.layers["image"]
+        layer.clear()
+        layer.put_image_data(np.ascontiguousarray(image), 0, 0)
+
+    def draw_mask(self, rgba: np.ndarray | None) -> None:
+        """rgba: (H, W, 4) uint8, alpha 0 where nothing is overlaid; None clears the layer."""
+        self.shown["mask"] = rgba
+        layer = self.layers["mask"]
+        layer.clear()
+        if rgba is not None:
+            layer.put_image_data(np.ascontiguousarray(rgba), 0, 0)
+
+    def draw_mask_patch(self, rgba_patch: np.ndarray, x0: int, y0: int) -> None:
+        """Replace a rectangle of the mask layer (a small image travels faster than the whole layer)."""
+        h, w = rgba_patch.shape[:2]
+        if self.shown["mask"] is None:
+            self.shown["mask"] = np.zeros((self.height, self.width, 4), np.uint8)
+        self.shown["mask"][y0:y0 + h, x0:x0 + w] = rgba_patch
+        layer = self.layers["mask"]
+        layer.clear_rect(x0, y0, w, h)
+        layer.put_image_data(np.ascontiguousarray(rgba_patch), x0, y0)
+
+    def draw_paths(self, paths: list[PathDrawing], hint: tuple[float, float, str] | None = None) -> None:
+        """Polylines through each path's clicks with a handle per click; ``hint`` = (x, y, text) near a click."""
+        self.shown["paths"] = (paths, hint)
+        layer = self.layers["paths"]
+        layer.clear()
+        for path in paths:
+            if len(path.xy) == 0:
+                continue
+            css = _css(path.color)
+            layer.line_width = 2
+            layer.stroke_style = css
+            layer.set_line_dash([6, 4] if path.dashed else [])
+            if len(path.xy) > 1:
+                layer.stroke_lines(path.xy.tolist())
+            layer.set_line_dash([])
+            layer.fill_style = css
+            layer.fill_circles(path.xy[:, 0], path.xy[:, 1], HANDLE_RADIUS)
+            layer.stroke_style = "white"
+            layer.line_width = 1.5
+            layer.stroke_circles(path.xy[:, 0], path.xy[:, 1], HANDLE_RADIUS)
+            if path.active is not None and 0 <= path.active < len(path.xy):
+                ax, ay = path.xy[path.active]
+                layer.stroke_style = "yellow"
+                layer.line_width = 2.5
+                layer.stroke_circle(float(ax), float(ay), HANDLE_RADIUS + 3)
+            if path.label:
+                layer.fill_style = "white"
+                layer.font = "11px sans-serif"
+                layer.fill_text(path.label, float(path.xy[0, 0]) + 8, float(path.xy[0, 1]) - 8)
+        if hint is not None:
+            x, y, text = hint
+            layer.font = "12px sans-serif"
+            layer.fill_style = "rgba(0,0,0,0.6)"
+            tx = float(min(max(x + 10, 2), self.width - 120))
+            ty = float(min(max(y + 10, 2), self.height - 20))
+            layer.fill_rect(tx, ty, 116, 18)
+            layer.fill_style = "white"
+            layer.fill_text(text, tx + 4, ty + 13)
+
+    def draw_points(self, xy: np.ndarray, colors: np.ndarray) -> None:
+        """Control points of one frame: xy (P, 2) float pixels, colors (P, 3) uint8; one vectorised call each."""
+        self.shown["points"] = (xy, colors)
+        layer = self.layers["points"]
+        layer.clear()
+        if len(xy) == 0:
+            return
+        layer.fill_styled_circles(xy[:, 0], xy[:, 1], POINT_RADIUS, colors.astype(np.int64), alpha=1)
+        layer.stroke_style = "black"
+        layer.line_width = 1
+        layer.stroke_circles(xy[:, 0], xy[:, 1], POINT_RADIUS)
+
+    def redraw(self) -> None:
+        """Draw every layer again from what it last showed (a new browser view connected)."""
+        with self.batch():
+            if self.shown["image"] is not None:
+                self.draw_image(self.shown["image"])
+            self.draw_mask(self.shown["mask"])
+            if self.shown["paths"] is not None:
+                self.draw_paths(*self.shown["paths"])
+            if self.shown["points"] is not None:
+                self.draw_points(*self.shown["points"])
+
+
+def _css(rgb) -> str:
+    r, g, b = (int(c) for c in rgb)
+    return f"rgb({r},{g},{b})"

@@ -1,0 +1,69 @@
+"""What differs between the places the Studio runs: ipywidgets 7 (Colab) vs 8, plotly with or without
+FigureWidget support, a kernel with or without a running event loop.
+
+Everything version-dependent lives here so the other modules read the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Callable
+
+import ipywidgets as W
+
+IPYWIDGETS_MAJOR = int(W.__version__.split(".")[0])
+
+
+def in_colab() -> bool:
+    """True inside Google Colab (its kernel imports ``google.colab``)."""
+    return "google.colab" in sys.modules
+
+
+def enable_colab_widgets() -> None:
+    """Colab needs its custom widget manager before any ipycanvas widget is displayed; a no-op elsewhere."""
+    if in_colab():
+        from google.colab import output  # type: ignore[import-not-found]
+
+        output.enable_custom_widget_manager()
+
+
+def px(n: int | float) -> str:
+    return f"{int(round(n))}px"
+
+
+def label_style() -> dict:
+    """``description_width`` is the one style key that works the same in ipywidgets 7 and 8."""
+    return {"description_width": "initial"}
+
+
+def make_figure_widget(fig):
+    """``go.FigureWidget(fig)``, or None where it can't be built (plotly without anywidget, old notebooks)."""
+    try:
+        import plotly.graph_objects as go
+
+        return go.FigureWidget(fig)
+    except Exception:  # ImportError without anywidget; other errors from half-installed frontends
+        return None
+
+
+def video_widget(width: int, height: int) -> W.Widget:
+    """An inline video player that exists in ipywidgets 7 and 8."""
+    return W.Video(value=b"", format="mp4", autoplay=True, loop=True, controls=True,
+                   layout=W.Layout(width=px(width), height=px(height)))
+
+
+def call_soon(delay_s: float, fn: Callable[[], None]):
+    """Run ``fn`` after ``delay_s`` on the kernel's event loop (coalescing bursts of widget events).
+
+    Returns a handle with ``cancel()``, or None when there is no running loop (plain Python, tests): then ``fn``
+    has already run synchronously.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None:
+        fn()
+        return None
+    return loop.call_later(delay_s, fn)

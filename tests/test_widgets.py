@@ -1,0 +1,205 @@
+"""The Studio driven from Python: simulated clicks, drags, slider moves and keys; assertions on the Scene and on
+what each canvas layer was last given to draw (the browser test checks the real pixels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ipycanvas")
+pytest.importorskip("levitor.engine")
+
+from levitor.bundled import bundled_scene  # noqa: E402
+from levitor.depth import depth_from_nearness  # noqa: E402
+from levitor_widgets import Studio  # noqa: E402
+from levitor_widgets.studio import OBJECT_ALPHA  # noqa: E402
+from levitor_widgets.view3d import View3D  # noqa: E402
+
+# The bundled scene at half size keeps each engine update cheap; coordinates below are for 160 x 256.
+H, W, F = 160, 256, 8
+TREE = (210.0, 75.0)  # inside the tree's crown (mask 3), not selected in the bundled scene
+BALL = (75.0, 114.0)  # the ball (mask 5), object 0 of the bundled scene
+SKY = (128.0, 10.0)
+
+
+@pytest.fixture
+def scene():
+    return bundled_scene(H, W, num_frames=F)
+
+
+@pytest.fixture
+def studio(scene, tmp_path):
+    return Studio(scene, out_dir=tmp_path / "out", show_3d=False, strip_scales=(0.5, 4.0))
+
+
+def _alpha_at(studio, x, y):
+    return int(studio.canvas.shown["mask"][int(y), int(x), 3])
+
+
+def test_click_selects_object_and_colours_overlay(studio):
+    tree = studio.scene.mask_at(*TREE)
+    assert _alpha_at(studio, *TREE) < OBJECT_ALPHA  # an unselected instance is drawn fainter
+    studio.set_mode("select")
+    studio.click(*TREE)
+    assert [o.mask_index for o in studio.scene.objects][-1] == tree
+    assert studio.active == 2 and studio.mode == "path"  # the next clicks draw its path
+    assert _alpha_at(studio, *TREE) == OBJECT_ALPHA
+    tree_id = studio.result.object_ids[2]
+    np.testing.assert_array_equal(studio.canvas.shown["mask"][int(TREE[1]), int(TREE[0]), :3],
+                                  studio.palette()[tree_id])
+    assert "depth here" in studio.canvas.shown["paths"][1][2]  # the depth hint at the click
+
+
+def test_path_points_depth_slider_and_points(studio):
+    studio.set_mode("select")
+    studio.click(*TREE)
+    studio.click(180.0, 100.0)
+    studio.click(150.0, 120.0)
+    path = studio.scene.objects[-1].path
+    assert [(round(p.x), round(p.y)) for p in path[1:]] == [(180, 100), (150, 120)]
+    drawn_paths, _hint = studio.canvas.shown["paths"]
+    np.testing.assert_allclose(drawn_paths[-1].xy[1:], [[180, 100], [150, 120]])
+    assert len(studio.path_panel.sliders) == 3
+    before = studio.canvas.shown["points"][0].copy()
+    studio.scrubber.frame.value = F - 1  # look at the last frame, where the tree has arrived
+    studio.path_panel.sliders[2].value = 1.5  # the browser's slider drag, as the widget sees it
+    assert path[2].depth == pytest.approx(depth_from_nearness(path[0].depth, 1.5))
+    tree_id = studio.result.object_ids[-1]
+    ids = studio.result.signal.instance.numpy()
+    pts = studio.result.signal.points[F - 1].numpy()[ids == tree_id]
+    assert np.linalg.norm(pts.mean(0) - [150, 120]) < 25  # the tree's points follow the path
+    assert not np.array_equal(before, studio.canvas.shown["points"][0])
+
+
+def test_drag_moves_point_then_undo(studio):
+    ball_path = studio.scene.objects[0].path
+    x0, y0 = ball_path[1].x, ball_path[1].y
+    studio.drag(x0, y0, x0 + 20, y0 - 10)
+    assert (ball_path[1].x, ball_path[1].y) == pytest.approx((x0 + 20, y0 - 10))
+    assert studio.undo()
+    assert (studio.scene.objects[0].path[1].x, studio.scene.objects[0].path[1].y) == pytest.approx((x0, y0))
+
+
+def test_scale_slider_changes_number_of_points(studio):
+    n1 = studio.result.signal.num_points
+    studio.scrubber.scale.value = 4.0
+    assert studio.scene.scale == 4.0
+    n4 = studio.result.signal.num_points
+    assert n4 > n1
+    xy, colors = studio.canvas.shown["points"]
+    assert len(xy) == int(studio.result.signal.visible[studio.frame].sum()) and len(colors) == len(xy)
+    studio.set_strip_visible(True)
+    counts = [len(xy) for xy, _ in studio.scrubber.strip.shown]
+    assert counts == sorted(counts) and counts[0] < counts[-1]  # more points at larger scale factors
+
+
+def test_frame_scrubber_shows_rendered_masks(studio):
+    ball_id = studio.result.object_ids[0]
+    studio.scrubber.frame.value = F - 1
+    shown = studio.canvas.shown["mask"]
+    expected = studio.result.instance[F - 1].numpy() == ball_id
+    assert np.array_equal(shown[..., 3] == OBJECT_ALPHA, np.isin(studio.result.instance[F - 1].numpy(),
+                                                                  studio.result.object_ids))
+    assert expected.sum() > (studio.result.instance[0].numpy() == ball_id).sum()  # the ball comes nearer: grows
+
+
+def test_hide_and_remove_object(studio):
+    ball_id = studio.result.object_ids[0]
+    studio.objects_panel.checks[0].value = False
+    assert not (studio.canvas.shown["mask"][..., 3][studio.result.instance[0].numpy() == ball_id]).any()
+    studio.objects_panel.removes[1].click()
+    assert [o.name for o in studio.scene.objects] == ["ball"]
+
+
+def test_negative_click_and_keys(studio):
+    studio.set_mode("select")
+    studio.click(*BALL, shift=True)  # shift-click on a selected object drops it
+    assert [o.name for o in studio.scene.objects] == ["box"]
+    studio.key("z")
+    assert [o.name for o in studio.scene.objects] == ["ball", "box"]
+    studio.key("ArrowRight")
+    assert studio.frame == 1 and studio.scrubber.frame.value == 1
+    studio.key("c")
+    assert studio.mode == "camera"
+
+
+def test_ipyevents_messages_map_to_canvas_pixels(studio):
+    if studio.canvas.events_backend != "ipyevents":
+        pytest.skip("ipyevents is not installed")
+    studio.set_mode("select")
+    # the canvas shown at twice its size: CSS pixels are halved back to canvas pixels
+    ev = dict(relativeX=TREE[0] * 2, relativeY=TREE[1] * 2, boundingRectWidth=W * 2, boundingRectHeight=H * 2)
+    studio.canvas._dom_event(dict(ev, type="mousedown"))
+    studio.canvas._dom_event(dict(ev, type="mouseup"))
+    assert studio.scene.objects[-1].mask_index == studio.scene.mask_at(*TREE)
+    studio.canvas._dom_event({"type": "keydown", "key": "s"})
+    assert studio.mode == "select"
+
+
+def test_frames_must_increase(studio):
+    studio.activate(0)
+    studio.set_timed(0, True)
+    assert [p.frame for p in studio.scene.objects[0].path] == [0, round((F - 1) / 2), F - 1]
+    studio.set_point_frame(0, 1, F - 1)  # not increasing: refused, with a message
+    assert studio.scene.objects[0].path[1].frame == round((F - 1) / 2)
+    assert "increase" in studio.message.value
+
+
+def test_save_load_and_autosave_resume(studio, scene, tmp_path):
+    studio.set_mode("select")
+    studio.click(*TREE)
+    saved = studio.save(tmp_path / "s.json")
+    studio.remove_object(2)
+    studio.load(saved)
+    assert len(studio.scene.objects) == 3
+    studio._side_update()  # what the idle timer does in a live kernel
+    again = Studio(scene, out_dir=tmp_path / "out", show_3d=False)
+    assert again.resumed and [o.mask_index for o in again.scene.objects] == [o.mask_index for o in studio.scene.objects]
+
+
+def test_generate_without_weights_shows_preview(studio):
+    pytest.importorskip("levitor.generate")
+    assert studio.generate(wait=True)
+    panel = studio.generate_panel
+    assert panel.error is None, panel.status.value
+    out = panel.outcome
+    assert out.video_path.exists() and out.video_path.stat().st_size > 0
+    assert out.scene_path is not None and out.scene_path.exists()
+    assert len(panel.video.value) > 0 and panel.result_box.layout.display == ""
+    if not out.used_model:
+        assert "download" in panel.status.value.lower() or "weights" in panel.status.value.lower()
+
+
+def test_view3d_static_fallback():
+    view = View3D(use_figure_widget=False)
+    assert view.mode == "static"
+    xyz = np.random.default_rng(0).random((30_000, 3))
+    view.set_cloud(xyz, np.full((30_000, 3), 128, np.uint8))
+    assert len(view.fig.data[0].x) == 20_000  # subsampled
+    view.set_paths([np.zeros((4, 3)), np.ones((4, 3))], [(255, 0, 0), (0, 255, 0)], frame=2)
+    assert len(view.fig.data) == 1 + 2 * 2
+    view.set_paths([np.zeros((4, 3))], [(255, 0, 0)], frame=0)
+    assert len(view.fig.data) == 1 + 2
+
+
+def test_view3d_in_studio_follows_edits(scene, tmp_path):
+    s = Studio(scene, out_dir=tmp_path, show_3d=True, autosave=False)
+    if s.view3d.mode != "FigureWidget":
+        pytest.skip("plotly FigureWidget needs anywidget")
+    assert 0 < len(s.view3d.fig.data[0].x) <= 20_000
+    before = np.array(s.view3d.fig.data[1].x)
+    s.drag(*[(p.x, p.y) for p in s.scene.objects[0].path][-1], 40.0, 150.0)
+    s._side_update()
+    assert not np.allclose(before, np.array(s.view3d.fig.data[1].x))
+
+
+def test_launcher_prepares_the_quickstart(tmp_path):
+    from levitor.studio_launch import free_port, launch_studio, prepare_root
+
+    nb = prepare_root(tmp_path / "studio")
+    assert nb.name == "01_quickstart.ipynb" and "LEVITOR_STUDIO_TARGET" in nb.read_text()
+    nb.write_text(nb.read_text() + " ")  # an edited notebook is kept, not overwritten
+    assert prepare_root(tmp_path / "studio").read_text().endswith(" ")
+    assert 0 < free_port() < 65536
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        launch_studio(str(tmp_path / "missing.png"), open_browser=False, root_dir=tmp_path / "studio")
