@@ -1,0 +1,180 @@
+"""Speed and memory of LeviTorPipeline against diffusers' StableVideoDiffusionPipeline, same weights, same run.
+
+    python bench/bench_pipeline.py                 # CUDA if present, else a labelled reduced CPU run
+    python bench/bench_pipeline.py --json out.json # also write the figures as JSON
+
+On CUDA (defaults): random weights of the real SVD-xt architecture (built from its config, nothing is
+downloaded), fp16, 25 steps, CFG on (1.0 -> 3.0), decode_chunk_size 8 for both pipelines:
+  1. 16 frames 320x512: time of the full LeviTor pipeline vs plain SVD (target ratio <= 1.4x);
+  2. peak VRAM with the "default" and "low_vram" presets (target low_vram <= 14 GB);
+  3. 25 frames 576x1024: both timings, for reference.
+On CPU (defaults): the same comparison at a reduced size (8 frames 128x128, 2 steps) with the tiny test
+architecture, labelled as such: it checks that the script works, its numbers say nothing about the GPU targets.
+The random weights make noise; only time and memory are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from diffusers import StableVideoDiffusionPipeline
+from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
+
+from levitor.control.encode import encode
+from levitor.control.signal import ControlSignal
+from levitor.pipeline import LeviTorPipeline
+from levitor.testing.tiny import random_svd_xt_pipeline, tiny_image, tiny_pipeline
+
+GIB = 1024**3
+
+
+@dataclass
+class Case:
+    frames: int
+    height: int
+    width: int
+    steps: int
+
+
+def bench_signal(case: Case, num_points: int = 64, seed: int = 0) -> ControlSignal:
+    """A control with as many points as a busy scene gives (the release also controls every SAM mask):
+    8 objects x 8 points drifting right."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.rand(num_points, 2, generator=g) * torch.tensor([case.width * 0.8, case.height * 0.8])
+    drift = torch.arange(case.frames, dtype=torch.float32)[:, None, None] * torch.tensor([case.width / 64, 0.0])
+    return ControlSignal(points=start[None] + drift, depth=torch.rand(case.frames, num_points, generator=g) * 255,
+                         instance=torch.arange(num_points) // 8 + 1,
+                         visible=torch.ones(case.frames, num_points, dtype=torch.bool),
+                         height=case.height, width=case.width)
+
+
+def plain_svd(pipe: LeviTorPipeline) -> StableVideoDiffusionPipeline:
+    """diffusers' own pipeline over the same modules; its UNet shares the LeviTor UNet's weight tensors."""
+    with torch.device("meta"):
+        unet = UNetSpatioTemporalConditionModel.from_config(pipe.unet.config)
+    unet.load_state_dict(pipe.unet.state_dict(), assign=True)
+    svd = StableVideoDiffusionPipeline(vae=pipe.vae, image_encoder=pipe.image_encoder, unet=unet.eval(),
+                                       scheduler=pipe.scheduler, feature_extractor=pipe.feature_extractor)
+    svd.set_progress_bar_config(disable=True)
+    return svd
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_once(pipe, case: Case, device: torch.device, levitor: bool, decode_chunk_size: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one generation. On a shared CPU the CPU time is the steadier figure."""
+    image = tiny_image(case.height, case.width)
+    kwargs = dict(height=case.height, width=case.width, num_frames=case.frames, num_inference_steps=case.steps,
+                  min_guidance_scale=1.0, max_guidance_scale=3.0, fps=6, motion_bucket_id=100,
+                  noise_aug_strength=0.02, decode_chunk_size=decode_chunk_size, output_type="pt",
+                  generator=torch.Generator().manual_seed(217113))
+    if levitor:
+        kwargs["control"] = bench_signal(case)
+    _sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    pipe(image, **kwargs)
+    _sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def time_pair(pipe: LeviTorPipeline, svd, case: Case, device, repeats: int, decode_chunk_size: int) -> dict:
+    """Alternate the two pipelines (after a short warm-up) so drift hits both alike; report the minimum."""
+    warm = Case(case.frames, case.height, case.width, steps=min(case.steps, 2))
+    run_once(svd, warm, device, False, decode_chunk_size)
+    run_once(pipe, warm, device, True, decode_chunk_size)
+    svd_t, lev_t = [], []
+    for _ in range(repeats):
+        svd_t.append(run_once(svd, case, device, False, decode_chunk_size))
+        lev_t.append(run_once(pipe, case, device, True, decode_chunk_size))
+    svd_s, lev_s = min(w for w, _ in svd_t), min(w for w, _ in lev_t)
+    svd_cpu, lev_cpu = min(c for _, c in svd_t), min(c for _, c in lev_t)
+    return dict(case=asdict(case), svd_s=svd_s, levitor_s=lev_s, ratio=lev_s / svd_s,
+                svd_cpu_s=svd_cpu, levitor_cpu_s=lev_cpu, cpu_ratio=lev_cpu / svd_cpu,
+                svd_all=svd_t, levitor_all=lev_t)
+
+
+def peak_memory(pipe: LeviTorPipeline, preset: str, case: Case, device: torch.device) -> dict:
+    pipe.apply_preset(preset, device=device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    seconds, _ = run_once(pipe, case, device, True, decode_chunk_size=pipe._preset_decode_chunk_size)
+    return dict(preset=preset, case=asdict(case), seconds=seconds,
+                peak_allocated_gib=torch.cuda.max_memory_allocated(device) / GIB,
+                peak_reserved_gib=torch.cuda.max_memory_reserved(device) / GIB)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--arch", choices=["svd-xt", "tiny"], default=None,
+                        help="model architecture (default: svd-xt on CUDA, tiny on CPU)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--decode-chunk-size", type=int, default=8)
+    parser.add_argument("--no-reference", action="store_true", help="skip the 25x576x1024 timing")
+    parser.add_argument("--no-memory", action="store_true", help="skip the preset peak-VRAM comparison")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    arch = args.arch or ("svd-xt" if cuda else "tiny")
+    dtype = torch.float16 if cuda else torch.float32
+    main_case = Case(16, 320, 512, 25) if cuda else Case(8, 128, 128, 2)
+    label = (f"{torch.cuda.get_device_name(device)}" if cuda else f"CPU ({platform.processor() or 'unknown'}, "
+             f"{torch.get_num_threads()} threads) -- REDUCED SIZE, {arch} architecture: not the GPU targets")
+    print(f"device: {label}\narch: {arch}, dtype: {dtype}, torch {torch.__version__}")
+
+    t0 = time.perf_counter()
+    pipe = random_svd_xt_pipeline(device, dtype) if arch == "svd-xt" else tiny_pipeline(seed=0).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    svd = plain_svd(pipe)
+    print(f"built in {time.perf_counter() - t0:.1f} s")
+
+    results = dict(device=label, arch=arch, dtype=str(dtype), torch=torch.__version__, timings=[], memory=[])
+    row = time_pair(pipe, svd, main_case, device, args.repeats, args.decode_chunk_size)
+    results["timings"].append(row)
+    c = main_case
+    print(f"{c.frames}x{c.height}x{c.width}, {c.steps} steps, CFG: SVD {row['svd_s']:.2f} s, "
+          f"LeviTor {row['levitor_s']:.2f} s, ratio {row['ratio']:.3f} (target <= 1.4)")
+    if not cuda:
+        print(f"  process CPU time: SVD {row['svd_cpu_s']:.2f} s, LeviTor {row['levitor_cpu_s']:.2f} s, "
+              f"ratio {row['cpu_ratio']:.3f} (steadier than wall time on a shared CPU)")
+
+    # the control is drawn on the CPU every call; its share of the LeviTor time, for reading the ratio
+    start = time.perf_counter()
+    encode(bench_signal(c), c.height, c.width)
+    results["control_encode_s"] = time.perf_counter() - start
+    print(f"  of which control encoding (on the CPU, 64 points): {results['control_encode_s']:.3f} s")
+
+    if cuda and not args.no_reference:
+        ref = time_pair(pipe, svd, Case(25, 576, 1024, 25), device, 1, args.decode_chunk_size)
+        results["timings"].append(ref)
+        print(f"25x576x1024, 25 steps, CFG (reference): SVD {ref['svd_s']:.2f} s, LeviTor {ref['levitor_s']:.2f} s, "
+              f"ratio {ref['ratio']:.3f}")
+
+    if cuda and not args.no_memory:
+        del svd  # its UNet shares the weight tensors and would pin them on the GPU under CPU offload
+        for preset in ("default", "low_vram"):
+            mem = peak_memory(pipe, preset, main_case, device)
+            results["memory"].append(mem)
+            target = " (target <= 14 GB)" if preset == "low_vram" else ""
+            print(f"preset {preset}: peak allocated {mem['peak_allocated_gib']:.2f} GiB, reserved "
+                  f"{mem['peak_reserved_gib']:.2f} GiB{target}, {mem['seconds']:.2f} s")
+        pipe.apply_preset("default", device=device)
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

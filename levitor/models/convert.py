@@ -1,0 +1,128 @@
+"""Loading the LeviTor release's ControlNet (and converting it to our layout).
+
+The release (``hlwang06/LeviTor``) is an accelerate ``save_state`` folder::
+
+    controlnet/config.json                          _class_name "ControlNetSVDModel", extra keys (see below)
+    controlnet/diffusion_pytorch_model.safetensors  state-dict names equal ours
+    unet/...                                        SVD's UNet, frozen in training (not needed)
+    random_states_0.pkl, scaler.pt, scheduler.bin   training state (ignored)
+
+Their config carries keys our :class:`ControlNetSVD` does not take (decoder settings it never builds, and an
+unused point-feature adapter). :func:`load_controlnet` drops those, refuses configs that would need modules we
+do not have, and loads the weights strictly, so a wrong checkpoint fails loudly instead of half-loading.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from levitor.models.controlnet_svd import ControlNetSVD
+from levitor.weights import WeightsNotFoundError, describe_expected_layout
+
+logger = logging.getLogger(__name__)
+
+# Keys of the release's config.json that describe nothing our ControlNet builds.
+_IGNORED_KEYS = {
+    "_class_name", "_diffusers_version", "_name_or_path", "_use_default_values",
+    "out_channels", "up_block_types",  # the decoder half, which a ControlNet does not have
+    "feature_channels", "feature_out_channels",  # sizes of the point-feature adapter, used only if enabled
+}
+# Keys whose value must be the given one (anything else adds modules the weights would need).
+_REQUIRED_VALUES = {"with_id_feature": False}
+# Prefixes that wrappers add to parameter names (DDP / accelerate, torch.compile).
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                 "diffusion_pytorch_model.bin")
+
+
+def find_controlnet_folder(folder: str | Path) -> Path:
+    """The folder holding the ControlNet's config.json: ``folder/controlnet`` (release layout) or ``folder``."""
+    folder = Path(folder)
+    for candidate in (folder / "controlnet", folder):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise WeightsNotFoundError(
+        f"No ControlNet in {folder}: expected {folder}/controlnet/config.json (release layout) or "
+        f"{folder}/config.json.\n\n{describe_expected_layout()}"
+    )
+
+
+def controlnet_config_from_official(config: dict) -> dict:
+    """Keyword arguments for :class:`ControlNetSVD` from a release (or our own) config.json."""
+    accepted = set(inspect.signature(ControlNetSVD.__init__).parameters) - {"self"}
+    kwargs, unknown = {}, []
+    for key, value in config.items():
+        if key in _REQUIRED_VALUES:
+            if value != _REQUIRED_VALUES[key]:
+                raise ValueError(
+                    f"this ControlNet config sets {key}={value!r}; only {_REQUIRED_VALUES[key]!r} is supported "
+                    "(the released LeviTor model does not use it)"
+                )
+        elif key in accepted:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+        elif key not in _IGNORED_KEYS:
+            unknown.append(key)
+    if unknown:
+        logger.warning("ignoring unknown ControlNet config keys %s", sorted(unknown))
+    return kwargs
+
+
+def convert_official_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Release parameter names -> ours. They are equal by design; only wrapper prefixes are stripped."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    for name in _WEIGHT_FILES:
+        path = folder / name
+        if path.is_file():
+            if path.suffix == ".safetensors":
+                return load_file(path)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    raise WeightsNotFoundError(
+        f"{folder} has config.json but no weights (looked for {', '.join(_WEIGHT_FILES)}).\n\n"
+        f"{describe_expected_layout()}"
+    )
+
+
+def load_controlnet(folder: str | Path, torch_dtype: torch.dtype | None = None) -> ControlNetSVD:
+    """Load a ControlNet from the release layout, a folder written by ``ControlNetSVD.save_pretrained``, or a
+    folder holding a release ``controlnet/`` folder's files directly. Missing or extra weights raise ValueError."""
+    folder = find_controlnet_folder(folder)
+    config = json.loads((folder / "config.json").read_text())
+    kwargs = controlnet_config_from_official(config)
+    state_dict = convert_official_state_dict(_read_weights(folder))
+
+    with torch.device("meta"):  # no random init of ~700M parameters only to overwrite them
+        model = ControlNetSVD(**kwargs)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"the ControlNet weights in {folder} do not fit its config: {len(missing)} missing "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    model.eval()
+    if torch_dtype is not None:
+        model.to(dtype=torch_dtype)
+    return model
+
+
+def convert_official_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Write the release's ControlNet (``src``, release layout) as ``ControlNetSVD.save_pretrained(dst)``."""
+    model = load_controlnet(src)
+    model.save_pretrained(dst)
+    return Path(dst)

@@ -1,0 +1,507 @@
+"""LeviTorPipeline: Stable Video Diffusion image-to-video, steered by a ControlNet that sees the control points.
+
+It follows diffusers' :class:`StableVideoDiffusionPipeline` step for step (CLIP image embedding and VAE image
+latents as conditioning, EDM Euler sampler, classifier-free guidance ramped linearly across frames, fps
+conditioned as fps - 1) and reuses its helpers; the only new work per step is the ControlNet, whose residuals
+go into :class:`~levitor.models.ControlledUNetSVD`.
+
+```python
+pipe = LeviTorPipeline.from_pretrained(torch_dtype=torch.float16)   # SVD-xt + hlwang06/LeviTor
+pipe.apply_preset("low_vram")                                       # 16 GB cards (Colab T4)
+out = pipe(image, control=signal, generator=torch.Generator().manual_seed(217113))
+write_video(out.frames[0], "out.mp4", fps=6)          # levitor.viz_video
+```
+
+Choices worth knowing:
+- Classifier-free guidance: the unconditional branch gets the same control as the conditional one (the release
+  does the same); only the image conditioning (CLIP embedding and image latents) is zeroed there. The ControlNet
+  runs once per step on the whole CFG batch, like the UNet.
+- Sizes derive from the control: ``height``, ``width`` and ``num_frames`` default to the control's. A
+  :class:`ControlSignal` made for another resolution is rescaled (``signal.scaled_to(height, width)``: points
+  scale with the image, which is resized to ``height`` x ``width`` too); an already-encoded tensor cannot be, and
+  a size mismatch is a ``ValueError``.
+- Interrupting: a callback may set ``pipe._interrupt = True``; the loop stops after that step and the
+  partly-denoised latents are decoded (diffusers' convention).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+import torch
+from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline
+from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
+    StableVideoDiffusionPipelineOutput,
+    _append_dims,
+    _resize_with_antialiasing,
+)
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+from levitor.control.signal import ControlSignal
+from levitor.models.controlnet_svd import ControlNetSVD
+from levitor.models.convert import find_controlnet_folder, load_controlnet
+from levitor.models.unet_svd import ControlledUNetSVD
+from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, describe_expected_layout, resolve
+
+LeviTorPipelineOutput = StableVideoDiffusionPipelineOutput  # .frames: np (B, F, H, W, 3), pt (B, F, 3, H, W), PIL lists
+
+CLIP_SIZE = 224  # SVD feeds CLIP a 224x224 image, whatever the video size
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Memory/speed settings applied together by :meth:`LeviTorPipeline.apply_preset`."""
+
+    dtype: torch.dtype          # weights and activations on the GPU (on CPU the pipeline stays float32)
+    cpu_offload: bool           # keep models in CPU RAM, move each to the GPU only while it runs
+    decode_chunk_size: int      # frames per temporal-VAE decode call: the decoder's only memory knob
+    forward_chunking: bool      # run transformer feed-forwards one frame at a time (exact; lower peak memory)
+
+
+PRESETS = {
+    # everything resident on the GPU: fastest; about 7-10 GB at 16x320x512 (estimate, see docs/weights.md)
+    "default": Preset(dtype=torch.float16, cpu_offload=False, decode_chunk_size=8, forward_chunking=False),
+    # a 16 GB Colab T4: models wait in CPU RAM (UNet + ControlNet stay on the GPU through the denoising loop),
+    # 2-frame VAE decode, chunked feed-forwards; slower (offload transfers, smaller kernels)
+    "low_vram": Preset(dtype=torch.float16, cpu_offload=True, decode_chunk_size=2, forward_chunking=True),
+}
+
+
+def _set_forward_chunking(model: torch.nn.Module, enabled: bool) -> None:
+    """Feed-forward chunking over the batch-of-frames dimension, one frame per chunk (always divides).
+
+    Chunking a feed-forward splits a pointwise op, so results equal the unchunked ones up to float rounding.
+    """
+    for module in model.modules():
+        if hasattr(module, "set_chunk_feed_forward"):
+            module.set_chunk_feed_forward(1 if enabled else None, dim=0)
+
+
+def _explain_oom(call: Callable) -> Callable:
+    """Turn CUDA out-of-memory into an error that says what to try."""
+
+    @functools.wraps(call)
+    def wrapper(self: "LeviTorPipeline", *args, **kwargs):
+        try:
+            return call(self, *args, **kwargs)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise RuntimeError(
+                f"CUDA ran out of memory generating with preset '{self.preset}' ({exc}). Try "
+                "pipe.apply_preset('low_vram') (fp16, model CPU offload, 2-frame VAE decode, chunked "
+                "feed-forwards), a smaller height/width (e.g. 320x512 or the release's 512x288), fewer frames, "
+                "or a smaller decode_chunk_size; and move depth/segmentation models off the GPU first."
+            ) from exc
+
+    return wrapper
+
+
+class LeviTorPipeline(StableVideoDiffusionPipeline):
+    """Image + control signal -> video. See the module docstring; components as in SVD plus ``controlnet``."""
+
+    model_cpu_offload_seq = "image_encoder->controlnet->unet->vae"
+    _callback_tensor_inputs = ["latents", "image_latents", "image_embeddings", "added_time_ids", "controlnet_cond"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKLTemporalDecoder,
+        image_encoder: CLIPVisionModelWithProjection,
+        unet: ControlledUNetSVD,
+        controlnet: ControlNetSVD,
+        scheduler: EulerDiscreteScheduler,
+        feature_extractor: CLIPImageProcessor,
+    ):
+        super().__init__(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
+                         feature_extractor=feature_extractor)
+        self.register_modules(controlnet=controlnet)
+        if not isinstance(unet, ControlledUNetSVD):
+            raise TypeError(
+                f"unet must be a ControlledUNetSVD (it takes the ControlNet's residuals), got {type(unet).__name__}. "
+                "Load it with ControlledUNetSVD.from_pretrained(svd_id, subfolder='unet'): the weights are SVD's."
+            )
+        if tuple(controlnet.config.block_out_channels) != tuple(unet.config.block_out_channels):
+            raise ValueError(
+                f"ControlNet block_out_channels {tuple(controlnet.config.block_out_channels)} do not match the "
+                f"UNet's {tuple(unet.config.block_out_channels)}: this ControlNet was built for another base model."
+            )
+        if controlnet.downsampling_factor != self.vae_scale_factor:
+            raise ValueError(
+                f"The ControlNet's conditioning stack downsamples by {controlnet.downsampling_factor} but the VAE by "
+                f"{self.vae_scale_factor}; they must agree (conditioning_embedding_out_channels has "
+                f"{len(controlnet.config.conditioning_embedding_out_channels)} entries)."
+            )
+        self._preset_name = "default"
+        self._preset_decode_chunk_size: int | None = None
+        self._interrupt = False
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path = SVD_XT_ID,
+        controlnet: str | Path | ControlNetSVD | None = None,
+        *,
+        torch_dtype: torch.dtype | None = None,
+        variant: str | None = "auto",
+        allow_download: bool = True,
+        **kwargs: Any,
+    ) -> "LeviTorPipeline":
+        """Load the pipeline from a base model and LeviTor ControlNet weights.
+
+        pretrained_model_name_or_path: the SVD base (hub id or diffusers folder, default SVD-xt), or a folder
+            written by :meth:`save_pretrained` (``model_index.json`` naming LeviTorPipeline), which holds everything.
+        controlnet: the LeviTor weights: hub id or folder in the release layout (``controlnet/`` inside), a folder
+            with the ControlNet's ``config.json`` itself, or a loaded :class:`ControlNetSVD`. None means
+            ``hlwang06/LeviTor`` for an SVD base, and the saved one for a saved pipeline.
+        variant: "auto" picks the base's ``fp16`` files when present (the hub layout); None loads plain files.
+        allow_download: let :func:`levitor.weights.resolve` fetch missing weights from the Hub.
+        Missing weights raise :class:`~levitor.weights.WeightsNotFoundError` with the expected folder layout.
+        """
+        base = resolve(pretrained_model_name_or_path, what="Stable Video Diffusion base", allow_download=allow_download)
+        index_path = base / "model_index.json"
+        if not index_path.is_file():
+            raise WeightsNotFoundError(
+                f"{base} has no model_index.json, so it is neither a diffusers SVD folder nor a saved "
+                f"LeviTorPipeline.\n\n{describe_expected_layout()}"
+            )
+        class_name = json.loads(index_path.read_text())["_class_name"]
+        if variant == "auto":
+            variant = "fp16" if any((base / "unet").glob("*.fp16.*")) else None
+
+        if class_name == cls.__name__:  # our own save_pretrained layout: everything in one folder
+            if controlnet is not None:
+                kwargs["controlnet"] = cls._load_controlnet(controlnet, torch_dtype, allow_download)
+            return super().from_pretrained(base, torch_dtype=torch_dtype, variant=variant, **kwargs)
+
+        # find the ControlNet before loading gigabytes of base model, so a missing one fails fast
+        if not isinstance(controlnet, ControlNetSVD):
+            source = LEVITOR_ID if controlnet is None else controlnet
+            controlnet = find_controlnet_folder(resolve(source, what="LeviTor ControlNet",
+                                                        allow_download=allow_download))
+        unet = ControlledUNetSVD.from_pretrained(base, subfolder="unet", torch_dtype=torch_dtype, variant=variant)
+        svd = StableVideoDiffusionPipeline.from_pretrained(base, unet=unet, torch_dtype=torch_dtype, variant=variant,
+                                                           **kwargs)
+        return cls(**svd.components, controlnet=cls._load_controlnet(controlnet, torch_dtype, allow_download))
+
+    @staticmethod
+    def _load_controlnet(controlnet: str | Path | ControlNetSVD, torch_dtype: torch.dtype | None,
+                         allow_download: bool) -> ControlNetSVD:
+        if isinstance(controlnet, ControlNetSVD):
+            return controlnet if torch_dtype is None else controlnet.to(dtype=torch_dtype)
+        folder = resolve(controlnet, what="LeviTor ControlNet", allow_download=allow_download)
+        return load_controlnet(folder, torch_dtype=torch_dtype)
+
+    # ------------------------------------------------------------------ presets
+
+    @property
+    def preset(self) -> str:
+        return self._preset_name
+
+    def apply_preset(self, name: str, device: str | torch.device | None = None,
+                     dtype: torch.dtype | None = None) -> "LeviTorPipeline":
+        """Apply a memory/speed preset from :data:`PRESETS` ("default" or "low_vram").
+
+        device: where to generate; default CUDA when available, else CPU. On CPU the weights stay float32 and
+            there is no offload (nothing to offload to); chunk sizes still apply.
+        dtype: override the preset's dtype (e.g. torch.bfloat16 on Ampere and newer; T4 has no bf16).
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        preset = PRESETS[name]
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (preset.dtype if device.type != "cpu" else torch.float32)
+
+        self.remove_all_hooks()
+        for model in self.components.values():
+            # cast only what differs: diffusers' ModelMixin.to(dtype=...) logs a warning on every call
+            if isinstance(model, torch.nn.Module) and model.dtype != dtype:
+                model.to(dtype=dtype)
+        if preset.cpu_offload and device.type != "cpu":
+            self.enable_model_cpu_offload(device=device)
+        else:
+            self.to(device)
+        for model in (self.unet, self.controlnet):
+            _set_forward_chunking(model, preset.forward_chunking)
+        self._preset_decode_chunk_size = preset.decode_chunk_size
+        self._preset_name = name
+        return self
+
+    # ------------------------------------------------------------------ inputs
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    def check_inputs(
+        self,
+        image: PIL.Image.Image | list[PIL.Image.Image] | torch.Tensor,
+        control: ControlSignal | torch.Tensor,
+        height: int,
+        width: int,
+        num_frames: int,
+        num_inference_steps: int = 25,
+        decode_chunk_size: int | None = None,
+        output_type: str = "pil",
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> None:
+        """Raise ValueError for anything that would fail later, before any model runs."""
+        if isinstance(image, torch.Tensor):
+            if image.ndim not in (3, 4) or image.shape[-3] != 3:
+                raise ValueError(
+                    f"an image tensor must be (3, H, W) or (B, 3, H, W) in [0, 1], got {tuple(image.shape)}"
+                )
+        elif isinstance(image, list):
+            if not image or not all(isinstance(im, PIL.Image.Image) for im in image):
+                raise ValueError("an image list must be a non-empty list of PIL images")
+        elif not isinstance(image, PIL.Image.Image):
+            raise ValueError(f"image must be a PIL image, a list of them or a tensor, got {type(image).__name__}")
+
+        multiple = max(8, self.vae_scale_factor)
+        if height < multiple or width < multiple or height % multiple or width % multiple:
+            raise ValueError(
+                f"height and width must be positive multiples of {multiple}, got {height}x{width}. "
+                f"The release runs at 512x288 (height x width); round your size to a multiple of {multiple}."
+            )
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if decode_chunk_size is not None and decode_chunk_size < 1:
+            raise ValueError(f"decode_chunk_size must be >= 1, got {decode_chunk_size}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs has {sorted(unknown)}, which the pipeline does not expose; "
+                f"choose from {self._callback_tensor_inputs}"
+            )
+
+        if isinstance(control, ControlSignal):
+            if control.num_frames != num_frames:
+                raise ValueError(
+                    f"the control signal has {control.num_frames} frames but num_frames is {num_frames}. "
+                    "Build the control for the same frame count (or leave num_frames out to use the control's)."
+                )
+        elif isinstance(control, torch.Tensor):
+            channels = self.controlnet.config.conditioning_channels
+            if control.ndim not in (4, 5) or control.shape[-3] != channels:
+                raise ValueError(
+                    f"an encoded control must be (F, {channels}, H, W) or (B, F, {channels}, H, W), "
+                    f"got {tuple(control.shape)}"
+                )
+            if control.shape[-4] != num_frames:
+                raise ValueError(
+                    f"the encoded control has {control.shape[-4]} frames but num_frames is {num_frames}"
+                )
+            if tuple(control.shape[-2:]) != (height, width):
+                raise ValueError(
+                    f"the encoded control is {control.shape[-2]}x{control.shape[-1]} but the video is "
+                    f"{height}x{width}. Pass the ControlSignal instead (it is rescaled) or encode it at this size."
+                )
+            batch = self._batch_size(image)
+            if control.ndim == 5 and control.shape[0] not in (1, batch):
+                raise ValueError(f"the encoded control has batch {control.shape[0]} but there are {batch} images")
+        else:
+            raise ValueError(
+                f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
+            )
+
+    @staticmethod
+    def _batch_size(image) -> int:
+        if isinstance(image, list):
+            return len(image)
+        if isinstance(image, torch.Tensor) and image.ndim == 4:
+            return image.shape[0]
+        return 1
+
+    @staticmethod
+    def _default_size(control: ControlSignal | torch.Tensor) -> tuple[int, int, int]:
+        """(height, width, num_frames) the control was made for."""
+        if isinstance(control, ControlSignal):
+            return control.height, control.width, control.num_frames
+        if isinstance(control, torch.Tensor) and control.ndim in (4, 5):
+            return int(control.shape[-2]), int(control.shape[-1]), int(control.shape[-4])
+        raise ValueError(
+            f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
+        )
+
+    def encode_control(self, control: ControlSignal | torch.Tensor, height: int, width: int, batch_size: int,
+                       device: torch.device, dtype: torch.dtype, do_classifier_free_guidance: bool) -> torch.Tensor:
+        """The ControlNet input for the whole CFG batch: (B or 2B, F, C, height, width), raw values.
+
+        A ControlSignal made for another size is rescaled first (points scale with the image).
+        """
+        if isinstance(control, ControlSignal):
+            from levitor.control.encode import encode  # the encoder lives with the control stage
+
+            if (control.height, control.width) != (height, width):
+                control = control.scaled_to(height, width)
+            control = encode(control, height, width)
+        cond = control.to(device=device, dtype=dtype)
+        if cond.ndim == 4:
+            cond = cond.unsqueeze(0)
+        cond = cond.expand(batch_size, *cond.shape[1:])
+        if do_classifier_free_guidance:
+            cond = torch.cat([cond, cond])  # the unconditional branch keeps the control (as the release does)
+        return cond
+
+    def _clip_input(self, image):
+        """SVD resizes PIL input to 224 for CLIP inside _encode_image; give tensors the same treatment."""
+        if not isinstance(image, torch.Tensor):
+            return image
+        image = image if image.ndim == 4 else image.unsqueeze(0)
+        image = _resize_with_antialiasing(image.float() * 2.0 - 1.0, (CLIP_SIZE, CLIP_SIZE))
+        return (image + 1.0) / 2.0
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    @_explain_oom
+    def __call__(
+        self,
+        image: PIL.Image.Image | list[PIL.Image.Image] | torch.Tensor,
+        control: ControlSignal | torch.Tensor,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        min_guidance_scale: float = 1.0,
+        max_guidance_scale: float = 3.0,
+        fps: int = 6,
+        motion_bucket_id: int = 100,
+        noise_aug_strength: float = 0.02,
+        controlnet_conditioning_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        decode_chunk_size: int | None = None,
+        output_type: str = "pil",
+        callback_on_step_end: Callable[["LeviTorPipeline", int, torch.Tensor, dict], dict | None] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        return_dict: bool = True,
+    ) -> LeviTorPipelineOutput | Any:
+        """Generate a video from ``image`` that follows ``control``.
+
+        image: PIL image(s), or a (3, H, W) / (B, 3, H, W) tensor in [0, 1]; resized to height x width.
+        control: a :class:`ControlSignal`, or its encoding (F, C, H, W) / (B, F, C, H, W) with raw values.
+        num_frames, height, width: default to the control's.
+        fps: the playback rate to condition on (SVD was trained on fps - 1, which is what the UNet sees).
+        controlnet_conditioning_scale: scales the ControlNet's residuals; 0 skips the ControlNet (plain SVD).
+        decode_chunk_size: frames per VAE decode call; default the preset's, else all frames at once.
+        callback_on_step_end: called as ``f(pipe, step, t, tensors)`` after each step with the tensors named in
+            ``callback_on_step_end_tensor_inputs``; may return a dict of replacements. Set ``pipe._interrupt =
+            True`` inside it to stop early.
+        Returns ``.frames``: (B, F, height, width, 3) floats in [0, 1] for "np", (B, F, 3, height, width) for
+        "pt", B lists of PIL images for "pil", latents (B, F, 4, h, w) for "latent".
+        """
+        # 1. Check inputs (nothing has touched the GPU yet)
+        default_h, default_w, default_f = self._default_size(control)
+        height = default_h if height is None else height
+        width = default_w if width is None else width
+        num_frames = default_f if num_frames is None else num_frames
+        callback_names = list(callback_on_step_end_tensor_inputs or (["latents"] if callback_on_step_end else []))
+        self.check_inputs(image, control, height, width, num_frames, num_inference_steps, decode_chunk_size,
+                          output_type, callback_names)
+        decode_chunk_size = decode_chunk_size or self._preset_decode_chunk_size or num_frames
+        batch_size = self._batch_size(image)
+        device = self._execution_device
+        self._guidance_scale = max_guidance_scale  # a number until step 8, so do_classifier_free_guidance works
+        do_cfg = self.do_classifier_free_guidance
+        self._interrupt = False
+
+        # 2. Encode the image for CLIP (cross-attention context; zeros for the unconditional branch)
+        image_embeddings = self._encode_image(self._clip_input(image), device, 1, do_cfg)
+        dtype = image_embeddings.dtype
+
+        # 3. Encode the image with the VAE (noise-augmented, concatenated to every frame's latents)
+        image = image if not (isinstance(image, torch.Tensor) and image.ndim == 3) else image.unsqueeze(0)
+        vae_input = self.video_processor.preprocess(image, height=height, width=width).to(device)
+        noise = randn_tensor(vae_input.shape, generator=generator, device=device, dtype=vae_input.dtype)
+        vae_input = vae_input + noise_aug_strength * noise
+        needs_upcasting = self.vae.dtype == torch.float16 and self.vae.config.force_upcast
+        if needs_upcasting:
+            self.vae.to(dtype=torch.float32)
+        image_latents = self._encode_vae_image(vae_input, device, 1, do_cfg).to(dtype)
+        if needs_upcasting:
+            self.vae.to(dtype=torch.float16)
+        image_latents = image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
+
+        # 4. Encode the control
+        controlnet_cond = self.encode_control(control, height, width, batch_size, device, dtype, do_cfg)
+
+        # 5. Added time ids: fps - 1, motion bucket, noise augmentation
+        added_time_ids = self._get_add_time_ids(fps - 1, motion_bucket_id, noise_aug_strength, dtype, batch_size,
+                                                1, do_cfg).to(device)
+
+        # 6. Timesteps (EDM Euler, Karras sigmas from the scheduler config)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+
+        # 7. Initial noise
+        latents = self.prepare_latents(batch_size, num_frames, self.unet.config.in_channels, height, width, dtype,
+                                       device, generator, latents)
+
+        # 8. Guidance scale ramped from the first frame to the last
+        guidance = torch.linspace(min_guidance_scale, max_guidance_scale, num_frames).to(device, dtype)  # as SVD
+        self._guidance_scale = _append_dims(guidance.unsqueeze(0).repeat(batch_size, 1), latents.ndim)
+
+        # 9. Denoise
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                model_input = torch.cat([latents] * 2) if do_cfg else latents
+                model_input = self.scheduler.scale_model_input(model_input, t)
+                model_input = torch.cat([model_input, image_latents], dim=2)
+
+                down_residuals = mid_residual = None
+                if controlnet_conditioning_scale != 0:
+                    down_residuals, mid_residual = self.controlnet(
+                        model_input, t, image_embeddings, controlnet_cond, added_time_ids,
+                        conditioning_scale=controlnet_conditioning_scale, return_dict=False,
+                    )
+                noise_pred = self.unet(
+                    model_input, t, encoder_hidden_states=image_embeddings, added_time_ids=added_time_ids,
+                    down_block_additional_residuals=down_residuals, mid_block_additional_residual=mid_residual,
+                    return_dict=False,
+                )[0]
+                if do_cfg:
+                    uncond, cond = noise_pred.chunk(2)
+                    noise_pred = uncond + self.guidance_scale * (cond - uncond)
+                latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+
+                if callback_on_step_end is not None:
+                    tensors = dict(latents=latents, image_latents=image_latents, image_embeddings=image_embeddings,
+                                   added_time_ids=added_time_ids, controlnet_cond=controlnet_cond)
+                    replaced = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_names}) or {}
+                    latents = replaced.get("latents", latents)
+                    image_latents = replaced.get("image_latents", image_latents)
+                    image_embeddings = replaced.get("image_embeddings", image_embeddings)
+                    added_time_ids = replaced.get("added_time_ids", added_time_ids)
+                    controlnet_cond = replaced.get("controlnet_cond", controlnet_cond)
+                progress_bar.update()
+                if self.interrupt:
+                    break
+
+        # 10. Decode
+        if output_type == "latent":
+            frames = latents
+        else:
+            if needs_upcasting:
+                self.vae.to(dtype=torch.float16)
+            frames = self.decode_latents(latents, num_frames, decode_chunk_size)
+            frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (frames,)
+        return LeviTorPipelineOutput(frames=frames)
+

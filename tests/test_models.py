@@ -1,0 +1,218 @@
+"""ControlNetSVD and ControlledUNetSVD on tiny random models (real architectures, small widths)."""
+
+import pytest
+import torch
+from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
+
+from levitor.models import ControlledUNetSVD, ControlNetSVD
+from levitor.testing.tiny import (
+    SVD_XT_UNET_CONFIG,
+    TINY_CONDITIONING_WIDTHS,
+    perturb_zero_convs,
+    tiny_controlnet,
+    tiny_unet,
+)
+
+B, F, H, W = 1, 4, 64, 64  # latents 8x8 (the tiny VAE downsamples by 8, like SVD's)
+
+def _inputs(seed=0, batch=B):
+    g = torch.Generator().manual_seed(seed)
+    sample = torch.randn(batch, F, 8, H // 8, W // 8, generator=g)
+    t = torch.tensor(12.5)
+    context = torch.randn(batch, 1, 32, generator=g)
+    added = torch.tensor([[5.0, 100.0, 0.02]] * batch)
+    cond = torch.randint(0, 256, (batch, F, 3, H, W), generator=g).float()  # raw 0..255 values
+    return sample, t, context, added, cond
+
+
+@pytest.fixture(scope="module")
+def unets():
+    controlled = tiny_unet(seed=0)
+    plain = UNetSpatioTemporalConditionModel.from_config(controlled.config).eval()
+    plain.load_state_dict(controlled.state_dict())
+    return plain, controlled
+
+
+@torch.no_grad()
+def test_zero_init_controlnet_leaves_unet_output_unchanged(unets):
+    plain, controlled = unets
+    controlnet = tiny_controlnet(controlled, zero_init=True)
+    sample, t, context, added, cond = _inputs()
+    down, mid = controlnet(sample, t, context, cond, added, return_dict=False)
+    assert all(torch.count_nonzero(r) == 0 for r in down) and torch.count_nonzero(mid) == 0
+
+    expected = plain(sample, t, context, added).sample
+    got = controlled(sample, t, context, added, down_block_additional_residuals=down,
+                     mid_block_additional_residual=mid).sample
+    assert torch.equal(got, expected)
+    assert torch.equal(controlled(sample, t, context, added).sample, expected)  # no residuals at all
+
+
+@torch.no_grad()
+def test_trained_controlnet_changes_output_and_scale_zero_restores_it(unets):
+    plain, controlled = unets
+    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True))
+    sample, t, context, added, cond = _inputs()
+    expected = plain(sample, t, context, added).sample
+
+    down, mid = controlnet(sample, t, context, cond, added, return_dict=False)
+    got = controlled(sample, t, context, added, down_block_additional_residuals=down,
+                     mid_block_additional_residual=mid).sample
+    assert (got - expected).abs().max() > 1e-3
+
+    other = controlnet(sample, t, context, torch.zeros_like(cond), added, return_dict=False)
+    got_other = controlled(sample, t, context, added, down_block_additional_residuals=other[0],
+                           mid_block_additional_residual=other[1]).sample
+    assert (got - got_other).abs().max() > 1e-4  # the control itself matters, not only the zero convs
+
+    down0, mid0 = controlnet(sample, t, context, cond, added, conditioning_scale=0.0, return_dict=False)
+    got0 = controlled(sample, t, context, added, down_block_additional_residuals=down0,
+                      mid_block_additional_residual=mid0).sample
+    assert torch.equal(got0, expected)
+
+
+@torch.no_grad()
+def test_unet_conditioning_scale_scales_residuals(unets):
+    _, controlled = unets
+    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True))
+    sample, t, context, added, cond = _inputs()
+    down, mid = controlnet(sample, t, context, cond, added, return_dict=False)
+    doubled = controlled(sample, t, context, added, [2 * r for r in down], 2 * mid).sample
+    scaled = controlled(sample, t, context, added, down, mid, conditioning_scale=2.0).sample
+    torch.testing.assert_close(scaled, doubled)
+
+
+def test_from_unet_copies_encoder_and_zeroes_outputs(unets):
+    _, controlled = unets
+    controlnet = tiny_controlnet(controlled, zero_init=True)
+    unet_sd = controlled.state_dict()
+    for key, value in controlnet.state_dict().items():
+        if key.startswith(("conv_in.", "time_embedding.", "add_embedding.", "down_blocks.", "mid_block.")):
+            assert torch.equal(value, unet_sd[key]), key
+        elif key.startswith(("controlnet_down_blocks.", "controlnet_mid_block.",
+                             "controlnet_cond_embedding.conv_out.")):
+            assert torch.count_nonzero(value) == 0, key
+    # a fresh copy: training the ControlNet must not touch the UNet
+    assert controlnet.conv_in.weight.data_ptr() != controlled.conv_in.weight.data_ptr()
+    assert controlnet.config.conditioning_embedding_out_channels == TINY_CONDITIONING_WIDTHS
+
+
+def test_state_dict_names_match_release_for_svd_xt():
+    with torch.device("meta"):  # full SVD-xt size, no memory
+        unet = UNetSpatioTemporalConditionModel(**SVD_XT_UNET_CONFIG)
+        controlnet = ControlNetSVD.from_unet(unet, conditioning_channels=3, load_weights_from_unet=False)
+    keys = set(controlnet.state_dict())
+    assert {k.split(".")[1] for k in keys if k.startswith("controlnet_down_blocks.")} == {str(i) for i in range(12)}
+    emb = {k for k in keys if k.startswith("controlnet_cond_embedding.")}
+    assert emb == {f"controlnet_cond_embedding.{m}.{p}" for m in
+                   ["conv_in", *[f"blocks.{i}" for i in range(6)], "conv_out"] for p in ("weight", "bias")}
+    assert controlnet.controlnet_cond_embedding.conv_in.weight.shape == (16, 3, 3, 3)
+    assert controlnet.controlnet_cond_embedding.conv_out.weight.shape == (320, 256, 3, 3)
+    assert [controlnet.controlnet_cond_embedding.blocks[i].stride for i in range(6)] == [(1, 1), (2, 2)] * 3
+    assert controlnet.controlnet_mid_block.weight.shape == (1280, 1280, 1, 1)
+    top = {k.split(".")[0] for k in keys}
+    assert top == {"conv_in", "time_embedding", "add_embedding", "down_blocks", "mid_block",
+                   "controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding"}
+    # the encoder's names are the UNet's, so from_unet's copy (and the release's) lines up key for key
+    unet_keys = set(unet.state_dict())
+    assert {k for k in keys if not k.startswith("controlnet_")} <= unet_keys
+    assert controlnet.downsampling_factor == 8
+
+
+@torch.no_grad()
+def test_save_load_round_trip_is_bit_exact(tmp_path, unets):
+    _, controlled = unets
+    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True))
+    controlnet.save_pretrained(tmp_path / "controlnet")
+    controlled.save_pretrained(tmp_path / "unet")
+    controlnet2 = ControlNetSVD.from_pretrained(tmp_path / "controlnet").eval()
+    unet2 = ControlledUNetSVD.from_pretrained(tmp_path / "unet").eval()
+    for a, b in [(controlnet, controlnet2), (controlled, unet2)]:
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    def plain(config):  # json turns tuples into lists
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if not k.startswith("_")}
+
+    assert plain(controlnet2.config) == plain(controlnet.config)
+
+    sample, t, context, added, cond = _inputs()
+    out1 = controlled(sample, t, context, added, *controlnet(sample, t, context, cond, added, return_dict=False))
+    out2 = unet2(sample, t, context, added, *controlnet2(sample, t, context, cond, added, return_dict=False))
+    assert torch.equal(out1.sample, out2.sample)
+
+
+def test_controlled_unet_loads_plain_svd_unet_weights(tmp_path, unets):
+    plain, _ = unets
+    plain.save_pretrained(tmp_path / "unet")  # _class_name UNetSpatioTemporalConditionModel, as on the hub
+    loaded = ControlledUNetSVD.from_pretrained(tmp_path / "unet")
+    assert isinstance(loaded, ControlledUNetSVD)
+    sp, sl = plain.state_dict(), loaded.state_dict()
+    assert sp.keys() == sl.keys() and all(torch.equal(sp[k], sl[k]) for k in sp)
+
+
+@torch.no_grad()
+def test_controlnet_accepts_flat_or_5d_control_and_rejects_wrong_size(unets):
+    _, controlled = unets
+    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True))
+    sample, t, context, added, cond = _inputs(batch=2)
+    d5, m5 = controlnet(sample, t, context, cond, added, return_dict=False)
+    d4, m4 = controlnet(sample, t, context, cond.flatten(0, 1), added, return_dict=False)
+    assert all(torch.equal(a, b) for a, b in zip(d5, d4)) and torch.equal(m5, m4)
+    assert len(d5) == 6 and d5[0].shape == (2 * F, 32, 8, 8)
+
+    with pytest.raises(ValueError, match="controlnet_cond must be"):
+        controlnet(sample, t, context, cond[..., :32, :32], added)
+    with pytest.raises(ValueError, match="controlnet_cond must be"):
+        controlnet(sample, t, context, cond[:, :2], added)  # frame count mismatch
+
+
+@torch.no_grad()
+def test_unet_rejects_wrong_residual_count(unets):
+    _, controlled = unets
+    controlnet = tiny_controlnet(controlled, zero_init=True)
+    sample, t, context, added, cond = _inputs()
+    down, mid = controlnet(sample, t, context, cond, added, return_dict=False)
+    with pytest.raises(ValueError, match="down-block residuals"):
+        controlled(sample, t, context, added, down[:-1], mid)
+
+
+def test_controlnet_trains_only_itself(unets):
+    _, controlled = unets
+    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True)).train()
+    controlled.requires_grad_(False)
+    sample, t, context, added, cond = _inputs()
+    down, mid = controlnet(sample, t, context, cond, added, return_dict=False)
+    loss = controlled(sample, t, context, added, down, mid).sample.square().mean()
+    loss.backward()
+    assert controlnet.controlnet_cond_embedding.conv_in.weight.grad is not None
+    assert controlnet.controlnet_cond_embedding.conv_in.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in controlled.parameters())
+    controlnet.eval()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(unets):
+    _, controlled = unets
+    controlled.requires_grad_(False)
+    sample, t, context, added, cond = _inputs()
+    grads = []
+    for checkpointing in (False, True):
+        controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True)).train()
+        if checkpointing:
+            controlnet.enable_gradient_checkpointing()
+        down, mid = controlnet(sample, t, context, cond, added, return_dict=False)
+        controlled(sample, t, context, added, down, mid).sample.square().mean().backward()
+        grads.append(controlnet.down_blocks[0].resnets[0].spatial_res_block.conv1.weight.grad.clone())
+    assert controlnet.is_gradient_checkpointing
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_random_svd_xt_pipeline_builds_the_real_architecture():
+    from levitor.testing.tiny import random_svd_xt_pipeline
+
+    pipe = random_svd_xt_pipeline(device="meta")  # the benchmark's builder, without memory or time
+    counts = {name: sum(p.numel() for p in getattr(pipe, name).parameters())
+              for name in ("unet", "controlnet", "vae", "image_encoder")}
+    assert counts == {"unet": 1_524_623_082, "controlnet": 682_021_537, "vae": 97_742_847,
+                      "image_encoder": 632_076_800}
+    assert pipe.vae_scale_factor == 8 and len(pipe.controlnet.controlnet_down_blocks) == 12

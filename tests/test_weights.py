@@ -1,0 +1,198 @@
+"""Weight resolution and loading, on tiny random models saved in both layouts (ours and the release's)."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from levitor.models import ControlNetSVD
+from levitor.models.convert import convert_official_checkpoint, load_controlnet
+from levitor.pipeline import LeviTorPipeline
+from levitor.testing.tiny import save_tiny_pipeline, tiny_image, tiny_pipeline, tiny_signal
+from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, describe_expected_layout, resolve
+
+COMPONENTS = ("unet", "controlnet", "vae", "image_encoder")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No test here may touch the network or the user's real weights."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("LEVITOR_HOME", str(tmp_path / "levitor_home"))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return tiny_pipeline(seed=0)
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    return save_tiny_pipeline(tmp_path_factory.mktemp("official"), layout="official")
+
+
+def _assert_same_weights(a, b):
+    for name in COMPONENTS:
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert sa.keys() == sb.keys(), name
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+
+
+def test_load_our_layout(tmp_path, reference):
+    paths = save_tiny_pipeline(tmp_path / "ours", layout="ours")
+    assert json.loads((paths["pipeline"] / "model_index.json").read_text())["_class_name"] == "LeviTorPipeline"
+    pipe = LeviTorPipeline.from_pretrained(paths["pipeline"])
+    _assert_same_weights(pipe, reference)
+
+
+def test_load_official_layout(official, reference):
+    layout = official["controlnet"]
+    config = json.loads((layout / "controlnet" / "config.json").read_text())
+    assert config["_class_name"] == "ControlNetSVDModel" and "up_block_types" in config
+    assert (layout / "unet").is_dir() and (layout / "scaler.pt").is_file()
+    assert any((official["base"] / "unet").glob("*.fp16.safetensors"))  # hub-style variant files
+
+    pipe = LeviTorPipeline.from_pretrained(official["base"], official["controlnet"])
+    _assert_same_weights(pipe, reference)
+    # the bare controlnet/ folder works too
+    pipe2 = LeviTorPipeline.from_pretrained(official["base"], layout / "controlnet")
+    _assert_same_weights(pipe2, reference)
+
+
+def test_both_layouts_generate_the_same_video(tmp_path, official):
+    ours = LeviTorPipeline.from_pretrained(save_tiny_pipeline(tmp_path / "ours")["pipeline"])
+    theirs = LeviTorPipeline.from_pretrained(official["base"], official["controlnet"])
+    videos = []
+    for pipe in (ours, theirs):
+        pipe.set_progress_bar_config(disable=True)
+        videos.append(pipe(tiny_image(), control=tiny_signal(), num_inference_steps=1, output_type="np",
+                           generator=torch.Generator().manual_seed(217113)).frames)
+    np.testing.assert_array_equal(videos[0], videos[1])
+
+
+def test_torch_dtype_applies_to_every_model(official):
+    pipe = LeviTorPipeline.from_pretrained(official["base"], official["controlnet"], torch_dtype=torch.bfloat16)
+    assert {getattr(pipe, n).dtype for n in COMPONENTS} == {torch.bfloat16}
+
+
+def test_default_ids_resolve_under_levitor_home(tmp_path, monkeypatch, official, reference):
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(official["base"], home / "stable-video-diffusion-img2vid-xt")
+    shutil.copytree(official["controlnet"], home / "LeviTor")
+    monkeypatch.setenv("LEVITOR_HOME", str(home))
+    assert resolve(SVD_XT_ID, allow_download=False) == home / "stable-video-diffusion-img2vid-xt"
+    pipe = LeviTorPipeline.from_pretrained(allow_download=False)  # both defaults
+    _assert_same_weights(pipe, reference)
+
+
+def test_missing_weights_name_the_models_and_the_layout(tmp_path):
+    with pytest.raises(WeightsNotFoundError) as info:
+        LeviTorPipeline.from_pretrained(allow_download=False)
+    message = str(info.value)
+    assert SVD_XT_ID in message and LEVITOR_ID in message
+    assert "controlnet/config.json" in message and "stable-video-diffusion-img2vid-xt/" in message
+    assert str(tmp_path / "levitor_home") in message  # where it looked
+
+    with pytest.raises(WeightsNotFoundError, match="allow_download=False"):
+        resolve("someone/missing-model", allow_download=False)
+    with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE"):
+        resolve("someone/missing-model", allow_download=True)  # offline: fails fast, no network
+    with pytest.raises(WeightsNotFoundError, match="not a Hub id"):
+        resolve(tmp_path / "no" / "such" / "folder")
+
+
+def test_missing_controlnet_names_release(official, monkeypatch):
+    from levitor.models import ControlledUNetSVD
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the base model was loaded before the ControlNet was found")
+
+    monkeypatch.setattr(ControlledUNetSVD, "from_pretrained", fail)
+    with pytest.raises(WeightsNotFoundError, match=LEVITOR_ID.replace("/", ".")):
+        LeviTorPipeline.from_pretrained(official["base"], allow_download=False)
+    with pytest.raises(WeightsNotFoundError, match="controlnet/config.json"):
+        LeviTorPipeline.from_pretrained(official["base"], official["base"] / "unet" / "..")  # base has no controlnet
+
+
+def test_base_without_model_index_is_explained(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsNotFoundError, match="model_index.json"):
+        LeviTorPipeline.from_pretrained(tmp_path / "empty", allow_download=False)
+
+
+def test_describe_expected_layout_mentions_everything():
+    text = describe_expected_layout()
+    for needle in (SVD_XT_ID, LEVITOR_ID, "LEVITOR_HOME", "diffusion_pytorch_model.safetensors",
+                   "model_index.json", "hf download"):
+        assert needle in text
+
+
+# ---------------------------------------------------------------- the release's ControlNet
+
+
+def _copy_official(official, tmp_path):
+    import shutil
+
+    dst = tmp_path / "LeviTor"
+    shutil.copytree(official["controlnet"], dst)
+    return dst
+
+
+def test_load_controlnet_tolerates_release_config_and_wrapper_prefixes(official, reference, tmp_path):
+    folder = _copy_official(official, tmp_path)
+    weights = folder / "controlnet" / "diffusion_pytorch_model.safetensors"
+    save_file({f"module.{k}": v for k, v in load_file(weights).items()}, weights)  # as a DDP-wrapped save
+    controlnet = load_controlnet(folder)
+    sa, sb = controlnet.state_dict(), reference.controlnet.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not any(p.is_meta for p in controlnet.parameters())
+
+
+def test_load_controlnet_warns_on_unknown_keys_and_refuses_extra_modules(official, tmp_path, caplog):
+    folder = _copy_official(official, tmp_path)
+    config_path = folder / "controlnet" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "some_future_flag": 1}))
+    with caplog.at_level(logging.WARNING, logger="levitor.models.convert"):
+        load_controlnet(folder)
+    assert "some_future_flag" in caplog.text
+
+    config_path.write_text(json.dumps({**config, "with_id_feature": True}))
+    with pytest.raises(ValueError, match="with_id_feature"):
+        load_controlnet(folder)
+
+
+def test_load_controlnet_rejects_weights_that_do_not_fit(official, tmp_path):
+    folder = _copy_official(official, tmp_path)
+    weights = folder / "controlnet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state.pop("controlnet_mid_block.weight")
+    save_file(state, weights)
+    with pytest.raises(ValueError, match="1 missing"):
+        load_controlnet(folder)
+    weights.unlink()
+    with pytest.raises(WeightsNotFoundError, match="no weights"):
+        load_controlnet(folder)
+
+
+def test_convert_official_checkpoint_to_our_layout(official, reference, tmp_path):
+    dst = convert_official_checkpoint(official["controlnet"], tmp_path / "converted")
+    assert json.loads((dst / "config.json").read_text())["_class_name"] == "ControlNetSVD"
+    controlnet = ControlNetSVD.from_pretrained(dst)
+    sa, sb = controlnet.state_dict(), reference.controlnet.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sb)
+    pipe = LeviTorPipeline.from_pretrained(official["base"], dst)  # and it loads as a plain ControlNet folder
+    assert isinstance(pipe.controlnet, ControlNetSVD)
+
+
+def test_saved_pipeline_with_a_different_controlnet(tmp_path, official):
+    ours = save_tiny_pipeline(tmp_path / "ours", seed=5)["pipeline"]
+    pipe = LeviTorPipeline.from_pretrained(ours, official["controlnet"])
+    reference_cn = load_controlnet(official["controlnet"])
+    assert torch.equal(pipe.controlnet.controlnet_mid_block.weight, reference_cn.controlnet_mid_block.weight)
