@@ -57,7 +57,8 @@ def bundled_scene(height: int = HEIGHT, width: int = WIDTH, num_frames: int = 16
     stand(house | roof, (205, 190, 120), "house", np.where(roof, 0.7, 1.0))
     trunk = (np.abs(cols - 420) < 9) & (rows >= 190) & (rows < 232)
     crown = ((cols - 420) ** 2 / 46**2 + (rows - 150) ** 2 / 55**2) <= 1
-    stand(trunk | crown, (50, 130, 45), "tree", np.where(trunk & ~crown, 1.8, 0.8 + 0.2 * rng.random((H, W))))
+    stand(trunk | crown, (50, 130, 45), "tree", 0.8 + 0.2 * rng.random((H, W)))
+    img[trunk & ~crown] = (110, 78, 48)  # a brown trunk
     box = (cols >= 290) & (cols < 362) & (rows >= 150) & (rows < 214)
     stand(box, (50, 90, 200), "box", np.where(cols < 326, 1.0, 0.8))
     r2 = ((cols - 150) ** 2 + (rows - 228) ** 2) / 38.0**2

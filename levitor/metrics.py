@@ -29,20 +29,12 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from levitor.paths import eval_dir, levitor_home  # noqa: F401 (re-exported)
+
 INCEPTION_FILE = "inception-2015-12-05.pt"
 I3D_FILE = "i3d_torchscript.pt"
 FVD_SIZE = 224        # I3D's input resolution
 FID_SIZE = 299        # Inception-v3's input resolution (the TorchScript net resizes internally)
-
-
-def levitor_home() -> Path:
-    """Root of local weights and caches: ``$LEVITOR_HOME`` or ``~/.cache/levitor``."""
-    return Path(os.environ.get("LEVITOR_HOME", Path.home() / ".cache" / "levitor")).expanduser()
-
-
-def eval_dir() -> Path:
-    """Where the FID/FVD feature networks are looked up."""
-    return levitor_home() / "eval"
 
 
 # ------------------------------------------------------------------------------------- Fréchet distance

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from levitor.metrics import levitor_home
+from levitor.paths import models_dir
 
 COTRACKER_FILES = ("scaled_offline.pth", "cotracker2.pth")   # CoTracker3 offline first, then CoTracker2
 KMEANS_SEED = 0
@@ -146,7 +146,7 @@ def _blur(img: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------- CoTracker
 def cotracker_dir() -> Path:
     """Where CoTracker checkpoints are looked up: ``$LEVITOR_HOME/models/cotracker/``."""
-    return levitor_home() / "models" / "cotracker"
+    return models_dir() / "cotracker"
 
 
 @dataclass

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from levitor.paths import levitor_home, models_dir  # noqa: F401 (levitor_home: re-exported)
+
 SVD_XT_ID = "stabilityai/stable-video-diffusion-img2vid-xt"
 LEVITOR_ID = "hlwang06/LeviTor"
 
@@ -32,16 +34,14 @@ class WeightsNotFoundError(FileNotFoundError):
     """Raised when model weights are neither at the given path, under $LEVITOR_HOME, nor downloadable."""
 
 
-def levitor_home() -> Path:
-    """The folder searched for weights by name: ``$LEVITOR_HOME``, else ``~/.cache/levitor``."""
-    return Path(os.environ.get("LEVITOR_HOME", Path.home() / ".cache" / "levitor")).expanduser()
 
 
 def describe_expected_layout() -> str:
     """The folder layout :func:`resolve` and :meth:`LeviTorPipeline.from_pretrained` expect (README text)."""
-    home = levitor_home()
+    home = models_dir()
     return f"""\
-Weights are looked for under $LEVITOR_HOME (now: {home}), one folder per model, named after the model id:
+Weights are looked for under $LEVITOR_HOME/models (now: {home}), one folder per model, named after the
+part of the model id after the '/':
 
 {home}/
   stable-video-diffusion-img2vid-xt/     <- https://huggingface.co/{SVD_XT_ID} (diffusers layout)
@@ -95,7 +95,7 @@ def resolve(model_id_or_path: str | os.PathLike, *, what: str = "model", allow_d
     if model_id.count("/") != 1 or path.is_absolute() or model_id.startswith("."):
         raise WeightsNotFoundError(_missing_message(model_id, what, tried, "not a Hub id (expected 'owner/name')"))
 
-    named = levitor_home() / model_id.split("/")[1]
+    named = models_dir() / model_id.split("/")[1]
     if named.is_dir():
         return named
     tried.append(str(named))

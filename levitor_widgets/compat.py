@@ -63,7 +63,17 @@ def call_soon(delay_s: float, fn: Callable[[], None]):
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
-    if loop is None:
+    if loop is None or not _in_kernel():  # a loop left set by other code (e.g. Playwright) is not ours
         fn()
         return None
     return loop.call_later(delay_s, fn)
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel, whose event loop delivers widget messages and our timers."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None

@@ -83,10 +83,10 @@ def test_default_ids_resolve_under_levitor_home(tmp_path, monkeypatch, official,
     import shutil
 
     home = tmp_path / "home"
-    shutil.copytree(official["base"], home / "stable-video-diffusion-img2vid-xt")
-    shutil.copytree(official["controlnet"], home / "LeviTor")
+    shutil.copytree(official["base"], home / "models" / "stable-video-diffusion-img2vid-xt")
+    shutil.copytree(official["controlnet"], home / "models" / "LeviTor")
     monkeypatch.setenv("LEVITOR_HOME", str(home))
-    assert resolve(SVD_XT_ID, allow_download=False) == home / "stable-video-diffusion-img2vid-xt"
+    assert resolve(SVD_XT_ID, allow_download=False) == home / "models" / "stable-video-diffusion-img2vid-xt"
     pipe = LeviTorPipeline.from_pretrained(allow_download=False)  # both defaults
     _assert_same_weights(pipe, reference)
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from levitor.paths import HOME_ENV, levitor_home, models_dir  # noqa: F401 (re-exported)
+
 T = TypeVar("T")
 
 ALLOW_DOWNLOAD_ENV = "LEVITOR_ALLOW_DOWNLOAD"
-HOME_ENV = "LEVITOR_HOME"
 
 # short name -> public hub id. The first name of each group is the canonical one (the local folder name we suggest).
 DEPTH_MODELS: dict[str, str] = {
@@ -77,16 +78,6 @@ class ResolvedModel:
     name: str  # the canonical short name, or the path as given
     local_files_only: bool  # True: never touch the network
     is_local_path: bool  # True: ``source`` is a folder or file on disk
-
-
-def levitor_home() -> Path:
-    """``$LEVITOR_HOME`` or ``~/.cache/levitor``: levitor's own folder for weights and caches."""
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "levitor").expanduser()
-
-
-def models_dir() -> Path:
-    """The folder where levitor looks for downloaded model folders and checkpoints."""
-    return levitor_home() / "models"
 
 
 def download_allowed() -> bool:
