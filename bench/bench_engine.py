@@ -70,8 +70,14 @@ def median_ms(fn, repeats: int) -> tuple[float, float]:
 
 def sklearn_points(instance: torch.Tensor, k_of: dict[int, int]) -> None:
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     inst = instance.numpy()
+    with threadpool_limits(1):  # like levitor's engine: one thread (more only adds hand-off cost here)
+        _sklearn_frames(inst, k_of, KMeans)
+
+
+def _sklearn_frames(inst: np.ndarray, k_of: dict[int, int], KMeans) -> None:
     for f in range(inst.shape[0]):
         for i, k in k_of.items():
             rc = np.argwhere(inst[f] == i)[::10].astype(np.float64)

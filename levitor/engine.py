@@ -22,6 +22,7 @@ from levitor.instances import InstanceMap, assemble_instance_map
 from levitor.motion.lift import interpolate_path, lift, object_path_3d
 from levitor.motion.render import Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
 from levitor.scene import Scene
+from levitor.threads import torch_threads
 
 
 @dataclass
@@ -55,6 +56,10 @@ class Engine:
     # ------------------------------------------------------------------ main entry
     def update(self) -> EngineResult:
         """Bring renders and control points up to date with the scene."""
+        with torch_threads(1):
+            return self._update()
+
+    def _update(self) -> EngineResult:
         s = self.scene.validate()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()

@@ -25,6 +25,7 @@ import torch
 
 from levitor.control.signal import ControlSignal
 from levitor.motion import _kernels
+from levitor.threads import torch_threads
 
 HEATMAP, INSTANCE, DEPTH = 0, 1, 2
 NUM_CHANNELS = 3
@@ -95,6 +96,12 @@ def encode(
     ``height``/``width`` default to the signal's; a different size rescales the points first.
     ``use_kernel``: draw with the compiled loop when numba is installed (the same values).
     """
+    with torch_threads(1):  # small index work: threads only add hand-off cost
+        return _encode(signal, height, width, radius, use_kernel)
+
+
+def _encode(signal: ControlSignal, height: int | None, width: int | None, radius: int,
+            use_kernel: bool) -> torch.Tensor:
     H = signal.height if height is None else int(height)
     W = signal.width if width is None else int(width)
     if H < 3 or W < 3:

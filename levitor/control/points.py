@@ -177,6 +177,7 @@ def control_from_masks(
     sample_stride: int = 10,
     ids: Iterable[int] | None = None,
     cache: dict | None = None,
+    use_kernel: bool = True,
 ) -> ControlSignal:
     """Control points of every instance in per-frame instance maps.
 
@@ -213,8 +214,15 @@ def control_from_masks(
     if all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):
         inst_np = inst_np.astype(np.int16)  # a quarter of the memory traffic for the per-id passes
     objects, per_object = [], []
-    for i in all_ids:
-        samples, areas = _sample_pixels(inst_np, i, sample_stride)
+    compiled = use_kernel and _kernels.HAVE_NUMBA and bool(all_ids)
+    if compiled:  # two compiled passes over the maps for every id at once
+        all_areas, all_samples = _kernels.sample_pixels(inst_np, all_ids, sample_stride)
+    for j, i in enumerate(all_ids):
+        if compiled:
+            areas = all_areas[:, j]
+            samples = [torch.from_numpy(all_samples[f][j]) for f in range(F)]
+        else:
+            samples, areas = _sample_pixels(inst_np, i, sample_stride)
         k = rule(areas.tolist(), H * W, moved=i in moved)
         if k > 0:
             objects.append(_Object(i, k, i in moved))
@@ -229,8 +237,10 @@ def control_from_masks(
     k_valid = torch.arange(kk)[None, :] < torch.tensor([o.k for o in objects])[:, None]  # (B, kk)
     obj_ids = torch.tensor([o.id for o in objects])
 
+    if compiled:
+        _cluster_compiled(per_object, objects, centres, vis, init, cache)
     prev: list[torch.Tensor | None] = [None] * B  # last frame's samples of each object, None if not visible
-    for f in range(F):
+    for f in range(F if not compiled else 0):
         samples = [per_object[b][f] for b in range(B)]  # (row, col) of each object's samples in frame f
         todo, inits, keys = [], [], {}
         for b, s in enumerate(samples):
@@ -298,6 +308,41 @@ def control_from_masks(
     values = torch.where(visible, values, torch.zeros_like(values))
     return ControlSignal(points=pts.to(torch.float32), depth=values, instance=instance_of_track,
                          visible=visible, height=H, width=W)
+
+
+def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
+    """The per-frame loop of :func:`control_from_masks` with each clustering a compiled Lloyd run."""
+    F = centres.shape[0]
+    for b, obj in enumerate(objects):
+        k, prev, prev_c = obj.k, None, None
+        for f in range(F):
+            s = per_object[b][f].numpy()
+            if s.shape[0] < k:  # too few pixels for K clusters: no points in this frame
+                prev = None
+                continue
+            vis[f, b] = True
+            if init == "warm" and prev is not None and prev.shape == s.shape and np.array_equal(prev, s):
+                centres[f, b] = centres[f - 1, b]  # the same pixels as last frame: the same answer
+                prev = s
+                continue
+            key = None
+            if init == "warm" and prev is not None:  # warm start, moved with the object
+                c = prev_c + (s.mean(0) - prev.mean(0))
+            else:
+                if cache is not None:
+                    key = (k, init, hashlib.blake2b(s.tobytes(), digest_size=16).hexdigest())
+                    if key in cache:
+                        centres[f, b, :k] = cache[key]
+                        prev, prev_c = s, centres[f, b, :k].numpy().copy()
+                        continue
+                c = release_init(torch.from_numpy(s), k).numpy().copy()
+            c = np.ascontiguousarray(c, dtype=np.float64)
+            tol_abs = max(1e-4 * float(s.var(0).mean()), KMEANS_MIN_SHIFT)
+            _kernels.lloyd(s, c, 300, tol_abs)
+            centres[f, b, :k] = torch.from_numpy(c)
+            if key is not None:
+                cache[key] = centres[f, b, :k].clone()
+            prev, prev_c = s, c
 
 
 def _sample_pixels(instance: np.ndarray, i: int, stride: int) -> tuple[list[torch.Tensor], np.ndarray]:

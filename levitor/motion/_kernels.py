@@ -209,3 +209,60 @@ if HAVE_NUMBA:  # pragma: no branch
     draw_stamps = numba.njit(cache=True, nogil=True)(_draw_stamps_py)
 else:  # pragma: no cover
     draw_stamps = None
+
+
+def _sample_counts_py(inst, slot, stride, counts):
+    """Pass 1 of sampling: per frame and object slot, its area and how many samples it gives."""
+    F, n = inst.shape
+    for f in range(F):
+        for p in range(n):
+            b = slot[inst[f, p]] if inst[f, p] >= 0 else -1
+            if b >= 0:
+                counts[f, b] += 1
+
+
+def _sample_fill_py(inst, slot, stride, width, offsets, out):
+    """Pass 2: every stride-th pixel of each object in row-major order, written as (row, col) at offsets."""
+    F, n = inst.shape
+    B = offsets.shape[1] - 1
+    seen = np.zeros(B, dtype=np.int64)
+    for f in range(F):
+        seen[:] = 0
+        for p in range(n):
+            v = inst[f, p]
+            b = slot[v] if v >= 0 else -1
+            if b < 0:
+                continue
+            if seen[b] % stride == 0:
+                j = offsets[f, b] + seen[b] // stride
+                out[j, 0] = p // width
+                out[j, 1] = p % width
+            seen[b] += 1
+
+
+if HAVE_NUMBA:  # pragma: no branch
+    _sample_counts = numba.njit(cache=True, nogil=True)(_sample_counts_py)
+    _sample_fill = numba.njit(cache=True, nogil=True)(_sample_fill_py)
+
+
+def sample_pixels(instance: np.ndarray, ids: list[int], stride: int):
+    """Every stride-th pixel (row-major) of each id's mask per frame, in two passes over the maps.
+
+    Returns areas (F, B) int64 and samples[f][b] as (n, 2) float64 (row, col) arrays.
+    """
+    F, H, W = instance.shape
+    inst = np.ascontiguousarray(instance.reshape(F, H * W))
+    slot = np.full(int(max(ids)) + 1 if ids else 1, -1, dtype=np.int64)
+    slot[np.asarray(ids, dtype=np.int64)] = np.arange(len(ids))
+    inst = np.where(inst < len(slot), inst, -1) if inst.max(initial=0) >= len(slot) else inst
+    areas = np.zeros((F, len(ids)), dtype=np.int64)
+    _sample_counts(inst, slot, stride, areas)
+    n = (areas + stride - 1) // stride
+    offsets = np.zeros((F, len(ids) + 1), dtype=np.int64)
+    flat = np.concatenate([[0], np.cumsum(n.reshape(-1))])
+    offsets[:, :-1] = flat[:-1].reshape(F, len(ids))
+    offsets[:, -1] = flat[1:].reshape(F, len(ids))[:, -1]
+    out = np.zeros((int(flat[-1]), 2), dtype=np.float64)
+    _sample_fill(inst, slot, stride, W, offsets, out)
+    samples = [[out[offsets[f, b]: offsets[f, b] + n[f, b]] for b in range(len(ids))] for f in range(F)]
+    return areas, samples
