@@ -23,29 +23,36 @@ except ImportError:  # pragma: no cover
     HAVE_NUMBA = False
 
 
+def _cover_py(x, y, z, i, s, base, height, width, zbuf, win):
+    """Point i at (x, y), depth z, covers the s x s block around it in the image starting at ``base``:
+    it takes each pixel where it is at least as near as what is there (so later points win ties)."""
+    half = np.float32(0.5 - (s - 1) / 2.0)  # float32 arithmetic, as the torch path
+    x0 = int(np.floor(x + half))
+    y0 = int(np.floor(y + half))
+    for dy in range(s):
+        yy = y0 + dy
+        if yy < 0 or yy >= height:
+            continue
+        for dx in range(s):
+            xx = x0 + dx
+            if xx < 0 or xx >= width:
+                continue
+            p = base + yy * width + xx
+            if z <= zbuf[p]:
+                zbuf[p] = z
+                win[p] = i
+
+
+_cover = numba.njit(cache=True, nogil=True, inline="always")(_cover_py) if HAVE_NUMBA else _cover_py
+
+
 def _zbuffer_py(x, y, z, frame, footprint, num_frames, height, width, zbuf, win):
     """For each point in order, cover its s x s block; the nearest point wins, the later one on ties."""
     for i in range(x.shape[0]):
         zi = z[i]
         if not zi > 0:
             continue
-        s = footprint[i]
-        half = np.float32(0.5 - (s - 1) / 2.0)  # float32 arithmetic, as the torch path
-        x0 = int(np.floor(x[i] + half))
-        y0 = int(np.floor(y[i] + half))
-        base = frame[i] * height * width
-        for dy in range(s):
-            yy = y0 + dy
-            if yy < 0 or yy >= height:
-                continue
-            for dx in range(s):
-                xx = x0 + dx
-                if xx < 0 or xx >= width:
-                    continue
-                p = base + yy * width + xx
-                if zi <= zbuf[p]:
-                    zbuf[p] = zi
-                    win[p] = i
+        _cover(x[i], y[i], zi, i, footprint[i], frame[i] * height * width, height, width, zbuf, win)
 
 
 if HAVE_NUMBA:  # pragma: no branch
@@ -91,22 +98,7 @@ def _render_movers_py(px, py, z0, owner, tracks, fx, fy, cx, cy, min_z, max_fp, 
                 s = 1
             if s > max_fp:
                 s = max_fp
-            half = np.float32(0.5 - (s - 1) / 2.0)
-            x0 = int(np.floor(u + half))
-            y0 = int(np.floor(v + half))
-            base = f * hw
-            for ddy in range(s):
-                yy = y0 + ddy
-                if yy < 0 or yy >= height:
-                    continue
-                for ddx in range(s):
-                    xx = x0 + ddx
-                    if xx < 0 or xx >= width:
-                        continue
-                    p = base + yy * width + xx
-                    if z <= zbuf[p]:
-                        zbuf[p] = z
-                        win[p] = i
+            _cover(u, v, z, i, s, f * hw, height, width, zbuf, win)
     for p in range(zbuf.shape[0]):
         i = win[p]
         if i >= 0 and zbuf[p] < out_depth[p]:  # out_depth holds the static layer until a mover wins
