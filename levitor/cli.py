@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scene", help="use this scene.json instead of the bundled scene")
     p.add_argument("--frames", type=int, help="number of frames (default: the scene's, 16)")
     p.add_argument("--scale", type=float, help="control-point scale factor (default: the scene's, 1.0)")
+    p.add_argument("--no-mini", action="store_true", help="skip the shipped mini model's generated video")
 
     p = sub.add_parser("preview", help="write the instant 'what moves where' video of a scene (no diffusion)")
     p.add_argument("scene", help="scene.json")
@@ -50,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                    add_help=False)
     sub.add_parser("train", help="train the ControlNet (accelerate); `levitor train configs/mini.yaml`",
                    add_help=False)
+    sub.add_parser("precompute-synthetic", help="write synthetic-world clips for training", add_help=False)
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("precompute", "eval", "train"):
+    if argv and argv[0] in ("precompute", "eval", "train", "precompute-synthetic"):
         return _delegate(argv[0], argv[1:])
 
     args = parser.parse_args(argv)
@@ -71,9 +73,9 @@ def _delegate(command: str, argv: list[str]) -> int:
         from levitor.eval_runner import eval_main
 
         return eval_main(argv)
-    from levitor.train import train_main
+    from levitor.train import main as train_main, precompute_main as synthetic_main
 
-    return train_main(argv)
+    return train_main(argv) if command == "train" else synthetic_main(argv)
 
 
 def _load_scene(path: str | None):
@@ -128,6 +130,15 @@ def _demo(args) -> int:
                         instance=res.signal.instance.numpy(), visible=res.signal.visible.numpy(),
                         conditioning=cond.numpy().astype(np.uint8))
 
+    mini_note = ""
+    if not args.no_mini:  # a real (tiny) generated video, no download: the shipped mini model
+        from levitor.mini import demo as mini_demo
+
+        mini = mini_demo(scene, out)
+        mini_note = (f"  mini model: generated a controlled {mini['frames'].shape[0]}-frame video in "
+                     f"{mini['seconds']:.1f} s -> mini_video.mp4, mini_video.gif, mini_frames.png "
+                     "(a 32x32 model trained on the synthetic world: see docs/mini_model.md)\n")
+
     names = {i: scene.objects[j].name for j, i in enumerate(res.object_ids)}
     print(f"levitor demo: {scene.width}x{scene.height}, {F} frames, {len(scene.masks)} masks, "
           f"{len(scene.objects)} moving objects; control signal built in {ms:.0f} ms")
@@ -135,6 +146,8 @@ def _demo(args) -> int:
                                                for i, k in sorted(res.k.items())))
     print(f"  wrote {out}/: scene.json, input.png, depth.png, instances.png, frames.png, conditioning.png, "
           "scale_strip.png, preview.mp4, preview.gif, control_overlay.mp4, control.npz")
+    print(mini_note + "  for a full-quality video: levitor generate --scene " + str(out / "scene.json") +
+          " (needs the SVD-xt + LeviTor weights: docs/weights.md)", end="\n")
     return 0
 
 

@@ -12,7 +12,8 @@ from levitor.cli import main
 def test_demo_writes_pictures_video_and_scene(tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--frames", "8"]) == 0
     for name in ("scene.json", "input.png", "depth.png", "instances.png", "frames.png", "conditioning.png",
-                 "scale_strip.png", "preview.mp4", "preview.gif", "control_overlay.mp4", "control.npz"):
+                 "scale_strip.png", "preview.mp4", "preview.gif", "control_overlay.mp4", "control.npz",
+                 "mini_video.mp4", "mini_frames.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert Image.open(tmp_path / "frames.png").size[0] > 1000
     ctrl = np.load(tmp_path / "control.npz")
@@ -43,7 +44,7 @@ def test_bad_scene_file_is_a_clear_error(tmp_path, capsys):
     assert "not a valid scene file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["precompute", "eval"])
+@pytest.mark.parametrize("command", ["precompute", "eval", "train", "precompute-synthetic"])
 def test_delegated_commands_have_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

@@ -1,0 +1,249 @@
+"""Does the mini model follow the control? Side-by-side evaluation on held-out synthetic clips.
+
+    .venv/bin/python bench/eval_mini.py [--weights levitor/assets/mini] [--clips 32] [--pairs 16] [--steps 20]
+
+For each held-out clip (seeds from ``EVAL_SEED_OFFSET``, never used in training) the model gets the clip's
+first frame and a control video, and generates the clip. Variants, all with the same initial noise:
+
+- ``control``: the clip's control (K-means points of every mask, ids, depth), as trained;
+- ``zero``: the same model with the control video zeroed (what the model does from the image alone);
+- ``no_depth`` / ``no_instance``: the control with the depth / instance entries zeroed (Table 2's channels,
+  ablated at inference: the ablation models themselves were not trained, see docs/mini_model.md);
+- ``center_point``: one point per object at its mask centre (with depth) instead of the clustered points;
+- reference rows: ``truth`` (the real clip: checks the locator, should be ~0 px / IoU ~1) and ``still``
+  (the first frame repeated: an object that does not move at all).
+
+Metrics, per sprite and frame (frames 1..F-1, sprites visible in the ground truth):
+
+- follow error: distance in pixels between the requested centroid (of the rendered ground-truth mask) and the
+  generated object's centroid, the generated object being the pixels of its flat colour (nearest palette colour
+  of the clip within ``COLOR_TOLERANCE``); a sprite not found at all counts ``MISSING_PENALTY`` x the width;
+- IoU of that colour mask with the ground-truth mask;
+- occlusion order, on clips where one sprite passes behind another: where the two full silhouettes overlap,
+  the front sprite's colour must win over the behind one's (summed over frames) for the clip to count as right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+COLOR_TOLERANCE = 70.0  # RGB distance to a (shaded) sprite colour under which a pixel counts as that sprite
+MISSING_PENALTY = 0.5   # follow error of a sprite that is nowhere to be found, as a fraction of the width
+MIN_AREA = 2            # ground-truth pixels a sprite needs in a frame to be scored there
+PASSED_PX = 3.0         # a behind sprite "passed" if its mean follow error stays under this (pixels)
+VARIANTS = ("control", "zero", "no_depth", "no_instance", "center_point")
+
+
+def color_masks(frames: np.ndarray, colors: list[tuple[int, int, int]]) -> np.ndarray:
+    """(F, H, W, 3) uint8 frames -> (F, n, H, W) bool: sprite k's object in each frame, found by its colour.
+
+    Pixels whose colour is sprite k's (shaded 0.7..1.05x, within COLOR_TOLERANCE), then only the largest
+    8-connected blob of them (so scattered noise pixels of a similar colour do not count as the object)."""
+    x = frames.astype(np.float32)[..., None, :]  # (F, H, W, 1, 3)
+    c = np.asarray(colors, np.float32)  # (n, 3)
+    shade = np.clip((x * c).sum(-1) / (c * c).sum(-1), 0.7, 1.05)  # (F, H, W, n): best brightness match
+    dist = np.linalg.norm(x - shade[..., None] * c, axis=-1)
+    best = dist.argmin(-1)
+    ok = dist.min(-1) < COLOR_TOLERANCE
+    masks = np.stack([(best == k) & ok for k in range(len(colors))], axis=1)
+    return np.stack([[_largest_blob(m) for m in per_frame] for per_frame in masks])
+
+
+def _largest_blob(mask: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import label
+
+    labels, n = label(mask, structure=np.ones((3, 3)))
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (1 + int(sizes.argmax()))
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.mean(), ys.mean()])
+
+
+def score(frames: np.ndarray, clip) -> dict:
+    """Follow error, found rate and IoU of generated ``frames`` (F, H, W, 3) uint8 against ``clip``."""
+    F, H, W = clip.instance.shape
+    masks = color_masks(frames, [s.color for s in clip.sprites])
+    errs, ious, found = [], [], []
+    for k, sp in enumerate(clip.sprites):
+        for t in range(1, F):
+            gt = clip.instance[t] == sp.id
+            gen = masks[t, k]
+            if gt.sum() < MIN_AREA:
+                continue
+            if gen.any():
+                errs.append(float(np.linalg.norm(_centroid(gen) - _centroid(gt))))
+                found.append(1.0)
+            else:
+                errs.append(MISSING_PENALTY * W)
+                found.append(0.0)
+            ious.append(float((gt & gen).sum() / (gt | gen).sum()))
+    return {"follow_px": errs, "iou": ious, "found": found}
+
+
+def occlusion_right(frames: np.ndarray, clip) -> tuple[bool, bool] | None:
+    """On a pass-behind clip: (front wins, passed behind). "front wins": where the two full silhouettes
+    overlap, the front sprite's colour covers more pixels than the behind one's (a model that moves nothing
+    also passes this); "passed behind": front wins *and* the behind sprite followed its path (mean follow
+    error under PASSED_PX), so it really went behind the other."""
+    from levitor.data.synthetic import sprite_silhouette
+
+    if not clip.pairs:
+        return None
+    front_id, behind_id = clip.pairs[0]
+    by_id = {s.id: (k, s) for k, s in enumerate(clip.sprites)}
+    (kf, front), (kb, behind) = by_id[front_id], by_id[behind_id]
+    F, H, W = clip.instance.shape
+    overlap = sprite_silhouette(front, H, W) & sprite_silhouette(behind, H, W)
+    overlap[0] = False  # frame 0 is given, not generated
+    if overlap.sum() < MIN_AREA:
+        return None
+    masks = color_masks(frames, [s.color for s in clip.sprites])
+    n_front = int((masks[:, kf] & overlap).sum())
+    n_behind = int((masks[:, kb] & overlap).sum())
+    front_wins = n_front > n_behind
+    behind_err = score(frames, clip.__class__(**{**clip.__dict__, "sprites": [behind]}))["follow_px"]
+    passed = front_wins and bool(behind_err) and float(np.mean(behind_err)) < PASSED_PX
+    return front_wins, passed
+
+
+def controls_for(clip, config, info: dict) -> dict[str, torch.Tensor]:
+    """(F, 3, H, W) raw control video of each variant."""
+    from levitor.train import control_video
+
+    out = {}
+    for name in VARIANTS:
+        if name == "zero":
+            continue
+        variant = dataclasses.replace(config, control="full" if name == "control" else name)
+        out[name] = control_video(clip.instance, clip.depth, clip.moved_ids, variant)
+    out["zero"] = torch.zeros_like(out["control"])
+    return {name: out[name] for name in VARIANTS}
+
+
+def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, batch_clips: int = 4,
+             out_dir: Path | None = None, seed: int = 0) -> dict:
+    from levitor.data.synthetic import generate_clip
+    from levitor.mini import load_mini_pipeline
+    from levitor.train import EVAL_SEED_OFFSET, load_config, synthetic_config
+
+    pipe = load_mini_pipeline(weights)
+    info = pipe.mini_info
+    config = load_config(None, base="mini", height=info["height"], width=info["width"],
+                         num_frames=info["num_frames"], control_radius=info["control_radius"],
+                         kmeans_stride=info["kmeans_stride"], synthetic=info.get("synthetic", {}))
+    world = synthetic_config(config)
+    pair_world = dataclasses.replace(world, min_sprites=2, pass_behind_prob=1.0)
+    clips = [generate_clip(EVAL_SEED_OFFSET + i, world) for i in range(num_clips)]
+    clips += [generate_clip(EVAL_SEED_OFFSET + 500_000 + i, pair_world) for i in range(num_pairs)]
+
+    results = {name: {"follow_px": [], "iou": [], "found": [], "occlusion": [], "passed": []} for name in
+               (*VARIANTS, "truth", "still")}
+    strips = []
+    t0 = time.time()
+    for start in range(0, len(clips), batch_clips):
+        group = clips[start:start + batch_clips]
+        images, controls, latents = [], [], []
+        g = torch.Generator().manual_seed(seed + start)
+        for clip in group:
+            cond = controls_for(clip, config, info)
+            first = torch.from_numpy(clip.frames[0]).permute(2, 0, 1).float() / 255.0
+            noise = torch.randn(1, info["num_frames"], 3 * info["patch_size"] ** 2,
+                                info["height"] // info["patch_size"], info["width"] // info["patch_size"],
+                                generator=g)
+            for name in VARIANTS:
+                images.append(first)
+                controls.append(cond[name])
+                latents.append(noise)
+        video = pipe(torch.stack(images), control=torch.stack(controls), num_inference_steps=steps,
+                     min_guidance_scale=1.0, max_guidance_scale=1.0, fps=info["fps"],
+                     motion_bucket_id=info["motion_bucket_id"], noise_aug_strength=info["noise_aug_strength"],
+                     latents=torch.cat(latents), generator=torch.Generator().manual_seed(seed),
+                     output_type="np").frames
+        video = (np.asarray(video) * 255).round().clip(0, 255).astype(np.uint8)
+        for c, clip in enumerate(group):
+            gens = {name: video[c * len(VARIANTS) + v] for v, name in enumerate(VARIANTS)}
+            gens["truth"] = clip.frames
+            gens["still"] = np.repeat(clip.frames[:1], clip.num_frames, axis=0)
+            for name, frames in gens.items():
+                s = score(frames, clip)
+                for key in ("follow_px", "iou", "found"):
+                    results[name][key] += s[key]
+                occ = occlusion_right(frames, clip)
+                if occ is not None:
+                    results[name]["occlusion"].append(bool(occ[0]))
+                    results[name]["passed"].append(bool(occ[1]))
+            if len(strips) < 6:
+                strips.append(np.concatenate([np.concatenate(list(gens[n]), 1) for n in
+                                              ("truth", "control", "zero")], 0))
+    summary = {}
+    for name, r in results.items():
+        summary[name] = {
+            "follow_px": float(np.mean(r["follow_px"])), "iou": float(np.mean(r["iou"])),
+            "found": float(np.mean(r["found"])),
+            "occlusion_right": float(np.mean(r["occlusion"])) if r["occlusion"] else None,
+            "passed_behind": float(np.mean(r["passed"])) if r["passed"] else None,
+            "occlusion_clips": len(r["occlusion"]), "scored": len(r["follow_px"]),
+        }
+    summary["_meta"] = {"weights": str(weights), "clips": num_clips, "pair_clips": num_pairs, "steps": steps,
+                        "seconds": round(time.time() - t0, 1), "trained_steps": info.get("trained_steps"),
+                        "size": f"{info['num_frames']}x{info['height']}x{info['width']}"}
+    if out_dir is not None:
+        from PIL import Image
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "eval_mini.json").write_text(json.dumps(summary, indent=2))
+        grid = np.concatenate([np.pad(s, ((0, 2), (0, 0), (0, 0)), constant_values=255) for s in strips], 0)
+        Image.fromarray(grid).resize((grid.shape[1] * 4, grid.shape[0] * 4), Image.NEAREST).save(
+            out_dir / "eval_mini_samples.png")
+    return summary
+
+
+def table(summary: dict) -> str:
+    rows = ["| variant | follow error (px) | found | mask IoU | front wins overlap | passed behind |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, s in summary.items():
+        if name.startswith("_"):
+            continue
+        occ = "-" if s["occlusion_right"] is None else f"{s['occlusion_right']:.0%} of {s['occlusion_clips']}"
+        passed = "-" if s["passed_behind"] is None else f"{s['passed_behind']:.0%}"
+        rows.append(f"| {name} | {s['follow_px']:.2f} | {s['found']:.0%} | {s['iou']:.3f} | {occ} | {passed} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from levitor.mini import MINI_WEIGHTS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=str(MINI_WEIGHTS), help="a mini model folder (default: the shipped)")
+    parser.add_argument("--clips", type=int, default=32, help="held-out clips of the training distribution")
+    parser.add_argument("--pairs", type=int, default=16, help="extra held-out clips with a pass-behind pair")
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps")
+    parser.add_argument("--out", default="runs/eval_mini", help="folder for eval_mini.json and a sample picture")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    summary = evaluate(args.weights, args.clips, args.pairs, args.steps, out_dir=Path(args.out))
+    print(table(summary))
+    print(json.dumps(summary["_meta"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

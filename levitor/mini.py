@@ -1,0 +1,298 @@
+"""The mini LeviTor: a small SVD-shaped model trained from scratch on the synthetic world, shipped in the package.
+
+What it is: the LeviTor wiring at toy scale. A real :class:`~levitor.models.ControlledUNetSVD` (SVD's
+spatio-temporal UNet, two blocks) and a real :class:`~levitor.models.ControlNetSVD` built with ``from_unet``,
+run by the real :class:`~levitor.pipeline.LeviTorPipeline` (EDM Euler sampler, v-prediction, image latents
+concatenated to every frame), at 64x64 pixels and 8 frames, conditioned on the release's control layout.
+
+What it is not: Stable Video Diffusion. Three honest departures, all forced by training on a 2-core CPU
+without any pretrained weights:
+
+- The "VAE" is fixed, not learnt: :class:`PatchVAE` is space-to-depth (pixel unshuffle) by 4, so the latent of
+  a 64x64 image is its 4x4 pixel blocks stacked as 48 channels at 16x16. Lossless and parameter-free.
+- The UNet is trained *together with* the ControlNet, from scratch (the paper freezes a pretrained SVD UNet and
+  trains only the ControlNet; there is no pretrained UNet to freeze here).
+- :class:`MiniControlNetSVD` multiplies the raw conditioning video by fixed per-channel scales
+  (:data:`CONTROL_INPUT_SCALE`) before its conditioning stack, so a from-scratch network sees values near
+  0..1. The data path and the pipeline still hand it the release's raw values (0..255 heatmap, ids, 0..255 depth).
+
+It knows only the synthetic world: flat-ish backgrounds and a few coloured sprites. On a photo it produces
+something that follows the control points only roughly. See docs/mini_model.md for its training log and numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKLOutput
+from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from levitor.models.controlnet_svd import ControlNetSVD
+from levitor.models.unet_svd import ControlledUNetSVD
+
+MINI_WEIGHTS = Path(__file__).parent / "assets" / "mini"  # the shipped model (see load_mini_pipeline)
+MINI_INFO = "mini.json"  # sizes, control radius and sampling defaults the model was trained with
+
+# raw control channels (0..255 heatmap, instance id, 0..255 depth) -> about 0..1 for the from-scratch ControlNet
+CONTROL_INPUT_SCALE = (1.0 / 255.0, 1.0 / 8.0, 1.0 / 255.0)
+_LOG_VAR_FIXED = -30.0  # the PatchVAE is deterministic: a vanishing posterior variance
+
+
+class PatchVAE(ModelMixin, ConfigMixin):
+    """A fixed, lossless stand-in for SVD's VAE: pixel unshuffle by ``patch_size`` (no weights).
+
+    encode: (N, 3, H, W) in [-1, 1] -> latent (N, 3 * p * p, H / p, W / p), times ``scaling_factor``'s inverse
+    at decode, as diffusers' VAEs. decode: the exact inverse. ``block_out_channels`` exists only so that
+    diffusers' pipelines compute ``vae_scale_factor = 2 ** (len - 1) = patch_size``.
+    """
+
+    @register_to_config
+    def __init__(self, patch_size: int = 4, in_channels: int = 3, scaling_factor: float = 1.0,
+                 force_upcast: bool = False, block_out_channels: tuple[int, ...] | None = None,
+                 latent_channels: int | None = None):
+        super().__init__()
+        levels = int(round(math.log2(patch_size)))
+        if 2 ** levels != patch_size:
+            raise ValueError(f"patch_size must be a power of two (it is the VAE scale factor), got {patch_size}")
+        expected_blocks = (in_channels * patch_size ** 2,) * (levels + 1)
+        if block_out_channels is not None and len(block_out_channels) != levels + 1:
+            raise ValueError(f"block_out_channels must have log2(patch_size) + 1 = {levels + 1} entries")
+        self.register_to_config(block_out_channels=expected_blocks, latent_channels=in_channels * patch_size ** 2)
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # gives the model a dtype and device
+
+    def encode(self, x: torch.Tensor, return_dict: bool = True):
+        z = F.pixel_unshuffle(x, self.config.patch_size)
+        dist = DiagonalGaussianDistribution(torch.cat([z, torch.full_like(z, _LOG_VAR_FIXED)], dim=1))
+        return AutoencoderKLOutput(latent_dist=dist) if return_dict else (dist,)
+
+    def decode(self, z: torch.Tensor, num_frames: int | None = None, return_dict: bool = True):
+        x = F.pixel_shuffle(z, self.config.patch_size)
+        return DecoderOutput(sample=x) if return_dict else (x,)
+
+    def forward(self, sample: torch.Tensor, num_frames: int | None = None, return_dict: bool = True):
+        return self.decode(self.encode(sample).latent_dist.mode(), num_frames, return_dict)
+
+
+class MiniControlNetSVD(ControlNetSVD):
+    """:class:`ControlNetSVD` that scales the raw control video by :data:`CONTROL_INPUT_SCALE` first.
+
+    Same modules and state-dict names as the parent; only the input scaling differs (a fixed constant, not a
+    weight), because a network trained from scratch learns badly from inputs up to 255.
+    """
+
+    def forward(self, sample, timestep, encoder_hidden_states, controlnet_cond, added_time_ids,
+                conditioning_scale: float = 1.0, return_dict: bool = True):
+        scale = torch.tensor(CONTROL_INPUT_SCALE, dtype=controlnet_cond.dtype, device=controlnet_cond.device)
+        shape = [1] * controlnet_cond.ndim
+        shape[-3] = len(CONTROL_INPUT_SCALE)
+        return super().forward(sample, timestep, encoder_hidden_states, controlnet_cond * scale.view(shape),
+                               added_time_ids, conditioning_scale=conditioning_scale, return_dict=return_dict)
+
+
+# ------------------------------------------------------------------------------------------- building
+
+
+def mini_unet_config(num_frames: int = 8, patch_size: int = 4, channels: tuple[int, ...] = (64, 96),
+                     layers_per_block: int = 1, cross_attention_dim: int = 32, heads: tuple[int, ...] = (2, 4),
+                     sample_size: int = 16) -> dict:
+    """The mini UNet: SVD's block types at toy width. Latent channels = 3 * patch_size ** 2."""
+    latent = 3 * patch_size ** 2
+    n = len(channels)
+    return dict(
+        sample_size=sample_size, in_channels=2 * latent, out_channels=latent,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal",) * (n - 1) + ("DownBlockSpatioTemporal",),
+        up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * (n - 1),
+        block_out_channels=tuple(channels), layers_per_block=layers_per_block,
+        cross_attention_dim=cross_attention_dim, num_attention_heads=tuple(heads),
+        addition_time_embed_dim=32, projection_class_embeddings_input_dim=96,  # 3 added-time ids x 32
+        num_frames=num_frames,
+    )
+
+
+def conditioning_widths(patch_size: int, base: int = 16) -> tuple[int, ...]:
+    """Widths of the ControlNet's conditioning stack: one stride-2 step per factor 2 of the patch size."""
+    levels = int(round(math.log2(patch_size)))
+    return tuple(base * 2 ** min(i, 2) for i in range(levels + 1))
+
+
+def mini_scheduler(sigma_max: float = 80.0, sigma_min: float = 0.002):
+    """SVD's EDM Euler scheduler with noise levels suited to the mini model (images in [-1, 1], 8x8 latents).
+
+    The sampler's last step jumps from ``sigma_min`` to 0, i.e. returns the model's denoised estimate there: a
+    ``sigma_min`` inside the trained noise range gives a clean (if soft) video from a model that never learnt
+    to polish at very low noise."""
+    from diffusers import EulerDiscreteScheduler
+
+    from levitor.testing.tiny import SVD_SCHEDULER_CONFIG
+
+    return EulerDiscreteScheduler(**{**SVD_SCHEDULER_CONFIG, "sigma_max": sigma_max, "sigma_min": sigma_min})
+
+
+def mini_image_encoder(seed: int = 2):
+    """A frozen random tiny CLIP vision tower (SVD's pipeline always feeds 224x224; patch 32 -> 49 tokens)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=64, image_size=224, patch_size=32)
+    return CLIPVisionModelWithProjection(config).eval().requires_grad_(False)
+
+
+def build_mini_models(unet_config: dict, patch_size: int, seed: int = 0):
+    """Fresh (vae, image_encoder, unet, controlnet) for training from scratch."""
+    torch.manual_seed(seed)
+    unet = ControlledUNetSVD(**unet_config)
+    controlnet = MiniControlNetSVD.from_unet(unet, conditioning_channels=3,
+                                             conditioning_embedding_out_channels=conditioning_widths(patch_size))
+    return PatchVAE(patch_size=patch_size), mini_image_encoder(seed + 2), unet, controlnet
+
+
+def make_pipeline(vae, image_encoder, unet, controlnet, scheduler=None):
+    from transformers import CLIPImageProcessor
+
+    from levitor.pipeline import LeviTorPipeline
+
+    pipe = LeviTorPipeline(vae=vae, image_encoder=image_encoder, unet=unet, controlnet=controlnet,
+                           scheduler=scheduler or mini_scheduler(),
+                           feature_extractor=CLIPImageProcessor(size={"shortest_edge": 224},
+                                                                crop_size={"height": 224, "width": 224}))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# ------------------------------------------------------------------------------------------- shipped model
+
+
+def save_mini(folder: str | Path, unet, controlnet, info: dict, image_encoder=None) -> Path:
+    """Write the inference weights: ``unet/``, ``controlnet/``, ``image_encoder/`` and ``mini.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(folder / "unet")
+    controlnet.save_pretrained(folder / "controlnet")
+    (image_encoder or mini_image_encoder(info.get("seed", 0) + 2)).save_pretrained(folder / "image_encoder")
+    (folder / MINI_INFO).write_text(json.dumps(info, indent=2))
+    return folder
+
+
+def mini_info(folder: str | Path = MINI_WEIGHTS) -> dict:
+    """The shipped model's facts: height, width, num_frames, patch_size, control_radius, steps, ..."""
+    path = Path(folder) / MINI_INFO
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no mini model at {folder} ({MINI_INFO} missing). It ships inside the package; reinstall levitor, "
+            "or train one with `levitor train configs/mini.yaml` and point `folder` at its export/ folder."
+        )
+    return json.loads(path.read_text())
+
+
+def load_mini_pipeline(folder: str | Path = MINI_WEIGHTS, device: str | torch.device = "cpu"):
+    """The shipped mini model as a :class:`~levitor.pipeline.LeviTorPipeline` (float32)."""
+    from transformers import CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    info = mini_info(folder)
+    unet = ControlledUNetSVD.from_pretrained(folder / "unet").eval()
+    controlnet = MiniControlNetSVD.from_pretrained(folder / "controlnet").eval()
+    image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval()
+    pipe = make_pipeline(PatchVAE(patch_size=info["patch_size"]), image_encoder, unet, controlnet,
+                         mini_scheduler(info.get("sigma_max", 80.0), info.get("sigma_min", 0.002)))
+    pipe.mini_info = info
+    return pipe.to(device)
+
+
+def encode_for_mini(signal, info: dict) -> torch.Tensor:
+    """The (F, 3, H, W) raw conditioning video at the mini model's size and stamp radius."""
+    from levitor.control.encode import encode
+
+    return encode(signal, info["height"], info["width"], radius=info["control_radius"])
+
+
+def generate_mini(pipe, image, signal, num_inference_steps: int | None = None, seed: int = 0,
+                  conditioning_scale: float = 1.0):
+    """Generate with the mini model: ``image`` (PIL or (3, H, W) in [0, 1]) at its size, ``signal`` a
+    ControlSignal at any size (rescaled). Returns (F, H, W, 3) floats in [0, 1]."""
+    from PIL import Image
+
+    info = pipe.mini_info
+    H, W = info["height"], info["width"]
+    if isinstance(image, Image.Image):
+        image = image.convert("RGB").resize((W, H), Image.BILINEAR)
+    cond = encode_for_mini(signal, info)
+    out = pipe(image, control=cond, num_frames=cond.shape[0], height=H, width=W,
+               num_inference_steps=num_inference_steps or info.get("num_inference_steps", 25),
+               min_guidance_scale=1.0, max_guidance_scale=1.0,  # trained without condition dropout: no CFG
+               fps=info.get("fps", 6), motion_bucket_id=info.get("motion_bucket_id", 100),
+               noise_aug_strength=info.get("noise_aug_strength", 0.02),
+               controlnet_conditioning_scale=conditioning_scale,
+               generator=torch.Generator().manual_seed(seed), output_type="np")
+    return out.frames[0]
+
+
+def resample_frames(signal, num_frames: int):
+    """The same control at ``num_frames`` frames, picked evenly from first to last (the mini model has 8)."""
+    from dataclasses import replace
+
+    if signal.num_frames == num_frames:
+        return signal
+    idx = torch.linspace(0, signal.num_frames - 1, num_frames).round().long()
+    return replace(signal, points=signal.points[idx], depth=signal.depth[idx], visible=signal.visible[idx])
+
+
+UPSCALE = 8  # the demo's videos show the 32x32 frames enlarged 8x (nearest neighbour: the pixels stay visible)
+
+
+def demo(scene=None, out: str | Path | None = "demo_out", steps: int | None = None, seed: int | None = None,
+         pipe=None) -> dict:
+    """Generate the mini model's controlled video of ``scene`` (default: the bundled scene), no download.
+
+    The scene's control signal (its engine output) is resampled to the mini model's 8 frames and squeezed to
+    its 32x32 frames, the first image likewise; writes ``mini_video.gif``/``.mp4`` (enlarged) and
+    ``mini_frames.png`` (rows: the engine's preview, the generated video) to ``out``.
+    Returns {"frames": (F, h, w, 3) uint8, "seconds": ..., "paths": [...]}.
+    """
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    from levitor.engine import Engine
+
+    t0 = time.time()
+    if scene is None:
+        from levitor.bundled import bundled_scene
+
+        scene = bundled_scene()
+    pipe = pipe or load_mini_pipeline()
+    info = pipe.mini_info
+    result = Engine(scene).update()
+    signal = resample_frames(result.signal, info["num_frames"])
+    image = Image.fromarray(np.asarray(scene.image)).convert("RGB")
+    frames = generate_mini(pipe, image, signal, num_inference_steps=steps,
+                           seed=scene.seed if seed is None else seed)
+    frames = (np.asarray(frames) * 255).round().clip(0, 255).astype(np.uint8)
+    paths = []
+    if out is not None:
+        from levitor.viz_video import write_video
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        big = frames.repeat(UPSCALE, axis=1).repeat(UPSCALE, axis=2)
+        idx = torch.linspace(0, result.color.shape[0] - 1, info["num_frames"]).round().long()
+        preview = np.stack([np.asarray(Image.fromarray(result.color[i].numpy()).resize(
+            (big.shape[2], big.shape[1]), Image.BILINEAR)) for i in idx])
+        strip = np.concatenate([np.concatenate(list(preview), 1), np.concatenate(list(big), 1)], 0)
+        Image.fromarray(strip).save(out / "mini_frames.png")
+        paths.append(out / "mini_frames.png")
+        for suffix in (".gif", ".mp4"):
+            try:
+                paths.append(write_video(big, out / f"mini_video{suffix}", fps=info.get("fps", 6)))
+            except Exception as err:  # a missing video codec must not cost the picture
+                print(f"could not write mini_video{suffix}: {err}")
+    return {"frames": frames, "seconds": time.time() - t0, "paths": paths}

@@ -1,0 +1,64 @@
+"""The mini model: its fixed VAE, its input scaling, and the shipped weights generating a video."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from levitor.mini import (
+    CONTROL_INPUT_SCALE, MINI_WEIGHTS, MiniControlNetSVD, PatchVAE, generate_mini, load_mini_pipeline,
+    mini_info, resample_frames,
+)
+from levitor.models.controlnet_svd import ControlNetSVD
+from levitor.testing.tiny import tiny_signal
+
+
+def test_patch_vae_is_lossless_and_reports_its_scale():
+    vae = PatchVAE(patch_size=4)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    z = vae.encode(x).latent_dist.mode()
+    assert z.shape == (3, 48, 8, 8)
+    torch.testing.assert_close(vae.decode(z, num_frames=3).sample, x)
+    assert 2 ** (len(vae.config.block_out_channels) - 1) == 4  # what diffusers' pipelines read as the VAE scale
+
+
+def test_mini_controlnet_only_rescales_the_raw_control():
+    from levitor.testing.tiny import tiny_unet
+
+    unet = tiny_unet()
+    torch.manual_seed(0)
+    mini = MiniControlNetSVD.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
+    plain = ControlNetSVD.from_config(mini.config)
+    plain.load_state_dict(mini.state_dict())
+    for conv in [*mini.controlnet_down_blocks, mini.controlnet_mid_block, mini.controlnet_cond_embedding.conv_out]:
+        torch.nn.init.normal_(conv.weight, std=0.1)  # as if trained, so the control matters
+    plain.load_state_dict(mini.state_dict())
+    sample, emb = torch.randn(1, 2, 8, 8, 8), torch.randn(1, 1, 32)
+    ids = torch.tensor([[5.0, 100.0, 0.02]])
+    cond = torch.rand(1, 2, 3, 64, 64) * 255
+    scaled = cond * torch.tensor(CONTROL_INPUT_SCALE).view(1, 1, 3, 1, 1)
+    a = mini(sample, 1.0, emb, cond, ids, return_dict=False)
+    b = plain(sample, 1.0, emb, scaled, ids, return_dict=False)
+    torch.testing.assert_close(a[1], b[1])
+    assert not torch.allclose(a[1], plain(sample, 1.0, emb, cond, ids, return_dict=False)[1])
+
+
+def test_shipped_weights_are_small_and_complete():
+    files = [p for p in MINI_WEIGHTS.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 50 * 2**20
+    info = mini_info()
+    assert info["trained_steps"] > 0 and (info["height"], info["width"]) == (32, 32)
+    for sub in ("unet", "controlnet", "image_encoder"):
+        assert (MINI_WEIGHTS / sub / "config.json").exists()
+
+
+def test_shipped_model_generates_two_steps():
+    pipe = load_mini_pipeline()
+    info = pipe.mini_info
+    signal = resample_frames(tiny_signal(num_frames=16, height=64, width=64), info["num_frames"])
+    image = torch.rand(3, info["height"], info["width"])
+    frames = generate_mini(pipe, image, signal, num_inference_steps=2)
+    assert frames.shape == (info["num_frames"], info["height"], info["width"], 3)
+    assert np.isfinite(frames).all() and frames.min() >= 0 and frames.max() <= 1
+    zero = generate_mini(pipe, image, signal, num_inference_steps=2, conditioning_scale=0.0)
+    assert np.abs(frames - zero).max() > 1e-3  # the ControlNet changes the video

@@ -1,0 +1,97 @@
+"""Training: config loading, control ablations, a two-step run that checkpoints and resumes."""
+
+import json
+
+import pytest
+import torch
+
+from levitor.train import (
+    PRESETS, CacheDataset, SyntheticControlDataset, TrainConfig, control_video, load_config,
+    precompute_synthetic, train,
+)
+
+TINY_MINI = dict(base="mini", height=16, width=16, num_frames=2, batch_size=1, mini_channels=[32, 32],
+                 max_steps=2, log_every=1, checkpoint_every=2, checkpoint_minutes=0, sample_every=0, ema=True,
+                 synthetic={"max_sprites": 2, "sprite_size": [0.2, 0.3]})
+
+
+def test_presets_and_paper_hyper_parameters():
+    paper = PRESETS["paper"]
+    assert (paper.lr, paper.num_frames, paper.max_steps, paper.train_unet) == (1e-5, 16, 200_000, False)
+    assert PRESETS["mini"].train_unet and PRESETS["mini"].model == "mini"
+
+
+def test_config_files_load_and_unknown_keys_fail(tmp_path):
+    for name in ("paper", "mini"):
+        cfg = load_config(f"configs/{name}.yaml")
+        assert isinstance(cfg, TrainConfig)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: mini\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="control"):
+        load_config(None, control="no_colour")
+    (tmp_path / "c.json").write_text(json.dumps({"base": "mini", "lr": 0.01}))
+    assert load_config(tmp_path / "c.json").lr == 0.01
+
+
+def test_control_ablations():
+    cfg = load_config(None, base="mini", num_frames=4)
+    item = SyntheticControlDataset(cfg)[3]
+    full = item["control"]
+    assert full.shape == (4, 3, 32, 32) and full[:, 1].max() >= 1 and full[:, 2].max() > 0
+    from levitor.data.synthetic import generate_clip
+
+    clip = generate_clip(3, SyntheticControlDataset(cfg).world)
+    for control, zero_channel in (("no_depth", 2), ("no_instance", 1)):
+        c = control_video(clip.instance, clip.depth, clip.moved_ids, load_config(None, base="mini", control=control))
+        assert c[:, zero_channel].abs().max() == 0
+        torch.testing.assert_close(c[:, 0], full[:, 0])  # the heatmap is untouched
+    centre = control_video(clip.instance, clip.depth, clip.moved_ids, load_config(None, base="mini",
+                                                                                  control="center_point"))
+    assert (centre[:, 0] > 0).sum() < (full[:, 0] > 0).sum()  # one point per object instead of K
+
+
+def test_two_step_run_checkpoints_and_resumes(tmp_path):
+    cfg = load_config(None, **TINY_MINI, output_dir=str(tmp_path / "run"))
+    first = train(cfg)
+    assert first["step"] == 2 and torch.isfinite(torch.tensor(first["loss"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "step_0000002"
+    assert (ckpt / "progress.json").exists() and (ckpt / "optimizer.bin").exists()
+    assert (tmp_path / "run" / "export" / "mini.json").exists()
+
+    second = train(load_config(None, **{**TINY_MINI, "max_steps": 3}, output_dir=str(tmp_path / "run")))
+    assert second["step"] == 3
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # the second run went on from step 2, it did not start over
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(l == l and l < 1e3 for l in losses)
+
+
+def test_frozen_unet_only_controlnet_trains(tmp_path):
+    """The paper's setting (UNet frozen) on tiny random models."""
+    from levitor.testing.tiny import tiny_unet
+
+    cfg = load_config(None, base="mini", model="tiny", train_unet=False, height=64, width=64, num_frames=4,
+                      batch_size=1, max_steps=2, log_every=1, checkpoint_every=2, checkpoint_minutes=0,
+                      sample_every=0, ema=False, lr=1e-3, control_radius=3, output_dir=str(tmp_path / "run"))
+    train(cfg)
+    exported = tmp_path / "run" / "export"
+    assert (exported / "controlnet" / "config.json").exists() and not (exported / "unet").exists()
+    from levitor.models.controlnet_svd import ControlNetSVD
+
+    cn = ControlNetSVD.from_pretrained(exported / "controlnet")
+    assert cn.controlnet_mid_block.weight.abs().sum() > 0  # the zero conv has learnt something
+    torch.testing.assert_close(cn.conv_in.weight.shape, tiny_unet().conv_in.weight.shape)
+
+
+def test_precompute_cache_round_trip(tmp_path):
+    cfg = load_config(None, base="mini", num_frames=3, data="cache", data_root=str(tmp_path))
+    precompute_synthetic(tmp_path, 3, cfg, shard_size=2)
+    assert len(sorted(tmp_path.glob("shard_*.pt"))) == 2
+    cached = CacheDataset(cfg)
+    fresh = SyntheticControlDataset(cfg)
+    assert len(cached) == 3
+    for i in range(3):
+        torch.testing.assert_close(cached[i]["frames"], fresh[i]["frames"])
+        torch.testing.assert_close(cached[i]["control"], fresh[i]["control"])
