@@ -239,8 +239,35 @@ def control_from_masks(
 
     if compiled:
         _cluster_compiled(per_object, objects, centres, vis, init, cache)
+    else:
+        _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache)
+
+    # flatten to P tracks ordered by id, then cluster index
+    sel = k_valid.reshape(-1)
+    pts = centres.reshape(F, B * kk, 2)[:, sel].flip(-1)  # (row, col) -> (x, y)
+    visible = vis[:, :, None].expand(F, B, kk).reshape(F, B * kk)[:, sel]
+    instance_of_track = obj_ids[:, None].expand(B, kk).reshape(-1)[sel]
+    rows = pts[..., 1].long().clamp(0, H - 1)
+    cols = pts[..., 0].long().clamp(0, W - 1)
+    fidx = torch.arange(F)[:, None].expand_as(rows)
+    sampled = depth[fidx, rows, cols].to(torch.float64)
+    if depth_override:
+        for i, d in depth_override.items():
+            cols_i = instance_of_track == int(i)
+            if bool(cols_i.any()):
+                d = torch.as_tensor(d, dtype=torch.float64).reshape(F, 1)
+                sampled[:, cols_i] = d.expand(F, int(cols_i.sum()))
+    values = disparity_from_depth(sampled.to(torch.float32))
+    values = torch.where(visible, values, torch.zeros_like(values))
+    return ControlSignal(points=pts.to(torch.float32), depth=values, instance=instance_of_track,
+                         visible=visible, height=H, width=W)
+
+
+def _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache) -> None:
+    """The per-frame loop of :func:`control_from_masks` in torch: each frame's objects as padded batches."""
+    F, B, kk = centres.shape[0], centres.shape[1], centres.shape[2]
     prev: list[torch.Tensor | None] = [None] * B  # last frame's samples of each object, None if not visible
-    for f in range(F if not compiled else 0):
+    for f in range(F):
         samples = [per_object[b][f] for b in range(B)]  # (row, col) of each object's samples in frame f
         todo, inits, keys = [], [], {}
         for b, s in enumerate(samples):
@@ -288,26 +315,6 @@ def control_from_masks(
                 if b in keys:
                     cache[keys[b]] = c[r, : objects[b].k].clone()
         prev = [samples[b] if vis[f, b] else None for b in range(B)]
-
-    # flatten to P tracks ordered by id, then cluster index
-    sel = k_valid.reshape(-1)
-    pts = centres.reshape(F, B * kk, 2)[:, sel].flip(-1)  # (row, col) -> (x, y)
-    visible = vis[:, :, None].expand(F, B, kk).reshape(F, B * kk)[:, sel]
-    instance_of_track = obj_ids[:, None].expand(B, kk).reshape(-1)[sel]
-    rows = pts[..., 1].long().clamp(0, H - 1)
-    cols = pts[..., 0].long().clamp(0, W - 1)
-    fidx = torch.arange(F)[:, None].expand_as(rows)
-    sampled = depth[fidx, rows, cols].to(torch.float64)
-    if depth_override:
-        for i, d in depth_override.items():
-            cols_i = instance_of_track == int(i)
-            if bool(cols_i.any()):
-                d = torch.as_tensor(d, dtype=torch.float64).reshape(F, 1)
-                sampled[:, cols_i] = d.expand(F, int(cols_i.sum()))
-    values = disparity_from_depth(sampled.to(torch.float32))
-    values = torch.where(visible, values, torch.zeros_like(values))
-    return ControlSignal(points=pts.to(torch.float32), depth=values, instance=instance_of_track,
-                         visible=visible, height=H, width=W)
 
 
 def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
