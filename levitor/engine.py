@@ -105,14 +105,12 @@ class Engine:
 
     def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, list[np.ndarray]]:
         s = self.scene
-        key = _digest(
-            self._instances[0], _array_key(s.depth), _array_key(s.image), s.num_frames, s.interpolation,
-            s.camera(), [(o.mask_index, o.path) for o in s.objects], s.camera_path,
-        )
+        static_key = _digest(self._instances[0], _array_key(s.depth), _array_key(s.image))
+        key = _digest(static_key, s.num_frames, s.interpolation, s.camera(),
+                      [(o.mask_index, o.path) for o in s.objects], s.camera_path)
         if self._render is None or self._render[0] != key:
             tracks = [interpolate_path(o.path, s.num_frames, s.interpolation) for o in s.objects]
             movers = scene_movers(s, inst, tracks)
-            static_key = _digest(self._instances[0], _array_key(s.depth), _array_key(s.image))
             if self._static is None or self._static[0] != static_key:  # paths don't change the static layer
                 self._static = (static_key, static_layer(
                     torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers))

@@ -216,11 +216,11 @@ def control_from_masks(
     objects, per_object = [], []
     compiled = use_kernel and _kernels.HAVE_NUMBA and bool(all_ids)
     if compiled:  # two compiled passes over the maps for every id at once
-        all_areas, all_samples = _kernels.sample_pixels(inst_np, all_ids, sample_stride)
+        all_areas, flat, offsets = _kernels.sample_pixels(inst_np, all_ids, sample_stride)
     for j, i in enumerate(all_ids):
         if compiled:
             areas = all_areas[:, j]
-            samples = [torch.from_numpy(all_samples[f][j]) for f in range(F)]
+            samples = (flat, offsets[j])  # this object's frames, one after another
         else:
             samples, areas = _sample_pixels(inst_np, i, sample_stride)
         k = rule(areas.tolist(), H * W, moved=i in moved)
@@ -318,38 +318,29 @@ def _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache) ->
 
 
 def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
-    """The per-frame loop of :func:`control_from_masks` with each clustering a compiled Lloyd run."""
+    """The per-frame loop of :func:`control_from_masks`, one compiled call per object for all its frames.
+
+    per_object[b] is (samples, offsets) from :func:`levitor.motion._kernels.sample_pixels`."""
     F = centres.shape[0]
     for b, obj in enumerate(objects):
-        k, prev, prev_c = obj.k, None, None
-        for f in range(F):
-            s = per_object[b][f].numpy()
-            if s.shape[0] < k:  # too few pixels for K clusters: no points in this frame
-                prev = None
-                continue
-            vis[f, b] = True
-            if init == "warm" and prev is not None and prev.shape == s.shape and np.array_equal(prev, s):
-                centres[f, b] = centres[f - 1, b]  # the same pixels as last frame: the same answer
-                prev = s
-                continue
-            key = None
-            if init == "warm" and prev is not None:  # warm start, moved with the object
-                c = prev_c + (s.mean(0) - prev.mean(0))
-            else:
-                if cache is not None:
-                    key = (k, init, hashlib.blake2b(s.tobytes(), digest_size=16).hexdigest())
-                    if key in cache:
-                        centres[f, b, :k] = cache[key]
-                        prev, prev_c = s, centres[f, b, :k].numpy().copy()
-                        continue
-                c = release_init(torch.from_numpy(s), k).numpy().copy()
-            c = np.ascontiguousarray(c, dtype=np.float64)
-            tol_abs = max(1e-4 * float(s.var(0).mean()), KMEANS_MIN_SHIFT)
-            _kernels.lloyd(s, c, 300, tol_abs)
-            centres[f, b, :k] = torch.from_numpy(c)
-            if key is not None:
-                cache[key] = centres[f, b, :k].clone()
-            prev, prev_c = s, c
+        flat, offs = per_object[b]
+        seq = flat[offs[0]:offs[-1]]
+        rel = offs - offs[0]
+        k = obj.k
+        first = np.zeros((k, 2))
+        key = None
+        if cache is not None and rel[1] >= k:  # frame 0's clustering depends only on its samples and k
+            key = (k, init, hashlib.blake2b(seq[: rel[1]].tobytes(), digest_size=16).hexdigest())
+            if key in cache:
+                first = cache[key].numpy()
+        out_c = np.zeros((F, k, 2))
+        out_vis = np.zeros(F, dtype=np.bool_)
+        _kernels.cluster_track(seq, rel, k, init == "warm", np.ascontiguousarray(first, np.float64),
+                               key is not None and key in cache, 300, KMEANS_MIN_SHIFT, out_c, out_vis)
+        centres[:, b, :k] = torch.from_numpy(out_c)
+        vis[:, b] = torch.from_numpy(out_vis)
+        if key is not None and key not in cache:
+            cache[key] = centres[0, b, :k].clone()
 
 
 def _sample_pixels(instance: np.ndarray, i: int, stride: int) -> tuple[list[torch.Tensor], np.ndarray]:

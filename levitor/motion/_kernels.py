@@ -74,38 +74,51 @@ def zbuffer(x: np.ndarray, y: np.ndarray, z: np.ndarray, frame: np.ndarray, foot
 
 
 def _render_movers_py(px, py, z0, owner, tracks, fx, fy, cx, cy, min_z, max_fp, height, width,
-                      ids, colors, out_inst, out_depth, out_color, zbuf, win):
+                      ids, colors, st_inst, st_depth, st_color, out_inst, out_depth, out_color, zbuf, win):
     """Move every mover pixel along its track (2D shift, then depth change), z-buffer it, and composite
-    the winners over the static layer where they are nearer. Same arithmetic as lift.move + render."""
-    num_frames = tracks.shape[1]
+    the winners over the static layer (st_*: one frame, or one per frame) where they are nearer, writing
+    every pixel of the outputs. Same arithmetic as lift.move + render.
+
+    One frame at a time, so the z-buffer (zbuf, win: H*W) stays in cache while points scatter into it."""
+    num_frames, n = tracks.shape[1], px.shape[0]
     hw = height * width
+    u = np.empty(n, dtype=np.float32)
+    v = np.empty(n, dtype=np.float32)
+    zz = np.empty(n, dtype=np.float32)
+    ss = np.empty(n, dtype=np.int64)
+    shift = np.empty((tracks.shape[0], 3), dtype=np.float32)
     for f in range(num_frames):
-        for i in range(px.shape[0]):
-            m = owner[i]
-            dx = np.float32(tracks[m, f, 0] - tracks[m, 0, 0])
-            dy = np.float32(tracks[m, f, 1] - tracks[m, 0, 1])
-            dd = np.float32(tracks[m, f, 2] - tracks[m, 0, 2])
-            zi = z0[i]
-            x3 = (px[i] + dx - cx) * zi / fx
-            y3 = (py[i] + dy - cy) * zi / fy
-            z = zi + dd
-            if z < min_z:
-                z = min_z
-            u = fx * x3 / z + cx
-            v = fy * y3 / z + cy
-            s = int(np.ceil(zi / z - np.float32(1e-6)))
-            if s < 1:
-                s = 1
-            if s > max_fp:
-                s = max_fp
-            _cover(u, v, z, i, s, f * hw, height, width, zbuf, win)
-    for p in range(zbuf.shape[0]):
-        i = win[p]
-        if i >= 0 and zbuf[p] < out_depth[p]:  # out_depth holds the static layer until a mover wins
-            out_inst[p] = ids[i]
-            out_depth[p] = zbuf[p]
+        for m in range(tracks.shape[0]):
             for c in range(3):
-                out_color[p, c] = colors[i, c]
+                shift[m, c] = np.float32(tracks[m, f, c] - tracks[m, 0, c])
+        for i in range(n):  # branch-free, so the compiler can vectorise it
+            m = owner[i]
+            zi = z0[i]
+            x3 = (px[i] + shift[m, 0] - cx) * zi / fx
+            y3 = (py[i] + shift[m, 1] - cy) * zi / fy
+            z = max(zi + shift[m, 2], min_z)
+            u[i] = fx * x3 / z + cx
+            v[i] = fy * y3 / z + cy
+            zz[i] = z
+            ss[i] = min(max(int(np.ceil(zi / z - np.float32(1e-6))), 1), max_fp)
+        zbuf[:] = np.inf
+        win[:] = -1
+        for i in range(n):
+            _cover(u[i], v[i], zz[i], i, ss[i], 0, height, width, zbuf, win)
+        base = f * hw
+        sf = f if st_inst.shape[0] > 1 else 0
+        for p in range(hw):
+            i = win[p]
+            if i >= 0 and zbuf[p] < st_depth[sf, p]:  # a mover wins where it is nearer than the static layer
+                out_inst[base + p] = ids[i]
+                out_depth[base + p] = zbuf[p]
+                for c in range(3):
+                    out_color[base + p, c] = colors[i, c]
+            else:
+                out_inst[base + p] = st_inst[sf, p]
+                out_depth[base + p] = st_depth[sf, p]
+                for c in range(3):
+                    out_color[base + p, c] = st_color[sf, p, c]
 
 
 if HAVE_NUMBA:  # pragma: no branch
@@ -114,14 +127,17 @@ else:  # pragma: no cover
     _render_movers = None
 
 
-def render_movers(px, py, z0, owner, tracks, K, min_z, max_fp, ids, colors, out_inst, out_depth, out_color) -> None:
-    """Fused move + z-buffer + composite into the (F, H, W) outputs, in place (numpy arrays)."""
+def render_movers(px, py, z0, owner, tracks, K, min_z, max_fp, ids, colors,
+                  st_inst, st_depth, st_color, out_inst, out_depth, out_color) -> None:
+    """Fused move + z-buffer + composite over the static layer (st_*: (1 or F, H, W[, 3])) into the
+    (F, H, W[, 3]) outputs (numpy arrays, every pixel written)."""
     F, H, W = out_inst.shape
-    zbuf = np.full(F * H * W, np.inf, dtype=np.float32)
-    win = np.full(F * H * W, -1, dtype=np.int64)
+    zbuf = np.empty(H * W, dtype=np.float32)  # one frame's z-buffer, reused frame after frame
+    win = np.empty(H * W, dtype=np.int64)
     f32 = np.float32
     _render_movers(px, py, z0, owner, tracks, f32(K.fx), f32(K.fy), f32(K.cx), f32(K.cy), f32(min_z), max_fp,
-                   H, W, ids, colors, out_inst.reshape(-1), out_depth.reshape(-1),
+                   H, W, ids, colors, st_inst.reshape(st_inst.shape[0], -1), st_depth.reshape(st_depth.shape[0], -1),
+                   st_color.reshape(st_color.shape[0], -1, 3), out_inst.reshape(-1), out_depth.reshape(-1),
                    out_color.reshape(-1, 3), zbuf, win)
 
 
@@ -177,8 +193,75 @@ def _lloyd_py(x, c, max_iter, tol_abs):
 
 if HAVE_NUMBA:  # pragma: no branch
     lloyd = numba.njit(cache=True, nogil=True)(_lloyd_py)
+    _lloyd_inner = lloyd
 else:  # pragma: no cover
     lloyd = None
+    _lloyd_inner = _lloyd_py
+
+
+def _cluster_track_py(flat, offsets, k, warm, first, have_first, max_iter, min_shift, out_c, out_vis):
+    """K-means of one object in every frame: flat (N, 2) samples of all frames, frame f at
+    offsets[f]:offsets[f + 1]. A frame with fewer than k samples gets no points. "warm": a frame starts from
+    the previous frame's centres shifted by the change of the samples' mean (the same samples as last frame
+    give the same centres); otherwise, and after a gap, from the release's evenly spaced samples. ``first``
+    (k, 2) is frame 0's answer when ``have_first`` (the caller's cache). Writes out_c (F, k, 2), out_vis (F,)."""
+    num_frames = offsets.shape[0] - 1
+    c = np.zeros((k, 2), dtype=np.float64)
+    have_prev = False
+    p0, p1 = 0, 0
+    pmx, pmy = 0.0, 0.0
+    for f in range(num_frames):
+        s0, s1 = offsets[f], offsets[f + 1]
+        n = s1 - s0
+        if n < k:
+            out_vis[f] = False
+            have_prev = False
+            continue
+        out_vis[f] = True
+        x = flat[s0:s1]
+        mx, my = 0.0, 0.0
+        for i in range(n):
+            mx += x[i, 0]
+            my += x[i, 1]
+        mx /= n
+        my /= n
+        if warm and have_prev and p1 - p0 == n:
+            same = True
+            for i in range(n):
+                if flat[p0 + i, 0] != x[i, 0] or flat[p0 + i, 1] != x[i, 1]:
+                    same = False
+                    break
+            if same:  # c still holds last frame's centres
+                out_c[f] = c
+                p0, p1, pmx, pmy = s0, s1, mx, my
+                continue
+        if warm and have_prev:
+            for j in range(k):
+                c[j, 0] += mx - pmx
+                c[j, 1] += my - pmy
+        elif f == 0 and have_first:
+            c[:] = first
+            out_c[f] = c
+            have_prev, p0, p1, pmx, pmy = True, s0, s1, mx, my
+            continue
+        else:
+            step = n // k
+            for j in range(k):
+                c[j, 0] = x[step // 2 + step * j, 0]
+                c[j, 1] = x[step // 2 + step * j, 1]
+        vx, vy = 0.0, 0.0
+        for i in range(n):
+            vx += (x[i, 0] - mx) ** 2
+            vy += (x[i, 1] - my) ** 2
+        _lloyd_inner(x, c, max_iter, max(1e-4 * (vx + vy) / (2 * n), min_shift))
+        out_c[f] = c
+        have_prev, p0, p1, pmx, pmy = True, s0, s1, mx, my
+
+
+if HAVE_NUMBA:  # pragma: no branch
+    cluster_track = numba.njit(cache=True, nogil=True)(_cluster_track_py)
+else:  # pragma: no cover
+    cluster_track = None
 
 
 def _draw_stamps_py(out, fidx, pidx, r0, r1, c0, c1, atlas, ids, depth):
@@ -216,7 +299,7 @@ def _sample_counts_py(inst, slot, stride, counts):
 def _sample_fill_py(inst, slot, stride, width, offsets, out):
     """Pass 2: every stride-th pixel of each object in row-major order, written as (row, col) at offsets."""
     F, n = inst.shape
-    B = offsets.shape[1] - 1
+    B = offsets.shape[1]
     seen = np.zeros(B, dtype=np.int64)
     for f in range(F):
         seen[:] = 0
@@ -240,21 +323,21 @@ if HAVE_NUMBA:  # pragma: no branch
 def sample_pixels(instance: np.ndarray, ids: list[int], stride: int):
     """Every stride-th pixel (row-major) of each id's mask per frame, in two passes over the maps.
 
-    Returns areas (F, B) int64 and samples[f][b] as (n, 2) float64 (row, col) arrays.
+    Returns areas (F, B) int64, samples (N, 2) float64 (row, col) and offsets (B, F + 1): object b's samples
+    in frame f are samples[offsets[b, f]:offsets[b, f + 1]], each object's frames one after another.
     """
     F, H, W = instance.shape
+    B = len(ids)
     inst = np.ascontiguousarray(instance.reshape(F, H * W))
     slot = np.full(int(max(ids)) + 1 if ids else 1, -1, dtype=np.int64)
-    slot[np.asarray(ids, dtype=np.int64)] = np.arange(len(ids))
+    slot[np.asarray(ids, dtype=np.int64)] = np.arange(B)
     inst = np.where(inst < len(slot), inst, -1) if inst.max(initial=0) >= len(slot) else inst
-    areas = np.zeros((F, len(ids)), dtype=np.int64)
+    areas = np.zeros((F, B), dtype=np.int64)
     _sample_counts(inst, slot, stride, areas)
-    n = (areas + stride - 1) // stride
-    offsets = np.zeros((F, len(ids) + 1), dtype=np.int64)
-    flat = np.concatenate([[0], np.cumsum(n.reshape(-1))])
-    offsets[:, :-1] = flat[:-1].reshape(F, len(ids))
-    offsets[:, -1] = flat[1:].reshape(F, len(ids))[:, -1]
-    out = np.zeros((int(flat[-1]), 2), dtype=np.float64)
-    _sample_fill(inst, slot, stride, W, offsets, out)
-    samples = [[out[offsets[f, b]: offsets[f, b] + n[f, b]] for b in range(len(ids))] for f in range(F)]
-    return areas, samples
+    n = (areas + stride - 1) // stride  # (F, B)
+    offsets = np.zeros((B, F + 1), dtype=np.int64)
+    offsets[:, 1:] = np.cumsum(n.T.reshape(-1)).reshape(B, F)
+    offsets[1:, 0] = offsets[:-1, -1]
+    out = np.zeros((int(offsets[-1, -1]) if B else 0, 2), dtype=np.float64)
+    _sample_fill(inst, slot, stride, W, np.ascontiguousarray(offsets[:, :-1].T), out)
+    return areas, out, offsets

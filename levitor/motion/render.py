@@ -205,18 +205,16 @@ def render(
         backend = "numba" if _kernels.HAVE_NUMBA else "torch"
     H, W = instance.shape
     static = static or static_layer(image, depth, instance, movers)
-    if camera_track is not None and _moves(camera_track):
+    moving_camera = camera_track is not None and _moves(camera_track)
+    if moving_camera:
         st_inst, st_depth, st_color = _render_static_with_camera(
             static.instance, static.depth, static.color, K, camera_track, num_frames
         )
     else:
-        st_inst = static.instance[None].expand(num_frames, H, W).clone()
-        st_depth = static.depth[None].expand(num_frames, H, W).clone()
-        st_color = static.color[None].expand(num_frames, H, W, 3).clone()
-    if not movers:
-        return RenderResult(st_inst, st_depth, st_color)
-
-    if backend == "numba":  # the same steps, fused in one compiled loop
+        st_inst, st_depth, st_color = static.instance[None], static.depth[None], static.color[None]
+    if backend == "numba" and movers:  # the steps below fused in one compiled loop, writing every pixel
+        out = RenderResult(torch.empty(num_frames, H, W, dtype=torch.int64), torch.empty(num_frames, H, W),
+                           torch.empty(num_frames, H, W, 3, dtype=torch.uint8))
         _kernels.render_movers(
             torch.cat([mv.pixels[:, 0] for mv in movers]).float().numpy(),
             torch.cat([mv.pixels[:, 1] for mv in movers]).float().numpy(),
@@ -224,8 +222,15 @@ def render(
             torch.cat([torch.full((len(mv.pixels),), j, dtype=torch.int64) for j, mv in enumerate(movers)]).numpy(),
             torch.stack([mv.track.float() for mv in movers]).numpy(), K, MIN_Z, MAX_FOOTPRINT,
             torch.cat([mv.instance for mv in movers]).numpy(), torch.cat([mv.color for mv in movers]).numpy(),
-            st_inst.numpy(), st_depth.numpy(), st_color.numpy(),
+            st_inst.contiguous().numpy(), st_depth.float().contiguous().numpy(), st_color.contiguous().numpy(),
+            out.instance.numpy(), out.depth.numpy(), out.color.numpy(),
         )
+        return out
+    if not moving_camera:
+        st_inst = st_inst.expand(num_frames, H, W).clone()
+        st_depth = st_depth.expand(num_frames, H, W).clone()
+        st_color = st_color.expand(num_frames, H, W, 3).clone()
+    if not movers:
         return RenderResult(st_inst, st_depth, st_color)
 
     # the moving points, all objects and frames in one splat
