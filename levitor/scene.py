@@ -187,14 +187,19 @@ class Scene:
             raise ValueError(f"{name} = {index!r} is not a mask index (the scene has {len(self.masks)} masks)")
 
     # ---------------------------------------------------------------- I/O
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``path`` (JSON) plus ``<stem>.image.png`` and ``<stem>.depth.npy`` beside it."""
+    def save(self, path: str | os.PathLike, arrays: bool = True) -> Path:
+        """Write ``path`` (JSON) plus ``<stem>.image.png`` and ``<stem>.depth.npy`` beside it.
+
+        ``arrays=False`` keeps image and depth files already there (an autosave after a path edit: encoding
+        the PNG is most of the cost); they are written anyway where missing."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         image_file = path.with_name(path.stem + ".image.png")
         depth_file = path.with_name(path.stem + ".depth.npy")
-        Image.fromarray(self.image).save(image_file)
-        np.save(depth_file, self.depth.astype(np.float32))
+        if arrays or not image_file.exists():
+            Image.fromarray(self.image).save(image_file)
+        if arrays or not depth_file.exists():
+            np.save(depth_file, self.depth.astype(np.float32))
         doc = {
             "format": "levitor-scene",
             "version": SCHEMA_VERSION,

@@ -24,6 +24,7 @@ LAYERS = ("image", "mask", "paths", "points")
 DRAG_THROTTLE_MS = 40  # ipycanvas/ipyevents would otherwise send every mousemove to the kernel
 POINT_RADIUS = 4.0
 HANDLE_RADIUS = 5.0
+PATCH_MAX_FRACTION = 0.6  # redraw only the changed box of the mask layer when it is smaller than this
 
 
 @dataclass
@@ -163,8 +164,24 @@ class SceneCanvas:
         layer.put_image_data(np.ascontiguousarray(image), 0, 0)
 
     def draw_mask(self, rgba: np.ndarray | None) -> None:
-        """rgba: (H, W, 4) uint8, alpha 0 where nothing is overlaid; None clears the layer."""
-        self.shown["mask"] = rgba
+        """rgba: (H, W, 4) uint8, alpha 0 where nothing is overlaid; None clears the layer.
+
+        Only the bounding box of what changed since the last draw is sent (an edit to one path changes the
+        pixels along that object's track): the layer travels as a PNG, so fewer pixels draw sooner."""
+        old = self.shown["mask"]
+        if rgba is not None and old is not None and old.shape == rgba.shape:
+            changed = (old != rgba).any(-1)
+            rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+            if len(rows) == 0:
+                return
+            y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+            if (y1 - y0) * (x1 - x0) < PATCH_MAX_FRACTION * rgba.shape[0] * rgba.shape[1]:
+                self.shown["mask"] = rgba.copy()  # patches write into the shown copy, never the caller's array
+                layer = self.layers["mask"]
+                layer.clear_rect(x0, y0, x1 - x0, y1 - y0)
+                layer.put_image_data(np.ascontiguousarray(rgba[y0:y1, x0:x1]), x0, y0)
+                return
+        self.shown["mask"] = None if rgba is None else rgba.copy()
         layer = self.layers["mask"]
         layer.clear()
         if rgba is not None:

@@ -103,12 +103,14 @@ class Studio:
         self._sam_mask: int | None = None
         self._pending = None
         self._side_pending = None
+        self._last_refresh = float("-inf")  # perf_counter() when the last refresh ended
         self._strip_cache: dict[float, Any] | None = None
         self._palette: np.ndarray | None = None
         self._mask_key: tuple | None = None  # what the mask layer shows (see _draw)
         self._mask_src = None  # ... and the rendered instance maps it came from
         self._mask_edits = 0  # bumped when a mask's pixels change (the autosave compares scene keys)
         self._autosaved_key: str | None = None
+        self._autosaved_arrays: tuple[str, str] | None = None  # hashes of the image and depth last written
 
         h, w = self.scene.height, self.scene.width
         self.canvas = SceneCanvas(w, h, use_ipyevents=use_ipyevents)
@@ -217,11 +219,18 @@ class Studio:
         del self.timing_log[:-50]
         self._show_info()
         self._request_side()
+        self._last_refresh = time.perf_counter()
 
     def _request_refresh(self) -> None:
-        """Throttled refresh for drags and slider storms: one update per DRAG_REFRESH_S."""
-        if self._pending is None:
-            self._pending = call_soon(DRAG_REFRESH_S, self._run_pending)
+        """Throttled refresh for drags and slider storms: the first edit after a pause is drawn at once, the
+        ones that follow within DRAG_REFRESH_S are coalesced into one update at the end of that interval."""
+        if self._pending is not None:
+            return
+        wait = DRAG_REFRESH_S - (time.perf_counter() - self._last_refresh)
+        if wait <= 0:
+            self.refresh()
+        else:
+            self._pending = call_soon(wait, self._run_pending)
 
     def _run_pending(self) -> None:
         self._pending = None
@@ -794,8 +803,11 @@ class Studio:
                     self.scene.mask_sources, self._mask_edits))
         if not force and key == self._autosaved_key and self.autosave_path.exists():
             return self.autosave_path
-        out = self.scene.save(self.autosave_path)
-        self._autosaved_key = key
+        from levitor.engine import _array_key
+
+        arrays = (_array_key(self.scene.image), _array_key(self.scene.depth))  # PNG-encoding is the slow part
+        out = self.scene.save(self.autosave_path, arrays=force or arrays != self._autosaved_arrays)
+        self._autosaved_key, self._autosaved_arrays = key, arrays
         return out
 
     # ================================================================ generate

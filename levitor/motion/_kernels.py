@@ -144,51 +144,64 @@ def render_movers(px, py, z0, owner, tracks, K, min_z, max_fp, ids, colors,
 def _lloyd_py(x, c, max_iter, tol_abs):
     """Lloyd's K-means on one object's samples, in place on the centres c (K, 2); sklearn's rules: ties go to
     the lower index, an empty cluster moves to the sample farthest from its centre, stop when the summed
-    squared centre shift is at most tol_abs. Returns the inertia."""
+    squared centre shift is at most tol_abs. Returns the inertia.
+
+    The assignment loops run centre by centre over coordinate arrays, so the compiler vectorises them."""
     n, k = x.shape[0], c.shape[0]
+    xs = np.empty(n, dtype=np.float64)
+    ys = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        xs[i] = x[i, 0]
+        ys[i] = x[i, 1]
     labels = np.zeros(n, dtype=np.int64)
-    dist = np.zeros(n, dtype=np.float64)
+    dist = np.empty(n, dtype=np.float64)
     sums = np.zeros((k, 2), dtype=np.float64)
     counts = np.zeros(k, dtype=np.int64)
     for _ in range(max_iter):
+        _assign(xs, ys, c, dist, labels)
         sums[:] = 0.0
         counts[:] = 0
         for i in range(n):
-            best, arg = np.inf, 0
-            for j in range(k):
-                ddx = x[i, 0] - c[j, 0]
-                ddy = x[i, 1] - c[j, 1]
-                d = ddx * ddx + ddy * ddy
-                if d < best:
-                    best, arg = d, j
-            labels[i] = arg
-            dist[i] = best
-            sums[arg, 0] += x[i, 0]
-            sums[arg, 1] += x[i, 1]
-            counts[arg] += 1
+            a = labels[i]
+            sums[a, 0] += xs[i]
+            sums[a, 1] += ys[i]
+            counts[a] += 1
         shift = 0.0
         for j in range(k):
             if counts[j] > 0:
                 nx, ny = sums[j, 0] / counts[j], sums[j, 1] / counts[j]
             else:  # relocate an empty cluster to the farthest sample
                 far = np.argmax(dist)
-                nx, ny = x[far, 0], x[far, 1]
+                nx, ny = xs[far], ys[far]
                 dist[far] = 0.0
             shift += (nx - c[j, 0]) ** 2 + (ny - c[j, 1]) ** 2
             c[j, 0], c[j, 1] = nx, ny
         if shift <= tol_abs:
             break
+    _assign(xs, ys, c, dist, labels)
     inertia = 0.0
     for i in range(n):
-        best = np.inf
-        for j in range(k):
-            ddx = x[i, 0] - c[j, 0]
-            ddy = x[i, 1] - c[j, 1]
-            d = ddx * ddx + ddy * ddy
-            if d < best:
-                best = d
-        inertia += best
+        inertia += dist[i]
     return inertia
+
+
+def _assign_py(xs, ys, c, dist, labels):
+    """Nearest centre of every sample (the first on ties) and its squared distance."""
+    n = xs.shape[0]
+    dist[:] = np.inf
+    labels[:] = 0
+    for j in range(c.shape[0]):
+        cx, cy = c[j, 0], c[j, 1]
+        for i in range(n):
+            ddx = xs[i] - cx
+            ddy = ys[i] - cy
+            d = ddx * ddx + ddy * ddy
+            if d < dist[i]:
+                dist[i] = d
+                labels[i] = j
+
+
+_assign = numba.njit(cache=True, nogil=True, inline="always")(_assign_py) if HAVE_NUMBA else _assign_py
 
 
 if HAVE_NUMBA:  # pragma: no branch
