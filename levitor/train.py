@@ -54,7 +54,11 @@ class TrainConfig:
                                         # "tiny": levitor.testing.tiny random models (tests)
     pretrained: str = SVD_XT            # SVD base (hub id or folder) for model "svd"
     controlnet_init: str | None = None  # start the ControlNet from these weights instead of the UNet's encoder
+    init_from: str | None = None        # model "mini": start from exported mini weights (unet/, controlnet/,
+                                        #   image_encoder/; e.g. levitor/assets/mini) instead of from scratch
     train_unet: bool = False            # the paper trains only the ControlNet; the mini model has no pretrained UNet
+    motion_loss_weight: float = 0.0     # > 0: the loss counts (1 + this) times where a frame differs from the
+                                        #   first (see motion_mask); 0 is SVD's plain loss, as in the paper
     mini_channels: tuple[int, ...] = (32, 64)  # mini UNet widths (multiples of 32: GroupNorm)
     mini_layers_per_block: int = 1
     mini_patch_size: int = 4            # PatchVAE factor: latents are H/4 x W/4 x 48
@@ -363,6 +367,13 @@ def build_models(config: TrainConfig):
             sample_size=config.height // config.mini_patch_size)
         vae, image_encoder, unet, controlnet = mini.build_mini_models(unet_config, config.mini_patch_size,
                                                                       config.seed)
+        if config.init_from:  # fine-tune an exported model: all three trained parts come from there
+            from transformers import CLIPVisionModelWithProjection
+
+            init = Path(config.init_from)
+            unet = mini.ControlledUNetSVD.from_pretrained(init / "unet")
+            controlnet = mini.MiniControlNetSVD.from_pretrained(init / "controlnet")
+            image_encoder = CLIPVisionModelWithProjection.from_pretrained(init / "image_encoder")
         if config.controlnet_init:
             controlnet = mini.MiniControlNetSVD.from_pretrained(config.controlnet_init)
         scheduler = mini.mini_scheduler(config.mini_sigma_max, config.mini_sigma_min)
@@ -429,7 +440,21 @@ def edm_loss(pipe, unet, controlnet, batch: dict, config: TrainConfig, generator
              mid_block_additional_residual=mid).sample
     denoised = v * (-s / (s**2 + 1).sqrt()) + noisy / (s**2 + 1)
     weight = (1 + s**2) / s**2
-    return (weight.float() * (denoised.float() - latents.float()) ** 2).mean()
+    err = (denoised.float() - latents.float()) ** 2
+    if config.motion_loss_weight:
+        weight = weight * (1 + config.motion_loss_weight * motion_mask(frames, latents.shape[-2:]))
+    return (weight.float() * err).mean()
+
+
+def motion_mask(frames: torch.Tensor, size: tuple[int, int], threshold: float = 0.1) -> torch.Tensor:
+    """(B, F, 1, h, w) 1 where a frame differs from the first one (what moved, or was uncovered), at latent size.
+
+    Most of a clip is still background, so a plain loss is mostly learnt by copying the first frame;
+    weighting the moving regions makes following the control pay (an option of the mini config)."""
+    B, F = frames.shape[:2]
+    moved = ((frames - frames[:, :1]).abs().amax(2, keepdim=True) > threshold).float()  # (B, F, 1, H, W)
+    pooled = torch.nn.functional.adaptive_max_pool2d(moved.flatten(0, 1), tuple(size))
+    return pooled.unflatten(0, (B, F))
 
 
 # ------------------------------------------------------------------------------------------- training

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from levitor.train import (
-    PRESETS, CacheDataset, SyntheticControlDataset, TrainConfig, control_video, load_config,
-    precompute_synthetic, train,
+    PRESETS, CacheDataset, SyntheticControlDataset, TrainConfig, build_models, control_video, load_config,
+    motion_mask, precompute_synthetic, train,
 )
 
 TINY_MINI = dict(base="mini", height=16, width=16, num_frames=2, batch_size=1, mini_channels=[32, 32],
@@ -66,6 +66,34 @@ def test_two_step_run_checkpoints_and_resumes(tmp_path):
     assert steps == [1, 2, 3]  # the second run went on from step 2, it did not start over
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(l == l and l < 1e3 for l in losses)
+
+
+def test_fine_tune_starts_from_exported_weights_with_motion_weighted_loss(tmp_path):
+    train(load_config(None, **TINY_MINI, output_dir=str(tmp_path / "run")))
+    export = tmp_path / "run" / "export"
+    cfg = load_config(None, **{**TINY_MINI, "seed": 5, "motion_loss_weight": 4.0}, init_from=str(export),
+                      output_dir=str(tmp_path / "ft"))
+    pipe = build_models(cfg)
+    from levitor.mini import load_mini_pipeline
+
+    shipped = load_mini_pipeline(export)
+    for part in ("unet", "controlnet", "image_encoder"):
+        mine, theirs = getattr(pipe, part).state_dict(), getattr(shipped, part).state_dict()
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), part  # not the seed-5 fresh weights
+    result = train(cfg)
+    assert result["step"] == 2 and torch.isfinite(torch.tensor(result["loss"]))
+
+
+def test_motion_mask_marks_what_moved_at_latent_size():
+    frames = -torch.ones(1, 3, 3, 16, 16)
+    frames[:, :, :, 0:4, 0:4] = 1.0  # a square at the top left in frame 0 ...
+    frames[:, 1, :, 0:4, 0:4] = -1.0  # ... gone in frame 1 (moved to the bottom right)
+    frames[:, 1, :, 12:16, 12:16] = 1.0
+    m = motion_mask(frames, (4, 4))
+    assert m.shape == (1, 3, 1, 4, 4)
+    assert m[0, 0].sum() == 0 and m[0, 2].sum() == 0  # frame 0 and an unchanged frame: nothing moved
+    assert m[0, 1, 0, 0, 0] == 1 and m[0, 1, 0, 3, 3] == 1 and m[0, 1].sum() == 2
 
 
 def test_frozen_unet_only_controlnet_trains(tmp_path):
