@@ -190,8 +190,10 @@ def control_from_masks(
         samples, as the official code effectively does.
     sample_stride: K-means runs on every n-th mask pixel in row-major order (the release uses 10).
     ids: the instance ids to consider (default: every id > 0 present).
-    cache: a dict kept by the caller across calls; first-frame clusterings are looked up there by their
-        samples, so an edit that moves one object does not re-cluster the others from scratch.
+    cache: a dict kept by the caller across calls. Clusterings are looked up there by their samples: an
+        object whose samples did not change in any frame reuses its whole track, and a first frame seen
+        before its clustering, so an edit that moves one object does not re-cluster the others from scratch.
+        The answer is the same with or without it.
     Returns a ControlSignal with tracks ordered by instance id, K tracks per object.
     """
     if instance.ndim != 3:
@@ -211,10 +213,10 @@ def control_from_masks(
     ids = torch.as_tensor(ids, dtype=torch.int64)
     all_ids = sorted(int(i) for i in ids if int(i) > 0)
     inst_np = instance.numpy()
-    if all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):
-        inst_np = inst_np.astype(np.int16)  # a quarter of the memory traffic for the per-id passes
     objects, per_object = [], []
     compiled = use_kernel and _kernels.HAVE_NUMBA and bool(all_ids)
+    if not compiled and all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):
+        inst_np = inst_np.astype(np.int16)  # a quarter of the memory traffic for the per-id passes
     if compiled:  # two compiled passes over the maps for every id at once
         all_areas, flat, offsets = _kernels.sample_pixels(inst_np, all_ids, sample_stride)
     for j, i in enumerate(all_ids):
@@ -327,6 +329,13 @@ def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
         seq = flat[offs[0]:offs[-1]]
         rel = offs - offs[0]
         k = obj.k
+        track_key = ("track", obj.id, k, init)  # an object the edit did not touch has the same samples
+        if cache is not None and track_key in cache:
+            old_seq, old_rel, old_c, old_vis = cache[track_key]
+            if np.array_equal(old_rel, rel) and np.array_equal(old_seq, seq):
+                centres[:, b, :k] = torch.from_numpy(old_c)
+                vis[:, b] = torch.from_numpy(old_vis)
+                continue
         first = np.zeros((k, 2))
         key = None
         if cache is not None and rel[1] >= k:  # frame 0's clustering depends only on its samples and k
@@ -339,6 +348,8 @@ def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
                                key is not None and key in cache, 300, KMEANS_MIN_SHIFT, out_c, out_vis)
         centres[:, b, :k] = torch.from_numpy(out_c)
         vis[:, b] = torch.from_numpy(out_vis)
+        if cache is not None:
+            cache[track_key] = (seq.copy(), rel, out_c, out_vis)
         if key is not None and key not in cache:
             cache[key] = centres[0, b, :k].clone()
 

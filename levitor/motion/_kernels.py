@@ -299,58 +299,71 @@ else:  # pragma: no cover
     draw_stamps = None
 
 
-def _sample_counts_py(inst, slot, stride, counts):
-    """Pass 1 of sampling: per frame and object slot, its area and how many samples it gives."""
+def _sample_frames_py(inst, slot, stride, width, areas, scratch, counts):
+    """One pass over the maps: per frame and object slot its area, and every stride-th pixel of it (row-major)
+    as (row, col) in scratch[f, b, :counts[f, b]]. inst: (F, H*W) ids (any integer type; ids outside slot
+    are ignored)."""
     F, n = inst.shape
+    B = areas.shape[1]
+    L = slot.shape[0]
+    due = np.empty(B, dtype=np.int64)  # pixels until the object's next sample
     for f in range(F):
-        for p in range(n):
-            b = slot[inst[f, p]] if inst[f, p] >= 0 else -1
-            if b >= 0:
-                counts[f, b] += 1
+        due[:] = 1
+        p = 0
+        for r in range(n // width):
+            for c in range(width):
+                v = inst[f, p]
+                p += 1
+                if v < 0 or v >= L:
+                    continue
+                b = slot[v]
+                if b < 0:
+                    continue
+                areas[f, b] += 1
+                due[b] -= 1
+                if due[b] == 0:
+                    j = counts[f, b]
+                    scratch[f, b, j, 0] = r
+                    scratch[f, b, j, 1] = c
+                    counts[f, b] = j + 1
+                    due[b] = stride
 
 
-def _sample_fill_py(inst, slot, stride, width, offsets, out):
-    """Pass 2: every stride-th pixel of each object in row-major order, written as (row, col) at offsets."""
-    F, n = inst.shape
-    B = offsets.shape[1]
-    seen = np.zeros(B, dtype=np.int64)
-    for f in range(F):
-        seen[:] = 0
-        for p in range(n):
-            v = inst[f, p]
-            b = slot[v] if v >= 0 else -1
-            if b < 0:
-                continue
-            if seen[b] % stride == 0:
-                j = offsets[f, b] + seen[b] // stride
-                out[j, 0] = p // width
-                out[j, 1] = p % width
-            seen[b] += 1
+def _gather_samples_py(scratch, counts, out):
+    """Copy scratch[f, b, :counts[f, b]] into out, object after object, each object's frames in order."""
+    F, B = counts.shape
+    j = 0
+    for b in range(B):
+        for f in range(F):
+            for i in range(counts[f, b]):
+                out[j, 0] = scratch[f, b, i, 0]
+                out[j, 1] = scratch[f, b, i, 1]
+                j += 1
 
 
 if HAVE_NUMBA:  # pragma: no branch
-    _sample_counts = numba.njit(cache=True, nogil=True)(_sample_counts_py)
-    _sample_fill = numba.njit(cache=True, nogil=True)(_sample_fill_py)
+    _sample_frames = numba.njit(cache=True, nogil=True)(_sample_frames_py)
+    _gather_samples = numba.njit(cache=True, nogil=True)(_gather_samples_py)
 
 
 def sample_pixels(instance: np.ndarray, ids: list[int], stride: int):
-    """Every stride-th pixel (row-major) of each id's mask per frame, in two passes over the maps.
+    """Every stride-th pixel (row-major) of each id's mask per frame, in one pass over the maps.
 
     Returns areas (F, B) int64, samples (N, 2) float64 (row, col) and offsets (B, F + 1): object b's samples
     in frame f are samples[offsets[b, f]:offsets[b, f + 1]], each object's frames one after another.
     """
     F, H, W = instance.shape
     B = len(ids)
-    inst = np.ascontiguousarray(instance.reshape(F, H * W))
+    inst = np.ascontiguousarray(instance).reshape(F, H * W)
     slot = np.full(int(max(ids)) + 1 if ids else 1, -1, dtype=np.int64)
     slot[np.asarray(ids, dtype=np.int64)] = np.arange(B)
-    inst = np.where(inst < len(slot), inst, -1) if inst.max(initial=0) >= len(slot) else inst
     areas = np.zeros((F, B), dtype=np.int64)
-    _sample_counts(inst, slot, stride, areas)
-    n = (areas + stride - 1) // stride  # (F, B)
+    counts = np.zeros((F, B), dtype=np.int64)
+    scratch = np.empty((F, B, (H * W + stride - 1) // stride, 2), dtype=np.int32)  # only what is used is touched
+    _sample_frames(inst, slot, stride, W, areas, scratch, counts)
     offsets = np.zeros((B, F + 1), dtype=np.int64)
-    offsets[:, 1:] = np.cumsum(n.T.reshape(-1)).reshape(B, F)
+    offsets[:, 1:] = np.cumsum(counts.T.reshape(-1)).reshape(B, F)
     offsets[1:, 0] = offsets[:-1, -1]
-    out = np.zeros((int(offsets[-1, -1]) if B else 0, 2), dtype=np.float64)
-    _sample_fill(inst, slot, stride, W, np.ascontiguousarray(offsets[:, :-1].T), out)
+    out = np.empty((int(offsets[-1, -1]) if B else 0, 2), dtype=np.float64)
+    _gather_samples(scratch, counts, out)
     return areas, out, offsets
