@@ -26,6 +26,22 @@ from levitor.threads import torch_threads
 
 
 @dataclass
+class FramePreview:
+    """One frame of an edit in progress, computed in a few milliseconds for feedback while a slider moves.
+
+    A draft: K-means starts cold on this frame alone, so its points can differ slightly from the next full
+    update's (which warm-starts from frame to frame), and K comes from the last full update's areas."""
+
+    frame: int
+    instance: torch.Tensor  # (H, W) int64
+    depth: torch.Tensor  # (H, W) float32
+    color: torch.Tensor  # (H, W, 3) uint8
+    signal: ControlSignal  # one frame: points (1, P, 2)
+    num_points: int  # control tracks over the clip (sum of K), as the full update will have
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class EngineResult:
     """What one update produced; tensors are CPU."""
 
@@ -52,6 +68,8 @@ class Engine:
         self._control: tuple[str, ControlSignal] | None = None
         self._result: EngineResult | None = None
         self._kmeans_cache: dict = {}  # first-frame clusterings, reused across edits
+        self._draft_cache: dict = {}  # the same for one-frame drafts (kept apart: their tracks are one frame long)
+        self._areas: dict[int, np.ndarray] = {}  # id -> per-frame area, from the last full update
 
     # ------------------------------------------------------------------ main entry
     def update(self) -> EngineResult:
@@ -111,13 +129,59 @@ class Engine:
         if self._render is None or self._render[0] != key:
             tracks = [interpolate_path(o.path, s.num_frames, s.interpolation) for o in s.objects]
             movers = scene_movers(s, inst, tracks)
-            if self._static is None or self._static[0] != static_key:  # paths don't change the static layer
-                self._static = (static_key, static_layer(
-                    torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers))
-            result = render_scene(s, inst, tracks, movers=movers, static=self._static[1], backend=self.backend)
+            result = render_scene(s, inst, tracks, movers=movers, static=self._static_layer(inst, movers, static_key),
+                                  backend=self.backend)
             self._render = (key, result, tracks)
             self._control = None
         return self._render[1], self._render[2]
+
+    def _static_layer(self, inst: InstanceMap, movers: list[Mover], key: str) -> StaticLayer:
+        if self._static is None or self._static[0] != key:  # paths don't change the static layer
+            s = self.scene
+            self._static = (key, static_layer(
+                torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers))
+        return self._static[1]
+
+    def preview_frame(self, frame: int) -> FramePreview:
+        """One frame of the scene as it is now: render it alone and cluster its masks (see FramePreview).
+
+        For immediate feedback during a drag or a slider move; :meth:`update` gives the real thing."""
+        with torch_threads(1):
+            t0 = time.perf_counter()
+            s = self.scene.validate()
+            frame = int(np.clip(frame, 0, s.num_frames - 1))
+            inst = self.instance_map()
+            rows = [0, frame]  # frame 0 is every track's reference
+            tracks = [interpolate_path(o.path, s.num_frames, s.interpolation)[rows] for o in s.objects]
+            movers = scene_movers(s, inst, tracks)
+            static = self._static_layer(inst, movers, _digest(self._instances[0], _array_key(s.depth),
+                                                              _array_key(s.image)))
+            camera = None
+            if s.camera_path:
+                camera = torch.as_tensor(interpolate_path(s.camera_path, s.num_frames, s.interpolation)[rows])
+            two = render(torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers,
+                         s.camera(), 2, camera, static=static, backend=self.backend)
+            t1 = time.perf_counter()
+            moved, override = [], {}
+            for o, tr in zip(s.objects, tracks):
+                i = inst.id_of_mask.get(o.mask_index)
+                if i is not None:
+                    moved.append(i)
+                    override[i] = torch.as_tensor(tr[1:, 2])
+            rule = KRule(lam=s.lam, k_max=s.k_max, k_min=s.k_min_moved, scale=s.scale)
+            ids = sorted(inst.mask_of_id)
+            area = torch.bincount(two.instance[1].reshape(-1).clamp(min=0), minlength=max(ids, default=0) + 1)
+            # K as the full update would give it: the rule over the clip's areas (last full update's) and this one
+            k_of = {i: rule(np.append(self._areas.get(i, np.zeros(0, np.int64)), int(area[i])).tolist(),
+                            s.height * s.width, moved=i in moved) for i in ids}
+            signal = control_from_masks(two.instance[1:], two.depth[1:], moved_ids=moved, depth_override=override,
+                                        rule=rule, init="release", ids=ids, k_of=k_of,
+                                        cache=self._draft_cache)
+            if len(self._draft_cache) > 512:
+                self._draft_cache.clear()
+            t2 = time.perf_counter()
+        return FramePreview(frame, two.instance[1], two.depth[1], two.color[1], signal, sum(k_of.values()),
+                            {"render": (t1 - t0) * 1e3, "points": (t2 - t1) * 1e3})
 
     def _signal(self, rendered: RenderResult, inst: InstanceMap, tracks: list[np.ndarray], scale: float):
         s = self.scene
@@ -131,10 +195,12 @@ class Engine:
                 moved.append(i)
                 override[i] = torch.as_tensor(tr[:, 2])  # the release writes a moved object's path depth
         rule = KRule(lam=s.lam, k_max=s.k_max, k_min=s.k_min_moved, scale=scale)
+        areas: dict[int, np.ndarray] = {}
         signal = control_from_masks(
             rendered.instance, rendered.depth, moved_ids=moved, depth_override=override, rule=rule,
-            init=self.init, ids=sorted(inst.mask_of_id), cache=self._kmeans_cache,
+            init=self.init, ids=sorted(inst.mask_of_id), cache=self._kmeans_cache, areas_out=areas,
         )
+        self._areas = areas
         if len(self._kmeans_cache) > 512:  # bounded: forget old clusterings
             self._kmeans_cache.clear()
         if scale == s.scale:

@@ -69,6 +69,15 @@ def call_soon(delay_s: float, fn: Callable[[], None]):
     return loop.call_later(delay_s, fn)
 
 
+def defers() -> bool:
+    """Whether :func:`call_soon` waits (a kernel with a running loop) rather than running ``fn`` at once."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return _in_kernel()
+
+
 def _in_kernel() -> bool:
     """True inside a Jupyter kernel, whose event loop delivers widget messages and our timers."""
     try:

@@ -25,7 +25,7 @@ import numpy as np
 from levitor.depth import depth_from_nearness, nearness_from_depth
 from levitor.scene import PathPoint, Scene
 from levitor_widgets.canvas import PathDrawing, PointerEvent, SceneCanvas
-from levitor_widgets.compat import call_soon, enable_colab_widgets, label_style
+from levitor_widgets.compat import call_soon, defers, enable_colab_widgets, label_style
 from levitor_widgets.generate_panel import GenerateOutcome, GeneratePanel, GenerateSettings
 from levitor_widgets.panels import STRIP_SCALES, STRIP_SHRINK, ObjectPanel, PathPanel, ScrubberPanel
 from levitor_widgets.view3d import MAX_CLOUD_POINTS, View3D
@@ -33,7 +33,8 @@ from levitor_widgets.view3d import MAX_CLOUD_POINTS, View3D
 MODES = ("select", "path", "camera")
 MODE_LABELS = {"select object": "select", "draw path": "path", "move camera": "camera"}
 HIT_RADIUS = 9.0  # px: a press this close to a path handle drags it instead of adding a point
-DRAG_REFRESH_S = 0.03  # coalesce slider/drag bursts into one engine update per ~30 ms
+DRAG_REFRESH_S = 0.03  # during a slider/drag burst: at most one one-frame draft per ~30 ms ...
+SETTLE_REFRESH_S = 0.12  # ... and the full update once the burst has paused this long
 SIDE_REFRESH_S = 0.3  # 3D view, scale strip and autosave follow edits after a short pause
 UNDO_MERGE_S = 1.0  # repeated edits of the same thing within this time are one undo step
 UNDO_DEPTH = 100
@@ -103,7 +104,8 @@ class Studio:
         self._sam_mask: int | None = None
         self._pending = None
         self._side_pending = None
-        self._last_refresh = float("-inf")  # perf_counter() when the last refresh ended
+        self._draft_pending = None
+        self._last_draft = float("-inf")  # perf_counter() when the last one-frame draft was drawn
         self._strip_cache: dict[float, Any] | None = None
         self._palette: np.ndarray | None = None
         self._mask_key: tuple | None = None  # what the mask layer shows (see _draw)
@@ -199,9 +201,11 @@ class Studio:
 
     def refresh(self) -> None:
         """Recompute (only what changed, the engine decides) and redraw the canvas and panels now."""
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
+        for name in ("_pending", "_draft_pending"):  # this update supersedes what was scheduled
+            handle = getattr(self, name)
+            if handle is not None:
+                handle.cancel()
+                setattr(self, name, None)
         t0 = time.perf_counter()
         try:
             self.result = self.engine.update()
@@ -214,27 +218,63 @@ class Studio:
         self._draw()
         self._show_panels()
         t2 = time.perf_counter()
-        self.timings = {"engine_ms": (t1 - t0) * 1e3, "draw_ms": (t2 - t1) * 1e3}
+        self.timings = {"engine_ms": (t1 - t0) * 1e3, "draw_ms": (t2 - t1) * 1e3,
+                        **{f"engine_{k}_ms": v for k, v in self.result.timings.items()}}
         self.timing_log.append(self.timings)
         del self.timing_log[:-50]
         self._show_info()
         self._request_side()
-        self._last_refresh = time.perf_counter()
 
     def _request_refresh(self) -> None:
-        """Throttled refresh for drags and slider storms: the first edit after a pause is drawn at once, the
-        ones that follow within DRAG_REFRESH_S are coalesced into one update at the end of that interval."""
-        if self._pending is not None:
-            return
-        wait = DRAG_REFRESH_S - (time.perf_counter() - self._last_refresh)
-        if wait <= 0:
+        """Refresh for drags and slider storms. In a kernel, the shown frame is drafted at once (the engine's
+        one-frame preview, a few ms), later edits within DRAG_REFRESH_S are coalesced into the next draft, and
+        the full update runs once the edits pause for SETTLE_REFRESH_S. Elsewhere (scripts, tests): at once."""
+        preview = getattr(self.engine, "preview_frame", None)
+        if not defers() or preview is None:
             self.refresh()
-        else:
-            self._pending = call_soon(wait, self._run_pending)
+            return
+        if self._draft_pending is None:
+            wait = DRAG_REFRESH_S - (time.perf_counter() - self._last_draft)
+            if wait <= 0:
+                self._draft()
+            else:
+                self._draft_pending = call_soon(wait, self._run_draft)
+        if self._pending is not None:
+            self._pending.cancel()
+        self._pending = call_soon(SETTLE_REFRESH_S, self._run_pending)
 
     def _run_pending(self) -> None:
         self._pending = None
         self.refresh()
+
+    def _run_draft(self) -> None:
+        self._draft_pending = None
+        self._draft()
+
+    def _draft(self) -> None:
+        """Draw the engine's one-frame preview of the scene as it is now: masks, points, paths, point count."""
+        t0 = time.perf_counter()
+        try:
+            pv = self.engine.preview_frame(self.frame)
+        except ValueError as e:
+            self._say(f"<b>can't update</b>: {e}", error=True)
+            return
+        t1 = time.perf_counter()
+        with self.canvas.batch():
+            if self.show_preview:
+                self.canvas.draw_image(pv.color.cpu().numpy())
+            self.canvas.draw_mask(self.overlay_rgba(instance=pv.instance))
+            self._mask_key = None  # the full update redraws it
+            self._draw_paths()
+            xy, colors = self.frame_points(0, pv.signal)
+            self.canvas.draw_points(xy, colors)
+        t2 = time.perf_counter()
+        self.timings = {"engine_ms": (t1 - t0) * 1e3, "draw_ms": (t2 - t1) * 1e3, "draft": True,
+                        **{f"engine_{k}_ms": v for k, v in pv.timings.items()}}
+        self.timing_log.append(self.timings)
+        del self.timing_log[:-50]
+        self._show_info(num_points=pv.num_points, draft=True)
+        self._last_draft = time.perf_counter()
 
     def _request_side(self) -> None:
         if self._side_pending is None:
@@ -278,10 +318,11 @@ class Studio:
         ids = self.result.object_ids
         return {ids[i] for i in self.hidden if i < len(ids)}
 
-    def overlay_rgba(self, frame: int | None = None) -> np.ndarray:
-        """The mask layer for a frame: instance colours, transparent where uncontrolled or hidden."""
+    def overlay_rgba(self, frame: int | None = None, instance=None) -> np.ndarray:
+        """The mask layer for a frame (or for a given (H, W) instance map): instance colours, transparent
+        where uncontrolled or hidden."""
         f = self.frame if frame is None else frame
-        inst = self.result.instance[f].cpu().numpy()
+        inst = (self.result.instance[f] if instance is None else instance).cpu().numpy()
         pal = self.palette()
         n = max(len(pal), int(inst.max()) + 1)
         lut = np.zeros((n, 4), np.uint8)
@@ -376,13 +417,14 @@ class Studio:
         else:
             self.path_panel.show("", [], [], None)
 
-    def _show_info(self) -> None:
-        k = getattr(self.result, "k", {}) or {}
+    def _show_info(self, num_points: int | None = None, draft: bool = False) -> None:
+        k = {} if draft else (getattr(self.result, "k", {}) or {})
         ks = ", ".join(f"#{i}: {n}" for i, n in sorted(k.items()))
+        n = self.result.signal.num_points if num_points is None else num_points
         self.scrubber.info.value = (
-            f"<small>frame {self.frame + 1}/{self.scene.num_frames}, {self.result.signal.num_points} control points"
-            f"{' (K per instance ' + ks + ')' if ks else ''}; update {self.timings.get('engine_ms', 0):.0f} ms, "
-            f"draw {self.timings.get('draw_ms', 0):.0f} ms</small>")
+            f"<small>frame {self.frame + 1}/{self.scene.num_frames}, {n} control points"
+            f"{' (K per instance ' + ks + ')' if ks else ''}{' (draft of this frame)' if draft else ''}; "
+            f"update {self.timings.get('engine_ms', 0):.0f} ms, draw {self.timings.get('draw_ms', 0):.0f} ms</small>")
 
     def _say(self, html: str, error: bool = False) -> None:
         self.message.value = f"<span style='color:{'#b00' if error else '#333'}'>{html}</span>" if html else ""

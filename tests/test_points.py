@@ -175,3 +175,24 @@ def test_cache_reuses_untouched_objects_and_gives_the_same_answer():
     static = second.instance < 3
     torch.testing.assert_close(second.points[:, static], first.points[:, static], rtol=0, atol=0)
     assert not torch.equal(second.points[:, ~static], first.points[:, ~static])  # the mover's points moved on
+
+
+def test_engine_frame_preview_matches_the_full_update():
+    from levitor.bundled import bundled_scene
+    from levitor.engine import Engine
+
+    scene = bundled_scene(160, 256, num_frames=8)
+    engine = Engine(scene)
+    full = engine.update()
+    for f in (0, 5, 7):
+        pv = engine.preview_frame(f)
+        assert torch.equal(pv.instance, full.instance[f]) and torch.equal(pv.color, full.color[f])
+        assert pv.num_points == full.signal.num_points  # K as the full update has it
+        a = pv.signal.points[0][pv.signal.visible[0]]
+        b = full.signal.points[f][full.signal.visible[f]]
+        assert len(a) == len(b)
+        near = torch.cdist(a, b).min(1).values
+        assert float(near.median()) < 2.0  # a draft: the same points up to K-means' local optima
+    scene.objects[0].path[-1].depth *= 0.7  # an edit: the preview follows it before any update
+    pv = engine.preview_frame(7)
+    assert torch.equal(pv.instance, engine.update().instance[7])

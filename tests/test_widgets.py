@@ -10,7 +10,7 @@ pytest.importorskip("ipycanvas")
 pytest.importorskip("levitor.engine")
 
 from levitor.bundled import bundled_scene  # noqa: E402
-from levitor.depth import depth_from_nearness  # noqa: E402
+from levitor.depth import depth_from_nearness, nearness_from_depth  # noqa: E402
 from levitor_widgets import Studio  # noqa: E402
 from levitor_widgets.studio import OBJECT_ALPHA  # noqa: E402
 from levitor_widgets.view3d import View3D  # noqa: E402
@@ -203,3 +203,40 @@ def test_launcher_prepares_the_quickstart(tmp_path):
     assert 0 < free_port() < 65536
     with pytest.raises(FileNotFoundError, match="does not exist"):
         launch_studio(str(tmp_path / "missing.png"), open_browser=False, root_dir=tmp_path / "studio")
+
+
+def test_slider_storm_in_a_kernel_drafts_the_frame_then_settles(studio, monkeypatch):
+    """In a kernel the Studio draws a one-frame draft at once and runs the full update when edits pause."""
+    import levitor_widgets.studio as studio_mod
+
+    timers = []
+
+    class Timer:
+        def __init__(self, delay, fn):
+            self.delay, self.fn, self.cancelled = delay, fn, False
+            timers.append(self)
+
+        def cancel(self):
+            self.cancelled = True
+
+    monkeypatch.setattr(studio_mod, "defers", lambda: True)
+    monkeypatch.setattr(studio_mod, "call_soon", lambda delay, fn: Timer(delay, fn))
+    studio.set_frame(F - 1)
+    box = studio.result.object_ids[1]
+    full_before = studio.result
+    area_before = int((studio.result.instance[F - 1] == box).sum())
+    path = studio.scene.objects[1].path
+    now = nearness_from_depth(path[0].depth, path[2].depth)
+    studio.set_nearness(1, 2, now * 1.5)  # the box's last point, nearer
+    assert studio.timing_log[-1].get("draft") and studio.result is full_before  # drawn, not yet recomputed
+    area_drafted = int((np.asarray(studio.canvas.shown["mask"][..., :3]) == studio.palette()[box]).all(-1).sum())
+    assert area_drafted != area_before  # the canvas shows the edit at once
+    assert "draft" in studio.scrubber.info.value
+    studio.set_nearness(1, 2, now * 1.5)  # a second event within the burst: coalesced, not drawn yet
+    pending = [t for t in timers if not t.cancelled]
+    assert {"_run_draft", "_run_pending"} <= {t.fn.__name__ for t in pending}
+    for t in sorted(pending, key=lambda t: t.delay):  # the loop runs the timers: the draft, then the full update
+        t.fn()
+    assert studio.result is not full_before and not studio.timing_log[-1].get("draft")
+    assert int((studio.result.instance[F - 1] == box).sum()) == area_drafted  # the draft was right
+    assert "draft" not in studio.scrubber.info.value

@@ -178,6 +178,8 @@ def control_from_masks(
     ids: Iterable[int] | None = None,
     cache: dict | None = None,
     use_kernel: bool = True,
+    k_of: Mapping[int, int] | None = None,
+    areas_out: dict | None = None,
 ) -> ControlSignal:
     """Control points of every instance in per-frame instance maps.
 
@@ -194,6 +196,8 @@ def control_from_masks(
         object whose samples did not change in any frame reuses its whole track, and a first frame seen
         before its clustering, so an edit that moves one object does not re-cluster the others from scratch.
         The answer is the same with or without it.
+    k_of: id -> K to use instead of the rule (e.g. the K of a whole clip when only one of its frames is given).
+    areas_out: if given, filled with id -> (F,) pixel area per frame (what the K rule saw).
     Returns a ControlSignal with tracks ordered by instance id, K tracks per object.
     """
     if instance.ndim != 3:
@@ -226,6 +230,10 @@ def control_from_masks(
         else:
             samples, areas = _sample_pixels(inst_np, i, sample_stride)
         k = rule(areas.tolist(), H * W, moved=i in moved)
+        if areas_out is not None:
+            areas_out[i] = np.asarray(areas)
+        if k_of is not None and i in k_of:
+            k = int(k_of[i]) if int(np.max(areas)) > 0 else 0
         if k > 0:
             objects.append(_Object(i, k, i in moved))
             per_object.append(samples)

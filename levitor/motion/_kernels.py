@@ -9,6 +9,7 @@ Both give identical results (tests compare them).
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -346,6 +347,19 @@ if HAVE_NUMBA:  # pragma: no branch
     _gather_samples = numba.njit(cache=True, nogil=True)(_gather_samples_py)
 
 
+_local = threading.local()
+
+
+def _scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """An int32 work array of this shape, reused call after call (per thread): a fresh one would page-fault
+    its way in every time, which costs as much as the pass that fills it."""
+    n = int(np.prod(shape))
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < n:
+        buf = _local.buf = np.empty(n, dtype=np.int32)
+    return buf[:n].reshape(shape)
+
+
 def sample_pixels(instance: np.ndarray, ids: list[int], stride: int):
     """Every stride-th pixel (row-major) of each id's mask per frame, in one pass over the maps.
 
@@ -359,7 +373,7 @@ def sample_pixels(instance: np.ndarray, ids: list[int], stride: int):
     slot[np.asarray(ids, dtype=np.int64)] = np.arange(B)
     areas = np.zeros((F, B), dtype=np.int64)
     counts = np.zeros((F, B), dtype=np.int64)
-    scratch = np.empty((F, B, (H * W + stride - 1) // stride, 2), dtype=np.int32)  # only what is used is touched
+    scratch = _scratch((F, B, (H * W + stride - 1) // stride, 2))
     _sample_frames(inst, slot, stride, W, areas, scratch, counts)
     offsets = np.zeros((B, F + 1), dtype=np.int64)
     offsets[:, 1:] = np.cumsum(counts.T.reshape(-1)).reshape(B, F)
