@@ -138,16 +138,19 @@ def controls_for(clip, config, info: dict) -> dict[str, torch.Tensor]:
 
 
 def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, batch_clips: int = 4,
-             out_dir: Path | None = None, seed: int = 0) -> dict:
+             out_dir: Path | None = None, seed: int = 0, world_from: str | Path | None = None) -> dict:
+    """``world_from``: a mini model folder whose synthetic world to draw the clips from (default: the
+    evaluated model's own), so that two models trained on different worlds meet the same clips."""
     from levitor.data.synthetic import generate_clip
-    from levitor.mini import load_mini_pipeline
+    from levitor.mini import load_mini_pipeline, mini_info
     from levitor.train import EVAL_SEED_OFFSET, load_config, synthetic_config
 
     pipe = load_mini_pipeline(weights)
     info = pipe.mini_info
     config = load_config(None, base="mini", height=info["height"], width=info["width"],
                          num_frames=info["num_frames"], control_radius=info["control_radius"],
-                         kmeans_stride=info["kmeans_stride"], synthetic=info.get("synthetic", {}))
+                         kmeans_stride=info["kmeans_stride"],
+                         synthetic=(mini_info(world_from) if world_from else info).get("synthetic", {}))
     world = synthetic_config(config)
     pair_world = dataclasses.replace(world, min_sprites=2, pass_behind_prob=1.0)
     clips = [generate_clip(EVAL_SEED_OFFSET + i, world) for i in range(num_clips)]
@@ -203,7 +206,8 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
         }
     summary["_meta"] = {"weights": str(weights), "clips": num_clips, "pair_clips": num_pairs, "steps": steps,
                         "seconds": round(time.time() - t0, 1), "trained_steps": info.get("trained_steps"),
-                        "size": f"{info['num_frames']}x{info['height']}x{info['width']}"}
+                        "size": f"{info['num_frames']}x{info['height']}x{info['width']}",
+                        "world_from": str(world_from or weights)}
     if out_dir is not None:
         from PIL import Image
 
@@ -237,9 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="denoising steps")
     parser.add_argument("--out", default="runs/eval_mini", help="folder for eval_mini.json and a sample picture")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--world-from", default=None,
+                        help="draw the clips from this mini model folder's synthetic world (default: the model's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    summary = evaluate(args.weights, args.clips, args.pairs, args.steps, out_dir=Path(args.out))
+    summary = evaluate(args.weights, args.clips, args.pairs, args.steps, out_dir=Path(args.out),
+                       world_from=args.world_from)
     print(table(summary))
     print(json.dumps(summary["_meta"]))
     return 0

@@ -689,7 +689,18 @@ def mini_model_info(config: TrainConfig, progress: dict) -> dict:
             "sigma_min": config.mini_sigma_min, "seed": config.seed,
             "synthetic": {k: list(v) if isinstance(v, tuple) else v for k, v in config.synthetic.items()},
             "trained_steps": progress["step"], "train_wall_s": round(progress["wall_s"], 1),
-            "train_loss": progress.get("loss")}
+            "train_loss": progress.get("loss"), "motion_loss_weight": config.motion_loss_weight,
+            **(_lineage(config.init_from) if config.init_from else {})}
+
+
+def _lineage(init_from: str) -> dict:
+    """Where a fine-tuned mini model started: its parent's training, so the total is on record."""
+    from levitor.mini import mini_info
+
+    parent = mini_info(init_from)
+    earlier = parent.get("earlier_steps", 0) + parent.get("trained_steps", 0)
+    return {"init_from": str(init_from), "earlier_steps": earlier,
+            "earlier_wall_s": round(parent.get("earlier_wall_s", 0) + parent.get("train_wall_s", 0), 1)}
 
 
 @torch.no_grad()
