@@ -7,6 +7,7 @@ Prints medians side by side, measured in one run:
   pytorch3d        its CPU point rasterizer, if importable; else a naive per-pixel loop over a subsample,
                    extrapolated to the full frame (labelled as such)
   encode           ControlSignal -> (16, 3, 320, 512)
+  draft            Engine.preview_frame: the last frame alone, what the Studio draws while a slider moves
 
 Usage: python bench/bench_engine.py [--repeats 7] [--threads N]
 """
@@ -161,6 +162,9 @@ def main() -> None:
     sig = res.signal
     w3, c3 = median_ms(lambda k: encode(sig), args.repeats)
     rows.append(("encode alone (16x3x320x512)", w3, c3))
+    last = scene.num_frames - 1
+    w4, c4 = median_ms(lambda k: (edit(k), eng.preview_frame(last)), args.repeats)
+    rows.append(("one-frame draft after the edit (Studio, while dragging)", w4, c4))
     naive, label = naive_render_ms(scene)
     print(f"\n{'what':52s} {'wall ms':>9s} {'cpu ms':>9s} {'vs levitor':>10s}")
     for name, wall, cpu in rows:
