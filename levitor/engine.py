@@ -139,7 +139,7 @@ class Engine:
         if self._static is None or self._static[0] != key:  # paths don't change the static layer
             s = self.scene
             self._static = (key, static_layer(
-                torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers))
+                _tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers))
         return self._static[1]
 
     def preview_frame(self, frame: int) -> FramePreview:
@@ -159,7 +159,7 @@ class Engine:
             camera = None
             if s.camera_path:
                 camera = torch.as_tensor(interpolate_path(s.camera_path, s.num_frames, s.interpolation)[rows])
-            two = render(torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers,
+            two = render(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers,
                          s.camera(), 2, camera, static=static, backend=self.backend)
             t1 = time.perf_counter()
             moved, override = [], {}
@@ -236,9 +236,9 @@ class Engine:
 
 def scene_movers(scene: Scene, inst: InstanceMap, tracks: list[np.ndarray]) -> list[Mover]:
     """The selected objects as groups of pixels to move, each with its per-frame track."""
-    image = torch.from_numpy(scene.image)
-    depth = torch.from_numpy(scene.depth)
-    ids = torch.from_numpy(inst.ids)
+    image = _tensor(scene.image)
+    depth = _tensor(scene.depth)
+    ids = _tensor(inst.ids)
     movers = []
     for obj, track in zip(scene.objects, tracks):
         i = inst.id_of_mask.get(obj.mask_index)
@@ -267,8 +267,14 @@ def render_scene(
     camera = None
     if scene.camera_path:
         camera = torch.as_tensor(interpolate_path(scene.camera_path, scene.num_frames, scene.interpolation))
-    return render(torch.from_numpy(scene.image), torch.from_numpy(scene.depth), torch.from_numpy(inst.ids),
+    return render(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids),
                   movers, scene.camera(), scene.num_frames, camera, static=static, backend=backend)
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    """A tensor sharing the array's memory; a read-only array (e.g. from a PIL image) is copied, since torch
+    tensors are always writable."""
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def _array_key(a: np.ndarray) -> str:
