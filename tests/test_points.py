@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from levitor.control.points import KRule, control_from_masks, kmeans, release_init
+from levitor.motion import _kernels
 
 
 @pytest.mark.parametrize("areas, moved, expected", [
@@ -134,7 +135,6 @@ def test_compute_k_function_form():
 
 
 def test_compiled_kmeans_matches_torch():
-    from levitor.motion import _kernels
 
     if not _kernels.HAVE_NUMBA:
         pytest.skip("numba not installed: only the torch K-means runs")
@@ -167,7 +167,9 @@ def test_cache_reuses_untouched_objects_and_gives_the_same_answer():
 
     cache: dict = {}
     first = control_from_masks(with_mover(2), depth, moved_ids=[3], cache=cache, sample_stride=1)
-    assert any(isinstance(k, tuple) and k[0] == "track" for k in cache)
+    if _kernels.HAVE_NUMBA:  # the compiled path keeps whole tracks; the torch one first frames only
+        assert any(isinstance(k, tuple) and k[0] == "track" for k in cache)
+    assert cache
     second = control_from_masks(with_mover(3), depth, moved_ids=[3], cache=cache, sample_stride=1)
     cold = control_from_masks(with_mover(3), depth, moved_ids=[3], sample_stride=1)
     torch.testing.assert_close(second.points, cold.points, rtol=0, atol=0)
