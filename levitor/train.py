@@ -19,7 +19,8 @@ paper's hyper-parameters) and ``mini`` (the small model of :mod:`levitor.mini`, 
 from scratch on the synthetic world on a CPU). Table 2's ablations: ``control: no_depth | no_instance |
 center_point``.
 
-A run folder holds ``config.json``, ``log.jsonl`` (one line per ``log_every`` steps), ``checkpoints/step_N/``
+A run folder holds ``config.json``, ``log.jsonl`` (one line per ``log_every`` steps) and its picture
+``loss_curve.png`` (redrawn at each checkpoint), ``checkpoints/step_N/``
 (accelerate state: models, optimizer, scheduler, RNG, EMA, ``progress.json``), ``export/`` (inference weights
 of the latest checkpoint), ``samples/`` and TensorBoard logs. Running the same config again resumes from the
 latest checkpoint.
@@ -574,6 +575,7 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
         if accelerator.is_main_process:
             (folder / "progress.json").write_text(json.dumps(progress))
             export(accelerator, pipe, controlnet, unet, ema, params, config, out / "export", progress)
+            write_loss_curve(log_file, out / "loss_curve.png")
             for old in _checkpoints(out)[:-config.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         return folder
@@ -704,6 +706,21 @@ def _lineage(init_from: str) -> dict:
 
 
 @torch.no_grad()
+def write_loss_curve(log_file: Path, png: Path) -> Path | None:
+    """Redraw the run's loss curve beside its log, so a glance tells whether a long run is still learning."""
+    from PIL import Image
+
+    from levitor.viz import loss_curve, read_loss_log
+
+    if not log_file.exists():
+        return None
+    steps, losses = read_loss_log(log_file)
+    if len(steps) < 2:
+        return None
+    Image.fromarray(loss_curve(steps, losses, title=f"training loss ({png.parent.name})")).save(png)
+    return png
+
+
 def write_sample(pipe, ema, params, config: TrainConfig, stem: Path) -> Path | None:
     """A side-by-side strip (rows: ground truth, generated) of a held-out synthetic clip, as PNG."""
     if config.data not in ("synthetic", "cache"):

@@ -123,6 +123,87 @@ def conditioning_picture(cond: torch.Tensor, frame: int = 0) -> np.ndarray:
     return contact_sheet([heat, inst, dep], cols=3, labels=["heatmap", "instance id", "depth value"])
 
 
+def loss_curve(steps: Sequence[float], losses: Sequence[float], marks: Sequence[tuple[float, str]] = (),
+               smooth: int = 10, size: tuple[int, int] = (720, 360), title: str = "training loss") -> np.ndarray:
+    """A training-loss chart on a log scale: raw points in light grey, a running mean over ``smooth`` log lines.
+
+    ``marks`` draws labelled vertical lines at the given steps (a change of settings, a resumed fine-tune), so
+    a jump in the loss is read against its cause. Drawn with PIL only: no plotting library is needed.
+    """
+    x = np.asarray(steps, dtype=np.float64)
+    y = np.asarray(losses, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y) & (y > 0)
+    x, y = x[keep], y[keep]
+    if len(x) < 2:
+        raise ValueError("loss_curve needs at least two logged steps with a finite, positive loss")
+    w, h = size
+    left, right, top, bottom = 64, 16, 28, 40
+    x0, x1 = float(x.min()), float(x.max())
+    ly = np.log10(y)
+    y0, y1 = np.floor(ly.min() * 5) / 5, np.ceil(ly.max() * 5) / 5
+    y1 = max(y1, y0 + 0.2)
+
+    def px(xv, yv):
+        u = left + (np.asarray(xv) - x0) / max(x1 - x0, 1e-12) * (w - left - right)
+        v = top + (y1 - np.asarray(yv)) / (y1 - y0) * (h - top - bottom)
+        return u, v
+
+    img = Image.new("RGB", (w, h), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for e in np.arange(np.floor(y0), np.ceil(y1) + 1):           # gridlines at 1, 2, 5 x 10^e
+        for m in (1, 2, 5):
+            t = e + np.log10(m)
+            if y0 <= t <= y1:
+                _, v = px(x0, t)
+                draw.line([left, v, w - right, v], fill=(225, 225, 225))
+                draw.text((4, v - 6), f"{10 ** t:.3g}", fill=(90, 90, 90))
+    for t in _nice_ticks(x0, x1):
+        u, _ = px(t, y0)
+        draw.line([u, top, u, h - bottom], fill=(240, 240, 240))
+        draw.text((u - 12, h - bottom + 6), f"{t:,.0f}", fill=(90, 90, 90))
+    draw.text((w // 2 - 14, h - 16), "step", fill=(60, 60, 60))
+    draw.text((left, 8), title, fill=(20, 20, 20))
+    u, v = px(x, ly)
+    draw.point(list(zip(u.tolist(), v.tolist())), fill=(185, 185, 185))
+    k = max(1, min(int(smooth), len(x)))
+    mean = np.convolve(ly, np.ones(k) / k, mode="valid")
+    u, v = px(x[k - 1:], mean)
+    if len(u) > 1:
+        draw.line(list(zip(u.tolist(), v.tolist())), fill=(31, 119, 180), width=2)
+    for n, (step, label) in enumerate(marks):
+        if x0 <= step <= x1:
+            u, _ = px(step, y0)
+            draw.line([u, top, u, h - bottom], fill=(214, 39, 40))
+            draw.text((u + 3, top + 2 + 12 * (n % 3)), label, fill=(214, 39, 40))   # staggered: marks can be close
+    draw.rectangle([left, top, w - right, h - bottom], outline=(120, 120, 120))
+    return np.asarray(img)
+
+
+def _nice_ticks(lo: float, hi: float, target: int = 6) -> np.ndarray:
+    """Round tick values (1, 2 or 5 x 10^k apart) covering [lo, hi]."""
+    raw = max(hi - lo, 1e-12) / target
+    base = 10 ** np.floor(np.log10(raw))
+    step = next(m * base for m in (1, 2, 5, 10) if m * base >= raw)
+    return np.arange(np.ceil(lo / step) * step, hi + step * 1e-9, step)
+
+
+def read_loss_log(path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, losses) from a training ``log.jsonl`` (one JSON object a line with "step" and "loss")."""
+    import json
+
+    steps, losses = [], []
+    for n, line in enumerate(open(path), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            steps.append(float(rec["step"]))
+            losses.append(float(rec["loss"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}, line {n}: not a training log record with 'step' and 'loss' ({err})") from err
+    return np.asarray(steps), np.asarray(losses)
+
+
 def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
     i = int(h * 6) % 6
     f = h * 6 - int(h * 6)

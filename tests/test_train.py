@@ -2,8 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from levitor.train import (
     PRESETS, CacheDataset, SyntheticControlDataset, TrainConfig, build_models, control_video, load_config,
@@ -66,6 +68,8 @@ def test_two_step_run_checkpoints_and_resumes(tmp_path):
     assert steps == [1, 2, 3]  # the second run went on from step 2, it did not start over
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(l == l and l < 1e3 for l in losses)
+    curve = np.asarray(Image.open(tmp_path / "run" / "loss_curve.png"))
+    assert curve.shape == (360, 720, 3) and (curve != 255).any()
 
 
 def test_fine_tune_starts_from_exported_weights_with_motion_weighted_loss(tmp_path):
