@@ -22,6 +22,7 @@ something that follows the control points only roughly. See docs/mini_model.md f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -200,11 +201,25 @@ def load_mini_pipeline(folder: str | Path = MINI_WEIGHTS, device: str | torch.de
     info = mini_info(folder)
     unet = ControlledUNetSVD.from_pretrained(folder / "unet").eval()
     controlnet = MiniControlNetSVD.from_pretrained(folder / "controlnet").eval()
-    image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval()
+    with _quiet_transformers_loading():                  # a 9 MB local load: a progress bar is only noise
+        image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval()
     pipe = make_pipeline(PatchVAE(patch_size=info["patch_size"]), image_encoder, unet, controlnet,
                          mini_scheduler(info.get("sigma_max", 80.0), info.get("sigma_min", 0.002)))
     pipe.mini_info = info
     return pipe.to(device)
+
+
+@contextlib.contextmanager
+def _quiet_transformers_loading():
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def encode_for_mini(signal, info: dict) -> torch.Tensor:
