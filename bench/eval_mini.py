@@ -137,12 +137,24 @@ def controls_for(clip, config, info: dict) -> dict[str, torch.Tensor]:
     return {name: out[name] for name in VARIANTS}
 
 
+def _world(world_from: str | Path | None, info: dict) -> dict:
+    """The synthetic-world settings of a mini model folder (its mini.json) or of a training config file."""
+    from levitor.mini import mini_info
+    from levitor.train import load_config
+
+    if world_from is None:
+        return info.get("synthetic", {})
+    if Path(world_from).is_file():
+        return dict(load_config(world_from).synthetic)
+    return mini_info(world_from).get("synthetic", {})
+
+
 def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, batch_clips: int = 4,
              out_dir: Path | None = None, seed: int = 0, world_from: str | Path | None = None) -> dict:
-    """``world_from``: a mini model folder whose synthetic world to draw the clips from (default: the
-    evaluated model's own), so that two models trained on different worlds meet the same clips."""
+    """``world_from``: a mini model folder or a training config whose synthetic world to draw the clips from
+    (default: the evaluated model's own), so that two models trained on different worlds meet the same clips."""
     from levitor.data.synthetic import generate_clip
-    from levitor.mini import load_mini_pipeline, mini_info
+    from levitor.mini import load_mini_pipeline
     from levitor.train import EVAL_SEED_OFFSET, load_config, synthetic_config
 
     pipe = load_mini_pipeline(weights)
@@ -150,7 +162,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     config = load_config(None, base="mini", height=info["height"], width=info["width"],
                          num_frames=info["num_frames"], control_radius=info["control_radius"],
                          kmeans_stride=info["kmeans_stride"],
-                         synthetic=(mini_info(world_from) if world_from else info).get("synthetic", {}))
+                         synthetic=_world(world_from, info))
     world = synthetic_config(config)
     pair_world = dataclasses.replace(world, min_sprites=2, pass_behind_prob=1.0)
     clips = [generate_clip(EVAL_SEED_OFFSET + i, world) for i in range(num_clips)]
@@ -242,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/eval_mini", help="folder for eval_mini.json and a sample picture")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--world-from", default=None,
-                        help="draw the clips from this mini model folder's synthetic world (default: the model's)")
+                        help="draw the clips from the synthetic world of this mini model folder or training config "
+                             "(e.g. configs/mini.yaml; default: the model's own)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     summary = evaluate(args.weights, args.clips, args.pairs, args.steps, out_dir=Path(args.out),
