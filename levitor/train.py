@@ -705,7 +705,6 @@ def _lineage(init_from: str) -> dict:
             "earlier_wall_s": round(parent.get("earlier_wall_s", 0) + parent.get("train_wall_s", 0), 1)}
 
 
-@torch.no_grad()
 def write_loss_curve(log_file: Path, png: Path) -> Path | None:
     """Redraw the run's loss curve beside its log, so a glance tells whether a long run is still learning."""
     from PIL import Image
@@ -721,6 +720,7 @@ def write_loss_curve(log_file: Path, png: Path) -> Path | None:
     return png
 
 
+@torch.no_grad()
 def write_sample(pipe, ema, params, config: TrainConfig, stem: Path) -> Path | None:
     """A side-by-side strip (rows: ground truth, generated) of a held-out synthetic clip, as PNG."""
     if config.data not in ("synthetic", "cache"):
