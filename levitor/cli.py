@@ -31,10 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("generate", help="generate a video of a scene with SVD + the LeviTor ControlNet")
     p.add_argument("--scene", required=True, help="scene.json")
     p.add_argument("--out", default="video.mp4", help="video path; the scene and a control overlay go beside it")
-    p.add_argument("--weights", help="LeviTor weights folder (release layout) or a saved LeviTorPipeline folder")
+    p.add_argument("--weights", help="LeviTor weights folder (release layout), a saved LeviTorPipeline folder, "
+                                     "or 'mini': the shipped 32x32 toy model (runs on any CPU, no download)")
     p.add_argument("--base", help="Stable Video Diffusion base (hub id or folder; default SVD-xt)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=int,
+                   help="denoising steps (default: 25; the mini model's own 3 with --weights mini)")
     p.add_argument("--seed", type=int, help="default: the scene's seed")
     p.add_argument("--preset", default="default", choices=["default", "low_vram"])
     p.add_argument("--no-download", action="store_true", help="never try the Hugging Face Hub")
@@ -169,10 +171,14 @@ def _generate(args) -> int:
     scene = Scene.load(args.scene)
     out = Path(args.out)
     bar = tqdm(total=args.steps, desc="denoising", unit="step")
+
+    def progress(step: int, total: int) -> None:
+        bar.total = total
+        bar.update(step - bar.n)
+
     res = generate(scene, out.parent if str(out.parent) else ".", weights=args.weights, base=args.base,
-                   device=args.device, steps=args.steps, preset=args.preset, seed=args.seed,
-                   callback=lambda step, total: bar.update(step - bar.n), allow_download=not args.no_download,
-                   name=out.stem)
+                   device=args.device, steps=args.steps, preset=args.preset, seed=args.seed, callback=progress,
+                   allow_download=not args.no_download, name=out.stem)
     bar.close()
     print(f"levitor generate: wrote {res.video_path} ({res.seconds:.1f} s), control overlay {res.control_path}, "
           f"scene {res.scene_path}")

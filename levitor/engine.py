@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,12 @@ class EngineResult:
     object_ids: list[int]  # instance id of each scene.objects[i] (0 if its mask was dropped as too small)
     tracks: list[np.ndarray]  # (F, 3) per-frame (x, y, depth) of each object's path
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage of this update
+
+    def select_frames(self, index: torch.Tensor) -> "EngineResult":
+        """The result at the given frames only (to sit beside a model's video that has fewer frames)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return replace(self, instance=self.instance[index], depth=self.depth[index], color=self.color[index],
+                       signal=self.signal.select_frames(index), tracks=[t[index.numpy()] for t in self.tracks])
 
 
 class Engine:

@@ -3,6 +3,10 @@
 Used by the CLI (``levitor generate``) and the Studio's Generate button. Without weights it raises
 :class:`~levitor.weights.WeightsNotFoundError` (the message says what to download and where); callers that
 want something to show anyway write :meth:`levitor.engine.Engine.write_preview` instead.
+
+``weights="mini"`` (or a mini model folder) runs the shipped mini model instead of SVD: a 32x32, 8-frame toy
+trained on synthetic sprites (docs/mini_model.md), there so that Generate does something real on any CPU with
+no download. Its frames are enlarged back to the scene's size, pixels left visible.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from levitor.viz import contact_sheet, overlay
 from levitor.viz_video import write_video
 from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError
 
-__all__ = ["GenerateResult", "WeightsNotFoundError", "generate", "load_pipeline", "side_by_side"]
+__all__ = ["MINI", "GenerateResult", "WeightsNotFoundError", "generate", "is_mini", "load_pipeline",
+           "side_by_side"]
+
+MINI = "mini"  # weights="mini": the shipped mini model (levitor/assets/mini)
 
 _PIPELINES: dict[tuple, object] = {}  # loaded pipelines, so a second Generate doesn't reload 6 GB
 _LOCK = threading.Lock()
@@ -77,13 +84,36 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
         return _PIPELINES[key]
 
 
+def is_mini(weights: str | Path | None) -> bool:
+    """True for ``"mini"`` and for a folder holding a mini model (its ``mini.json``)."""
+    if weights is None:
+        return False
+    return str(weights) == MINI or (Path(weights) / "mini.json").is_file()
+
+
+def load_mini(weights: str | Path = MINI, device: str = "auto"):
+    """The mini model's pipeline, loaded once per (folder, device) like :func:`load_pipeline`."""
+    from levitor.mini import MINI_WEIGHTS, load_mini_pipeline
+
+    folder = MINI_WEIGHTS if str(weights) == MINI else Path(weights)
+    dev = resolve_device(device)
+    key = ("mini", str(folder), str(dev))
+    with _LOCK:
+        if key not in _PIPELINES:
+            pipe = load_mini_pipeline(folder, device=dev)
+            pipe.set_progress_bar_config(leave=False)
+            _PIPELINES.clear()
+            _PIPELINES[key] = pipe
+        return _PIPELINES[key]
+
+
 def generate(
     scene: Scene,
     out_dir: str | Path,
     weights: str | Path | None = None,
     base: str | Path | None = None,
     device: str = "auto",
-    steps: int = 25,
+    steps: int | None = None,
     preset: str = "default",
     seed: int | None = None,
     fps: int = 6,
@@ -95,6 +125,7 @@ def generate(
 ) -> GenerateResult:
     """Generate the scene's video and save ``<name>.mp4``, ``<name>_control.mp4`` and ``<name>.scene.json``.
 
+    steps: denoising steps (default: 25 for SVD, the mini model's own 3 for ``weights="mini"``).
     callback(step, total) is called after every denoising step (for progress bars); setting ``cancel`` stops
     after the current step (the partly denoised video is still decoded and saved).
     """
@@ -103,9 +134,15 @@ def generate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scene_path = scene.save(out_dir / f"{name}.scene.json")  # first: nothing the user built is lost
-    engine = Engine(scene)
-    result = engine.update()
-    pipe = pipeline or load_pipeline(weights, base, device, preset, allow_download=allow_download)
+    result = Engine(scene).update()
+    seed = scene.seed if seed is None else seed
+    mini = is_mini(weights)
+    if mini:
+        pipe = pipeline or load_mini(weights, device)
+        steps = steps or pipe.mini_info.get("num_inference_steps", 3)
+    else:
+        pipe = pipeline or load_pipeline(weights, base, device, preset, allow_download=allow_download)
+        steps = steps or 25
 
     def on_step(p, step, t, tensors):
         if callback is not None:
@@ -114,16 +151,30 @@ def generate(
             p._interrupt = True
         return {}
 
-    gen = torch.Generator().manual_seed(scene.seed if seed is None else seed)
-    out = pipe(Image.fromarray(scene.image), control=result.signal, num_inference_steps=steps, generator=gen,
-               fps=fps, output_type="np", callback_on_step_end=on_step)
-    frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
+    if mini:
+        from levitor.mini import even_frames, generate_mini
+
+        result = result.select_frames(even_frames(scene.num_frames, pipe.mini_info["num_frames"]))
+        small = generate_mini(pipe, Image.fromarray(scene.image), result.signal, num_inference_steps=steps,
+                              seed=seed, callback_on_step_end=on_step)
+        frames = _enlarge((np.clip(small, 0, 1) * 255).round().astype(np.uint8), scene.width, scene.height)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        out = pipe(Image.fromarray(scene.image), control=result.signal, num_inference_steps=steps, generator=gen,
+                   fps=fps, output_type="np", callback_on_step_end=on_step)
+        frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
     video_path = write_video(frames, out_dir / f"{name}.mp4", fps=fps)
     control_path = write_video(side_by_side(frames, result), out_dir / f"{name}_control.mp4", fps=fps)
-    meta = {"steps": steps, "preset": preset, "seed": scene.seed if seed is None else seed, "device": device,
-            "weights": str(weights or LEVITOR_ID), "base": str(base or SVD_XT_ID)}
+    meta = {"steps": steps, "preset": preset, "seed": seed, "device": device,
+            "weights": MINI if str(weights) == MINI else str(weights or LEVITOR_ID),
+            "base": "mini model (no SVD)" if mini else str(base or SVD_XT_ID)}
     (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
     return GenerateResult(video_path, frames, scene_path, control_path, True, time.perf_counter() - t0)
+
+
+def _enlarge(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The mini model's tiny frames at the scene's size, nearest neighbour: its pixels stay visible."""
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.NEAREST)) for f in frames])
 
 
 def side_by_side(frames: np.ndarray, result) -> np.ndarray:

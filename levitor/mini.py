@@ -230,7 +230,7 @@ def encode_for_mini(signal, info: dict) -> torch.Tensor:
 
 
 def generate_mini(pipe, image, signal, num_inference_steps: int | None = None, seed: int = 0,
-                  conditioning_scale: float = 1.0):
+                  conditioning_scale: float = 1.0, callback_on_step_end=None):
     """Generate with the mini model: ``image`` (PIL or (3, H, W) in [0, 1]) at its size, ``signal`` a
     ControlSignal at any size (rescaled). Returns (F, H, W, 3) floats in [0, 1]."""
     from PIL import Image
@@ -246,18 +246,21 @@ def generate_mini(pipe, image, signal, num_inference_steps: int | None = None, s
                fps=info.get("fps", 6), motion_bucket_id=info.get("motion_bucket_id", 100),
                noise_aug_strength=info.get("noise_aug_strength", 0.02),
                controlnet_conditioning_scale=conditioning_scale,
-               generator=torch.Generator().manual_seed(seed), output_type="np")
+               generator=torch.Generator().manual_seed(seed), output_type="np",
+               callback_on_step_end=callback_on_step_end)
     return out.frames[0]
 
 
 def resample_frames(signal, num_frames: int):
     """The same control at ``num_frames`` frames, picked evenly from first to last (the mini model has 8)."""
-    from dataclasses import replace
-
     if signal.num_frames == num_frames:
         return signal
-    idx = torch.linspace(0, signal.num_frames - 1, num_frames).round().long()
-    return replace(signal, points=signal.points[idx], depth=signal.depth[idx], visible=signal.visible[idx])
+    return signal.select_frames(even_frames(signal.num_frames, num_frames))
+
+
+def even_frames(total: int, count: int) -> torch.Tensor:
+    """``count`` frame indices spread evenly over ``total`` frames, first and last included."""
+    return torch.linspace(0, total - 1, count).round().long()
 
 
 UPSCALE = 8  # the demo's videos show the 32x32 frames enlarged 8x (nearest neighbour: the pixels stay visible)
@@ -299,7 +302,7 @@ def demo(scene=None, out: str | Path | None = "demo_out", steps: int | None = No
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         big = frames.repeat(UPSCALE, axis=1).repeat(UPSCALE, axis=2)
-        idx = torch.linspace(0, result.color.shape[0] - 1, info["num_frames"]).round().long()
+        idx = even_frames(result.color.shape[0], info["num_frames"])
         preview = np.stack([np.asarray(Image.fromarray(result.color[i].numpy()).resize(
             (big.shape[2], big.shape[1]), Image.BILINEAR)) for i in idx])
         strip = np.concatenate([np.concatenate(list(preview), 1), np.concatenate(list(big), 1)], 0)

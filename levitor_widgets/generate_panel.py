@@ -20,6 +20,8 @@ from levitor_widgets.compat import label_style, video_widget
 
 DEVICES = ("auto", "cuda", "cpu")
 PRESETS = ("default", "fast", "quality", "low-memory")
+# (label, value, default steps): the real model, and the shipped toy that runs anywhere (docs/mini_model.md)
+MODELS = (("LeviTor (SVD-xt)", "levitor", 25), ("mini: 32x32 toy, CPU", "mini", 3))
 
 
 @dataclass
@@ -28,6 +30,7 @@ class GenerateSettings:
     preset: str
     steps: int
     seed: int | None
+    model: str = "levitor"  # "levitor" (SVD-xt + the LeviTor ControlNet) or "mini" (the shipped toy model)
 
 
 @dataclass
@@ -49,9 +52,11 @@ Job = Callable[[object, GenerateSettings, Callable[[int, int], None], threading.
 
 
 class GeneratePanel:
-    def __init__(self, job: Job, seed: int, width: int, height: int):
+    def __init__(self, job: Job, seed: int, width: int, height: int, model: str = "levitor"):
         self.job = job
         self.snapshot: Callable[[], object] = lambda: None
+        self.model = W.Dropdown(options=[(label, value) for label, value, _ in MODELS], value=model,
+                                description="model", style=label_style(), layout=W.Layout(width="230px"))
         self.device = W.Dropdown(options=list(DEVICES), value="auto", description="device", style=label_style(),
                                  layout=W.Layout(width="160px"))
         self.preset = W.Dropdown(options=list(PRESETS), value="default", description="preset",
@@ -71,10 +76,13 @@ class GeneratePanel:
             W.VBox([W.HTML("<b>video</b>"), self.video]),
             W.VBox([W.HTML("<b>control overlay</b>"), self.overlay_video]),
         ], layout=W.Layout(display="none"))
+        self.steps.value = self._default_steps(model)
+        self.model.observe(lambda change: setattr(self.steps, "value", self._default_steps(change["new"])),
+                           names="value")
         self.button.on_click(lambda _b: self.start())
         self.cancel_button.on_click(lambda _b: self.cancel())
         self.widget = W.VBox([
-            W.HBox([self.device, self.preset, self.steps, self.seed]),
+            W.HBox([self.model, self.device, self.preset, self.steps, self.seed]),
             W.HBox([self.button, self.cancel_button, self.progress]),
             self.status,
             self.result_box,
@@ -90,7 +98,12 @@ class GeneratePanel:
         return self._lock.locked()
 
     def settings(self) -> GenerateSettings:
-        return GenerateSettings(self.device.value, self.preset.value, int(self.steps.value), int(self.seed.value))
+        return GenerateSettings(self.device.value, self.preset.value, int(self.steps.value), int(self.seed.value),
+                                self.model.value)
+
+    @staticmethod
+    def _default_steps(model: str) -> int:
+        return next(steps for _, value, steps in MODELS if value == model)
 
     def start(self, wait: bool = False) -> bool:
         """Start a job; False if one is already running. ``wait`` joins the thread (tests, scripts)."""

@@ -23,6 +23,7 @@ import ipywidgets as W
 import numpy as np
 
 from levitor.depth import depth_from_nearness, nearness_from_depth
+from levitor.generate import is_mini
 from levitor.scene import PathPoint, Scene
 from levitor_widgets.canvas import PathDrawing, PointerEvent, SceneCanvas
 from levitor_widgets.compat import call_soon, defers, enable_colab_widgets, label_style
@@ -56,7 +57,9 @@ class Studio:
         select mode make a new mask (Shift/Alt-click adds a negative point) instead of picking one. "auto": SAM
         where its weights are found, for scenes without masks; without one, such clicks use the flood fill.
     weights: passed to :func:`levitor.generate.generate`; ``allow_download`` lets it fetch missing weights from
-        the hub (off by default: Generate never starts a multi-GB download by itself).
+        the hub (off by default: Generate never starts a multi-GB download by itself). ``"mini"`` starts with
+        the shipped toy model chosen (32x32, trained on synthetic sprites; it runs on any CPU); the panel's
+        model menu switches between it and the real one at any time.
     strip_scales: the scale factors compared side by side in the strip.
     """
 
@@ -151,7 +154,8 @@ class Studio:
         self.save_button.on_click(lambda _b: self._safe(self.save, self.scene_file.value))
         self.load_button.on_click(lambda _b: self._safe(self.load, self.scene_file.value))
         self.view3d = View3D() if show_3d else None
-        self.generate_panel = GeneratePanel(self._generate_job, seed=self.scene.seed, width=w, height=h)
+        self.generate_panel = GeneratePanel(self._generate_job, seed=self.scene.seed, width=w, height=h,
+                                            model="mini" if is_mini(weights) else "levitor")
         self.generate_panel.snapshot = self._snapshot
 
         self.widget = W.VBox([
@@ -872,11 +876,17 @@ class Studio:
             run_dir = run_dir.with_name(time.strftime("run_%Y%m%d_%H%M%S") + f"_{n}")
         if settings.seed is not None:
             scene.seed = int(settings.seed)
+        mini = settings.model == "mini"
+        weights = (self.weights if is_mini(self.weights) else "mini") if mini else \
+            (None if is_mini(self.weights) else self.weights)
         try:
-            out = generate(scene, run_dir, weights=self.weights, device=settings.device, steps=settings.steps,
+            out = generate(scene, run_dir, weights=weights, device=settings.device, steps=settings.steps,
                            preset=settings.preset, seed=settings.seed, callback=_progress_callback(progress,
                            settings.steps), cancel=cancel, allow_download=self.allow_download)
             message = "" if out.used_model else "generated the preview (no diffusion model was used)"
+            if mini:
+                message = ("made by the <b>mini model</b>: a 32x32 toy trained on synthetic sprites, enlarged; "
+                           "it shows the control at work, not LeviTor's quality (docs/mini_model.md)")
             if cancel.is_set():
                 message = "cancelled: the partly denoised video was saved"
             return GenerateOutcome(Path(out.video_path), Path(out.control_path), Path(out.scene_path),
@@ -900,7 +910,9 @@ class Studio:
         overlay_path = Path(write_video(frames, run_dir / "preview_control.mp4"))
         scene_path = scene.save(run_dir / "scene.json")
         message = ("<b>No model weights found</b>, so this is the instant preview (what moves where), "
-                   f"not a diffusion video. To enable diffusion:<br>{_html(why)}")
+                   "not a diffusion video. For a diffusion video on this machine now, choose the model "
+                   "<i>mini</i> (a 32x32 toy trained on synthetic sprites). For LeviTor itself:<br>"
+                   f"{_html(why)}")
         return GenerateOutcome(video, overlay_path, Path(scene_path), False, message)
 
 

@@ -38,6 +38,16 @@ def test_generate_without_weights_says_what_to_download(tmp_path, demo_scene, ca
     assert (tmp_path / "levitor.scene.json").exists() or (tmp_path / "v.scene.json").exists()
 
 
+def test_generate_with_the_shipped_mini_model_needs_no_download(tmp_path, demo_scene, capsys):
+    path = demo_scene.save(tmp_path / "s.json")
+    rc = main(["generate", "--scene", str(path), "--out", str(tmp_path / "v.mp4"), "--weights", "mini",
+               "--device", "cpu", "--steps", "2"])
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "v.mp4").stat().st_size > 0 and (tmp_path / "v_control.mp4").stat().st_size > 0
+    meta = json.loads((tmp_path / "v.json").read_text())
+    assert meta["weights"] == "mini" and meta["steps"] == 2 and "no SVD" in meta["base"]
+
+
 def test_bad_scene_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["preview", str(tmp_path / "bad.json")]) == 2

@@ -62,3 +62,19 @@ def test_shipped_model_generates_two_steps():
     assert np.isfinite(frames).all() and frames.min() >= 0 and frames.max() <= 1
     zero = generate_mini(pipe, image, signal, num_inference_steps=2, conditioning_scale=0.0)
     assert np.abs(frames - zero).max() > 1e-3  # the ControlNet changes the video
+
+
+def test_generate_with_mini_matches_the_scene_and_reports_progress(tmp_path):
+    from levitor.bundled import bundled_scene
+    from levitor.generate import generate
+
+    scene = bundled_scene(num_frames=16)
+    calls = []
+    res = generate(scene, tmp_path, weights="mini", device="cpu", callback=lambda s, t: calls.append((s, t)))
+    info = mini_info()
+    assert res.frames.shape == (info["num_frames"], scene.height, scene.width, 3)  # enlarged to the scene's size
+    assert calls == [(s, info["num_inference_steps"]) for s in range(1, info["num_inference_steps"] + 1)]
+    assert res.used_model and res.video_path.stat().st_size > 0
+    # nearest-neighbour enlargement: each of the 32 model rows is a band of identical scene rows
+    band = scene.height // info["height"]
+    assert (res.frames[:, :band] == res.frames[:, :1]).all()

@@ -230,3 +230,17 @@ def test_unknown_backend_is_a_clear_error(demo_scene):
     with pytest.raises(ValueError, match="backend must be one of"):
         render(torch.zeros(8, 8, 3, dtype=torch.uint8), torch.ones(8, 8), torch.zeros(8, 8, dtype=torch.int64), [],
                demo_scene.camera(), 2, backend="opengl")
+
+
+def test_result_at_fewer_frames_keeps_frames_and_points_together():
+    scene = make_scene(objects=[(10, 10, 30, 40, 0.2)])
+    obj = scene.select(0)
+    obj.path.append(PathPoint(obj.path[0].x + 30, obj.path[0].y, 0.2))
+    res = Engine(scene).update()
+    idx = torch.tensor([0, scene.num_frames // 2, scene.num_frames - 1])
+    sub = res.select_frames(idx)
+    assert sub.instance.shape[0] == sub.color.shape[0] == sub.signal.num_frames == 3
+    torch.testing.assert_close(sub.instance[1], res.instance[idx[1]])
+    torch.testing.assert_close(sub.signal.points[2], res.signal.points[-1])
+    assert not torch.equal(sub.signal.points[0], sub.signal.points[2])     # the object moved
+    assert all(len(t) == 3 for t in sub.tracks) and sub.signal.num_points == res.signal.num_points

@@ -168,6 +168,24 @@ def test_generate_without_weights_shows_preview(studio):
     assert len(panel.video.value) > 0 and panel.result_box.layout.display == ""
     if not out.used_model:
         assert "download" in panel.status.value.lower() or "weights" in panel.status.value.lower()
+        assert "<i>mini</i>" in panel.status.value  # it points at what does run here
+
+
+def test_generate_with_the_mini_model_from_the_panel(studio):
+    panel = studio.generate_panel
+    assert panel.model.value == "levitor" and panel.steps.value == 25
+    panel.model.value = "mini"
+    assert panel.steps.value == 3  # the mini model's own sampler
+    assert studio.generate(wait=True)
+    assert panel.error is None, panel.status.value
+    out = panel.outcome
+    assert out.used_model and "mini model" in panel.status.value
+    assert out.video_path.stat().st_size > 0 and out.overlay_path.stat().st_size > 0
+    assert panel.progress.value == panel.progress.max == 3 and panel.progress.bar_style == "success"
+    panel.model.value = "levitor"
+    assert panel.steps.value == 25
+    chosen = Studio(studio.scene, out_dir=studio.out_dir, show_3d=False, weights="mini")
+    assert chosen.generate_panel.model.value == "mini"
 
 
 def test_view3d_static_fallback():

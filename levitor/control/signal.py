@@ -69,6 +69,11 @@ class ControlSignal:
         ids, counts = torch.unique(self.instance, return_counts=True)
         return {int(i): int(c) for i, c in zip(ids, counts)}
 
+    def select_frames(self, index: torch.Tensor) -> "ControlSignal":
+        """The control at the given frames only (a model with fewer frames: pick them evenly)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        return replace(self, points=self.points[index], depth=self.depth[index], visible=self.visible[index])
+
     def scaled_to(self, height: int, width: int) -> "ControlSignal":
         """The same control for another resolution (points scaled; depth and ids unchanged)."""
         s = torch.tensor([width / self.width, height / self.height], dtype=self.points.dtype)
