@@ -130,6 +130,8 @@ def generate(
     after the current step (the partly denoised video is still decoded and saved).
     """
     t0 = time.perf_counter()
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}; leave it out for the model's default")
     scene.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

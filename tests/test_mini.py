@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from levitor.mini import (
@@ -78,3 +79,5 @@ def test_generate_with_mini_matches_the_scene_and_reports_progress(tmp_path):
     # nearest-neighbour enlargement: each of the 32 model rows is a band of identical scene rows
     band = scene.height // info["height"]
     assert (res.frames[:, :band] == res.frames[:, :1]).all()
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        generate(scene, tmp_path, weights="mini", device="cpu", steps=0)
