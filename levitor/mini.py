@@ -289,10 +289,9 @@ def demo(scene=None, out: str | Path | None = "demo_out", steps: int | None = No
         scene = bundled_scene()
     pipe = pipe or load_mini_pipeline()
     info = pipe.mini_info
-    result = Engine(scene).update()
-    signal = resample_frames(result.signal, info["num_frames"])
+    result = Engine(scene).update().select_frames(even_frames(scene.num_frames, info["num_frames"]))
     image = Image.fromarray(np.asarray(scene.image)).convert("RGB")
-    frames = generate_mini(pipe, image, signal, num_inference_steps=steps,
+    frames = generate_mini(pipe, image, result.signal, num_inference_steps=steps,
                            seed=scene.seed if seed is None else seed)
     frames = (np.asarray(frames) * 255).round().clip(0, 255).astype(np.uint8)
     paths = []
@@ -302,9 +301,8 @@ def demo(scene=None, out: str | Path | None = "demo_out", steps: int | None = No
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         big = frames.repeat(UPSCALE, axis=1).repeat(UPSCALE, axis=2)
-        idx = even_frames(result.color.shape[0], info["num_frames"])
-        preview = np.stack([np.asarray(Image.fromarray(result.color[i].numpy()).resize(
-            (big.shape[2], big.shape[1]), Image.BILINEAR)) for i in idx])
+        preview = np.stack([np.asarray(Image.fromarray(color.numpy()).resize(
+            (big.shape[2], big.shape[1]), Image.BILINEAR)) for color in result.color])
         strip = np.concatenate([np.concatenate(list(preview), 1), np.concatenate(list(big), 1)], 0)
         Image.fromarray(strip).save(out / "mini_frames.png")
         paths.append(out / "mini_frames.png")

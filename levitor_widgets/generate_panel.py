@@ -61,8 +61,8 @@ class GeneratePanel:
                                  layout=W.Layout(width="160px"))
         self.preset = W.Dropdown(options=list(PRESETS), value="default", description="preset",
                                  style=label_style(), layout=W.Layout(width="180px"))
-        self.steps = W.BoundedIntText(value=25, min=1, max=200, description="steps", style=label_style(),
-                                      layout=W.Layout(width="120px"))
+        self.steps = W.BoundedIntText(value=self._default_steps(model), min=1, max=200, description="steps",
+                                      style=label_style(), layout=W.Layout(width="120px"))
         self.seed = W.IntText(value=int(seed), description="seed", style=label_style(),
                               layout=W.Layout(width="160px"))
         self.button = W.Button(description="Generate", button_style="success", icon="play",
@@ -76,7 +76,6 @@ class GeneratePanel:
             W.VBox([W.HTML("<b>video</b>"), self.video]),
             W.VBox([W.HTML("<b>control overlay</b>"), self.overlay_video]),
         ], layout=W.Layout(display="none"))
-        self.steps.value = self._default_steps(model)
         self.model.observe(lambda change: setattr(self.steps, "value", self._default_steps(change["new"])),
                            names="value")
         self.button.on_click(lambda _b: self.start())

@@ -23,7 +23,7 @@ import ipywidgets as W
 import numpy as np
 
 from levitor.depth import depth_from_nearness, nearness_from_depth
-from levitor.generate import is_mini
+from levitor.generate import MINI, is_mini
 from levitor.scene import PathPoint, Scene
 from levitor_widgets.canvas import PathDrawing, PointerEvent, SceneCanvas
 from levitor_widgets.compat import call_soon, defers, enable_colab_widgets, label_style
@@ -155,7 +155,7 @@ class Studio:
         self.load_button.on_click(lambda _b: self._safe(self.load, self.scene_file.value))
         self.view3d = View3D() if show_3d else None
         self.generate_panel = GeneratePanel(self._generate_job, seed=self.scene.seed, width=w, height=h,
-                                            model="mini" if is_mini(weights) else "levitor")
+                                            model=MINI if is_mini(weights) else "levitor")
         self.generate_panel.snapshot = self._snapshot
 
         self.widget = W.VBox([
@@ -877,8 +877,7 @@ class Studio:
         if settings.seed is not None:
             scene.seed = int(settings.seed)
         mini = settings.model == "mini"
-        weights = (self.weights if is_mini(self.weights) else "mini") if mini else \
-            (None if is_mini(self.weights) else self.weights)
+        weights = self._weights_for(mini)
         try:
             out = generate(scene, run_dir, weights=weights, device=settings.device, steps=settings.steps,
                            preset=settings.preset, seed=settings.seed, callback=_progress_callback(progress,
@@ -893,6 +892,13 @@ class Studio:
                                    bool(out.used_model), message)
         except WeightsNotFoundError as e:
             return self._preview_outcome(scene, run_dir, str(e))
+
+    def _weights_for(self, mini: bool) -> Any:
+        """What ``generate`` gets for the chosen model: ``Studio(weights=...)`` names one model, the menu the other."""
+        given_mini = is_mini(self.weights)
+        if mini:
+            return self.weights if given_mini else MINI
+        return None if given_mini else self.weights
 
     def _preview_outcome(self, scene: Scene, run_dir: Path, why: str) -> GenerateOutcome:
         """No weights: the engine's instant preview, its control overlay, and the scene beside them."""
