@@ -107,7 +107,10 @@ def _explain_oom(call: Callable) -> Callable:
 class LeviTorPipeline(StableVideoDiffusionPipeline):
     """Image + control signal -> video. See the module docstring; components as in SVD plus ``controlnet``."""
 
-    model_cpu_offload_seq = "image_encoder->controlnet->unet->vae"
+    # The ControlNet stays out of the offload chain (as in diffusers' ControlNet pipelines): in the chain, each
+    # UNet call would send it back to the CPU and each step bring it back. Outside it, it moves to the GPU at its
+    # first call and stays until the end-of-call cleanup.
+    model_cpu_offload_seq = "image_encoder->unet->vae"
     _callback_tensor_inputs = ["latents", "image_latents", "image_embeddings", "added_time_ids", "controlnet_cond"]
 
     def __init__(

@@ -279,3 +279,35 @@ def test_write_gif_and_inputs(tmp_path):
 def test_pipeline_frames_write_to_mp4(tmp_path, reference_frames):
     path = write_video(reference_frames[0], tmp_path / "out.mp4", fps=6)
     assert path.stat().st_size > 0
+
+
+def test_model_offload_keeps_the_controlnet_through_the_denoising_loop(image, monkeypatch):
+    """Under model CPU offload, ControlNet and UNet alternate every step: neither may send the other back to the
+    CPU (1.4 GB across PCIe twice a step on a T4). accelerate's hooks run on a real generation with the CPU as the
+    execution device; their calls are recorded and replayed with accelerate's rule (calling a model moves it to the
+    GPU and offloads the model its hook was chained to)."""
+    pipe = tiny_pipeline(seed=0)
+    pipe.enable_model_cpu_offload(device="cpu")
+    name = {id(v): k for k, v in pipe.components.items()}
+    calls, chained = [], {}
+    for user_hook in pipe._all_hooks:
+        model, hook = name[id(user_hook.model)], user_hook.hook
+        chained[model] = name[id(hook.prev_module_hook.model)] if hook.prev_module_hook else None
+        original = hook.pre_forward
+        monkeypatch.setattr(hook, "pre_forward",
+                            lambda module, *a, model=model, original=original, **k: (calls.append(model),
+                                                                                    original(module, *a, **k))[1])
+    _run(pipe, image, tiny_signal(), num_inference_steps=3, output_type="pt")
+    assert calls == ["image_encoder", "vae"] + ["controlnet", "unet"] * 3 + ["vae"]
+
+    on_gpu, transfers = set(), []
+    for model in calls:
+        if chained[model] in on_gpu:
+            on_gpu.discard(chained[model])
+            transfers.append(f"{chained[model]} off")
+        if model not in on_gpu:
+            on_gpu.add(model)
+            transfers.append(f"{model} on")
+    # each model crosses to the GPU once; CLIP makes way for the UNet, the UNet for the VAE decode
+    assert transfers == ["image_encoder on", "vae on", "controlnet on", "image_encoder off", "unet on", "unet off"]
+    pipe.remove_all_hooks()
