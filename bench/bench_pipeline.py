@@ -11,6 +11,8 @@ downloaded), fp16, 25 steps, CFG on (1.0 -> 3.0), decode_chunk_size 8 for both p
 On CPU (defaults): the same comparison at a reduced size (8 frames 128x128, 2 steps) with the tiny test
 architecture, labelled as such: it checks that the script works, its numbers say nothing about the GPU targets.
 The random weights make noise; only time and memory are measured.
+On any machine, the peak VRAM of both presets at both GPU sizes is also predicted by tracing the SVD-xt pipeline
+on the meta device (levitor.memtrace); on CUDA each prediction is printed beside its measurement.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from diffusers import StableVideoDiffusionPipeline
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
 
 from levitor.control.encode import encode
+from levitor.memtrace import GB, predict_generation_memory
 from levitor.control.signal import ControlSignal
 from levitor.pipeline import LeviTorPipeline
 from levitor.testing.tiny import random_svd_xt_pipeline, tiny_image, tiny_pipeline
@@ -111,6 +114,21 @@ def peak_memory(pipe: LeviTorPipeline, preset: str, case: Case, device: torch.de
                 peak_reserved_gib=torch.cuda.max_memory_reserved(device) / GIB)
 
 
+def predicted_memory(cases: list[Case]) -> list[dict]:
+    """Peak bytes of the SVD-xt pipeline traced on the meta device (no GPU, no weights): what the measured peaks
+    are compared with."""
+    meta = random_svd_xt_pipeline("meta", torch.float16)
+    rows = []
+    for case in cases:
+        for preset in ("default", "low_vram"):
+            trace, _ = predict_generation_memory(meta, preset, case.frames, case.height, case.width,
+                                                 control=bench_signal(case))
+            rows.append(dict(preset=preset, case=asdict(case), predicted_gb=trace.peak_bytes / GB,
+                             predicted_gib=trace.peak_bytes / GIB, during=trace.peak_during,
+                             by_model_gb={k: v / GB for k, v in trace.by_model.items()}))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -160,13 +178,24 @@ def main() -> None:
         print(f"25x576x1024, 25 steps, CFG (reference): SVD {ref['svd_s']:.2f} s, LeviTor {ref['levitor_s']:.2f} s, "
               f"ratio {ref['ratio']:.3f}")
 
+    if not args.no_memory:
+        predicted = predicted_memory([Case(16, 320, 512, 25), Case(25, 576, 1024, 25)])
+        results["predicted_memory"] = predicted
+        print("peak VRAM predicted by a meta-device trace (SVD-xt, fp16, CFG; tensor bytes, no CUDA context):")
+        for row in predicted:
+            c = row["case"]
+            print(f"  {c['frames']}x{c['height']}x{c['width']} {row['preset']:8s}: {row['predicted_gib']:.2f} GiB "
+                  f"({row['predicted_gb']:.2f} GB), during {row['during']}")
     if cuda and not args.no_memory:
         del svd  # its UNet shares the weight tensors and would pin them on the GPU under CPU offload
         for preset in ("default", "low_vram"):
             mem = peak_memory(pipe, preset, main_case, device)
             results["memory"].append(mem)
             target = " (target <= 14 GB)" if preset == "low_vram" else ""
-            print(f"preset {preset}: peak allocated {mem['peak_allocated_gib']:.2f} GiB, reserved "
+            guess = next(r for r in predicted if r["preset"] == preset and r["case"] == asdict(main_case))
+            mem["predicted_gib"] = guess["predicted_gib"] if arch == "svd-xt" else None
+            beside = f", predicted {guess['predicted_gib']:.2f} GiB" if arch == "svd-xt" else ""
+            print(f"preset {preset}: peak allocated {mem['peak_allocated_gib']:.2f} GiB{beside}, reserved "
                   f"{mem['peak_reserved_gib']:.2f} GiB{target}, {mem['seconds']:.2f} s")
         pipe.apply_preset("default", device=device)
 

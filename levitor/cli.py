@@ -1,4 +1,4 @@
-"""The ``levitor`` command: demo, preview, generate, studio.
+"""The ``levitor`` command: demo, preview, generate, vram, studio.
 
 Every subcommand is a thin shell over the library: what it does can be done from Python the same way.
 """
@@ -41,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="default", choices=["default", "low_vram"])
     p.add_argument("--no-download", action="store_true", help="never try the Hugging Face Hub")
 
+    p = sub.add_parser("vram", help="predict the GPU memory a generation needs (traced on the meta device: no "
+                                    "GPU and no weights needed)")
+    p.add_argument("--scene", help="take frames and size from this scene.json")
+    p.add_argument("--frames", type=int, help="default: the scene's, else 16")
+    p.add_argument("--height", type=int, help="default: the scene's, else 320")
+    p.add_argument("--width", type=int, help="default: the scene's, else 512")
+    p.add_argument("--preset", choices=["default", "low_vram"], action="append",
+                   help="default: both presets")
+
     p = sub.add_parser("studio", help="open the Studio notebook in JupyterLab")
     p.add_argument("target", nargs="?", help="an image or a scene.json (default: the bundled scene)")
     p.add_argument("--port", type=int)
@@ -60,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return {"demo": _demo, "preview": _preview, "generate": _generate, "studio": _studio}[args.command](args)
+        return {"demo": _demo, "preview": _preview, "generate": _generate, "vram": _vram,
+                "studio": _studio}[args.command](args)
     except (ValueError, FileNotFoundError) as e:  # bad input and missing weights: say what to do, no traceback
         print(f"levitor {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -182,6 +192,37 @@ def _generate(args) -> int:
     bar.close()
     print(f"levitor generate: wrote {res.video_path} ({res.seconds:.1f} s), control overlay {res.control_path}, "
           f"scene {res.scene_path}")
+    return 0
+
+
+def _vram(args) -> int:
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # building a random model on the meta device warns about things that do not apply here
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    from levitor.memtrace import GB, predict_generation_memory
+    from levitor.testing.tiny import random_svd_xt_pipeline
+
+    frames, height, width = 16, 320, 512
+    if args.scene:
+        from levitor.scene import Scene
+
+        scene = Scene.load(args.scene)
+        frames, height, width = scene.num_frames, scene.height, scene.width
+    frames, height, width = (given if given is not None else default for given, default in
+                             ((args.frames, frames), (args.height, height), (args.width, width)))
+    print(f"levitor vram: SVD-xt + LeviTor ControlNet, {frames} frames {height}x{width}, CFG on; peak GPU memory "
+          "predicted by tracing the pipeline on the meta device (tensor bytes, as torch.cuda.max_memory_allocated; "
+          "add about 0.5 GB for the CUDA context)")
+    pipe = random_svd_xt_pipeline("meta", torch.float16)  # the architecture only: meta tensors hold no weights
+    for preset in args.preset or ["default", "low_vram"]:
+        trace, _ = predict_generation_memory(pipe, preset, frames, height, width)
+        stages = ", ".join(f"{name} {b / GB:.1f}" for name, b in trace.by_model.items() if name != "start")
+        print(f"  {preset:8s}: {trace.peak_bytes / GB:5.1f} GB at the peak, during {trace.peak_during} "
+              f"(weights {trace.peak_weights_bytes / GB:.1f} GB); per model: {stages}")
     return 0
 
 

@@ -67,10 +67,10 @@ class Preset:
 
 
 PRESETS = {
-    # everything resident on the GPU: fastest; about 7-10 GB at 16x320x512 (estimate, see docs/weights.md)
+    # everything resident on the GPU: fastest; 8.9 GB at 16x320x512 (predicted: `levitor vram`, docs/weights.md)
     "default": Preset(dtype=torch.float16, cpu_offload=False, decode_chunk_size=8, forward_chunking=False),
     # a 16 GB Colab T4: models wait in CPU RAM (UNet + ControlNet stay on the GPU through the denoising loop),
-    # 2-frame VAE decode, chunked feed-forwards; slower (offload transfers, smaller kernels)
+    # 2-frame VAE decode, chunked feed-forwards; slower (offload transfers, smaller kernels); 5.8 GB predicted
     "low_vram": Preset(dtype=torch.float16, cpu_offload=True, decode_chunk_size=2, forward_chunking=True),
 }
 
@@ -98,7 +98,8 @@ def _explain_oom(call: Callable) -> Callable:
                 f"CUDA ran out of memory generating with preset '{self.preset}' ({exc}). Try "
                 "pipe.apply_preset('low_vram') (fp16, model CPU offload, 2-frame VAE decode, chunked "
                 "feed-forwards), a smaller height/width (e.g. 320x512 or the release's 512x288), fewer frames, "
-                "or a smaller decode_chunk_size; and move depth/segmentation models off the GPU first."
+                "or a smaller decode_chunk_size; and move depth/segmentation models off the GPU first. "
+                "`levitor vram --frames F --height H --width W` predicts what each preset needs."
             ) from exc
 
     return wrapper

@@ -60,3 +60,17 @@ def test_delegated_commands_have_help(command, capsys):
         main([command, "--help"])
     assert e.value.code == 0
     assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_vram_predicts_both_presets_without_a_gpu(tmp_path, demo_scene, capsys):
+    small = demo_scene.save(tmp_path / "s.json")
+    assert main(["vram", "--scene", str(small), "--frames", "2", "--height", "64", "--width", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "2 frames 64x64" in out
+    peaks = {line.split(":")[0].strip(): float(line.split(":")[1].split("GB")[0])
+             for line in out.splitlines() if line.strip().startswith(("default", "low_vram"))}
+    assert set(peaks) == {"default", "low_vram"}
+    assert 4.5 < peaks["low_vram"] < peaks["default"] < 8  # fp16 weights 5.9 GB in all; offload keeps fewer
+
+    assert main(["vram", "--height", "300", "--preset", "default"]) == 2
+    assert "multiple of 8" in capsys.readouterr().err

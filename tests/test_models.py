@@ -216,3 +216,6 @@ def test_random_svd_xt_pipeline_builds_the_real_architecture():
     assert counts == {"unet": 1_524_623_082, "controlnet": 682_021_537, "vae": 97_742_847,
                       "image_encoder": 632_076_800}
     assert pipe.vae_scale_factor == 8 and len(pipe.controlnet.controlnet_down_blocks) == 12
+    # all of it on the device asked for (diffusers' AlphaBlender mix factors ignore the device context)
+    assert {t.device.type for name in counts for t in [*getattr(pipe, name).parameters(),
+                                                        *getattr(pipe, name).buffers()]} == {"meta"}

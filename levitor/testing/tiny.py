@@ -111,7 +111,8 @@ def perturb_zero_convs(controlnet: ControlNetSVD, seed: int = 4, std: float = 0.
     with torch.no_grad():
         for conv in convs:
             for p in conv.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * std)
+                # drawn on the CPU (the generator's device), whatever device the model is built on
+                p.copy_(torch.randn(p.shape, generator=g, device="cpu") * std)
     return controlnet
 
 
@@ -150,6 +151,9 @@ def random_svd_xt_pipeline(device: str | torch.device = "cpu", dtype: torch.dtyp
         vae = AutoencoderKLTemporalDecoder(**SVD_XT_VAE_CONFIG).eval()
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**SVD_XT_CLIP_CONFIG)).eval()
         controlnet = perturb_zero_convs(ControlNetSVD.from_unet(unet, conditioning_channels=3), seed + 1).eval()
+    # diffusers' AlphaBlender makes its mix_factor with the legacy torch.Tensor([...]), which ignores the device
+    # context and lands on the CPU: move the stragglers, or the first forward on the GPU fails
+    vae, image_encoder, unet, controlnet = (m.to(device) for m in (vae, image_encoder, unet, controlnet))
     pipe = LeviTorPipeline(vae=vae, image_encoder=image_encoder, unet=unet, controlnet=controlnet,
                            scheduler=tiny_scheduler(), feature_extractor=tiny_feature_extractor())
     pipe.set_progress_bar_config(disable=True)

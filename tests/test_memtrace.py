@@ -1,0 +1,93 @@
+"""The meta-device memory trace: counting rules, agreement with a real run, and the presets' predictions."""
+
+import pytest
+import torch
+
+from levitor.memtrace import LiveBytes, fused_attention, predict_generation_memory, trace_models
+from levitor.pipeline import PRESETS
+from levitor.testing.tiny import (TINY_FRAMES, random_svd_xt_pipeline, tiny_pipeline, tiny_signal)
+
+MB = 1_000_000
+
+
+def test_live_bytes_counts_new_storages_until_freed():
+    with LiveBytes("cpu") as mode:
+        a = torch.empty(MB, dtype=torch.uint8)
+        view = a[10:].view(-1)              # a view: no new storage
+        assert mode.live == MB
+        b = a.float()                       # 4 MB more
+        assert mode.live == 5 * MB
+        del b
+        assert mode.live == MB
+        c = torch.empty(2 * MB, dtype=torch.uint8)
+    assert mode.trace.peak_bytes == 5 * MB and mode.live == 3 * MB
+    del a, view, c
+
+
+def test_weights_count_only_through_the_residency():
+    weight = torch.empty(MB, dtype=torch.uint8)
+    with LiveBytes("cpu", resident_weights=lambda: 7 * MB) as mode:
+        mode.ignore([weight])
+        t = weight.view(1, -1)   # a view of a weight (as F.linear's transpose) is not new
+        assert mode.live == 0
+        _ = torch.empty(MB, dtype=torch.uint8)
+    assert mode.trace.peak_bytes == 8 * MB and mode.trace.peak_weights_bytes == 7 * MB
+    del t
+
+
+def _model_inputs(pipe, device):
+    frames, h, w = TINY_FRAMES, 8, 8
+    g = torch.Generator().manual_seed(0)
+    sample = torch.randn(2, frames, 8, h, w, generator=g)
+    hidden = torch.randn(2, 1, pipe.unet.config.cross_attention_dim, generator=g)
+    time_ids = torch.tensor([[5.0, 100.0, 0.02]] * 2)
+    cond = torch.rand(2, frames, 3, 64, 64, generator=g)
+    return [x.to(device) for x in (sample, hidden, cond, time_ids)]
+
+
+def _traced_forward(pipe, device_type: str) -> int:
+    models = dict(unet=pipe.unet, controlnet=pipe.controlnet)
+    sample, hidden, cond, time_ids = _model_inputs(pipe, device_type)
+    with torch.no_grad(), fused_attention(), trace_models(models, None, device_type) as (mode, _):
+        down, mid = pipe.controlnet(sample, 10.0, hidden, cond, time_ids, return_dict=False)
+        out = pipe.unet(sample, 10.0, encoder_hidden_states=hidden, added_time_ids=time_ids,
+                        down_block_additional_residuals=down, mid_block_additional_residual=mid,
+                        return_dict=False)[0]
+        assert out.shape == sample[:, :, :4].shape
+    return mode.trace
+
+
+def test_the_meta_trace_matches_a_real_run():
+    """The premise: on the meta device the models allocate exactly what they allocate when they compute."""
+    pipe = tiny_pipeline(seed=0)
+    real = _traced_forward(pipe, "cpu")
+    meta = _traced_forward(pipe.to("meta"), "meta")
+    assert real.peak_bytes > 0
+    assert meta.peak_bytes == real.peak_bytes and meta.by_model == real.by_model
+
+
+def test_presets_predicted_for_the_tiny_pipeline():
+    pipe = tiny_pipeline(seed=0).to("meta")
+    default, moves = predict_generation_memory(pipe, "default", TINY_FRAMES, 64, 64)
+    assert moves == []  # nothing moves: every model stays on the GPU
+    low, moves = predict_generation_memory(pipe, "low_vram", TINY_FRAMES, 64, 64, control=tiny_signal())
+    assert moves == ["image_encoder on", "vae on", "controlnet on", "image_encoder off", "unet on", "unet off"]
+    assert set(default.by_model) >= {"image_encoder", "vae", "controlnet", "unet"}
+    assert 0 < low.peak_bytes < default.peak_bytes
+    assert default.peak_weights_bytes == sum(
+        sum(t.nbytes for t in [*m.parameters(), *m.buffers()]) for m in
+        (pipe.unet, pipe.controlnet, pipe.vae, pipe.image_encoder))
+    assert pipe.unet.dtype == PRESETS["low_vram"].dtype
+
+
+def test_prediction_needs_a_meta_pipeline():
+    with pytest.raises(ValueError, match="meta device"):
+        predict_generation_memory(tiny_pipeline(seed=0), "default", TINY_FRAMES, 64, 64)
+
+
+def test_low_vram_is_predicted_to_fit_a_t4_at_the_benchmark_size():
+    """The real SVD-xt architecture (meta: no memory), 16x320x512, CFG: the issue's low_vram target (<= 14 GB)."""
+    pipe = random_svd_xt_pipeline("meta", torch.float16)
+    low, _ = predict_generation_memory(pipe, "low_vram", 16, 320, 512)
+    assert low.peak_bytes <= 14e9
+    assert 4.5e9 < low.peak_weights_bytes < 5e9  # UNet + ControlNet + VAE in fp16; CLIP has left
