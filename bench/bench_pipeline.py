@@ -129,6 +129,38 @@ def predicted_memory(cases: list[Case]) -> list[dict]:
     return rows
 
 
+@torch.no_grad()
+def predicted_flop_ratio(case: Case, decode_chunk_size: int = 8) -> dict:
+    """LeviTor / plain SVD by FLOPs (torch's FlopCounterMode on the meta device, SVD-xt, CFG): what the time ratio
+    would be if every kernel ran equally fast. Per step: UNet vs UNet + ControlNet; once per video: the control's
+    embedding, the VAE decode (CLIP and the VAE encode of one image are negligible and equal)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pipe = random_svd_xt_pipeline("meta", torch.float16)
+    h, w, f = case.height // 8, case.width // 8, case.frames
+
+    def flops(fn) -> int:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    meta = dict(device="meta", dtype=torch.float16)
+    sample, ids = torch.empty(2, f, 8, h, w, **meta), torch.empty(2, 3, **meta)
+    context, cond = torch.empty(2, 1, 1024, **meta), torch.empty(1, f, 3, case.height, case.width, **meta)
+    t = torch.tensor(1.0)
+    embedding = torch.cat([pipe.controlnet.embed_condition(cond)] * 2)
+    unet = flops(lambda: pipe.unet(sample, t, encoder_hidden_states=context, added_time_ids=ids))
+    controlnet = flops(lambda: pipe.controlnet(sample, t, context, None, ids, cond_embedding=embedding))
+    embed = flops(lambda: pipe.controlnet.embed_condition(cond))
+    decode = sum(flops(lambda n=n: pipe.vae.decode(torch.empty(n, 4, h, w, **meta), num_frames=n))
+                 for n in [min(decode_chunk_size, f - i) for i in range(0, f, decode_chunk_size)])
+    svd = case.steps * unet + decode
+    levitor = case.steps * (unet + controlnet) + embed + decode
+    return dict(case=asdict(case), unet_step_tflop=unet / 1e12, controlnet_step_tflop=controlnet / 1e12,
+                embed_tflop=embed / 1e12, decode_tflop=decode / 1e12, step_ratio=(unet + controlnet) / unet,
+                ratio=levitor / svd)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -171,6 +203,13 @@ def main() -> None:
     encode(bench_signal(c), c.height, c.width)
     results["control_encode_s"] = time.perf_counter() - start
     print(f"  of which control encoding (on the CPU, 64 points): {results['control_encode_s']:.3f} s")
+    for gpu_case in (Case(16, 320, 512, 25), Case(25, 576, 1024, 25)):
+        r = predicted_flop_ratio(gpu_case, args.decode_chunk_size)
+        results.setdefault("predicted_flops", []).append(r)
+        print(f"  by FLOPs (SVD-xt, {gpu_case.frames}x{gpu_case.height}x{gpu_case.width}, {gpu_case.steps} steps): "
+              f"UNet {r['unet_step_tflop']:.1f} + ControlNet {r['controlnet_step_tflop']:.1f} TFLOP a step, "
+              f"control embedding {r['embed_tflop']:.2f} once, VAE decode {r['decode_tflop']:.1f}: "
+              f"ratio {r['ratio']:.3f}")
 
     if cuda and not args.no_reference:
         ref = time_pair(pipe, svd, Case(25, 576, 1024, 25), device, 1, args.decode_chunk_size)

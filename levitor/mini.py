@@ -88,13 +88,11 @@ class MiniControlNetSVD(ControlNetSVD):
     weight), because a network trained from scratch learns badly from inputs up to 255.
     """
 
-    def forward(self, sample, timestep, encoder_hidden_states, controlnet_cond, added_time_ids,
-                conditioning_scale: float = 1.0, return_dict: bool = True):
+    def embed_condition(self, controlnet_cond: torch.Tensor) -> torch.Tensor:
         scale = torch.tensor(CONTROL_INPUT_SCALE, dtype=controlnet_cond.dtype, device=controlnet_cond.device)
         shape = [1] * controlnet_cond.ndim
         shape[-3] = len(CONTROL_INPUT_SCALE)
-        return super().forward(sample, timestep, encoder_hidden_states, controlnet_cond * scale.view(shape),
-                               added_time_ids, conditioning_scale=conditioning_scale, return_dict=return_dict)
+        return super().embed_condition(controlnet_cond * scale.view(shape))
 
 
 # ------------------------------------------------------------------------------------------- building

@@ -359,6 +359,14 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
             cond = torch.cat([cond, cond])  # the unconditional branch keeps the control (as the release does)
         return cond
 
+    def _embed_control(self, controlnet_cond: torch.Tensor, same_halves: bool) -> torch.Tensor:
+        """The ControlNet's conditioning embedding. When both CFG halves carry the same control (as
+        :meth:`encode_control` makes them), only the first half is embedded and kept; the ControlNet adds it to
+        both."""
+        if same_halves:
+            return self.controlnet.embed_condition(controlnet_cond[: controlnet_cond.shape[0] // 2])
+        return self.controlnet.embed_condition(controlnet_cond)
+
     def _clip_input(self, image):
         """SVD resizes PIL input to 224 for CLIP inside _encode_image; give tensors the same treatment."""
         if not isinstance(image, torch.Tensor):
@@ -458,7 +466,10 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         guidance = torch.linspace(min_guidance_scale, max_guidance_scale, num_frames).to(device, dtype)  # as SVD
         self._guidance_scale = _append_dims(guidance.unsqueeze(0).repeat(batch_size, 1), latents.ndim)
 
-        # 9. Denoise
+        # 9. Denoise (the control's embedding depends on the control alone: computed once, not every step)
+        cond_embedding = None
+        if controlnet_conditioning_scale != 0:
+            cond_embedding = self._embed_control(controlnet_cond, same_halves=do_cfg)
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
@@ -469,8 +480,9 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 down_residuals = mid_residual = None
                 if controlnet_conditioning_scale != 0:
                     down_residuals, mid_residual = self.controlnet(
-                        model_input, t, image_embeddings, controlnet_cond, added_time_ids,
+                        model_input, t, image_embeddings, None, added_time_ids,
                         conditioning_scale=controlnet_conditioning_scale, return_dict=False,
+                        cond_embedding=cond_embedding,
                     )
                 noise_pred = self.unet(
                     model_input, t, encoder_hidden_states=image_embeddings, added_time_ids=added_time_ids,
@@ -490,11 +502,14 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                     image_latents = replaced.get("image_latents", image_latents)
                     image_embeddings = replaced.get("image_embeddings", image_embeddings)
                     added_time_ids = replaced.get("added_time_ids", added_time_ids)
-                    controlnet_cond = replaced.get("controlnet_cond", controlnet_cond)
+                    if "controlnet_cond" in replaced and controlnet_conditioning_scale != 0:
+                        controlnet_cond = replaced["controlnet_cond"]
+                        cond_embedding = self._embed_control(controlnet_cond, same_halves=False)
                 progress_bar.update()
                 if self.interrupt:
                     break
 
+        del cond_embedding  # not needed for decoding
         # 10. Decode
         if output_type == "latent":
             frames = latents

@@ -168,6 +168,35 @@ def test_controlnet_accepts_flat_or_5d_control_and_rejects_wrong_size(unets):
 
 
 @torch.no_grad()
+def test_control_embedded_once_gives_the_same_residuals(unets):
+    """A sampler embeds the control once per video and passes the embedding to every step."""
+    _, controlled = unets
+    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True))
+    sample, t, context, added, cond = _inputs(batch=2)
+    d_raw, m_raw = controlnet(sample, t, context, cond, added, return_dict=False)
+    embedding = controlnet.embed_condition(cond)
+    assert embedding.shape == (2 * F, 32, 8, 8) and embedding.abs().sum() > 0
+    d_emb, m_emb = controlnet(sample, t, context, None, added, return_dict=False, cond_embedding=embedding)
+    assert all(torch.equal(a, b) for a, b in zip(d_raw, d_emb)) and torch.equal(m_raw, m_emb)
+
+    # one embedding shared by two equal halves of the batch (CFG), added to each
+    same = torch.cat([cond[:1], cond[:1]])
+    d_full, m_full = controlnet(sample, t, context, same, added, return_dict=False)
+    d_half, m_half = controlnet(sample, t, context, None, added, return_dict=False,
+                                cond_embedding=controlnet.embed_condition(same[:1]))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(d_full, d_half)) and torch.allclose(m_full, m_half)
+
+    with pytest.raises(ValueError, match="cond_embedding must be"):
+        controlnet(sample, t, context, None, added, cond_embedding=embedding[:F - 1])  # not whole frames
+    with pytest.raises(ValueError, match="cond_embedding must be"):
+        controlnet(sample, t, context, None, added, cond_embedding=embedding[..., :4])
+    with pytest.raises(ValueError, match="pass controlnet_cond"):
+        controlnet(sample, t, context, None, added)
+    with pytest.raises(ValueError, match="controlnet_cond must be"):
+        controlnet.embed_condition(cond[:, :, :2])  # two channels, not three
+
+
+@torch.no_grad()
 def test_unet_rejects_wrong_residual_count(unets):
     _, controlled = unets
     controlnet = tiny_controlnet(controlled, zero_init=True)

@@ -167,6 +167,21 @@ def test_callback_sees_steps_and_can_replace_latents(pipe, image, monkeypatch):
     assert bars == [1] * STEPS
 
 
+def test_callback_replacing_the_control_takes_effect(pipe, image):
+    """The control is embedded once per call; a callback that swaps it must still steer the next steps."""
+    def clear_control(p, step, t, tensors):
+        return {"controlnet_cond": torch.zeros_like(tensors["controlnet_cond"])} if step == 0 else {}
+
+    steps = 3
+    kept = _run(pipe, image, tiny_signal(), num_inference_steps=steps)
+    swapped = _run(pipe, image, tiny_signal(), num_inference_steps=steps, callback_on_step_end=clear_control,
+                   callback_on_step_end_tensor_inputs=["controlnet_cond"])
+    no_control = _run(pipe, image, torch.zeros_like(encode(tiny_signal())), num_inference_steps=steps)
+    assert not torch.allclose(swapped, kept, atol=1e-4)
+    # step 0 ran with the control, steps 1-2 without: nearer the uncontrolled run than the controlled one is
+    assert (swapped - no_control).abs().mean() < (kept - no_control).abs().mean()
+
+
 def test_callback_can_interrupt(pipe, image):
     calls = []
 
@@ -309,7 +324,8 @@ def test_model_offload_keeps_the_controlnet_through_the_denoising_loop(image, mo
                             lambda module, *a, model=model, original=original, **k: (calls.append(model),
                                                                                     original(module, *a, **k))[1])
     _run(pipe, image, tiny_signal(), num_inference_steps=3, output_type="pt")
-    assert calls == ["image_encoder", "vae"] + ["controlnet", "unet"] * 3 + ["vae"]
+    # CLIP, VAE encode, the control's embedding (once), 3 steps, VAE decode
+    assert calls == ["image_encoder", "vae", "controlnet"] + ["controlnet", "unet"] * 3 + ["vae"]
 
     on_gpu, transfers = set(), []
     for model in calls:

@@ -19,6 +19,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_3d_blocks import UNetMidBlockSpatioTemporal, get_down_block
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
 from diffusers.utils import BaseOutput
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
 from levitor.models.unet_svd import embed_time, run_encoder
@@ -178,15 +179,32 @@ class ControlNetSVD(ModelMixin, ConfigMixin):
             controlnet.to(device=unet.device, dtype=unet.dtype)
         return controlnet
 
+    @apply_forward_hook  # under model CPU offload, brings the model to the GPU like a forward call
+    def embed_condition(self, controlnet_cond: torch.Tensor) -> torch.Tensor:
+        """The conditioning stack's output, (B*F, block_out_channels[0], h, w) for a (B, F, C, H, W) or
+        (B*F, C, H, W) control video.
+
+        It depends on the control alone, not on the step, so a sampler can embed once and pass the result to every
+        step as ``cond_embedding`` (25 steps x 2 CFG branches of full-resolution convs saved).
+        """
+        if controlnet_cond.ndim == 5:
+            controlnet_cond = controlnet_cond.flatten(0, 1)  # (B, F, C, H, W) -> (B*F, C, H, W)
+        if controlnet_cond.ndim != 4 or controlnet_cond.shape[1] != self.config.conditioning_channels:
+            raise ValueError(f"controlnet_cond must be (B, F, {self.config.conditioning_channels}, H, W) or "
+                             f"(B*F, {self.config.conditioning_channels}, H, W), got {tuple(controlnet_cond.shape)}")
+        return self.controlnet_cond_embedding(controlnet_cond.to(self.dtype))
+
     def forward(
         self,
         sample: torch.Tensor,
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor,
-        controlnet_cond: torch.Tensor,
+        controlnet_cond: torch.Tensor | None,
         added_time_ids: torch.Tensor,
         conditioning_scale: float = 1.0,
         return_dict: bool = True,
+        *,
+        cond_embedding: torch.Tensor | None = None,
     ) -> ControlNetSVDOutput | tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Residuals for the UNet's skip connections and mid block.
 
@@ -194,24 +212,38 @@ class ControlNetSVD(ModelMixin, ConfigMixin):
         encoder_hidden_states: (B, 1, cross_attention_dim); added_time_ids: (B, 3).
         controlnet_cond: (B, F, C, H, W) or (B*F, C, H, W) control video, raw values (0..255 heatmap, integer
             instance ids, 0..255 depth; no normalisation), with H, W = h, w times :attr:`downsampling_factor`.
+        cond_embedding: instead of ``controlnet_cond``, its :meth:`embed_condition` (computed once per video):
+            (B*F, c, h, w), or the embedding of the first of k equal parts of the batch (CFG's two halves carry
+            the same control), (B*F/k, c, h, w), added to each part.
         Returns (down residuals, mid residual), each scaled by ``conditioning_scale``.
         """
         batch_size, num_frames = sample.shape[:2]
-        if controlnet_cond.ndim == 5:
-            controlnet_cond = controlnet_cond.flatten(0, 1)  # (B, F, C, H, W) -> (B*F, C, H, W)
-        expected = (batch_size * num_frames, self.config.conditioning_channels,
-                    sample.shape[-2] * self.downsampling_factor, sample.shape[-1] * self.downsampling_factor)
-        if tuple(controlnet_cond.shape) != expected:
-            raise ValueError(
-                f"controlnet_cond must be (B*F, C, H, W) = {expected} for latents of shape {tuple(sample.shape)}, "
-                f"got {tuple(controlnet_cond.shape)}. Encode the control at the pipeline's height, width and "
-                "frame count."
-            )
+        h, w = sample.shape[-2:]
+        if cond_embedding is None:
+            if controlnet_cond is None:
+                raise ValueError("pass controlnet_cond (the control video) or cond_embedding (its embed_condition)")
+            if controlnet_cond.ndim == 5:
+                controlnet_cond = controlnet_cond.flatten(0, 1)  # (B, F, C, H, W) -> (B*F, C, H, W)
+            expected = (batch_size * num_frames, self.config.conditioning_channels,
+                        h * self.downsampling_factor, w * self.downsampling_factor)
+            if tuple(controlnet_cond.shape) != expected:
+                raise ValueError(
+                    f"controlnet_cond must be (B*F, C, H, W) = {expected} for latents of shape "
+                    f"{tuple(sample.shape)}, got {tuple(controlnet_cond.shape)}. Encode the control at the "
+                    "pipeline's height, width and frame count."
+                )
+            cond_embedding = self.embed_condition(controlnet_cond)
+        elif (tuple(cond_embedding.shape[1:]) != (self.conv_in.out_channels, h, w) or len(cond_embedding) == 0
+              or len(cond_embedding) % num_frames or (batch_size * num_frames) % len(cond_embedding)):
+            raise ValueError(f"cond_embedding must be (B*F, {self.conv_in.out_channels}, h, w) = "
+                             f"{(batch_size * num_frames, self.conv_in.out_channels, h, w)} or (B*F/k, ...) for k "
+                             f"equal parts of the batch, got {tuple(cond_embedding.shape)}")
 
         emb = embed_time(self, sample, timestep, added_time_ids)
         encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_frames, dim=0)
         hidden = self.conv_in(sample.flatten(0, 1))
-        hidden = hidden + self.controlnet_cond_embedding(controlnet_cond.to(hidden.dtype))
+        parts = hidden.shape[0] // cond_embedding.shape[0]
+        hidden = (hidden.unflatten(0, (parts, -1)) + cond_embedding).flatten(0, 1)
 
         hidden, skips = run_encoder(self, hidden, emb, encoder_hidden_states, batch_size, num_frames)
 
