@@ -151,14 +151,24 @@ def test_controlled_unet_loads_plain_svd_unet_weights(tmp_path, unets):
     assert sp.keys() == sl.keys() and all(torch.equal(sp[k], sl[k]) for k in sp)
 
 
+@pytest.fixture
+def trained_controlnet(unets):
+    """A ControlNet whose zero convs are perturbed, as after training."""
+    return perturb_zero_convs(tiny_controlnet(unets[1], zero_init=True))
+
+
+def _same_residuals(a, b) -> bool:
+    (down_a, mid_a), (down_b, mid_b) = a, b
+    return all(torch.equal(x, y) for x, y in zip(down_a, down_b)) and torch.equal(mid_a, mid_b)
+
+
 @torch.no_grad()
-def test_controlnet_accepts_flat_or_5d_control_and_rejects_wrong_size(unets):
-    _, controlled = unets
-    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True))
+def test_controlnet_accepts_flat_or_5d_control_and_rejects_wrong_size(trained_controlnet):
+    controlnet = trained_controlnet
     sample, t, context, added, cond = _inputs(batch=2)
     d5, m5 = controlnet(sample, t, context, cond, added, return_dict=False)
-    d4, m4 = controlnet(sample, t, context, cond.flatten(0, 1), added, return_dict=False)
-    assert all(torch.equal(a, b) for a, b in zip(d5, d4)) and torch.equal(m5, m4)
+    flat = controlnet(sample, t, context, cond.flatten(0, 1), added, return_dict=False)
+    assert _same_residuals((d5, m5), flat)
     assert len(d5) == 6 and d5[0].shape == (2 * F, 32, 8, 8)
 
     with pytest.raises(ValueError, match="controlnet_cond must be"):
@@ -168,16 +178,15 @@ def test_controlnet_accepts_flat_or_5d_control_and_rejects_wrong_size(unets):
 
 
 @torch.no_grad()
-def test_control_embedded_once_gives_the_same_residuals(unets):
+def test_control_embedded_once_gives_the_same_residuals(trained_controlnet):
     """A sampler embeds the control once per video and passes the embedding to every step."""
-    _, controlled = unets
-    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True))
+    controlnet = trained_controlnet
     sample, t, context, added, cond = _inputs(batch=2)
-    d_raw, m_raw = controlnet(sample, t, context, cond, added, return_dict=False)
+    raw = controlnet(sample, t, context, cond, added, return_dict=False)
     embedding = controlnet.embed_condition(cond)
     assert embedding.shape == (2 * F, 32, 8, 8) and embedding.abs().sum() > 0
-    d_emb, m_emb = controlnet(sample, t, context, None, added, return_dict=False, cond_embedding=embedding)
-    assert all(torch.equal(a, b) for a, b in zip(d_raw, d_emb)) and torch.equal(m_raw, m_emb)
+    assert _same_residuals(raw, controlnet(sample, t, context, None, added, return_dict=False,
+                                           cond_embedding=embedding))
 
     # one embedding shared by two equal halves of the batch (CFG), added to each
     same = torch.cat([cond[:1], cond[:1]])
