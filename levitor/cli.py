@@ -196,15 +196,10 @@ def _generate(args) -> int:
 
 
 def _vram(args) -> int:
-    import torch
-    from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    # building a random model on the meta device warns about things that do not apply here
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    from levitor.memtrace import GB, predict_generation_memory
-    from levitor.testing.tiny import random_svd_xt_pipeline
+    transformers_logging.set_verbosity_error()  # (without torchvision it warns at import about its image backend)
+    from levitor.memtrace import GB, predict_svd_xt_memory
 
     frames, height, width = 16, 320, 512
     if args.scene:
@@ -217,9 +212,8 @@ def _vram(args) -> int:
     print(f"levitor vram: SVD-xt + LeviTor ControlNet, {frames} frames {height}x{width}, CFG on; peak GPU memory "
           "predicted by tracing the pipeline on the meta device (tensor bytes, as torch.cuda.max_memory_allocated; "
           "add about 0.5 GB for the CUDA context)")
-    pipe = random_svd_xt_pipeline("meta", torch.float16)  # the architecture only: meta tensors hold no weights
-    for preset in args.preset or ["default", "low_vram"]:
-        trace, _ = predict_generation_memory(pipe, preset, frames, height, width)
+    for preset, trace in predict_svd_xt_memory(frames, height, width, tuple(args.preset or
+                                                                          ["default", "low_vram"])).items():
         stages = ", ".join(f"{name} {b / GB:.1f}" for name, b in trace.by_model.items() if name != "start")
         print(f"  {preset:8s}: {trace.peak_bytes / GB:5.1f} GB at the peak, during {trace.peak_during} "
               f"(weights {trace.peak_weights_bytes / GB:.1f} GB); per model: {stages}")

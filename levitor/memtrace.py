@@ -267,3 +267,31 @@ def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, w
     finally:
         pipe.scheduler.set_timesteps = set_timesteps
     return mode.trace, residency.transfers
+
+
+def predict_svd_xt_memory(num_frames: int = 16, height: int = 320, width: int = 512,
+                          presets: tuple[str, ...] = ("default", "low_vram")) -> dict[str, MemoryTrace]:
+    """Peak GPU memory of a LeviTor (SVD-xt) generation under each preset, predicted without a GPU or weights.
+
+    About 4 s (default) and 10 s (low_vram) on a laptop CPU; nothing is allocated on a GPU.
+    """
+    from levitor.testing.tiny import random_svd_xt_pipeline
+
+    pipe = random_svd_xt_pipeline("meta", torch.float16)  # the architecture only: meta tensors hold no data
+    return {preset: predict_generation_memory(pipe, preset, num_frames, height, width)[0] for preset in presets}
+
+
+def recommend_preset(gpu_bytes: int, traces: dict[str, MemoryTrace], reserve_bytes: float = 1.0e9
+                     ) -> tuple[str | None, str]:
+    """The fastest preset whose predicted peak fits a GPU of ``gpu_bytes`` (``reserve_bytes`` kept for the CUDA
+    context and the allocator's slack), and a sentence saying so. Presets are tried fastest first."""
+    from levitor.pipeline import PRESETS
+
+    for name in [p for p in PRESETS if p in traces]:  # PRESETS lists the fastest first
+        if traces[name].peak_bytes + reserve_bytes <= gpu_bytes:
+            return name, (f"preset '{name}' should fit: it needs about {traces[name].peak_bytes / GB:.1f} GB of "
+                          f"this GPU's {gpu_bytes / GB:.1f} GB")
+    least = min(traces.values(), key=lambda t: t.peak_bytes)
+    return None, (f"no preset is predicted to fit {gpu_bytes / GB:.1f} GB (the smallest needs "
+                  f"{least.peak_bytes / GB:.1f} GB): use fewer frames or a smaller size")
+

@@ -226,7 +226,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
 
         self.remove_all_hooks()
         for model in self.components.values():
-            # cast only what differs: diffusers' ModelMixin.to(dtype=...) logs a warning on every call
+            # cast only what differs (a cast copies every weight)
             if isinstance(model, torch.nn.Module) and model.dtype != dtype:
                 model.to(dtype=dtype)
         if preset.cpu_offload and device.type != "cpu":
@@ -514,8 +514,6 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         if output_type == "latent":
             frames = latents
         else:
-            if needs_upcasting:
-                self.vae.to(dtype=torch.float16)
             frames = self.decode_latents(latents, num_frames, decode_chunk_size)
             frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
         self.maybe_free_model_hooks()

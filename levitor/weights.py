@@ -7,7 +7,8 @@ Two sets of weights make a LeviTor pipeline:
   state) or a folder holding just the ControlNet (``config.json`` + ``diffusion_pytorch_model.safetensors``).
 
 :func:`resolve` turns a model id or a path into a local folder. It looks, in order, at: the path itself;
-``$LEVITOR_HOME/<name>`` (default ``~/.cache/levitor/<name>``, where name is the part of the id after the ``/``);
+``$LEVITOR_HOME/models/<name>`` (default ``~/.cache/levitor/models/<name>``, where name is the part of the id
+after the ``/``);
 the Hugging Face cache; and finally, if downloads are allowed, the Hugging Face Hub (only the files inference
 needs). When all fail it raises :class:`WeightsNotFoundError`, whose message says what to download and where.
 """
@@ -32,8 +33,6 @@ _DOWNLOAD_PATTERNS = {
 
 class WeightsNotFoundError(FileNotFoundError):
     """Raised when model weights are neither at the given path, under $LEVITOR_HOME, nor downloadable."""
-
-
 
 
 def describe_expected_layout() -> str:

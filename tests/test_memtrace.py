@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from levitor.memtrace import LiveBytes, fused_attention, predict_generation_memory, trace_models
+from levitor.memtrace import (LiveBytes, MemoryTrace, fused_attention, predict_generation_memory,
+                               recommend_preset, trace_models)
 from levitor.pipeline import PRESETS
 from levitor.testing.tiny import (TINY_FRAMES, random_svd_xt_pipeline, tiny_pipeline, tiny_signal)
 
@@ -91,3 +92,13 @@ def test_low_vram_is_predicted_to_fit_a_t4_at_the_benchmark_size():
     low, _ = predict_generation_memory(pipe, "low_vram", 16, 320, 512)
     assert low.peak_bytes <= 14e9
     assert 4.5e9 < low.peak_weights_bytes < 5e9  # UNet + ControlNet + VAE in fp16; CLIP has left
+
+
+def test_recommended_preset_is_the_fastest_that_fits():
+    traces = {"default": MemoryTrace(peak_bytes=int(8.9e9)), "low_vram": MemoryTrace(peak_bytes=int(5.8e9))}
+    assert recommend_preset(int(80e9), traces)[0] == "default"
+    preset, message = recommend_preset(int(8e9), traces)  # a T4 with the depth and SAM models loaded
+    assert preset == "low_vram" and "5.8 GB" in message
+    preset, message = recommend_preset(int(6e9), traces)  # 5.8 + 1 GB reserve does not fit
+    assert preset is None and "fewer frames" in message
+

@@ -257,3 +257,24 @@ def test_random_svd_xt_pipeline_builds_the_real_architecture():
     # all of it on the device asked for (diffusers' AlphaBlender mix factors ignore the device context)
     assert {t.device.type for name in counts for t in [*getattr(pipe, name).parameters(),
                                                         *getattr(pipe, name).buffers()]} == {"meta"}
+
+
+def test_dtype_casts_do_not_log_diffusers_empty_fp32_notice():
+    """diffusers 0.42 warns on every cast that modules "should be kept in float32: []": noise on each generation
+    (the VAE is upcast to encode), filtered by levitor.models."""
+    import logging
+
+    import levitor.models  # noqa: F401  (installs the filter)
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        unet = tiny_unet()
+        unet.to(dtype=torch.float16)
+        unet.to(dtype=torch.float32)
+        logging.getLogger("diffusers.models.modeling_utils").warning("a real warning still shows")
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["a real warning still shows"]

@@ -196,3 +196,23 @@ def test_saved_pipeline_with_a_different_controlnet(tmp_path, official):
     pipe = LeviTorPipeline.from_pretrained(ours, official["controlnet"])
     reference_cn = load_controlnet(official["controlnet"])
     assert torch.equal(pipe.controlnet.controlnet_mid_block.weight, reference_cn.controlnet_mid_block.weight)
+
+
+def test_download_commands_in_the_docs_put_weights_where_resolve_looks(tmp_path, monkeypatch):
+    """Every `hf download ... --local-dir DIR` a user can copy (README, docs, notebooks) must land where
+    resolve() finds the model without any path argument."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("LEVITOR_HOME", raising=False)
+    texts = [p.read_text() for p in [root / "README.md", *(root / "docs").glob("*.md"),
+                                     *(root / "notebooks").glob("*.ipynb")]]
+    commands = [m for text in texts for m in re.findall(r"hf download (\S+)[\s\\\\]+--local-dir (\S+)",
+                                                        text.replace('\\n",\n    "', "\n"))]
+    assert {model for model, _ in commands} == {SVD_XT_ID, LEVITOR_ID}
+    for model, local_dir in commands:
+        folder = Path(local_dir.replace("~", str(tmp_path)))
+        folder.mkdir(parents=True, exist_ok=True)
+        assert resolve(model, allow_download=False) == folder, (model, local_dir)

@@ -22,3 +22,16 @@ class _NoTorchvisionNotice(logging.Filter):
 
 for _handler in logging.getLogger("transformers").handlers:
     _handler.addFilter(_NoTorchvisionNotice())
+
+
+class _EmptyFp32ModulesNotice(logging.Filter):
+    """diffusers 0.42's ModelMixin.to warns on every dtype cast that "modules ... should be kept in float32: []"
+    (its test ``fp32_modules is not None`` is always true); with an empty list there is nothing to keep, so the
+    notice is dropped. A model that does list modules still warns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+logging.getLogger("diffusers.models.modeling_utils").addFilter(_EmptyFp32ModulesNotice())
+
