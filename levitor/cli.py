@@ -196,9 +196,6 @@ def _generate(args) -> int:
 
 
 def _vram(args) -> int:
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()  # (without torchvision it warns at import about its image backend)
     from levitor.memtrace import GB, predict_svd_xt_memory
 
     frames, height, width = 16, 320, 512

@@ -261,10 +261,10 @@ def test_random_svd_xt_pipeline_builds_the_real_architecture():
 
 def test_dtype_casts_do_not_log_diffusers_empty_fp32_notice():
     """diffusers 0.42 warns on every cast that modules "should be kept in float32: []": noise on each generation
-    (the VAE is upcast to encode), filtered by levitor.models."""
+    (the VAE is upcast to encode), filtered when levitor is imported."""
     import logging
 
-    import levitor.models  # noqa: F401  (installs the filter)
+    import levitor  # noqa: F401  (installs the filter)
 
     records = []
     handler = logging.Handler()
@@ -278,3 +278,17 @@ def test_dtype_casts_do_not_log_diffusers_empty_fp32_notice():
     finally:
         logging.getLogger("diffusers").removeHandler(handler)
     assert [r.getMessage() for r in records] == ["a real warning still shows"]
+
+
+def test_a_fresh_process_prints_neither_library_notice():
+    """Whatever levitor module imports transformers first (here the pipeline, before levitor.models), neither the
+    missing-torchvision notice nor diffusers' empty fp32 notice reaches the user."""
+    import subprocess
+    import sys
+
+    code = ("import torch, levitor.pipeline\n"
+            "from levitor.testing.tiny import tiny_vae\n"
+            "tiny_vae().to(dtype=torch.float16)\n")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "requires torchvision" not in err and "kept in float32" not in err, err
+
