@@ -28,7 +28,7 @@ from diffusers import StableVideoDiffusionPipeline
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
 
 from levitor.control.encode import encode
-from levitor.memtrace import GB, predict_generation_memory
+from levitor.memtrace import GB, predict_svd_xt_memory
 from levitor.control.signal import ControlSignal
 from levitor.pipeline import LeviTorPipeline
 from levitor.testing.tiny import random_svd_xt_pipeline, tiny_image, tiny_pipeline
@@ -117,12 +117,9 @@ def peak_memory(pipe: LeviTorPipeline, preset: str, case: Case, device: torch.de
 def predicted_memory(cases: list[Case]) -> list[dict]:
     """Peak bytes of the SVD-xt pipeline traced on the meta device (no GPU, no weights): what the measured peaks
     are compared with."""
-    meta = random_svd_xt_pipeline("meta", torch.float16)
     rows = []
     for case in cases:
-        for preset in ("default", "low_vram"):
-            trace, _ = predict_generation_memory(meta, preset, case.frames, case.height, case.width,
-                                                 control=bench_signal(case))
+        for preset, trace in predict_svd_xt_memory(case.frames, case.height, case.width).items():
             rows.append(dict(preset=preset, case=asdict(case), predicted_gb=trace.peak_bytes / GB,
                              predicted_gib=trace.peak_bytes / GIB, during=trace.peak_during,
                              by_model_gb={k: v / GB for k, v in trace.by_model.items()}))

@@ -68,18 +68,26 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
     from levitor.pipeline import LeviTorPipeline
 
     dev = resolve_device(device)
-    key = (str(weights), str(base), str(dev), preset)
+
+    def build():
+        dtype = torch.float16 if dev.type == "cuda" else torch.float32
+        if weights is not None and (Path(weights) / "model_index.json").is_file():
+            pipe = LeviTorPipeline.from_pretrained(weights, torch_dtype=dtype, allow_download=False)
+        else:
+            pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, controlnet=weights or LEVITOR_ID,
+                                                   torch_dtype=dtype, allow_download=allow_download)
+        return pipe.apply_preset(preset, device=dev)
+
+    return _cached((str(weights), str(base), str(dev), preset), build)
+
+
+def _cached(key: tuple, build: Callable[[], object]):
+    """The pipeline for ``key``, built on first use and kept; one at a time (they are large)."""
     with _LOCK:
         if key not in _PIPELINES:
-            dtype = torch.float16 if dev.type == "cuda" else torch.float32
-            if weights is not None and (Path(weights) / "model_index.json").is_file():
-                pipe = LeviTorPipeline.from_pretrained(weights, torch_dtype=dtype, allow_download=False)
-            else:
-                pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, controlnet=weights or LEVITOR_ID,
-                                                       torch_dtype=dtype, allow_download=allow_download)
-            pipe.apply_preset(preset, device=dev)
+            pipe = build()
             pipe.set_progress_bar_config(leave=False)
-            _PIPELINES.clear()  # one at a time: they are large
+            _PIPELINES.clear()
             _PIPELINES[key] = pipe
         return _PIPELINES[key]
 
@@ -97,14 +105,7 @@ def load_mini(weights: str | Path = MINI, device: str = "auto"):
 
     folder = MINI_WEIGHTS if str(weights) == MINI else Path(weights)
     dev = resolve_device(device)
-    key = ("mini", str(folder), str(dev))
-    with _LOCK:
-        if key not in _PIPELINES:
-            pipe = load_mini_pipeline(folder, device=dev)
-            pipe.set_progress_bar_config(leave=False)
-            _PIPELINES.clear()
-            _PIPELINES[key] = pipe
-        return _PIPELINES[key]
+    return _cached(("mini", str(folder), str(dev)), lambda: load_mini_pipeline(folder, device=dev))
 
 
 def generate(
