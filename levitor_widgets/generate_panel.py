@@ -19,7 +19,8 @@ import ipywidgets as W
 from levitor_widgets.compat import label_style, video_widget
 
 DEVICES = ("auto", "cuda", "cpu")
-PRESETS = ("default", "fast", "quality", "low-memory")
+# (label, value): the memory presets of levitor.pipeline.PRESETS (a test keeps the two in step)
+PRESETS = (("default: fastest", "default"), ("low_vram: 16 GB GPU", "low_vram"))
 # (label, value, default steps): the real model, and the shipped toy that runs anywhere (docs/mini_model.md)
 MODELS = (("LeviTor (SVD-xt)", "levitor", 25), ("mini: 32x32 toy, CPU", "mini", 3))
 

@@ -188,6 +188,17 @@ def test_generate_with_the_mini_model_from_the_panel(studio):
     assert chosen.generate_panel.model.value == "mini"
 
 
+def test_every_preset_the_panel_offers_is_one_the_pipeline_applies(studio):
+    from levitor.pipeline import PRESETS
+    from levitor.testing.tiny import tiny_pipeline
+
+    offered = [value for _, value in studio.generate_panel.preset.options]
+    assert offered == list(PRESETS)  # the fastest first, as the pipeline lists them
+    pipe = tiny_pipeline()
+    for value in offered:
+        assert pipe.apply_preset(value, device="cpu").preset == value
+
+
 def test_view3d_static_fallback():
     view = View3D(use_figure_widget=False)
     assert view.mode == "static"
