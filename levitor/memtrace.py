@@ -184,11 +184,11 @@ def trace_models(models: dict[str, torch.nn.Module], offload_chain: list[str] | 
 
     apply = torch.nn.Module._apply
 
-    def counted_apply(module, fn, *args, **kwargs):
+    def uncounted_apply(module, fn, *args, **kwargs):  # weight casts: the residency counts weights
         with mode.pause():
             return apply(module, fn, *args, **kwargs)
 
-    torch.nn.Module._apply = counted_apply
+    torch.nn.Module._apply = uncounted_apply
     try:
         with mode:
             yield mode, residency
