@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from levitor.control.encode import encode
-from levitor.control.points import KRule, release_init
-from levitor.control.signal import ControlSignal
+from levitor.control.points import release_init
 from levitor.engine import Engine
 from levitor.scene import ObjectTrack, PathPoint, Scene
 

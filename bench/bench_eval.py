@@ -27,8 +27,8 @@ from levitor.data.clip import VideoClip
 from levitor.data.davis import DavisDataset, write_palette_png
 from levitor.data.sampling import ClipSampling
 from levitor.data.sav import SavDataset, rle_encode
-from levitor.evaluate import evaluate_clip, ground_truth_tracks
-from levitor.tracking import FallbackTracker
+from levitor.evaluation.protocol import evaluate_clip, ground_truth_tracks
+from levitor.evaluation.tracking import FallbackTracker
 
 H, W, T = 320, 512, 16
 

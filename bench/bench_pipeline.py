@@ -12,7 +12,7 @@ On CPU (defaults): the same comparison at a reduced size (8 frames 128x128, 2 st
 architecture, labelled as such: it checks that the script works, its numbers say nothing about the GPU targets.
 The random weights make noise; only time and memory are measured.
 On any machine, the peak VRAM of both presets at both GPU sizes is also predicted by tracing the SVD-xt pipeline
-on the meta device (levitor.memtrace); on CUDA each prediction is printed beside its measurement.
+on the meta device (levitor.generation.memtrace); on CUDA each prediction is printed beside its measurement.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from diffusers import StableVideoDiffusionPipeline
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
 
 from levitor.control.encode import encode
-from levitor.memtrace import GB, predict_svd_xt_memory
 from levitor.control.signal import ControlSignal
-from levitor.pipeline import LeviTorPipeline
+from levitor.generation.memtrace import GB, predict_svd_xt_memory
+from levitor.generation.pipeline import LeviTorPipeline
 from levitor.testing.tiny import random_svd_xt_pipeline, tiny_image, tiny_pipeline
 
 GIB = 1024**3

@@ -23,21 +23,21 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from levitor.control.points import control_from_masks
 from levitor.data.davis import DavisDataset, write_palette_png
 from levitor.data.sampling import ClipSampling
-from levitor.eval_runner import EvalConfig, preview_generator, run_eval
-from levitor.control.points import control_from_masks
 from levitor.depth import depth_from_disparity
-from levitor.precompute import (
+from levitor.evaluation.runner import EvalConfig, preview_generator, run_eval
+from levitor.evaluation.tracking import FallbackTracker
+from levitor.training.precompute import (
     PrecomputeConfig,
-    encode_jpeg,
     compute_record,
+    encode_jpeg,
     estimator_depth,
     flat_depth,
     precompute_shard,
     write_record,
 )
-from levitor.tracking import FallbackTracker
 
 SRC_H, SRC_W = 480, 854     # DAVIS 480p
 H, W, T = 320, 512, 16
@@ -142,12 +142,12 @@ def main() -> None:
         for i, (label, fn) in enumerate(depths.items()):
             bench_shard(tmp / "DAVIS", tmp / f"out{i}", fn, label, rows)
         print(f"\nprecompute, {T}x{H}x{W} clips from {SRC_H}x{SRC_W} DAVIS, JPEG frames, one process:")
-        print(f"| depth | clips | seconds | clips/s | MB/record | resume: verified clips/s |")
+        print("| depth | clips | seconds | clips/s | MB/record | resume: verified clips/s |")
         print("|---|---|---|---|---|---|")
         for label, n, s, cps, mb, resume in rows:
             print(f"| {label} | {n} | {s:.2f} | {cps:.2f} | {mb:.2f} | {resume:.1f} |")
 
-        print(f"\nwhere one clip's time goes (median of 2, seconds):")
+        print("\nwhere one clip's time goes (median of 2, seconds):")
         for label, fn in depths.items():
             st = stage_times(tmp / "DAVIS", fn)
             print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()))

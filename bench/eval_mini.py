@@ -125,7 +125,7 @@ def occlusion_right(frames: np.ndarray, clip) -> tuple[bool, bool] | None:
 
 def controls_for(clip, config, info: dict) -> dict[str, torch.Tensor]:
     """(F, 3, H, W) raw control video of each variant."""
-    from levitor.train import control_video
+    from levitor.training.loop import control_video
 
     out = {}
     for name in VARIANTS:
@@ -139,8 +139,8 @@ def controls_for(clip, config, info: dict) -> dict[str, torch.Tensor]:
 
 def _world(world_from: str | Path | None, info: dict) -> dict:
     """The synthetic-world settings of a mini model folder (its mini.json) or of a training config file."""
-    from levitor.mini import mini_info
-    from levitor.train import load_config
+    from levitor.generation.mini import mini_info
+    from levitor.training.loop import load_config
 
     if world_from is None:
         return info.get("synthetic", {})
@@ -154,8 +154,8 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     """``world_from``: a mini model folder or a training config whose synthetic world to draw the clips from
     (default: the evaluated model's own), so that two models trained on different worlds meet the same clips."""
     from levitor.data.synthetic import generate_clip
-    from levitor.mini import load_mini_pipeline
-    from levitor.train import EVAL_SEED_OFFSET, load_config, synthetic_config
+    from levitor.generation.mini import load_mini_pipeline
+    from levitor.training.loop import EVAL_SEED_OFFSET, load_config, synthetic_config
 
     pipe = load_mini_pipeline(weights)
     info = pipe.mini_info
@@ -244,7 +244,7 @@ def table(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from levitor.mini import MINI_WEIGHTS
+    from levitor.generation.mini import MINI_WEIGHTS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=str(MINI_WEIGHTS), help="a mini model folder (default: the shipped)")

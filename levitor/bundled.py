@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from levitor.defaults import DEFAULT_SIZE
 from levitor.depth import depth_from_disparity
 from levitor.scene import ObjectTrack, PathPoint, Scene
 
-HEIGHT, WIDTH = 320, 512
+HEIGHT, WIDTH = DEFAULT_SIZE.height, DEFAULT_SIZE.width  # the scene is drawn at this size
 HORIZON = 110  # image row of the horizon
 GROUND_DISPARITY = (12.0, 240.0)  # disparity at the horizon and at the bottom row
 
@@ -23,8 +24,8 @@ def ground_disparity(row: np.ndarray | float) -> np.ndarray:
     return lo + (np.asarray(row, dtype=np.float64) - HORIZON) / (HEIGHT - 1 - HORIZON) * (hi - lo)
 
 
-def bundled_scene(height: int = HEIGHT, width: int = WIDTH, num_frames: int = 16) -> Scene:
-    """The demo scene, optionally at another size (drawn at 320x512 and resized, nearest for masks)."""
+def bundled_scene(height: int = HEIGHT, width: int = WIDTH, num_frames: int = DEFAULT_SIZE.num_frames) -> Scene:
+    """The demo scene, optionally at another size (drawn at the default size and resized, nearest for masks)."""
     rng = np.random.default_rng(0)
     H, W = HEIGHT, WIDTH
     rows, cols = np.mgrid[0:H, 0:W].astype(np.float64)

@@ -7,7 +7,6 @@ The same class serves the CLI and scripts (``Engine(scene).update().signal``).
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -16,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from levitor.control.points import KRule, control_from_masks
+from levitor._util.hashing import array_hash, digest, masks_hash
+from levitor._util.threads import torch_threads
+from levitor.control.instances import InstanceMap, assemble_instance_map
+from levitor.control.points import control_from_masks
 from levitor.control.signal import ControlSignal
-from levitor.instances import InstanceMap, assemble_instance_map
 from levitor.motion.lift import interpolate_path, lift, object_path_3d
 from levitor.motion.render import Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
 from levitor.scene import Scene
-from levitor.threads import torch_threads
 
 
 @dataclass
@@ -54,7 +54,7 @@ class EngineResult:
     tracks: list[np.ndarray]  # (F, 3) per-frame (x, y, depth) of each object's path
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage of this update
 
-    def select_frames(self, index: torch.Tensor) -> "EngineResult":
+    def select_frames(self, index: torch.Tensor) -> EngineResult:
         """The result at the given frames only (to sit beside a model's video that has fewer frames)."""
         index = torch.as_tensor(index, dtype=torch.long)
         return replace(self, instance=self.instance[index], depth=self.depth[index], color=self.color[index],
@@ -115,7 +115,7 @@ class Engine:
     # ------------------------------------------------------------------ stages
     def instance_map(self) -> InstanceMap:
         s = self.scene
-        key = _digest(_masks_key(s.masks), [o.mask_index for o in s.objects])
+        key = digest(masks_hash(s.masks), [o.mask_index for o in s.objects])
         if self._instances is None or self._instances[0] != key:
             inst = assemble_instance_map(s.masks, [o.mask_index for o in s.objects])
             for o in s.objects:
@@ -129,8 +129,8 @@ class Engine:
 
     def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, list[np.ndarray]]:
         s = self.scene
-        static_key = _digest(self._instances[0], _array_key(s.depth), _array_key(s.image))
-        key = _digest(static_key, s.num_frames, s.interpolation, s.camera(),
+        static_key = digest(self._instances[0], array_hash(s.depth), array_hash(s.image))
+        key = digest(static_key, s.num_frames, s.interpolation, s.camera(),
                       [(o.mask_index, o.path) for o in s.objects], s.camera_path)
         if self._render is None or self._render[0] != key:
             tracks = [interpolate_path(o.path, s.num_frames, s.interpolation) for o in s.objects]
@@ -160,8 +160,8 @@ class Engine:
             rows = [0, frame]  # frame 0 is every track's reference
             tracks = [interpolate_path(o.path, s.num_frames, s.interpolation)[rows] for o in s.objects]
             movers = scene_movers(s, inst, tracks)
-            static = self._static_layer(inst, movers, _digest(self._instances[0], _array_key(s.depth),
-                                                              _array_key(s.image)))
+            static = self._static_layer(inst, movers, digest(self._instances[0], array_hash(s.depth),
+                                                              array_hash(s.image)))
             camera = None
             if s.camera_path:
                 camera = torch.as_tensor(interpolate_path(s.camera_path, s.num_frames, s.interpolation)[rows])
@@ -174,7 +174,7 @@ class Engine:
                 if i is not None:
                     moved.append(i)
                     override[i] = torch.as_tensor(tr[1:, 2])
-            rule = KRule(lam=s.lam, k_max=s.k_max, k_min=s.k_min_moved, scale=s.scale)
+            rule = s.rule()
             ids = sorted(inst.mask_of_id)
             area = torch.bincount(two.instance[1].reshape(-1).clamp(min=0), minlength=max(ids, default=0) + 1)
             # K as the full update would give it: the rule over the clip's areas (last full update's) and this one
@@ -191,7 +191,7 @@ class Engine:
 
     def _signal(self, rendered: RenderResult, inst: InstanceMap, tracks: list[np.ndarray], scale: float):
         s = self.scene
-        key = _digest(self._render[0], s.lam, s.k_max, s.k_min_moved, scale, self.init)
+        key = digest(self._render[0], s.lam, s.k_max, s.k_min_moved, scale, self.init)
         if self._control is not None and self._control[0] == key:
             return self._control[1]
         moved, override = [], {}
@@ -200,7 +200,7 @@ class Engine:
             if i is not None:
                 moved.append(i)
                 override[i] = torch.as_tensor(tr[:, 2])  # the release writes a moved object's path depth
-        rule = KRule(lam=s.lam, k_max=s.k_max, k_min=s.k_min_moved, scale=scale)
+        rule = s.rule(scale)
         areas: dict[int, np.ndarray] = {}
         signal = control_from_masks(
             rendered.instance, rendered.depth, moved_ids=moved, depth_override=override, rule=rule,
@@ -235,7 +235,7 @@ class Engine:
 
     def write_preview(self, path: str | Path, fps: int = 8) -> Path:
         """The instant "what moves where" video (mp4 or gif by suffix)."""
-        from levitor.viz_video import write_video
+        from levitor.viz.video import write_video
 
         return write_video(self.result.color.numpy(), path, fps=fps)
 
@@ -282,18 +282,3 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     tensors are always writable."""
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
-
-def _array_key(a: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(a).view(np.uint8), digest_size=16).hexdigest()
-
-
-def _masks_key(masks: list[np.ndarray]) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for m in masks:
-        h.update(np.packbits(m).tobytes())
-        h.update(str(m.shape).encode())
-    return h.hexdigest()
-
-
-def _digest(*parts) -> str:
-    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()

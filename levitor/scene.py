@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from levitor._util.images import as_rgb_uint8
+from levitor.control.krule import K_MAX, K_MIN, LAMBDA, KRule
+from levitor.defaults import NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
 
 SCHEMA_VERSION = 1
 
-# The release's fixed pinhole focal lengths (pixels); cx, cy are the image centre.
-RELEASE_FX = 3866.378
-RELEASE_FY = 4538.052
 
 MASK_SOURCES = ("sam-auto", "sam-click", "brush", "lasso", "flood", "synthetic", "video", "user")
 INTERPOLATIONS = ("pchip", "linear", "catmull_rom")
@@ -44,12 +44,12 @@ class Intrinsics:
     cy: float
 
     @classmethod
-    def release(cls, width: int, height: int) -> "Intrinsics":
+    def release(cls, width: int, height: int) -> Intrinsics:
         """The fixed intrinsics of the official LeviTor demo."""
         return cls(RELEASE_FX, RELEASE_FY, width / 2.0, height / 2.0)
 
     @classmethod
-    def from_fov(cls, width: int, height: int, fov_deg: float = 60.0) -> "Intrinsics":
+    def from_fov(cls, width: int, height: int, fov_deg: float = 60.0) -> Intrinsics:
         """Square pixels, horizontal field of view ``fov_deg``."""
         if not 0 < fov_deg < 180:
             raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
@@ -85,20 +85,20 @@ class Scene:
     masks: list[np.ndarray] = field(default_factory=list)  # (H, W) bool instance masks
     objects: list[ObjectTrack] = field(default_factory=list)  # selected (moved) objects, in selection order
     camera_path: list[PathPoint] = field(default_factory=list)  # moving the background moves the camera
-    num_frames: int = 16  # the official checkpoint was trained on 16-frame clips
+    num_frames: int = NUM_FRAMES
     intrinsics: Intrinsics | None = None  # None: the release's fixed focal, centred
-    lam: float = 50.0  # K = round(max_area / image_area * lam) (the release's lambda)
-    k_max: int = 8  # cap on points per object (the multi-point evaluation uses at most 8)
-    k_min_moved: int = 3  # moved, vanishing or strongly scaling objects get at least this many points
+    lam: float = LAMBDA  # the K rule's lambda, cap and minimum (levitor.control.krule)
+    k_max: int = K_MAX
+    k_min_moved: int = K_MIN
     scale: float = 1.0  # the user's control-point scale factor, applied after the cap
     interpolation: str = "pchip"  # how path clicks become per-frame positions
-    seed: int = 217113  # the release demo's seed
+    seed: int = RELEASE_SEED
     image_path: str | None = None  # where the image came from, for the record
     mask_sources: list[str] = field(default_factory=list)  # per mask: which tool made it
     depth_source: str = "unknown"  # "depth-anything-v2", "ground-plane", "constant", "synthetic", ...
 
     def __post_init__(self) -> None:
-        self.image = _as_rgb_uint8(self.image)
+        self.image = as_rgb_uint8(self.image)
         self.depth = check_depth_map(self.depth, self.image.shape[:2])
         self.masks = [_as_mask(m, self.image.shape[:2], f"masks[{i}]") for i, m in enumerate(self.masks)]
         if not self.mask_sources:
@@ -130,7 +130,12 @@ class Scene:
         hits = [i for i, m in enumerate(self.masks) if m[row, col]]
         return min(hits, key=lambda i: int(self.masks[i].sum())) if hits else None
 
-    def copy(self) -> "Scene":
+    def rule(self, scale: float | None = None) -> KRule:
+        """The K rule with this scene's settings (and its scale factor, unless another is given)."""
+        return KRule(lam=self.lam, k_max=self.k_max, k_min=self.k_min_moved,
+                     scale=self.scale if scale is None else scale)
+
+    def copy(self) -> Scene:
         return copy.deepcopy(self)
 
     # ---------------------------------------------------------------- editing
@@ -156,7 +161,7 @@ class Scene:
         return obj
 
     # ---------------------------------------------------------------- checks
-    def validate(self) -> "Scene":
+    def validate(self) -> Scene:
         """Raise ValueError naming the first bad field; return self so calls chain."""
         if not isinstance(self.num_frames, int) or self.num_frames < 2:
             raise ValueError(f"num_frames must be an int >= 2, got {self.num_frames!r}")
@@ -219,7 +224,7 @@ class Scene:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Scene":
+    def load(cls, path: str | os.PathLike) -> Scene:
         path = Path(path)
         try:
             doc = json.loads(path.read_text())
@@ -230,7 +235,7 @@ class Scene:
         return cls.from_dict(doc, base_dir=path.parent, source=str(path))
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any], base_dir: str | os.PathLike = ".", source: str = "scene") -> "Scene":
+    def from_dict(cls, doc: dict[str, Any], base_dir: str | os.PathLike = ".", source: str = "scene") -> Scene:
         if not isinstance(doc, dict) or doc.get("format") != "levitor-scene":
             raise ValueError(f"{source}: field 'format' must be 'levitor-scene'; this is not a levitor scene file")
         version = doc.get("version")
@@ -274,7 +279,9 @@ class Scene:
                 if k in doc:
                     scalars[k] = None if doc[k] is None and k == "image_path" else typ(doc[k])
         except (KeyError, TypeError, ValueError, OSError) as e:
-            raise ValueError(f"{source}: field '{field_name}' is missing or corrupt ({type(e).__name__}: {e})") from None
+            raise ValueError(
+                f"{source}: field '{field_name}' is missing or corrupt ({type(e).__name__}: {e})"
+            ) from None
         if image.shape[:2] != (h, w):
             raise ValueError(f"{source}: field 'size' says {(h, w)} but the image file is {image.shape[:2]}")
         scene = cls(image=image, depth=depth, masks=masks, objects=objects, camera_path=camera_path,
@@ -292,42 +299,6 @@ _SCALAR_FIELDS: dict[str, type] = {
 
 
 # -------------------------------------------------------------------- helpers
-def _as_rgb_uint8(image: Any) -> np.ndarray:
-    """Accept PIL images and arrays in the common modes; return (H, W, 3) uint8 RGB."""
-    if isinstance(image, (str, os.PathLike)):
-        image = Image.open(image)
-    if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I", "F"):
-            image = np.asarray(image)
-        else:
-            return np.asarray(image.convert("RGB")).copy()
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
-    if a.ndim == 2:
-        a = np.stack([a] * 3, axis=-1)
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ValueError(f"image must be (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grey, got shape {a.shape}")
-    if a.shape[2] == 4:
-        a = a[..., :3]  # alpha is dropped: the video model sees RGB only
-    if a.shape[0] < 8 or a.shape[1] < 8:
-        raise ValueError(f"image is {a.shape[1]}x{a.shape[0]}; it must be at least 8x8 pixels")
-    if a.dtype == np.uint8:
-        return np.array(a, copy=not (a.flags.writeable and a.flags.c_contiguous), order="C")
-    if a.dtype == np.uint16:
-        return (a >> 8).astype(np.uint8)
-    if a.dtype == bool:
-        return a.astype(np.uint8) * 255
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.all(np.isfinite(a)):
-            raise ValueError("image has NaN or inf values")
-        scale = 255.0 if a.max() <= 1.0 else 1.0  # floats in [0, 1] or in [0, 255]
-        return np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer):
-        return np.clip(a, 0, 255).astype(np.uint8)
-    raise ValueError(f"image dtype {a.dtype} is not supported; use uint8 RGB")
-
-
 def _as_mask(mask: Any, shape: tuple[int, int], name: str) -> np.ndarray:
     m = np.asarray(mask)
     if m.shape != tuple(shape):

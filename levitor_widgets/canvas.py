@@ -11,13 +11,14 @@ For tests and for the "redraw when a client connects" rule it remembers what eac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from ipycanvas import MultiCanvas, hold_canvas
 
+from levitor.viz.colors import css
 from levitor_widgets.compat import px
 
 LAYERS = ("image", "mask", "paths", "points")
@@ -205,14 +206,14 @@ class SceneCanvas:
         for path in paths:
             if len(path.xy) == 0:
                 continue
-            css = _css(path.color)
+            color = css(path.color)
             layer.line_width = 2
-            layer.stroke_style = css
+            layer.stroke_style = color
             layer.set_line_dash([6, 4] if path.dashed else [])
             if len(path.xy) > 1:
                 layer.stroke_lines(path.xy.tolist())
             layer.set_line_dash([])
-            layer.fill_style = css
+            layer.fill_style = color
             layer.fill_circles(path.xy[:, 0], path.xy[:, 1], HANDLE_RADIUS)
             layer.stroke_style = "white"
             layer.line_width = 1.5
@@ -259,7 +260,3 @@ class SceneCanvas:
             if self.shown["points"] is not None:
                 self.draw_points(*self.shown["points"])
 
-
-def _css(rgb) -> str:
-    r, g, b = (int(c) for c in rgb)
-    return f"rgb({r},{g},{b})"

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import ipywidgets as W
 
 from levitor_widgets.compat import label_style, video_widget
 
 DEVICES = ("auto", "cuda", "cpu")
-# (label, value): the memory presets of levitor.pipeline.PRESETS (a test keeps the two in step)
+# (label, value): the memory presets of levitor.generation.pipeline.PRESETS (a test keeps the two in step)
 PRESETS = (("default: fastest", "default"), ("low_vram: 16 GB GPU", "low_vram"))
 # (label, value, default steps): the real model, and the shipped toy that runs anywhere (docs/mini_model.md)
 MODELS = (("LeviTor (SVD-xt)", "levitor", 25), ("mini: 32x32 toy, CPU", "mini", 3))

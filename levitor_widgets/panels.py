@@ -7,13 +7,14 @@ the Scene and calls the engine. Widgets used here exist in ipywidgets 7.6+ and 8
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
 
+from levitor.viz.colors import css
 from levitor_widgets.compat import label_style, px
 
 NEARNESS_LOG2_RANGE = 2.0  # sliders span 2**-2 .. 2**2 = 0.25x .. 4x nearer
@@ -23,9 +24,8 @@ STRIP_SHRINK = 3  # thumbnails are 1/3 of the canvas
 
 
 def swatch(rgb) -> str:
-    r, g, b = (int(c) for c in rgb)
     return (f"<span style='display:inline-block;width:14px;height:14px;border-radius:3px;"
-            f"background:rgb({r},{g},{b});border:1px solid #333'></span>")
+            f"background:{css(rgb)};border:1px solid #333'></span>")
 
 
 class _Quiet:

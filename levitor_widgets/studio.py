@@ -22,8 +22,10 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
+from levitor._util.images import fit_image
+from levitor.defaults import DEFAULT_SIZE
 from levitor.depth import depth_from_nearness, nearness_from_depth
-from levitor.generate import MINI, is_mini
+from levitor.generation.generate import MINI, is_mini
 from levitor.scene import PathPoint, Scene
 from levitor_widgets.canvas import PathDrawing, PointerEvent, SceneCanvas
 from levitor_widgets.compat import call_soon, defers, enable_colab_widgets, label_style
@@ -56,9 +58,9 @@ class Studio:
     segmenter: a click segmenter (:class:`levitor.perception.Segmenter`, after ``set_image``); with it, clicks in
         select mode make a new mask (Shift/Alt-click adds a negative point) instead of picking one. "auto": SAM
         where its weights are found, for scenes without masks; without one, such clicks use the flood fill.
-    weights: passed to :func:`levitor.generate.generate`; ``allow_download`` lets it fetch missing weights from
-        the hub (off by default: Generate never starts a multi-GB download by itself). ``"mini"`` starts with
-        the shipped toy model chosen (32x32, trained on synthetic sprites; it runs on any CPU); the panel's
+    weights: passed to :func:`levitor.generation.generate.generate`; ``allow_download`` lets it fetch missing
+        weights from the hub (off by default: Generate never starts a multi-GB download by itself). ``"mini"``
+        starts with the shipped toy model chosen (32x32, trained on synthetic sprites; it runs on any CPU); the panel's
         model menu switches between it and the real one at any time.
     strip_scales: the scale factors compared side by side in the strip.
     """
@@ -301,9 +303,9 @@ class Studio:
 
     # ================================================================ colours and drawing
     def palette(self) -> np.ndarray:
-        """(N, 3) uint8 colour per instance id (row 0: uncontrolled), from levitor.viz; cached per update."""
+        """(N, 3) uint8 colour per instance id (row 0: uncontrolled), from levitor.viz.pictures; cached per update."""
         if self._palette is None:
-            from levitor.viz import instance_colors
+            from levitor.viz.pictures import instance_colors
 
             n = len(self.scene.masks) + 1
             if self.result is not None:
@@ -849,9 +851,9 @@ class Studio:
                     self.scene.mask_sources, self._mask_edits))
         if not force and key == self._autosaved_key and self.autosave_path.exists():
             return self.autosave_path
-        from levitor.engine import _array_key
+        from levitor._util.hashing import array_hash
 
-        arrays = (_array_key(self.scene.image), _array_key(self.scene.depth))  # PNG-encoding is the slow part
+        arrays = (array_hash(self.scene.image), array_hash(self.scene.depth))  # PNG-encoding is the slow part
         out = self.scene.save(self.autosave_path, arrays=force or arrays != self._autosaved_arrays)
         self._autosaved_key, self._autosaved_arrays = key, arrays
         return out
@@ -867,7 +869,7 @@ class Studio:
     def _generate_job(self, scene: Scene, settings: GenerateSettings, progress, cancel: threading.Event
                       ) -> GenerateOutcome:
         """Runs on the generate thread with a copy of the scene: no widget state is read here."""
-        from levitor.generate import WeightsNotFoundError, generate
+        from levitor.generation.generate import WeightsNotFoundError, generate
 
         run_dir = self.out_dir / time.strftime("run_%Y%m%d_%H%M%S")
         n = 1
@@ -902,8 +904,8 @@ class Studio:
 
     def _preview_outcome(self, scene: Scene, run_dir: Path, why: str) -> GenerateOutcome:
         """No weights: the engine's instant preview, its control overlay, and the scene beside them."""
-        from levitor.viz import overlay
-        from levitor.viz_video import write_video
+        from levitor.viz.pictures import overlay
+        from levitor.viz.video import write_video
 
         run_dir.mkdir(parents=True, exist_ok=True)
         from levitor.engine import Engine
@@ -943,9 +945,6 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
 
 
-GENERATION_SIZE = (320, 512)  # (H, W) a photo is centre-cropped and resized to (the bundled scene's size)
-
-
 def _coerce_scene(x: Any) -> tuple[Scene, str]:
     """Scene, scene JSON, image (path / PIL / array), or None for the bundled scene -> (scene, note)."""
     if x is None:
@@ -959,30 +958,12 @@ def _coerce_scene(x: Any) -> tuple[Scene, str]:
     return _scene_from_image(x)
 
 
-def _fit(image: Any, size: tuple[int, int]) -> np.ndarray:
-    """Centre-crop to the aspect ratio of ``size`` (H, W) and resize (bicubic)."""
-    from PIL import Image
-
-    from levitor.scene import _as_rgb_uint8
-
-    img = Image.fromarray(_as_rgb_uint8(image))
-    h, w = size
-    iw, ih = img.size
-    if iw * h > ih * w:  # too wide
-        cw = int(round(ih * w / h))
-        img = img.crop(((iw - cw) // 2, 0, (iw - cw) // 2 + cw, ih))
-    else:
-        ch = int(round(iw * h / w))
-        img = img.crop((0, (ih - ch) // 2, iw, (ih - ch) // 2 + ch))
-    return np.asarray(img.resize((w, h), Image.BICUBIC))
-
-
 def _scene_from_image(image: Any) -> tuple[Scene, str]:
     """A photo -> a scene: DepthAnythingV2 depth where its weights are found, a ground plane otherwise; masks
     come later from clicks (SAM or the flood fill)."""
     from levitor.perception import DepthEstimator, MissingWeightsError, perceive
 
-    rgb = _fit(image, GENERATION_SIZE)
+    rgb = fit_image(image, DEFAULT_SIZE.height, DEFAULT_SIZE.width)  # the generation size
     note = ""
     try:
         depth: Any = DepthEstimator.load()
@@ -998,7 +979,7 @@ def _scene_from_image(image: Any) -> tuple[Scene, str]:
 def load_segmenter(image: np.ndarray) -> tuple[Any, str]:
     """SAM (transformers) ready on ``image`` where its weights are found; else (None, what to download)."""
     try:
-        from levitor.perception import MissingWeightsError, Segmenter
+        from levitor.perception import Segmenter
 
         seg = Segmenter.load("vit_b")
         seg.set_image(image)

@@ -14,6 +14,7 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
+from levitor.viz.colors import css
 from levitor_widgets.compat import make_figure_widget, px
 
 MAX_CLOUD_POINTS = 20_000  # FigureWidget updates cost ~0.5 s per 10k points in the browser
@@ -26,7 +27,7 @@ def _plot_xyz(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _rgb_strings(rgb: np.ndarray) -> list[str]:
-    return [f"rgb({r},{g},{b})" for r, g, b in np.asarray(rgb, dtype=np.int64).reshape(-1, 3)]
+    return [css(c) for c in np.asarray(rgb, dtype=np.int64).reshape(-1, 3)]
 
 
 class View3D:
@@ -81,12 +82,12 @@ class View3D:
         traces = []
         for path, rgb in zip(paths, colors):
             x, y, z = _plot_xyz(path)
-            css = "rgb({},{},{})".format(*(int(c) for c in rgb))
+            color = css(rgb)
             f = int(np.clip(frame, 0, len(x) - 1)) if len(x) else 0
-            traces.append(dict(x=x, y=y, z=z, mode="lines+markers", line=dict(color=css, width=6),
-                               marker=dict(size=3, color=css), hoverinfo="skip"))
+            traces.append(dict(x=x, y=y, z=z, mode="lines+markers", line=dict(color=color, width=6),
+                               marker=dict(size=3, color=color), hoverinfo="skip"))
             traces.append(dict(x=x[f:f + 1], y=y[f:f + 1], z=z[f:f + 1], mode="markers",
-                               marker=dict(size=8, color=css, line=dict(color="black", width=1)), hoverinfo="skip"))
+                               marker=dict(size=8, color=color, line=dict(color="black", width=1)), hoverinfo="skip"))
         batch = fig.batch_update() if self.fig_widget is not None else _nullcontext()
         with batch:
             old = list(fig.data[1:])

@@ -118,9 +118,9 @@ def test_nan_points_are_skipped_not_crashing():
 
 
 def test_compiled_drawing_matches_torch():
-    from levitor.motion import _kernels
+    from levitor._util.jit import HAVE_NUMBA
 
-    if not _kernels.HAVE_NUMBA:
+    if not HAVE_NUMBA:
         pytest.skip("numba not installed: only the torch drawing runs")
     g = torch.Generator().manual_seed(1)
     pts = torch.rand(3, 40, 2, generator=g) * torch.tensor([90.0, 70.0]) - 5

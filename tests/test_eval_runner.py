@@ -12,9 +12,9 @@ from PIL import Image
 from scipy import ndimage
 
 from levitor.data.davis import write_palette_png
-from levitor.eval_runner import control_for_clip, eval_main, preview_generator, run_eval, EvalConfig
-from levitor.precompute import constant_depth
-from levitor.tracking import FallbackTracker
+from levitor.evaluation.runner import EvalConfig, control_for_clip, eval_main, preview_generator, run_eval
+from levitor.evaluation.tracking import FallbackTracker
+from levitor.training.precompute import constant_depth
 
 H, W = 64, 96          # fixture size (cropped to the generation size's aspect by the runner)
 

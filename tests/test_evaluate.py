@@ -10,7 +10,8 @@ import pytest
 from scipy import ndimage
 
 from levitor.data.clip import VideoClip
-from levitor.evaluate import (
+from levitor.evaluation.metrics import RandomConvFeatures
+from levitor.evaluation.protocol import (
     PAPER_RESULTS,
     ClipResult,
     QualityStats,
@@ -21,8 +22,7 @@ from levitor.evaluate import (
     points_for_object,
     results_table,
 )
-from levitor.metrics import RandomConvFeatures
-from levitor.tracking import FallbackTracker
+from levitor.evaluation.tracking import FallbackTracker
 
 
 def textured_clip(t: int = 8, h: int = 72, w: int = 96, size: int = 28, velocity=(2.0, 1.0), seed: int = 0

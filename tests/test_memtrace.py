@@ -3,10 +3,16 @@
 import pytest
 import torch
 
-from levitor.memtrace import (LiveBytes, MemoryTrace, fused_attention, predict_generation_memory,
-                               recommend_preset, trace_models)
-from levitor.pipeline import PRESETS
-from levitor.testing.tiny import (TINY_FRAMES, random_svd_xt_pipeline, tiny_pipeline, tiny_signal)
+from levitor.generation.memtrace import (
+    LiveBytes,
+    MemoryTrace,
+    fused_attention,
+    predict_generation_memory,
+    recommend_preset,
+    trace_models,
+)
+from levitor.generation.pipeline import PRESETS
+from levitor.testing.tiny import TINY_FRAMES, random_svd_xt_pipeline, tiny_pipeline, tiny_signal
 
 MB = 1_000_000
 

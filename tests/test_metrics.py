@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from levitor.metrics import (
+from levitor.evaluation.metrics import (
     FeatureExtractor,
     FeatureStats,
     I3DFeatures,

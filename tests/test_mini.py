@@ -1,14 +1,19 @@
 """The mini model: its fixed VAE, its input scaling, and the shipped weights generating a video."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from levitor.mini import (
-    CONTROL_INPUT_SCALE, MINI_WEIGHTS, MiniControlNetSVD, PatchVAE, generate_mini, load_mini_pipeline,
-    mini_info, resample_frames,
+from levitor.generation.mini import (
+    CONTROL_INPUT_SCALE,
+    MINI_WEIGHTS,
+    MiniControlNetSVD,
+    PatchVAE,
+    generate_mini,
+    load_mini_pipeline,
+    mini_info,
+    resample_frames,
 )
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.testing.tiny import tiny_signal
@@ -67,7 +72,7 @@ def test_shipped_model_generates_two_steps():
 
 def test_generate_with_mini_matches_the_scene_and_reports_progress(tmp_path):
     from levitor.bundled import bundled_scene
-    from levitor.generate import generate
+    from levitor.generation.generate import generate
 
     scene = bundled_scene(num_frames=16)
     calls = []

@@ -286,7 +286,7 @@ def test_a_fresh_process_prints_neither_library_notice():
     import subprocess
     import sys
 
-    code = ("import torch, levitor.pipeline\n"
+    code = ("import torch, levitor.generation.pipeline\n"
             "from levitor.testing.tiny import tiny_vae\n"
             "tiny_vae().to(dtype=torch.float16)\n")
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr

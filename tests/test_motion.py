@@ -7,7 +7,7 @@ import torch
 from levitor.engine import Engine
 from levitor.motion.lift import interpolate_path, lift, move, project
 from levitor.motion.render import inpaint, splat
-from levitor.scene import Intrinsics, ObjectTrack, PathPoint
+from levitor.scene import Intrinsics, PathPoint
 from tests.conftest import make_scene
 
 
@@ -167,9 +167,9 @@ def test_camera_path_moves_the_background():
 
 
 def test_compiled_zbuffer_matches_torch():
-    from levitor.motion import _kernels
+    from levitor._util.jit import HAVE_NUMBA
 
-    if not _kernels.HAVE_NUMBA:
+    if not HAVE_NUMBA:
         pytest.skip("numba not installed: only the torch z-buffer runs")
     g = torch.Generator().manual_seed(0)
     m = 5000
@@ -185,13 +185,13 @@ def test_compiled_zbuffer_matches_torch():
 
 
 def test_compiled_render_matches_torch(demo_scene):
-    from levitor.motion import _kernels
+    from levitor._util.jit import HAVE_NUMBA
+    from levitor.control.instances import assemble_instance_map
     from levitor.engine import scene_movers
-    from levitor.instances import assemble_instance_map
     from levitor.motion.lift import interpolate_path
     from levitor.motion.render import render
 
-    if not _kernels.HAVE_NUMBA:
+    if not HAVE_NUMBA:
         pytest.skip("numba not installed: only the torch renderer runs")
     s = demo_scene
     inst = assemble_instance_map(s.masks, [o.mask_index for o in s.objects])
@@ -208,8 +208,8 @@ def test_compiled_render_matches_torch(demo_scene):
 
 def test_pytorch3d_backend_agrees_where_installed(demo_scene):
     pytest.importorskip("pytorch3d")
+    from levitor.control.instances import assemble_instance_map
     from levitor.engine import scene_movers
-    from levitor.instances import assemble_instance_map
     from levitor.motion.lift import interpolate_path
     from levitor.motion.render import render
 

@@ -8,9 +8,9 @@ from diffusers import StableVideoDiffusionPipeline
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
 
 from levitor.control.encode import encode
-from levitor.pipeline import PRESETS, LeviTorPipeline
+from levitor.generation.pipeline import PRESETS, LeviTorPipeline
 from levitor.testing.tiny import TINY_FRAMES, tiny_image, tiny_pipeline, tiny_signal
-from levitor.viz_video import as_uint8_frames, write_video
+from levitor.viz.video import as_uint8_frames, write_video
 
 STEPS = 2
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from levitor._util.jit import HAVE_NUMBA
 from levitor.control.points import KRule, control_from_masks, kmeans, release_init
-from levitor.motion import _kernels
 
 
 @pytest.mark.parametrize("areas, moved, expected", [
@@ -136,7 +136,7 @@ def test_compute_k_function_form():
 
 def test_compiled_kmeans_matches_torch():
 
-    if not _kernels.HAVE_NUMBA:
+    if not HAVE_NUMBA:
         pytest.skip("numba not installed: only the torch K-means runs")
     x = torch.from_numpy(np.stack([_blobs(s, 600) for s in range(3)]))
     valid = torch.ones(3, 600, dtype=torch.bool)
@@ -167,7 +167,7 @@ def test_cache_reuses_untouched_objects_and_gives_the_same_answer():
 
     cache: dict = {}
     first = control_from_masks(with_mover(2), depth, moved_ids=[3], cache=cache, sample_stride=1)
-    if _kernels.HAVE_NUMBA:  # the compiled path keeps whole tracks; the torch one first frames only
+    if HAVE_NUMBA:  # the compiled path keeps whole tracks; the torch one first frames only
         assert any(isinstance(k, tuple) and k[0] == "track" for k in cache)
     assert cache
     second = control_from_masks(with_mover(3), depth, moved_ids=[3], cache=cache, sample_stride=1)

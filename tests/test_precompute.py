@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_data import write_sav
+from test_eval_runner import write_textured_davis
 
 from levitor.control.encode import encode
 from levitor.control.points import control_from_masks
 from levitor.data.davis import DavisDataset
 from levitor.data.sampling import ClipSampling, shard_of
 from levitor.depth import depth_from_disparity
-from levitor.precompute import (
+from levitor.training.precompute import (
     PrecomputeConfig,
     PrecomputedDataset,
     collate_precomputed,
@@ -26,8 +28,6 @@ from levitor.precompute import (
     resolve_shard,
     shard_dirname,
 )
-from test_data import write_sav
-from test_eval_runner import write_textured_davis
 
 SEQS = {"bear": 12, "car": 9, "fox": 8, "goat": 16}     # bear, car -> shard 1 of 2; fox, goat -> shard 0
 CFG = PrecomputeConfig(height=32, width=48, num_frames=4, frames="raw")

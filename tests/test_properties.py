@@ -1,7 +1,6 @@
 """Property tests over random scenes: only clear ValueErrors, K within bounds, shapes always right."""
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -59,7 +58,7 @@ def test_random_scenes_give_valid_signals_or_clear_errors(scene):
     if vis_pts.numel():
         assert vis_pts[:, 0].min() >= 0 and vis_pts[:, 0].max() <= W - 1
         assert vis_pts[:, 1].min() >= 0 and vis_pts[:, 1].max() <= H - 1
-    for inst, k in res.k.items():
+    for k in res.k.values():
         assert 1 <= k <= max(scene.k_max, scene.k_min_moved) * max(scene.scale, 1)
     assert bool(((sig.depth >= 0) & (sig.depth <= 255)).all())
     cond = encode(sig)

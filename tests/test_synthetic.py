@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from levitor.data.synthetic import (
-    PALETTE, SyntheticConfig, generate_clip, sprite_silhouette, write_davis_layout,
+    PALETTE,
+    SyntheticConfig,
+    generate_clip,
+    sprite_silhouette,
+    write_davis_layout,
 )
 
 SMALL = SyntheticConfig(height=32, width=48, num_frames=6)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from levitor.tracking import CoTrackerTracker, FallbackTracker, Tracker, gt_query_points
+from levitor.evaluation.tracking import CoTrackerTracker, FallbackTracker, Tracker, gt_query_points
 
 
 def texture(x: np.ndarray, y: np.ndarray, phase: float) -> np.ndarray:

@@ -7,9 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from levitor.train import (
-    PRESETS, CacheDataset, SyntheticControlDataset, TrainConfig, build_models, control_video, load_config,
-    motion_mask, precompute_synthetic, train,
+from levitor.training.loop import (
+    PRESETS,
+    CacheDataset,
+    SyntheticControlDataset,
+    TrainConfig,
+    build_models,
+    control_video,
+    load_config,
+    motion_mask,
+    precompute_synthetic,
+    train,
 )
 
 TINY_MINI = dict(base="mini", height=16, width=16, num_frames=2, batch_size=1, mini_channels=[32, 32],
@@ -78,7 +86,7 @@ def test_fine_tune_starts_from_exported_weights_with_motion_weighted_loss(tmp_pa
     cfg = load_config(None, **{**TINY_MINI, "seed": 5, "motion_loss_weight": 4.0}, init_from=str(export),
                       output_dir=str(tmp_path / "ft"))
     pipe = build_models(cfg)
-    from levitor.mini import load_mini_pipeline
+    from levitor.generation.mini import load_mini_pipeline
 
     shipped = load_mini_pipeline(export)
     for part in ("unet", "controlnet", "image_encoder"):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from levitor.viz import loss_curve, read_loss_log
+from levitor.viz.pictures import loss_curve, read_loss_log
 
 BLUE = np.array([31, 119, 180])
 RED = np.array([214, 39, 40])

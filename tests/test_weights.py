@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from levitor.generation.pipeline import LeviTorPipeline
 from levitor.models import ControlNetSVD
 from levitor.models.convert import convert_official_checkpoint, load_controlnet
-from levitor.pipeline import LeviTorPipeline
 from levitor.testing.tiny import save_tiny_pipeline, tiny_image, tiny_pipeline, tiny_signal
 from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, describe_expected_layout, resolve
 

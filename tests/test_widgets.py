@@ -158,7 +158,7 @@ def test_save_load_and_autosave_resume(studio, scene, tmp_path):
 
 
 def test_generate_without_weights_shows_preview(studio):
-    pytest.importorskip("levitor.generate")
+    pytest.importorskip("levitor.generation.generate")
     assert studio.generate(wait=True)
     panel = studio.generate_panel
     assert panel.error is None, panel.status.value
@@ -189,7 +189,7 @@ def test_generate_with_the_mini_model_from_the_panel(studio):
 
 
 def test_every_preset_the_panel_offers_is_one_the_pipeline_applies(studio):
-    from levitor.pipeline import PRESETS
+    from levitor.generation.pipeline import PRESETS
     from levitor.testing.tiny import tiny_pipeline
 
     offered = [value for _, value in studio.generate_panel.preset.options]
@@ -223,7 +223,7 @@ def test_view3d_in_studio_follows_edits(scene, tmp_path):
 
 
 def test_launcher_prepares_the_quickstart(tmp_path):
-    from levitor.studio_launch import free_port, launch_studio, prepare_root
+    from levitor_widgets.launch import free_port, launch_studio, prepare_root
 
     nb = prepare_root(tmp_path / "studio")
     assert nb.name == "01_quickstart.ipynb" and "LEVITOR_STUDIO_TARGET" in nb.read_text()

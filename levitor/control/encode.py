@@ -18,14 +18,15 @@ points and squares under one pixel are skipped. x and y are truncated to integer
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
 
+from levitor._util.jit import HAVE_NUMBA
+from levitor._util.threads import torch_threads
+from levitor.control import kernels
 from levitor.control.signal import ControlSignal
-from levitor.motion import _kernels
-from levitor.threads import torch_threads
 
 HEATMAP, INSTANCE, DEPTH = 0, 1, 2
 NUM_CHANNELS = 3
@@ -58,7 +59,7 @@ def _linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return i0, np.minimum(i0 + 1, src - 1), w0, w1
 
 
-@lru_cache(maxsize=None)
+@cache
 def stamp(height: int, width: int) -> np.ndarray:
     """The template resized to ``height`` x ``width`` (uint8), bit-exact with OpenCV's uint8 INTER_LINEAR."""
     if height < 1 or width < 1:
@@ -126,8 +127,8 @@ def _encode(signal: ControlSignal, height: int | None, width: int | None, radius
     f_idx, p_idx = torch.nonzero(keep, as_tuple=True)  # frame-major, then track order: the drawing order
     if f_idx.numel() == 0:
         return out
-    if use_kernel and _kernels.HAVE_NUMBA:  # the same drawing as a compiled loop over points
-        _kernels.draw_stamps(
+    if use_kernel and HAVE_NUMBA:  # the same drawing as a compiled loop over points
+        kernels.draw_stamps(
             out.numpy(), f_idx.numpy(), p_idx.numpy(), r0[f_idx, p_idx].numpy(), r1[f_idx, p_idx].numpy(),
             c0[f_idx, p_idx].numpy(), c1[f_idx, p_idx].numpy(), _stamp_atlas(radius),
             signal.instance.cpu().to(torch.float32).numpy(), signal.depth.detach().cpu().to(torch.float32).numpy(),

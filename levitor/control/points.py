@@ -6,59 +6,21 @@ Works on per-frame instance maps, whether rendered from a scene (inference) or r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from levitor._util.jit import HAVE_NUMBA
+from levitor.control import kernels
+from levitor.control.krule import KRule
 from levitor.control.signal import ControlSignal
 from levitor.depth import disparity_from_depth
-from levitor.motion import _kernels
 
-
-@dataclass
-class KRule:
-    """The release's rule for the number of control points of one object over a clip."""
-
-    lam: float = 50.0  # K = round(max_area / image_area * lam)
-    k_max: int = 8  # cap, before the scale factor (the multi-point evaluation uses at most 8)
-    k_min: int = 3  # minimum for moved objects, vanishing objects and strongly scaling ones
-    ratio_threshold: float = 10.0  # "strongly scaling": max area / min area above this
-    scale: float = 1.0  # the user's control-point scale factor, applied after the cap
-
-    def __call__(self, areas: Iterable[int], image_area: int, moved: bool = False) -> int:
-        """K for an object with these per-frame pixel areas. 0 if it is never visible."""
-        areas = [int(a) for a in areas]
-        if image_area <= 0:
-            raise ValueError(f"image_area must be positive, got {image_area}")
-        if not (self.scale > 0):
-            raise ValueError(f"scale must be > 0, got {self.scale}; try 0.25..8")
-        if not areas or max(areas) <= 0:
-            return 0
-        max_a, min_a = max(areas), min(areas)
-        k = min(max(round(max_a * self.lam / image_area), 1), self.k_max)
-        if moved or min_a == 0 or max_a / min_a > self.ratio_threshold:
-            k = max(k, self.k_min)
-        return max(1, int(k * self.scale))
-
-
+INITS = ("warm", "release")  # K-means init across frames (see control_from_masks)
 KMEANS_MIN_SHIFT = 0.25  # pixels^2: stop once the centres move less than this in total (they are truncated to ints)
-
-
-def compute_k(
-    areas: Iterable[int],
-    height: int,
-    width: int,
-    moved: bool = False,
-    lam: float = 50.0,
-    k_max: int = 8,
-    k_min: int = 3,
-    scale: float = 1.0,
-) -> int:
-    """The number of control points of one object from its per-frame pixel areas (see :class:`KRule`)."""
-    return KRule(lam=lam, k_max=k_max, k_min=k_min, scale=scale)(areas, height * width, moved=moved)
 
 
 def release_init(samples: torch.Tensor, k: int) -> torch.Tensor:
@@ -90,7 +52,7 @@ def kmeans(
     inertia (B,) float64. ``use_kernel``: run each row as a compiled loop when numba is installed.
     """
     B, N, _ = x.shape
-    if use_kernel and _kernels.HAVE_NUMBA and not return_labels:
+    if use_kernel and HAVE_NUMBA and not return_labels:
         return _kmeans_compiled(x, valid, init, k_valid, max_iter, tol, min_shift)
     w = valid.to(torch.float32)
     n_valid = w.sum(1).clamp(min=1)
@@ -155,7 +117,7 @@ def _kmeans_compiled(x, valid, init, k_valid, max_iter, tol, min_shift):
         tol_abs = max(tol * float(xb.var(0).mean()), min_shift)
         k = int(k_valid[b].sum())
         cb = c[b, :k].contiguous().numpy()
-        inertia[b] = _kernels.lloyd(xb, cb, max_iter, tol_abs)
+        inertia[b] = kernels.lloyd(xb, cb, max_iter, tol_abs)
         c[b, :k] = torch.from_numpy(cb)
     return c, None, inertia
 
@@ -204,8 +166,8 @@ def control_from_masks(
         raise ValueError(f"instance must be (F, H, W), got shape {tuple(instance.shape)}")
     if tuple(depth.shape) != tuple(instance.shape):
         raise ValueError(f"depth {tuple(depth.shape)} and instance {tuple(instance.shape)} must have one shape")
-    if init not in ("warm", "release"):
-        raise ValueError(f"init must be 'warm' or 'release', got {init!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if sample_stride < 1:
         raise ValueError(f"sample_stride must be >= 1, got {sample_stride}")
     rule = rule or KRule()
@@ -218,11 +180,11 @@ def control_from_masks(
     all_ids = sorted(int(i) for i in ids if int(i) > 0)
     inst_np = instance.numpy()
     objects, per_object = [], []
-    compiled = use_kernel and _kernels.HAVE_NUMBA and bool(all_ids)
+    compiled = use_kernel and HAVE_NUMBA and bool(all_ids)
     if not compiled and all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):
         inst_np = inst_np.astype(np.int16)  # a quarter of the memory traffic for the per-id passes
     if compiled:  # two compiled passes over the maps for every id at once
-        all_areas, flat, offsets = _kernels.sample_pixels(inst_np, all_ids, sample_stride)
+        all_areas, flat, offsets = kernels.sample_pixels(inst_np, all_ids, sample_stride)
     for j, i in enumerate(all_ids):
         if compiled:
             areas = all_areas[:, j]
@@ -330,7 +292,7 @@ def _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache) ->
 def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
     """The per-frame loop of :func:`control_from_masks`, one compiled call per object for all its frames.
 
-    per_object[b] is (samples, offsets) from :func:`levitor.motion._kernels.sample_pixels`."""
+    per_object[b] is (samples, offsets) from :func:`levitor.control.kernels.sample_pixels`."""
     F = centres.shape[0]
     for b, obj in enumerate(objects):
         flat, offs = per_object[b]
@@ -352,7 +314,7 @@ def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
                 first = cache[key].numpy()
         out_c = np.zeros((F, k, 2))
         out_vis = np.zeros(F, dtype=np.bool_)
-        _kernels.cluster_track(seq, rel, k, init == "warm", np.ascontiguousarray(first, np.float64),
+        kernels.cluster_track(seq, rel, k, init == "warm", np.ascontiguousarray(first, np.float64),
                                key is not None and key in cache, 300, KMEANS_MIN_SHIFT, out_c, out_vis)
         centres[:, b, :k] = torch.from_numpy(out_c)
         vis[:, b] = torch.from_numpy(out_vis)

@@ -53,15 +53,15 @@ class ControlSignal:
     def num_points(self) -> int:
         return int(self.points.shape[1])
 
-    def to(self, device: torch.device | str) -> "ControlSignal":
+    def to(self, device: torch.device | str) -> ControlSignal:
         return replace(self, points=self.points.to(device), depth=self.depth.to(device),
                        instance=self.instance.to(device), visible=self.visible.to(device))
 
-    def without_depth(self) -> "ControlSignal":
+    def without_depth(self) -> ControlSignal:
         """Ablation (paper Table 2): depth entries set to 0."""
         return replace(self, depth=torch.zeros_like(self.depth))
 
-    def without_instance(self) -> "ControlSignal":
+    def without_instance(self) -> ControlSignal:
         """Ablation (paper Table 2): instance entries set to 0."""
         return replace(self, instance=torch.zeros_like(self.instance))
 
@@ -69,12 +69,12 @@ class ControlSignal:
         ids, counts = torch.unique(self.instance, return_counts=True)
         return {int(i): int(c) for i, c in zip(ids, counts)}
 
-    def select_frames(self, index: torch.Tensor) -> "ControlSignal":
+    def select_frames(self, index: torch.Tensor) -> ControlSignal:
         """The control at the given frames only (a model with fewer frames: pick them evenly)."""
         index = torch.as_tensor(index, dtype=torch.long)
         return replace(self, points=self.points[index], depth=self.depth[index], visible=self.visible[index])
 
-    def scaled_to(self, height: int, width: int) -> "ControlSignal":
+    def scaled_to(self, height: int, width: int) -> ControlSignal:
         """The same control for another resolution (points scaled; depth and ids unchanged)."""
         s = torch.tensor([width / self.width, height / self.height], dtype=self.points.dtype)
         return replace(self, points=self.points * s.to(self.points.device), height=height, width=width)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from levitor._util.images import center_crop_box
 
 ErrorHandler = Callable[[str, "DataReadError"], None]
 """Called with (item name, error) when a reader skips a bad item instead of stopping; e.g. log and count it."""
@@ -140,7 +141,7 @@ class VideoClip:
         return out
 
     # ------------------------------------------------------------ transforms
-    def sample(self, num_frames: int = 16, start: int = 0, stride: int = 1) -> "VideoClip":
+    def sample(self, num_frames: int = 16, start: int = 0, stride: int = 1) -> VideoClip:
         """``num_frames`` frames from ``start``, every ``stride``-th (fps divided by ``stride``).
 
         Objects absent from every sampled frame are dropped, so a clip never carries empty objects.
@@ -166,7 +167,7 @@ class VideoClip:
         )
         return clip.drop_empty_objects()
 
-    def drop_empty_objects(self) -> "VideoClip":
+    def drop_empty_objects(self) -> VideoClip:
         """The same clip without objects that have no pixel in any frame."""
         present = self.areas().sum(axis=0) > 0
         if present.all():
@@ -178,7 +179,7 @@ class VideoClip:
             masks = self.masks
         return replace(self, masks=masks, object_ids=keep_ids, meta=dict(self.meta))
 
-    def center_crop_resize(self, height: int, width: int) -> "VideoClip":
+    def center_crop_resize(self, height: int, width: int) -> VideoClip:
         """Centre-crop to the aspect ratio ``width / height``, then resize to exactly ``height`` x ``width``.
 
         As in the paper's training data: no padding and no distortion. Frames are resized with area averaging
@@ -196,15 +197,6 @@ class VideoClip:
             masks=resize_masks(masks, height, width),
             meta=dict(self.meta),
         )
-
-
-def center_crop_box(h: int, w: int, target_h: int, target_w: int) -> tuple[int, int, int, int]:
-    """(y0, x0, crop_h, crop_w): the largest centred box of aspect ``target_w / target_h`` inside h x w."""
-    if w * target_h > h * target_w:  # source is wider than the target: cut left and right
-        cw = max(1, round(h * target_w / target_h))
-        return 0, (w - cw) // 2, h, cw
-    ch = max(1, round(w * target_h / target_w))
-    return (h - ch) // 2, 0, ch, w
 
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -48,7 +48,7 @@ def clip_starts(num_video_frames: int, sampling: ClipSampling, rng: np.random.Ge
 
 def name_fraction(name: str, salt: str = "") -> float:
     """A stable pseudo-random number in [0, 1) from a name (md5, identical on every machine and Python run)."""
-    digest = hashlib.md5(f"{salt}{name}".encode("utf-8")).digest()
+    digest = hashlib.md5(f"{salt}{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 

@@ -147,7 +147,7 @@ class SavAnnotation:
         return len(self.masklet_ids)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SavAnnotation":
+    def load(cls, path: str | Path) -> SavAnnotation:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

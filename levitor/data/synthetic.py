@@ -170,7 +170,7 @@ def _sprite_paths(rng: np.random.Generator, cfg: SyntheticConfig, n: int, with_p
     H, W = cfg.height, cfg.width
     lo, hi = cfg.sprite_disparity
     out = []
-    for i in range(n):
+    for _ in range(n):
         kind = rng.choice(KINDS[:3]) if rng.random() >= cfg.leave_prob else "leave"
         d0 = rng.uniform(lo, hi)
         f = rng.uniform(*cfg.approach_factor)

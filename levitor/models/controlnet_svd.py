@@ -163,7 +163,7 @@ class ControlNetSVD(ModelMixin, ConfigMixin):
         conditioning_channels: int = 3,
         conditioning_embedding_out_channels: tuple[int, ...] = (16, 32, 96, 256),
         load_weights_from_unet: bool = True,
-    ) -> "ControlNetSVD":
+    ) -> ControlNetSVD:
         """A ControlNet with ``unet``'s encoder architecture, and (by default) a copy of its encoder weights.
 
         The conditioning stack and all zero convs start fresh (zero outputs), so the result adds nothing yet.

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 -- DiffusionPipeline.from_pretrained finds
 from diffusers.models.unets.unet_spatio_temporal_condition import (
     UNetSpatioTemporalConditionModel,
     UNetSpatioTemporalConditionOutput,
 )
-from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 -- DiffusionPipeline.from_pretrained finds
+
 # a custom component's loader by looking base-class names up in its module, so ModelMixin must be visible here
 from diffusers.utils.torch_utils import maybe_adjust_dtype_for_device
 from torch import nn

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F_
 
-from levitor.motion import _kernels
+from levitor._util.jit import HAVE_NUMBA
+from levitor.motion import kernels
 from levitor.motion.lift import MIN_Z, move
 from levitor.scene import Intrinsics
 
@@ -93,7 +94,7 @@ def splat(
     of each point; footprint: (M,) or scalar side length s of the square of pixels each point covers
     (1 = the pixel containing it; s > 1 covers the s x s pixels around it, filling the gaps of a magnified
     object). Among equally near points the later index wins. ``use_kernel``: use the compiled loop of
-    :mod:`levitor.motion._kernels` when numba is installed (same result, several times faster).
+    :mod:`levitor.motion.kernels` when numba is installed (same result, several times faster).
     """
     m = xy.shape[0]
     n_pix = num_frames * height * width
@@ -102,8 +103,8 @@ def splat(
         none = torch.zeros(0, dtype=torch.int64)
         return Splat(none, none.clone(), torch.zeros(0), shape)
     footprint = torch.as_tensor(footprint, dtype=torch.int64).expand(m)
-    if use_kernel and _kernels.HAVE_NUMBA:
-        zb, win = _kernels.zbuffer(xy[:, 0].numpy(), xy[:, 1].numpy(), z.numpy(), frame.numpy(),
+    if use_kernel and HAVE_NUMBA:
+        zb, win = kernels.zbuffer(xy[:, 0].numpy(), xy[:, 1].numpy(), z.numpy(), frame.numpy(),
                                    footprint.contiguous().numpy(), num_frames, height, width)
         hit = torch.from_numpy(np.flatnonzero(win >= 0))
         return Splat(hit, torch.from_numpy(win)[hit], torch.from_numpy(zb)[hit], shape)
@@ -202,7 +203,7 @@ def render(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        backend = "numba" if _kernels.HAVE_NUMBA else "torch"
+        backend = "numba" if HAVE_NUMBA else "torch"
     H, W = instance.shape
     static = static or static_layer(image, depth, instance, movers)
     moving_camera = camera_track is not None and _moves(camera_track)
@@ -215,7 +216,7 @@ def render(
     if backend == "numba" and movers:  # the steps below fused in one compiled loop, writing every pixel
         out = RenderResult(torch.empty(num_frames, H, W, dtype=torch.int64), torch.empty(num_frames, H, W),
                            torch.empty(num_frames, H, W, 3, dtype=torch.uint8))
-        _kernels.render_movers(
+        kernels.render_movers(
             torch.cat([mv.pixels[:, 0] for mv in movers]).float().numpy(),
             torch.cat([mv.pixels[:, 1] for mv in movers]).float().numpy(),
             torch.cat([mv.depth for mv in movers]).float().numpy(),

@@ -18,16 +18,17 @@ Everything is deterministic: no sampling, stable sorts, ties broken by grid orde
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from levitor.perception.cache import image_hash
+from levitor._util.hashing import array_hash
+from levitor._util.images import as_rgb_uint8
 from levitor.perception.segmenter import MASK_THRESHOLD, Segmenter
-from levitor.scene import _as_rgb_uint8
 
 RELEASE_MIN_AREA_FRACTION = 0.001  # the release drops masks of at most 0.1% of the image
 NMS_MODES = ("box", "mask", "both")
@@ -48,7 +49,7 @@ class AutoMaskConfig:
     min_area_fraction: float = RELEASE_MIN_AREA_FRACTION  # drop masks of at most this fraction of the image
     multimask_output: bool = True  # 3 candidates per click (part, object, whole) give objects of every size
 
-    def validate(self) -> "AutoMaskConfig":
+    def validate(self) -> AutoMaskConfig:
         if self.points_per_side < 1 or self.points_per_batch < 1:
             raise ValueError(
                 "points_per_side and points_per_batch must be >= 1, "
@@ -131,8 +132,8 @@ class AutomaticMaskGenerator:
 
     def generate(self, image: Any, progress: bool = True) -> AutoMaskResult:
         """Masks of everything in ``image``, sorted by area (largest first)."""
-        rgb = _as_rgb_uint8(image)
-        key = f"{image_hash(rgb)}|{self.config}|{self.segmenter.backend.model_key}"
+        rgb = as_rgb_uint8(image)
+        key = f"{array_hash(rgb)}|{self.config}|{self.segmenter.backend.model_key}"
         if key in self._results:
             self._results.move_to_end(key)
             return self._results[key]

@@ -10,7 +10,6 @@ by bytes) and, if ``disk_dir`` is given, also as ``.pt`` files there, which surv
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,18 +20,14 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from levitor._util.hashing import bytes_hash
+from levitor._util.io import atomic_path
+
 T = TypeVar("T")
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: ~250 SAM ViT-H embeddings, or ~12 SAM-HQ ones with their ViT features
 
 
-def image_hash(image: np.ndarray) -> str:
-    """A content hash of an image's pixels (shape and dtype included): equal pixels, equal hash."""
-    a = np.ascontiguousarray(image)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{a.shape}|{a.dtype.str}|".encode())
-    h.update(a.data)
-    return h.hexdigest()
 
 
 @dataclass
@@ -86,10 +81,8 @@ class FeatureCache:
         self._remember(key, value)
         path = self._path(key)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(value, tmp)
-            os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
+            with atomic_path(path) as tmp:  # a crash mid-write never leaves a half file under the real name
+                torch.save(value, tmp)
 
     def get_or_compute(self, key: str, compute: Callable[[], T]) -> T:
         value = self.get(key)
@@ -131,7 +124,7 @@ class FeatureCache:
     def _path(self, key: str) -> Path | None:
         if self.disk_dir is None:
             return None
-        return self.disk_dir / (hashlib.blake2b(key.encode(), digest_size=20).hexdigest() + ".pt")
+        return self.disk_dir / (bytes_hash(key.encode()) + ".pt")
 
 
 _DEFAULT: FeatureCache | None = None

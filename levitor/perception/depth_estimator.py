@@ -21,18 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from levitor._util.device import resolve_device
+from levitor._util.hashing import array_hash
+from levitor._util.images import as_rgb_uint8
 from levitor.depth import depth_from_disparity, disparity_u8_from_relative
-from levitor.perception.cache import FeatureCache, default_cache, image_hash
-from levitor.perception.loading import (
-    DEPTH_ALIASES,
-    DEPTH_MODELS,
-    load_once,
-    missing_weights_error,
-    resolve_model,
-    weights_fingerprint,
-)
+from levitor.perception.cache import FeatureCache, default_cache
 from levitor.perception.segmenter import flush_denormals
-from levitor.scene import _as_rgb_uint8
+from levitor.weights import WeightsNotFoundError, load_once, resolve, weights_fingerprint
 
 RELEASE_INPUT_SIZE = 512  # the release demo's DepthAnythingV2 input size (the model's own default is 518)
 PATCH = 14  # DINOv2 patch size: the network input must be a multiple of it
@@ -83,38 +78,41 @@ class DepthEstimator:
         input_size: int = RELEASE_INPUT_SIZE,
         cache: FeatureCache | None = None,
         reuse: bool = True,
-    ) -> "DepthEstimator":
+        allow_download: bool = True,
+    ) -> DepthEstimator:
         """Load DepthAnythingV2 from a short name (``small``, ``base``, ``large``), a hub id, or a local folder.
 
-        Raises :class:`~levitor.perception.loading.MissingWeightsError` (saying what to download and where)
-        when the weights are not on this machine. With ``reuse`` a model already loaded in this process (same
-        weights, device and dtype) is returned at once, so re-running the cell is instant.
+        Weights are found (or downloaded) by :func:`levitor.weights.resolve`; missing ones raise
+        :class:`~levitor.weights.WeightsNotFoundError` saying what to download and where. With ``reuse`` a model
+        already loaded in this process (same weights, device and dtype) is returned at once, so re-running the cell
+        is instant.
         """
         from transformers import DepthAnythingForDepthEstimation
 
-        resolved = resolve_model(name_or_path, DEPTH_MODELS, DEPTH_ALIASES)
-        kwargs: dict[str, Any] = {"local_files_only": resolved.local_files_only}
+        folder = resolve(name_or_path, what="DepthAnythingV2", allow_download=allow_download)
+        kwargs: dict[str, Any] = {"local_files_only": True}
         if dtype is not None:
             kwargs["dtype"] = dtype
-        device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-        key = f"{resolved.source}|{weights_fingerprint(resolved.source) if resolved.is_local_path else ''}|{dtype}"
+        device = str(resolve_device(device))
+        key = f"{folder}|{weights_fingerprint(folder)}|{dtype}"
 
         def load() -> Any:
             try:
-                model = DepthAnythingForDepthEstimation.from_pretrained(resolved.source, **kwargs)
-            except OSError as e:
-                raise missing_weights_error(resolved, "DepthAnythingV2", e) from None
+                model = DepthAnythingForDepthEstimation.from_pretrained(folder, **kwargs)
+            except (OSError, ValueError) as e:
+                raise WeightsNotFoundError(f"DepthAnythingV2: {folder} holds no readable model ({e}); delete it "
+                                           "and download it again") from None
             return model.eval().to(device)
 
         model = load_once(f"depth|{key}|{device}", load, reuse)
-        mean, std = _processor_normalisation(resolved.source, resolved.local_files_only)
+        mean, std = _processor_normalisation(folder)
         return cls(model, input_size, mean, std, cache, model_key=key)
 
     # ------------------------------------------------------------------ public API
     def estimate_relative(self, image: Any) -> np.ndarray:
         """The model's raw relative inverse depth (larger = nearer, arbitrary scale), (H, W) float32. Cached."""
-        rgb = _as_rgb_uint8(image)
-        key = f"depth|{self.model_key}|{self.input_size}|{self.image_mean}|{self.image_std}|{image_hash(rgb)}"
+        rgb = as_rgb_uint8(image)
+        key = f"depth|{self.model_key}|{self.input_size}|{self.image_mean}|{self.image_std}|{array_hash(rgb)}"
         relative = self.cache.get_or_compute(key, lambda: self._infer(rgb))
         return relative.numpy()
 
@@ -162,22 +160,15 @@ def _multiple_of(x: float, minimum: int) -> int:
     return y
 
 
-def _processor_normalisation(source: str, local_files_only: bool) -> tuple[tuple, tuple]:
+def _processor_normalisation(folder: Path) -> tuple[tuple, tuple]:
     """Mean/std from the checkpoint's preprocessor_config.json; ImageNet's when it has none (all V2 use those)."""
     try:
         import json
 
-        folder = Path(source)
-        if folder.is_dir():
-            cfg_path = folder / "preprocessor_config.json"
-            if not cfg_path.is_file():
-                return IMAGENET_MEAN, IMAGENET_STD
-            cfg = json.loads(cfg_path.read_text())
-        else:
-            from huggingface_hub import hf_hub_download
-
-            cfg = json.loads(Path(hf_hub_download(source, "preprocessor_config.json",
-                                                  local_files_only=local_files_only)).read_text())
+        cfg_path = Path(folder) / "preprocessor_config.json"
+        if not cfg_path.is_file():
+            return IMAGENET_MEAN, IMAGENET_STD
+        cfg = json.loads(cfg_path.read_text())
         return tuple(cfg.get("image_mean", IMAGENET_MEAN)), tuple(cfg.get("image_std", IMAGENET_STD))
     except Exception:  # the config is optional; the network still works with ImageNet statistics
         return IMAGENET_MEAN, IMAGENET_STD

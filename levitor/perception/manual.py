@@ -20,7 +20,7 @@ The :class:`~levitor.scene.Scene` records which tool made each mask (``mask_sour
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw

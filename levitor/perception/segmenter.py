@@ -18,27 +18,21 @@ at that image's resolution as bool arrays.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from levitor.perception.cache import FeatureCache, default_cache, image_hash
-from levitor.perception.loading import (
-    SAM_ALIASES,
-    SAM_MODELS,
-    ResolvedModel,
-    find_sam_checkpoint,
-    load_once,
-    missing_weights_error,
-    resolve_model,
-    weights_fingerprint,
-)
-from levitor.scene import _as_rgb_uint8
+from levitor._util.device import resolve_device
+from levitor._util.hashing import array_hash
+from levitor._util.images import as_rgb_uint8
+from levitor.perception.cache import FeatureCache, default_cache
+from levitor.weights import FILES, WeightsNotFoundError, load_once, resolve, resolve_file, weights_fingerprint
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's normalisation, on the 0..255 scale (ImageNet statistics)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -126,22 +120,24 @@ class Segmenter:
         dtype: torch.dtype | None = None,
         cache: FeatureCache | None = None,
         reuse: bool = True,
-    ) -> "Segmenter":
+        allow_download: bool = True,
+    ) -> Segmenter:
         """Load SAM by short name (``vit_b``, ``vit_l``, ``vit_h``, ``hq_vit_b``, ...), hub id, folder or ``.pth``.
 
         ``backend="segment_anything"`` (chosen automatically for a ``.pth`` path) takes the official checkpoints
         (``sam_vit_h_4b8939.pth``); it needs the ``segment-anything`` package and a working torchvision. Missing
-        weights raise :class:`~levitor.perception.loading.MissingWeightsError` naming the file to download and
-        where to put it.
+        weights raise :class:`~levitor.weights.WeightsNotFoundError` naming what to download and where it goes
+        (found or downloaded by :mod:`levitor.weights`).
         With ``reuse`` a model already loaded in this process (same weights, device, dtype) is returned at once.
         """
-        device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = str(resolve_device(device))
         if str(name_or_path).endswith((".pth", ".pt")):
             backend = "segment_anything"  # official checkpoints are only readable by Meta's package
         if backend == "transformers":
-            impl: SamBackend = TransformersSam.load(name_or_path, device=device, dtype=dtype, reuse=reuse)
+            impl: SamBackend = TransformersSam.load(name_or_path, device=device, dtype=dtype, reuse=reuse,
+                                                    allow_download=allow_download)
         elif backend == "segment_anything":
-            impl = SegmentAnythingSam.load(name_or_path, device=device, reuse=reuse)
+            impl = SegmentAnythingSam.load(name_or_path, device=device, reuse=reuse, allow_download=allow_download)
         else:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         return cls(impl, cache)
@@ -149,10 +145,10 @@ class Segmenter:
     # ------------------------------------------------------------------ the expensive part
     def set_image(self, image: Any) -> None:
         """Compute (or fetch from the cache) the image embedding; every later ``predict`` reuses it."""
-        rgb = _as_rgb_uint8(image)
+        rgb = as_rgb_uint8(image)
         height, width = rgb.shape[:2]
         input_size = resized_shape(height, width, self.backend.image_size)
-        key = f"sam|{self.backend.name}|{self.backend.model_key}|{image_hash(rgb)}"
+        key = f"sam|{self.backend.name}|{self.backend.model_key}|{array_hash(rgb)}"
         features = self.cache.get(key)
         hit = features is not None
         if not hit:
@@ -318,34 +314,36 @@ class TransformersSam:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         reuse: bool = True,
-    ) -> "TransformersSam":
-        resolved = resolve_model(name_or_path, SAM_MODELS, SAM_ALIASES)
-        key = f"{resolved.source}|{weights_fingerprint(resolved.source) if resolved.is_local_path else ''}|{dtype}"
-        model = load_once(f"sam|{key}|{device}", lambda: cls._load_model(resolved, device, dtype), reuse)
-        mean, std = _sam_normalisation(resolved.source) if resolved.is_local_path else (SAM_PIXEL_MEAN, SAM_PIXEL_STD)
+        allow_download: bool = True,
+    ) -> TransformersSam:
+        folder = resolve(name_or_path, what="SAM", allow_download=allow_download)
+        key = f"{folder}|{weights_fingerprint(folder)}|{dtype}"
+        model = load_once(f"sam|{key}|{device}", lambda: cls._load_model(folder, device, dtype), reuse)
+        mean, std = _sam_normalisation(str(folder))
         return cls(model, key, mean, std)
 
     @staticmethod
-    def _load_model(resolved: ResolvedModel, device: str | torch.device, dtype: torch.dtype | None) -> torch.nn.Module:
+    def _load_model(folder: Path, device: str | torch.device, dtype: torch.dtype | None) -> torch.nn.Module:
         from transformers import AutoConfig
 
-        kwargs: dict[str, Any] = {"local_files_only": resolved.local_files_only}
+        kwargs: dict[str, Any] = {"local_files_only": True}
         try:
-            config = AutoConfig.from_pretrained(resolved.source, **kwargs)
+            config = AutoConfig.from_pretrained(folder, **kwargs)
             if config.model_type == "sam_hq":
                 from transformers import SamHQModel as ModelClass
             elif config.model_type == "sam":
                 from transformers import SamModel as ModelClass
             else:
                 raise ValueError(
-                    f"{resolved.source} holds a {config.model_type!r} model, not SAM; pass a SAM checkpoint such as "
-                    f"{SAM_MODELS['sam-vit-huge']!r}"
+                    f"{folder} holds a {config.model_type!r} model, not SAM; pass a SAM checkpoint such as "
+                    "'facebook/sam-vit-huge'"
                 )
             if dtype is not None:
                 kwargs["dtype"] = dtype
-            model = ModelClass.from_pretrained(resolved.source, **kwargs)
+            model = ModelClass.from_pretrained(folder, **kwargs)
         except OSError as e:
-            raise missing_weights_error(resolved, "SAM", e) from None
+            raise WeightsNotFoundError(f"SAM: {folder} holds no readable model ({e}); delete it and download it "
+                                       "again") from None
         return model.eval().to(device)
 
     @property
@@ -393,9 +391,10 @@ class SegmentAnythingSam:
 
     @classmethod
     def load(
-        cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu", reuse: bool = True
-    ) -> "SegmentAnythingSam":
-        path, arch = find_sam_checkpoint(name_or_path)
+        cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu", reuse: bool = True,
+        allow_download: bool = True,
+    ) -> SegmentAnythingSam:
+        path, arch = sam_checkpoint(name_or_path, allow_download=allow_download)
         registry = _import_segment_anything().sam_model_registry
         key = f"{path}|{weights_fingerprint(path)}"
         sam = load_once(
@@ -552,8 +551,6 @@ def _check_box(box, size: tuple[int, int]) -> np.ndarray | None:
 def _sam_normalisation(folder: str) -> tuple[tuple, tuple]:
     """Mean/std (0..255 scale) from a saved processor config; SAM's defaults when there is none."""
     import json
-    from pathlib import Path
-
     cfg_path = Path(folder) / "preprocessor_config.json"
     try:
         cfg = json.loads(cfg_path.read_text())
@@ -562,3 +559,23 @@ def _sam_normalisation(folder: str) -> tuple[tuple, tuple]:
         return mean, std
     except (OSError, KeyError, ValueError, TypeError):
         return SAM_PIXEL_MEAN, SAM_PIXEL_STD
+
+
+def sam_checkpoint(name_or_path: str | os.PathLike, allow_download: bool = True) -> tuple[Path, str]:
+    """An official segment_anything ``.pth`` (a path, a file name, or an architecture ``vit_b|vit_l|vit_h``)
+    found or downloaded by :func:`levitor.weights.resolve_file`, and its architecture (read from the name)."""
+    text = str(name_or_path)
+    name = Path(text).name.lower().replace("-", "_")
+    arch = next((a for a in ("vit_b", "vit_l", "vit_h") if a in name), None)
+    if arch is None:
+        raise ValueError(
+            f"cannot tell the SAM architecture of {text!r}; name the file like the official ones "
+            f"({', '.join(FILES['sam_' + a].filename for a in ('vit_b', 'vit_l', 'vit_h'))}) or pass "
+            "'vit_b', 'vit_l' or 'vit_h'"
+        )
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path, arch
+    spec = FILES[f"sam_{arch}"]
+    return resolve_file(spec.filename if path.suffix != ".pth" or path.name == spec.filename else text,
+                        allow_download=allow_download), arch

@@ -128,7 +128,7 @@ def tiny_controlnet(unet: UNetSpatioTemporalConditionModel | None = None, seed: 
 
 def tiny_pipeline(seed: int = 0, zero_init_controlnet: bool = False):
     """A LeviTorPipeline of tiny random models (CPU, float32)."""
-    from levitor.pipeline import LeviTorPipeline
+    from levitor.generation.pipeline import LeviTorPipeline
 
     unet = tiny_unet(seed)
     pipe = LeviTorPipeline(
@@ -143,7 +143,7 @@ def tiny_pipeline(seed: int = 0, zero_init_controlnet: bool = False):
 def random_svd_xt_pipeline(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
     """A LeviTorPipeline with RANDOM weights of the full SVD-xt architecture (about 2.9 G parameters), built
     directly on ``device``: for speed and memory measurements only; it generates noise."""
-    from levitor.pipeline import LeviTorPipeline
+    from levitor.generation.pipeline import LeviTorPipeline
 
     torch.manual_seed(seed)
     with torch.device(device):

@@ -1,4 +1,4 @@
-"""One JupyterLab server (started with ``levitor.studio_launch``) and one headless Debian chromium per session.
+"""One JupyterLab server (started with ``levitor_widgets.launch``) and one headless Debian chromium per session.
 
 The server runs in a temporary folder holding a copy of the quickstart notebook, with its config, runtime,
 settings and workspace folders outside that root (so they don't show in the file browser or screenshots).
@@ -42,7 +42,7 @@ def chromium():
 @pytest.fixture(scope="session")
 def lab(chromium, tmp_path_factory):
     """A running JupyterLab: yields (proc, root_dir). Killed (its whole process group) at the end."""
-    from levitor.studio_launch import launch_studio, wait_ready
+    from levitor_widgets.launch import launch_studio, wait_ready
 
     base = tmp_path_factory.mktemp("lab")
     root, state = base / "root", base / "state"

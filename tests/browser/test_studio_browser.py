@@ -28,7 +28,7 @@ HANG_MS = 3000.0  # a click or slider that takes longer to reach the canvas is b
 KERNEL = "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
 
 JS_KERNEL_EVAL = """async (code) => {
-  const k = %s;
+  const k = """ + KERNEL + """;
   const fut = k.requestExecute({code, silent: false, store_history: false});
   let out = '';
   fut.onIOPub = (msg) => {
@@ -38,7 +38,7 @@ JS_KERNEL_EVAL = """async (code) => {
   };
   await fut.done;
   return out;
-}""" % KERNEL
+}"""
 
 JS_KERNEL_IDLE = """() => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
@@ -48,9 +48,9 @@ JS_KERNEL_IDLE = """() => {
 
 JS_ALL_RUN = """() => {
   const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'));
-  const k = %s;
+  const k = """ + KERNEL + """;
   return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent)) && k.status === 'idle';
-}""" % KERNEL
+}"""
 
 # Watch the canvas from inside the page: t0 when the event starts (mousedown on the canvas, or input on a
 # slider), t1 at the first poll where the watched pixels differ from before.
@@ -59,7 +59,8 @@ JS_WATCH = """async ([sel, x, y, w, h, startEvent]) => {
   const step = 4 * (w * h > 10000 ? 5 : 1);
   const sig = () => { const c = document.querySelector(sel);   // looked up each time: never a stale element
                       const d = c.getContext('2d').getImageData(x, y, w, h).data; let s = 0;
-                      for (let i = 0; i < d.length; i += step) s = (s * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) % 1000000007;
+                      for (let i = 0; i < d.length; i += step)
+                        s = (s * 31 + d[i] + 7 * d[i + 1] + 13 * d[i + 2]) % 1000000007;
                       return s; };
   // arm only once the canvas has been still for 200 ms (images from the previous edit decode asynchronously)
   let base = sig(), still = performance.now();
@@ -201,7 +202,6 @@ def _drive_quickstart(page, lab, shots):
     timings["run_all_s"] = time.monotonic() - t_start - timings["lab_ready_s"]
     canvas = page.locator(CANVAS).first
     canvas.wait_for(state="visible", timeout=20_000)
-    studio = page.locator(".levitor-studio").first
     assert kernel_json(page, "[o.name for o in studio.scene.objects]") == ["ball", "box"]
     canvas.scroll_into_view_if_needed()
     snap(page, canvas, shots / "studio_01_loaded.png")

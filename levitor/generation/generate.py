@@ -22,20 +22,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from levitor.control.encode import encode
+from levitor._util.device import resolve_device
 from levitor.engine import Engine
 from levitor.scene import Scene
-from levitor.viz import contact_sheet, overlay
-from levitor.viz_video import write_video
-from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError
+from levitor.viz.pictures import contact_sheet, overlay
+from levitor.viz.video import write_video
+from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, load_once
 
 __all__ = ["MINI", "GenerateResult", "WeightsNotFoundError", "generate", "is_mini", "load_pipeline",
            "side_by_side"]
 
 MINI = "mini"  # weights="mini": the shipped mini model (levitor/assets/mini)
 
-_PIPELINES: dict[tuple, object] = {}  # loaded pipelines, so a second Generate doesn't reload 6 GB
-_LOCK = threading.Lock()
 
 
 @dataclass
@@ -48,16 +46,6 @@ class GenerateResult:
     seconds: float
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu (very slow) "
-                         "or run on a machine with a GPU (Colab: Runtime > Change runtime type > GPU)")
-    return dev
-
-
 def load_pipeline(weights: str | Path | None = None, base: str | Path | None = None, device: str = "auto",
                   preset: str = "default", allow_download: bool = True):
     """The LeviTor pipeline, loaded once per (weights, base, device, preset) and kept.
@@ -65,7 +53,7 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
     weights: LeviTor ControlNet (release folder, a ControlNet folder, or a saved LeviTorPipeline folder);
     base: the SVD base (default SVD-xt). A saved LeviTorPipeline folder as ``weights`` needs no base.
     """
-    from levitor.pipeline import LeviTorPipeline
+    from levitor.generation.pipeline import LeviTorPipeline
 
     dev = resolve_device(device)
 
@@ -83,13 +71,13 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
 
 def _cached(key: tuple, build: Callable[[], object]):
     """The pipeline for ``key``, built on first use and kept; one at a time (they are large)."""
-    with _LOCK:
-        if key not in _PIPELINES:
-            pipe = build()
-            pipe.set_progress_bar_config(leave=False)
-            _PIPELINES.clear()
-            _PIPELINES[key] = pipe
-        return _PIPELINES[key]
+
+    def build_quiet():
+        pipe = build()
+        pipe.set_progress_bar_config(leave=False)
+        return pipe
+
+    return load_once(f"pipeline|{key}", build_quiet, group="pipeline")
 
 
 def is_mini(weights: str | Path | None) -> bool:
@@ -101,7 +89,7 @@ def is_mini(weights: str | Path | None) -> bool:
 
 def load_mini(weights: str | Path = MINI, device: str = "auto"):
     """The mini model's pipeline, loaded once per (folder, device) like :func:`load_pipeline`."""
-    from levitor.mini import MINI_WEIGHTS, load_mini_pipeline
+    from levitor.generation.mini import MINI_WEIGHTS, load_mini_pipeline
 
     folder = MINI_WEIGHTS if str(weights) == MINI else Path(weights)
     dev = resolve_device(device)
@@ -155,7 +143,7 @@ def generate(
         return {}
 
     if mini:
-        from levitor.mini import even_frames, generate_mini
+        from levitor.generation.mini import even_frames, generate_mini
 
         result = result.select_frames(even_frames(scene.num_frames, pipe.mini_info["num_frames"]))
         small = generate_mini(pipe, Image.fromarray(scene.image), result.signal, num_inference_steps=steps,
@@ -189,8 +177,3 @@ def side_by_side(frames: np.ndarray, result) -> np.ndarray:
             ctrl = np.asarray(Image.fromarray(ctrl).resize((frame.shape[1], frame.shape[0])))
         out.append(contact_sheet([frame, ctrl], cols=2, pad=0))
     return np.stack(out)
-
-
-def encode_scene(scene: Scene) -> torch.Tensor:
-    """The conditioning video of a scene, (F, 3, H, W)."""
-    return encode(Engine(scene).update().signal)

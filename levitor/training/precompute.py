@@ -2,7 +2,7 @@
 
 ``levitor precompute`` (and :func:`precompute_shard` from Python) reads every clip of a data set (DAVIS, SA-V),
 centre-crops and resizes it to the training size, estimates a depth map per frame, builds the control signal from
-the clip's own masks (:func:`levitor.control.points.control_from_masks`) and writes one compressed record per clip.
+the clip's own masks (:func:`levitor.control.clip_control.clip_control`) and writes one compressed record per clip.
 
 Sharding: a video belongs to shard ``shard_of(video, N)`` (a hash of its name), so N processes on N GPUs or N
 machines each take one shard without talking to each other; the shard comes from ``--shard K --num-shards N`` or
@@ -28,7 +28,6 @@ Depth is pluggable: a :data:`DepthFn` maps one RGB frame to a uint8 disparity ma
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -42,87 +41,48 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from levitor.control.encode import encode
-from levitor.control.points import KRule, control_from_masks
-from levitor.control.signal import ControlSignal
+from levitor._util.device import resolve_device
+from levitor._util.io import write_text_atomic
+from levitor.control.clip_control import ClipControl, clip_control
+from levitor.control.krule import K_MAX, LAMBDA, KRule
 from levitor.data.clip import DataReadError, VideoClip
-from levitor.data.sampling import ClipSampling, shard_of
-from levitor.depth import depth_from_disparity
-
-log = logging.getLogger("levitor.precompute")
-
-FORMAT_VERSION = 1
-FLAT_DISPARITY = 128       # what disparity_u8_from_relative gives a flat map: every pixel at mid depth
-SHARD_PATTERN = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
-RECORD_KEYS = (
-    "meta",            # () str: JSON of the clip's facts (name, video, source, fps, frame indices, crop, ...)
-    "disparity",       # (F, H, W) uint8: the per-frame depth map on the release's 0..255 scale, 255 = nearest
-    "instance_map",    # (F, H, W) uint8 (ids < 256) or uint16: object ids, 0 = background
-    "points",          # (F, P, 2) float32: ControlSignal.points, (x, y) pixels
-    "point_depth",     # (F, P) float32: ControlSignal.depth, the 0..255 values written into the depth channel
-    "point_instance",  # (P,) int64: ControlSignal.instance
-    "visible",         # (F, P) bool: ControlSignal.visible
+from levitor.data.records import (
+    FORMAT_VERSION,
+    FRAME_KEYS,
+    encode_jpeg,
+    read_jsonl,
+    read_record,
+    record_filename,
+    verify_record,
+    write_record,
 )
-FRAME_KEYS = {"jpeg": ("frames_jpeg", "frames_jpeg_sizes"), "raw": ("frames",), "none": ()}
+from levitor.data.sampling import ClipSampling, shard_of
+from levitor.defaults import DEFAULT_SIZE
+from levitor.depth import depth_from_disparity
+from levitor.perception.depth_fn import DepthFn, load_depth_fn
+
+log = logging.getLogger(__name__)
+
+
+SHARD_PATTERN = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
+
+
 PROGRESS_EVERY = 10        # videos between progress lines
+
+
 FAIL_FAST_VIDEOS = 10      # if the first this-many videos all fail, the setup is wrong, not the data: stop
 
 
-# ------------------------------------------------------------------------------------------------ depth
-DepthFn = Callable[[np.ndarray], np.ndarray]
-"""One (H, W, 3) uint8 RGB frame -> (H, W) uint8 disparity (0..255, 255 = nearest), as the release stores depth."""
-
-
-def flat_depth(frame: np.ndarray) -> np.ndarray:
-    """``--depth none``: every pixel at mid depth (disparity 128), so only instances and points carry control."""
-    return np.full(frame.shape[:2], FLAT_DISPARITY, np.uint8)
-
-
-def constant_depth(disparity: int) -> DepthFn:
-    """Every pixel at one disparity (1..255); for tests and ablations."""
-    if not 0 <= int(disparity) <= 255:
-        raise ValueError(f"a constant disparity must be in 0..255, got {disparity}")
-
-    def depth(frame: np.ndarray) -> np.ndarray:
-        return np.full(frame.shape[:2], int(disparity), np.uint8)
-
-    return depth
-
-
-def estimator_depth(estimator: Any) -> DepthFn:
-    """A :class:`~levitor.perception.DepthEstimator` as a DepthFn: per-frame min-max normalised, as the release."""
-    return estimator.estimate_disparity
-
-
-def load_depth_fn(spec: str, device: str = "cpu", input_size: int | None = None) -> DepthFn:
-    """``none`` (flat), ``const:<0..255>``, or a DepthAnythingV2 name (small/base/large), hub id or folder
-    (``input_size``: the network's shorter side, default the release's 512)."""
-    if spec in ("none", "flat"):
-        return flat_depth
-    if spec.startswith("const:"):
-        try:
-            return constant_depth(int(spec.split(":", 1)[1]))
-        except ValueError as err:
-            raise ValueError(f"--depth const:<N> needs an integer disparity 0..255, got {spec!r}") from err
-    from levitor.perception import RELEASE_INPUT_SIZE, DepthEstimator, FeatureCache
-
-    # no cache: every frame is seen once, and caching 51K videos' depth maps would only fill memory
-    return estimator_depth(DepthEstimator.load(spec, device=device, cache=FeatureCache(max_bytes=0),
-                                               input_size=input_size or RELEASE_INPUT_SIZE))
-
-
-# ------------------------------------------------------------------------------------------ settings
 @dataclass
 class PrecomputeConfig:
     """What a record contains. Stored per shard: a resumed run with different settings is refused."""
 
     dataset: str = "davis"      # davis | sav | sav-frames (SA-V val/test frames); the reader to use
     split: str | None = None    # DAVIS: val (default) / train / all; sav-frames: sav_val (default) / sav_test
-    height: int = 320           # the training size; clips are centre-cropped to its aspect ratio, then resized
-    width: int = 512
-    num_frames: int = 16        # the official checkpoint was trained on 16 frames
+    height: int = DEFAULT_SIZE.height  # the training size; clips are centre-cropped to its aspect, then resized
+    width: int = DEFAULT_SIZE.width
+    num_frames: int = DEFAULT_SIZE.num_frames
     stride: int = 1             # in the reader's frames (SA-V's reader already yields its 6 fps annotated frames)
     starts: str = "all"         # all non-overlapping clips of a video ('first': one per video)
     hop: int | None = None      # distance between clip starts for 'all'; None = no overlap
@@ -130,8 +90,8 @@ class PrecomputeConfig:
     depth_input_size: int = 512 # the network's shorter side; the release runs DepthAnythingV2 at 512
     frames: str = "jpeg"        # jpeg (small, lossy) | raw (lossless, ~5x bigger) | none (references only)
     jpeg_quality: int = 95      # visually lossless; the VAE sees far worse compression in SA-V's own mp4s
-    lam: float = 50.0           # the release's K rule: K = round(max area / image area * lam), capped at k_max
-    k_max: int = 8
+    lam: float = LAMBDA         # the K rule (levitor.control.krule)
+    k_max: int = K_MAX
     kmeans_init: str = "warm"   # warm (temporally stable points) | release (the official per-frame init)
     sample_stride: int = 10     # K-means on every 10th mask pixel, as the release
 
@@ -153,15 +113,16 @@ class PrecomputeConfig:
     def sampling(self) -> ClipSampling:
         return ClipSampling(num_frames=self.num_frames, stride=self.stride, starts=self.starts, hop=self.hop)
 
-    @property
-    def rule(self) -> KRule:
-        return KRule(lam=self.lam, k_max=self.k_max)
+    def clip_control(self) -> ClipControl:
+        """How a clip's masks become its control (shared with training and evaluation)."""
+        return ClipControl(rule=KRule(lam=self.lam, k_max=self.k_max), sample_stride=self.sample_stride,
+                           init=self.kmeans_init)
 
     def to_json(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "PrecomputeConfig":
+    def from_json(cls, data: dict[str, Any]) -> PrecomputeConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known - {"format_version"}
         if unknown:
@@ -169,7 +130,6 @@ class PrecomputeConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-# ------------------------------------------------------------------------------------ data sources
 @dataclass
 class VideoSource:
     """The videos of a data set and how to read one video's clips (readers report bad videos to ``on_error``)."""
@@ -196,7 +156,6 @@ def open_source(root: str | Path, config: PrecomputeConfig) -> VideoSource:
     return VideoSource(ds.videos(), lambda v, on_error: ds.clips([v], on_error=on_error))
 
 
-# ------------------------------------------------------------------------------------------ sharding
 def resolve_shard(shard: int | None = None, num_shards: int | None = None,
                   env: dict[str, str] | None = None) -> tuple[int, int]:
     """(shard, num_shards): explicit arguments, else torchrun/accelerate's RANK and WORLD_SIZE, else LOCAL_RANK and
@@ -226,12 +185,6 @@ def shard_dirname(shard: int, num_shards: int) -> str:
     return f"shard-{shard:05d}-of-{num_shards:05d}"
 
 
-def record_filename(clip_name: str) -> str:
-    """A clip name as a file name: anything but letters, digits and ``._@-`` becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9._@-]", "_", clip_name) + ".npz"
-
-
-# ------------------------------------------------------------------------------------------- records
 def compute_record(clip: VideoClip, config: PrecomputeConfig, depth_fn: DepthFn) -> dict[str, np.ndarray]:
     """The arrays of one record for a clip already cropped/resized to the config's size (see RECORD_KEYS)."""
     if (clip.height, clip.width) != (config.height, config.width):
@@ -240,9 +193,8 @@ def compute_record(clip: VideoClip, config: PrecomputeConfig, depth_fn: DepthFn)
     disparity = np.stack([_check_disparity(depth_fn(f), f.shape[:2]) for f in clip.frames])
     instance = clip.instance_map()                                     # (F, H, W) int64
     # ids given: torch.unique over a (16, 320, 512) map would cost most of the control's time
-    signal = control_from_masks(torch.from_numpy(instance), depth_from_disparity(torch.from_numpy(disparity)),
-                                rule=config.rule, init=config.kmeans_init, sample_stride=config.sample_stride,
-                                ids=clip.object_ids.tolist())
+    signal = clip_control(instance, depth_from_disparity(disparity), config.clip_control(),
+                          ids=clip.object_ids.tolist())
     top = int(instance.max()) if instance.size else 0
     meta = {
         "format_version": FORMAT_VERSION, "name": clip.name, "video": clip.name.split("@")[0],
@@ -279,92 +231,6 @@ def _check_disparity(d: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return d
 
 
-def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def write_record(path: Path, record: dict[str, np.ndarray]) -> int:
-    """Write atomically: a temporary file beside ``path``, flushed to disk, then renamed. Returns the size."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **record)   # a file object: numpy would append '.npz' to a tmp name
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)                   # atomic on POSIX: readers see the old state or the whole record
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path.stat().st_size
-
-
-def read_record(path: str | Path) -> dict[str, Any]:
-    """All arrays of a record (``meta`` parsed from JSON). Raises ValueError when the file is not a whole record."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            out: dict[str, Any] = {k: z[k] for k in z.files}     # reading every member checks its CRC
-    except Exception as err:  # noqa: BLE001 - OSError, BadZipFile, zlib.error, EOFError...: all mean "corrupt"
-        raise ValueError(f"{path} is not a readable record: {type(err).__name__}: {err}") from err
-    missing = [k for k in RECORD_KEYS if k not in out]
-    if missing:
-        raise ValueError(f"{path} lacks {missing}: not a levitor precompute record (or a partial one)")
-    out["meta"] = json.loads(str(out["meta"]))
-    missing = [k for k in FRAME_KEYS.get(out["meta"].get("frames", "none"), ()) if k not in out]
-    if missing:
-        raise ValueError(f"{path} lacks its frames {missing}")
-    return out
-
-
-def verify_record(path: Path, name: str, mode: str = "size", expected_bytes: int | None = None) -> bool:
-    """True if ``path`` holds the whole record of clip ``name``.
-
-    mode 'exists': the file is there (records only appear by atomic rename, so that already excludes torn
-    writes); 'size': and its size is the one the index recorded (a stat: cheap enough for 51K videos; a record
-    the index does not know is read in full); 'full': read every array, which checks the zip CRCs too.
-    """
-    if not path.is_file():
-        return False
-    if mode == "exists":
-        return True
-    if mode == "size" and expected_bytes is not None:
-        if path.stat().st_size == expected_bytes:
-            return True
-        log.warning("record %s has %d bytes, the index says %d: recomputing it", path, path.stat().st_size,
-                    expected_bytes)
-        return False
-    try:
-        rec = read_record(path)
-    except ValueError as err:
-        log.warning("record %s is corrupt, recomputing it: %s", path, err)
-        return False
-    return rec["meta"].get("name") == name
-
-
-def signal_from_record(rec: dict[str, Any]) -> ControlSignal:
-    meta = rec["meta"]
-    return ControlSignal(points=torch.from_numpy(np.asarray(rec["points"], np.float32)),
-                         depth=torch.from_numpy(np.asarray(rec["point_depth"], np.float32)),
-                         instance=torch.from_numpy(np.asarray(rec["point_instance"], np.int64)),
-                         visible=torch.from_numpy(np.asarray(rec["visible"], bool)),
-                         height=int(meta["height"]), width=int(meta["width"]))
-
-
-def frames_from_record(rec: dict[str, Any]) -> np.ndarray | None:
-    """(F, H, W, 3) uint8 frames stored in the record, or None when it holds only references."""
-    if "frames" in rec:
-        return np.asarray(rec["frames"])
-    if "frames_jpeg" in rec:
-        data, sizes = rec["frames_jpeg"].tobytes(), rec["frames_jpeg_sizes"]
-        ends = np.cumsum(sizes)
-        return np.stack([np.asarray(Image.open(io.BytesIO(data[e - s : e])).convert("RGB"))
-                         for s, e in zip(sizes.tolist(), ends.tolist())])
-    return None
-
-
-# ------------------------------------------------------------------------------------------ one shard
 @dataclass
 class ShardReport:
     """What one run of one shard did. Counts are clips unless named videos."""
@@ -387,25 +253,6 @@ class ShardReport:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "clips_per_second": round(self.clips_per_second, 3)}
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Lines of a JSON-lines file; a torn last line (a kill during append) is ignored."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("ignoring a torn line in %s (an earlier run was killed while appending)", path)
-    return out
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _Appender:
@@ -455,12 +302,12 @@ def precompute_shard(
     source = source or open_source(root, config)
     report = ShardReport(shard, num_shards)
 
-    index = {e["name"]: e for e in _read_jsonl(shard_dir / "index.jsonl")}
-    last = {e["video"]: e for e in _read_jsonl(shard_dir / "videos.jsonl")}   # the latest line per video wins
+    index = {e["name"]: e for e in read_jsonl(shard_dir / "index.jsonl")}
+    last = {e["video"]: e for e in read_jsonl(shard_dir / "videos.jsonl")}   # the latest line per video wins
     finished = {v: e for v, e in last.items() if e.get("status") == "done"}
     # rewrite both without a torn last line before appending to them, or the next line would be glued onto it
-    _write_text_atomic(shard_dir / "index.jsonl", "".join(json.dumps(e) + "\n" for e in index.values()))
-    _write_text_atomic(shard_dir / "videos.jsonl", "".join(json.dumps(e) + "\n" for e in last.values()))
+    write_text_atomic(shard_dir / "index.jsonl", "".join(json.dumps(e) + "\n" for e in index.values()))
+    write_text_atomic(shard_dir / "videos.jsonl", "".join(json.dumps(e) + "\n" for e in last.values()))
     mine = [v for v in source.names if shard_of(v, num_shards) == shard]
     report.videos = len(mine)
     add_index, add_video = _Appender(shard_dir / "index.jsonl"), _Appender(shard_dir / "videos.jsonl")
@@ -479,7 +326,7 @@ def precompute_shard(
             attempted += 1
             errors: list[tuple[str, Exception]] = []
             names, empties = [], []
-            for clip in source.clips(video, lambda v, err: errors.append((v, err))):
+            for clip in source.clips(video, lambda v, err, sink=errors: sink.append((v, err))):
                 name = clip.name
                 path = shard_dir / record_filename(name)
                 try:
@@ -529,9 +376,9 @@ def precompute_shard(
         add_video.close()
         # a compact index: one line per record that exists (deleted records drop out until recomputed)
         live = [e for e in index.values() if (shard_dir / e["record"]).is_file()]
-        _write_text_atomic(shard_dir / "index.jsonl", "".join(json.dumps(e) + "\n" for e in live))
+        write_text_atomic(shard_dir / "index.jsonl", "".join(json.dumps(e) + "\n" for e in live))
         report.seconds = time.perf_counter() - t0
-        _write_text_atomic(shard_dir / "report.json", json.dumps(report.to_json(), indent=1))
+        write_text_atomic(shard_dir / "report.json", json.dumps(report.to_json(), indent=1))
     return report
 
 
@@ -559,10 +406,9 @@ def _check_config(shard_dir: Path, config: PrecomputeConfig) -> None:
                 "--out, or delete that folder to start over."
             )
     else:
-        _write_text_atomic(path, json.dumps(config.to_json(), indent=1))
+        write_text_atomic(path, json.dumps(config.to_json(), indent=1))
 
 
-# ------------------------------------------------------------------------------------------ merge
 @dataclass
 class MergeReport:
     num_shards: int
@@ -605,7 +451,7 @@ def merge_index(out_dir: str | Path, num_shards: int | None = None) -> MergeRepo
     for k in have:
         d = out_dir / shard_dirname(k, num_shards)
         configs.add((d / "config.json").read_text() if (d / "config.json").is_file() else "")
-        for e in _read_jsonl(d / "index.jsonl"):
+        for e in read_jsonl(d / "index.jsonl"):
             if e["name"] in seen:
                 raise ValueError(f"clip {e['name']!r} is in two shards; were shards of different runs mixed?")
             seen.add(e["name"])
@@ -620,138 +466,12 @@ def merge_index(out_dir: str | Path, num_shards: int | None = None) -> MergeRepo
     if len(configs) > 1:
         raise ValueError(f"the shards in {out_dir} were computed with different settings; compare their "
                          "config.json files")
-    _write_text_atomic(out_dir / "index.jsonl", "".join(json.dumps(e) + "\n" for e in entries))
+    write_text_atomic(out_dir / "index.jsonl", "".join(json.dumps(e) + "\n" for e in entries))
     merged = MergeReport(num_shards, have, sorted(set(range(num_shards)) - set(have)), unfinished, len(entries),
                          totals, failures)
-    _write_text_atomic(out_dir / "report.json", json.dumps({**asdict(merged), "complete": merged.complete},
+    write_text_atomic(out_dir / "report.json", json.dumps({**asdict(merged), "complete": merged.complete},
                                                            indent=1))
     return merged
-
-
-# ---------------------------------------------------------------------------------------- reading
-@dataclass
-class PrecomputedClip:
-    """One record as a training loop wants it.
-
-    frames: (F, H, W, 3) uint8, or None when precomputed with ``frames='none'`` (then ``frame_ref`` says where
-    they are: source, video, frame indices; crop and resize as ``config``). signal: the control signal.
-    conditioning: (F, 3, H, W) float32 from :func:`levitor.control.encode.encode`, made on the fly (None if the
-    data set was opened with ``encode_control=False``). disparity: (F, H, W) uint8; instance_map: (F, H, W).
-    """
-
-    name: str
-    frames: np.ndarray | None
-    signal: ControlSignal
-    conditioning: torch.Tensor | None
-    disparity: np.ndarray
-    instance_map: np.ndarray
-    frame_ref: dict[str, Any]
-    meta: dict[str, Any]
-
-
-class PrecomputedDataset(torch.utils.data.Dataset):
-    """Records of a precompute output as a map-style dataset (works with DataLoader workers and samplers).
-
-    ``path``: the output folder (its merged ``index.jsonl``, else every shard's index) or one shard folder.
-
-    >>> ds = PrecomputedDataset("/data/sav_precomputed")            # doctest: +SKIP
-    >>> item = ds[0]; item.frames.shape, item.conditioning.shape    # doctest: +SKIP
-    ((16, 320, 512, 3), torch.Size([16, 3, 320, 512]))
-    """
-
-    def __init__(self, path: str | Path, encode_control: bool = True, load_frames: bool = True) -> None:
-        self.root = Path(path)
-        self.encode_control = encode_control
-        self.load_frames = load_frames
-        if (self.root / "index.jsonl").is_file() and not (self.root / "config.json").is_file():
-            self.entries = _read_jsonl(self.root / "index.jsonl")              # merged
-        elif (self.root / "config.json").is_file():                           # one shard folder
-            self.entries = _read_jsonl(self.root / "index.jsonl")
-        else:
-            shards = sorted(p for p in self.root.glob("shard-*-of-*") if p.is_dir())
-            if not shards:
-                raise FileNotFoundError(f"{self.root} has no index.jsonl and no shard folders; run levitor "
-                                        "precompute (and merge) first")
-            self.entries = [{**e, "record": f"{s.name}/{e['record']}"} for s in shards
-                            for e in _read_jsonl(s / "index.jsonl")]
-        self._by_name = {e["name"]: i for i, e in enumerate(self.entries)}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    @property
-    def names(self) -> list[str]:
-        return [e["name"] for e in self.entries]
-
-    def index_of(self, name: str) -> int:
-        if name not in self._by_name:
-            raise KeyError(f"no clip {name!r} in {self.root} ({len(self)} clips)")
-        return self._by_name[name]
-
-    def __getitem__(self, i: int) -> PrecomputedClip:
-        entry = self.entries[i]
-        rec = read_record(self.root / entry["record"])
-        meta = rec["meta"]
-        signal = signal_from_record(rec)
-        return PrecomputedClip(
-            name=meta["name"],
-            frames=frames_from_record(rec) if self.load_frames else None,
-            signal=signal,
-            conditioning=encode(signal) if self.encode_control else None,
-            disparity=rec["disparity"],
-            instance_map=rec["instance_map"],
-            frame_ref={"source": meta["source"], "video": meta["video"], "frame_indices": meta["frame_indices"],
-                       "height": meta["height"], "width": meta["width"]},
-            meta=meta,
-        )
-
-
-def collate_precomputed(items: list[PrecomputedClip]) -> dict[str, Any]:
-    """A DataLoader ``collate_fn``: frames (B, F, 3, H, W) uint8 and conditioning (B, F, 3, H, W) stacked;
-    signals, names and metadata as lists (point counts differ between clips)."""
-    out: dict[str, Any] = {"name": [it.name for it in items], "signal": [it.signal for it in items],
-                           "meta": [it.meta for it in items]}
-    if all(it.frames is not None for it in items):
-        out["frames"] = torch.from_numpy(np.stack([it.frames for it in items])).permute(0, 1, 4, 2, 3)
-    if all(it.conditioning is not None for it in items):
-        out["conditioning"] = torch.stack([it.conditioning for it in items])
-    return out
-
-
-# ------------------------------------------------------------------------------------------- CLI
-def build_precompute_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="levitor precompute",
-        description="Precompute depth and control signals of a data set into sharded records (resumable).",
-    )
-    p.add_argument("root", nargs="?", help="the data set folder (DAVIS 2017 or SA-V; see docs/data_and_eval.md)")
-    p.add_argument("--out", required=True, help="output folder (shard-K-of-N/ subfolders, index.jsonl)")
-    p.add_argument("--dataset", default="davis", choices=["davis", "sav", "sav-frames"])
-    p.add_argument("--split", help="DAVIS: val (default), train or all; sav-frames: sav_val (default) or sav_test")
-    p.add_argument("--shard", type=int, help="this process's shard (default: RANK / LOCAL_RANK / SLURM array, or 0)")
-    p.add_argument("--num-shards", type=int, help="number of shards (default: WORLD_SIZE, or 1)")
-    p.add_argument("--depth", help="none (flat, default), const:<0..255>, or a DepthAnythingV2 name "
-                                   "(small/base/large), hub id or folder")
-    p.add_argument("--depth-input-size", type=int, help="the depth network's shorter side (default 512, the "
-                                                        "release's; smaller is faster and coarser)")
-    p.add_argument("--device", default="auto", help="for the depth model: cuda, cpu, or auto (cuda:LOCAL_RANK)")
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
-    p.add_argument("--num-frames", type=int)
-    p.add_argument("--stride", type=int)
-    p.add_argument("--starts", choices=["first", "all"])
-    p.add_argument("--hop", type=int)
-    p.add_argument("--frames", choices=sorted(FRAME_KEYS), help="how to store frames (default jpeg)")
-    p.add_argument("--kmeans-init", choices=["warm", "release"])
-    p.add_argument("--verify", default="size", choices=["size", "full", "exists"],
-                   help="before skipping an existing record: compare its size with the index (default), re-read "
-                        "it and check its CRCs (full), or trust the file (exists)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's). On CPU machines "
-                                               "run one shard per core with --threads 1")
-    p.add_argument("--merge-only", action="store_true", help="only combine the shard indexes and reports")
-    p.add_argument("--no-merge", action="store_true", help="do not try to merge after this shard")
-    p.add_argument("--quiet", action="store_true")
-    return p
 
 
 def _config_from_args(args: argparse.Namespace) -> PrecomputeConfig:
@@ -763,17 +483,15 @@ def _config_from_args(args: argparse.Namespace) -> PrecomputeConfig:
     return PrecomputeConfig(**{k: getattr(args, a) for a, k in names.items() if getattr(args, a) is not None})
 
 
-def _device_for_rank(device: str) -> str:
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
-    return "cpu"
-
-
 def precompute_main(argv: list[str] | None = None) -> int:
+    """``python -m levitor.training.precompute``: the same as ``levitor precompute``."""
+    from levitor.training.commands import precompute_parser
+
+    return run_precompute_command(precompute_parser().parse_args(argv))
+
+
+def run_precompute_command(args: argparse.Namespace) -> int:
     """``levitor precompute``: one shard per process; merges the indexes when every shard has finished."""
-    args = build_precompute_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -787,7 +505,7 @@ def precompute_main(argv: list[str] | None = None) -> int:
         config = _config_from_args(args)
         if args.threads:
             torch.set_num_threads(args.threads)
-        depth_fn = load_depth_fn(config.depth, _device_for_rank(args.device), config.depth_input_size)
+        depth_fn = load_depth_fn(config.depth, str(resolve_device(args.device)), config.depth_input_size)
         seen = [0]
 
         def progress(rep: ShardReport, video: str) -> None:
@@ -823,5 +541,5 @@ def _print_merge(out: str, merged: MergeReport) -> None:
         print(f"  missing shards {merged.missing_shards}, unfinished {merged.unfinished_shards}", file=sys.stderr)
 
 
-if __name__ == "__main__":   # torchrun / accelerate launch -m levitor.precompute ...
+if __name__ == "__main__":
     sys.exit(precompute_main())

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from levitor.defaults import DEFAULT_SIZE
+from levitor.generation.presets import PRESET_NAMES
 
 GB = 1e9
 
@@ -227,7 +230,7 @@ def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, w
         transfers it implies ("unet on", "controlnet off", ...).
     Two steps suffice: every step allocates alike.
     """
-    from levitor.pipeline import PRESETS, _set_forward_chunking
+    from levitor.generation.presets import PRESETS, set_forward_chunking
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
@@ -238,10 +241,10 @@ def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, w
     if any(p.device.type != "meta" for m in models.values() for p in m.parameters()):
         raise ValueError("predict_generation_memory needs the pipeline's models on the meta device")
     for model in models.values():
-        if model.dtype != settings.dtype:
-            model.to(dtype=settings.dtype)
+        if model.dtype != settings.torch_dtype:
+            model.to(dtype=settings.torch_dtype)
     for model in (pipe.unet, pipe.controlnet):
-        _set_forward_chunking(model, settings.forward_chunking)
+        set_forward_chunking(model, settings.forward_chunking)
 
     if control is None:
         from levitor.control.signal import ControlSignal
@@ -269,8 +272,9 @@ def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, w
     return mode.trace, residency.transfers
 
 
-def predict_svd_xt_memory(num_frames: int = 16, height: int = 320, width: int = 512,
-                          presets: tuple[str, ...] = ("default", "low_vram")) -> dict[str, MemoryTrace]:
+def predict_svd_xt_memory(num_frames: int = DEFAULT_SIZE.num_frames, height: int = DEFAULT_SIZE.height,
+                          width: int = DEFAULT_SIZE.width,
+                          presets: tuple[str, ...] = PRESET_NAMES) -> dict[str, MemoryTrace]:
     """Peak GPU memory of a LeviTor (SVD-xt) generation under each preset, predicted without a GPU or weights.
 
     About 4 s (default) and 10 s (low_vram) on a laptop CPU; nothing is allocated on a GPU.
@@ -285,7 +289,7 @@ def recommend_preset(gpu_bytes: int, traces: dict[str, MemoryTrace], reserve_byt
                      ) -> tuple[str | None, str]:
     """The fastest preset whose predicted peak fits a GPU of ``gpu_bytes`` (``reserve_bytes`` kept for the CUDA
     context and the allocator's slack), and a sentence saying so. Presets are tried fastest first."""
-    from levitor.pipeline import PRESETS
+    from levitor.generation.presets import PRESETS
 
     for name in [p for p in PRESETS if p in traces]:  # PRESETS lists the fastest first
         if traces[name].peak_bytes + reserve_bytes <= gpu_bytes:

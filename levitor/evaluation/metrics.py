@@ -18,7 +18,6 @@ evaluation saves one small file per worker and merges them exactly.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,8 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
-from levitor.paths import eval_dir, levitor_home  # noqa: F401 (re-exported)
+from levitor.weights import resolve_file
 
-INCEPTION_FILE = "inception-2015-12-05.pt"
-I3D_FILE = "i3d_torchscript.pt"
 FVD_SIZE = 224        # I3D's input resolution
 FID_SIZE = 299        # Inception-v3's input resolution (the TorchScript net resizes internally)
 
@@ -94,7 +91,7 @@ class FeatureStats:
         if self.m2 is None:
             self.m2 = np.zeros((self.dim, self.dim), np.float64)
 
-    def update(self, feats: np.ndarray | torch.Tensor) -> "FeatureStats":
+    def update(self, feats: np.ndarray | torch.Tensor) -> FeatureStats:
         """Add a batch of (B, D) features; returns self for chaining."""
         if isinstance(feats, torch.Tensor):
             feats = feats.detach().cpu().double().numpy()
@@ -110,7 +107,7 @@ class FeatureStats:
         self._merge(len(x), mb, xc.T @ xc)
         return self
 
-    def merge(self, other: "FeatureStats") -> "FeatureStats":
+    def merge(self, other: FeatureStats) -> FeatureStats:
         """Add another shard's statistics (exact: same result as one pass over all features)."""
         if other.dim != self.dim:
             raise ValueError(f"cannot merge {other.dim}-d statistics into {self.dim}-d ones")
@@ -138,12 +135,12 @@ class FeatureStats:
         np.savez(path, dim=self.dim, count=self.count, mean=self.mean, m2=self.m2)
 
     @classmethod
-    def load(cls, path: str | Path) -> "FeatureStats":
+    def load(cls, path: str | Path) -> FeatureStats:
         with np.load(path) as z:
             return cls(dim=int(z["dim"]), count=int(z["count"]), mean=z["mean"].copy(), m2=z["m2"].copy())
 
     @classmethod
-    def of(cls, feats: np.ndarray | torch.Tensor) -> "FeatureStats":
+    def of(cls, feats: np.ndarray | torch.Tensor) -> FeatureStats:
         feats = feats.detach().cpu().numpy() if isinstance(feats, torch.Tensor) else np.asarray(feats)
         return cls(dim=int(feats.shape[1])).update(feats)
 
@@ -181,14 +178,6 @@ class FeatureExtractor(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
-def _missing(what: str, path: Path, how: str) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"{what} weights not found at {path}. {how} Put the file at {eval_dir()}/ (set LEVITOR_HOME to move "
-        "that folder) or pass path=... . For smoke tests without weights use RandomConvFeatures (meaningless "
-        "numbers)."
-    )
-
-
 def _load_torchscript(path: Path, what: str) -> torch.nn.Module:
     try:
         with warnings.catch_warnings():
@@ -222,14 +211,11 @@ class InceptionFeatures:
     kind: Literal["image", "video"] = "image"
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu") -> "InceptionFeatures":
-        path = Path(path) if path else eval_dir() / INCEPTION_FILE
-        if not path.is_file():
-            raise _missing(
-                "FID Inception", path,
-                "Download inception-2015-12-05.pt (the TorchScript Inception of StyleGAN2-ADA's metrics, "
-                "nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt).",
-            )
+    def load(cls, path: str | Path | None = None, device: str = "cpu",
+             allow_download: bool = True) -> InceptionFeatures:
+        """The TorchScript Inception of StyleGAN2-ADA's metrics (found or downloaded by levitor.weights); for
+        smoke tests without weights use RandomConvFeatures (meaningless numbers)."""
+        path = resolve_file(path or "inception", allow_download=allow_download)
         return cls(module=_load_torchscript(path, "Inception").to(device), device=device)
 
     @torch.no_grad()
@@ -250,14 +236,9 @@ class I3DFeatures:
     kind: Literal["image", "video"] = "video"
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu") -> "I3DFeatures":
-        path = Path(path) if path else eval_dir() / I3D_FILE
-        if not path.is_file():
-            raise _missing(
-                "FVD I3D", path,
-                "Download i3d_torchscript.pt (the TorchScript I3D used by StyleGAN-V and the fvd-comparison "
-                "repository; www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt).",
-            )
+    def load(cls, path: str | Path | None = None, device: str = "cpu", allow_download: bool = True) -> I3DFeatures:
+        """The TorchScript I3D used by StyleGAN-V's FVD (found or downloaded by levitor.weights)."""
+        path = resolve_file(path or "i3d", allow_download=allow_download)
         return cls(module=_load_torchscript(path, "I3D").to(device), device=device)
 
     @torch.no_grad()

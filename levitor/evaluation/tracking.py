@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from levitor.paths import models_dir
+from levitor._util.paths import models_dir
+from levitor.weights import FILES, resolve_file
 
-COTRACKER_FILES = ("scaled_offline.pth", "cotracker2.pth")   # CoTracker3 offline first, then CoTracker2
 KMEANS_SEED = 0
 KMEANS_MAX_PIXELS = 5000    # K-means on a strided subset of big masks: centres move by well under a pixel, 10x faster
 
@@ -144,11 +144,6 @@ def _blur(img: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------- CoTracker
-def cotracker_dir() -> Path:
-    """Where CoTracker checkpoints are looked up: ``$LEVITOR_HOME/models/cotracker/``."""
-    return models_dir() / "cotracker"
-
-
 @dataclass
 class CoTrackerTracker:
     """CoTracker (the paper's tracker) from a local checkpoint; use :meth:`load`."""
@@ -158,8 +153,10 @@ class CoTrackerTracker:
     name: str = "cotracker"
 
     @classmethod
-    def load(cls, checkpoint: str | Path | None = None, device: str = "cpu") -> "CoTrackerTracker":
-        """Build the predictor from ``checkpoint`` or the first of scaled_offline.pth / cotracker2.pth found."""
+    def load(cls, checkpoint: str | Path | None = None, device: str = "cpu",
+             allow_download: bool = True) -> CoTrackerTracker:
+        """Build the predictor from ``checkpoint``, else CoTracker3's offline weights (found or downloaded by
+        :func:`levitor.weights.resolve_file`; a CoTracker2 checkpoint already there is used too)."""
         try:
             from cotracker.predictor import CoTrackerPredictor
         except ImportError as err:
@@ -169,17 +166,10 @@ class CoTrackerTracker:
                 "FallbackTracker (weaker, no weights; its ObjMC is not comparable to the paper's)."
             ) from err
         if checkpoint is None:
-            found = [cotracker_dir() / f for f in COTRACKER_FILES if (cotracker_dir() / f).is_file()]
-            if not found:
-                raise FileNotFoundError(
-                    f"no CoTracker checkpoint in {cotracker_dir()}. Download scaled_offline.pth (CoTracker3, "
-                    "huggingface.co/facebook/cotracker3) or cotracker2.pth (dl.fbaipublicfiles.com/cotracker/) and "
-                    "put it there (set LEVITOR_HOME to move the folder), or pass checkpoint=... ."
-                )
-            checkpoint = found[0]
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"CoTracker checkpoint {checkpoint} does not exist")
+            v2 = models_dir() / FILES["cotracker2"].filename
+            checkpoint = v2 if v2.is_file() and not (models_dir() / FILES["cotracker3"].filename).is_file() \
+                else resolve_file("cotracker3", allow_download=allow_download)
+        checkpoint = resolve_file(checkpoint, allow_download=allow_download)
         kwargs = {}
         params = inspect.signature(CoTrackerPredictor.__init__).parameters
         if "offline" in params and "offline" in checkpoint.name:   # CoTracker3 offline weights need their mode
@@ -224,7 +214,7 @@ def gt_query_points(first_frame_mask: np.ndarray, k: int, seed: int = KMEANS_SEE
     else:
         try:
             from sklearn.cluster import KMeans
-            from threadpoolctl import threadpool_limits   # a dependency of scikit-learn
+            from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
         except ImportError as err:
             raise ImportError("gt_query_points needs scikit-learn for K-means: pip install scikit-learn") from err
         with threadpool_limits(1):   # a few thousand 2-D points: OpenMP threads only add spin-up (10x on 2 cores)

@@ -2,7 +2,7 @@
 
 What it is: the LeviTor wiring at toy scale. A real :class:`~levitor.models.ControlledUNetSVD` (SVD's
 spatio-temporal UNet, two blocks) and a real :class:`~levitor.models.ControlNetSVD` built with ``from_unet``,
-run by the real :class:`~levitor.pipeline.LeviTorPipeline` (EDM Euler sampler, v-prediction, image latents
+run by the real :class:`~levitor.generation.pipeline.LeviTorPipeline` (EDM Euler sampler, v-prediction, image latents
 concatenated to every frame), at 64x64 pixels and 8 frames, conditioned on the release's control layout.
 
 What it is not: Stable Video Diffusion. Three honest departures, all forced by training on a 2-core CPU
@@ -33,12 +33,11 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKLOutput
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_utils import ModelMixin
-from torch import nn
 
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.unet_svd import ControlledUNetSVD
 
-MINI_WEIGHTS = Path(__file__).parent / "assets" / "mini"  # the shipped model (see load_mini_pipeline)
+MINI_WEIGHTS = Path(__file__).parents[1] / "assets" / "mini"  # the shipped model (see load_mini_pipeline)
 MINI_INFO = "mini.json"  # sizes, control radius and sampling defaults the model was trained with
 
 # raw control channels (0..255 heatmap, instance id, 0..255 depth) -> about 0..1 for the from-scratch ControlNet
@@ -156,7 +155,7 @@ def build_mini_models(unet_config: dict, patch_size: int, seed: int = 0):
 def make_pipeline(vae, image_encoder, unet, controlnet, scheduler=None):
     from transformers import CLIPImageProcessor
 
-    from levitor.pipeline import LeviTorPipeline
+    from levitor.generation.pipeline import LeviTorPipeline
 
     pipe = LeviTorPipeline(vae=vae, image_encoder=image_encoder, unet=unet, controlnet=controlnet,
                            scheduler=scheduler or mini_scheduler(),
@@ -192,7 +191,7 @@ def mini_info(folder: str | Path = MINI_WEIGHTS) -> dict:
 
 
 def load_mini_pipeline(folder: str | Path = MINI_WEIGHTS, device: str | torch.device = "cpu"):
-    """The shipped mini model as a :class:`~levitor.pipeline.LeviTorPipeline` (float32)."""
+    """The shipped mini model as a :class:`~levitor.generation.pipeline.LeviTorPipeline` (float32)."""
     from transformers import CLIPVisionModelWithProjection
 
     folder = Path(folder)
@@ -294,7 +293,7 @@ def demo(scene=None, out: str | Path | None = "demo_out", steps: int | None = No
     frames = (np.asarray(frames) * 255).round().clip(0, 255).astype(np.uint8)
     paths = []
     if out is not None:
-        from levitor.viz_video import write_video
+        from levitor.viz.video import write_video
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

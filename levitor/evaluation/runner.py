@@ -3,7 +3,7 @@
 For every DAVIS clip (16 frames, centre-cropped and resized to the generation size) and each setting:
 
 1. ground truth: K-means query points in each object's first-frame mask, tracked through the real clip
-   (:func:`levitor.evaluate.ground_truth_tracks`); single-point: 1 per object, multi-point: up to 8;
+   (:func:`levitor.evaluation.protocol.ground_truth_tracks`); single-point: 1 per object, multi-point: up to 8;
 2. control: :func:`~levitor.control.points.control_from_masks` on the clip's own instance maps (single: 1 point per
    object, multi: the release's K rule, at most 8), depth from the estimator or flat;
 3. generation from the clip's first frame and that control (``--model preview``: no generation, the real clip
@@ -33,14 +33,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from levitor.control.points import KRule, control_from_masks
+from levitor._util.device import resolve_device
+from levitor.control.clip_control import ClipControl, clip_control
+from levitor.control.krule import KRule
 from levitor.control.signal import ControlSignal
 from levitor.data.clip import DataReadError, VideoClip
 from levitor.data.davis import DavisDataset
 from levitor.data.sampling import ClipSampling
+from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED
 from levitor.depth import depth_from_disparity
-from levitor.evaluate import (
-    MULTI_MAX_POINTS,
+from levitor.evaluation.protocol import (
     ClipResult,
     QualityStats,
     draw_result,
@@ -48,14 +50,13 @@ from levitor.evaluate import (
     ground_truth_tracks,
     results_table,
 )
-from levitor.precompute import DepthFn, load_depth_fn
-from levitor.tracking import FallbackTracker, Tracker
-from levitor.viz_video import write_video
+from levitor.evaluation.tracking import FallbackTracker, Tracker
+from levitor.perception.depth_fn import FLAT_DISPARITY, DepthFn, load_depth_fn
+from levitor.viz.video import write_video
 
 log = logging.getLogger("levitor.eval")
 
 SETTINGS = ("single", "multi")
-RELEASE_SEED = 217113        # the release demo's default seed
 PREVIEW = "preview"          # --model preview: the real clip stands in for a generated one
 
 Generator = Callable[[VideoClip, ControlSignal], np.ndarray]
@@ -99,7 +100,7 @@ def load_generator(model: str, base: str | None = None, device: str = "auto", st
             f"--model {model!r} is neither 'preview' nor an existing folder. Pass the LeviTor weights folder "
             "(release layout, see docs/weights.md) or a saved LeviTorPipeline folder."
         )
-    from levitor.generate import load_pipeline
+    from levitor.generation.generate import load_pipeline
 
     pipe = load_pipeline(str(path), base, device, preset, allow_download=False)
     return PipelineGenerator(pipe, steps=steps, seed=seed), path.name
@@ -109,7 +110,7 @@ def load_tracker(name: str, checkpoint: str | None = None, device: str = "cpu") 
     if name == "fallback":
         return FallbackTracker()
     if name == "cotracker":
-        from levitor.tracking import CoTrackerTracker
+        from levitor.evaluation.tracking import CoTrackerTracker
 
         return CoTrackerTracker.load(checkpoint, device=device)
     raise ValueError(f"tracker must be 'fallback' or 'cotracker', got {name!r}")
@@ -121,21 +122,21 @@ def control_for_clip(clip: VideoClip, setting: str, depth_fn: DepthFn | None = N
     capped at 8 (multi), depth from ``depth_fn`` per frame (flat when None)."""
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
-    rule = KRule(k_max=1, k_min=1) if setting == "single" else KRule(k_max=MULTI_MAX_POINTS)
-    instance = torch.from_numpy(clip.instance_map())
+    rule = KRule.single() if setting == "single" else KRule()
+    instance = clip.instance_map()
     if depth_fn is None:
-        depth = torch.full(instance.shape, float(depth_from_disparity(np.array(128.0))))
+        depth = np.full(instance.shape, depth_from_disparity(np.array(FLAT_DISPARITY)), np.float32)
     else:
         disparity = np.stack([np.asarray(depth_fn(f), np.uint8) for f in clip.frames])
-        depth = depth_from_disparity(torch.from_numpy(disparity))
-    return control_from_masks(instance, depth, rule=rule, ids=clip.object_ids.tolist())
+        depth = depth_from_disparity(disparity)
+    return clip_control(instance, depth, ClipControl(rule=rule), ids=clip.object_ids.tolist())
 
 
 # ----------------------------------------------------------------------------------------------- run
 @dataclass
 class EvalConfig:
-    height: int = 320           # generation size (H x W); DAVIS 480p is centre-cropped to this aspect first
-    width: int = 512
+    height: int = DEFAULT_SIZE.height  # generation size; DAVIS 480p is centre-cropped to this aspect first
+    width: int = DEFAULT_SIZE.width
     num_frames: int = 16        # the paper evaluates 16-frame clips
     settings: tuple[str, ...] = SETTINGS
     starts: str = "first"       # one clip per sequence (the paper's protocol); 'all' gives more clips for FVD
@@ -282,58 +283,32 @@ def write_outputs(summary: EvalSummary, out: Path, config: EvalConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def build_eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="levitor eval",
-                                description="DAVIS evaluation (ObjMC, optional FID/FVD) of one model.")
-    p.add_argument("davis", help="DAVIS 2017 folder (JPEGImages/480p, Annotations/480p, ImageSets/2017)")
-    p.add_argument("--model", default=PREVIEW,
-                   help="'preview' (the real clip: the sanity baseline), LeviTor weights or a LeviTorPipeline folder")
-    p.add_argument("--base", help="Stable Video Diffusion base for release-layout weights (default SVD-xt)")
-    p.add_argument("--name", help="model name in the tables (default: from --model)")
-    p.add_argument("--setting", default="both", choices=["single", "multi", "both"])
-    p.add_argument("--max-clips", type=int)
-    p.add_argument("--sequences", nargs="+", help="only these DAVIS sequences")
-    p.add_argument("--split", default="val")
-    p.add_argument("--starts", default="first", choices=["first", "all"],
-                   help="first: one clip per sequence (the paper); all: every non-overlapping 16-frame clip")
-    p.add_argument("--tracker", default="fallback", choices=["fallback", "cotracker"])
-    p.add_argument("--cotracker-checkpoint", help="default: $LEVITOR_HOME/models/cotracker/")
-    p.add_argument("--depth", default="none", help="control depth: none (flat), const:<N>, or a DepthAnythingV2 "
-                                                   "name/folder")
-    p.add_argument("--quality", default="none", choices=["none", "fid-fvd", "random"],
-                   help="FID/FVD: fid-fvd needs the Inception and I3D files (levitor.metrics); random is a "
-                        "meaningless smoke test")
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--seed", type=int, default=RELEASE_SEED)
-    p.add_argument("--height", type=int, default=320)
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--num-frames", type=int, default=16)
-    p.add_argument("--device", default="auto", help="cuda, cpu or auto")
-    p.add_argument("--preset", default="default", choices=["default", "low_vram"])
-    p.add_argument("--no-videos", action="store_true", help="skip the per-clip track videos")
-    p.add_argument("--out", help="output folder (default eval_out/<model name>)")
-    return p
-
-
 def _quality(kind: str, device: str) -> QualityStats | None:
     if kind == "none":
         return None
     if kind == "random":
-        from levitor.metrics import RandomConvFeatures
+        from levitor.evaluation.metrics import RandomConvFeatures
 
         return QualityStats(RandomConvFeatures(kind="image"), RandomConvFeatures(kind="video"))
-    from levitor.metrics import I3DFeatures, InceptionFeatures
+    from levitor.evaluation.metrics import I3DFeatures, InceptionFeatures
 
     return QualityStats(InceptionFeatures.load(device=device), I3DFeatures.load(device=device))
 
 
 def eval_main(argv: list[str] | None = None) -> int:
+    """``python -m levitor.evaluation.runner``: the same as ``levitor eval``."""
+    from levitor.evaluation.commands import eval_parser
+
+    return run_eval_command(eval_parser().parse_args(argv))
+
+
+def run_eval_command(args: argparse.Namespace) -> int:
     """``levitor eval``: returns a process exit code."""
-    args = build_eval_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        # no levitor.generate import here: it pulls in diffusers (seconds), which the preview baseline never needs
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        # no levitor.generation.generate import here: it pulls in diffusers (seconds), which the preview
+        # baseline never needs
+        device = str(resolve_device(args.device))
         generator, label = load_generator(args.model, args.base, device, args.steps, args.seed, args.preset)
         name = args.name or label
         out = Path(args.out) if args.out else Path("eval_out") / _slug(name.split(" ")[0])

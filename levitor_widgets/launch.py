@@ -99,7 +99,7 @@ def launch_studio(target: str | None, port: int | None = None, open_browser: boo
     show = bool(open_browser and has_display())
     cmd = [
         sys.executable, "-m", "jupyter", "lab",
-        f"--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={nb.parent}",
         f"--ServerApp.open_browser={show}", f"--LabApp.default_url=/lab/tree/{nb.name}",
     ]
@@ -139,7 +139,7 @@ def wait_ready(proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m levitor.studio_launch [IMAGE_OR_SCENE]``)."""
+    """Stand-alone entry (``python -m levitor_widgets.launch [IMAGE_OR_SCENE]``)."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="levitor studio", description=__doc__.splitlines()[0])

@@ -9,7 +9,7 @@ go into :class:`~levitor.models.ControlledUNetSVD`.
 pipe = LeviTorPipeline.from_pretrained(torch_dtype=torch.float16)   # SVD-xt + hlwang06/LeviTor
 pipe.apply_preset("low_vram")                                       # 16 GB cards (Colab T4)
 out = pipe(image, control=signal, generator=torch.Generator().manual_seed(217113))
-write_video(out.frames[0], "out.mp4", fps=6)          # levitor.viz_video
+write_video(out.frames[0], "out.mp4", fps=6)          # levitor.viz.video
 ```
 
 Choices worth knowing:
@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,9 @@ from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion 
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
+from levitor._util.device import resolve_device
 from levitor.control.signal import ControlSignal
+from levitor.generation.presets import PRESETS, set_forward_chunking
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.convert import find_controlnet_folder, load_controlnet
 from levitor.models.unet_svd import ControlledUNetSVD
@@ -56,40 +57,11 @@ CLIP_SIZE = 224  # SVD feeds CLIP a 224x224 image, whatever the video size
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
-@dataclass(frozen=True)
-class Preset:
-    """Memory/speed settings applied together by :meth:`LeviTorPipeline.apply_preset`."""
-
-    dtype: torch.dtype          # weights and activations on the GPU (on CPU the pipeline stays float32)
-    cpu_offload: bool           # keep models in CPU RAM, move each to the GPU only while it runs
-    decode_chunk_size: int      # frames per temporal-VAE decode call: the decoder's only memory knob
-    forward_chunking: bool      # run transformer feed-forwards one frame at a time (exact; lower peak memory)
-
-
-PRESETS = {
-    # everything resident on the GPU: fastest; 8.9 GB at 16x320x512 (predicted: `levitor vram`, docs/weights.md)
-    "default": Preset(dtype=torch.float16, cpu_offload=False, decode_chunk_size=8, forward_chunking=False),
-    # a 16 GB Colab T4: models wait in CPU RAM (UNet + ControlNet stay on the GPU through the denoising loop),
-    # 2-frame VAE decode, chunked feed-forwards; slower (offload transfers, smaller kernels); 5.8 GB predicted
-    "low_vram": Preset(dtype=torch.float16, cpu_offload=True, decode_chunk_size=2, forward_chunking=True),
-}
-
-
-def _set_forward_chunking(model: torch.nn.Module, enabled: bool) -> None:
-    """Feed-forward chunking over the batch-of-frames dimension, one frame per chunk (always divides).
-
-    Chunking a feed-forward splits a pointwise op, so results equal the unchunked ones up to float rounding.
-    """
-    for module in model.modules():
-        if hasattr(module, "set_chunk_feed_forward"):
-            module.set_chunk_feed_forward(1 if enabled else None, dim=0)
-
-
 def _explain_oom(call: Callable) -> Callable:
     """Turn CUDA out-of-memory into an error that says what to try."""
 
     @functools.wraps(call)
-    def wrapper(self: "LeviTorPipeline", *args, **kwargs):
+    def wrapper(self: LeviTorPipeline, *args, **kwargs):
         try:
             return call(self, *args, **kwargs)
         except torch.cuda.OutOfMemoryError as exc:
@@ -158,7 +130,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         variant: str | None = "auto",
         allow_download: bool = True,
         **kwargs: Any,
-    ) -> "LeviTorPipeline":
+    ) -> LeviTorPipeline:
         """Load the pipeline from a base model and LeviTor ControlNet weights.
 
         pretrained_model_name_or_path: the SVD base (hub id or diffusers folder, default SVD-xt), or a folder
@@ -211,7 +183,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         return self._preset_name
 
     def apply_preset(self, name: str, device: str | torch.device | None = None,
-                     dtype: torch.dtype | None = None) -> "LeviTorPipeline":
+                     dtype: torch.dtype | None = None) -> LeviTorPipeline:
         """Apply a memory/speed preset from :data:`PRESETS` ("default" or "low_vram").
 
         device: where to generate; default CUDA when available, else CPU. On CPU the weights stay float32 and
@@ -221,8 +193,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         preset = PRESETS[name]
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = dtype or (preset.dtype if device.type != "cpu" else torch.float32)
+        device = resolve_device(device)
+        dtype = dtype or (preset.torch_dtype if device.type != "cpu" else torch.float32)
 
         self.remove_all_hooks()
         for model in self.components.values():
@@ -234,7 +206,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         else:
             self.to(device)
         for model in (self.unet, self.controlnet):
-            _set_forward_chunking(model, preset.forward_chunking)
+            set_forward_chunking(model, preset.forward_chunking)
         self._preset_decode_chunk_size = preset.decode_chunk_size
         self._preset_name = name
         return self
@@ -397,7 +369,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         latents: torch.Tensor | None = None,
         decode_chunk_size: int | None = None,
         output_type: str = "pil",
-        callback_on_step_end: Callable[["LeviTorPipeline", int, torch.Tensor, dict], dict | None] | None = None,
+        callback_on_step_end: Callable[[LeviTorPipeline, int, torch.Tensor, dict], dict | None] | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         return_dict: bool = True,
     ) -> LeviTorPipelineOutput | Any:

@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from levitor.control.krule import K_MAX, LAMBDA
 from levitor.data.clip import VideoClip
-from levitor.metrics import FeatureExtractor, FeatureStats, frechet_from_stats, objmc
-from levitor.tracking import Tracker, gt_query_points
+from levitor.evaluation.metrics import FeatureExtractor, FeatureStats, frechet_from_stats, objmc
+from levitor.evaluation.tracking import Tracker, gt_query_points
+from levitor.viz.colors import track_colors
 
 Setting = Literal["single", "multi"]
-MULTI_MAX_POINTS = 8       # paper: "at most 8 points per mask" in the multi-point setting
-MULTI_AREA_LAMBDA = 50     # the release's K rule: K = round(area / image area * 50), clamped to [1, 8]
 
 # The paper's DAVIS numbers (Table 2 ablation, multi-point setting; METHOD.md). FID / FVD / ObjMC, lower is better.
 PAPER_RESULTS: list[dict[str, object]] = [
@@ -53,7 +53,7 @@ def points_for_object(area_fraction: float, setting: Setting) -> int:
     if setting == "single":
         return 1
     if setting == "multi":
-        return int(min(MULTI_MAX_POINTS, max(1, round(area_fraction * MULTI_AREA_LAMBDA))))
+        return int(min(K_MAX, max(1, round(area_fraction * LAMBDA))))  # the K rule, paper: at most 8
     raise ValueError(f"setting must be 'single' or 'multi', got {setting!r}")
 
 
@@ -166,7 +166,7 @@ class QualityStats:
             self.real_videos.update(self.video_extractor(real_t[None]))
             self.fake_videos.update(self.video_extractor(fake_t[None]))
 
-    def merge(self, other: "QualityStats") -> "QualityStats":
+    def merge(self, other: QualityStats) -> QualityStats:
         for name in ("real_frames", "fake_frames", "real_videos", "fake_videos"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
@@ -229,18 +229,6 @@ def results_table(results: Sequence[ClipResult], model_name: str,
 
 
 # ------------------------------------------------------------------------------------------ drawing
-def track_colors(n: int) -> np.ndarray:
-    """(n, 3) uint8 distinct, saturated colours (golden-ratio hues), stable for a given point index."""
-    hues = (np.arange(n) * 0.618033988749895) % 1.0
-    out = []
-    for h in hues:
-        i, f = int(h * 6), h * 6 - int(h * 6)
-        q, t = 1 - f, f
-        r, g, b = [(1, t, 0), (q, 1, 0), (0, 1, t), (0, q, 1), (t, 0, 1), (1, 0, q)][i % 6]
-        out.append((r * 255, g * 255, b * 255))
-    return np.asarray(out, np.uint8).reshape(n, 3)
-
-
 def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | None = None,
                 colors: np.ndarray | None = None, radius: int = 3, tail: int = 8, hollow: bool = False
                 ) -> np.ndarray:

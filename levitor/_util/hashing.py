@@ -1,0 +1,38 @@
+"""Content hashes, defined once: cache keys for the engine's stages, the perception caches and autosaves.
+Equal content gives equal keys; blake2b with 16-byte digests (collisions are not a practical concern)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import numpy as np
+
+DIGEST_SIZE = 16
+
+
+def array_hash(a: np.ndarray) -> str:
+    """A hash of an array's values, shape and dtype."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    h.update(f"{a.shape}|{a.dtype.str}|".encode())
+    h.update(a.view(np.uint8).reshape(-1).data if a.size else b"")
+    return h.hexdigest()
+
+
+def masks_hash(masks: Iterable[np.ndarray]) -> str:
+    """A hash of a list of boolean masks (packed bits: 8x less to hash than the bools)."""
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    for m in masks:
+        h.update(np.packbits(m).tobytes())
+        h.update(str(m.shape).encode())
+    return h.hexdigest()
+
+
+def bytes_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=DIGEST_SIZE).hexdigest()
+
+
+def digest(*parts) -> str:
+    """A hash of plain values (numbers, strings, dataclasses, lists of them) through their repr."""
+    return bytes_hash(repr(parts).encode())

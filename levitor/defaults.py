@@ -1,0 +1,40 @@
+"""Defaults defined once, and the official release's constants (light to import: no torch).
+
+Every default frame count, height and width in levitor (the bundled scene, the Studio's photo size, precompute,
+evaluation, ``levitor vram``, training) comes from here, and so do the release demo's seed and camera.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VideoSize:
+    num_frames: int
+    height: int
+    width: int
+
+    def __str__(self) -> str:
+        return f"{self.num_frames}x{self.height}x{self.width}"
+
+
+SIZES: dict[str, VideoSize] = {
+    "default": VideoSize(16, 320, 512),  # landscape, SVD's aspect ratio at a size a 16 GB GPU runs comfortably
+    "release-demo": VideoSize(16, 512, 288),  # the official Gradio demo: height 512, width 288 (portrait)
+}
+DEFAULT_SIZE = SIZES["default"]
+RELEASE_DEMO_SIZE = SIZES["release-demo"]
+NUM_FRAMES = DEFAULT_SIZE.num_frames  # the official checkpoint was trained on 16-frame clips
+
+
+def video_size(name: str) -> VideoSize:
+    """A named size (see :data:`SIZES`); the error lists the names."""
+    if name not in SIZES:
+        raise ValueError(f"unknown size {name!r}; use one of {sorted(SIZES)}")
+    return SIZES[name]
+
+
+RELEASE_SEED = 217113  # the release demo's seed
+RELEASE_FX = 3866.378  # the release's fixed pinhole focal lengths (pixels); cx, cy are the image centre
+RELEASE_FY = 4538.052

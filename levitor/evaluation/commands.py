@@ -1,0 +1,60 @@
+"""``levitor eval`` (the evaluation layer's command): DAVIS evaluation of one model, beside the paper's numbers.
+Light to import; the work is imported when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED
+from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
+
+EVAL_HELP = "DAVIS evaluation (ObjMC, optional FID/FVD) of one model."
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("davis", help="DAVIS 2017 folder (JPEGImages/480p, Annotations/480p, ImageSets/2017)")
+    p.add_argument("--model", default="preview",
+                   help="'preview' (the real clip: the sanity baseline), LeviTor weights or a LeviTorPipeline folder")
+    p.add_argument("--base", help="Stable Video Diffusion base for release-layout weights (default SVD-xt)")
+    p.add_argument("--name", help="model name in the tables (default: from --model)")
+    p.add_argument("--setting", default="both", choices=["single", "multi", "both"])
+    p.add_argument("--max-clips", type=int)
+    p.add_argument("--sequences", nargs="+", help="only these DAVIS sequences")
+    p.add_argument("--split", default="val")
+    p.add_argument("--starts", default="first", choices=["first", "all"],
+                   help="first: one clip per sequence (the paper); all: every non-overlapping 16-frame clip")
+    p.add_argument("--tracker", default="fallback", choices=["fallback", "cotracker"])
+    p.add_argument("--cotracker-checkpoint", help="default: $LEVITOR_HOME/models/cotracker/")
+    p.add_argument("--depth", default="none", help="control depth: none (flat), const:<N>, or a DepthAnythingV2 "
+                                                   "name/folder")
+    p.add_argument("--quality", default="none", choices=["none", "fid-fvd", "random"],
+                   help="FID/FVD: fid-fvd needs the Inception and I3D files (levitor.evaluation.metrics); random is a "
+                        "meaningless smoke test")
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--seed", type=int, default=RELEASE_SEED)
+    p.add_argument("--height", type=int, default=DEFAULT_SIZE.height)
+    p.add_argument("--width", type=int, default=DEFAULT_SIZE.width)
+    p.add_argument("--num-frames", type=int, default=DEFAULT_SIZE.num_frames)
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
+    p.add_argument("--no-videos", action="store_true", help="skip the per-clip track videos")
+    p.add_argument("--out", help="output folder (default eval_out/<model name>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from levitor.evaluation.runner import run_eval_command
+
+    return run_eval_command(args)
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="levitor eval", description=EVAL_HELP)
+    add_eval_arguments(p)
+    return p
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a model on DAVIS: ObjMC (and FID/FVD) beside the paper's numbers",
+                       description=EVAL_HELP)
+    add_eval_arguments(p)
+    p.set_defaults(run=run)

@@ -1,0 +1,79 @@
+"""``levitor generate`` and ``levitor vram`` (the generation layer's commands)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from levitor.defaults import DEFAULT_SIZE
+from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from levitor.generation.generate import generate
+    from levitor.scene import Scene
+
+    scene = Scene.load(args.scene)
+    out = Path(args.out)
+    bar = tqdm(total=args.steps, desc="denoising", unit="step")
+
+    def progress(step: int, total: int) -> None:
+        bar.total = total
+        bar.update(step - bar.n)
+
+    res = generate(scene, out.parent if str(out.parent) else ".", weights=args.weights, base=args.base,
+                   device=args.device, steps=args.steps, preset=args.preset, seed=args.seed, callback=progress,
+                   allow_download=not args.no_download, name=out.stem)
+    bar.close()
+    print(f"levitor generate: wrote {res.video_path} ({res.seconds:.1f} s), control overlay {res.control_path}, "
+          f"scene {res.scene_path}")
+    return 0
+
+
+def _vram(args: argparse.Namespace) -> int:
+    from levitor.generation.memtrace import GB, predict_svd_xt_memory
+
+    frames, height, width = DEFAULT_SIZE.num_frames, DEFAULT_SIZE.height, DEFAULT_SIZE.width
+    if args.scene:
+        from levitor.scene import Scene
+
+        scene = Scene.load(args.scene)
+        frames, height, width = scene.num_frames, scene.height, scene.width
+    frames, height, width = (given if given is not None else default for given, default in
+                             ((args.frames, frames), (args.height, height), (args.width, width)))
+    print(f"levitor vram: SVD-xt + LeviTor ControlNet, {frames} frames {height}x{width}, CFG on; peak GPU memory "
+          "predicted by tracing the pipeline on the meta device (tensor bytes, as torch.cuda.max_memory_allocated; "
+          "add about 0.5 GB for the CUDA context)")
+    for preset, trace in predict_svd_xt_memory(frames, height, width, tuple(args.preset or PRESET_NAMES)).items():
+        stages = ", ".join(f"{name} {b / GB:.1f}" for name, b in trace.by_model.items() if name != "start")
+        print(f"  {preset:8s}: {trace.peak_bytes / GB:5.1f} GB at the peak, during {trace.peak_during} "
+              f"(weights {trace.peak_weights_bytes / GB:.1f} GB); per model: {stages}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="generate a video of a scene with SVD + the LeviTor ControlNet",
+                       description="Generate a video of a scene with SVD + the LeviTor ControlNet.")
+    p.add_argument("--scene", required=True, help="scene.json")
+    p.add_argument("--out", default="video.mp4", help="video path; the scene and a control overlay go beside it")
+    p.add_argument("--weights", help="LeviTor weights folder (release layout), a saved LeviTorPipeline folder, "
+                                     "or 'mini': the shipped 32x32 toy model (runs on any CPU, no download)")
+    p.add_argument("--base", help="Stable Video Diffusion base (hub id or folder; default SVD-xt)")
+    p.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default)")
+    p.add_argument("--steps", type=int, help="denoising steps (default: 25; the mini model's own with --weights mini)")
+    p.add_argument("--seed", type=int, help="default: the scene's seed")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
+    p.add_argument("--no-download", action="store_true", help="never download weights (HF_HUB_OFFLINE=1 does the same)")
+    p.set_defaults(run=_generate)
+
+    p = sub.add_parser("vram", help="predict the GPU memory a generation needs (traced on the meta device: no GPU "
+                                    "and no weights needed)",
+                       description="Predict the GPU memory a generation needs, per preset, without a GPU or weights.")
+    p.add_argument("--scene", help="take frames and size from this scene.json")
+    p.add_argument("--frames", type=int, help=f"default: the scene's, else {DEFAULT_SIZE.num_frames}")
+    p.add_argument("--height", type=int, help=f"default: the scene's, else {DEFAULT_SIZE.height}")
+    p.add_argument("--width", type=int, help=f"default: the scene's, else {DEFAULT_SIZE.width}")
+    p.add_argument("--preset", choices=PRESET_NAMES, action="append", help="default: every preset")
+    p.set_defaults(run=_vram)

@@ -1,0 +1,53 @@
+"""Depth for a whole data set, one frame at a time: a :data:`DepthFn` maps an RGB frame to a uint8 disparity map
+(the release's 0..255 scale, 255 = nearest)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+FLAT_DISPARITY = 128       # what disparity_u8_from_relative gives a flat map: every pixel at mid depth
+
+
+DepthFn = Callable[[np.ndarray], np.ndarray]
+"""One (H, W, 3) uint8 RGB frame -> (H, W) uint8 disparity (0..255, 255 = nearest), as the release stores depth."""
+
+
+def flat_depth(frame: np.ndarray) -> np.ndarray:
+    """``--depth none``: every pixel at mid depth (disparity 128), so only instances and points carry control."""
+    return np.full(frame.shape[:2], FLAT_DISPARITY, np.uint8)
+
+
+def constant_depth(disparity: int) -> DepthFn:
+    """Every pixel at one disparity (1..255); for tests and ablations."""
+    if not 0 <= int(disparity) <= 255:
+        raise ValueError(f"a constant disparity must be in 0..255, got {disparity}")
+
+    def depth(frame: np.ndarray) -> np.ndarray:
+        return np.full(frame.shape[:2], int(disparity), np.uint8)
+
+    return depth
+
+
+def estimator_depth(estimator: Any) -> DepthFn:
+    """A :class:`~levitor.perception.DepthEstimator` as a DepthFn: per-frame min-max normalised, as the release."""
+    return estimator.estimate_disparity
+
+
+def load_depth_fn(spec: str, device: str = "cpu", input_size: int | None = None) -> DepthFn:
+    """``none`` (flat), ``const:<0..255>``, or a DepthAnythingV2 name (small/base/large), hub id or folder
+    (``input_size``: the network's shorter side, default the release's 512)."""
+    if spec in ("none", "flat"):
+        return flat_depth
+    if spec.startswith("const:"):
+        try:
+            return constant_depth(int(spec.split(":", 1)[1]))
+        except ValueError as err:
+            raise ValueError(f"--depth const:<N> needs an integer disparity 0..255, got {spec!r}") from err
+    from levitor.perception import RELEASE_INPUT_SIZE, DepthEstimator, FeatureCache
+
+    # no cache: every frame is seen once, and caching 51K videos' depth maps would only fill memory
+    return estimator_depth(DepthEstimator.load(spec, device=device, cache=FeatureCache(max_bytes=0),
+                                               input_size=input_size or RELEASE_INPUT_SIZE))

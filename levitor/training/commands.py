@@ -1,0 +1,129 @@
+"""``levitor train``, ``levitor precompute`` and ``levitor precompute-synthetic`` (the training layer's commands).
+
+Light to import: the argument definitions are here, the work is imported when a command runs. The same
+parsers serve ``python -m levitor.training CONFIG`` (for torchrun / accelerate launch) and
+``python -m levitor.training.precompute``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+PRECOMPUTE_HELP = "Precompute depth and control signals of a data set into sharded records (resumable)."
+
+
+# ------------------------------------------------------------------------------------------------ train
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="a YAML/JSON config (configs/paper.yaml, configs/mini.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (YAML value syntax), e.g. --set max_steps=10")
+    p.add_argument("--no-resume", action="store_true", help="start fresh even if checkpoints exist")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from levitor.training.config import load_config
+    from levitor.training.loop import train
+
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        overrides[k] = yaml.safe_load(v)
+    config = load_config(args.config, **overrides)
+    result = train(config, resume=not args.no_resume)
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m levitor.training CONFIG [--set key=value ...] [--no-resume]``."""
+    p = argparse.ArgumentParser(prog="levitor train", description="Train the LeviTor ControlNet.")
+    add_train_arguments(p)
+    return run_train(p.parse_args(argv))
+
+
+# ----------------------------------------------------------------------------------- precompute-synthetic
+def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out")
+    p.add_argument("--clips", type=int, default=2000)
+    p.add_argument("--config", help="a training config whose synthetic world and sizes to use (default: mini)")
+    p.add_argument("--shard-size", type=int, default=500)
+
+
+def run_synthetic(args: argparse.Namespace) -> int:
+    from levitor.training.config import PRESETS, load_config
+    from levitor.training.datasets import precompute_synthetic
+
+    config = load_config(args.config) if args.config else PRESETS["mini"]
+    t = time.time()
+    precompute_synthetic(args.out, args.clips, config, shard_size=args.shard_size)
+    print(f"wrote {args.clips} clips to {args.out} in {time.time() - t:.1f} s")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- precompute
+def add_precompute_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", nargs="?", help="the data set folder (DAVIS 2017 or SA-V; see docs/data_and_eval.md)")
+    p.add_argument("--out", required=True, help="output folder (shard-K-of-N/ subfolders, index.jsonl)")
+    p.add_argument("--dataset", help="davis (default), sav or sav-frames")
+    p.add_argument("--split", help="DAVIS: val (default), train or all; sav-frames: sav_val (default) or sav_test")
+    p.add_argument("--shard", type=int, help="this process's shard (default: RANK / LOCAL_RANK / SLURM array, or 0)")
+    p.add_argument("--num-shards", type=int, help="number of shards (default: WORLD_SIZE, or 1)")
+    p.add_argument("--depth", help="none (flat, default), const:<0..255>, or a DepthAnythingV2 name "
+                                   "(small/base/large), hub id or folder")
+    p.add_argument("--depth-input-size", type=int, help="the depth network's shorter side (default 512, the "
+                                                        "release's; smaller is faster and coarser)")
+    p.add_argument("--device", default="auto", help="for the depth model: cuda, cpu, or auto (cuda:LOCAL_RANK)")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--num-frames", type=int)
+    p.add_argument("--stride", type=int)
+    p.add_argument("--starts", choices=["first", "all"])
+    p.add_argument("--hop", type=int)
+    p.add_argument("--frames", help="how to store frames: jpeg (default), raw or none")
+    p.add_argument("--kmeans-init", help="warm (default) or release")
+    p.add_argument("--verify", default="size", choices=["size", "full", "exists"],
+                   help="before skipping an existing record: compare its size with the index (default), re-read "
+                        "it and check its CRCs (full), or trust the file (exists)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's). On CPU machines "
+                                               "run one shard per core with --threads 1")
+    p.add_argument("--merge-only", action="store_true", help="only combine the shard indexes and reports")
+    p.add_argument("--no-merge", action="store_true", help="do not try to merge after this shard")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run_precompute(args: argparse.Namespace) -> int:
+    from levitor.training.precompute import run_precompute_command
+
+    return run_precompute_command(args)
+
+
+def precompute_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="levitor precompute", description=PRECOMPUTE_HELP)
+    add_precompute_arguments(p)
+    return p
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the ControlNet (accelerate); `levitor train configs/mini.yaml`",
+                       description="Train the LeviTor ControlNet (accelerate: one CPU, one GPU, many GPUs).")
+    add_train_arguments(p)
+    p.set_defaults(run=run_train)
+    p = sub.add_parser("precompute", help="depth + control signals for a dataset, sharded and resumable",
+                       description=PRECOMPUTE_HELP)
+    add_precompute_arguments(p)
+    p.set_defaults(run=run_precompute)
+    p = sub.add_parser("precompute-synthetic", help="write synthetic-world clips for training",
+                       description="Render synthetic clips and control signals into a training cache.")
+    add_synthetic_arguments(p)
+    p.set_defaults(run=run_synthetic)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Train the LeviTor ControlNet with accelerate: one CPU, one GPU, or many GPUs on many nodes.
+
+    levitor train configs/paper.yaml                              # one process
+    accelerate launch --multi_gpu --num_processes 8 -m levitor.training configs/paper.yaml
+    # a cluster, per node (2 nodes x 8 GPUs; node rank 0 is the main node):
+    accelerate launch --num_machines 2 --num_processes 16 --machine_rank $NODE_RANK \\
+        --main_process_ip $MASTER_ADDR --main_process_port 29500 --mixed_precision fp16 \\
+        -m levitor.training configs/paper.yaml
+
+What trains (EDM / v-prediction, as SVD): a clip's frames are encoded by the VAE; the first frame (with
+``noise_aug_strength`` noise) is the image condition, concatenated to every frame's noisy latents, and its CLIP
+embedding the cross-attention context; noise levels are log-normal (``p_mean``, ``p_std``); the loss is SVD's
+EDM-weighted error of the denoised latents. The ControlNet sees the control video of the clip (K-means points
+of every object mask, instance ids, depth values: :mod:`levitor.control`), computed on the fly from masks and
+depth, or read from a cache made by :func:`precompute_synthetic`.
+
+Two presets (:data:`PRESETS`): ``paper`` (real SVD-xt, UNet frozen, ControlNet from the UNet's encoder, the
+paper's hyper-parameters) and ``mini`` (the small model of :mod:`levitor.generation.mini`, UNet and ControlNet trained
+from scratch on the synthetic world on a CPU). Table 2's ablations: ``control: no_depth | no_instance |
+center_point``.
+
+A run folder holds ``config.json``, ``log.jsonl`` (one line per ``log_every`` steps) and its picture
+``loss_curve.png`` (redrawn at each checkpoint), ``checkpoints/step_N/``
+(accelerate state: models, optimizer, scheduler, RNG, EMA, ``progress.json``), ``export/`` (inference weights
+of the latest checkpoint), ``samples/`` and TensorBoard logs. Running the same config again resumes from the
+latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from levitor.training.config import EVAL_SEED_OFFSET, TrainConfig
+from levitor.training.datasets import SyntheticControlDataset, _ResumableSampler, make_dataset
+from levitor.training.loss import edm_loss
+from levitor.training.models import build_models
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    folders = [p for p in (out / "checkpoints").glob("step_*") if (p / "progress.json").exists()]
+    return sorted(folders, key=lambda p: int(p.name.split("_")[1]))
+
+
+def train(config: TrainConfig, resume: str | bool = True) -> dict:
+    """Run (or resume) training. ``resume``: True = the latest checkpoint in output_dir, a path, or False.
+
+    Returns the final progress: {"step", "loss", "wall_s", "checkpoint"}.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trackers = []
+    try:
+        import tensorboard  # noqa: F401
+
+        trackers = ["tensorboard"]
+    except ImportError:
+        pass
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
+                              log_with=trackers or None,
+                              project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tb")))
+    set_seed(config.seed)
+
+    pipe = build_models(config)
+    unet, controlnet = pipe.unet, pipe.controlnet
+    pipe.vae.requires_grad_(False)
+    pipe.image_encoder.requires_grad_(False)
+    unet.requires_grad_(config.train_unet)
+    controlnet.requires_grad_(True)
+    if config.gradient_checkpointing:
+        controlnet.enable_gradient_checkpointing()
+        if config.train_unet:
+            unet.enable_gradient_checkpointing()
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    pipe.vae.to(accelerator.device, dtype=weight_dtype if config.model == "svd" else torch.float32)
+    pipe.image_encoder.to(accelerator.device, dtype=weight_dtype)
+    if not config.train_unet:
+        unet.to(accelerator.device, dtype=weight_dtype)
+
+    trained = [controlnet] + ([unet] if config.train_unet else [])
+    params = [p for m in trained for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay)
+    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps,
+                                 num_training_steps=config.max_steps)
+    ema = None
+    if config.ema:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(params, decay=config.ema_decay)
+
+    # resume: progress first (it decides where the data stream starts)
+    ckpts = _checkpoints(out)
+    resume_from = None
+    if resume is True and ckpts:
+        resume_from = ckpts[-1]
+    elif isinstance(resume, (str, Path)):
+        resume_from = Path(resume)
+    progress = {"step": 0, "wall_s": 0.0, "loss": None}
+    if resume_from is not None:
+        progress = json.loads((resume_from / "progress.json").read_text())
+
+    dataset = make_dataset(config)
+    samples_per_step = config.batch_size * config.grad_accum * accelerator.num_processes
+    sampler = _ResumableSampler(len(dataset), progress["step"] * samples_per_step, config.seed,
+                                shuffle=config.data != "synthetic")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+                                         num_workers=config.num_workers, drop_last=True,
+                                         persistent_workers=config.num_workers > 0)
+
+    if config.train_unet:
+        controlnet, unet, optimizer, lr_scheduler = accelerator.prepare(controlnet, unet, optimizer, lr_scheduler)
+    else:
+        controlnet, optimizer, lr_scheduler = accelerator.prepare(controlnet, optimizer, lr_scheduler)
+    loader = accelerator.prepare_data_loader(loader, device_placement=True) if accelerator.num_processes > 1 \
+        else loader
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        # the config's learning rate wins over the checkpoint's (so a resumed run can be re-tuned)
+        inner = getattr(lr_scheduler, "scheduler", lr_scheduler)
+        inner.base_lrs = [config.lr for _ in inner.base_lrs]
+        for group in optimizer.param_groups:
+            group["initial_lr"] = config.lr
+            group["lr"] = config.lr * inner.lr_lambdas[0](inner.last_epoch)
+        accelerator.print(f"resumed from {resume_from} at step {progress['step']}")
+
+    if accelerator.is_main_process:
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        accelerator.init_trackers("levitor", config={k: str(v) for k, v in asdict(config).items()})
+
+    stop = {"now": False}
+
+    def _request_stop(signum, frame):  # SIGTERM/SIGINT: finish the step, checkpoint, exit cleanly
+        stop["now"] = True
+
+    old_handlers = {s: signal.signal(s, _request_stop) for s in (signal.SIGTERM, signal.SIGINT)} \
+        if _is_main_thread() else {}
+
+    def save_checkpoint() -> Path:
+        folder = out / "checkpoints" / f"step_{progress['step']:07d}"
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(folder))
+        if accelerator.is_main_process:
+            (folder / "progress.json").write_text(json.dumps(progress))
+            export(accelerator, pipe, controlnet, unet, ema, params, config, out / "export", progress)
+            write_loss_curve(log_file, out / "loss_curve.png")
+            for old in _checkpoints(out)[:-config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    session_start = time.time()
+    wall_at_start = progress["wall_s"]
+    last_ckpt_time = time.time()
+    log_file = out / "log.jsonl"
+    running, running_n, t_log = 0.0, 0, time.time()
+    generator = torch.Generator(device=accelerator.device).manual_seed(config.seed + progress["step"])
+    data_iter = iter(loader)
+    controlnet.train()
+    unet.train(config.train_unet)
+    last_folder = None
+    while progress["step"] < config.max_steps and not stop["now"]:
+        for _ in range(config.grad_accum):
+            batch = next(data_iter)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            with accelerator.accumulate(*trained):
+                with accelerator.autocast():
+                    loss = edm_loss(pipe, accelerator.unwrap_model(unet) if not config.train_unet else unet,
+                                    controlnet, batch, config, generator)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at step {progress['step']}; lower lr "
+                                             "or use mixed_precision 'bf16'/'no'")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += float(loss.detach()) / config.grad_accum
+        running_n += 1
+        if ema is not None:
+            ema.step(params)
+        progress["step"] += 1
+        progress["wall_s"] = wall_at_start + time.time() - session_start
+        if progress["step"] % config.log_every == 0:
+            mean = running / running_n
+            progress["loss"] = mean
+            rec = {"step": progress["step"], "loss": round(mean, 6), "lr": lr_scheduler.get_last_lr()[0],
+                   "s_per_step": round((time.time() - t_log) / running_n, 3), "wall_s": round(progress["wall_s"], 1)}
+            accelerator.log({"loss": mean, "lr": rec["lr"]}, step=progress["step"])
+            if accelerator.is_main_process:
+                with open(log_file, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+            running, running_n, t_log = 0.0, 0, time.time()
+        timed = config.checkpoint_minutes > 0 and time.time() - last_ckpt_time > 60 * config.checkpoint_minutes
+        out_of_time = config.max_minutes > 0 and time.time() - session_start > 60 * config.max_minutes
+        if progress["step"] % config.checkpoint_every == 0 or timed or out_of_time:
+            last_folder = save_checkpoint()
+            last_ckpt_time = time.time()
+        if config.sample_every and progress["step"] % config.sample_every == 0 and accelerator.is_main_process:
+            write_sample(pipe, ema, params, config, out / "samples" / f"step_{progress['step']:07d}")
+        if out_of_time:
+            break
+    if last_folder is None or not last_folder.name.endswith(f"{progress['step']:07d}"):
+        last_folder = save_checkpoint()
+    accelerator.end_training()
+    for s, h in old_handlers.items():
+        signal.signal(s, h)
+    return {**progress, "checkpoint": str(last_folder)}
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class _EmaWeights:
+    """``with _EmaWeights(ema, params):`` swaps the EMA weights in, and the training weights back after."""
+
+    def __init__(self, ema, params):
+        self.ema, self.params = ema, params
+
+    def __enter__(self):
+        if self.ema is not None:
+            self.ema.store(self.params)
+            self.ema.copy_to(self.params)
+
+    def __exit__(self, *exc):
+        if self.ema is not None:
+            self.ema.restore(self.params)
+
+
+def export(accelerator, pipe, controlnet, unet, ema, params, config: TrainConfig, folder: Path, progress: dict):
+    """Inference weights (EMA ones if EMA is on): the ControlNet, and the UNet when it trains."""
+    cn, un = accelerator.unwrap_model(controlnet), accelerator.unwrap_model(unet)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with _EmaWeights(ema, params):
+        if config.model == "mini":
+            from levitor.generation.mini import save_mini
+
+            save_mini(tmp, un, cn, mini_model_info(config, progress), image_encoder=pipe.image_encoder)
+        else:
+            cn.save_pretrained(tmp / "controlnet")
+            if config.train_unet:
+                un.save_pretrained(tmp / "unet")
+            (tmp / "progress.json").write_text(json.dumps(progress))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def mini_model_info(config: TrainConfig, progress: dict) -> dict:
+    """What :func:`levitor.generation.mini.load_mini_pipeline` needs to know beyond the weights."""
+    return {"height": config.height, "width": config.width, "num_frames": config.num_frames,
+            "patch_size": config.mini_patch_size, "control_radius": config.control_radius,
+            "kmeans_stride": config.kmeans_stride, "control": config.control, "fps": config.fps,
+            "motion_bucket_id": config.motion_bucket_id, "noise_aug_strength": config.noise_aug_strength,
+            "num_inference_steps": config.sample_steps, "sigma_max": config.mini_sigma_max,
+            "sigma_min": config.mini_sigma_min, "seed": config.seed,
+            "synthetic": {k: list(v) if isinstance(v, tuple) else v for k, v in config.synthetic.items()},
+            "trained_steps": progress["step"], "train_wall_s": round(progress["wall_s"], 1),
+            "train_loss": progress.get("loss"), "motion_loss_weight": config.motion_loss_weight,
+            **(_lineage(config.init_from) if config.init_from else {})}
+
+
+def _lineage(init_from: str) -> dict:
+    """Where a fine-tuned mini model started: its parent's training, so the total is on record."""
+    from levitor.generation.mini import mini_info
+
+    parent = mini_info(init_from)
+    earlier = parent.get("earlier_steps", 0) + parent.get("trained_steps", 0)
+    return {"init_from": str(init_from), "earlier_steps": earlier,
+            "earlier_wall_s": round(parent.get("earlier_wall_s", 0) + parent.get("train_wall_s", 0), 1)}
+
+
+def write_loss_curve(log_file: Path, png: Path) -> Path | None:
+    """Redraw the run's loss curve beside its log, so a glance tells whether a long run is still learning."""
+    from PIL import Image
+
+    from levitor.viz.pictures import loss_curve, read_loss_log
+
+    if not log_file.exists():
+        return None
+    steps, losses = read_loss_log(log_file)
+    if len(steps) < 2:
+        return None
+    Image.fromarray(loss_curve(steps, losses, title=f"training loss ({png.parent.name})")).save(png)
+    return png
+
+
+@torch.no_grad()
+def write_sample(pipe, ema, params, config: TrainConfig, stem: Path) -> Path | None:
+    """A side-by-side strip (rows: ground truth, generated) of a held-out synthetic clip, as PNG."""
+    if config.data not in ("synthetic", "cache"):
+        return None
+    from PIL import Image
+
+    item = SyntheticControlDataset(config, seed_offset=EVAL_SEED_OFFSET)[0]
+    first = ((item["frames"][0] + 1) / 2).clamp(0, 1)
+    was_training = (pipe.unet.training, pipe.controlnet.training)
+    pipe.unet.eval()
+    pipe.controlnet.eval()
+    with _EmaWeights(ema, params):
+        video = pipe(first, control=item["control"], num_inference_steps=config.sample_steps,
+                     min_guidance_scale=1.0, max_guidance_scale=1.0, fps=config.fps,
+                     motion_bucket_id=config.motion_bucket_id, noise_aug_strength=config.noise_aug_strength,
+                     generator=torch.Generator().manual_seed(0), output_type="np").frames[0]
+    pipe.unet.train(was_training[0] and config.train_unet)
+    pipe.controlnet.train(was_training[1])
+    truth = ((item["frames"].permute(0, 2, 3, 1) + 1) * 127.5).clamp(0, 255).numpy().astype(np.uint8)
+    gen = (np.asarray(video) * 255).clip(0, 255).astype(np.uint8)
+    strip = np.concatenate([np.concatenate(list(truth), 1), np.concatenate(list(gen), 1)], 0)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    path = stem.with_suffix(".png")
+    Image.fromarray(strip).resize((strip.shape[1] * 4, strip.shape[0] * 4), Image.NEAREST).save(path)
+    return path
