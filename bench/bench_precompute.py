@@ -25,19 +25,13 @@ from scipy import ndimage
 
 from levitor.control.points import control_from_masks
 from levitor.data.davis import DavisDataset, write_palette_png
+from levitor.data.records import encode_jpeg, write_record
 from levitor.data.sampling import ClipSampling
 from levitor.depth import depth_from_disparity
 from levitor.evaluation.runner import EvalConfig, preview_generator, run_eval
 from levitor.evaluation.tracking import FallbackTracker
-from levitor.training.precompute import (
-    PrecomputeConfig,
-    compute_record,
-    encode_jpeg,
-    estimator_depth,
-    flat_depth,
-    precompute_shard,
-    write_record,
-)
+from levitor.perception.depth_fn import estimator_depth, flat_depth
+from levitor.training.precompute import PrecomputeConfig, compute_record, precompute_shard
 
 SRC_H, SRC_W = 480, 854     # DAVIS 480p
 H, W, T = 320, 512, 16

@@ -125,7 +125,7 @@ def occlusion_right(frames: np.ndarray, clip) -> tuple[bool, bool] | None:
 
 def controls_for(clip, config, info: dict) -> dict[str, torch.Tensor]:
     """(F, 3, H, W) raw control video of each variant."""
-    from levitor.training.loop import control_video
+    from levitor.training.datasets import control_video
 
     out = {}
     for name in VARIANTS:
@@ -140,7 +140,7 @@ def controls_for(clip, config, info: dict) -> dict[str, torch.Tensor]:
 def _world(world_from: str | Path | None, info: dict) -> dict:
     """The synthetic-world settings of a mini model folder (its mini.json) or of a training config file."""
     from levitor.generation.mini import mini_info
-    from levitor.training.loop import load_config
+    from levitor.training.config import load_config
 
     if world_from is None:
         return info.get("synthetic", {})
@@ -155,7 +155,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     (default: the evaluated model's own), so that two models trained on different worlds meet the same clips."""
     from levitor.data.synthetic import generate_clip
     from levitor.generation.mini import load_mini_pipeline
-    from levitor.training.loop import EVAL_SEED_OFFSET, load_config, synthetic_config
+    from levitor.training.config import EVAL_SEED_OFFSET, load_config, synthetic_config
 
     pipe = load_mini_pipeline(weights)
     info = pipe.mini_info

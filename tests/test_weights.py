@@ -3,7 +3,6 @@
 import json
 import logging
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -11,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from levitor.generation.pipeline import LeviTorPipeline
 from levitor.models import ControlNetSVD
 from levitor.models.convert import convert_official_checkpoint, load_controlnet
+from levitor.testing.compare import assert_same_output
 from levitor.testing.tiny import save_tiny_pipeline, tiny_image, tiny_pipeline, tiny_signal
 from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, describe_expected_layout, resolve
 
@@ -71,7 +71,7 @@ def test_both_layouts_generate_the_same_video(tmp_path, official):
         pipe.set_progress_bar_config(disable=True)
         videos.append(pipe(tiny_image(), control=tiny_signal(), num_inference_steps=1, output_type="np",
                            generator=torch.Generator().manual_seed(217113)).frames)
-    np.testing.assert_array_equal(videos[0], videos[1])
+    assert_same_output(videos[1], videos[0])  # two separately loaded pipelines: equal up to float rounding
 
 
 def test_torch_dtype_applies_to_every_model(official):
@@ -95,15 +95,17 @@ def test_missing_weights_name_the_models_and_the_layout(tmp_path):
     with pytest.raises(WeightsNotFoundError) as info:
         LeviTorPipeline.from_pretrained(allow_download=False)
     message = str(info.value)
-    assert SVD_XT_ID in message and LEVITOR_ID in message
-    assert "controlnet/config.json" in message and "stable-video-diffusion-img2vid-xt/" in message
-    assert str(tmp_path / "levitor_home") in message  # where it looked
+    home = tmp_path / "levitor_home" / "models"
+    # both missing models at once, each with the one command that downloads it to where resolve() looks
+    assert f"hf download {SVD_XT_ID} --local-dir {home / 'stable-video-diffusion-img2vid-xt'}" in message
+    assert f"hf download {LEVITOR_ID} --local-dir {home / 'LeviTor'} --include 'controlnet/*'" in message
+    assert len(message.splitlines()) <= 8
 
-    with pytest.raises(WeightsNotFoundError, match="allow_download=False"):
+    with pytest.raises(WeightsNotFoundError, match="downloads are off"):
         resolve("someone/missing-model", allow_download=False)
     with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE"):
         resolve("someone/missing-model", allow_download=True)  # offline: fails fast, no network
-    with pytest.raises(WeightsNotFoundError, match="not a Hub id"):
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
         resolve(tmp_path / "no" / "such" / "folder")
 
 

@@ -17,16 +17,18 @@ def _generate(args: argparse.Namespace) -> int:
 
     scene = Scene.load(args.scene)
     out = Path(args.out)
-    bar = tqdm(total=args.steps, desc="denoising", unit="step")
+    bars = []  # made at the first step: a failure before it (missing weights) prints no empty bar
 
     def progress(step: int, total: int) -> None:
-        bar.total = total
-        bar.update(step - bar.n)
+        if not bars:
+            bars.append(tqdm(total=total, desc="denoising", unit="step"))
+        bars[0].update(step - bars[0].n)
 
     res = generate(scene, out.parent if str(out.parent) else ".", weights=args.weights, base=args.base,
                    device=args.device, steps=args.steps, preset=args.preset, seed=args.seed, callback=progress,
                    allow_download=not args.no_download, name=out.stem)
-    bar.close()
+    for bar in bars:
+        bar.close()
     print(f"levitor generate: wrote {res.video_path} ({res.seconds:.1f} s), control overlay {res.control_path}, "
           f"scene {res.scene_path}")
     return 0

@@ -57,6 +57,33 @@ CLIP_SIZE = 224  # SVD feeds CLIP a 224x224 image, whatever the video size
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
+def _resolve_both(base: str | Path, controlnet: Any, allow_download: bool) -> Path:
+    """The base's folder, checked; when the base or the ControlNet is missing, one error names both."""
+    errors, folder = [], None
+    try:
+        folder = resolve(base, what="Stable Video Diffusion base", allow_download=allow_download)
+        if not (folder / "model_index.json").is_file():
+            errors.append(f"{folder} has no model_index.json, so it is neither a diffusers SVD folder nor a saved "
+                          f"LeviTorPipeline.\n\n{describe_expected_layout()}")
+    except WeightsNotFoundError as e:
+        errors.append(str(e))
+    saved = folder is not None and _is_saved_pipeline(folder)
+    if not isinstance(controlnet, ControlNetSVD) and not (saved and controlnet is None):
+        try:
+            resolve(LEVITOR_ID if controlnet is None else controlnet, what="LeviTor ControlNet",
+                    allow_download=allow_download)
+        except WeightsNotFoundError as e:
+            errors.append(str(e))
+    if errors:
+        raise WeightsNotFoundError("\n".join(errors))
+    return folder
+
+
+def _is_saved_pipeline(folder: Path) -> bool:
+    index = folder / "model_index.json"
+    return index.is_file() and json.loads(index.read_text()).get("_class_name") == "LeviTorPipeline"
+
+
 def _explain_oom(call: Callable) -> Callable:
     """Turn CUDA out-of-memory into an error that says what to try."""
 
@@ -142,13 +169,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         allow_download: let :func:`levitor.weights.resolve` fetch missing weights from the Hub.
         Missing weights raise :class:`~levitor.weights.WeightsNotFoundError` with the expected folder layout.
         """
-        base = resolve(pretrained_model_name_or_path, what="Stable Video Diffusion base", allow_download=allow_download)
+        base = _resolve_both(pretrained_model_name_or_path, controlnet, allow_download)
         index_path = base / "model_index.json"
-        if not index_path.is_file():
-            raise WeightsNotFoundError(
-                f"{base} has no model_index.json, so it is neither a diffusers SVD folder nor a saved "
-                f"LeviTorPipeline.\n\n{describe_expected_layout()}"
-            )
         class_name = json.loads(index_path.read_text())["_class_name"]
         if variant == "auto":
             variant = "fp16" if any((base / "unet").glob("*.fp16.*")) else None

@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from scipy import ndimage
 
-from levitor.data.davis import write_palette_png
 from levitor.evaluation.runner import EvalConfig, control_for_clip, eval_main, preview_generator, run_eval
 from levitor.evaluation.tracking import FallbackTracker
-from levitor.training.precompute import constant_depth
+from levitor.perception.depth_fn import constant_depth
+from levitor.testing.datasets import write_textured_davis
 
 H, W = 64, 96          # fixture size (cropped to the generation size's aspect by the runner)
-
-
-def write_textured_davis(root: Path, sequences: dict[str, int], h: int = H, w: int = W) -> None:
-    """DAVIS 2017 layout with textured frames (so the tracker has something to follow): object 1 moves right
-    by 2 px per frame, object 2 stays."""
-    rng = np.random.default_rng(0)
-    for name, n in sequences.items():
-        img_dir, ann_dir = root / "JPEGImages" / "480p" / name, root / "Annotations" / "480p" / name
-        img_dir.mkdir(parents=True)
-        ann_dir.mkdir(parents=True)
-        bg = ndimage.gaussian_filter(rng.normal(size=(h, w)), 1.5) * 90 + 128
-        tex = ndimage.gaussian_filter(rng.normal(size=(16, 16)), 1.0) * 90 + 128
-        for t in range(n):
-            img, ids = bg.copy(), np.zeros((h, w), np.uint8)
-            ids[40:56, 60:84] = 2
-            img[12:28, 10 + 2 * t : 26 + 2 * t] = tex
-            ids[12:28, 10 + 2 * t : 26 + 2 * t] = 1
-            rgb = np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-            Image.fromarray(rgb).save(img_dir / f"{t:05d}.jpg", quality=98)
-            write_palette_png(ann_dir / f"{t:05d}.png", ids)
-    (root / "ImageSets" / "2017").mkdir(parents=True)
-    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(sequences) + "\n")
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from levitor._util.jit import HAVE_NUMBA
-from levitor.control.points import KRule, control_from_masks, kmeans, release_init
+from levitor.control.krule import KRule
+from levitor.control.points import control_from_masks, kmeans, release_init
 
 
 @pytest.mark.parametrize("areas, moved, expected", [
@@ -127,7 +128,7 @@ def test_bad_inputs():
 
 
 def test_compute_k_function_form():
-    from levitor.control.points import compute_k
+    from levitor.control.krule import compute_k
 
     assert compute_k([16384] * 3, 320, 512) == 5  # 16384 / 163840 * 50 = 5
     assert compute_k([16384, 0, 100], 320, 512, scale=0.25) == 1

@@ -8,23 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_data import write_sav
-from test_eval_runner import write_textured_davis
 
 from levitor.control.encode import encode
 from levitor.control.points import control_from_masks
 from levitor.data.davis import DavisDataset
+from levitor.data.records import PrecomputedDataset, collate_precomputed, read_record
 from levitor.data.sampling import ClipSampling, shard_of
 from levitor.depth import depth_from_disparity
+from levitor.perception.depth_fn import constant_depth
+from levitor.testing.datasets import write_sav, write_textured_davis
 from levitor.training.precompute import (
     PrecomputeConfig,
-    PrecomputedDataset,
-    collate_precomputed,
-    constant_depth,
     merge_index,
     precompute_main,
     precompute_shard,
-    read_record,
     resolve_shard,
     shard_dirname,
 )

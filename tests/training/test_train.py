@@ -7,18 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from levitor.training.loop import (
-    PRESETS,
-    CacheDataset,
-    SyntheticControlDataset,
-    TrainConfig,
-    build_models,
-    control_video,
-    load_config,
-    motion_mask,
-    precompute_synthetic,
-    train,
-)
+from levitor.training.config import PRESETS, TrainConfig, load_config
+from levitor.training.datasets import CacheDataset, SyntheticControlDataset, control_video, precompute_synthetic
+from levitor.training.loop import train
+from levitor.training.loss import motion_mask
+from levitor.training.models import build_models
 
 TINY_MINI = dict(base="mini", height=16, width=16, num_frames=2, batch_size=1, mini_channels=[32, 32],
                  max_steps=2, log_every=1, checkpoint_every=2, checkpoint_minutes=0, sample_every=0, ema=True,

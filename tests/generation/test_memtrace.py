@@ -84,7 +84,7 @@ def test_presets_predicted_for_the_tiny_pipeline():
     assert default.peak_weights_bytes == sum(
         sum(t.nbytes for t in [*m.parameters(), *m.buffers()]) for m in
         (pipe.unet, pipe.controlnet, pipe.vae, pipe.image_encoder))
-    assert pipe.unet.dtype == PRESETS["low_vram"].dtype
+    assert pipe.unet.dtype == PRESETS["low_vram"].torch_dtype
 
 
 def test_prediction_needs_a_meta_pipeline():

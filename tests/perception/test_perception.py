@@ -21,31 +21,18 @@ from levitor.perception import (
     MissingWeightsError,
     PerceptionResult,
     Segmenter,
-    box_iou,
-    box_nms,
     brush_mask,
     constant_depth,
     flood_fill_mask,
     ground_plane_depth,
     lasso_mask,
-    mask_nms,
-    masks_to_boxes,
     perceive,
-    point_grid,
-    segment_anything_available,
-    stability_score,
     threshold_mask,
 )
-from levitor.perception.loading import (
-    DEPTH_ALIASES,
-    DEPTH_MODELS,
-    SAM_ALIASES,
-    SAM_MODELS,
-    find_sam_checkpoint,
-    resolve_model,
-)
-from levitor.perception.segmenter import TransformersSam
+from levitor.perception.automask import box_iou, box_nms, mask_nms, masks_to_boxes, point_grid, stability_score
+from levitor.perception.segmenter import TransformersSam, sam_checkpoint, segment_anything_available
 from levitor.testing.tiny_perception import save_tiny_depth_anything, save_tiny_sam
+from levitor.weights import resolve
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -53,7 +40,6 @@ from levitor.testing.tiny_perception import save_tiny_depth_anything, save_tiny_
 def _isolated_homes(tmp_path, monkeypatch):
     """No test may find real weights or write into the user's levitor folder."""
     monkeypatch.setenv("LEVITOR_HOME", str(tmp_path / "levitor_home"))
-    monkeypatch.delenv("LEVITOR_ALLOW_DOWNLOAD", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
@@ -89,13 +75,13 @@ def _count_calls(module: torch.nn.Module) -> list:
 
 
 # ---------------------------------------------------------------------- loading
-def test_missing_weights_names_model_id_folder_and_download_switch(tmp_path):
+def test_missing_weights_say_what_to_download_and_where(tmp_path):
     with pytest.raises(MissingWeightsError) as err:
         DepthEstimator.load("small")
     text = str(err.value)
-    assert "depth-anything/Depth-Anything-V2-Small-hf" in text
-    assert str(tmp_path / "levitor_home" / "models" / "depth-anything-v2-small") in text
-    assert "LEVITOR_ALLOW_DOWNLOAD=1" in text and "hf download" in text
+    target = tmp_path / "levitor_home" / "models" / "Depth-Anything-V2-Small-hf"
+    assert f"hf download depth-anything/Depth-Anything-V2-Small-hf --local-dir {target}" in text
+    assert "HF_HUB_OFFLINE is set" in text and len(text.splitlines()) <= 4  # short: what, how, where
 
     with pytest.raises(MissingWeightsError, match="facebook/sam-vit-huge"):
         Segmenter.load("vit_h")
@@ -103,33 +89,30 @@ def test_missing_weights_names_model_id_folder_and_download_switch(tmp_path):
         Segmenter.load(str(tmp_path / "no-such-folder"))
     with pytest.raises(ValueError, match="unknown model name"):
         Segmenter.load("sam-vit-gigantic")
+    with pytest.raises(MissingWeightsError, match="downloads are off"):
+        DepthEstimator.load("small", allow_download=False)
 
 
-def test_resolution_order_path_then_levitor_home_then_hub(tmp_path, monkeypatch, sam_dir):
-    assert resolve_model(sam_dir, SAM_MODELS, SAM_ALIASES).source == str(sam_dir)
-    hub = resolve_model("vit_b", SAM_MODELS, SAM_ALIASES)
-    assert (hub.source, hub.local_files_only, hub.is_local_path) == ("facebook/sam-vit-base", True, False)
-    monkeypatch.setenv("LEVITOR_ALLOW_DOWNLOAD", "1")
-    assert not resolve_model("vit_b", SAM_MODELS, SAM_ALIASES).local_files_only
-    assert resolve_model("depth-anything/Depth-Anything-V2-Large-hf", DEPTH_MODELS, DEPTH_ALIASES).name == \
-        "depth-anything-v2-large"
-
-    # a model saved under $LEVITOR_HOME/models/<name> is found by its short name, before the hub
+def test_resolution_order_path_then_levitor_home(tmp_path, sam_dir):
+    assert resolve(sam_dir) == sam_dir
+    with pytest.raises(MissingWeightsError):
+        resolve("vit_b")  # nothing local, and offline
+    # a model saved under $LEVITOR_HOME/models/<name> is found by any of its names
     local = save_tiny_sam(tmp_path / "levitor_home" / "models" / "sam-vit-base")
-    resolved = resolve_model("sam_vit_b", SAM_MODELS, SAM_ALIASES)
-    assert resolved.source == str(local) and resolved.is_local_path
+    for name in ("sam_vit_b", "vit_b", "facebook/sam-vit-base", "sam-vit-base"):
+        assert resolve(name) == local
     seg = Segmenter.load("vit_b", device="cpu", cache=FeatureCache())
     assert isinstance(seg.backend, TransformersSam) and seg.backend.image_size == 128
 
 
 def test_official_sam_checkpoint_lookup(tmp_path):
     with pytest.raises(MissingWeightsError, match="sam_vit_h_4b8939.pth"):
-        find_sam_checkpoint("vit_h")
+        sam_checkpoint("vit_h")
     ckpt = tmp_path / "levitor_home" / "models" / "sam_vit_l_0b3195.pth"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
-    assert find_sam_checkpoint("vit_l") == (ckpt, "vit_l")
-    assert find_sam_checkpoint(str(ckpt)) == (ckpt, "vit_l")
+    assert sam_checkpoint("vit_l") == (ckpt, "vit_l")
+    assert sam_checkpoint(str(ckpt)) == (ckpt, "vit_l")
     with pytest.raises(MissingWeightsError, match="dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"):
         Segmenter.load(str(tmp_path / "elsewhere" / "sam_vit_b_01ec64.pth"))  # a .pth picks segment_anything
     if not segment_anything_available():
