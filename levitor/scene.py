@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from levitor._util.images import as_rgb_uint8
+from levitor._util.io import atomic_path, write_text_atomic
 from levitor.control.krule import K_MAX, K_MIN, LAMBDA, KRule
 from levitor.defaults import NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
@@ -202,9 +203,11 @@ class Scene:
         image_file = path.with_name(path.stem + ".image.png")
         depth_file = path.with_name(path.stem + ".depth.npy")
         if arrays or not image_file.exists():
-            Image.fromarray(self.image).save(image_file)
+            with atomic_path(image_file) as tmp:
+                Image.fromarray(self.image).save(tmp, format="PNG")
         if arrays or not depth_file.exists():
-            np.save(depth_file, self.depth.astype(np.float32))
+            with atomic_path(depth_file) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, self.depth.astype(np.float32))
         doc = {
             "format": "levitor-scene",
             "version": SCHEMA_VERSION,
@@ -218,9 +221,7 @@ class Scene:
             "intrinsics": asdict(self.intrinsics) if self.intrinsics else None,
             **{k: getattr(self, k) for k in _SCALAR_FIELDS},
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        os.replace(tmp, path)  # an interrupted save never leaves a half-written scene
+        write_text_atomic(path, json.dumps(doc, indent=1))  # an interrupted save never leaves a torn scene
         return path
 
     @classmethod

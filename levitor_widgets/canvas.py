@@ -28,6 +28,18 @@ HANDLE_RADIUS = 5.0
 PATCH_MAX_FRACTION = 0.6  # redraw only the changed box of the mask layer when it is smaller than this
 
 
+@contextmanager
+def held_drawing():
+    """ipycanvas' ``hold_canvas`` with a ``finally``: it has none, so one exception inside it would leave every
+    canvas holding back its drawing for the rest of the session."""
+    held = hold_canvas()
+    held.__enter__()
+    try:
+        yield
+    finally:
+        held.__exit__(None, None, None)  # flush what was drawn and stop holding
+
+
 @dataclass
 class PointerEvent:
     """A mouse event in canvas pixels: (x, y), x right, y down."""
@@ -153,8 +165,8 @@ class SceneCanvas:
     # ------------------------------------------------------------------ drawing
     @contextmanager
     def batch(self):
-        """All drawing inside goes to the browser as one message (hold_canvas always flushes, even on error)."""
-        with hold_canvas():
+        """All drawing inside goes to the browser as one message, flushed even when the drawing raises."""
+        with held_drawing():
             yield
 
     def draw_image(self, image: np.ndarray) -> None:

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import ipywidgets as W
 
+from levitor.generation.presets import DEFAULT_PRESET, PRESETS
 from levitor_widgets.compat import label_style, video_widget
 
 DEVICES = ("auto", "cuda", "cpu")
-# (label, value): the memory presets of levitor.generation.pipeline.PRESETS (a test keeps the two in step)
-PRESETS = (("default: fastest", "default"), ("low_vram: 16 GB GPU", "low_vram"))
+# (label, value) of each memory preset, fastest first
+PRESET_OPTIONS = tuple((f"{name}: {p.label}", name) for name, p in PRESETS.items())
 # (label, value, default steps): the real model, and the shipped toy that runs anywhere (docs/mini_model.md)
 MODELS = (("LeviTor (SVD-xt)", "levitor", 25), ("mini: 32x32 toy, CPU", "mini", 3))
 
@@ -60,7 +61,7 @@ class GeneratePanel:
                                 description="model", style=label_style(), layout=W.Layout(width="230px"))
         self.device = W.Dropdown(options=list(DEVICES), value="auto", description="device", style=label_style(),
                                  layout=W.Layout(width="160px"))
-        self.preset = W.Dropdown(options=list(PRESETS), value="default", description="preset",
+        self.preset = W.Dropdown(options=list(PRESET_OPTIONS), value=DEFAULT_PRESET, description="preset",
                                  style=label_style(), layout=W.Layout(width="180px"))
         self.steps = W.BoundedIntText(value=self._default_steps(model), min=1, max=200, description="steps",
                                       style=label_style(), layout=W.Layout(width="120px"))

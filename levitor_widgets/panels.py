@@ -227,10 +227,10 @@ class ScaleStrip:
 
     def draw(self, thumb: np.ndarray, per_scale: list[tuple[np.ndarray, np.ndarray]], counts: list[int]) -> None:
         """thumb: (th, tw, 3) uint8; per_scale: (xy (P, 2) in full-size pixels, colors (P, 3)) per scale."""
-        from ipycanvas import hold_canvas
+        from levitor_widgets.canvas import held_drawing
 
         self.shown = per_scale
-        with hold_canvas():
+        with held_drawing():
             for c, lab, s, (xy, colors), n in zip(self.canvases, self.labels, self.scales, per_scale, counts):
                 c.clear()
                 c.put_image_data(np.ascontiguousarray(thumb), 0, 0)

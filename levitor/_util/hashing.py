@@ -36,3 +36,9 @@ def bytes_hash(data: bytes) -> str:
 def digest(*parts) -> str:
     """A hash of plain values (numbers, strings, dataclasses, lists of them) through their repr."""
     return bytes_hash(repr(parts).encode())
+
+
+def name_fraction(name: str, salt: str = "") -> float:
+    """A stable pseudo-random number in [0, 1) from a name (md5, identical on every machine and Python run)."""
+    digest = hashlib.md5(f"{salt}{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64

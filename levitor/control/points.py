@@ -6,13 +6,13 @@ Works on per-frame instance maps, whether rendered from a scene (inference) or r
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from levitor._util.hashing import bytes_hash
 from levitor._util.jit import HAVE_NUMBA
 from levitor.control import kernels
 from levitor.control.krule import KRule
@@ -252,7 +252,7 @@ def _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache) ->
                 centres[f, b] = centres[f - 1, b]  # the same pixels as last frame: the same answer
                 continue
             if cache is not None and p is None:
-                keys[b] = (k, init, hashlib.blake2b(s.numpy().tobytes(), digest_size=16).hexdigest())
+                keys[b] = (k, init, bytes_hash(s.numpy().tobytes()))
                 if keys[b] in cache:
                     centres[f, b, :k] = cache[keys[b]]
                     continue
@@ -309,7 +309,7 @@ def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
         first = np.zeros((k, 2))
         key = None
         if cache is not None and rel[1] >= k:  # frame 0's clustering depends only on its samples and k
-            key = (k, init, hashlib.blake2b(seq[: rel[1]].tobytes(), digest_size=16).hexdigest())
+            key = (k, init, bytes_hash(seq[: rel[1]].tobytes()))
             if key in cache:
                 first = cache[key].numpy()
         out_c = np.zeros((F, k, 2))

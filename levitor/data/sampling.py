@@ -6,11 +6,12 @@ the same choices without talking to the others.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from levitor._util.hashing import name_fraction
 
 StartPolicy = Literal["first", "all", "random"]
 
@@ -44,12 +45,6 @@ def clip_starts(num_video_frames: int, sampling: ClipSampling, rng: np.random.Ge
             raise ValueError("starts='random' needs an rng: pass np.random.default_rng(seed)")
         return [int(rng.integers(0, last + 1))]
     raise ValueError(f"unknown start policy {sampling.starts!r}; use 'first', 'all' or 'random'")
-
-
-def name_fraction(name: str, salt: str = "") -> float:
-    """A stable pseudo-random number in [0, 1) from a name (md5, identical on every machine and Python run)."""
-    digest = hashlib.md5(f"{salt}{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def split_of(name: str, val_fraction: float = 0.01, salt: str = "levitor-split") -> str:

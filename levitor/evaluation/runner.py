@@ -51,6 +51,7 @@ from levitor.evaluation.protocol import (
     results_table,
 )
 from levitor.evaluation.tracking import FallbackTracker, Tracker
+from levitor.generation.presets import DEFAULT_PRESET
 from levitor.perception.depth_fn import FLAT_DISPARITY, DepthFn, load_depth_fn
 from levitor.viz.video import write_video
 
@@ -90,7 +91,7 @@ class PipelineGenerator:
 
 
 def load_generator(model: str, base: str | None = None, device: str = "auto", steps: int = 25,
-                   seed: int = RELEASE_SEED, preset: str = "default") -> tuple[Generator, str]:
+                   seed: int = RELEASE_SEED, preset: str = DEFAULT_PRESET) -> tuple[Generator, str]:
     """(generator, model label) for ``--model``: 'preview', or LeviTor weights / a saved LeviTorPipeline folder."""
     if model == PREVIEW:
         return preview_generator, "preview (real clip, no generation)"

@@ -24,6 +24,7 @@ from PIL import Image
 
 from levitor._util.device import resolve_device
 from levitor.engine import Engine
+from levitor.generation.presets import DEFAULT_PRESET
 from levitor.scene import Scene
 from levitor.viz.pictures import contact_sheet, overlay
 from levitor.viz.video import write_video
@@ -47,7 +48,7 @@ class GenerateResult:
 
 
 def load_pipeline(weights: str | Path | None = None, base: str | Path | None = None, device: str = "auto",
-                  preset: str = "default", allow_download: bool = True):
+                  preset: str = DEFAULT_PRESET, allow_download: bool = True):
     """The LeviTor pipeline, loaded once per (weights, base, device, preset) and kept.
 
     weights: LeviTor ControlNet (release folder, a ControlNet folder, or a saved LeviTorPipeline folder);
@@ -103,7 +104,7 @@ def generate(
     base: str | Path | None = None,
     device: str = "auto",
     steps: int | None = None,
-    preset: str = "default",
+    preset: str = DEFAULT_PRESET,
     seed: int | None = None,
     fps: int = 6,
     callback: Callable[[int, int], None] | None = None,

@@ -45,7 +45,8 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from levitor._util.device import resolve_device
 from levitor.control.signal import ControlSignal
-from levitor.generation.presets import PRESETS, set_forward_chunking
+from levitor.defaults import DEFAULT_SIZE, RELEASE_DEMO_SIZE
+from levitor.generation.presets import DEFAULT_PRESET, LOW_MEMORY_PRESET, PRESETS, set_forward_chunking
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.convert import find_controlnet_folder, load_controlnet
 from levitor.models.unet_svd import ControlledUNetSVD
@@ -95,8 +96,9 @@ def _explain_oom(call: Callable) -> Callable:
             torch.cuda.empty_cache()
             raise RuntimeError(
                 f"CUDA ran out of memory generating with preset '{self.preset}' ({exc}). Try "
-                "pipe.apply_preset('low_vram') (fp16, model CPU offload, 2-frame VAE decode, chunked "
-                "feed-forwards), a smaller height/width (e.g. 320x512 or the release's 512x288), fewer frames, "
+                f"pipe.apply_preset({LOW_MEMORY_PRESET!r}) (fp16, model CPU offload, 2-frame VAE decode, chunked "
+                f"feed-forwards), a smaller height/width (e.g. {DEFAULT_SIZE.height}x{DEFAULT_SIZE.width} or the "
+                f"release's {RELEASE_DEMO_SIZE.height}x{RELEASE_DEMO_SIZE.width}), fewer frames, "
                 "or a smaller decode_chunk_size; and move depth/segmentation models off the GPU first. "
                 "`levitor vram --frames F --height H --width W` predicts what each preset needs."
             ) from exc
@@ -141,7 +143,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 f"{self.vae_scale_factor}; they must agree (conditioning_embedding_out_channels has "
                 f"{len(controlnet.config.conditioning_embedding_out_channels)} entries)."
             )
-        self._preset_name = "default"
+        self._preset_name = DEFAULT_PRESET
         self._preset_decode_chunk_size: int | None = None
         self._interrupt = False
 

@@ -136,7 +136,7 @@ def make_dataset(config: TrainConfig) -> torch.utils.data.Dataset:
     return VideoControlDataset(config)
 
 
-class _ResumableSampler(torch.utils.data.Sampler):
+class ResumableSampler(torch.utils.data.Sampler):
     """Indices ``start, start + 1, ...`` of a seeded permutation per epoch, so a resumed run sees new data."""
 
     def __init__(self, length: int, start: int, seed: int, shuffle: bool):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from levitor.training.config import EVAL_SEED_OFFSET, TrainConfig
-from levitor.training.datasets import SyntheticControlDataset, _ResumableSampler, make_dataset
+from levitor.training.datasets import ResumableSampler, SyntheticControlDataset, make_dataset
 from levitor.training.loss import edm_loss
 from levitor.training.models import build_models
 
@@ -114,7 +114,7 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
 
     dataset = make_dataset(config)
     samples_per_step = config.batch_size * config.grad_accum * accelerator.num_processes
-    sampler = _ResumableSampler(len(dataset), progress["step"] * samples_per_step, config.seed,
+    sampler = ResumableSampler(len(dataset), progress["step"] * samples_per_step, config.seed,
                                 shuffle=config.data != "synthetic")
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
                                          num_workers=config.num_workers, drop_last=True,

@@ -268,3 +268,27 @@ def test_slider_storm_in_a_kernel_drafts_the_frame_then_settles(studio, monkeypa
     assert studio.result is not full_before and not studio.timing_log[-1].get("draft")
     assert int((studio.result.instance[F - 1] == box).sum()) == area_drafted  # the draft was right
     assert "draft" not in studio.scrubber.info.value
+
+
+def test_canvas_batch_flushes_and_stops_holding_even_when_drawing_raises(studio):
+    import ipycanvas.canvas as ipc  # the manager whose caching flag hold_canvas sets (it has no try/finally)
+
+    canvas = studio.canvas
+    sent = []
+    manager = ipc._CANVAS_MANAGER
+    original = manager.flush
+
+    def flush():
+        sent.append(True)
+        original()
+
+    manager.flush = flush
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            with canvas.batch():
+                canvas.draw_image(studio.scene.image)
+                raise RuntimeError("boom")
+        assert sent, "the drawing before the error was not flushed"
+        assert manager._caching is False  # later drawing goes out at once again
+    finally:
+        manager.flush = original

@@ -1,0 +1,170 @@
+"""The package layout as a user meets it: the public API, old import paths, the one CLI, and the rules the tree
+keeps (no module uses another's private names, each rule's constants in one place)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import levitor
+from levitor._compat import MAIN, MOVED
+from levitor.cli import COMMAND_MODULES, build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = sorted((REPO / "levitor").rglob("*.py")) + sorted((REPO / "levitor_widgets").rglob("*.py"))
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def test_import_levitor_is_light_and_gives_the_readme_names():
+    code = ("import sys, levitor; heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+            "print(heavy); print(sorted(n for n in levitor.__all__ if not n.startswith('_')))")
+    out = _run("-c", code).stdout.splitlines()
+    assert out[0] == "[]"  # nothing heavy until a name is used
+    for name in ("Scene", "ObjectTrack", "PathPoint", "Engine", "encode", "bundled_scene", "LeviTorPipeline",
+                 "generate"):
+        assert name in out[1]
+    assert levitor.Engine is importlib.import_module("levitor.engine").Engine
+    assert levitor.encode is importlib.import_module("levitor.control.encode").encode
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_old_module_paths_still_import(old):
+    module = importlib.import_module(old)
+    first = importlib.import_module(MOVED[old][0])
+    if len(MOVED[old]) == 1:
+        assert module is first  # the same object: settings and monkeypatches agree
+    public = [n for n in dir(first) if not n.startswith("_")]
+    assert public and all(getattr(module, n) is getattr(first, n) for n in public)
+
+
+def test_names_the_docs_import_from_old_paths():
+    from levitor.control.points import KRule  # noqa: F401  (notebook 03)
+    from levitor.memtrace import predict_svd_xt_memory, recommend_preset  # noqa: F401  (notebook 04)
+    from levitor.mini import generate_mini, load_mini_pipeline, resample_frames  # noqa: F401  (notebook 02)
+    from levitor.precompute import PrecomputedDataset, constant_depth, precompute_main  # noqa: F401
+    from levitor.train import EVAL_SEED_OFFSET, load_config, motion_mask, synthetic_config, train  # noqa: F401
+    from levitor.viz import instance_colors, loss_curve, overlay, read_loss_log  # noqa: F401
+
+
+@pytest.mark.parametrize("old", sorted(MAIN))
+def test_python_dash_m_of_old_paths_runs_the_same_command(old):
+    res = _run("-m", old, "--help")
+    assert res.returncode == 0, res.stderr
+    assert "usage:" in res.stdout
+
+
+def test_levitor_help_lists_every_command_and_each_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    names = sorted(sub.choices)
+    assert names == sorted(["demo", "preview", "generate", "vram", "studio", "train", "precompute",
+                            "precompute-synthetic", "eval"])
+    listed = {a.dest for a in sub._choices_actions}
+    assert listed == set(names) and all(a.help for a in sub._choices_actions)
+    for name in names:
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args([name, "--help"])
+        assert done.value.code == 0
+
+
+def test_python_dash_m_levitor_is_the_levitor_command():
+    res = _run("-m", "levitor", "--help")
+    assert res.returncode == 0 and all(c in res.stdout for c in ("demo", "generate", "studio", "train", "eval"))
+    res = _run("-m", "levitor", "preview", "/no/such/scene.json")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "does not exist" in res.stderr
+
+
+def test_command_modules_import_nothing_heavy():
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {COMMAND_MODULES!r}]; "
+            "print([m for m in ('torch', 'diffusers', 'ipywidgets') if m in sys.modules])")
+    assert _run("-c", code).stdout.strip() == "[]"
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(("levitor", "levitor_widgets")):
+            for alias in node.names:
+                yield node.module, alias.name
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = []
+    for path in SOURCES:
+        for module, name in _imports(path):
+            private_module = any(part.startswith("_") and part != "_util" for part in module.split("."))
+            dunder = name.startswith("__") and name.endswith("__")
+            own_package = path.name == "__init__.py" and module == path.parent.name  # a package's own parts
+            if (name.startswith("_") and not dunder and not own_package) or private_module:
+                offenders.append(f"{path.relative_to(REPO)}: from {module} import {name}")
+    assert offenders == []
+
+
+def _code_lines(path: Path) -> list[str]:
+    """The file's lines with strings and comments blanked (docstring examples are not rules)."""
+    import io
+    import tokenize
+
+    lines = path.read_text().splitlines()
+    out = [list(line) for line in lines]
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if tok.type in (tokenize.STRING, tokenize.COMMENT) or tok.type == getattr(tokenize, "FSTRING_MIDDLE", -1):
+            (r0, c0), (r1, c1) = tok.start, tok.end
+            for r in range(r0, r1 + 1):
+                row = out[r - 1]
+                a, b = (c0 if r == r0 else 0), (c1 if r == r1 else len(row))
+                row[a:b] = " " * (b - a)
+    return ["".join(r) for r in out]
+
+
+def _string_values(path: Path) -> list[str]:
+    """The string constants of a file's code (f-string parts included), docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+    return [n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_each_rule_has_one_owner():
+    """The K rule's numbers, the default size, the release seed and focal, the SVD id and the preset names
+    appear as literals in their owning module only."""
+    rules = {
+        r"\b(lam|LAMBDA)\b\s*[:=][^=\n]*\b50(\.0)?\b": "levitor/control/krule.py",
+        r"\b(k_max|K_MAX)\b\s*[:=][^=\n]*\b8\b": "levitor/control/krule.py",
+        r"\b320\b[^\n]*\b512\b": "levitor/defaults.py",
+        r"\b217113\b": "levitor/defaults.py",
+        r"3866\.378": "levitor/defaults.py",
+        r"hashlib\.": "levitor/_util/hashing.py",
+        r"os\.replace\(": "levitor/_util/io.py",
+        r"torch\.cuda\.is_available\(\) else": "levitor/_util/device.py",
+    }
+    for pattern, owner in rules.items():
+        where = []
+        for path in SOURCES:
+            if any(re.search(pattern, code) for code in _code_lines(path)):
+                where.append(str(path.relative_to(REPO)))
+        assert set(where) <= ({owner} if owner else set()), (pattern, sorted(set(where)))
+    # string-valued rules: the ids are spelled out only where every model is described
+    for literal, owner in (("stabilityai/stable-video-diffusion-img2vid-xt", "levitor/weights.py"),
+                           ("hlwang06/LeviTor", "levitor/weights.py"), ("rgb({", "levitor/viz/colors.py"),
+                           ("low_vram", "levitor/generation/presets.py")):
+        where = {str(p.relative_to(REPO)) for p in SOURCES if any(literal in v for v in _string_values(p))}
+        assert where <= {owner}, (literal, sorted(where))
+
+
+def test_ls_levitor_shows_the_layers():
+    names = {p.name for p in (REPO / "levitor").iterdir() if not p.name.startswith((".", "__pycache__"))}
+    for layer in ("perception", "scene.py", "motion", "control", "engine.py", "generation", "models", "data",
+                  "training", "evaluation", "viz", "weights.py", "cli.py"):
+        assert layer in names
+    modules = [n for n in names if n.endswith(".py") and not n.startswith("_")]
+    assert len(modules) <= 9, sorted(modules)  # the rest lives in the layers
