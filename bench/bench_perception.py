@@ -35,7 +35,7 @@ from levitor.perception import (  # noqa: E402
     FeatureCache,
     Segmenter,
 )
-from levitor.perception.segmenter import TransformersSam  # noqa: E402
+from levitor.perception.sam_backends import TransformersSam  # noqa: E402
 from levitor.testing.tiny_perception import random_depth_anything_model, random_sam_model  # noqa: E402
 
 CLICK_TARGET_MS = {"cpu": 300.0, "cuda": 50.0}

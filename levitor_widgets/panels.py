@@ -98,7 +98,6 @@ class PathPanel:
         self.on_frame: Callable[[int, int], None] | None = None
         self.on_timed: Callable[[bool], None] | None = None
         self.on_delete: Callable[[int], None] | None = None
-        self.on_select_point: Callable[[int], None] | None = None
         self.on_undo: Callable[[], None] | None = None
         self._quiet = _Quiet()
         self.title = W.HTML("<b>Path</b>")

@@ -674,12 +674,6 @@ class Studio:
         self.refresh()
         return self.active_point
 
-    def move_point(self, who: int | str, j: int, x: float, y: float) -> None:
-        self._push_undo(("move", who, j))
-        pt = self._path_of(who)[j]
-        pt.x, pt.y = self._clip(x, y)
-        self.refresh()
-
     def delete_point(self, who: int | str | None, j: int | None) -> None:
         """Delete path point j; an object keeps at least its start point (remove the object instead)."""
         if who is None or j is None:
@@ -706,12 +700,6 @@ class Studio:
         path[j].depth = depth_from_nearness(path[0].depth, float(nearness))
         self.active_point = j
         self._request_refresh()
-
-    def set_depth(self, who: int | str, j: int, depth: float) -> None:
-        """Path point j's scene depth directly ((0, 1], smaller = nearer)."""
-        self._push_undo(("depth", who, j))
-        self._path_of(who)[j].depth = float(depth)
-        self.refresh()
 
     def set_timed(self, who: int | str | None, on: bool) -> None:
         """Give every path point an explicit frame (spread evenly) or none (the engine spreads them)."""
@@ -882,8 +870,8 @@ class Studio:
         weights = self._weights_for(mini)
         try:
             out = generate(scene, run_dir, weights=weights, device=settings.device, steps=settings.steps,
-                           preset=settings.preset, seed=settings.seed, callback=_progress_callback(progress,
-                           settings.steps), cancel=cancel, allow_download=self.allow_download)
+                           preset=settings.preset, seed=settings.seed, callback=progress, cancel=cancel,
+                           allow_download=self.allow_download)
             message = "" if out.used_model else "generated the preview (no diffusion model was used)"
             if mini:
                 message = ("made by the <b>mini model</b>: a 32x32 toy trained on synthetic sprites, enlarged; "
@@ -922,23 +910,6 @@ class Studio:
                    "<i>mini</i> (a 32x32 toy trained on synthetic sprites). For LeviTor itself:<br>"
                    f"{_html(why)}")
         return GenerateOutcome(video, overlay_path, Path(scene_path), False, message)
-
-
-def _progress_callback(progress, total: int):
-    """Adapts the pipeline's step callback to ``progress(step, total)`` (it may pass (step, total) or a
-    diffusers-style (pipe, step, t, tensors))."""
-
-    def cb(*args, **kwargs):
-        if len(args) >= 4:  # diffusers: (pipe, step, timestep, tensors) -> may return replacements
-            progress(int(args[1]) + 1, total)
-            return args[3]
-        if len(args) >= 2:
-            progress(int(args[0]), int(args[1]))
-        elif len(args) == 1:
-            progress(int(args[0]), total)
-        return None
-
-    return cb
 
 
 def _html(text: str) -> str:

@@ -10,6 +10,8 @@ and depth goes into the screen.
 
 from __future__ import annotations
 
+import contextlib
+
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
@@ -88,7 +90,7 @@ class View3D:
                                marker=dict(size=3, color=color), hoverinfo="skip"))
             traces.append(dict(x=x[f:f + 1], y=y[f:f + 1], z=z[f:f + 1], mode="markers",
                                marker=dict(size=8, color=color, line=dict(color="black", width=1)), hoverinfo="skip"))
-        batch = fig.batch_update() if self.fig_widget is not None else _nullcontext()
+        batch = fig.batch_update() if self.fig_widget is not None else contextlib.nullcontext()
         with batch:
             old = list(fig.data[1:])
             if len(old) == len(traces):
@@ -111,11 +113,3 @@ class View3D:
         self.output.clear_output(wait=True)
         with self.output:
             display(self.figure)  # the notebook's plotly renderer (never fig.show(), which may open a browser)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

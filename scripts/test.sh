@@ -18,6 +18,9 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# Lint first (pyproject.toml's [tool.ruff]): a style or import error fails fast, before the 10-minute suite.
+.venv/bin/ruff check .
+
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

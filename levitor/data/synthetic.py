@@ -354,10 +354,6 @@ def generate_clip(seed: int, config: SyntheticConfig | None = None) -> Synthetic
                          camera_x=camera_x, seed=int(seed))
 
 
-def generate_clips(seeds, config: SyntheticConfig | None = None) -> list[SyntheticClip]:
-    return [generate_clip(int(s), config) for s in seeds]
-
-
 # ------------------------------------------------------------------------------------------- on disk
 
 

@@ -3,13 +3,13 @@
 What it is: the LeviTor wiring at toy scale. A real :class:`~levitor.models.ControlledUNetSVD` (SVD's
 spatio-temporal UNet, two blocks) and a real :class:`~levitor.models.ControlNetSVD` built with ``from_unet``,
 run by the real :class:`~levitor.generation.pipeline.LeviTorPipeline` (EDM Euler sampler, v-prediction, image latents
-concatenated to every frame), at 64x64 pixels and 8 frames, conditioned on the release's control layout.
+concatenated to every frame), at 32x32 pixels and 8 frames, conditioned on the release's control layout.
 
 What it is not: Stable Video Diffusion. Three honest departures, all forced by training on a 2-core CPU
 without any pretrained weights:
 
 - The "VAE" is fixed, not learnt: :class:`PatchVAE` is space-to-depth (pixel unshuffle) by 4, so the latent of
-  a 64x64 image is its 4x4 pixel blocks stacked as 48 channels at 16x16. Lossless and parameter-free.
+  a 32x32 image is its 4x4 pixel blocks stacked as 48 channels at 8x8. Lossless and parameter-free.
 - The UNet is trained *together with* the ControlNet, from scratch (the paper freezes a pretrained SVD UNet and
   trains only the ControlNet; there is no pretrained UNet to freeze here).
 - :class:`MiniControlNetSVD` multiplies the raw conditioning video by fixed per-channel scales

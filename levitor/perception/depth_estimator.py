@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from levitor._util.device import resolve_device
 from levitor._util.hashing import array_hash
 from levitor._util.images import as_rgb_uint8
+from levitor._util.threads import flush_denormals
 from levitor.depth import depth_from_disparity, disparity_u8_from_relative
 from levitor.perception.cache import FeatureCache, default_cache
-from levitor.perception.segmenter import flush_denormals
 from levitor.weights import WeightsNotFoundError, load_once, resolve, weights_fingerprint
 
 RELEASE_INPUT_SIZE = 512  # the release demo's DepthAnythingV2 input size (the model's own default is 518)

@@ -30,7 +30,7 @@ from levitor.perception import (
     threshold_mask,
 )
 from levitor.perception.automask import box_iou, box_nms, mask_nms, masks_to_boxes, point_grid, stability_score
-from levitor.perception.segmenter import TransformersSam, sam_checkpoint, segment_anything_available
+from levitor.perception.sam_backends import TransformersSam, sam_checkpoint, segment_anything_available
 from levitor.testing.tiny_perception import save_tiny_depth_anything, save_tiny_sam
 from levitor.weights import resolve
 
@@ -261,7 +261,7 @@ def test_segment_anything_backend_tiny():
 
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-    from levitor.perception.segmenter import SegmentAnythingSam
+    from levitor.perception.sam_backends import SegmentAnythingSam
 
     torch.manual_seed(0)
     encoder = ImageEncoderViT(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2, out_chans=32,
@@ -504,9 +504,9 @@ def test_perceive_with_models(sam_dir, depth_dir):
 
 
 def test_flush_denormals_is_scoped():
-    from levitor.perception.segmenter import _flush_denormals_enabled, flush_denormals
+    from levitor._util.threads import flush_denormals, flush_denormals_enabled
 
-    before = _flush_denormals_enabled()
+    before = flush_denormals_enabled()
     with flush_denormals("cpu"):
-        assert _flush_denormals_enabled()  # denormals (softmax/GELU tails) are flushed while a model runs
-    assert _flush_denormals_enabled() == before
+        assert flush_denormals_enabled()  # denormals (softmax/GELU tails) are flushed while a model runs
+    assert flush_denormals_enabled() == before
