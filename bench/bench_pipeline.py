@@ -59,7 +59,7 @@ def bench_signal(case: Case, num_points: int = 64, seed: int = 0) -> ControlSign
 def plain_svd(pipe: LeviTorPipeline) -> StableVideoDiffusionPipeline:
     """diffusers' own pipeline over the same modules; its UNet shares the LeviTor UNet's weight tensors."""
     with torch.device("meta"):
-        unet = UNetSpatioTemporalConditionModel.from_config(pipe.unet.config)
+        unet = UNetSpatioTemporalConditionModel.from_config(pipe.unet.svd_config)
     unet.load_state_dict(pipe.unet.state_dict(), assign=True)
     svd = StableVideoDiffusionPipeline(vae=pipe.vae, image_encoder=pipe.image_encoder, unet=unet.eval(),
                                        scheduler=pipe.scheduler, feature_extractor=pipe.feature_extractor)
