@@ -26,6 +26,9 @@ SIZES: dict[str, VideoSize] = {
 DEFAULT_SIZE = SIZES["default"]
 RELEASE_DEMO_SIZE = SIZES["release-demo"]
 NUM_FRAMES = DEFAULT_SIZE.num_frames  # the official checkpoint was trained on 16-frame clips
+# The most frames a scene may ask for: renders, control and latents grow with the frame count, and SVD models are
+# trained on 14-25 frames (LeviTor on 16); beyond this the engine would only run out of memory.
+MAX_FRAMES = 256
 
 
 def video_size(name: str) -> VideoSize:

@@ -72,9 +72,10 @@ def test_validation_messages():
     s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.3), PathPoint(40, 20, float("nan"))])]
     with pytest.raises(ValueError, match=r"path\[1\].depth must be a finite number"):
         s.validate()
-    s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.0)])]
-    with pytest.raises(ValueError, match="depth must be > 0"):
-        s.validate()
+    for bad in (0.0, -0.1, 1.0001, 255.0, 1e300):
+        s.objects = [ObjectTrack(0, [PathPoint(20, 20, bad)])]
+        with pytest.raises(ValueError, match=r"path\[0\].depth must be in \(0, 1\].*1 / disparity.*0\.\.255"):
+            s.validate()
     s.objects = [ObjectTrack(3, [PathPoint(20, 20, 0.3)])]
     with pytest.raises(ValueError, match="not a mask index"):
         s.validate()

@@ -40,7 +40,7 @@ from levitor.control.signal import ControlSignal
 from levitor.data.clip import DataReadError, VideoClip
 from levitor.data.davis import DavisDataset
 from levitor.data.sampling import ClipSampling
-from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED
+from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED, video_size
 from levitor.depth import depth_from_disparity
 from levitor.evaluation.protocol import (
     ClipResult,
@@ -118,9 +118,11 @@ def load_tracker(name: str, checkpoint: str | None = None, device: str = "cpu") 
 
 
 # ------------------------------------------------------------------------------------------- control
-def control_for_clip(clip: VideoClip, setting: str, depth_fn: DepthFn | None = None) -> ControlSignal:
+def control_for_clip(clip: VideoClip, setting: str, depth_fn: DepthFn | None = None,
+                     kmeans_init: str = "warm") -> ControlSignal:
     """The control signal of a real clip from its own masks: 1 point per object (single) or the release's K rule
-    capped at 8 (multi), depth from ``depth_fn`` per frame (flat when None)."""
+    capped at 8 (multi), depth from ``depth_fn`` per frame (flat when None). ``kmeans_init``: "release" for the
+    released weights (their K-means), "warm" for levitor-trained ones (see :func:`generator_kmeans_init`)."""
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     rule = KRule.single() if setting == "single" else KRule()
@@ -130,7 +132,16 @@ def control_for_clip(clip: VideoClip, setting: str, depth_fn: DepthFn | None = N
     else:
         disparity = np.stack([np.asarray(depth_fn(f), np.uint8) for f in clip.frames])
         depth = depth_from_disparity(disparity)
-    return clip_control(instance, depth, ClipControl(rule=rule), ids=clip.object_ids.tolist())
+    return clip_control(instance, depth, ClipControl(rule=rule, init=kmeans_init), ids=clip.object_ids.tolist())
+
+
+def generator_kmeans_init(generator: Generator) -> str:
+    """The K-means the generator's weights were trained with: "release" for the released LeviTor ControlNet
+    (``pipe.control_rules``), "warm" for levitor-trained models and the preview baseline."""
+    from levitor.control.rules import ControlRules
+
+    pipe = getattr(generator, "pipe", None)
+    return ControlRules.named(getattr(pipe, "control_rules", "levitor")).kmeans
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -144,6 +155,7 @@ class EvalConfig:
     max_clips: int | None = None
     write_videos: bool = True
     video_fps: float = 6.0
+    kmeans_init: str | None = None  # None: what the model's weights were trained with (generator_kmeans_init)
 
 
 @dataclass
@@ -201,6 +213,7 @@ def run_eval(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = EvalSummary(model_name, getattr(tracker, "name", type(tracker).__name__), [], [])
+    kmeans_init = config.kmeans_init or generator_kmeans_init(generator)
     stats = {s: _copy_quality(quality) for s in config.settings} if quality is not None else {}
 
     def on_error(name: str, err: DataReadError) -> None:
@@ -220,7 +233,7 @@ def run_eval(
             except ValueError as err:        # no object in the first frame: nothing to request
                 on_error(clip.name, err)
                 break
-            signal = control_for_clip(clip, setting, depth_fn)
+            signal = control_for_clip(clip, setting, depth_fn, kmeans_init)
             t_gen = time.perf_counter()
             frames = generator(clip, signal)
             gen_s = time.perf_counter() - t_gen
@@ -315,9 +328,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("eval_out") / _slug(name.split(" ")[0])
         tracker = load_tracker(args.tracker, args.cotracker_checkpoint, device)
         depth_fn = None if args.depth in ("none", "flat") else load_depth_fn(args.depth, device)
-        config = EvalConfig(height=args.height, width=args.width, num_frames=args.num_frames,
+        size = video_size(args.size) if getattr(args, "size", None) else DEFAULT_SIZE
+        config = EvalConfig(height=args.height or size.height, width=args.width or size.width,
+                            num_frames=args.num_frames or size.num_frames,
                             settings=SETTINGS if args.setting == "both" else (args.setting,), starts=args.starts,
-                            max_clips=args.max_clips, write_videos=not args.no_videos)
+                            max_clips=args.max_clips, write_videos=not args.no_videos,
+                            kmeans_init=getattr(args, "kmeans_init", None))
 
         def progress(t: ClipTiming) -> None:
             print(f"  {t.name} [{t.setting}]: ObjMC {t.objmc:.2f} px over {t.points} points, generation "

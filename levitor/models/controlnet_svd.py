@@ -22,10 +22,9 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
+from levitor.control.rules import RULE_SET_NAMES
 from levitor.models.temporal_order import DIFFUSERS_ORDER, TemporalOrderMixin
 from levitor.models.unet_svd import embed_time, run_encoder
-
-CONTROL_RULES = ("levitor", "release")  # see levitor.control.rules: how the control signal was built in training
 
 # Encoder knobs copied from the UNet's config by from_unet(); the names are the UNet's (and the release's).
 _UNET_ENCODER_KEYS = (
@@ -117,8 +116,8 @@ class ControlNetSVD(TemporalOrderMixin, ModelMixin, ConfigMixin):
         control_rules: str = "levitor",
     ):
         super().__init__()
-        if control_rules not in CONTROL_RULES:
-            raise ValueError(f"control_rules must be one of {CONTROL_RULES}, got {control_rules!r}")
+        if control_rules not in RULE_SET_NAMES:
+            raise ValueError(f"control_rules must be one of {RULE_SET_NAMES}, got {control_rules!r}")
         n = len(down_block_types)
         if len(block_out_channels) != n:
             raise ValueError(f"block_out_channels needs one entry per down block ({n}), got {block_out_channels}")

@@ -58,7 +58,7 @@ from levitor.data.records import (
     write_record,
 )
 from levitor.data.sampling import ClipSampling, shard_of
-from levitor.defaults import DEFAULT_SIZE
+from levitor.defaults import DEFAULT_SIZE, video_size
 from levitor.depth import depth_from_disparity
 from levitor.perception.depth_fn import DepthFn, load_depth_fn
 
@@ -92,7 +92,7 @@ class PrecomputeConfig:
     jpeg_quality: int = 95      # visually lossless; the VAE sees far worse compression in SA-V's own mp4s
     lam: float = LAMBDA         # the K rule (levitor.control.krule)
     k_max: int = K_MAX
-    kmeans_init: str = "warm"   # warm (temporally stable points) | release (the official per-frame init)
+    kmeans_init: str = "warm"   # warm (temporally stable points) | release (the release's K-means, exactly)
     sample_stride: int = 10     # K-means on every 10th mask pixel, as the release
 
     def __post_init__(self) -> None:
@@ -480,7 +480,11 @@ def _config_from_args(args: argparse.Namespace) -> PrecomputeConfig:
              "num_frames": "num_frames", "stride": "stride", "starts": "starts", "hop": "hop", "depth": "depth",
              "depth_input_size": "depth_input_size",
              "frames": "frames", "kmeans_init": "kmeans_init"}
-    return PrecomputeConfig(**{k: getattr(args, a) for a, k in names.items() if getattr(args, a) is not None})
+    given = {k: getattr(args, a) for a, k in names.items() if getattr(args, a) is not None}
+    if getattr(args, "size", None):  # a named size; --height/--width/--num-frames still override it
+        size = video_size(args.size)
+        given = {"height": size.height, "width": size.width, "num_frames": size.num_frames, **given}
+    return PrecomputeConfig(**given)
 
 
 def precompute_main(argv: list[str] | None = None) -> int:
