@@ -169,7 +169,9 @@ class Studio:
                     W.VBox([self.objects_panel.widget, self.path_panel.widget],
                            layout=W.Layout(flex="1 1 auto", overflow="hidden", margin="0 0 0 12px"))]),
             *([self.view3d.widget] if self.view3d is not None else []),
-            W.HTML("<b>Generate</b>"),
+            W.HTML("<b>Generate</b> <small>(the video's control points follow the rules its weights were trained "
+                   "with: the release's K-means and compositing for the LeviTor weights, levitor's warm-started "
+                   "ones, as shown here, for the mini model)</small>"),
             self.generate_panel.widget,
         ])
         self.widget.add_class("levitor-studio")

@@ -127,3 +127,76 @@ def test_select_starts_at_centroid_and_median_depth():
 def test_release_intrinsics():
     k = Intrinsics.release(512, 320)
     assert (k.fx, k.fy, k.cx, k.cy) == (3866.378, 4538.052, 256.0, 160.0)
+
+
+def test_save_accepts_what_validate_accepts_numpy_numbers_included(tmp_path):
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3), (40, 20, 60, 40, 0.6)])
+    areas = np.array([m.sum() for m in s.masks])
+    obj = s.select(np.argmax(areas))  # a numpy integer mask index
+    obj.path.append(PathPoint(np.float32(50.5), np.int64(30), np.float64(0.25)))
+    s.scale, s.lam, s.k_max, s.seed = np.float32(2.0), np.float64(40.0), np.int32(6), np.uint32(7)
+    s.intrinsics = Intrinsics(np.float32(100.0), 120.0, np.int64(48), 32.0)
+    path = s.save(tmp_path / "numpy.json")
+    doc = json.loads(path.read_text())
+    assert doc["objects"][0]["mask_index"] == int(np.argmax(areas)) and doc["scale"] == 2.0 and doc["k_max"] == 6
+    back = Scene.load(path)
+    assert back.objects[0].path[1] == PathPoint(50.5, 30, 0.25) and back.seed == 7 and back.intrinsics.fx == 100.0
+
+
+def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path):
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    s.select(0).path.append(PathPoint(40, 20, 255.0))  # a 0..255 disparity typed as a depth
+    with pytest.raises(ValueError, match=r"depth must be in \(0, 1\]"):
+        s.save(tmp_path / "bad.json")
+    assert not list(tmp_path.iterdir())  # no JSON, no image, no depth file
+    s.objects[0].path[1].depth = 0.2
+    s.k_max = 3.5  # load would read int(3.5): a different scene
+    with pytest.raises(ValueError, match=r"k_max must be an int in 1\.\.64"):
+        s.save(tmp_path / "bad.json")
+    s.k_max = 8
+    s.objects[0].path[1].frame = 2.5
+    with pytest.raises(ValueError, match="frame must be an int"):
+        s.validate()
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("scale", 1e9, r"scale .* must be in \(0, 64\]"),
+    ("scale", 0.0, r"scale .* must be in \(0, 64\]"),
+    ("k_max", 100, r"k_max must be an int in 1\.\.64"),
+    ("k_min_moved", 0, r"k_min_moved must be an int in 1\.\.64"),
+    ("num_frames", 10_000, r"num_frames must be an int in 2\.\.256"),
+    ("num_frames", True, "num_frames must be an int"),
+    ("seed", -1, "seed must be an int"),
+])
+def test_bounded_fields(field, value, match):
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    setattr(s, field, value)
+    with pytest.raises(ValueError, match=match):
+        s.validate()
+
+
+@pytest.mark.parametrize("fx, fy, cx, cy, match", [
+    (0.0, 100.0, 48, 32, r"fx \(focal length, pixels\) must be > 0"),
+    (100.0, -5.0, 48, 32, r"fy \(focal length, pixels\) must be > 0"),
+    (float("nan"), 100.0, 48, 32, "fx must be a finite number"),
+    (100.0, 100.0, float("inf"), 32, "cx must be a finite number"),
+])
+def test_intrinsics_must_be_positive_and_finite(fx, fy, cx, cy, match):
+    with pytest.raises(ValueError, match=match):
+        Intrinsics(fx, fy, cx, cy)
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    s.intrinsics = Intrinsics(100.0, 100.0, 48, 32)
+    s.intrinsics.fx, s.intrinsics.fy, s.intrinsics.cx, s.intrinsics.cy = fx, fy, cx, cy  # set after construction
+    with pytest.raises(ValueError, match=match):
+        s.validate()
+
+
+def test_random_scenes_with_numpy_values_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    for n in range(40):
+        s = make_scene(objects=[(10, 10, 30, 30, 0.3), (40, 20, 60, 40, 0.6)], num_frames=int(rng.integers(2, 8)))
+        obj = s.select(rng.integers(0, 2))
+        for _ in range(int(rng.integers(0, 3))):
+            obj.path.append(PathPoint(rng.uniform(0, 96), rng.uniform(0, 64), rng.uniform(0.01, 1.0)))
+        s.scale = rng.choice([0.5, 1.0, 2.0])
+        Scene.load(s.save(tmp_path / f"s{n}.json"))
