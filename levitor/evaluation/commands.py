@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from levitor.cli import seed_arg
 from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED
 from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
 
@@ -31,7 +32,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="FID/FVD: fid-fvd needs the Inception and I3D files (levitor.evaluation.metrics); random is a "
                         "meaningless smoke test")
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--seed", type=int, default=RELEASE_SEED)
+    p.add_argument("--seed", type=seed_arg, default=RELEASE_SEED)
     p.add_argument("--height", type=int, default=DEFAULT_SIZE.height)
     p.add_argument("--width", type=int, default=DEFAULT_SIZE.width)
     p.add_argument("--num-frames", type=int, default=DEFAULT_SIZE.num_frames)
