@@ -232,14 +232,9 @@ def _same_scene(a, b) -> None:
 def test_save_kill_load_sequences_always_load_the_last_committed_scene(tmp_path, demo_scene, monkeypatch):
     """Random edits and saves, each save cut short at a random file operation (image, depth, JSON, clean-up):
     loading always gives the scene of the last save whose JSON rename happened, exactly."""
-    import os
-
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    import levitor._util.io as io_mod
-
-    real_replace, real_unlink = os.replace, os.unlink
     runs = iter(range(10**9))
 
     @settings(max_examples=25, deadline=None)
@@ -262,36 +257,46 @@ def test_save_kill_load_sequences_always_load_the_last_committed_scene(tmp_path,
                 scene.depth[n, 0] = 0.5 + 0.01 * n
             else:
                 scene.scale = 1.0 + n
-            calls = {"n": 0}
-            done = {"json": False}
-
-            def count():
-                calls["n"] += 1
-                if calls["n"] == kill_at:
-                    raise _Killed
-
-            def replace(src, dst):
-                count()
-                real_replace(src, dst)
-                if str(dst) == str(path):
-                    done["json"] = True
-
-            def unlink(p, *a, **k):
-                if not str(p).endswith((".tmp.png", ".tmp.npy", ".tmp.json")):  # clean-up of old side files
-                    count()
-                real_unlink(p, *a, **k)
-
-            monkeypatch.setattr(io_mod.os, "replace", replace)
-            monkeypatch.setattr(os, "unlink", unlink)
-            try:
-                scene.save(path)
-            except _Killed:
-                pass
-            finally:
-                monkeypatch.setattr(io_mod.os, "replace", real_replace)
-                monkeypatch.setattr(os, "unlink", real_unlink)
-            if done["json"]:
+            if _save_killed_at(scene, path, kill_at, monkeypatch):
                 committed = scene.copy()
             _same_scene(Scene.load(path), committed)
 
     run()
+
+
+def _save_killed_at(scene, path, kill_at: int, monkeypatch) -> bool:
+    """Save, "killed" at the kill_at-th rename or clean-up deletion (0: not killed); True if the JSON committed."""
+    import os
+
+    import levitor._util.io as io_mod
+
+    real_replace, real_unlink = os.replace, os.unlink
+    calls = {"n": 0}
+    done = {"json": False}
+
+    def count():
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise _Killed
+
+    def replace(src, dst):
+        count()
+        real_replace(src, dst)
+        if str(dst) == str(path):
+            done["json"] = True
+
+    def unlink(p, *a, **k):
+        if ".tmp." not in str(p):  # the clean-up of old side files, not a writer removing its own temporary file
+            count()
+        real_unlink(p, *a, **k)
+
+    monkeypatch.setattr(io_mod.os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    try:
+        scene.save(path)
+    except _Killed:
+        pass
+    finally:
+        monkeypatch.setattr(io_mod.os, "replace", real_replace)
+        monkeypatch.setattr(os, "unlink", real_unlink)
+    return done["json"]
