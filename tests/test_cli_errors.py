@@ -143,3 +143,20 @@ def test_a_kill_during_a_video_write_keeps_the_old_video(tmp_path, scene_file):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert out.read_bytes() == old  # the old video, whole; the torn one never took its name
+
+
+def test_a_real_kill_during_a_scene_save_keeps_the_old_scene(tmp_path, scene_file):
+    from levitor.scene import Scene
+
+    code = ("import sys; from levitor.scene import Scene; s = Scene.load(sys.argv[1]); "
+            "s.image = s.image.copy(); s.image[:4] = 0; s.objects[0].path[-1].x += 7; s.save(sys.argv[1])")
+    env = {**os.environ, PAUSE_ENV: "30"}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(scene_file)], env=env, cwd=REPO)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".*.tmp.*")):
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".*.tmp.*")), "the save never reached a rename"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = Scene.load(scene_file)  # the old scene, whole
+    assert int(before.image[:4].max()) > 0
