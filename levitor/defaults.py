@@ -41,3 +41,14 @@ def video_size(name: str) -> VideoSize:
 RELEASE_SEED = 217113  # the release demo's seed
 RELEASE_FX = 3866.378  # the release's fixed pinhole focal lengths (pixels); cx, cy are the image centre
 RELEASE_FY = 4538.052
+MAX_SEED = 2**63  # seeds are torch.Generator seeds: 0 <= seed < 2**63
+
+
+def check_seed(seed: object) -> int:
+    """A seed as an int, or a ValueError saying the valid range."""
+    if isinstance(seed, bool) or not isinstance(seed, int) and not (hasattr(seed, "__index__")):
+        raise ValueError(f"seed must be a whole number in 0..2**63-1, got {seed!r}")
+    seed = int(seed)
+    if not 0 <= seed < MAX_SEED:
+        raise ValueError(f"seed must be in 0..2**63-1 (a torch generator seed), got {seed}")
+    return seed

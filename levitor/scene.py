@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from levitor._util.images import as_rgb_uint8
-from levitor._util.io import atomic_path, write_text_atomic
 from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, MAX_SCALE, KRule
 from levitor.defaults import MAX_FRAMES, NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
+from levitor.scene_file import read_side_files, write_scene_files
 
 SCHEMA_VERSION = 1
 
@@ -223,27 +222,15 @@ class Scene:
 
     # ---------------------------------------------------------------- I/O
     def save(self, path: str | os.PathLike, arrays: bool = True) -> Path:
-        """Write ``path`` (JSON) plus ``<stem>.image.png`` and ``<stem>.depth.npy`` beside it.
+        """Write ``path`` (JSON) with the image and depth map beside it, all committed together
+        (:mod:`levitor.scene_file`: a kill at any instant leaves the old scene or the new one). The scene is
+        validated first, so a file that :meth:`load` refuses is never written.
 
-        ``arrays=False`` keeps image and depth files already there (an autosave after a path edit: encoding
-        the PNG is most of the cost); they are written anyway where missing.
-        The scene is validated first: nothing is written for a scene that :meth:`load` would refuse."""
+        ``arrays`` is kept for old callers: side files are written only when their content changed anyway."""
         self.validate()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image_file = path.with_name(path.stem + ".image.png")
-        depth_file = path.with_name(path.stem + ".depth.npy")
-        if arrays or not image_file.exists():
-            with atomic_path(image_file) as tmp:
-                Image.fromarray(self.image).save(tmp, format="PNG")
-        if arrays or not depth_file.exists():
-            with atomic_path(depth_file) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, self.depth.astype(np.float32))
         doc = {
             "format": "levitor-scene",
             "version": SCHEMA_VERSION,
-            "image_file": image_file.name,
-            "depth_file": depth_file.name,
             "size": [self.height, self.width],
             "masks": [encode_rle(m) for m in self.masks],
             "mask_sources": list(self.mask_sources),
@@ -252,9 +239,7 @@ class Scene:
             "intrinsics": asdict(self.intrinsics) if self.intrinsics else None,
             **{k: getattr(self, k) for k in _SCALAR_FIELDS},
         }
-        text = json.dumps(doc, indent=1, default=_json_number)
-        write_text_atomic(path, text)  # an interrupted save never leaves a torn scene
-        return path
+        return write_scene_files(Path(path), self.image, self.depth, doc)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Scene:
@@ -284,19 +269,13 @@ class Scene:
                 f"{source}: field 'version' is {version}, an older scene schema that this levitor cannot migrate "
                 f"(current: {SCHEMA_VERSION}); rebuild the scene or load it with the levitor that wrote it"
             )
-        base_dir = Path(base_dir)
-        field_name = "image_file"
+        image, depth, h, w = read_side_files(doc, Path(base_dir), source)
+        field_name = "masks"
         try:
-            image = np.asarray(Image.open(base_dir / doc["image_file"]).convert("RGB"))
-            field_name = "depth_file"
-            depth = np.load(base_dir / doc["depth_file"])
-            field_name = "size"
-            h, w = (int(v) for v in doc["size"])
-            field_name = "masks"
             masks = [decode_rle(r, (h, w)) for r in doc["masks"]]
             field_name = "objects"
             objects = [
-                ObjectTrack(int(o["mask_index"]), [PathPoint(**p) for p in o["path"]], str(o.get("name", "")))
+                ObjectTrack(_whole(o["mask_index"]), [PathPoint(**p) for p in o["path"]], str(o.get("name", "")))
                 for o in doc["objects"]
             ]
             field_name = "camera_path"
@@ -315,14 +294,19 @@ class Scene:
             raise ValueError(
                 f"{source}: field '{field_name}' is missing or corrupt ({type(e).__name__}: {e})"
             ) from None
-        if image.shape[:2] != (h, w):
-            raise ValueError(f"{source}: field 'size' says {(h, w)} but the image file is {image.shape[:2]}")
         scene = cls(image=image, depth=depth, masks=masks, objects=objects, camera_path=camera_path,
                     intrinsics=intrinsics, mask_sources=mask_sources, **scalars)
         try:
             return scene.validate()
         except ValueError as e:
             raise ValueError(f"{source}: {e}") from None
+
+
+def _whole(value: Any) -> int:
+    """An integer field: 4 and 4.0 are 4; 4.7 is an error (it would be truncated to another object)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
 
 
 _SCALAR_FIELDS: dict[str, type] = {
@@ -338,15 +322,6 @@ def _is_int(v: Any) -> bool:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
-def _json_number(v: Any) -> Any:
-    """numpy scalars as JSON numbers (what validate accepts, save writes)."""
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    raise TypeError(f"{type(v).__name__} {v!r} is not a number levitor can save; use a Python int or float")
 
 
 def _as_mask(mask: Any, shape: tuple[int, int], name: str) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from levitor.cli import seed_arg
 from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED, SIZES
 from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
 
@@ -31,7 +32,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="FID/FVD: fid-fvd needs the Inception and I3D files (levitor.evaluation.metrics); random is a "
                         "meaningless smoke test")
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--seed", type=int, default=RELEASE_SEED)
+    p.add_argument("--seed", type=seed_arg, default=RELEASE_SEED)
     p.add_argument("--size", choices=sorted(SIZES), help="a named generation size (" + ", ".join(
         f"{n}: {s}" for n, s in SIZES.items()) + ", frames x height x width); --height/--width/--num-frames override")
     p.add_argument("--height", type=int, help=f"default {DEFAULT_SIZE.height} (or --size's)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from levitor.cli import seed_arg
 from levitor.defaults import DEFAULT_SIZE, SIZES, video_size
 from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
 
@@ -19,6 +20,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     scene = Scene.load(args.scene)
     out = Path(args.out)
+    if out.is_dir():  # a folder: the video goes inside it
+        out = out / "video.mp4"
     bars = []  # made at the first step: a failure before it (missing weights) prints no empty bar
 
     def progress(step: int, total: int) -> None:
@@ -28,7 +31,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     res = generate(scene, out.parent if str(out.parent) else ".", weights=args.weights, base=args.base,
                    device=args.device, steps=args.steps, preset=args.preset, seed=args.seed, callback=progress,
-                   allow_download=not args.no_download, name=out.stem,
+                   allow_download=not args.no_download, name=out.stem, suffix=out.suffix.lower() or ".mp4",
                    rules=None if args.rules == "auto" else args.rules, size=args.size)
     for bar in bars:
         bar.close()
@@ -63,13 +66,14 @@ def register(sub) -> None:
     p = sub.add_parser("generate", help="generate a video of a scene with SVD + the LeviTor ControlNet",
                        description="Generate a video of a scene with SVD + the LeviTor ControlNet.")
     p.add_argument("--scene", required=True, help="scene.json")
-    p.add_argument("--out", default="video.mp4", help="video path; the scene and a control overlay go beside it")
+    p.add_argument("--out", default="video.mp4", help="video path (.mp4 or .gif) or a folder; the scene and a "
+                                                      "control overlay go beside it")
     p.add_argument("--weights", help="LeviTor weights folder (release layout), a saved LeviTorPipeline folder, "
                                      "or 'mini': the shipped 32x32 toy model (runs on any CPU, no download)")
     p.add_argument("--base", help="Stable Video Diffusion base (hub id or folder; default SVD-xt)")
     p.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default)")
     p.add_argument("--steps", type=int, help="denoising steps (default: 25; the mini model's own with --weights mini)")
-    p.add_argument("--seed", type=int, help="default: the scene's seed")
+    p.add_argument("--seed", type=seed_arg, help="0..2**63-1 (default: the scene's seed)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
     p.add_argument("--no-download", action="store_true", help="never download weights (HF_HUB_OFFLINE=1 does the same)")
     p.add_argument("--rules", default="auto", choices=RULE_CHOICES,

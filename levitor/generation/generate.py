@@ -27,13 +27,14 @@ import torch
 from PIL import Image
 
 from levitor._util.device import resolve_device
+from levitor._util.io import write_text_atomic
 from levitor.control.rules import ControlRules
-from levitor.defaults import VideoSize, video_size
+from levitor.defaults import VideoSize, check_seed, video_size
 from levitor.engine import Engine
 from levitor.generation.presets import DEFAULT_PRESET
 from levitor.scene import Scene
 from levitor.viz.pictures import contact_sheet, overlay
-from levitor.viz.video import write_video
+from levitor.viz.video import VIDEO_SUFFIXES, write_video
 from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, load_once
 
 __all__ = ["MINI", "GenerateResult", "WeightsNotFoundError", "generate", "is_mini", "load_pipeline",
@@ -120,8 +121,10 @@ def generate(
     name: str = "levitor",
     rules: str | ControlRules | None = None,
     size: str | VideoSize | None = None,
+    suffix: str = ".mp4",
 ) -> GenerateResult:
-    """Generate the scene's video and save ``<name>.mp4``, ``<name>_control.mp4`` and ``<name>.scene.json``.
+    """Generate the scene's video and save ``<name><suffix>`` (.mp4 or .gif), ``<name>_control<suffix>`` and
+    ``<name>.scene.json``.
 
     steps: denoising steps (default: 25 for SVD, the mini model's own 3 for ``weights="mini"``).
     callback(step, total) is called after every denoising step (for progress bars); setting ``cancel`` stops
@@ -135,7 +138,11 @@ def generate(
     t0 = time.perf_counter()
     if steps is not None and int(steps) < 1:
         raise ValueError(f"steps must be at least 1, got {steps}; leave it out for the model's default")
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"the video format {suffix!r} is not supported; use one of {VIDEO_SUFFIXES}")
     scene.validate()
+    if seed is not None:
+        check_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scene_path = scene.save(out_dir / f"{name}.scene.json")  # first: nothing the user built is lost
@@ -171,14 +178,14 @@ def generate(
         out = pipe(Image.fromarray(scene.image), control=result.signal, num_inference_steps=steps, generator=gen,
                    fps=fps, output_type="np", callback_on_step_end=on_step, **hw)
         frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
-    video_path = write_video(frames, out_dir / f"{name}.mp4", fps=fps)
-    control_path = write_video(side_by_side(frames, result), out_dir / f"{name}_control.mp4", fps=fps)
+    video_path = write_video(frames, out_dir / f"{name}{suffix}", fps=fps)
+    control_path = write_video(side_by_side(frames, result), out_dir / f"{name}_control{suffix}", fps=fps)
     meta = {"steps": steps, "preset": preset, "seed": seed, "device": device,
             "weights": MINI if str(weights) == MINI else str(weights or LEVITOR_ID),
             "base": "mini model (no SVD)" if mini else str(base or SVD_XT_ID),
             "control_rules": rules.name, "control": rules.describe(),
             "size": f"{frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}"}
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
+    write_text_atomic(out_dir / f"{name}.json", json.dumps(meta, indent=1))
     return GenerateResult(video_path, frames, scene_path, control_path, True, time.perf_counter() - t0)
 
 

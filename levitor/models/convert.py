@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 
 from levitor.models.controlnet_svd import ControlNetSVD
-from levitor.weights import WeightsNotFoundError, describe_expected_layout
+from levitor.weights import CorruptWeightsError, WeightsNotFoundError, describe_expected_layout
 
 logger = logging.getLogger(__name__)
 
@@ -120,17 +120,21 @@ def load_controlnet(folder: str | Path, torch_dtype: torch.dtype | None = None, 
     torch_dtype = dtype if dtype is not None else torch_dtype
     folder = find_controlnet_folder(folder)
     config = json.loads((folder / "config.json").read_text())
-    kwargs = controlnet_config_from_official(config)
+    try:
+        kwargs = controlnet_config_from_official(config)
+        with torch.device("meta"):  # no random init of ~700M parameters only to overwrite them
+            model = ControlNetSVD(**kwargs)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptWeightsError(f"{folder / 'config.json'} is not a ControlNet config ({type(err).__name__}: "
+                                  f"{err}); download the LeviTor folder again") from None
     state_dict = convert_official_state_dict(_read_weights(folder))
-
-    with torch.device("meta"):  # no random init of ~700M parameters only to overwrite them
-        model = ControlNetSVD(**kwargs)
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
-        raise ValueError(
-            f"the ControlNet weights in {folder} do not fit its config: {len(missing)} missing "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        raise CorruptWeightsError(
+            f"the weights in {folder} do not match its config.json: {len(missing)} of {len(expected)} weights "
+            f"missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}). The two files "
+            "come from different models, or the download is partial: download the folder again"
         )
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.eval()

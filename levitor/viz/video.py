@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from levitor._util.io import atomic_path
+
 MP4_CRF = 18  # visually lossless for generated clips; files stay small at these sizes
 
 
@@ -69,10 +71,13 @@ def write_video(frames: np.ndarray | Sequence[PIL.Image.Image], path: str | Path
     path = Path(path)
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    writers = {".mp4": _write_mp4, ".gif": _write_gif}
-    if path.suffix.lower() not in writers:
-        raise ValueError(f"unsupported video format {path.suffix!r}; use one of {sorted(writers)}")
+    if path.suffix.lower() not in VIDEO_WRITERS:
+        raise ValueError(f"{path}: unsupported video format {path.suffix!r}; use one of {VIDEO_SUFFIXES}")
     arr = as_uint8_frames(frames)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writers[path.suffix.lower()](arr, path, fps)
+    with atomic_path(path) as tmp:  # a kill mid-write leaves the old video (or none), never a torn one
+        VIDEO_WRITERS[path.suffix.lower()](arr, tmp, fps)
     return path
+
+
+VIDEO_WRITERS = {".mp4": _write_mp4, ".gif": _write_gif}
+VIDEO_SUFFIXES = tuple(VIDEO_WRITERS)
