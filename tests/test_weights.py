@@ -239,7 +239,8 @@ def test_load_controlnet_rejects_weights_that_do_not_fit(official, tmp_path):
     state = load_file(weights)
     state.pop("controlnet_mid_block.weight")
     save_file(state, weights)
-    with pytest.raises(ValueError, match="1 missing"):
+    with pytest.raises(ValueError, match=r"config.json: 1 of \d+ weights missing \(e.g. controlnet_mid_block.weight\)\. "
+                                         "The two files come from different models"):
         load_controlnet(folder)
     weights.unlink()
     with pytest.raises(WeightsNotFoundError, match="no weights"):
@@ -281,3 +282,19 @@ def test_download_commands_in_the_docs_put_weights_where_resolve_looks(tmp_path,
         folder = Path(local_dir.replace("~", str(tmp_path)))
         folder.mkdir(parents=True, exist_ok=True)
         assert resolve(model, allow_download=False) == folder, (model, local_dir)
+
+
+def test_a_missing_weights_folder_is_the_one_error_and_nothing_is_downloaded(tmp_path, monkeypatch):
+    """`levitor generate --weights typo/`: the user's folder is what to fix, said at once (not after a try at
+    downloading the 4.5 GB base first)."""
+    import levitor.weights as weights
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was tried for a run that cannot start")
+
+    monkeypatch.setattr(weights, "_download", no_download)
+    with pytest.raises(WeightsNotFoundError) as info:
+        LeviTorPipeline.from_pretrained(controlnet=tmp_path / "typo", allow_download=True)
+    message = str(info.value)
+    assert message.startswith("LeviTor ControlNet:") and str(tmp_path / "typo") in message
+    assert "Stable Video Diffusion" not in message and len(message.splitlines()) == 1

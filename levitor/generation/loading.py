@@ -55,8 +55,23 @@ def is_saved_pipeline(folder: Path) -> bool:
 
 
 def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_download: bool) -> Path:
-    """The base's folder, checked; when the base or the ControlNet is missing, one error names both."""
-    errors, folder = [], None
+    """The base's folder, checked; when both default models are missing, one error names both.
+
+    A ControlNet the user named (``--weights``) is looked at first: when it is missing that is the one error (the
+    user's typo, answered at once, not after a multi-gigabyte download of the base for a run that cannot start)."""
+    errors: list[str] = []
+
+    def check_controlnet(source: Any) -> None:
+        try:
+            resolve(source, what="LeviTor ControlNet", allow_download=allow_download)
+        except WeightsNotFoundError as e:
+            errors.append(str(e))
+
+    if controlnet is not None and not isinstance(controlnet, ControlNetSVD):
+        check_controlnet(controlnet)
+        if errors:
+            raise WeightsNotFoundError(errors[0])
+    folder = None
     try:
         folder = resolve(base, what="Stable Video Diffusion base", allow_download=allow_download)
         if not (folder / "model_index.json").is_file():
@@ -64,13 +79,8 @@ def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_downloa
                           f"LeviTorPipeline.\n\n{describe_expected_layout()}")
     except WeightsNotFoundError as e:
         errors.append(str(e))
-    saved = folder is not None and is_saved_pipeline(folder)
-    if not isinstance(controlnet, ControlNetSVD) and not (saved and controlnet is None):
-        try:
-            resolve(LEVITOR_ID if controlnet is None else controlnet, what="LeviTor ControlNet",
-                    allow_download=allow_download)
-        except WeightsNotFoundError as e:
-            errors.append(str(e))
+    if controlnet is None and not (folder is not None and is_saved_pipeline(folder)):
+        check_controlnet(LEVITOR_ID)
     if errors:
         raise WeightsNotFoundError("\n".join(errors))
     return folder

@@ -131,10 +131,11 @@ def load_controlnet(folder: str | Path, torch_dtype: torch.dtype | None = None, 
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
+        parts = [f"{len(missing)} of {len(expected)} weights missing (e.g. {', '.join(missing[:2])})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])})"] if unexpected else []
         raise CorruptWeightsError(
-            f"the weights in {folder} do not match its config.json: {len(missing)} of {len(expected)} weights "
-            f"missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}). The two files "
-            "come from different models, or the download is partial: download the folder again"
+            f"the weights in {folder} do not match its config.json: {' and '.join(parts)}. The two files come "
+            "from different models, or the download is partial: download the folder again"
         )
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.eval()
