@@ -239,8 +239,8 @@ def test_load_controlnet_rejects_weights_that_do_not_fit(official, tmp_path):
     state = load_file(weights)
     state.pop("controlnet_mid_block.weight")
     save_file(state, weights)
-    with pytest.raises(ValueError, match=r"config.json: 1 of \d+ weights missing \(e.g. controlnet_mid_block.weight\)\. "
-                                         "The two files come from different models"):
+    expected = r"config.json: 1 of \d+ weights missing \(e.g. controlnet_mid_block.weight\)\. The two files come from"
+    with pytest.raises(ValueError, match=expected):
         load_controlnet(folder)
     weights.unlink()
     with pytest.raises(WeightsNotFoundError, match="no weights"):

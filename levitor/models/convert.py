@@ -131,8 +131,8 @@ def load_controlnet(folder: str | Path, torch_dtype: torch.dtype | None = None, 
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
-        parts = [f"{len(missing)} of {len(expected)} weights missing (e.g. {', '.join(missing[:2])})"] if missing else []
-        parts += [f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])})"] if unexpected else []
+        parts = [f"{len(missing)} of {len(expected)} weights missing (e.g. {', '.join(missing[:2])})"] * bool(missing)
+        parts += [f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])})"] * bool(unexpected)
         raise CorruptWeightsError(
             f"the weights in {folder} do not match its config.json: {' and '.join(parts)}. The two files come "
             "from different models, or the download is partial: download the folder again"
