@@ -151,7 +151,8 @@ def control_from_masks(
     instance: (F, H, W) int64 instance ids (0 = no control); depth: (F, H, W) scene depth (smaller = nearer).
     moved_ids: objects the user moved (they get at least ``rule.k_min`` points).
     depth_override: id -> (F,) scene depth to write for that object's points instead of sampling the depth
-        map (the release writes a moved object's path depth).
+        map (levitor's rule for a moved object: its path depth; the release reads the map at the point, so a point
+        that lands on an occluder takes the occluder's depth).
     init: "warm" starts each frame's K-means from the previous frame's centres, shifted with the object's
         centroid, so points stay temporally stable; "release" is the official code's K-means as it runs
         (:mod:`levitor.control.release_kmeans`: its init across frames, sklearn's float32 iteration, and a frame

@@ -219,3 +219,31 @@ def test_vacated_and_unlabelled_pixels_release_fill_id_and_depth_vs_levitor():
                   if sig.visible[f, p] and int(sig.instance[p]) == ids["a"]
                   and rel.depth[f, int(sig.points[f, p, 1]), int(sig.points[f, p, 0])] == 1.0]
     assert all(float(sig.depth[f, p]) == 0.0 for f, p in on_vacated)
+
+
+@pytest.mark.parametrize("rules", RULES)
+def test_depth_channel_of_a_moved_point_path_depth_or_the_map_at_the_point(rules):
+    """Point 5 of the release's differences: the release writes the rendered depth map's value at each control
+    point, so a point that lands on an occluder takes the occluder's depth; levitor writes the path's depth."""
+    from levitor.depth import disparity_from_depth
+
+    # a bar (depth 0.5) slides right behind a near pole (0.2) that splits it: its one K-means centre lands on the pole
+    s = make_scene(objects=[(10, 28, 50, 38, 0.5), (52, 0, 60, 64, 0.2)], depth=0.8, num_frames=5)
+    s.k_max = s.k_min_moved = 1
+    bar = s.select(0)
+    bar.path.append(PathPoint(bar.path[0].x + 24, bar.path[0].y, bar.path[0].depth))
+    res = Engine(s, rules=rules).update()
+    sig, F = res.signal, res.signal.points.shape[0]
+    rows = sig.points[..., 1].long().clamp(0, s.height - 1)
+    cols = sig.points[..., 0].long().clamp(0, s.width - 1)
+    at_point = disparity_from_depth(res.depth[torch.arange(F)[:, None], rows, cols])
+    on_bar = (sig.instance == res.object_ids[0])[None] & sig.visible
+    path_value = disparity_from_depth(torch.as_tensor(res.tracks[0][:, 2], dtype=torch.float32))[:, None]
+    path_value = path_value.expand_as(sig.depth)
+    static = sig.visible & ~on_bar
+    torch.testing.assert_close(sig.depth[static], at_point[static], rtol=0, atol=0)  # static points: the map
+    expected = at_point if rules == "release" else path_value
+    torch.testing.assert_close(sig.depth[on_bar], expected[on_bar], rtol=0, atol=0)
+    pole = float(disparity_from_depth(torch.tensor(0.2)))
+    last = sig.depth[-1][on_bar[-1]]
+    assert last.numel() == 1 and float(last) == (pole if rules == "release" else float(path_value[-1, 0]))
