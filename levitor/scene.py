@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from levitor._util.images import as_rgb_uint8
-from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, MAX_SCALE, KRule
+from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, KRule, check_scale
 from levitor.defaults import MAX_FRAMES, NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
 from levitor.scene_file import read_side_files, write_scene_files
@@ -183,9 +183,7 @@ class Scene:
             v = getattr(self, name)
             if not _is_int(v) or not 1 <= v <= MAX_K:
                 raise ValueError(f"{name} must be an int in 1..{MAX_K} (control points per object), got {v!r}")
-        if not (_is_number(self.scale) and 0 < self.scale <= MAX_SCALE):
-            raise ValueError(f"scale (control-point scale factor) must be in (0, {MAX_SCALE:g}], got {self.scale!r}; "
-                             "try 0.25..8")
+        check_scale(float(self.scale) if _is_number(self.scale) else self.scale)
         if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be an int in 0..2**63-1, got {self.seed!r}")
         if self.intrinsics is not None:

@@ -21,6 +21,16 @@ MAX_SCALE = 64.0
 MAX_K = 64  # k_max and k_min may not exceed this (the release caps K at 8)
 
 
+def check_scale(scale: object) -> float:
+    """The scale factor, or a ValueError that gives the bound and why it is there."""
+    ok = isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < float(scale) <= MAX_SCALE
+    if not ok:
+        raise ValueError(f"scale (control-point scale factor) must be in (0, {MAX_SCALE:g}], got {scale!r}: at "
+                         f"{MAX_SCALE:g} an object already has {int(MAX_SCALE * K_MAX)} points a frame, whose "
+                         "stamps cover it whole; try 0.25..8")
+    return float(scale)
+
+
 @dataclass
 class KRule:
     """The release's rule for the number of control points of one object over a clip."""
@@ -36,8 +46,7 @@ class KRule:
         areas = [int(a) for a in areas]
         if image_area <= 0:
             raise ValueError(f"image_area must be positive, got {image_area}")
-        if not (0 < self.scale <= MAX_SCALE):
-            raise ValueError(f"scale must be in (0, {MAX_SCALE:g}], got {self.scale}; try 0.25..8")
+        check_scale(self.scale)
         if not areas or max(areas) <= 0:
             return 0
         max_a, min_a = max(areas), min(areas)
