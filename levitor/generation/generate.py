@@ -70,7 +70,7 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
         if weights is not None and (Path(weights) / "model_index.json").is_file():
             pipe = LeviTorPipeline.from_pretrained(weights, torch_dtype=dtype, allow_download=False)
         else:
-            pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, controlnet=weights or LEVITOR_ID,
+            pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, controlnet=weights,
                                                    torch_dtype=dtype, allow_download=allow_download)
         return pipe.apply_preset(preset, device=dev)
 

@@ -67,6 +67,8 @@ def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_downloa
         except WeightsNotFoundError as e:
             errors.append(str(e))
 
+    if controlnet == LEVITOR_ID:
+        controlnet = None  # the default, named: missing together with the base, one message for both
     if controlnet is not None and not isinstance(controlnet, ControlNetSVD):
         check_controlnet(controlnet)
         if errors:
