@@ -31,7 +31,7 @@ from levitor.depth import check_depth_map
 SCHEMA_VERSION = 1
 
 
-MASK_SOURCES = ("sam-auto", "sam-click", "brush", "lasso", "flood", "synthetic", "video", "user")
+MASK_SOURCES = ("sam-auto", "sam-click", "grabcut", "brush", "lasso", "flood", "synthetic", "video", "user")
 INTERPOLATIONS = ("pchip", "linear", "catmull_rom")
 
 

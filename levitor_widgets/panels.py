@@ -1,5 +1,5 @@
-"""The Studio's side panels: object list, path panel (depth sliders, frames, delete/undo), frame scrubber with
-the control-point scale slider, and the strip of control points at several scale factors.
+"""The Studio's side panels: object list, path panel (depth sliders, frames, delete), frame scrubber with the
+control-point scale slider, and the strip of control points at several scale factors.
 
 Panels show what they are given and report what the user asked for through callbacks; the Studio changes
 the Scene and calls the engine. Widgets used here exist in ipywidgets 7.6+ and 8 (no Tab, no Accordion).
@@ -89,107 +89,138 @@ class ObjectPanel:
 
 # ====================================================================== path
 class PathPanel:
-    """The active object's path: per point a nearness slider ("x times nearer" than the first point), a frame
-    index, delete; plus undo and the depth hint of the last click."""
+    """The active object's path: per point a nearness slider ("x times nearer" than P1) whose range is what the
+    depth scale can reach, a frame number, delete; whether new points follow the ground; the depth hint.
+
+    A value the panel set itself and the browser sends back (a slider snapping to its step) is never reported:
+    only a value the user moved away from the shown one is an edit."""
 
     def __init__(self, num_frames: int):
         self.num_frames = num_frames
         self.on_nearness: Callable[[int, float], None] | None = None
-        self.on_frame: Callable[[int, int], None] | None = None
+        self.on_frame: Callable[[int, int], None] | None = None  # (point, 0-based frame)
         self.on_timed: Callable[[bool], None] | None = None
         self.on_delete: Callable[[int], None] | None = None
-        self.on_undo: Callable[[], None] | None = None
         self._quiet = _Quiet()
         self.title = W.HTML("<b>Path</b>")
-        self.hint = W.HTML("")
-        self.timed = W.Checkbox(value=False, description="set a frame per point", indent=False)
+        self.hint = W.HTML("", layout=W.Layout(height="40px", overflow="hidden"))
+        self.timed = W.Checkbox(value=False, description="a frame per point", indent=False,
+                                layout=W.Layout(width="150px"))
+        self.follow = W.Checkbox(value=True, description="new points follow the ground", indent=False,
+                                 layout=W.Layout(width="220px"),
+                                 tooltip="a new point takes the depth under the click, relative to the object's "
+                                         "start; off: it keeps the previous point's depth")
         self.timed.observe(lambda ch: (not self._quiet.quiet) and self.on_timed and self.on_timed(ch["new"]),
                            names="value")
-        self.undo = W.Button(description="undo", icon="undo", layout=W.Layout(width="80px"),
-                             tooltip="undo the last edit (key: z)")
-        self.undo.on_click(lambda _b: self.on_undo and self.on_undo())
         self.rows = W.VBox([])
         self.sliders: list[W.FloatLogSlider] = []
         self.frames: list[W.BoundedIntText] = []
         self.deletes: list[W.Button] = []
-        self.widget = W.VBox([self.title, W.HBox([self.timed, self.undo]), self.rows, self.hint],
-                             layout=W.Layout(min_width="360px"))
+        self.limits: list[W.HTML] = []
+        self.shown_values: list[float] = []  # what each slider was last set to by the panel
+        self.widget = W.VBox([self.title, W.HBox([self.timed, self.follow]), self.rows, self.hint],
+                             layout=W.Layout(min_width="380px"))
         self._shape: tuple | None = None
 
-    def show(self, title: str, nearness: list[float], frames: list[int | None], active: int | None) -> None:
-        """Rebuild the rows only when their number changes (rebuilding under a dragged slider would drop it)."""
+    def show(self, title: str, nearness: list[float], frames: list[int | None], active: int | None,
+             ranges: list[tuple[float, float]] | None = None) -> None:
+        """Rebuild the rows only when their number changes (rebuilding under a dragged slider would drop it).
+        ranges: per point the (lowest, highest) reachable nearness."""
         self.title.value = f"<b>Path</b> of {title}" if title else "<b>Path</b> <i>(no object selected)</i>"
         timed = bool(frames) and all(f is not None for f in frames)
         shape = (title, len(nearness))
+        ranges = ranges or [(2.0 ** -NEARNESS_LOG2_RANGE, 2.0 ** NEARNESS_LOG2_RANGE)] * len(nearness)
         with self._quiet():
             self.timed.value = timed
             if shape != self._shape:
                 self._build(len(nearness))
                 self._shape = shape
-            for j, (s, v) in enumerate(zip(self.sliders, nearness)):
-                s.value = float(v)
-                s.disabled = j == 0  # the first point is the reference: 1x by definition
-            for t, f in zip(self.frames, frames):
-                t.value = int(f) if f is not None else 0
+            self.shown_values = []
+            for j, (s, v, (lo, hi), lim) in enumerate(zip(self.sliders, nearness, ranges, self.limits)):
+                lo2 = max(-NEARNESS_LOG2_RANGE, float(np.log2(lo)))
+                hi2 = min(NEARNESS_LOG2_RANGE, float(np.log2(hi)))
+                s.min, s.max = -NEARNESS_LOG2_RANGE, NEARNESS_LOG2_RANGE  # widen first: min/max never cross
+                s.min, s.max = lo2, max(hi2, lo2 + 0.05)
+                s.value = float(np.clip(v, 2.0 ** s.min, 2.0 ** s.max))
+                self.shown_values.append(float(s.value))
+                s.disabled = j == 0  # P1 is the reference: 1x by definition
+                stop = hi < 2.0 ** NEARNESS_LOG2_RANGE and j > 0
+                lim.value = f"<small title='the 0..255 disparity scale ends here'>max {hi:.2f}x</small>" if stop else ""
+            for j, (t, f) in enumerate(zip(self.frames, frames)):
+                t.value = int(f) + 1 if f is not None else 1
                 t.disabled = not timed
+                self.deletes[j].disabled = j == 0  # P1 is where the object is: it stays
             for j, row in enumerate(self.rows.children):
                 row.layout.border = "1px solid orange" if j == active else ""
 
     def _build(self, n: int) -> None:
-        rows, self.sliders, self.frames, self.deletes = [], [], [], []
+        rows, self.sliders, self.frames, self.deletes, self.limits = [], [], [], [], []
         for j in range(n):
-            s = W.FloatLogSlider(value=1.0, base=2, min=-NEARNESS_LOG2_RANGE, max=NEARNESS_LOG2_RANGE, step=0.05,
+            s = W.FloatLogSlider(value=1.0, base=2, min=-NEARNESS_LOG2_RANGE, max=NEARNESS_LOG2_RANGE, step=0.01,
                                  description=f"P{j + 1} x nearer", readout_format=".2f", continuous_update=True,
-                                 style=label_style(), layout=W.Layout(width="260px"))
-            t = W.BoundedIntText(value=0, min=0, max=self.num_frames - 1, description="frame",
-                                 style=label_style(), layout=W.Layout(width="100px"))
-            d = W.Button(description="x", tooltip="delete this path point (key: Delete)", layout=W.Layout(width="32px"))
+                                 style=label_style(), layout=W.Layout(width="250px"))
+            t = W.BoundedIntText(value=1, min=1, max=self.num_frames, description="frame",
+                                 style=label_style(), layout=W.Layout(width="96px"))
+            d = W.Button(description="x", tooltip="delete this path point (key Delete)", layout=W.Layout(width="32px"))
+            lim = W.HTML("", layout=W.Layout(width="64px"))
             s.observe(lambda ch, j=j: self._slider(j, ch["new"]), names="value")
-            t.observe(lambda ch, j=j: (not self._quiet.quiet) and self.on_frame and self.on_frame(j, int(ch["new"])),
-                      names="value")
+            t.observe(lambda ch, j=j: self._frame(j, int(ch["new"]) - 1), names="value")
             d.on_click(lambda _b, j=j: self.on_delete and self.on_delete(j))
             self.sliders.append(s)
             self.frames.append(t)
             self.deletes.append(d)
-            rows.append(W.HBox([s, t, d]))
+            self.limits.append(lim)
+            rows.append(W.HBox([s, lim, t, d]))
         self.rows.children = rows
 
+    def _frame(self, j: int, frame: int) -> None:
+        if not self._quiet.quiet and self.on_frame is not None:
+            self.on_frame(j, frame)
+
     def _slider(self, j: int, value: float) -> None:
-        if not self._quiet.quiet and self.on_nearness is not None:
-            self.on_nearness(j, float(value))
+        if self._quiet.quiet or self.on_nearness is None:
+            return
+        if j < len(self.shown_values):
+            shown = self.shown_values[j]
+            step = self.sliders[j].step
+            if abs(np.log2(max(value, 1e-12)) - np.log2(max(shown, 1e-12))) <= step / 2 + 1e-9:
+                return  # the browser echoing (snapping) the value the panel set: not an edit
+        self.on_nearness(j, float(value))
 
 
 # ====================================================================== frames + scale
 class ScrubberPanel:
-    """Frame slider (with play), control-point scale slider, preview toggle, and the scale-factor strip."""
+    """Frame slider (with play; frames count from 1 here as everywhere the user reads them), control-point scale
+    slider, preview toggle, and the scale-factor strip."""
 
     def __init__(self, num_frames: int, width: int, height: int, strip_scales=STRIP_SCALES):
-        self.on_frame: Callable[[int], None] | None = None
+        self.on_frame: Callable[[int], None] | None = None  # 0-based
         self.on_scale: Callable[[float], None] | None = None
         self.on_preview: Callable[[bool], None] | None = None
         self.on_strip: Callable[[bool], None] | None = None
         self._quiet = _Quiet()
-        self.frame = W.IntSlider(value=0, min=0, max=num_frames - 1, description="frame",
+        self.frame = W.IntSlider(value=1, min=1, max=num_frames, description="frame",
                                  continuous_update=True, style=label_style(), layout=W.Layout(width="250px"))
-        self.play = W.Play(value=0, min=0, max=num_frames - 1, interval=160, description="play")
+        self.play = W.Play(value=1, min=1, max=num_frames, interval=160, description="play")
         W.jslink((self.play, "value"), (self.frame, "value"))
-        self.scale = W.FloatLogSlider(value=1.0, base=2, min=SCALE_LOG2_MIN, max=SCALE_LOG2_MAX, step=0.25,
+        self.scale = W.FloatLogSlider(value=1.0, base=2, min=SCALE_LOG2_MIN, max=SCALE_LOG2_MAX, step=0.05,
                                       description="control-point scale", readout_format=".2f",
                                       continuous_update=True, style=label_style(), layout=W.Layout(width="320px"))
         self.preview = W.Checkbox(value=False, description="preview frame", indent=False,
                                   layout=W.Layout(width="130px"))
         self.show_strip = W.Checkbox(value=False, description="compare scales", indent=False,
                                      layout=W.Layout(width="140px"))
-        self.info = W.HTML("")
-        self.frame.observe(lambda ch: self._fire(self.on_frame, int(ch["new"])), names="value")
-        self.scale.observe(lambda ch: self._fire(self.on_scale, float(ch["new"])), names="value")
+        self.info = W.HTML("", layout=W.Layout(height="22px", overflow="hidden"))
+        self._shown_scale = 1.0
+        self.frame.observe(lambda ch: self._fire(self.on_frame, int(ch["new"]) - 1), names="value")
+        self.scale.observe(lambda ch: self._scale(float(ch["new"])), names="value")
         self.preview.observe(lambda ch: self._fire(self.on_preview, bool(ch["new"])), names="value")
         self.show_strip.observe(lambda ch: self._fire(self.on_strip, bool(ch["new"])), names="value")
         self.strip = ScaleStrip(width, height, strip_scales)
-        wrap = W.Layout(flex_flow="row wrap")
+        nowrap = W.Layout(flex_flow="row nowrap")
         self.widget = W.VBox([
-            W.HBox([self.play, self.frame, self.preview], layout=wrap),
-            W.HBox([self.scale, self.show_strip], layout=W.Layout(flex_flow="row wrap")),
+            W.HBox([self.play, self.frame, self.preview], layout=nowrap),
+            W.HBox([self.scale, self.show_strip], layout=nowrap),
             self.info,
             self.strip.widget,
         ])
@@ -198,9 +229,20 @@ class ScrubberPanel:
         if not self._quiet.quiet and cb is not None:
             cb(value)
 
+    def _scale(self, value: float) -> None:
+        if abs(np.log2(value) - np.log2(self._shown_scale)) <= self.scale.step / 2 + 1e-9:
+            return  # an echo of the value set here
+        self._fire(self.on_scale, value)
+
     def set_scale(self, value: float) -> None:
         with self._quiet():
             self.scale.value = float(value)
+            self._shown_scale = float(self.scale.value)
+
+    def set_frame(self, frame: int) -> None:
+        """Show frame ``frame`` (0-based) without reporting it back."""
+        with self._quiet():
+            self.frame.value = int(frame) + 1
 
 
 class ScaleStrip:
@@ -220,6 +262,7 @@ class ScaleStrip:
             boxes.append(W.VBox([lab, c]))
         self.widget = W.HBox(boxes, layout=W.Layout(display="none", flex_flow="row wrap"))
         self.shown: list | None = None
+        self.thumb: np.ndarray | None = None
 
     def set_visible(self, visible: bool) -> None:
         self.widget.layout.display = "" if visible else "none"
@@ -228,7 +271,7 @@ class ScaleStrip:
         """thumb: (th, tw, 3) uint8; per_scale: (xy (P, 2) in full-size pixels, colors (P, 3)) per scale."""
         from levitor_widgets.canvas import held_drawing
 
-        self.shown = per_scale
+        self.shown, self.thumb = per_scale, thumb
         with held_drawing():
             for c, lab, s, (xy, colors), n in zip(self.canvases, self.labels, self.scales, per_scale, counts):
                 c.clear()
