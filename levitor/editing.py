@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from levitor.depth import MIN_DEPTH, depth_from_nearness, nearness_from_depth
+from levitor.depth import MIN_DEPTH, depth_from_nearness, nearness_from_depth, nearness_range
 from levitor.scene import ObjectTrack, PathPoint, Scene
 
 CAMERA = "camera"  # the "object" whose path moves the camera (the background)
@@ -101,18 +101,6 @@ class RemoveObject(Command):
     def apply(self, scene: Scene) -> Command:
         track = scene.objects.pop(self.position)
         return InsertObject(self.position, track, self.label)
-
-
-@dataclass
-class RenameObject(Command):
-    position: int
-    name: str
-    label: str = "rename an object"
-
-    def apply(self, scene: Scene) -> Command:
-        obj = scene.objects[self.position]
-        old, obj.name = obj.name, str(self.name)
-        return RenameObject(self.position, old, self.label)
 
 
 @dataclass
@@ -217,12 +205,6 @@ def follow_depth(scene: Scene, who: Who, x: float, y: float) -> float:
     return float(np.clip(start.depth * under_click / max(under_start, MIN_DEPTH), MIN_DEPTH, 1.0))
 
 
-def nearness_range(reference_depth: float) -> tuple[float, float]:
-    """The "x nearer" values a path point can reach from a start at ``reference_depth``: depths stay in
-    [MIN_DEPTH, 1] (1/255 is the nearest the disparity scale expresses, 1 the farthest)."""
-    return reference_depth / 1.0, reference_depth / MIN_DEPTH
-
-
 def mask_start(scene: Scene, mask: np.ndarray) -> tuple[float, float, float]:
     """Where a path over ``mask`` starts: its centroid and its median depth."""
     ys, xs = np.nonzero(mask)
@@ -310,13 +292,8 @@ class SceneEditor:
     def end_gesture(self) -> None:
         self._gesture = None
 
-    @property
-    def can_undo(self) -> bool:
-        return bool(self.undo_stack)
-
-    @property
-    def can_redo(self) -> bool:
-        return bool(self.redo_stack)
+    can_undo = property(lambda self: bool(self.undo_stack))
+    can_redo = property(lambda self: bool(self.redo_stack))
 
     def reset(self, scene: Scene) -> None:
         """Edit another scene from now on (a loaded file); the history is cleared."""
@@ -480,9 +457,6 @@ class SceneEditor:
         if not 0 <= index < len(self.scene.objects):
             raise ValueError(f"object {index} does not exist (the scene has {len(self.scene.objects)} objects)")
         self._apply([RemoveObject(index)], "remove an object")
-
-    def rename_object(self, index: int, name: str) -> None:
-        self.do(RenameObject(index, name))
 
     def set_depth(self, depth: np.ndarray, source: str) -> None:
         """Use another depth map. Every path keeps its shape: P1 moves to the new depth under the object, and

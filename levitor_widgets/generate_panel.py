@@ -82,7 +82,7 @@ class GeneratePanel:
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="300px"))
         self.status = W.HTML("", layout=W.Layout(min_height="22px"))
         self.details = W.HTML("", layout=W.Layout(display="none"))
-        self.details_toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(width="70px",
+        self.details_toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(width="80px",
                                                                                                   visibility="hidden"))
         self.details_toggle.observe(lambda ch: setattr(self.details.layout, "display", "" if ch["new"] else "none"),
                                     names="value")

@@ -22,6 +22,8 @@ from levitor_widgets.gestures import TOOL_SOURCES
 class MaskTools:
     """Mixed into :class:`~levitor_widgets.studio.Studio` (it uses its scene, editor, gestures and views)."""
 
+    last_tool: tuple | None = None  # the last tool call, (tool, its geometry): what a gesture became
+
     def set_tool(self, tool: str) -> None:
         if tool not in TOOL_SOURCES:
             raise ValueError(f"tool must be one of {tuple(TOOL_SOURCES)}, got {tool!r}")
@@ -46,6 +48,7 @@ class MaskTools:
     # ------------------------------------------------------------------ tools
     def box(self, x0: float, y0: float, x1: float, y1: float, negative: bool = False) -> int | None:
         """GrabCut inside the box: a new object (returns its index); ``negative`` cuts it out of the active one."""
+        self.last_tool = ("box", (x0, y0, x1, y1))
         region = grabcut_mask(self.scene.image, (x0, y0, x1, y1))
         return self._use_region(region, "box", negative, "GrabCut")
 

@@ -28,6 +28,33 @@ def swatch(rgb) -> str:
             f"background:{css(rgb)};border:1px solid #333'></span>")
 
 
+ECHO_S = 1.0  # a value the panel set comes back from the browser within this time: never an edit
+
+
+class _Echoes:
+    """The values a panel set on its widgets lately. The browser sends a widget's value back when it renders or
+    snaps it to the step, sometimes after a newer value was set; such a value is an echo, not an edit."""
+
+    def __init__(self, clock=None):
+        import time
+
+        self.clock = clock or time.monotonic
+        self._set: dict[object, list[tuple[float, float]]] = {}
+
+    def note(self, key, value: float) -> None:
+        now = self.clock()
+        kept = [(v, t) for v, t in self._set.get(key, []) if now - t < ECHO_S]
+        self._set[key] = kept[-2:] + [(float(value), now)]
+
+    def is_echo(self, key, value: float, tolerance: float) -> bool:
+        now = self.clock()
+        return any(abs(value - v) <= tolerance and now - t < ECHO_S for v, t in self._set.get(key, []))
+
+    def last(self, key) -> float | None:
+        values = self._set.get(key)
+        return values[-1][0] if values else None
+
+
 class _Quiet:
     """Lets a panel set widget values without its own observers reacting."""
 
@@ -58,33 +85,39 @@ class ObjectPanel:
         self.buttons: list[W.Button] = []
         self.checks: list[W.Checkbox] = []
         self.removes: list[W.Button] = []
-        self._key: tuple | None = None
+        self.swatches: list[W.HTML] = []
 
     def show(self, names: list[str], colors: list, visible: list[bool], active: int | None) -> None:
-        """Rebuild the rows when the objects changed; otherwise only restyle them (no new widgets)."""
-        key = (tuple(names), tuple(tuple(int(v) for v in c) for c in colors))
-        if key == self._key:
-            with self._quiet():
-                for i, (b, c) in enumerate(zip(self.buttons, self.checks)):
-                    b.button_style = "info" if i == active else ""
-                    c.value = visible[i]
-            return
-        self._key = key
-        rows, self.buttons, self.checks, self.removes = [], [], [], []
-        for i, (name, rgb, vis) in enumerate(zip(names, colors, visible)):
-            b = W.Button(description=name, layout=W.Layout(width="120px"),
-                         button_style="info" if i == active else "")
-            c = W.Checkbox(value=vis, description="show", indent=False, layout=W.Layout(width="60px"))
-            r = W.Button(description="remove", layout=W.Layout(width="70px"))
-            b.on_click(lambda _b, i=i: self.on_activate and self.on_activate(i))
-            c.observe(lambda ch, i=i: (not self._quiet.quiet) and self.on_visible and self.on_visible(i, ch["new"]),
-                      names="value")
-            r.on_click(lambda _b, i=i: self.on_remove and self.on_remove(i))
-            self.buttons.append(b)
-            self.checks.append(c)
-            self.removes.append(r)
-            rows.append(W.HBox([W.HTML(swatch(rgb)), b, c, r]))
-        self.rows.children = rows
+        """Show one row per object. Rows are made once and then reused (hidden when not needed): a widget that is
+        dropped is closed, and a browser still drawing the old rows would then look for a model that is gone."""
+        while len(self.buttons) < len(names):
+            self._add_row()
+        with self._quiet():
+            for i, row in enumerate(self.rows.children):
+                here = i < len(names)
+                row.layout.display = "" if here else "none"
+                if not here:
+                    continue
+                self.swatches[i].value = swatch(colors[i])
+                self.buttons[i].description = names[i]
+                self.buttons[i].button_style = "info" if i == active else ""
+                self.checks[i].value = bool(visible[i])
+
+    def _add_row(self) -> None:
+        i = len(self.buttons)
+        b = W.Button(description="", layout=W.Layout(width="120px"))
+        c = W.Checkbox(value=True, description="show", indent=False, layout=W.Layout(width="60px"))
+        r = W.Button(description="remove", layout=W.Layout(width="70px"))
+        sw = W.HTML("")
+        b.on_click(lambda _b, i=i: self.on_activate and self.on_activate(i))
+        c.observe(lambda ch, i=i: (not self._quiet.quiet) and self.on_visible and self.on_visible(i, ch["new"]),
+                  names="value")
+        r.on_click(lambda _b, i=i: self.on_remove and self.on_remove(i))
+        self.buttons.append(b)
+        self.checks.append(c)
+        self.removes.append(r)
+        self.swatches.append(sw)
+        self.rows.children = (*self.rows.children, W.HBox([sw, b, c, r]))
 
 
 # ====================================================================== path
@@ -117,74 +150,83 @@ class PathPanel:
         self.frames: list[W.BoundedIntText] = []
         self.deletes: list[W.Button] = []
         self.limits: list[W.HTML] = []
-        self.shown_values: list[float] = []  # what each slider was last set to by the panel
+        self.echoes = _Echoes()
         self.widget = W.VBox([self.title, W.HBox([self.timed, self.follow]), self.rows, self.hint],
                              layout=W.Layout(min_width="380px"))
-        self._shape: tuple | None = None
+        self.count = 0  # rows in use (the others are hidden, kept for later)
 
     def show(self, title: str, nearness: list[float], frames: list[int | None], active: int | None,
              ranges: list[tuple[float, float]] | None = None) -> None:
-        """Rebuild the rows only when their number changes (rebuilding under a dragged slider would drop it).
+        """Show one row per path point; rows are reused, never rebuilt under a dragged slider.
         ranges: per point the (lowest, highest) reachable nearness."""
         self.title.value = f"<b>Path</b> of {title}" if title else "<b>Path</b> <i>(no object selected)</i>"
         timed = bool(frames) and all(f is not None for f in frames)
-        shape = (title, len(nearness))
         ranges = ranges or [(2.0 ** -NEARNESS_LOG2_RANGE, 2.0 ** NEARNESS_LOG2_RANGE)] * len(nearness)
+        bounds = [(max(-NEARNESS_LOG2_RANGE, float(np.log2(lo))), min(NEARNESS_LOG2_RANGE, float(np.log2(hi))))
+                  for lo, hi in ranges]
+        bounds = [(lo2, max(hi2, lo2 + 0.05)) for lo2, hi2 in bounds]
+        values = [float(np.clip(v, 2.0 ** lo2, 2.0 ** hi2)) for v, (lo2, hi2) in zip(nearness, bounds)]
+        shown = [int(f) + 1 if f is not None else 1 for f in frames]
+        while len(self.sliders) < len(values):
+            self._add_row(len(self.sliders), values[len(self.sliders)], bounds[len(self.sliders)])
+        self.count = len(values)
         with self._quiet():
             self.timed.value = timed
-            if shape != self._shape:
-                self._build(len(nearness))
-                self._shape = shape
-            self.shown_values = []
-            for j, (s, v, (lo, hi), lim) in enumerate(zip(self.sliders, nearness, ranges, self.limits)):
-                lo2 = max(-NEARNESS_LOG2_RANGE, float(np.log2(lo)))
-                hi2 = min(NEARNESS_LOG2_RANGE, float(np.log2(hi)))
-                s.min, s.max = -NEARNESS_LOG2_RANGE, NEARNESS_LOG2_RANGE  # widen first: min/max never cross
-                s.min, s.max = lo2, max(hi2, lo2 + 0.05)
-                s.value = float(np.clip(v, 2.0 ** s.min, 2.0 ** s.max))
-                self.shown_values.append(float(s.value))
+            for j, row in enumerate(self.rows.children):
+                row.layout.display = "" if j < self.count else "none"
+            for j, (v, (lo2, hi2), (_lo, hi)) in enumerate(zip(values, bounds, ranges)):
+                s = self.sliders[j]
+                if (s.min, s.max) != (lo2, hi2):
+                    s.min, s.max = -NEARNESS_LOG2_RANGE, NEARNESS_LOG2_RANGE  # widen first: min/max never cross
+                    s.min, s.max = lo2, hi2
+                s.value = v
+                self.echoes.note(("near", j), float(np.log2(s.value)))
                 s.disabled = j == 0  # P1 is the reference: 1x by definition
                 stop = hi < 2.0 ** NEARNESS_LOG2_RANGE and j > 0
-                lim.value = f"<small title='the 0..255 disparity scale ends here'>max {hi:.2f}x</small>" if stop else ""
-            for j, (t, f) in enumerate(zip(self.frames, frames)):
-                t.value = int(f) + 1 if f is not None else 1
+                self.limits[j].value = (f"<small title='the 0..255 disparity scale ends here'>max {hi:.2f}x</small>"
+                                        if stop else "")
+            for j, f in enumerate(shown):
+                t = self.frames[j]
+                t.value = f
+                self.echoes.note(("frame", j), f)
                 t.disabled = not timed
                 self.deletes[j].disabled = j == 0  # P1 is where the object is: it stays
             for j, row in enumerate(self.rows.children):
-                row.layout.border = "1px solid orange" if j == active else ""
+                row.layout.border = "1px solid orange" if j == active and j < self.count else ""
 
-    def _build(self, n: int) -> None:
-        rows, self.sliders, self.frames, self.deletes, self.limits = [], [], [], [], []
-        for j in range(n):
-            s = W.FloatLogSlider(value=1.0, base=2, min=-NEARNESS_LOG2_RANGE, max=NEARNESS_LOG2_RANGE, step=0.01,
-                                 description=f"P{j + 1} x nearer", readout_format=".2f", continuous_update=True,
-                                 style=label_style(), layout=W.Layout(width="250px"))
-            t = W.BoundedIntText(value=1, min=1, max=self.num_frames, description="frame",
-                                 style=label_style(), layout=W.Layout(width="96px"))
-            d = W.Button(description="x", tooltip="delete this path point (key Delete)", layout=W.Layout(width="32px"))
-            lim = W.HTML("", layout=W.Layout(width="64px"))
-            s.observe(lambda ch, j=j: self._slider(j, ch["new"]), names="value")
-            t.observe(lambda ch, j=j: self._frame(j, int(ch["new"]) - 1), names="value")
-            d.on_click(lambda _b, j=j: self.on_delete and self.on_delete(j))
-            self.sliders.append(s)
-            self.frames.append(t)
-            self.deletes.append(d)
-            self.limits.append(lim)
-            rows.append(W.HBox([s, lim, t, d]))
-        self.rows.children = rows
+    def _add_row(self, j: int, value: float, bounds: tuple[float, float]) -> None:
+        """Rows are made once and reused (see ObjectPanel.show); a new one starts at its first value."""
+        s = W.FloatLogSlider(value=value, base=2, min=bounds[0], max=bounds[1], step=0.01,
+                             description=f"P{j + 1} x nearer", readout_format=".2f", continuous_update=True,
+                             style=label_style(), layout=W.Layout(width="250px"))
+        self.echoes.note(("near", j), float(np.log2(s.value)))
+        t = W.BoundedIntText(value=1, min=1, max=self.num_frames, description="frame",
+                             style=label_style(), layout=W.Layout(width="96px"))
+        d = W.Button(description="x", tooltip="delete this path point (key Delete)", layout=W.Layout(width="32px"))
+        lim = W.HTML("", layout=W.Layout(width="64px"))
+        s.observe(lambda ch, j=j: self._slider(j, ch["new"]), names="value")
+        t.observe(lambda ch, j=j: self._frame(j, int(ch["new"])), names="value")
+        d.on_click(lambda _b, j=j: self.on_delete and self.on_delete(j))
+        self.sliders.append(s)
+        self.frames.append(t)
+        self.deletes.append(d)
+        self.limits.append(lim)
+        self.rows.children = (*self.rows.children, W.HBox([s, lim, t, d]))
 
-    def _frame(self, j: int, frame: int) -> None:
-        if not self._quiet.quiet and self.on_frame is not None:
-            self.on_frame(j, frame)
+    def _frame(self, j: int, shown_frame: int) -> None:
+        """A frame number typed by the user (shown from 1; reported 0-based)."""
+        if self._quiet.quiet or self.on_frame is None or not self.timed.value:
+            return
+        if self.echoes.is_echo(("frame", j), shown_frame, 0):
+            return
+        self.on_frame(j, shown_frame - 1)
 
     def _slider(self, j: int, value: float) -> None:
         if self._quiet.quiet or self.on_nearness is None:
             return
-        if j < len(self.shown_values):
-            shown = self.shown_values[j]
-            step = self.sliders[j].step
-            if abs(np.log2(max(value, 1e-12)) - np.log2(max(shown, 1e-12))) <= step / 2 + 1e-9:
-                return  # the browser echoing (snapping) the value the panel set: not an edit
+        step = self.sliders[j].step if j < len(self.sliders) else 0.01
+        if self.echoes.is_echo(("near", j), float(np.log2(max(value, 1e-12))), step / 2 + 1e-9):
+            return  # the browser sending back (or snapping) a value the panel set: not an edit
         self.on_nearness(j, float(value))
 
 
@@ -211,7 +253,7 @@ class ScrubberPanel:
         self.show_strip = W.Checkbox(value=False, description="compare scales", indent=False,
                                      layout=W.Layout(width="140px"))
         self.info = W.HTML("", layout=W.Layout(height="22px", overflow="hidden"))
-        self._shown_scale = 1.0
+        self.echoes = _Echoes()
         self.frame.observe(lambda ch: self._fire(self.on_frame, int(ch["new"]) - 1), names="value")
         self.scale.observe(lambda ch: self._scale(float(ch["new"])), names="value")
         self.preview.observe(lambda ch: self._fire(self.on_preview, bool(ch["new"])), names="value")
@@ -230,14 +272,14 @@ class ScrubberPanel:
             cb(value)
 
     def _scale(self, value: float) -> None:
-        if abs(np.log2(value) - np.log2(self._shown_scale)) <= self.scale.step / 2 + 1e-9:
-            return  # an echo of the value set here
+        if self.echoes.is_echo("scale", float(np.log2(value)), self.scale.step / 2 + 1e-9):
+            return  # an echo of a value set here
         self._fire(self.on_scale, value)
 
     def set_scale(self, value: float) -> None:
         with self._quiet():
             self.scale.value = float(value)
-            self._shown_scale = float(self.scale.value)
+            self.echoes.note("scale", float(np.log2(self.scale.value)))
 
     def set_frame(self, frame: int) -> None:
         """Show frame ``frame`` (0-based) without reporting it back."""

@@ -24,8 +24,8 @@ import ipywidgets as W
 import numpy as np
 
 from levitor._util.hashing import array_hash
-from levitor.depth import nearness_from_depth
-from levitor.editing import CAMERA, SceneEditor, nearness_range
+from levitor.depth import nearness_from_depth, nearness_range
+from levitor.editing import CAMERA, SceneEditor
 from levitor.generation.generate import MINI, is_mini
 from levitor.perception.depth_choice import MODEL_SOURCE, DepthChoice
 from levitor.perception.manual import max_nearness
@@ -141,17 +141,26 @@ class Studio(MaskTools, SceneFiles):
                                             model=MINI if is_mini(weights) else "levitor")
         self.generate_panel.snapshot = self.scene.copy
         self.widget = W.VBox([
-            self.modebar.widget, self.maskbar.widget, self.messages.widget,
+            W.HBox([self.modebar.widget, self.maskbar.depth_row],
+                   layout=W.Layout(height="36px", flex_flow="row nowrap", align_items="center", overflow="hidden")),
+            self.maskbar.tools_row, self.messages.widget,
             # the canvas column never shrinks (a squeezed column lets the side panel cover the canvas)
             W.HBox([W.VBox([self.canvas.widget, self.scrubber.widget],
                            layout=W.Layout(width=f"{max(w, 540) + 4}px", flex="0 0 auto")),
                     W.VBox([self.objects_panel.widget, self.path_panel.widget],
                            layout=W.Layout(flex="1 1 auto", overflow="hidden", margin="0 0 0 12px"))]),
+            self.modebar.files,
             *([self.view3d.widget] if self.view3d is not None else []),
             W.HTML("<b>Generate</b>"), self.generate_panel.widget,
         ])
         self.widget.add_class("levitor-studio")
 
+        if not self.scene.masks:  # load the compiled kernels while the user draws the first mask
+            import threading
+
+            from levitor.engine import warm_up
+
+            threading.Thread(target=warm_up, daemon=True, name="levitor-warm-up").start()
         self.canvas.draw_image(self.scene.image)
         self.set_mode("mask" if not self.scene.masks else ("path" if self.scene.objects else "select"))
         self.refresh()

@@ -19,9 +19,8 @@ MODE_TIPS = ["select an object by clicking its mask (key s)",
              "click to add path points to the active object; click another object to select it (key p)",
              "click to move the background = the camera (key c)",
              "make or refine masks: box, lasso, brush, eraser, flood, SAM (key m)"]
-TOOLS = {"box": "box (GrabCut)", "lasso": "lasso / polygon", "brush": "brush", "eraser": "eraser",
-         "flood": "flood fill", "sam": "SAM clicks"}
-TOOL_TIPS = {"box": "drag a box around an object: GrabCut cuts it out",
+TOOLS = {"box": "box", "lasso": "lasso", "brush": "brush", "eraser": "eraser", "flood": "flood", "sam": "SAM"}
+TOOL_TIPS = {"box": "box (GrabCut): drag a box around an object and GrabCut cuts it out",
              "lasso": "drag around an object, or click its outline point by point (click P1 or Enter to close)",
              "brush": "paint the object (Shift/Alt: paint it away)", "eraser": "paint parts of the mask away",
              "flood": "click: the connected region of similar colour (tolerance below)",
@@ -37,7 +36,7 @@ class Messages:
 
     def __init__(self):
         self.line = W.HTML("", layout=W.Layout(height="22px", overflow="hidden", flex="1 1 auto"))
-        self.toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(width="70px",
+        self.toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(width="80px",
                                                                                             visibility="hidden"))
         self.details = W.HTML("", layout=W.Layout(display="none"))
         self.toggle.observe(lambda ch: setattr(self.details.layout, "display", "" if ch["new"] else "none"),
@@ -60,6 +59,8 @@ class Messages:
 
 
 class ModeBar:
+    """Modes and undo/redo (``widget``); the scene's name, save/load and the recent scenes (``files``)."""
+
     def __init__(self, name: str):
         self.on_mode: Callable[[str], None] | None = None
         self.on_undo: Callable[[], None] | None = None
@@ -70,17 +71,16 @@ class ModeBar:
         self.on_recent: Callable[[str], None] | None = None
         self._quiet = False
         self.modes = W.ToggleButtons(options=list(MODES), value="select", tooltips=MODE_TIPS,
-                                     style={"button_width": "62px"})
-        self.undo = W.Button(description="undo", icon="undo", tooltip="undo the last edit (key z)",
-                             layout=W.Layout(width="72px"))
-        self.redo = W.Button(description="redo", icon="repeat", tooltip="redo (key y)", layout=W.Layout(width="72px"))
-        self.name = W.Text(value=name, description="scene", style=label_style(), layout=W.Layout(width="190px"),
+                                     style={"button_width": "58px"})
+        self.undo = W.Button(description="undo", tooltip="undo the last edit (key z)", layout=W.Layout(width="64px"))
+        self.redo = W.Button(description="redo", tooltip="redo (key y)", layout=W.Layout(width="64px"))
+        self.name = W.Text(value=name, description="scene", style=label_style(), layout=W.Layout(width="200px"),
                            continuous_update=False)
-        self.save = W.Button(description="save", icon="save", layout=W.Layout(width="70px"),
-                             tooltip="save the scene to the file next to 'load'")
-        self.file = W.Text(value="", placeholder="scene .json", layout=W.Layout(width="190px"))
-        self.load = W.Button(description="load", icon="folder-open", layout=W.Layout(width="70px"))
-        self.recent = W.Dropdown(options=[("recent scenes ...", "")], value="", layout=W.Layout(width="200px"))
+        self.save = W.Button(description="save", layout=W.Layout(width="64px"),
+                             tooltip="save the scene to the file named beside 'load' (default: out_dir/<scene>.json)")
+        self.file = W.Text(value="", placeholder="scene .json", layout=W.Layout(width="200px"))
+        self.load = W.Button(description="load", layout=W.Layout(width="64px"))
+        self.recent = W.Dropdown(options=[("recent scenes ...", "")], value="", layout=W.Layout(width="260px"))
         self.modes.observe(lambda ch: self._fire(self.on_mode, ch["new"]), names="value")
         self.undo.on_click(lambda _b: self._fire(self.on_undo))
         self.redo.on_click(lambda _b: self._fire(self.on_redo))
@@ -88,8 +88,8 @@ class ModeBar:
         self.load.on_click(lambda _b: self._fire(self.on_load))
         self.name.observe(lambda ch: self._fire(self.on_rename, ch["new"]), names="value")
         self.recent.observe(lambda ch: ch["new"] and self._fire(self.on_recent, ch["new"]), names="value")
-        self.widget = W.HBox([self.modes, self.undo, self.redo, self.name, self.save, self.file, self.load,
-                              self.recent], layout=ROW)
+        self.widget = W.HBox([self.modes, self.undo, self.redo], layout=W.Layout(flex="0 0 auto"))
+        self.files = W.HBox([self.name, self.save, self.file, self.load, self.recent], layout=ROW)
 
     def _fire(self, cb, *args) -> None:
         if not self._quiet and cb is not None:
@@ -111,7 +111,8 @@ class ModeBar:
 
 
 class MaskBar:
-    """The mask tools (shown in mask mode), their size and tolerance, and the depth choice (always shown)."""
+    """The mask tools (shown in mask mode), their size and tolerance (``tools_row``), and the depth choice
+    (``depth_row``, always shown)."""
 
     def __init__(self, tools: list[str], depths: list[str], depth: str, nearness: float, max_nearness: float):
         self.on_tool: Callable[[str], None] | None = None
@@ -119,25 +120,24 @@ class MaskBar:
         self.on_depth: Callable[[str, float], None] | None = None
         self._quiet = False
         self.tool = W.ToggleButtons(options=[(TOOLS[t], t) for t in tools], value=tools[0],
-                                    tooltips=[TOOL_TIPS[t] for t in tools], style={"button_width": "96px"})
-        self.size = W.IntSlider(value=10, min=2, max=60, description="brush", style=label_style(),
+                                    tooltips=[TOOL_TIPS[t] for t in tools], style={"button_width": "58px"})
+        self.size = W.IntSlider(value=10, min=2, max=60, description="size", style=label_style(),
                                 layout=W.Layout(width="170px"), readout_format="d")
         self.tolerance = W.IntSlider(value=24, min=2, max=120, description="tolerance", style=label_style(),
-                                     layout=W.Layout(width="190px"))
+                                     layout=W.Layout(width="200px"))
         self.new_object = W.Button(description="new object", icon="plus", layout=W.Layout(width="110px"),
                                    tooltip="the next mask becomes a new object (instead of refining the active one)")
         self.depth = W.Dropdown(options=[(DEPTHS[d], d) for d in depths], value=depth, description="depth",
-                                style=label_style(), layout=W.Layout(width="330px"))
+                                style=label_style(), layout=W.Layout(width="320px"))
         self.nearness = W.FloatSlider(value=nearness, min=1.0, max=round(max_nearness, 2), step=0.05,
                                       description="N", style=label_style(), readout_format=".2f",
-                                      continuous_update=False, layout=W.Layout(width="200px"))
+                                      continuous_update=False, layout=W.Layout(width="190px"))
         self.tool.observe(lambda ch: self._fire(self.on_tool, ch["new"]), names="value")
         self.new_object.on_click(lambda _b: self._fire(self.on_new_object))
         self.depth.observe(lambda ch: self._depth_changed(), names="value")
         self.nearness.observe(lambda ch: self._depth_changed(), names="value")
         self.tools_row = W.HBox([self.tool, self.size, self.tolerance, self.new_object], layout=ROW)
-        self.depth_row = W.HBox([self.depth, self.nearness], layout=ROW)
-        self.widget = W.VBox([self.tools_row, self.depth_row])
+        self.depth_row = W.HBox([self.depth, self.nearness], layout=W.Layout(flex="0 0 auto", margin="0 0 0 12px"))
         self._show_nearness()
 
     def _fire(self, cb, *args) -> None:

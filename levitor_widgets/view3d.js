@@ -75,21 +75,21 @@ function render({ model, el }) {
     queued = false;
     if (!alive || !plotly) return;
     const traces = [cloudTrace(model), ...JSON.parse(model.get("traces") || "[]")];
-    const layout = JSON.parse(model.get("layout") || "{}");
+    const layout = JSON.parse(model.get("figure_layout") || "{}");
     hint.textContent = model.get("hint") || "";
-    plotly.react(plot, traces, layout, { displaylogo: false, responsive: false }).then(() => {
+    Promise.resolve(plotly.react(plot, traces, layout, { displaylogo: false, responsive: false })).then(() => {
       drawn += 1;
       el.dataset.points = String(traces[0].x.length);
       el.dataset.traces = String(plot.data ? plot.data.length : 0);
       el.dataset.drawn = String(drawn);
-    });
+    }, (e) => { hint.textContent = "the 3D view could not draw: " + e; });
   };
   const schedule = () => { if (!queued) { queued = true; requestAnimationFrame(draw); } };
 
   hint.textContent = "loading the 3D view ...";
   loadPlotly(model).then((P) => { plotly = P; schedule(); },
                          (e) => { hint.textContent = "the 3D view could not load Plotly.js: " + e; });
-  for (const name of ["cloud_xyz", "cloud_rgb", "traces", "layout", "hint", "point_size"]) {
+  for (const name of ["cloud_xyz", "cloud_rgb", "traces", "figure_layout", "hint", "point_size"]) {
     model.on("change:" + name, schedule);
   }
   return () => { alive = false; if (plotly) plotly.purge(plot); };

@@ -59,7 +59,7 @@ def _widget_class():
             cloud_xyz = T.Bytes(b"").tag(sync=True)  # float32 (N, 3)
             cloud_rgb = T.Bytes(b"").tag(sync=True)  # uint8 (N, 3)
             traces = T.Unicode("[]").tag(sync=True)  # JSON list of plotly scatter3d dicts
-            layout = T.Unicode("{}").tag(sync=True)  # JSON plotly layout
+            figure_layout = T.Unicode("{}").tag(sync=True)  # JSON plotly layout (not "layout": the widget's own)
             hint = T.Unicode("").tag(sync=True)
             point_size = T.Float(1.8).tag(sync=True)
             width = T.Int(520).tag(sync=True)
@@ -124,7 +124,7 @@ class View3D:
                 self.plot.cloud_rgb = np.ascontiguousarray(view.colors, np.uint8).tobytes()
                 self._cloud_id = cloud
             self.plot.traces = json.dumps(view.traces)
-            self.plot.layout = json.dumps(view.layout)
+            self.plot.figure_layout = json.dumps(view.layout)
             self.plot.hint = hint
 
     def _rerender(self) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from levitor.bundled import bundled_scene
-from levitor.depth import MIN_DEPTH, nearness_from_depth
-from levitor.editing import CAMERA, SceneEditor, follow_depth, nearness_range
+from levitor.depth import MIN_DEPTH, nearness_from_depth, nearness_range
+from levitor.editing import CAMERA, SceneEditor, follow_depth
 from levitor.perception.depth_choice import DepthChoice
 from levitor.scene import Scene
 
@@ -70,7 +70,6 @@ def test_every_operation_undoes_exactly_and_redoes_exactly(editor):
         lambda: editor.add_camera_point(30, 22),
         lambda: editor.set_depth(DepthChoice("flat").depth(s.image), "flat"),
         lambda: editor.delete_point(0, 1),
-        lambda: editor.rename_object(0, "red ball"),
     ]
     for op in ops:
         editor.clock.t += 10  # no merging

@@ -16,6 +16,8 @@ from levitor._util.images import as_rgb_uint8
 GRABCUT_SOURCE = "grabcut"  # the Scene.mask_sources entry of a GrabCut mask
 DEFAULT_ITERATIONS = 3  # the cut barely changes after 3 iterations on photos
 MIN_BOX_SIDE = 4  # pixels: a smaller box is a click, not a box
+EDGE_SNAP = 8  # pixels: a box side this close to the image's edge means "to the edge" (the object is cut off
+               # there); a thin strip left outside would teach GrabCut that the object's own colours are background
 MARGIN = 0.15  # the background model learns from a ring this wide (of the box's larger side) around the box ...
 MAX_WORK_PIXELS = 24_000  # ... and the cut runs on at most this many pixels: GrabCut costs ~1 s per iteration
                           # on a whole 512x320 photo on a 2-core CPU, ~0.1 s on this budget
@@ -31,13 +33,16 @@ def _cv2():
 
 
 def normalise_box(box, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) in any corner order -> integer (x0, y0, x1, y1) inside the image, x0 < x1, y0 < y1."""
+    """(x0, y0, x1, y1) in any corner order -> integer (x0, y0, x1, y1) inside the image, x0 < x1, y0 < y1;
+    sides within EDGE_SNAP pixels of the image's edge go to the edge."""
     if len(box) != 4 or not np.all(np.isfinite(np.asarray(box, dtype=np.float64))):
         raise ValueError(f"box must be four finite numbers (x0, y0, x1, y1) in pixels, got {box!r}")
     height, width = int(shape[0]), int(shape[1])
     xa, ya, xb, yb = (float(v) for v in box)
     x0, x1 = sorted((int(np.clip(round(xa), 0, width)), int(np.clip(round(xb), 0, width))))
     y0, y1 = sorted((int(np.clip(round(ya), 0, height)), int(np.clip(round(yb), 0, height))))
+    x0, y0 = (0 if x0 <= EDGE_SNAP else x0), (0 if y0 <= EDGE_SNAP else y0)
+    x1, y1 = (width if x1 >= width - EDGE_SNAP else x1), (height if y1 >= height - EDGE_SNAP else y1)
     if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
         raise ValueError(f"the box {box!r} is {x1 - x0}x{y1 - y0} pixels inside the image; drag a box of at least "
                          f"{MIN_BOX_SIDE}x{MIN_BOX_SIDE} pixels around the object")

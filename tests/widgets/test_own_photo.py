@@ -137,7 +137,7 @@ def test_the_3d_view_state_is_complete_in_the_model(cat):
     names = [t["name"] for t in traces]
     assert "photo plane" in names and "camera frustum" in names and "object 1: path" in names
     assert len(plot.cloud_xyz) == 12 * cat.view3d.num_points and len(plot.cloud_rgb) == 3 * cat.view3d.num_points
-    layout = json.loads(state["layout"])
+    layout = json.loads(state["figure_layout"])
     assert layout["scene"]["yaxis"].get("type", "linear") == "linear"  # a linear depth axis
     assert plot.hint == ""
     sent = []

@@ -109,7 +109,7 @@ def test_scheduler_drafts_a_burst_then_settles_and_follows():
                         call_soon=loop.call_soon, defers=lambda: True, clock=lambda: loop.t)
     s.burst()
     assert log == ["draft"]  # the first event of a burst is drawn at once
-    for k in range(5):  # a storm within the draft interval: coalesced
+    for _ in range(5):  # a storm within the draft interval: coalesced
         loop.run_until(loop.t + DRAG_REFRESH_S / 4)
         s.burst()
     assert log.count("draft") <= 3 and "full" not in log

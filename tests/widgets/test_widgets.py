@@ -106,7 +106,7 @@ def test_path_points_depth_slider_and_points(studio):
     assert [(round(p.x), round(p.y)) for p in path[1:]] == [(200, 140), (150, 130)]
     assert path[1].depth == path[0].depth
     np.testing.assert_allclose(studio.canvas.shown["paths"][0][-1].xy[1:], [[200, 140], [150, 130]])
-    assert len(studio.path_panel.sliders) == 3
+    assert studio.path_panel.count == 3
     before = studio.canvas.shown["points"][0].copy()
     studio.scrubber.frame.value = F  # the last frame (the slider counts from 1), where the tree has arrived
     assert studio.view.frame == F - 1
