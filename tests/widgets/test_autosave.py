@@ -59,3 +59,26 @@ def test_an_old_per_folder_autosave_is_read_but_never_overwritten(tmp_path):
                                        ("..", "scene")])
 def test_scene_names_become_safe_folder_names(name, want):
     assert slug(name) == want
+
+
+def test_the_studio_says_when_its_autosave_was_broken_and_starts_afresh(tmp_path):
+    pytest.importorskip("ipycanvas")
+    from levitor_widgets import Studio
+
+    scene = bundled_scene(80, 128, num_frames=4)
+    first = Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
+    first.set_mode("path")
+    first.add_point(100.0, 70.0)
+    first.autosave()
+    path = first.autosave_path
+    first.close()
+    path.write_text('{"format": "levitor-scene", "objects": 5}')  # readable JSON, not a scene
+    again = Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
+    assert not again.resumed and len(again.scene.objects[0].path) == len(scene.objects[0].path)
+    text = again.messages.text
+    assert "could not be read" in text and ".broken-" in text and "garden" in text
+    aside = [p for p in (tmp_path / "autosaves").iterdir() if ".broken-" in p.name]
+    assert len(aside) == 1 and (aside[0] / "scene.json").read_text() == '{"format": "levitor-scene", "objects": 5}'
+    again.add_point(90.0, 60.0)
+    again.autosave()  # the fresh scene autosaves in the slot again; the broken copy stays as it was
+    assert again.autosave_path.exists() and len(list((tmp_path / "autosaves").iterdir())) == 2
