@@ -9,6 +9,7 @@ takes a non-blocking lock and resets the progress bar; the worker only sets widg
 from __future__ import annotations
 
 import html
+import re
 import threading
 import time
 import traceback
@@ -66,6 +67,7 @@ class GeneratePanel:
     def __init__(self, job: Job, seed: int, width: int, height: int, model: str = "levitor"):
         self.job = job
         self.snapshot: Callable[[], object] = lambda: None
+        self.precheck: Callable[[], str] = lambda: ""  # why there is nothing to generate yet ("" if there is)
         self.model = W.Dropdown(options=[(label, value) for label, value, _ in MODELS], value=model,
                                 description="model", style=label_style(), layout=W.Layout(width="230px"))
         self.device = W.Dropdown(options=list(DEVICES), value="auto", description="device", style=label_style(),
@@ -82,8 +84,8 @@ class GeneratePanel:
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="300px"))
         self.status = W.HTML("", layout=W.Layout(min_height="22px"))
         self.details = W.HTML("", layout=W.Layout(display="none"))
-        self.details_toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(width="80px",
-                                                                                                  visibility="hidden"))
+        self.details_toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(
+            width="80px", flex="0 0 auto", visibility="hidden"))
         self.details_toggle.observe(lambda ch: setattr(self.details.layout, "display", "" if ch["new"] else "none"),
                                     names="value")
         self.video = video_widget(width, height)
@@ -113,6 +115,13 @@ class GeneratePanel:
     def busy(self) -> bool:
         return self._lock.locked()
 
+    @property
+    def summary(self) -> str:
+        """What the last press did, as plain text (the notebook prints it)."""
+        if self.outcome is not None and self.error is None:
+            return str(self.outcome)
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
+
     def settings(self) -> GenerateSettings:
         return GenerateSettings(self.device.value, self.preset.value, int(self.steps.value), int(self.seed.value),
                                 self.model.value)
@@ -125,6 +134,13 @@ class GeneratePanel:
         """Start a job; False if one is already running. ``wait`` joins the thread (tests, scripts)."""
         if not self._lock.acquire(blocking=False):
             self.status.value = "<i>already generating; press Cancel to stop it</i>"
+            return False
+        why_not = self.precheck()
+        if why_not:  # not a failure: say what to do first
+            self._lock.release()
+            self.outcome, self.error = None, None
+            self.status.value = f"<i>{html.escape(why_not)}</i>"
+            self._show_details("")
             return False
         self._cancel.clear()
         self.progress.value, self.progress.max = 0, max(1, int(self.steps.value))

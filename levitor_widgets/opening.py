@@ -80,8 +80,7 @@ def depth_estimator(allow_download: bool = False) -> tuple[Any, Note | None]:
 
         return DepthEstimator.load(DEPTH_MODEL, allow_download=allow_download), None
     except Exception as e:  # WeightsNotFoundError, or anything a half-installed model raises
-        return None, Note("no depth model here: the depth is a guess (the 'depth' menu has others); masks come "
-                          "from the box, lasso, brush and flood tools", f"{type(e).__name__}: {e}")
+        return None, Note("no depth model: the depth is a guess (see the 'depth' menu)", f"{type(e).__name__}: {e}")
 
 
 def load_segmenter(image: np.ndarray, allow_download: bool = False) -> tuple[Any, Note | None]:
@@ -96,5 +95,4 @@ def load_segmenter(image: np.ndarray, allow_download: bool = False) -> tuple[Any
         seg.set_image(image)
         return seg, None
     except Exception as e:  # MissingWeightsError and anything a half-installed model raises
-        return None, Note("no SAM weights: the 'SAM clicks' tool is off (box, lasso, brush and flood work)",
-                          f"{type(e).__name__}: {e}")
+        return None, Note("no SAM weights: make masks with box, lasso, brush or flood", f"{type(e).__name__}: {e}")

@@ -183,8 +183,8 @@ class PathPanel:
                 self.echoes.note(("near", j), float(np.log2(s.value)))
                 s.disabled = j == 0  # P1 is the reference: 1x by definition
                 stop = hi < 2.0 ** NEARNESS_LOG2_RANGE and j > 0
-                self.limits[j].value = (f"<small title='the 0..255 disparity scale ends here'>max {hi:.2f}x</small>"
-                                        if stop else "")
+                self.limits[j].value = (f"<small style='white-space:nowrap' title='the 0..255 disparity scale "
+                                        f"ends here'>max {hi:.2f}x</small>" if stop else "")
             for j, f in enumerate(shown):
                 t = self.frames[j]
                 t.value = f
@@ -203,7 +203,7 @@ class PathPanel:
         t = W.BoundedIntText(value=1, min=1, max=self.num_frames, description="frame",
                              style=label_style(), layout=W.Layout(width="96px"))
         d = W.Button(description="x", tooltip="delete this path point (key Delete)", layout=W.Layout(width="32px"))
-        lim = W.HTML("", layout=W.Layout(width="64px"))
+        lim = W.HTML("", layout=W.Layout(width="72px", flex="0 0 auto"))
         s.observe(lambda ch, j=j: self._slider(j, ch["new"]), names="value")
         t.observe(lambda ch, j=j: self._frame(j, int(ch["new"])), names="value")
         d.on_click(lambda _b, j=j: self.on_delete and self.on_delete(j))

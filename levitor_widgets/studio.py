@@ -47,6 +47,7 @@ from levitor_widgets.toolbar import MaskBar, Messages, ModeBar
 from levitor_widgets.view3d import View3D
 
 MODES = ("select", "path", "camera", "mask")
+NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask': drag a box around it)"
 EMPTY_3D_HINT = "no objects yet: the photo's pixels at their depth. Make a mask (mode 'mask') and draw a path."
 
 
@@ -139,7 +140,8 @@ class Studio(MaskTools, SceneFiles):
         self.view3d = View3D() if show_3d else None
         self.generate_panel = GeneratePanel(self._generate_job, seed=self.scene.seed, width=w, height=h,
                                             model=MINI if is_mini(weights) else "levitor")
-        self.generate_panel.snapshot = self.scene.copy
+        self.generate_panel.snapshot = lambda: self.scene.copy()
+        self.generate_panel.precheck = lambda: "" if self.scene.objects else NOTHING_TO_GENERATE
         self.widget = W.VBox([
             W.HBox([self.modebar.widget, self.maskbar.depth_row],
                    layout=W.Layout(height="36px", flex_flow="row nowrap", align_items="center", overflow="hidden")),

@@ -35,9 +35,9 @@ class Messages:
     """One line of text (never more, never moving the canvas) and a "details" toggle for the rest."""
 
     def __init__(self):
-        self.line = W.HTML("", layout=W.Layout(height="22px", overflow="hidden", flex="1 1 auto"))
-        self.toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(width="80px",
-                                                                                            visibility="hidden"))
+        self.line = W.HTML("", layout=W.Layout(height="22px", overflow="hidden", flex="1 1 auto", min_width="0"))
+        self.toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(
+            width="80px", flex="0 0 auto", visibility="hidden"))  # never squeezed by a long line
         self.details = W.HTML("", layout=W.Layout(display="none"))
         self.toggle.observe(lambda ch: setattr(self.details.layout, "display", "" if ch["new"] else "none"),
                             names="value")
@@ -71,9 +71,9 @@ class ModeBar:
         self.on_recent: Callable[[str], None] | None = None
         self._quiet = False
         self.modes = W.ToggleButtons(options=list(MODES), value="select", tooltips=MODE_TIPS,
-                                     style={"button_width": "58px"})
-        self.undo = W.Button(description="undo", tooltip="undo the last edit (key z)", layout=W.Layout(width="64px"))
-        self.redo = W.Button(description="redo", tooltip="redo (key y)", layout=W.Layout(width="64px"))
+                                     style={"button_width": "70px"})  # "camera" in full, on one line
+        self.undo = W.Button(description="undo", tooltip="undo the last edit (key z)", layout=W.Layout(width="58px"))
+        self.redo = W.Button(description="redo", tooltip="redo (key y)", layout=W.Layout(width="58px"))
         self.name = W.Text(value=name, description="scene", style=label_style(), layout=W.Layout(width="200px"),
                            continuous_update=False)
         self.save = W.Button(description="save", layout=W.Layout(width="64px"),
@@ -120,7 +120,7 @@ class MaskBar:
         self.on_depth: Callable[[str, float], None] | None = None
         self._quiet = False
         self.tool = W.ToggleButtons(options=[(TOOLS[t], t) for t in tools], value=tools[0],
-                                    tooltips=[TOOL_TIPS[t] for t in tools], style={"button_width": "58px"})
+                                    tooltips=[TOOL_TIPS[t] for t in tools], style={"button_width": "66px"})
         self.size = W.IntSlider(value=10, min=2, max=60, description="size", style=label_style(),
                                 layout=W.Layout(width="170px"), readout_format="d")
         self.tolerance = W.IntSlider(value=24, min=2, max=120, description="tolerance", style=label_style(),

@@ -133,7 +133,7 @@ def scene_view_3d(scene: Scene, tracks: Sequence[np.ndarray] = (), colors: Seque
         "scene": {
             "aspectmode": "manual", "aspectratio": dict(ASPECT),
             "xaxis": dict(axis, title={"text": "x"}, range=[-x_half, x_half], showticklabels=False),
-            "yaxis": dict(axis, title={"text": "depth (1 = far)"}, range=[0, depth_top], nticks=5,
+            "yaxis": dict(axis, title={"text": "depth"}, range=[0, depth_top], nticks=5,
                           tickformat=".2~g"),
             "zaxis": dict(axis, title={"text": "up"}, range=[-up_half, up_half], showticklabels=False),
             "camera": {"eye": dict(EYE), "up": {"x": 0, "y": 0, "z": 1}, "center": {"x": 0, "y": 0, "z": 0}},

@@ -43,6 +43,14 @@ def test_a_photo_opens_without_masks_with_an_empty_3d_view_and_a_short_note(cat)
     assert "download" in cat.messages.detail_text  # the how-to is behind "details"
 
 
+def test_generate_before_any_object_says_what_to_do_not_that_it_failed(cat):
+    assert cat.generate(wait=True) is False
+    panel = cat.generate_panel
+    assert panel.error is None and panel.outcome is None and not panel.busy
+    assert panel.summary.startswith("nothing to generate yet") and "mask" in panel.summary
+    assert "failed" not in panel.status.value
+
+
 def test_box_grabcut_refine_depth_path_and_preview(cat):
     cat.drag(*HEAD_BOX)  # the box tool: drag a box around the head
     assert len(cat.scene.masks) == 1 and cat.scene.mask_sources == ["grabcut"]
