@@ -296,6 +296,6 @@ def warm_up() -> float:
     mask[8:16, 8:16] = True
     scene = Scene(image=image, depth=np.full((24, 32), 0.5, np.float32), masks=[mask, ~mask], num_frames=2)
     obj = scene.select(0)
-    obj.path.append(PathPoint(20.0, 12.0, 0.25))
+    obj.path += [PathPoint(16.0, 12.0, 0.4), PathPoint(20.0, 12.0, 0.25)]  # 3 points: the spline too
     Engine(scene).update()
     return time.perf_counter() - t0

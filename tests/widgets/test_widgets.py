@@ -268,6 +268,14 @@ def test_save_load_and_autosave_resume(studio, scene, tmp_path):
     assert sorted(r.name for r in again.store.recent()) == ["s", "scene"]  # the edits before load were kept
 
 
+def test_generate_takes_the_scene_loaded_last(studio, tmp_path):
+    other = bundled_scene(H, W, num_frames=F)
+    other.objects = other.objects[:1]
+    studio.load(other.save(tmp_path / "one_object.json"))
+    snap = studio.generate_panel.snapshot()  # what the Generate thread works on
+    assert snap is not studio.scene and [o.name for o in snap.objects] == ["ball"]
+
+
 def test_generate_without_weights_shows_preview(studio):
     assert studio.generate(wait=True)
     panel = studio.generate_panel
