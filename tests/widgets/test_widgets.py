@@ -276,6 +276,21 @@ def test_generate_takes_the_scene_loaded_last(studio, tmp_path):
     assert snap is not studio.scene and [o.name for o in snap.objects] == ["ball"]
 
 
+def test_the_preview_overlay_uses_the_studio_colours(studio):
+    from levitor.viz.pictures import overlay
+    from levitor_widgets.generate_panel import studio_colors
+
+    table = studio_colors(studio.scene, studio.engine)
+    pal = mask_colors(len(studio.scene.masks))
+    mask_of_id = studio.engine.instance_map().mask_of_id
+    assert all(table[i].tolist() == pal[m].tolist() for i, m in mask_of_id.items())
+    res, (x, y) = studio.result, (int(BALL[0]), int(BALL[1]))
+    ball = studio.scene.mask_at(x, y)
+    shown = overlay(res.color[0], res.instance[0], colors=table)[y, x].astype(float)
+    want = res.color[0].numpy()[y, x] * 0.55 + pal[ball] * 0.45  # the ball in its Studio colour, as on the canvas
+    assert np.abs(shown - want).max() <= 1.0
+
+
 def test_generate_without_weights_shows_preview(studio):
     assert studio.generate(wait=True)
     panel = studio.generate_panel
