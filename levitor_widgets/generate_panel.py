@@ -266,10 +266,29 @@ def preview_outcome(scene, run_dir: Path, why: str, make_engine: Callable | None
     engine = make_engine(scene)  # a fresh engine: the Studio's belongs to the scene being edited
     res = engine.update()
     video = Path(engine.write_preview(run_dir / "preview.mp4"))
-    frames = np.stack([overlay(res.color[f], res.instance[f], res.signal, f) for f in range(scene.num_frames)])
+    colors = studio_colors(scene, engine)
+    frames = np.stack([overlay(res.color[f], res.instance[f], res.signal, f, colors=colors)
+                       for f in range(scene.num_frames)])
     overlay_path = Path(write_video(frames, run_dir / "preview_control.mp4"))
     scene_path = scene.save(run_dir / "scene.json")
     message = ("no LeviTor weights here, so this is the instant preview (what moves where); the model 'mini' "
                "makes a toy diffusion video on this machine")
     return GenerateOutcome(video, overlay_path, Path(scene_path), False, message,
                            "For LeviTor itself:\n" + why)
+
+
+def studio_colors(scene, engine) -> np.ndarray | None:
+    """(ids, 3) RGB per instance id in the Studio's colours (each mask keeps its colour), or None when the
+    engine has no instance map (then the overlay uses its default colours)."""
+    inst = getattr(engine, "instance_map", None)
+    if inst is None or not scene.masks:
+        return None
+    from levitor.viz.colors import instance_colors
+    from levitor_widgets.presenter import mask_colors
+
+    mask_of_id = inst().mask_of_id
+    pal = mask_colors(len(scene.masks))
+    table = instance_colors(max(mask_of_id, default=0) + 1)
+    for i, m in mask_of_id.items():
+        table[i] = pal[m]
+    return table
