@@ -28,7 +28,12 @@ TOOL_TIPS = {"box": "box (GrabCut): drag a box around an object and GrabCut cuts
 DEPTHS = {"nearer": "objects N x nearer than the background", "flat": "flat (one depth)",
           "ground-plane": "ground plane (floor to a horizon)", "depth-anything-v2": "DepthAnythingV2",
           "scene": "the scene's own depth"}
-ROW = W.Layout(height="36px", flex_flow="row nowrap", align_items="center", overflow="hidden")
+
+
+def row_layout() -> W.Layout:
+    """A fixed-height one-line row. A new Layout each time: rows hide and show on their own (a shared Layout
+    once hid the scene/save/load row with the mask tools in every mode but 'mask')."""
+    return W.Layout(height="36px", flex_flow="row nowrap", align_items="center", overflow="hidden")
 
 
 class Messages:
@@ -89,7 +94,7 @@ class ModeBar:
         self.name.observe(lambda ch: self._fire(self.on_rename, ch["new"]), names="value")
         self.recent.observe(lambda ch: ch["new"] and self._fire(self.on_recent, ch["new"]), names="value")
         self.widget = W.HBox([self.modes, self.undo, self.redo], layout=W.Layout(flex="0 0 auto"))
-        self.files = W.HBox([self.name, self.save, self.file, self.load, self.recent], layout=ROW)
+        self.files = W.HBox([self.name, self.save, self.file, self.load, self.recent], layout=row_layout())
 
     def _fire(self, cb, *args) -> None:
         if not self._quiet and cb is not None:
@@ -136,7 +141,7 @@ class MaskBar:
         self.new_object.on_click(lambda _b: self._fire(self.on_new_object))
         self.depth.observe(lambda ch: self._depth_changed(), names="value")
         self.nearness.observe(lambda ch: self._depth_changed(), names="value")
-        self.tools_row = W.HBox([self.tool, self.size, self.tolerance, self.new_object], layout=ROW)
+        self.tools_row = W.HBox([self.tool, self.size, self.tolerance, self.new_object], layout=row_layout())
         self.depth_row = W.HBox([self.depth, self.nearness], layout=W.Layout(flex="0 0 auto", margin="0 0 0 12px"))
         self._show_nearness()
 

@@ -276,6 +276,14 @@ def test_generate_takes_the_scene_loaded_last(studio, tmp_path):
     assert snap is not studio.scene and [o.name for o in snap.objects] == ["ball"]
 
 
+def test_the_scene_files_row_stays_visible_in_every_mode(studio):
+    for mode in ("mask", "select", "path", "camera", "select"):
+        studio.set_mode(mode)
+        assert studio.modebar.files.layout.visibility in (None, "", "visible"), mode  # save/load/recent
+        assert studio.maskbar.tools_row.layout.visibility == ("visible" if mode == "mask" else "hidden")
+    assert studio.modebar.files.layout is not studio.maskbar.tools_row.layout
+
+
 def test_the_preview_overlay_uses_the_studio_colours(studio):
     from levitor.viz.pictures import overlay
     from levitor_widgets.generate_panel import studio_colors
