@@ -73,6 +73,12 @@ def nearness_from_depth(reference_depth: float, depth: float) -> float:
     return float(reference_depth / depth)
 
 
+def nearness_range(reference_depth: float) -> tuple[float, float]:
+    """The "x nearer" values a point can reach from ``reference_depth``: depths stay in [MIN_DEPTH, 1] (1/255 is
+    the nearest the disparity scale expresses, 1 the farthest)."""
+    return reference_depth / 1.0, reference_depth / MIN_DEPTH
+
+
 def check_depth_map(depth: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Validate a scene depth map: (H, W), finite, in (0, 1]. Returns it as float32."""
     d = np.asarray(depth)

@@ -317,3 +317,20 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     tensors are always writable."""
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
+
+
+def warm_up() -> float:
+    """Run one tiny update so the compiled kernels are loaded (numba's on-disk cache still costs ~1 s to load in a
+    fresh process): a Studio opened on a photo calls it in the background while the user draws the first mask.
+    Returns the seconds it took."""
+    t0 = time.perf_counter()
+    from levitor.scene import PathPoint
+
+    image = np.zeros((24, 32, 3), np.uint8)
+    mask = np.zeros((24, 32), bool)
+    mask[8:16, 8:16] = True
+    scene = Scene(image=image, depth=np.full((24, 32), 0.5, np.float32), masks=[mask, ~mask], num_frames=2)
+    obj = scene.select(0)
+    obj.path += [PathPoint(16.0, 12.0, 0.4), PathPoint(20.0, 12.0, 0.25)]  # 3 points: the spline too
+    Engine(scene).update()
+    return time.perf_counter() - t0

@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 
 from levitor._util.images import as_rgb_uint8
+from levitor._util.scene_files import read_side_files, write_scene_files
 from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, KRule, check_scale
 from levitor.defaults import MAX_FRAMES, NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
-from levitor.scene_file import read_side_files, write_scene_files
 
 SCHEMA_VERSION = 1
 
 
-MASK_SOURCES = ("sam-auto", "sam-click", "brush", "lasso", "flood", "synthetic", "video", "user")
+MASK_SOURCES = ("sam-auto", "sam-click", "grabcut", "brush", "lasso", "flood", "synthetic", "video", "user")
 INTERPOLATIONS = ("pchip", "linear", "catmull_rom")
 
 
@@ -221,7 +221,7 @@ class Scene:
     # ---------------------------------------------------------------- I/O
     def save(self, path: str | os.PathLike, arrays: bool = True) -> Path:
         """Write ``path`` (JSON) with the image and depth map beside it, all committed together
-        (:mod:`levitor.scene_file`: a kill at any instant leaves the old scene or the new one). The scene is
+        (:mod:`levitor._util.scene_files`: a kill at any instant leaves the old scene or the new one). The scene is
         validated first, so a file that :meth:`load` refuses is never written.
 
         ``arrays`` is kept for old callers: side files are written only when their content changed anyway."""

@@ -17,6 +17,7 @@ import PIL.Image
 from levitor._util.io import atomic_path
 
 MP4_CRF = 18  # visually lossless for generated clips; files stay small at these sizes
+MP4_PRESET = "veryfast"  # x264 speed: half the encode time of "medium" for ~10% larger files (the Studio preview)
 
 
 def as_uint8_frames(frames: np.ndarray | Sequence[PIL.Image.Image]) -> np.ndarray:
@@ -49,7 +50,7 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(MP4_CRF)}
+        stream.options = {"crf": str(MP4_CRF), "preset": MP4_PRESET}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
