@@ -21,6 +21,13 @@ Metrics, per sprite and frame (frames 1..F-1, sprites visible in the ground trut
 - IoU of that colour mask with the ground-truth mask;
 - occlusion order, on clips where one sprite passes behind another: where the two full silhouettes overlap,
   the front sprite's colour must win over the behind one's (summed over frames) for the clip to count as right.
+
+Image quality, per clip (frames 1..F-1):
+
+- PSNR of the generated frames against the ground-truth frames (dB, 0..255 scale);
+- grain: the mean absolute difference (grey levels) between a frame and its 3x3 median-filtered self, for the
+  generated frames and for the ground truth (the synthetic world's own texture has some): a grainy video has
+  far more than the truth.
 """
 
 from __future__ import annotations
@@ -74,6 +81,20 @@ def _largest_blob(mask: np.ndarray) -> np.ndarray:
 def _centroid(mask: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     return np.array([xs.mean(), ys.mean()])
+
+
+def psnr(frames: np.ndarray, truth: np.ndarray) -> float:
+    """PSNR (dB) of frames 1..F-1 against the truth, 0..255 scale."""
+    mse = float(np.mean((frames[1:].astype(np.float64) - truth[1:].astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+def grain(frames: np.ndarray) -> float:
+    """Mean |frame - median3x3(frame)| over frames 1..F-1 (grey levels): per-pixel noise, not structure."""
+    from scipy.ndimage import median_filter
+
+    x = frames[1:].astype(np.float32)
+    return float(np.abs(x - median_filter(x, size=(1, 3, 3, 1))).mean())
 
 
 def score(frames: np.ndarray, clip) -> dict:
@@ -168,8 +189,9 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     clips = [generate_clip(EVAL_SEED_OFFSET + i, world) for i in range(num_clips)]
     clips += [generate_clip(EVAL_SEED_OFFSET + 500_000 + i, pair_world) for i in range(num_pairs)]
 
-    results = {name: {"follow_px": [], "iou": [], "found": [], "occlusion": [], "passed": []} for name in
-               (*VARIANTS, "truth", "still")}
+    results = {name: {"follow_px": [], "iou": [], "found": [], "occlusion": [], "passed": [], "psnr": [],
+                      "grain": []} for name in (*VARIANTS, "truth", "still")}
+    steps = steps or info.get("num_inference_steps", 25)
     strips = []
     t0 = time.time()
     for start in range(0, len(clips), batch_clips):
@@ -200,6 +222,9 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
                 s = score(frames, clip)
                 for key in ("follow_px", "iou", "found"):
                     results[name][key] += s[key]
+                results[name]["grain"].append(grain(frames))
+                if name != "truth":  # the truth against itself is infinite
+                    results[name]["psnr"].append(psnr(frames, clip.frames))
                 occ = occlusion_right(frames, clip)
                 if occ is not None:
                     results[name]["occlusion"].append(bool(occ[0]))
@@ -215,6 +240,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
             "occlusion_right": float(np.mean(r["occlusion"])) if r["occlusion"] else None,
             "passed_behind": float(np.mean(r["passed"])) if r["passed"] else None,
             "occlusion_clips": len(r["occlusion"]), "scored": len(r["follow_px"]),
+            "psnr": float(np.mean(r["psnr"])) if r["psnr"] else None, "grain": float(np.mean(r["grain"])),
         }
     summary["_meta"] = {"weights": str(weights), "clips": num_clips, "pair_clips": num_pairs, "steps": steps,
                         "seconds": round(time.time() - t0, 1), "trained_steps": info.get("trained_steps"),
@@ -232,14 +258,17 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
 
 
 def table(summary: dict) -> str:
-    rows = ["| variant | follow error (px) | found | mask IoU | front wins overlap | passed behind |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| variant | follow error (px) | found | mask IoU | front wins overlap | passed behind | PSNR (dB) "
+            "| grain |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in summary.items():
         if name.startswith("_"):
             continue
         occ = "-" if s["occlusion_right"] is None else f"{s['occlusion_right']:.0%} of {s['occlusion_clips']}"
         passed = "-" if s["passed_behind"] is None else f"{s['passed_behind']:.0%}"
-        rows.append(f"| {name} | {s['follow_px']:.2f} | {s['found']:.0%} | {s['iou']:.3f} | {occ} | {passed} |")
+        p = "-" if s["psnr"] is None else f"{s['psnr']:.2f}"
+        rows.append(f"| {name} | {s['follow_px']:.2f} | {s['found']:.0%} | {s['iou']:.3f} | {occ} | {passed} | {p} | "
+                    f"{s['grain']:.2f} |")
     return "\n".join(rows)
 
 
@@ -250,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=str(MINI_WEIGHTS), help="a mini model folder (default: the shipped)")
     parser.add_argument("--clips", type=int, default=32, help="held-out clips of the training distribution")
     parser.add_argument("--pairs", type=int, default=16, help="extra held-out clips with a pass-behind pair")
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the model's own, from its mini.json)")
     parser.add_argument("--out", default="runs/eval_mini", help="folder for eval_mini.json and a sample picture")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--world-from", default=None,

@@ -126,7 +126,7 @@ def generate(
     """Generate the scene's video and save ``<name><suffix>`` (.mp4 or .gif), ``<name>_control<suffix>`` and
     ``<name>.scene.json``.
 
-    steps: denoising steps (default: 25 for SVD, the mini model's own 3 for ``weights="mini"``).
+    steps: denoising steps (default: 25 for SVD, the mini model's own (its mini.json: 6) for ``weights="mini"``).
     callback(step, total) is called after every denoising step (for progress bars); setting ``cancel`` stops
     after the current step (the partly denoised video is still decoded and saved).
     rules: how the control signal is built ("levitor", "release" or a ControlRules); default the ones the weights

@@ -33,6 +33,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKLOutput
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.unet_svd import ControlledUNetSVD
@@ -92,6 +93,28 @@ class MiniControlNetSVD(ControlNetSVD):
         shape = [1] * controlnet_cond.ndim
         shape[-3] = len(CONTROL_INPUT_SCALE)
         return super().embed_condition(controlnet_cond * scale.view(shape))
+
+
+class MiniX0UNetSVD(ControlledUNetSVD):
+    """:class:`ControlledUNetSVD` whose network outputs the clean latents (x0) and that hands the sampler the
+    equivalent v-prediction, so the scheduler, the pipeline and the loss stay SVD's.
+
+    Why: a v-predicting UNet's denoised estimate is ``c_skip * x + c_out * F``: the network must cancel the noise
+    that the skip path carries, in all 48 patch channels, through 32-channel features. It cannot, and what it
+    cannot cancel survives the sampler as grain (about the noise's full strength at the end). An x0-predicting
+    network has no skip path: the estimate is its own output, smooth where it cannot resolve detail.
+    """
+
+    def forward(self, sample, timestep, encoder_hidden_states, added_time_ids, *args, return_dict: bool = True,
+                **kwargs):
+        x0 = super().forward(sample, timestep, encoder_hidden_states, added_time_ids, *args, return_dict=False,
+                             **kwargs)[0]
+        t = torch.as_tensor(timestep, dtype=x0.dtype, device=x0.device).reshape(-1, *([1] * (x0.ndim - 1)))
+        sigma = torch.exp(4.0 * t)  # SVD's continuous timestep is 0.25 * log(sigma)
+        scale = (sigma**2 + 1).sqrt()
+        noisy = sample[:, :, : x0.shape[2]] * scale  # the pipeline feeds noisy / sqrt(sigma^2 + 1) first
+        v = (noisy / scale**2 - x0) * scale / sigma  # the v whose denoised estimate is exactly x0
+        return UNetSpatioTemporalConditionOutput(sample=v) if return_dict else (v,)
 
 
 # ------------------------------------------------------------------------------------------- building
@@ -196,7 +219,8 @@ def load_mini_pipeline(folder: str | Path = MINI_WEIGHTS, device: str | torch.de
 
     folder = Path(folder)
     info = mini_info(folder)
-    unet = ControlledUNetSVD.from_pretrained(folder / "unet").eval()
+    unet_class = MiniX0UNetSVD if info.get("prediction_type") == "sample" else ControlledUNetSVD
+    unet = unet_class.from_pretrained(folder / "unet").eval()
     controlnet = MiniControlNetSVD.from_pretrained(folder / "controlnet").eval()
     with _quiet_transformers_loading():                  # a 9 MB local load: a progress bar is only noise
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval()

@@ -37,6 +37,8 @@ class TrainConfig:
     mini_patch_size: int = 4            # PatchVAE factor: latents are H/4 x W/4 x 48
     mini_sigma_max: float = 80.0        # the mini model's sampler starts here (SVD's 700 is for big latents)
     mini_sigma_min: float = 0.002       # ... and returns its denoised estimate at this noise level
+    mini_prediction: str = "v_prediction"  # "sample": the mini UNet outputs the clean latents itself (see
+                                        #   levitor.generation.mini.MiniX0UNetSVD: no grain from the sampler)
     gradient_checkpointing: bool = False
 
     # --- data
@@ -66,6 +68,12 @@ class TrainConfig:
     mixed_precision: str = "fp16"       # "no", "fp16", "bf16" (accelerate)
     p_mean: float = 0.7                 # log-normal noise levels of SVD's fine-tuning
     p_std: float = 1.6
+    p_low_fraction: float = 0.0         # this share of each batch draws its noise level from the low band below
+    p_low_mean: float = -1.2            #   (EDM's P_mean / P_std: sigma ~0.05-1.5), where a model learns to
+    p_low_std: float = 1.2              #   remove fine noise; 0 keeps the single log-normal above
+    loss_weight_cap: float = 0.0        # > 0: the EDM weight (1 + 1/sigma^2) is capped at this (min-SNR weighting,
+                                        #   Hang et al. 2023): an x0-predicting model's low-noise errors then do not
+                                        #   drown the rest
     fps: int = 6                        # conditioned as fps - 1, as SVD
     motion_bucket_id: int = 100
     noise_aug_strength: float = 0.02
@@ -89,6 +97,8 @@ class TrainConfig:
         return ClipControl(sample_stride=self.kmeans_stride, ablation=self.control)
 
     def __post_init__(self) -> None:
+        if self.mini_prediction not in ("v_prediction", "sample"):
+            raise ValueError(f"mini_prediction must be 'v_prediction' or 'sample', got {self.mini_prediction!r}")
         if self.model not in ("svd", "mini", "tiny"):
             raise ValueError(f"model must be 'svd', 'mini' or 'tiny', got {self.model!r}")
         if self.data not in ("synthetic", "cache", "sav", "davis"):

@@ -271,7 +271,7 @@ def mini_model_info(config: TrainConfig, progress: dict) -> dict:
             "kmeans_stride": config.kmeans_stride, "control": config.control, "fps": config.fps,
             "motion_bucket_id": config.motion_bucket_id, "noise_aug_strength": config.noise_aug_strength,
             "num_inference_steps": config.sample_steps, "sigma_max": config.mini_sigma_max,
-            "sigma_min": config.mini_sigma_min, "seed": config.seed,
+            "sigma_min": config.mini_sigma_min, "seed": config.seed, "prediction_type": config.mini_prediction,
             "synthetic": {k: list(v) if isinstance(v, tuple) else v for k, v in config.synthetic.items()},
             "trained_steps": progress["step"], "train_wall_s": round(progress["wall_s"], 1),
             "train_loss": progress.get("loss"), "motion_loss_weight": config.motion_loss_weight,

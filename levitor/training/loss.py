@@ -29,7 +29,7 @@ def edm_loss(pipe, unet, controlnet, batch: dict, config: TrainConfig, generator
         added_time_ids = torch.tensor([[config.fps - 1, config.motion_bucket_id, config.noise_aug_strength]],
                                       device=device, dtype=dtype).expand(B, -1)
 
-    sigma = torch.exp(config.p_mean + config.p_std * torch.randn(B, generator=generator, device=device)).to(dtype)
+    sigma = noise_levels(B, config, generator, device).to(dtype)
     s = sigma.view(B, 1, 1, 1, 1)
     noisy = latents + s * torch.randn(latents.shape, generator=generator, device=device, dtype=dtype)
     model_input = torch.cat([noisy / (s**2 + 1).sqrt(), image_latents], dim=2)
@@ -39,6 +39,8 @@ def edm_loss(pipe, unet, controlnet, batch: dict, config: TrainConfig, generator
              mid_block_additional_residual=mid).sample
     denoised = v * (-s / (s**2 + 1).sqrt()) + noisy / (s**2 + 1)
     weight = (1 + s**2) / s**2
+    if config.loss_weight_cap > 0:
+        weight = weight.clamp(max=config.loss_weight_cap)
     err = (denoised.float() - latents.float()) ** 2
     if config.motion_loss_weight:
         weight = weight * (1 + config.motion_loss_weight * motion_mask(frames, latents.shape[-2:]))
@@ -54,3 +56,16 @@ def motion_mask(frames: torch.Tensor, size: tuple[int, int], threshold: float = 
     moved = ((frames - frames[:, :1]).abs().amax(2, keepdim=True) > threshold).float()  # (B, F, 1, H, W)
     pooled = torch.nn.functional.adaptive_max_pool2d(moved.flatten(0, 1), tuple(size))
     return pooled.unflatten(0, (B, F))
+
+
+def noise_levels(n: int, config: TrainConfig, generator: torch.Generator | None, device) -> torch.Tensor:
+    """(n,) training noise levels: log-normal (p_mean, p_std), or a mixture with the low band (p_low_*) when
+    p_low_fraction > 0: the high band is where the control decides the layout, the low band where the pixels
+    are cleaned. One normal draw per sample first, so the plain case draws exactly what it always drew."""
+    z = torch.randn(n, generator=generator, device=device)
+    if config.p_low_fraction <= 0:
+        return torch.exp(config.p_mean + config.p_std * z)
+    low = torch.rand(n, generator=generator, device=device) < config.p_low_fraction
+    mean = torch.where(low, config.p_low_mean, config.p_mean)
+    std = torch.where(low, config.p_low_std, config.p_std)
+    return torch.exp(mean + std * z)

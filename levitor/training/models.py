@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from levitor.training.config import TrainConfig
 
 
@@ -27,6 +29,15 @@ def build_models(config: TrainConfig):
             image_encoder = CLIPVisionModelWithProjection.from_pretrained(init / "image_encoder")
         if config.controlnet_init:
             controlnet = mini.MiniControlNetSVD.from_pretrained(config.controlnet_init)
+        if config.init_from and mini.mini_info(config.init_from).get("prediction_type", "v_prediction") \
+                != config.mini_prediction:
+            # v-prediction's denoised estimate at high noise is -output; x0-prediction's is +output: flip the
+            # last convolution so the fine-tune starts close to what the parent model did
+            with torch.no_grad():
+                unet.conv_out.weight.neg_()
+                unet.conv_out.bias.neg_()
+        if config.mini_prediction == "sample":  # the same weights behind the x0-predicting forward
+            unet.__class__ = mini.MiniX0UNetSVD
         scheduler = mini.mini_scheduler(config.mini_sigma_max, config.mini_sigma_min)
         return mini.make_pipeline(vae, image_encoder, unet, controlnet, scheduler)
     if config.model == "tiny":

@@ -128,3 +128,34 @@ def test_precompute_cache_round_trip(tmp_path):
     for i in range(3):
         torch.testing.assert_close(cached[i]["frames"], fresh[i]["frames"])
         torch.testing.assert_close(cached[i]["control"], fresh[i]["control"])
+
+
+def test_noise_levels_plain_or_a_mixture_with_the_low_band():
+    from levitor.training.loss import noise_levels
+
+    g = torch.Generator().manual_seed(0)
+    plain = noise_levels(20000, TrainConfig(p_mean=2.0, p_std=1.0), g, "cpu").log()
+    assert abs(plain.mean().item() - 2.0) < 0.05 and abs(plain.std().item() - 1.0) < 0.05
+    cfg = TrainConfig(p_mean=2.0, p_std=1.0, p_low_fraction=0.5, p_low_mean=-1.2, p_low_std=1.2)
+    mixed = noise_levels(20000, cfg, torch.Generator().manual_seed(0), "cpu")
+    # the two bands meet near log sigma 0.6: below it is mostly the low band, half of the draws
+    assert abs((mixed.log() < 0.4).float().mean().item() - 0.5) < 0.06
+    assert (mixed < 0.1).float().mean().item() > 0.05  # sigma small enough to learn to remove fine noise
+    assert (plain.exp() < 0.1).float().mean().item() < 1e-3  # which the plain high band never shows
+
+
+def test_loss_weight_cap_bounds_the_edm_weight():
+    """min-SNR weighting: at sigma 0.002 EDM's weight 1 + 1/sigma^2 is 250,001; capped at 6, x0 errors at low noise
+    no longer drown the high band. Same batch, same noise draw: the loss scales by the weights' ratio."""
+    from levitor.training import loss
+
+    cfg = load_config(None, **TINY_MINI, p_low_fraction=1.0, p_low_mean=float(np.log(0.002)), p_low_std=1e-6)
+    pipe = build_models(cfg)
+    batch = next(iter(torch.utils.data.DataLoader(SyntheticControlDataset(cfg, length=1), batch_size=1)))
+    values = {}
+    for cap in (0.0, 6.0):
+        cfg.loss_weight_cap = cap
+        with torch.no_grad():
+            values[cap] = loss.edm_loss(pipe, pipe.unet, pipe.controlnet, batch, cfg,
+                                        torch.Generator().manual_seed(1)).item()
+    assert values[0.0] / values[6.0] == pytest.approx((1 + 0.002**-2) / 6, rel=1e-3)
