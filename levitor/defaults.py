@@ -38,6 +38,11 @@ def video_size(name: str) -> VideoSize:
     return SIZES[name]
 
 
+def nearest_multiple(value: int, multiple: int = 8) -> int:
+    """The nearest positive multiple of ``multiple`` (what an error suggests for a size that is not one)."""
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
 RELEASE_SEED = 217113  # the release demo's seed
 RELEASE_FX = 3866.378  # the release's fixed pinhole focal lengths (pixels); cx, cy are the image centre
 RELEASE_FY = 4538.052

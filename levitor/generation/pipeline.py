@@ -44,6 +44,7 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from levitor._util.device import resolve_device
 from levitor.control.signal import ControlSignal
+from levitor.defaults import nearest_multiple
 from levitor.generation.loading import (
     dtype_kwargs,
     load_any_controlnet,
@@ -238,8 +239,9 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         multiple = max(8, self.vae_scale_factor)
         if height < multiple or width < multiple or height % multiple or width % multiple:
             raise ValueError(
-                f"height and width must be positive multiples of {multiple}, got {height}x{width}. "
-                f"The release runs at 512x288 (height x width); round your size to a multiple of {multiple}."
+                f"height and width must be positive multiples of {multiple}, got {height}x{width}: use "
+                f"{nearest_multiple(height, multiple)}x{nearest_multiple(width, multiple)} (the release runs at "
+                "512x288, height x width)"
             )
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from levitor.control.clip_control import ABLATIONS, ClipControl
-from levitor.defaults import RELEASE_DEMO_SIZE
+from levitor.defaults import RELEASE_DEMO_SIZE, nearest_multiple
 from levitor.weights import SVD_XT_ID
 
 CONTROLS = ABLATIONS  # the paper's Table 2: full | no_depth | no_instance | center_point
@@ -111,7 +111,8 @@ class TrainConfig:
         self.adam_betas = tuple(self.adam_betas)
         for name in ("height", "width"):
             if getattr(self, name) % 8:
-                raise ValueError(f"{name} must be a multiple of 8, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be a multiple of 8, got {getattr(self, name)}: use "
+                                 f"{nearest_multiple(getattr(self, name))}")
 
 
 PRESETS = {

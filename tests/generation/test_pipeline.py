@@ -107,7 +107,7 @@ def test_tensor_image_batch_and_output_types(pipe):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(height=60, width=64), "multiples of 8"),
+        (dict(height=60, width=64), "multiples of 8, got 60x64: use 64x64"),
         (dict(height=64, width=36), "multiples of 8"),
         (dict(num_frames=3), "3"),
         (dict(height=0), "multiples of 8"),
