@@ -73,7 +73,7 @@ def test_vram_predicts_both_presets_without_a_gpu(tmp_path, demo_scene, capsys):
     assert 4.5 < peaks["low_vram"] < peaks["default"] < 8  # fp16 weights 5.9 GB in all; offload keeps fewer
 
     assert main(["vram", "--height", "300", "--preset", "default"]) == 2
-    assert "multiple of 8" in capsys.readouterr().err
+    assert "multiples of 8, got 300x512: use 304x512" in capsys.readouterr().err
 
 
 def test_named_sizes_reach_the_commands(capsys, monkeypatch):
