@@ -6,6 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from levitor.control.clip_control import ABLATIONS, ClipControl
 from levitor.defaults import RELEASE_DEMO_SIZE
@@ -40,9 +41,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
 
     # --- data
-    data: str = "sav"                   # "synthetic", "cache" (precompute_synthetic output), "sav", "davis"
-    data_root: str | None = None        # SA-V / DAVIS root, or the cache folder
-    depth_root: str | None = None       # real data: <depth_root>/<clip name>.npy, (F, H, W) uint8 disparity
+    data: str = "shards"                # "shards": WebDataset shards of `levitor precompute` (real data) or
+                                        #   `levitor precompute-synthetic`; "synthetic": the world, on the fly
+    data_root: str | None = None        # the precompute output folder (its shards/*.tar)
+    shuffle_buffer: int = 256           # samples each DataLoader worker holds for shuffling (shards)
     synthetic: dict = field(default_factory=dict)  # SyntheticConfig overrides (height/width/frames come from here)
     height: int = RELEASE_DEMO_SIZE.height  # the release's demo size (portrait; training's is not published)
     width: int = RELEASE_DEMO_SIZE.width
@@ -83,6 +85,8 @@ class TrainConfig:
     sample_steps: int = 25
     max_minutes: float = 0.0            # stop (with a checkpoint) after this much wall time in this session (0: off)
     num_threads: int = 0                # torch CPU threads (0: torch's default); 1 is fastest on a loaded CPU
+    num_processes: int = 0              # > 0: refuse to run unless the launch started this many processes
+    trace_samples: bool = False         # write trace/rank-N.jsonl: each step's clips, noise seed, parameter sum
 
     def clip_control(self) -> ClipControl:
         """How this run turns a clip's masks into its control (shared with precompute and evaluation)."""
@@ -91,8 +95,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model not in ("svd", "mini", "tiny"):
             raise ValueError(f"model must be 'svd', 'mini' or 'tiny', got {self.model!r}")
-        if self.data not in ("synthetic", "cache", "sav", "davis"):
-            raise ValueError(f"data must be 'synthetic', 'cache', 'sav' or 'davis', got {self.data!r}")
+        if self.data in ("sav", "davis", "cache"):
+            raise ValueError(f"data {self.data!r} is no longer read directly: run `levitor precompute` (real data) or "
+                             "`levitor precompute-synthetic` into a folder and train with data: shards, data_root: "
+                             "that folder")
+        if self.data not in ("synthetic", "shards"):
+            raise ValueError(f"data must be 'shards' or 'synthetic', got {self.data!r}")
         if self.control not in CONTROLS:
             raise ValueError(f"control must be one of {CONTROLS}, got {self.control!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -119,6 +127,90 @@ PRESETS = {
 }
 
 
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+
+
+def coerce(key: str, value: Any, type_name: str | None = None) -> Any:
+    """``value`` as the type of TrainConfig field ``key``; ValueError naming the field, the value and the type.
+
+    Strings are parsed by the field's type (so ``--set lr=1e-3`` is a float and ``mixed_precision=no`` stays the
+    string "no"); YAML's values are checked (a float field takes ints, a str field refuses YAML 1.1 booleans)."""
+    type_name = type_name or _field_types()[key]
+    optional = "None" in type_name
+    base = type_name.replace(" | None", "").strip()
+    if value is None or (isinstance(value, str) and optional and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        raise ValueError(f"{key} cannot be empty (type {base})")
+    try:
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return value.lower() in ("true", "yes", "on", "1")
+            raise TypeError
+        if base == "int":
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, int):
+                return value
+            if isinstance(value, str) or (isinstance(value, float) and value.is_integer()):
+                return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+            raise TypeError
+        if base == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if base == "str":
+            if isinstance(value, bool):
+                raise ValueError(f"{key} is a string, got the YAML boolean {value} (YAML reads no/off/yes/on as "
+                                 f"booleans): quote it, e.g. {key}: \"no\"")
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if base.startswith("tuple"):
+            import yaml
+
+            seq = yaml.safe_load(value) if isinstance(value, str) else value
+            item = float if "float" in base else int
+            if not isinstance(seq, (list, tuple)):
+                raise TypeError
+            return tuple(item(v) for v in seq)
+        if base == "dict":
+            import yaml
+
+            d = yaml.safe_load(value) if isinstance(value, str) else value
+            if not isinstance(d, dict):
+                raise TypeError
+            return d
+    except ValueError as err:
+        if str(err).startswith(key):
+            raise
+        raise ValueError(f"{key} must be {base}, got {value!r}") from None
+    except TypeError:
+        raise ValueError(f"{key} must be {base}, got {value!r} ({type(value).__name__})") from None
+    return value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=1e-4", "max_steps=10"]`` -> typed values, each checked against TrainConfig's field types."""
+    types = _field_types()
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if k == "base":
+            out[k] = v
+            continue
+        if k not in types:
+            raise ValueError(f"--set {k}: unknown config key; known keys: {sorted(types)}")
+        out[k] = coerce(k, v, types[k])
+    return out
+
+
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     """A TrainConfig from a YAML/JSON file (``base: paper|mini`` picks the preset it starts from)."""
     data: dict = {}
@@ -136,11 +228,11 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     base = data.pop("base", "paper")
     if base not in PRESETS:
         raise ValueError(f"base must be one of {sorted(PRESETS)}, got {base!r}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    types = _field_types()
+    unknown = sorted(set(data) - set(types))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} in {path or 'overrides'}; known keys: {sorted(known)}")
-    return dataclasses.replace(PRESETS[base], **data)
+        raise ValueError(f"unknown config key(s) {unknown} in {path or 'overrides'}; known keys: {sorted(types)}")
+    return dataclasses.replace(PRESETS[base], **{k: coerce(k, v, types[k]) for k, v in data.items()})
 
 
 def synthetic_config(config: TrainConfig):

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from levitor.training.config import PRESETS, TrainConfig, load_config
-from levitor.training.datasets import CacheDataset, SyntheticControlDataset, control_video, precompute_synthetic
+from levitor.training.datasets import SyntheticControlDataset, control_video, make_dataset, precompute_synthetic
 from levitor.training.loop import train
 from levitor.training.loss import motion_mask
 from levitor.training.models import build_models
@@ -118,13 +118,37 @@ def test_frozen_unet_only_controlnet_trains(tmp_path):
     torch.testing.assert_close(cn.conv_in.weight.shape, tiny_unet().conv_in.weight.shape)
 
 
-def test_precompute_cache_round_trip(tmp_path):
-    cfg = load_config(None, base="mini", num_frames=3, data="cache", data_root=str(tmp_path))
+def test_synthetic_shards_round_trip(tmp_path):
+    """precompute-synthetic writes the precompute record format; streamed back it equals the world on the fly."""
+    cfg = load_config(None, base="mini", num_frames=3, data="shards", data_root=str(tmp_path), shuffle_buffer=0)
     precompute_synthetic(tmp_path, 3, cfg, shard_size=2)
-    assert len(sorted(tmp_path.glob("shard_*.pt"))) == 2
-    cached = CacheDataset(cfg)
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "shard-000000.stats.json", "shard-000000.tar", "shard-000001.stats.json", "shard-000001.tar"]
+    stream = make_dataset(cfg)
+    items = [item for _, item in zip(range(3), iter(stream))]
     fresh = SyntheticControlDataset(cfg)
-    assert len(cached) == 3
+    by_name = {it["name"]: it for it in items}
+    assert sorted(by_name) == [f"synthetic_{i:08d}" for i in range(3)]
     for i in range(3):
-        torch.testing.assert_close(cached[i]["frames"], fresh[i]["frames"])
-        torch.testing.assert_close(cached[i]["control"], fresh[i]["control"])
+        got = by_name[f"synthetic_{i:08d}"]
+        torch.testing.assert_close(got["frames"], fresh[i]["frames"])
+        torch.testing.assert_close(got["control"], fresh[i]["control"])
+    with pytest.raises(ValueError, match="hold 3x32x32 clips"):
+        next(iter(make_dataset(load_config(None, base="mini", num_frames=4, data="shards", data_root=str(tmp_path)))))
+
+
+def test_typed_set_values_and_yaml_checks(tmp_path):
+    from levitor.training.config import parse_overrides
+
+    got = parse_overrides(["lr=1e-3", "mixed_precision=no", "ema=false", "max_steps=10", "controlnet_init=none"])
+    assert got == {"lr": 1e-3, "mixed_precision": "no", "ema": False, "max_steps": 10, "controlnet_init": None}
+    with pytest.raises(ValueError, match="max_steps must be int, got 'ten'"):
+        parse_overrides(["max_steps=ten"])
+    with pytest.raises(ValueError, match="unknown config key"):
+        parse_overrides(["learning_rate=1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: mini\nmixed_precision: no\n")        # YAML 1.1 reads this as False
+    with pytest.raises(ValueError, match='quote it'):
+        load_config(bad)
+    with pytest.raises(ValueError, match="levitor precompute"):
+        load_config(None, data="sav")
