@@ -184,7 +184,7 @@ def load_or_make_plan(root: str | Path, out: Path, config: PrecomputeConfig) -> 
     if path.is_file():
         data = json.loads(path.read_text())
         old = PrecomputeConfig.from_json(data["config"])
-        if old != config:
+        if asdict(old) != asdict(config):
             diff = {k: (getattr(old, k), getattr(config, k)) for k in asdict(config)
                     if getattr(old, k) != getattr(config, k)}
             raise ValueError(f"{out} was precomputed with other settings {{name: (there, now)}}: {diff}. Use another "
@@ -476,4 +476,6 @@ def run_precompute_command(args) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(precompute_main())
+    from levitor.training import precompute as _module   # the module proper, not a second copy named __main__
+
+    sys.exit(_module.precompute_main())
