@@ -476,6 +476,6 @@ def run_precompute_command(args) -> int:
 if __name__ == "__main__":
     import sys
 
-    from levitor.training import precompute as _module   # the module proper, not a second copy named __main__
+    from levitor.training import precompute as _module  # the module proper, not a second copy named __main__
 
     sys.exit(_module.precompute_main())
