@@ -4,7 +4,9 @@ training, the local precompute engine and evaluation split work the same way."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -48,3 +50,27 @@ def export_slurm_for_torch(env: dict[str, str] | None = None) -> LaunchInfo:
         env.setdefault("MASTER_ADDR", "127.0.0.1")
         env.setdefault("MASTER_PORT", "29500")
     return info
+
+
+@contextlib.contextmanager
+def barrier_group(info: LaunchInfo, timeout_s: float = 12 * 3600) -> Iterator[Callable[[], None]]:
+    """``with barrier_group(info) as barrier:``: a gloo process group over the launch's ranks (a no-op for one
+    process), for jobs whose ranks only need to wait for each other (evaluation: rank 0 merges once all are done).
+    Gloo needs no GPU; the long timeout lets ranks with unequal shares finish (a rank that dies is noticed at once:
+    torchrun and srun --kill-on-bad-exit end the others)."""
+    if info.world_size == 1:
+        yield lambda: None
+        return
+    import datetime
+
+    import torch.distributed as dist
+
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group("gloo", rank=info.rank, world_size=info.world_size,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        yield dist.barrier
+    finally:
+        if owned:
+            dist.destroy_process_group()

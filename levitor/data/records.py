@@ -240,11 +240,18 @@ class PrecomputedDataset(torch.utils.data.Dataset):
             self._offsets = {s: samples}
         return self._offsets[s]
 
-    def raw(self, i: int) -> dict[str, Any]:
+    def _entry(self, i: int) -> tuple[int, dict[str, Any]]:
         if not 0 <= i < len(self):
             raise IndexError(f"record {i} out of range 0..{len(self) - 1}")
         s = int(np.searchsorted(self.starts, i, side="right") - 1)
-        entry = self._index(s)[i - int(self.starts[s])]
+        return s, self._index(s)[i - int(self.starts[s])]
+
+    def key(self, i: int) -> str:
+        """The sample key of record ``i`` (its clip name as a key), from the tar headers only."""
+        return self._entry(i)[1]["__key__"]
+
+    def raw(self, i: int) -> dict[str, Any]:
+        s, entry = self._entry(i)
         out: dict[str, Any] = {"__key__": entry["__key__"]}
         with open(self.shards[s], "rb") as fh:
             for part, where in entry.items():

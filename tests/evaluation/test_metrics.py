@@ -188,3 +188,23 @@ def test_mask_iou_box_iou_and_traj_err():
     req = np.zeros((3, 2, 2))
     rec = req + np.array([3.0, 4.0])              # 5 px off everywhere
     assert traj_err(req, rec, None, 6, 8) == pytest.approx(5 / 10)
+
+
+def test_iou_metrics_average_over_object_frames_and_say_nan_when_empty():
+    from levitor.evaluation.metrics import box_iou, mask_iou, traj_err
+
+    gen = np.zeros((1, 3, 8, 8), bool)
+    ctl = np.zeros((1, 3, 8, 8), bool)
+    gen[0, 0, :4, :4] = ctl[0, 0, :4, :4] = True          # object 0: perfect
+    gen[0, 1, :2, :2] = True
+    ctl[0, 1, 6:, 6:] = True                              # object 1: disjoint
+    # object 2 absent on both sides: not counted
+    assert mask_iou(gen, ctl) == pytest.approx(0.5) and box_iou(gen, ctl) == pytest.approx(0.5)
+    assert np.isnan(mask_iou(gen[:, 2:], ctl[:, 2:])) and np.isnan(box_iou(gen[:, 2:], ctl[:, 2:]))
+    with pytest.raises(ValueError, match="same shape"):
+        mask_iou(gen, ctl[:, :2])
+    req = np.zeros((2, 2, 2))
+    rec = req.copy()
+    rec[:, 1] = 30.0                                      # point 1 is far off, but invisible in the real clip
+    vis = np.array([[True, False], [True, False]])
+    assert traj_err(req, rec, vis, 30, 40) == 0.0 and traj_err(req, rec, None, 30, 40) > 0
