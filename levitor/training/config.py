@@ -215,13 +215,7 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     """A TrainConfig from a YAML/JSON file (``base: paper|mini`` picks the preset it starts from)."""
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
+        data = _read_config_file(Path(path))
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
     data.update(overrides)
@@ -233,6 +227,32 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown} in {path or 'overrides'}; known keys: {sorted(types)}")
     return dataclasses.replace(PRESETS[base], **{k: coerce(k, v, types[k]) for k, v in data.items()})
+
+
+def _read_config_file(path: Path) -> Any:
+    """The parsed file; every way it can be unusable is a one-line ValueError naming the file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} not found; pass a YAML/JSON config such as configs/paper.yaml or "
+                         "configs/mini.yaml") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {path} cannot be read: {err}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"config file {path} is not valid YAML{where}: {what}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config file {path} is not valid JSON at line {err.lineno}, column {err.colno}: "
+                         f"{err.msg} (YAML configs must end in .yaml or .yml)") from None
 
 
 def synthetic_config(config: TrainConfig):

@@ -38,6 +38,27 @@ def test_config_files_load_and_unknown_keys_fail(tmp_path):
     assert load_config(tmp_path / "c.json").lr == 0.01
 
 
+@pytest.mark.parametrize("name, text, message", [
+    ("missing.yaml", None, "config file .*missing.yaml not found"),
+    ("broken.yaml", "base: mini\nlr: [1, 2\n", "not valid YAML at line 3"),
+    ("broken.json", '{"lr": 1,', "not valid JSON at line 1"),
+    ("unknown.yaml", "base: mini\nlearning_rate: 0.1\n", "unknown config key.*learning_rate"),
+])
+def test_levitor_train_config_errors_are_one_line_and_exit_2(tmp_path, name, text, message):
+    import re
+    import subprocess
+    import sys
+
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    res = subprocess.run([sys.executable, "-m", "levitor", "train", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr and re.search(message, lines[0]), res.stderr
+
+
 def test_control_ablations():
     cfg = load_config(None, base="mini", num_frames=4)
     item = SyntheticControlDataset(cfg)[3]
