@@ -138,10 +138,13 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
     if accelerator.num_processes > 1 and not isinstance(dataset, torch.utils.data.IterableDataset):
         loader = accelerator.prepare_data_loader(loader, device_placement=True)
     if ema is not None:
+        # saved by us (save_ema / load_ema), not by accelerate's checkpointing hook for custom objects, which
+        # reloads them with the unpickler switched fully on: whatever code a checkpoint folder holds would run
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
+        if ema is not None:
+            load_ema(ema, resume_from, accelerator.device)
         # the config's learning rate wins over the checkpoint's (so a resumed run can be re-tuned)
         inner = getattr(lr_scheduler, "scheduler", lr_scheduler)
         inner.base_lrs = [config.lr for _ in inner.base_lrs]
@@ -167,7 +170,9 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
         accelerator.wait_for_everyone()
         accelerator.save_state(str(folder))
         if accelerator.is_main_process:
-            (folder / "progress.json").write_text(json.dumps(progress))
+            if ema is not None:            # the same on every rank (so are the weights it follows)
+                save_ema(ema, folder)
+            (folder / "progress.json").write_text(json.dumps(progress))   # last: marks the checkpoint whole
             export(accelerator, pipe, controlnet, unet, ema, params, config, out / "export", progress)
             write_loss_curve(log_file, out / "loss_curve.png")
             for old in _checkpoints(out)[:-config.keep_checkpoints]:
@@ -247,6 +252,36 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
     for s, h in old_handlers.items():
         signal.signal(s, h)
     return {**progress, "checkpoint": str(last_folder)}
+
+
+EMA_FILE = "ema.pt"
+OLD_EMA_FILE = "custom_checkpoint_0.pkl"   # where accelerate's register_for_checkpointing put it (older runs)
+
+
+def save_ema(ema, folder: Path) -> Path:
+    """The EMA state (tensors and numbers only) beside accelerate's state, atomically."""
+    from levitor._util.io import atomic_path
+
+    path = Path(folder) / EMA_FILE
+    with atomic_path(path) as tmp:
+        torch.save(ema.state_dict(), tmp)
+    return path
+
+
+def load_ema(ema, folder: Path, device) -> None:
+    """Restore the EMA of a checkpoint with ``weights_only=True`` (no pickled code is run); older checkpoints kept
+    it in accelerate's custom_checkpoint_0.pkl, which holds the same plain state."""
+    folder = Path(folder)
+    path = folder / EMA_FILE if (folder / EMA_FILE).is_file() else folder / OLD_EMA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {folder} has no EMA state ({EMA_FILE}) but the config has ema: true; "
+                                "resume with ema: false, or from a checkpoint made with EMA")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - UnpicklingError and friends: the file is not plain tensors
+        raise ValueError(f"{path} is not a plain EMA state (tensors and numbers); refusing to unpickle it: {err}") \
+            from err
+    ema.load_state_dict(state)
 
 
 RANK_SEED_STRIDE = 1_000_003   # rank r's noise seed is seed + step + r * this (rank 0 keeps the one-process seed)

@@ -83,9 +83,14 @@ def test_two_step_run_checkpoints_and_resumes(tmp_path):
     ckpt = tmp_path / "run" / "checkpoints" / "step_0000002"
     assert (ckpt / "progress.json").exists() and (ckpt / "optimizer.bin").exists()
     assert (tmp_path / "run" / "export" / "mini.json").exists()
+    # the EMA is saved as plain tensors (loadable with weights_only=True), not by accelerate's pickling hook
+    assert (ckpt / "ema.pt").is_file() and not (ckpt / "custom_checkpoint_0.pkl").exists()
+    assert torch.load(ckpt / "ema.pt", weights_only=True)["optimization_step"] == 2
 
     second = train(load_config(None, **{**TINY_MINI, "max_steps": 3}, output_dir=str(tmp_path / "run")))
     assert second["step"] == 3
+    ema3 = torch.load(tmp_path / "run" / "checkpoints" / "step_0000003" / "ema.pt", weights_only=True)
+    assert ema3["optimization_step"] == 3                 # the EMA went on from the checkpoint's too
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]  # the second run went on from step 2, it did not start over
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
