@@ -124,12 +124,21 @@ class DepthEstimator:
         """(N, H, W, 3) uint8 frames of one size -> (N, H, W) uint8 disparity, each frame min-max normalised on
         its own as :meth:`estimate_disparity` does; the network runs on ``batch_size`` frames at a time and nothing
         is cached (precompute sees every frame once)."""
+        relative = self.estimate_relative_batch(frames, batch_size)
+        return np.stack([disparity_u8_from_relative(r) for r in relative]) if len(relative) else \
+            np.zeros(relative.shape, np.uint8)
+
+    def estimate_relative_batch(self, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """(N, H, W, 3) uint8 frames of one size -> (N, H, W) float32 raw relative inverse depth, as
+        :meth:`estimate_relative` per frame (up to float round-off of the batched matmuls), ``batch_size`` frames
+        per network call, not cached."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.dtype} {frames.shape}")
-        out = [disparity_u8_from_relative(rel.numpy()) for i in range(0, len(frames), batch_size)
-               for rel in self._infer(frames[i : i + batch_size])]
-        return np.stack(out) if out else np.zeros(frames.shape[:3], np.uint8)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        parts = [self._infer(frames[i : i + batch_size]).numpy() for i in range(0, len(frames), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros(frames.shape[:3], np.float32)
 
     def estimate(self, image: Any) -> np.ndarray:
         """(H, W) float32 scene depth in (0, 1], smaller = nearer: ``1 / disparity`` with 0 -> 1."""
