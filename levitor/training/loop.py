@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from levitor._util.io import write_text_atomic
 from levitor._util.launch import export_slurm_for_torch
 from levitor.training.config import EVAL_SEED_OFFSET, TrainConfig
 from levitor.training.datasets import ResumableSampler, SyntheticControlDataset, make_dataset
@@ -118,6 +119,11 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
     progress = {"step": 0, "wall_s": 0.0, "loss": None}
     if resume_from is not None:
         progress = json.loads((resume_from / "progress.json").read_text())
+    # lines written after the checkpoint by a run that was killed are not part of this run's history any more
+    if accelerator.is_main_process:
+        cut_log(out / "log.jsonl", progress["step"])
+    if config.trace_samples:
+        cut_log(out / "trace" / f"rank-{accelerator.process_index}.jsonl", progress["step"])
 
     rank_samples = progress["step"] * config.batch_size * config.grad_accum      # what this rank has consumed
     dataset = make_dataset(config, accelerator.process_index, accelerator.num_processes, rank_samples)
@@ -169,13 +175,17 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
         folder = out / "checkpoints" / f"step_{progress['step']:07d}"
         accelerator.wait_for_everyone()
         accelerator.save_state(str(folder))
+        if ema is not None and accelerator.is_main_process:   # the same on every rank (so are its weights)
+            save_ema(ema, folder)
+        # every rank's part (its RNG state) is on disk before the checkpoint is marked whole: a SIGKILL between
+        # one rank's save and another's must leave a folder that resume ignores, not one it half-loads
+        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            if ema is not None:            # the same on every rank (so are the weights it follows)
-                save_ema(ema, folder)
-            (folder / "progress.json").write_text(json.dumps(progress))   # last: marks the checkpoint whole
+            write_text_atomic(folder / "progress.json", json.dumps(progress))   # last: marks the checkpoint whole
             export(accelerator, pipe, controlnet, unet, ema, params, config, out / "export", progress)
             write_loss_curve(log_file, out / "loss_curve.png")
             for old in _checkpoints(out)[:-config.keep_checkpoints]:
+                (old / "progress.json").unlink(missing_ok=True)     # unmarked first: never a half-deleted "whole"
                 shutil.rmtree(old, ignore_errors=True)
         return folder
 
@@ -252,6 +262,22 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
     for s, h in old_handlers.items():
         signal.signal(s, h)
     return {**progress, "checkpoint": str(last_folder)}
+
+
+def cut_log(path: Path, step: int) -> None:
+    """Keep the JSON lines of ``path`` up to ``step`` (a resumed run repeats the steps after its checkpoint) and
+    drop a line torn by a kill; atomically, so a second kill leaves the old or the new file."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            rec = json.loads(line) if line.endswith("\n") else None
+        except json.JSONDecodeError:
+            rec = None
+        if isinstance(rec, dict) and int(rec.get("step", 0)) <= step:
+            kept.append(line)
+    write_text_atomic(path, "".join(kept))
 
 
 EMA_FILE = "ema.pt"

@@ -80,34 +80,87 @@ def test_two_ranks_train_from_shards_with_timed_checkpoints(shards, tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(r["loss"] == r["loss"] for r in log)
 
 
-def test_sigterm_to_both_ranks_checkpoints_and_resume_continues(shards, tmp_path):
-    run = tmp_path / "run"
-    cfg = _write(tmp_path, "b", data_root=str(shards), output_dir=str(run), max_steps=10_000)
-    proc = _torchrun(cfg, wait=False)
-    deadline = time.time() + 300
+def _ranks_of(proc) -> list[int]:
+    pids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in pids]
+
+
+def _wait_for_steps(proc, run: Path, steps: int, timeout: float = 300) -> None:
+    """Until both ranks traced ``steps`` lines (the run's trace is cut back to its checkpoint on resume)."""
+    deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         files = [run / "trace" / f"rank-{r}.jsonl" for r in (0, 1)]
-        if all(f.is_file() and len(f.read_text().splitlines()) >= 2 for f in files):
-            break
+        if all(f.is_file() and len(f.read_text().splitlines()) >= steps for f in files):
+            return
         time.sleep(0.2)
-    ranks = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                            text=True).stdout.split()]
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"2-rank training did not reach step {steps} in {timeout} s")
+
+
+def _finish(proc, timeout: float, what: str) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(what)
+    return proc.returncode, out
+
+
+def _whole_checkpoints(run: Path) -> list[int]:
+    return sorted(int(p.parent.name.split("_")[1]) for p in (run / "checkpoints").glob("step_*/progress.json"))
+
+
+def test_sigkill_then_sigterm_then_resume_continues_the_same_run(shards, tmp_path):
+    """A rank killed outright (OOM killer, lost node), a resume, SIGTERM to both ranks (SLURM's time limit), a
+    second resume: each resume goes on from the last whole checkpoint with the data, noise and weights the
+    uninterrupted run had there, and the logs hold each step once."""
+    run = tmp_path / "run"
+    cfg = _write(tmp_path, "b", data_root=str(shards), output_dir=str(run), max_steps=10_000, checkpoint_every=2)
+
+    # 1. SIGKILL one rank after step 3: torchrun ends the other; step 2's checkpoint is the last whole one
+    proc = _torchrun(cfg, wait=False)
+    _wait_for_steps(proc, run, 3)
+    ranks = _ranks_of(proc)
+    assert len(ranks) == 2, ranks
+    os.kill(ranks[1], signal.SIGKILL)
+    code, out = _finish(proc, 120, "the surviving rank did not stop after its peer was killed")
+    assert code != 0
+    killed = _trace(run)
+    last = _whole_checkpoints(run)[-1]
+    assert last >= 2 and last % 2 == 0
+
+    # 2. resume; SIGTERM to both ranks once it passed the checkpoint: both stop at the same step, checkpointed
+    proc = _torchrun(cfg, wait=False)
+    _wait_for_steps(proc, run, last + 2)
+    ranks = _ranks_of(proc)
     assert len(ranks) == 2, ranks
     for pid in ranks:                         # what SLURM does before a time limit
         os.kill(pid, signal.SIGTERM)
-    try:
-        out, _ = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the ranks did not stop after SIGTERM")
-    assert proc.returncode == 0, out[-4000:]
-    stopped = _trace(run)[0][-1]["step"]
-    assert _trace(run)[1][-1]["step"] == stopped
-    ckpt = run / "checkpoints" / f"step_{stopped:07d}"
-    assert json.loads((ckpt / "progress.json").read_text())["step"] == stopped
-    _torchrun(_write(tmp_path, "c", data_root=str(shards), output_dir=str(run), max_steps=stopped + 2))
-    steps = [t["step"] for t in _trace(run)[0]]
-    assert steps == list(range(1, stopped + 3))                 # went on from the checkpoint, did not start over
+    code, out = _finish(proc, 240, "the ranks did not stop after SIGTERM")
+    assert code == 0, out[-4000:]
+    resumed = _trace(run)
+    stopped = resumed[0][-1]["step"]
+    assert resumed[1][-1]["step"] == stopped and stopped >= last + 2
+    assert _whole_checkpoints(run)[-1] == stopped
+    assert json.loads((run / "checkpoints" / f"step_{stopped:07d}" / "progress.json").read_text())["step"] == stopped
+    for r in (0, 1):                          # the steps the killed run made after its checkpoint, made again
+        redo = [t for t in killed[r] if t["step"] > last]
+        again = {t["step"]: t for t in resumed[r]}
+        assert redo
+        for t in redo:
+            a = again[t["step"]]
+            assert (a["names"], a["noise_seed"]) == (t["names"], t["noise_seed"])
+            assert a["param_sum"] == pytest.approx(t["param_sum"], rel=1e-6, abs=1e-9)
+
+    # 3. resume to the end: it goes on from the SIGTERM checkpoint, and every step is traced and logged once
+    code, out = _finish(_torchrun(_write(tmp_path, "c", data_root=str(shards), output_dir=str(run),
+                                         max_steps=stopped + 2, checkpoint_every=2), wait=False), 300,
+                        "the second resume did not finish")
+    assert code == 0, out[-4000:]
+    for r in (0, 1):
+        assert [t["step"] for t in _trace(run)[r]] == list(range(1, stopped + 3))
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in log] == list(range(1, stopped + 3))
 
 
 def test_launches_that_are_not_what_the_config_asks_are_refused(tmp_path):
