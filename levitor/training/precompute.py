@@ -18,11 +18,13 @@ On disk::
     <out>/shards/shard-000007.tar       the samples of the shard's videos, in plan order
     <out>/shards/shard-000007.stats.json  samples, videos, failures with reasons, bytes
     <out>/report.json                   the totals of the latest run
-    <out>/.work/shard-000007/           a shard being written (spooled videos; deleted when the shard is done)
+    <out>/.work/shard-000007/           a shard being written (its finished videos, one file each, written
+                                        atomically; kept across a kill, deleted when the shard is written)
 
 The shard count follows from the data (``--videos-per-shard``), never from the number of workers, GPUs or machines,
 so a resumed run may use any of those. A finished shard (its stats file beside a tar of the recorded size) is never
-recomputed; anything else of a shard is deleted and the shard computed again. Corrupt or missing videos are
+recomputed; of an unfinished one the tar and stats are deleted and only the videos not yet spooled are computed
+again, so a worker killed mid-shard loses at most the videos it had in flight. Corrupt or missing videos are
 skipped, counted and listed in the stats with their reasons.
 """
 
@@ -303,7 +305,10 @@ class ShardWriter:
         self.report = RunReport(shards=len(plan.shards), failures=[])
 
     def prepare(self, shards: list[str]) -> list[str]:
-        """The shards of ``shards`` still to compute: finished ones are counted and skipped, the rest cleared."""
+        """The shards of ``shards`` still to compute: finished ones are counted and skipped; of the others the tar
+        and stats are deleted and the videos already spooled by a run that was stopped are kept (they are whole:
+        spooled atomically), so a kill costs at most the videos in flight. A shard whose videos were all spooled
+        is written at once. :meth:`videos_todo` gives what is left of each returned shard."""
         done = {p.name[: -len(".tar")] for p in finished_shards(self.out)}
         todo = []
         for s in shards:
@@ -311,17 +316,42 @@ class ShardWriter:
                 self.report.shards_existing += 1
                 continue
             tar = self.out / SHARD_DIR / f"{s}.tar"
-            for stale in (tar, stats_path(tar)):
+            for stale in (tar, stats_path(tar), *tar.parent.glob(f".{s}.*.tmp.*")):
                 stale.unlink(missing_ok=True)
-            shutil.rmtree(self.out / WORK_DIR / s, ignore_errors=True)
-            self.pending[s] = set(self.plan.shards[s])
+            self.pending[s] = set(self.plan.shards[s]) - self._kept_spool(s)
+            if not self.pending[s]:
+                self._finish(s)
+                continue
             todo.append(s)
         return todo
+
+    def videos_todo(self, shard: str) -> list[str]:
+        """The videos of an unfinished shard that are not spooled yet, in plan order."""
+        return [v for v in self.plan.shards[shard] if v in self.pending[shard]]
+
+    def _spool_file(self, shard: str, i: int) -> Path:
+        return self.out / WORK_DIR / shard / f"{i:06d}.pkl"
+
+    def _kept_spool(self, shard: str) -> set[str]:
+        """The videos of ``shard`` whose spooled result is readable and is theirs; anything else is deleted."""
+        videos = self.plan.shards[shard]
+        spool = self.out / WORK_DIR / shard
+        kept: set[str] = set()
+        for p in sorted(spool.glob("*")) if spool.is_dir() else []:
+            i = int(p.stem) if p.suffix == ".pkl" and p.stem.isdigit() else -1
+            try:
+                if 0 <= i < len(videos) and pickle.loads(p.read_bytes())["video"] == videos[i]:
+                    kept.add(videos[i])
+                    continue
+            except Exception:  # noqa: BLE001 - a foreign or damaged file: compute that video again
+                pass
+            p.unlink(missing_ok=True)
+        return kept
 
     def add(self, result: dict[str, Any]) -> str | None:
         """Spool one video's result; returns the shard's name when that shard was written."""
         shard, i = self.order[result["video"]]
-        write_bytes_atomic(self.out / WORK_DIR / shard / f"{i:06d}.pkl", pickle.dumps(result, protocol=4))
+        write_bytes_atomic(self._spool_file(shard, i), pickle.dumps(result, protocol=4))
         self.pending[shard].discard(result["video"])
         if self.pending[shard]:
             return None
@@ -330,7 +360,7 @@ class ShardWriter:
 
     def _finish(self, shard: str) -> None:
         spool = self.out / WORK_DIR / shard
-        results = [pickle.loads(p.read_bytes()) for p in sorted(spool.glob("*.pkl"))]
+        results = [pickle.loads(self._spool_file(shard, i).read_bytes()) for i in range(len(self.plan.shards[shard]))]
         samples = [s for r in results for s in r["samples"]]
         failures = [f for r in results for f in r["failures"]]
         tar = self.out / SHARD_DIR / f"{shard}.tar"
@@ -373,7 +403,7 @@ def run_local(root: str | Path, out: str | Path, config: PrecomputeConfig | None
     writer = ShardWriter(out, plan)
     seen = 0
     for shard in writer.prepare(my_shards(plan, worker, workers)):
-        for video in plan.shards[shard]:
+        for video in writer.videos_todo(shard):
             writer.add(process_video(root, plan, video, depth_fn))
             seen += 1
             writer.check_fail_fast(seen)

@@ -121,7 +121,7 @@ def run_ray(root: str | Path, out: str | Path, config: PrecomputeConfig | None =
     plan = load_or_make_plan(root, out, config)
     writer = ShardWriter(out, plan)
     todo = writer.prepare(sorted(plan.shards))
-    rows = [{"video": v, "locator": plan.videos[v]} for s in todo for v in plan.shards[s]]
+    rows = [{"video": v, "locator": plan.videos[v]} for s in todo for v in writer.videos_todo(s)]
     if not rows:
         return finish_report(out, writer.report, t0, "ray")
     started = start_ray(address, num_cpus, num_gpus)

@@ -110,6 +110,61 @@ def test_sigkill_mid_shard_then_resume_equals_one_run(davis, tmp_path):
     assert len(names) == len(set(names)) == 15               # complete, nothing twice
 
 
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing of the worker runs after it (not even ``except Exception``)."""
+
+
+def _dying_depth(after_videos: int, seen: list[int]):
+    """A flat DepthFn that records each call's frame count and dies on call ``after_videos + 1``."""
+
+    def depth(frame):
+        return np.full(frame.shape[:2], 128, np.uint8)
+
+    def batch(frames):
+        if after_videos is not None and len(seen) >= after_videos:
+            raise _Killed
+        seen.append(len(frames))
+        return np.full(frames.shape[:3], 128, np.uint8)
+
+    depth.batch = batch
+    return depth
+
+
+def test_a_worker_killed_mid_shard_loses_only_the_video_in_flight(davis, tmp_path):
+    run_local(davis, tmp_path / "one", CFG)
+    out = tmp_path / "killed"
+    first: list[int] = []
+    with pytest.raises(_Killed):                 # dies in shard-000001's second video (goat), fox spooled
+        run_local(davis, out, CFG, depth_fn=_dying_depth(3, first))
+    assert [p.name for p in finished_shards(out)] == ["shard-000000.tar"]
+    assert [p.name for p in (out / ".work" / "shard-000001").iterdir()] == ["000000.pkl"]
+    again: list[int] = []
+    rep = run_local(davis, out, CFG, depth_fn=_dying_depth(None, again))
+    # goat (16 frames), ibex and jay (8 each): bear, car and fox are not computed again
+    assert again == [16, 8, 8] and (rep.shards_done, rep.shards_existing) == (2, 1)
+    assert shard_bytes(out) == shard_bytes(tmp_path / "one") and not list((out / ".work").glob("*/*"))
+
+
+def test_a_shard_spooled_whole_but_killed_before_its_tar_is_written_without_recomputing(davis, tmp_path,
+                                                                                        monkeypatch):
+    import levitor.training.precompute as pre
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    out = tmp_path / "late"
+    with monkeypatch.context() as m:
+        m.setattr(pre, "write_shard", killed)
+        with pytest.raises(_Killed):
+            run_local(davis, out, CFG, depth_fn=_dying_depth(None, []))
+    assert finished_shards(out) == [] and len(list((out / ".work" / "shard-000000").glob("*.pkl"))) == 2
+    calls: list[int] = []
+    rep = run_local(davis, out, CFG, depth_fn=_dying_depth(None, calls))
+    assert calls == [8, 16, 8, 8] and rep.shards_done == 3     # fox, goat, ibex, jay; bear and car were spooled
+    run_local(davis, tmp_path / "one", CFG)
+    assert shard_bytes(out) == shard_bytes(tmp_path / "one")
+
+
 def test_independent_workers_split_the_shards(davis, tmp_path):
     run_local(davis, tmp_path / "one", CFG)
     out = tmp_path / "two"
