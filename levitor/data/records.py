@@ -15,6 +15,13 @@ named ``<key>.<part>`` (WebDataset groups members by the key before the first do
     <key>.instance.png    the (F, H, W) instance maps, stacked the same way (8-bit, or 16-bit when an id >= 256)
     <key>.control.npy     (F, P, 4) float32: x, y (pixels), depth value, visible of each control point
     <key>.ids.npy         (P,) int64: the object id of each point
+    <key>.digest.txt      a hash of the other members: a flipped bit or a bad copy is found when the sample is read
+
+A damaged shard (a sample that does not match its digest, an unreadable tar, fewer samples than its stats say) is
+reported by :class:`CorruptShardError`, which names the shard and how to recompute it; training skips such samples
+with a warning (:mod:`levitor.data.shards`), evaluation and :class:`PrecomputedDataset` raise it. A tar whose size is
+not the one its stats record is not a finished shard (a half-written or half-copied one): ``levitor precompute``
+computes it again and training warns that it is left out.
 
 Everything is encoded deterministically (fixed tar mtime, no zip timestamps), so the same input gives byte-identical
 shards whichever engine, machine or worker count wrote them.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import tarfile
 from dataclasses import dataclass, field
@@ -34,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from levitor._util.hashing import members_hash
 from levitor._util.io import atomic_path, write_text_atomic
 from levitor.control.signal import ControlSignal
 
@@ -41,6 +50,36 @@ FORMAT_VERSION = 2
 FRAME_MODES = ("jpeg", "raw", "none")
 SHARD_DIR = "shards"
 SHARD_MTIME = 0.0            # tar member times: fixed, so shards are byte-identical between runs
+DIGEST_PART = "digest.txt"
+
+log = logging.getLogger(__name__)
+
+
+class CorruptShardError(ValueError):
+    """A shard, or a sample of it, is damaged; the message names the shard and what to do."""
+
+
+def redo_hint(tar: str | Path) -> str:
+    tar = Path(tar)
+    return (f"recompute that shard: delete {stats_path(tar)} and run the command that wrote "
+            f"{tar.parent.parent if tar.parent.name == SHARD_DIR else tar.parent} again with the same --out "
+            "(`levitor precompute` keeps every finished shard and computes only that one)")
+
+
+def sample_digest(sample: dict[str, Any]) -> str:
+    return members_hash({k: v for k, v in sample.items() if not k.startswith("__") and k != DIGEST_PART})
+
+
+def check_sample(sample: dict[str, Any]) -> None:
+    """Raise :class:`CorruptShardError` when a sample does not match its stored digest (records written before
+    digests pass unchecked)."""
+    want = sample.get(DIGEST_PART)
+    if want is None:
+        return
+    if bytes(want).decode("ascii", "replace").strip() != sample_digest(sample):
+        tar = sample.get("__url__", "?")
+        raise CorruptShardError(f"shard {tar}: sample {sample.get('__key__', '?')!r} does not match its digest (a "
+                                f"flipped bit or a bad copy); {redo_hint(tar)}")
 
 
 @dataclass
@@ -121,6 +160,7 @@ def encode_sample(record: ClipRecord, frames: str = "jpeg", jpeg_quality: int = 
             out[f"f{i:03d}.jpg"] = encode_jpeg(f, jpeg_quality)
     elif record.frames is not None and frames == "raw":
         out["frames.npy"] = _npy(np.asarray(record.frames, np.uint8))
+    out[DIGEST_PART] = sample_digest(out).encode()
     return out
 
 
@@ -145,7 +185,11 @@ def decode_sample(sample: dict[str, Any], load_frames: bool = True, load_maps: b
         disparity = _unpng(sample["disparity.png"], n) if load_maps else np.zeros((n, h, w), np.uint8)
         instance = _unpng(sample["instance.png"], n) if load_maps else np.zeros((n, h, w), np.uint8)
     except (KeyError, ValueError, OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"sample {key!r} is not a whole levitor record ({type(err).__name__}: {err})") from err
+        tar = sample.get("__url__")
+        where = f"shard {tar}: " if tar else ""
+        hint = f"; {redo_hint(tar)}" if tar else ""
+        raise CorruptShardError(f"{where}sample {key!r} is not a whole levitor record ({type(err).__name__}: "
+                                f"{err}){hint}") from err
     signal = ControlSignal(points=torch.from_numpy(np.ascontiguousarray(control[..., :2])),
                            depth=torch.from_numpy(np.ascontiguousarray(control[..., 2])),
                            instance=torch.from_numpy(ids.astype(np.int64)),
@@ -183,9 +227,10 @@ def read_stats(tar: Path) -> dict[str, Any] | None:
         return None
 
 
-def finished_shards(root: str | Path) -> list[Path]:
+def finished_shards(root: str | Path, warn: bool = False) -> list[Path]:
     """The shards of a precompute output (or of a folder of shards) that are complete: a stats file beside a tar
-    of the size it records. Sorted by name. Half-written shards (a kill mid-shard) are left out."""
+    of the size it records. Sorted by name. Half-written shards (a kill mid-shard) are left out; ``warn``: say so
+    for a tar that has stats but another size (damaged, or cut short by a copy)."""
     root = Path(root)
     folder = root / SHARD_DIR if (root / SHARD_DIR).is_dir() else root
     out = []
@@ -193,16 +238,31 @@ def finished_shards(root: str | Path) -> list[Path]:
         st = read_stats(tar)
         if st is not None and st.get("bytes") == tar.stat().st_size:
             out.append(tar)
+        elif st is not None and warn:
+            log.warning("shard %s is %d bytes but its stats record %s: left out; %s", tar, tar.stat().st_size,
+                        st.get("bytes"), redo_hint(tar))
     return out
 
 
-def iter_tar_samples(tar: str | Path):
-    """The raw samples (member dicts of bytes, ``__key__``) of one shard, in order, via WebDataset's tar reader."""
+def iter_tar_samples(tar: str | Path, expected: int | None = None):
+    """The raw samples (member dicts of bytes, ``__key__``, ``__url__``) of one shard, in order, via WebDataset's
+    tar reader. An unreadable tar, or (``expected``) another number of samples than its stats say, raises
+    :class:`CorruptShardError` naming the shard, after the samples read before the damage."""
     import webdataset as wds
 
-    with open(tar, "rb") as stream:
-        files = ({**f, "__url__": str(tar)} for f in wds.tariterators.tar_file_iterator(stream))
-        yield from wds.tariterators.group_by_keys(files)
+    n = 0
+    try:
+        with open(tar, "rb") as stream:
+            files = ({**f, "__url__": str(tar)} for f in wds.tariterators.tar_file_iterator(stream))
+            for sample in wds.tariterators.group_by_keys(files):
+                n += 1
+                yield sample
+    except (tarfile.TarError, OSError, ValueError) as err:
+        raise CorruptShardError(f"shard {tar} cannot be read after {n} samples ({type(err).__name__}: {err}); "
+                                f"{redo_hint(tar)}") from err
+    if expected is not None and n != expected:
+        raise CorruptShardError(f"shard {tar} holds {n} samples but its stats say {expected} (a damaged tar "
+                                f"header ends the archive early); {redo_hint(tar)}")
 
 
 class PrecomputedDataset(torch.utils.data.Dataset):
@@ -231,12 +291,20 @@ class PrecomputedDataset(torch.utils.data.Dataset):
         """Per sample of shard ``s``: its key and (offset, size) of each member (one shard's index at a time)."""
         if s not in self._offsets:
             samples: list[dict[str, Any]] = []
-            with tarfile.open(self.shards[s], "r:") as tf:
-                for m in tf:
-                    key, part = m.name.split(".", 1)
-                    if not samples or samples[-1]["__key__"] != key:
-                        samples.append({"__key__": key})
-                    samples[-1][part] = (m.offset_data, m.size)
+            tar = self.shards[s]
+            try:
+                with tarfile.open(tar, "r:") as tf:
+                    for m in tf:
+                        key, part = m.name.split(".", 1)
+                        if not samples or samples[-1]["__key__"] != key:
+                            samples.append({"__key__": key})
+                        samples[-1][part] = (m.offset_data, m.size)
+            except (tarfile.TarError, OSError, ValueError) as err:
+                raise CorruptShardError(f"shard {tar} cannot be read ({type(err).__name__}: {err}); "
+                                        f"{redo_hint(tar)}") from err
+            if len(samples) != self.counts[s]:
+                raise CorruptShardError(f"shard {tar} holds {len(samples)} samples but its stats say "
+                                        f"{self.counts[s]}; {redo_hint(tar)}")
             self._offsets = {s: samples}
         return self._offsets[s]
 
@@ -252,7 +320,7 @@ class PrecomputedDataset(torch.utils.data.Dataset):
 
     def raw(self, i: int) -> dict[str, Any]:
         s, entry = self._entry(i)
-        out: dict[str, Any] = {"__key__": entry["__key__"]}
+        out: dict[str, Any] = {"__key__": entry["__key__"], "__url__": str(self.shards[s])}
         with open(self.shards[s], "rb") as fh:
             for part, where in entry.items():
                 if part != "__key__":
@@ -261,9 +329,12 @@ class PrecomputedDataset(torch.utils.data.Dataset):
         return out
 
     def __getitem__(self, i: int) -> ClipRecord:
-        return decode_sample(self.raw(i), load_frames=self.load_frames)
+        sample = self.raw(i)
+        check_sample(sample)
+        return decode_sample(sample, load_frames=self.load_frames)
 
     def __iter__(self):
-        for tar in self.shards:
-            for sample in iter_tar_samples(tar):
+        for tar, count in zip(self.shards, self.counts):
+            for sample in iter_tar_samples(tar, expected=count):
+                check_sample(sample)
                 yield decode_sample(sample, load_frames=self.load_frames)

@@ -11,10 +11,16 @@ Resuming: a DataLoader hands out the batches of its workers in turn (worker 0, 1
 batches worker ``w`` has delivered ``ceil((b - w) / W)`` of them. :class:`ShardStream` gets the number of samples its
 rank consumed (``start``), skips whole epochs by arithmetic on the shard sample counts (read from the stats files),
 and reads through the rest of the current epoch without decoding it.
+
+Damaged data never stops a run: a sample that does not match its digest or cannot be decoded, and the rest of a shard
+whose tar cannot be read, are skipped with a warning that names the shard and how to recompute it (a bit flip in one
+of 250K files should not end a week of training); the stream fails only when a slot gets no readable sample in a
+whole epoch. Skipped samples shift the resume position of that epoch by their number.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from levitor.data.records import finished_shards, iter_tar_samples, read_stats
+from levitor.data.records import CorruptShardError, check_sample, finished_shards, iter_tar_samples, read_stats
+
+log = logging.getLogger(__name__)
 
 Transform = Callable[[dict[str, Any]], Any]
 """Turns a raw sample (member name -> bytes) into a training item; applied only to samples that are used."""
@@ -49,7 +57,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         if shuffle_buffer < 0 or start < 0 or batch_size < 1 or num_workers < 0:
             raise ValueError(f"need shuffle_buffer >= 0, start >= 0, batch_size >= 1, num_workers >= 0; got "
                              f"{shuffle_buffer}, {start}, {batch_size}, {num_workers}")
-        self.shards = [str(p) for p in finished_shards(root)]
+        self.skipped = 0                        # damaged samples skipped by this process (see _skip)
+        self.shards = [str(p) for p in finished_shards(root, warn=True)]
         if not self.shards:
             raise FileNotFoundError(f"{root} holds no finished shards (shards/*.tar with their .stats.json); run "
                                     "`levitor precompute` (or `levitor precompute-synthetic`) there first")
@@ -93,10 +102,25 @@ class ShardStream(torch.utils.data.IterableDataset):
         shards, stride = self.epoch_plan(epoch, slot)
         i = 0
         for s in shards:
-            for sample in iter_tar_samples(self.shards[s]):
-                if stride is None or i % stride == slot:
-                    yield sample
-                i += 1
+            end = i + self.counts[s]          # the next shard's samples keep their running index after a damage
+            try:
+                for sample in iter_tar_samples(self.shards[s], expected=self.counts[s]):
+                    mine = stride is None or i % stride == slot
+                    i += 1
+                    if mine:
+                        try:
+                            check_sample(sample)
+                        except CorruptShardError as err:
+                            self._skip(err)
+                            continue
+                        yield sample
+            except CorruptShardError as err:
+                self._skip(err)
+            i = end
+
+    def _skip(self, err: Exception) -> None:
+        self.skipped += 1
+        log.warning("skipped damaged training data (%d so far in this process): %s", self.skipped, err)
 
     def slot_stream(self, slot: int, skip: int = 0) -> Iterator[dict[str, Any]]:
         """Raw samples of one slot from ``skip`` on, endless (epochs one after another)."""
@@ -116,11 +140,16 @@ class ShardStream(torch.utils.data.IterableDataset):
             if self.shuffle_buffer > 1:
                 rng = random.Random(_slot_seed(self.seed, epoch, slot))
                 stream = wds.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 64), rng=rng)(stream)
+            got = 0
             for sample in stream:
+                got += 1
                 if skip:
                     skip -= 1
                     continue
                 yield sample
+            if got == 0 and n > 0:
+                raise CorruptShardError(f"slot {slot} of {self.num_slots} read no usable sample in epoch {epoch}: "
+                                        "its shards are damaged (see the warnings above); recompute them")
             epoch += 1
 
     def __iter__(self) -> Iterator[Any]:
@@ -131,4 +160,9 @@ class ShardStream(torch.utils.data.IterableDataset):
                              f"{info.num_workers}; pass the same number to both")
         slot = self.rank * max(1, self.num_workers) + worker
         for sample in self.slot_stream(slot, skip=self.consumed_by_worker(worker)):
-            yield self.transform(sample)
+            try:
+                item = self.transform(sample)
+            except CorruptShardError as err:    # undecodable (records written before digests)
+                self._skip(err)
+                continue
+            yield item
