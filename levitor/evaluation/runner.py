@@ -166,6 +166,16 @@ class EvalConfig:
     source: str = "auto"        # davis | shards (a `levitor precompute` output) | auto: by the folder's content
     depth: str = "none"         # what depth_fn is (the --depth spec), recorded so a resume cannot mix them
 
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8 or self.height % 8 or self.width % 8:
+            raise ValueError(f"height and width must be positive multiples of 8, got {self.height}x{self.width}")
+        if self.num_frames < 2:
+            raise ValueError(f"num_frames must be >= 2, got {self.num_frames}")
+        if self.max_clips is not None and self.max_clips < 1:
+            raise ValueError(f"max_clips must be >= 1 (or unset: every clip), got {self.max_clips}")
+        if self.source not in ("auto", "davis", "shards"):
+            raise ValueError(f"source must be 'auto', 'davis' or 'shards', got {self.source!r}")
+
 
 @dataclass
 class ClipRow:
@@ -425,6 +435,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
     """``levitor eval``: returns a process exit code. Under torchrun or srun every rank runs this."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        config = EvalConfig(height=args.height, width=args.width, num_frames=args.num_frames,
+                            settings=SETTINGS if args.setting == "both" else (args.setting,), starts=args.starts,
+                            max_clips=args.max_clips, write_videos=not args.no_videos, source=args.source,
+                            depth=args.depth)       # checked before any model is loaded
         launch = export_slurm_for_torch()      # before resolve_device: 'auto' picks cuda:LOCAL_RANK
         # no levitor.generation.generate import here: it pulls in diffusers (seconds), which the preview
         # baseline never needs
@@ -435,10 +451,6 @@ def run_eval_command(args: argparse.Namespace) -> int:
         tracker = load_tracker(args.tracker, args.cotracker_checkpoint, device)
         masker = load_mask_estimator(args.masks, tracker, args.sam, device)
         depth_fn = None if args.depth in ("none", "flat") else load_depth_fn(args.depth, device)
-        config = EvalConfig(height=args.height, width=args.width, num_frames=args.num_frames,
-                            settings=SETTINGS if args.setting == "both" else (args.setting,), starts=args.starts,
-                            max_clips=args.max_clips, write_videos=not args.no_videos, source=args.source,
-                            depth=args.depth)
         where = f"[rank {launch.rank}/{launch.world_size}] " if launch.world_size > 1 else ""
 
         def progress(r: ClipRow) -> None:
@@ -450,8 +462,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
             summary = run_eval(args.data, generator, tracker, out, config, name, depth_fn, args.split,
                                args.sequences, _quality(args.quality, device), progress, masker, launch, barrier,
                                resume=not args.no_resume)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"levitor eval: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as err:
+        print(f"levitor eval: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
     if launch.rank != 0:
         return 0

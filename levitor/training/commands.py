@@ -26,20 +26,22 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from levitor.training.config import load_config, parse_overrides
-    from levitor.training.loop import train
+    from levitor.training.datasets import check_data
+    from levitor.training.loop import LaunchError, train
 
     try:
         config = load_config(args.config, **parse_overrides(args.set))
-    except ValueError as err:
-        print(f"levitor train: error: {err}", file=sys.stderr)
+        check_data(config)
+        result = train(config, resume=not args.no_resume)
+    except (ValueError, OSError, LaunchError, FloatingPointError) as err:   # what to fix, in one line
+        print(f"levitor train: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
-    result = train(config, resume=not args.no_resume)
     print(json.dumps(result))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m levitor.training CONFIG [--set key=value ...] [--no-resume]``."""
+    """``python -m levitor.training CONFIG [--set key=value ...] [--no-resume]`` (what torchrun / srun start)."""
     p = argparse.ArgumentParser(prog="levitor train", description="Train the LeviTor ControlNet.")
     add_train_arguments(p)
     return run_train(p.parse_args(argv))
@@ -57,7 +59,15 @@ def run_synthetic(args: argparse.Namespace) -> int:
     from levitor.training.config import PRESETS, load_config
     from levitor.training.datasets import precompute_synthetic
 
-    config = load_config(args.config) if args.config else PRESETS["mini"]
+    if args.clips < 1 or args.shard_size < 1:
+        print(f"levitor precompute-synthetic: error: --clips and --shard-size must be >= 1, got {args.clips} and "
+              f"{args.shard_size}", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config) if args.config else PRESETS["mini"]
+    except ValueError as err:
+        print(f"levitor precompute-synthetic: error: {err}", file=sys.stderr)
+        return 2
     t = time.time()
     precompute_synthetic(args.out, args.clips, config, shard_size=args.shard_size)
     print(f"wrote {args.clips} clips to {args.out} in {time.time() - t:.1f} s")

@@ -108,8 +108,67 @@ class TrainConfig:
         self.mini_channels = tuple(self.mini_channels)
         self.adam_betas = tuple(self.adam_betas)
         for name in ("height", "width"):
-            if getattr(self, name) % 8:
-                raise ValueError(f"{name} must be a multiple of 8, got {getattr(self, name)}")
+            if getattr(self, name) < 8 or getattr(self, name) % 8:
+                raise ValueError(f"{name} must be a positive multiple of 8, got {getattr(self, name)}")
+        for name, (ok, valid) in _RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+                raise ValueError(f"{name} must be {valid}, got {value}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {list(self.adam_betas)}")
+        if not self.mini_channels or any(c < 32 or c % 32 for c in self.mini_channels):
+            raise ValueError(f"mini_channels must be multiples of 32 (GroupNorm), got {list(self.mini_channels)}")
+        if not 0 < self.mini_sigma_min < self.mini_sigma_max:
+            raise ValueError(f"need 0 < mini_sigma_min < mini_sigma_max, got {self.mini_sigma_min} and "
+                             f"{self.mini_sigma_max}")
+        self._check_synthetic()
+
+    def _check_synthetic(self) -> None:
+        """Unknown keys of ``synthetic`` fail here, not in a DataLoader worker after the models are built."""
+        from dataclasses import fields as dc_fields
+
+        from levitor.data.synthetic import SyntheticConfig
+
+        known = {f.name for f in dc_fields(SyntheticConfig)} - {"height", "width", "num_frames"}
+        unknown = sorted(set(self.synthetic) - known)
+        if unknown:
+            raise ValueError(f"unknown synthetic key(s) {unknown}; known: {sorted(known)} (height, width and "
+                             "num_frames are the config's own keys)")
+        if self.data == "synthetic":        # its own range checks
+            SyntheticConfig(height=self.height, width=self.width, num_frames=self.num_frames, **self.synthetic)
+
+
+_RANGES = {   # field -> (test, the valid range as the error says it)
+    "lr": (lambda v: v > 0, "> 0"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "grad_accum": (lambda v: v >= 1, ">= 1"),
+    "max_steps": (lambda v: v >= 1, ">= 1"),
+    "warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "max_grad_norm": (lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    "num_frames": (lambda v: v >= 2, ">= 2"),
+    "num_workers": (lambda v: v >= 0, ">= 0"),
+    "shuffle_buffer": (lambda v: v >= 0, ">= 0"),
+    "control_radius": (lambda v: v >= 0, ">= 0"),
+    "kmeans_stride": (lambda v: v >= 1, ">= 1"),
+    "p_std": (lambda v: v > 0, "> 0"),
+    "fps": (lambda v: v >= 1, ">= 1"),
+    "motion_bucket_id": (lambda v: v >= 0, ">= 0"),
+    "noise_aug_strength": (lambda v: v >= 0, ">= 0"),
+    "motion_loss_weight": (lambda v: v >= 0, ">= 0"),
+    "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "mini_layers_per_block": (lambda v: v >= 1, ">= 1"),
+    "mini_patch_size": (lambda v: v >= 1, ">= 1"),
+    "log_every": (lambda v: v >= 1, ">= 1"),
+    "checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "checkpoint_minutes": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "keep_checkpoints": (lambda v: v >= 1, ">= 1"),
+    "sample_every": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "sample_steps": (lambda v: v >= 1, ">= 1"),
+    "max_minutes": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "num_threads": (lambda v: v >= 0, ">= 0 (0: torch's default)"),
+    "num_processes": (lambda v: v >= 0, ">= 0 (0: any)"),
+}
 
 
 PRESETS = {

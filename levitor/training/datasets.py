@@ -81,6 +81,34 @@ def shard_item(sample: dict, config: TrainConfig) -> dict:
             "control": encode(signal, config.height, config.width, radius=config.control_radius)}
 
 
+def check_data(config: TrainConfig) -> None:
+    """Fail before any model is built when the data cannot serve this config: no data_root, no finished shards
+    there, or shards of another clip size (read from the first sample's metadata only)."""
+    if config.data != "shards":
+        return
+    from levitor.data.records import finished_shards, iter_tar_samples
+
+    if not config.data_root:
+        raise ValueError("data 'shards' needs data_root: the folder written by `levitor precompute` or "
+                         "`levitor precompute-synthetic`")
+    if not Path(config.data_root).is_dir():
+        raise FileNotFoundError(f"data_root {config.data_root} is not a folder; run `levitor precompute ... --out "
+                                f"{config.data_root}` (or `levitor precompute-synthetic {config.data_root}`) first")
+    tars = finished_shards(config.data_root, warn=True)
+    if not tars:
+        raise FileNotFoundError(f"{config.data_root} holds no finished shards (shards/*.tar with their .stats.json); "
+                                "run `levitor precompute` (or `levitor precompute-synthetic`) there first")
+    first = next(iter(iter_tar_samples(tars[0])), None)
+    if first is not None and "json" in first:
+        meta = json.loads(first["json"])
+        got = (meta.get("num_frames"), meta.get("height"), meta.get("width"))
+        if got != (config.num_frames, config.height, config.width):
+            raise ValueError(f"the shards in {config.data_root} hold {got[0]}x{got[1]}x{got[2]} clips (frames x "
+                             f"height x width) but the config asks for {config.num_frames}x{config.height}x"
+                             f"{config.width}: set num_frames/height/width to the shards' size, or precompute at "
+                             "the config's size")
+
+
 def make_dataset(config: TrainConfig, rank: int = 0, world_size: int = 1, start: int = 0):
     """The run's data: the synthetic world (map-style, for a sampler) or a :class:`~levitor.data.shards.ShardStream`
     of this rank's share of the shards, resumed after ``start`` samples."""

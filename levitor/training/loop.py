@@ -326,16 +326,20 @@ def any_rank(accelerator, *flags: bool) -> list[bool]:
     return [bool(v > 0) for v in accelerator.reduce(t, reduction="sum").tolist()]
 
 
+class LaunchError(RuntimeError):
+    """The processes started are not what the config asks for; the message says how to launch."""
+
+
 def check_launch(config: TrainConfig, num_processes: int, launched: int, source: str) -> None:
     """Refuse a launch that is not what was asked, before any rank writes to the output folder."""
     if launched > 1 and num_processes == 1:
-        raise RuntimeError(
+        raise LaunchError(
             f"this process was started as one of {launched} ({source} variables) but no process group formed, so "
             f"{launched} separate runs would race on {config.output_dir}. On a machine without GPUs, "
             "`accelerate launch --multi_gpu` does this: use `ACCELERATE_USE_CPU=true torchrun --nproc-per-node N "
             "-m levitor.training CONFIG` (gloo), or run on GPUs")
     if config.num_processes and config.num_processes != num_processes:
-        raise RuntimeError(
+        raise LaunchError(
             f"the config asks for num_processes={config.num_processes} but {num_processes} process(es) started "
             "(`accelerate launch --cpu --num_processes N` starts one here; use ACCELERATE_USE_CPU=true torchrun "
             "--nproc-per-node N). Launch that many, or set num_processes: 0 to accept any")

@@ -464,6 +464,10 @@ def run_precompute_command(args) -> int:
                         format="%(asctime)s %(name)s: %(message)s")
     try:
         config = _config_from_args(args)
+        for flag in ("threads", "num_cpus", "num_gpus", "depth_input_size"):
+            if getattr(args, flag, None) is not None and getattr(args, flag) < (0 if flag == "num_gpus" else 1):
+                raise ValueError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'num_gpus' else 1}, got "
+                                 f"{getattr(args, flag)}")
         engine = args.engine
         if engine == "auto":
             import importlib.util
@@ -493,8 +497,8 @@ def run_precompute_command(args) -> int:
                           file=sys.stderr, flush=True)
 
             report = run_local(args.root, args.out, config, depth_fn, worker, workers, progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"levitor precompute: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"levitor precompute: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
     print(f"levitor precompute ({report.engine}): {report.shards_done} shards written, {report.shards_existing} "
           f"already there, of {report.shards}; {report.samples} clips, {report.failed} failed, {report.empty} "

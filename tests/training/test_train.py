@@ -59,6 +59,64 @@ def test_levitor_train_config_errors_are_one_line_and_exit_2(tmp_path, name, tex
     assert len(lines) == 1 and "Traceback" not in res.stderr and re.search(message, lines[0]), res.stderr
 
 
+@pytest.fixture(scope="module")
+def shards_16(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards16")
+    precompute_synthetic(root, 1, load_config(None, base="mini", height=16, width=16, num_frames=2), shard_size=1)
+    return root
+
+
+@pytest.mark.parametrize("lines, message", [
+    ("lr: -0.001", r"lr must be > 0, got -0.001"),
+    ("batch_size: 0", r"batch_size must be >= 1, got 0"),
+    ("ema_decay: 1.5", r"ema_decay must be in \[0, 1\), got 1.5"),
+    ("height: 20", r"height must be a positive multiple of 8, got 20"),
+    ("max_steps: many", r"max_steps must be int, got 'many'"),
+    ("batch_size: 2.5", r"batch_size must be int, got 2.5"),
+    ("mixed_precision: no", r"quote it"),
+    ("synthetic: {{sprites: 3}}", r"unknown synthetic key\(s\) \['sprites'\]"),
+    ("data: shards\ndata_root: {missing}", r"data_root .*missing is not a folder; run `levitor precompute"),
+    ("data: shards\ndata_root: {empty}", r"holds no finished shards"),
+    ("data: shards\ndata_root: {shards}\nheight: 32", r"hold 2x16x16 clips .* asks for 8x32x32"),
+])
+def test_levitor_train_bad_values_are_one_line_and_exit_2(tmp_path, capsys, shards_16, lines, message):
+    """In process: the same handler as the subprocess test above, for values the file parses but the config
+    refuses (nothing is built: these return before any model is made)."""
+    import re
+
+    from levitor.cli import main
+
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "c.yaml"
+    path.write_text("base: mini\n" + lines.format(missing=tmp_path / "missing", empty=tmp_path / "empty",
+                                                  shards=shards_16) + "\n")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("levitor train: error: ") and re.search(message, err[0]), err
+    assert main(["train", str(tmp_path / "c.yaml"), "--set", "lr=fast"]) == 2
+    assert "lr must be float, got 'fast'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["precompute", "{tmp}", "--out", "{tmp}/o", "--engine", "local"], "DAVIS folder .* not found"),
+    (["precompute", "{tmp}", "--out", "{tmp}/o", "--engine", "local", "--height", "4"], "need height, width >= 8"),
+    (["precompute", "{tmp}", "--out", "{tmp}/o", "--engine", "local", "--threads", "0"], "--threads must be >= 1"),
+    (["precompute", "{tmp}", "--out", "{tmp}/o", "--engine", "local", "--workers", "2"], "go together"),
+    (["eval", "{tmp}", "--out", "{tmp}/e", "--steps", "0"], "--steps must be >= 1"),
+    (["eval", "{tmp}", "--out", "{tmp}/e", "--height", "100"], "positive multiples of 8"),
+    (["eval", "{tmp}", "--out", "{tmp}/e", "--source", "shards"], "no finished shards"),
+    (["precompute-synthetic", "{tmp}/s", "--clips", "0"], "--clips and --shard-size must be >= 1"),
+])
+def test_eval_and_precompute_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    import re
+
+    from levitor.cli import main
+
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+
+
 def test_control_ablations():
     cfg = load_config(None, base="mini", num_frames=4)
     item = SyntheticControlDataset(cfg)[3]
