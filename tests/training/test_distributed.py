@@ -34,10 +34,21 @@ def shards(tmp_path_factory):
     return tmp / "pre"
 
 
-def _torchrun(config: Path, timeout: float = 300, wait: bool = True):
+@pytest.fixture(scope="module")
+def shards_32(tmp_path_factory):
+    """The size the tiny SVD-shaped models need (their VAE downsamples by 8)."""
+    tmp = tmp_path_factory.mktemp("dist32")
+    write_textured_davis(tmp / "DAVIS", {"bear": 8, "car": 8, "fox": 8, "goat": 8})
+    cfg = PrecomputeConfig(height=32, width=32, num_frames=4, sample_stride=1, videos_per_shard=1)
+    run_local(tmp / "DAVIS", tmp / "pre", cfg)           # 4 shards of 2 clips
+    return tmp / "pre"
+
+
+def _torchrun(config: Path, timeout: float = 300, wait: bool = True, sets: dict | None = None):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             "-m", "levitor.training", str(config)]
+    args += [a for k, v in (sets or {}).items() for a in ("--set", f"{k}={v}")]
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     if not wait:
@@ -62,11 +73,14 @@ def _write(tmp: Path, name: str, **over) -> Path:
     return path
 
 
-def test_two_ranks_train_from_shards_with_timed_checkpoints(shards, tmp_path):
+def test_two_ranks_train_configs_paper_from_shards_with_timed_checkpoints(shards_32, tmp_path):
+    """configs/paper.yaml itself (frozen UNet, ControlNet only), with tiny random models in place of SVD."""
     run = tmp_path / "run"
     # a checkpoint is due after every step by each rank's own clock: with per-rank decisions this deadlocked
-    cfg = _write(tmp_path, "a", data_root=str(shards), output_dir=str(run), max_steps=4, checkpoint_minutes=1e-5)
-    _torchrun(cfg)
+    _torchrun(REPO / "configs" / "paper.yaml", sets=dict(
+        model="tiny", data_root=shards_32, output_dir=run, height=32, width=32, num_frames=4, max_steps=4,
+        checkpoint_minutes=1e-5, mixed_precision="no", gradient_checkpointing="false", num_workers=0,
+        shuffle_buffer=4, log_every=1, trace_samples="true", num_processes=2))
     trace = _trace(run)
     assert [t["step"] for t in trace[0]] == [1, 2, 3, 4] == [t["step"] for t in trace[1]]
     for a, b in zip(trace[0], trace[1]):
@@ -74,8 +88,10 @@ def test_two_ranks_train_from_shards_with_timed_checkpoints(shards, tmp_path):
         assert a["noise_seed"] != b["noise_seed"]               # each rank its own noise
         assert not set(a["names"]) & set(b["names"])            # and its own clips
     assert trace[0][1]["noise_seed"] == rank_seed(0, 1, 0) and trace[1][1]["noise_seed"] == rank_seed(0, 1, 1)
+    assert len({t["param_sum"] for t in trace[0]}) == 4         # the ControlNet trains
     steps = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert steps[-1] == "step_0000004"
+    assert (run / "export" / "controlnet" / "config.json").is_file() and not (run / "export" / "unet").exists()
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(r["loss"] == r["loss"] for r in log)
 

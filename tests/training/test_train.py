@@ -117,6 +117,29 @@ def test_eval_and_precompute_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys
     assert len(err) == 1 and re.search(message, err[0]), err
 
 
+def test_levitor_precompute_then_levitor_train_configs_paper_on_one_process(tmp_path, capsys):
+    """The issue's "done": `levitor precompute` -> `levitor train configs/paper.yaml` from its shards (tiny random
+    models in place of SVD, the size of the fixture); the 2-process run is in test_distributed."""
+    from pathlib import Path
+
+    from levitor.cli import main
+    from levitor.testing.datasets import write_textured_davis
+
+    write_textured_davis(tmp_path / "DAVIS", {"bear": 8, "car": 8})
+    assert main(["precompute", str(tmp_path / "DAVIS"), "--out", str(tmp_path / "pre"), "--engine", "local",
+                 "--height", "32", "--width", "32", "--num-frames", "4", "--quiet"]) == 0
+    sets = dict(model="tiny", data_root=tmp_path / "pre", output_dir=tmp_path / "run", height=32, width=32,
+                num_frames=4, max_steps=2, log_every=1, mixed_precision="no", gradient_checkpointing="false",
+                num_workers=0)
+    paper = Path(__file__).resolve().parents[2] / "configs" / "paper.yaml"
+    assert main(["train", str(paper)] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["step"] == 2 and result["checkpoint"].endswith("step_0000002")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["model"], config["train_unet"], config["lr"], config["kmeans_stride"]) == ("tiny", False, 1e-5, 10)
+    assert (tmp_path / "run" / "export" / "controlnet" / "config.json").is_file()
+
+
 def test_control_ablations():
     cfg = load_config(None, base="mini", num_frames=4)
     item = SyntheticControlDataset(cfg)[3]
