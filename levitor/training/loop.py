@@ -129,13 +129,15 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
     dataset = make_dataset(config, accelerator.process_index, accelerator.num_processes, rank_samples)
     if isinstance(dataset, torch.utils.data.IterableDataset):   # shards: split by rank and worker, resumed inside
         loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers,
-                                             persistent_workers=config.num_workers > 0)
+                                             persistent_workers=config.num_workers > 0,
+                                             worker_init_fn=ignore_stop_signals)
     else:
         sampler = ResumableSampler(len(dataset), rank_samples * accelerator.num_processes, config.seed,
                                    shuffle=False)
         loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
                                              num_workers=config.num_workers, drop_last=True,
-                                             persistent_workers=config.num_workers > 0)
+                                             persistent_workers=config.num_workers > 0,
+                                             worker_init_fn=ignore_stop_signals)
 
     if config.train_unet:
         controlnet, unet, optimizer, lr_scheduler = accelerator.prepare(controlnet, unet, optimizer, lr_scheduler)
@@ -262,6 +264,14 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
     for s, h in old_handlers.items():
         signal.signal(s, h)
     return {**progress, "checkpoint": str(last_folder)}
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT: SLURM signals every process of a job step and Ctrl-C the whole
+    process group, and a worker that died of it would fail the rank's next batch before its checkpoint. The rank
+    stops them itself once it has checkpointed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def cut_log(path: Path, step: int) -> None:

@@ -80,7 +80,7 @@ def test_two_ranks_train_configs_paper_from_shards_with_timed_checkpoints(shards
     _torchrun(REPO / "configs" / "paper.yaml", sets=dict(
         model="tiny", data_root=shards_32, output_dir=run, height=32, width=32, num_frames=4, max_steps=4,
         checkpoint_minutes=1e-5, mixed_precision="no", gradient_checkpointing="false", num_workers=0,
-        shuffle_buffer=4, log_every=1, trace_samples="true", num_processes=2))
+        shuffle_buffer=4, log_every=1, trace_samples="true", num_processes=2, warmup_steps=4))
     trace = _trace(run)
     assert [t["step"] for t in trace[0]] == [1, 2, 3, 4] == [t["step"] for t in trace[1]]
     for a, b in zip(trace[0], trace[1]):
@@ -94,6 +94,8 @@ def test_two_ranks_train_configs_paper_from_shards_with_timed_checkpoints(shards
     assert (run / "export" / "controlnet" / "config.json").is_file() and not (run / "export" / "unet").exists()
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(r["loss"] == r["loss"] for r in log)
+    # warm-up in optimizer steps whatever the process count (accelerate alone would step it once per process)
+    assert [r["lr"] for r in log] == pytest.approx([0.25e-5, 0.5e-5, 0.75e-5, 1e-5])
 
 
 def _ranks_of(proc) -> list[int]:

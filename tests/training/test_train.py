@@ -130,7 +130,7 @@ def test_levitor_precompute_then_levitor_train_configs_paper_on_one_process(tmp_
                  "--height", "32", "--width", "32", "--num-frames", "4", "--quiet"]) == 0
     sets = dict(model="tiny", data_root=tmp_path / "pre", output_dir=tmp_path / "run", height=32, width=32,
                 num_frames=4, max_steps=2, log_every=1, mixed_precision="no", gradient_checkpointing="false",
-                num_workers=0)
+                num_workers=0, warmup_steps=2, grad_accum=2)
     paper = Path(__file__).resolve().parents[2] / "configs" / "paper.yaml"
     assert main(["train", str(paper)] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -138,6 +138,43 @@ def test_levitor_precompute_then_levitor_train_configs_paper_on_one_process(tmp_
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["model"], config["train_unet"], config["lr"], config["kmeans_stride"]) == ("tiny", False, 1e-5, 10)
     assert (tmp_path / "run" / "export" / "controlnet" / "config.json").is_file()
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # warm-up counts optimizer steps: 2 micro-batches per step, lr 1/2 then 2/2 of the config's
+    assert [r["lr"] for r in log] == pytest.approx([0.5e-5, 1e-5])
+
+
+def test_sigterm_to_the_whole_process_group_with_dataloader_workers_checkpoints(tmp_path):
+    """SLURM signals every process of a step, Ctrl-C the whole group: the DataLoader workers must not die of it
+    before the rank has checkpointed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY_MINI, "max_steps": 10_000, "checkpoint_every": 1000, "ema": False,
+                                   "num_workers": 1, "output_dir": str(run)}))
+    proc = subprocess.Popen([sys.executable, "-m", "levitor.training", str(cfg)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    log = run / "log.jsonl"
+    while time.time() < deadline and proc.poll() is None and not (log.is_file() and log.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)       # the rank and its DataLoader worker
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("training did not stop after SIGTERM")
+    assert proc.returncode == 0, out[-3000:]
+    stopped = json.loads(out.strip().splitlines()[-1])["step"]
+    assert stopped >= 2 and json.loads((run / "checkpoints" / f"step_{stopped:07d}" / "progress.json").read_text()
+                                       )["step"] == stopped
 
 
 def test_control_ablations():
