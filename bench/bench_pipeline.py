@@ -59,7 +59,7 @@ def bench_signal(case: Case, num_points: int = 64, seed: int = 0) -> ControlSign
 def plain_svd(pipe: LeviTorPipeline) -> StableVideoDiffusionPipeline:
     """diffusers' own pipeline over the same modules; its UNet shares the LeviTor UNet's weight tensors."""
     with torch.device("meta"):
-        unet = UNetSpatioTemporalConditionModel.from_config(pipe.unet.config)
+        unet = UNetSpatioTemporalConditionModel.from_config(pipe.unet.svd_config)
     unet.load_state_dict(pipe.unet.state_dict(), assign=True)
     svd = StableVideoDiffusionPipeline(vae=pipe.vae, image_encoder=pipe.image_encoder, unet=unet.eval(),
                                        scheduler=pipe.scheduler, feature_extractor=pipe.feature_extractor)
@@ -164,7 +164,11 @@ def main() -> None:
     parser.add_argument("--arch", choices=["svd-xt", "tiny"], default=None,
                         help="model architecture (default: svd-xt on CUDA, tiny on CPU)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--decode-chunk-size", type=int, default=8)
+    parser.add_argument("--decode-chunk-size", type=int, default=8,
+                        help="frames per VAE decode call in both pipelines (levitor's default preset: all at once)")
+    parser.add_argument("--temporal-order", choices=["release", "diffusers"], default="release",
+                        help="the LeviTor UNet's and ControlNet's temporal context order: release (what the "
+                             "released weights run, default) or diffusers (plain SVD's, levitor-trained models)")
     parser.add_argument("--no-reference", action="store_true", help="skip the 25x576x1024 timing")
     parser.add_argument("--no-memory", action="store_true", help="skip the preset peak-VRAM comparison")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -182,10 +186,17 @@ def main() -> None:
     t0 = time.perf_counter()
     pipe = random_svd_xt_pipeline(device, dtype) if arch == "svd-xt" else tiny_pipeline(seed=0).to(device)
     pipe.set_progress_bar_config(disable=True)
+    for model in (pipe.unet, pipe.controlnet):
+        model.set_temporal_context_order(args.temporal_order)
     svd = plain_svd(pipe)
     print(f"built in {time.perf_counter() - t0:.1f} s")
+    behaviours = (f"temporal context order {args.temporal_order} (LeviTor UNet + ControlNet; plain SVD: diffusers'), "
+                  f"VAE decode {args.decode_chunk_size} frames per call in both timed pipelines (the memory rows: "
+                  "each preset's own), control: a fixed 64-point signal (no scene, so no control rules)")
+    print(f"behaviours: {behaviours}")
 
-    results = dict(device=label, arch=arch, dtype=str(dtype), torch=torch.__version__, timings=[], memory=[])
+    results = dict(device=label, arch=arch, dtype=str(dtype), torch=torch.__version__, behaviours=behaviours,
+                   timings=[], memory=[])
     row = time_pair(pipe, svd, main_case, device, args.repeats, args.decode_chunk_size)
     results["timings"].append(row)
     c = main_case

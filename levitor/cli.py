@@ -21,6 +21,36 @@ COMMAND_MODULES = (
 EXPECTED_ERRORS = (ValueError, OSError)  # OSError: FileNotFound, IsADirectory, Permission, weights not found
 
 
+def seed_arg(text: str) -> int:
+    """argparse type for --seed: a whole number in 0..2**63-1 (a clear usage error otherwise)."""
+    from levitor.defaults import check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) if text.strip().lstrip("-").isdigit() else
+                                         f"seed must be a whole number in 0..2**63-1, got {text!r}") from None
+
+
+def error_line(e: BaseException) -> str:
+    """One line for an expected failure: OSErrors name their file; multi-line messages keep their lines."""
+    if isinstance(e, OSError) and e.filename and e.strerror and not isinstance(e, FileNotFoundError):
+        return f"{e.strerror}: {e.filename}"
+    return str(e) or type(e).__name__
+
+
+def run_command(prog: str, run, args: argparse.Namespace) -> int:
+    """Run a command's function the way the CLI does: expected failures are one message and exit code 2."""
+    try:
+        return int(run(args) or 0)
+    except EXPECTED_ERRORS as e:  # bad input and missing weights: say what to do, no traceback
+        print(f"{prog}: error: {error_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="levitor", description="3D-trajectory-controlled image-to-video (LeviTor). `levitor COMMAND --help` "
@@ -36,15 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    try:
-        return int(args.run(args) or 0)
-    except EXPECTED_ERRORS as e:  # bad input and missing weights: say what to do, no traceback
-        text = str(e) or type(e).__name__
-        print(f"levitor {args.command}: error: {text}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"levitor {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(f"levitor {args.command}", args.run, args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ SIZES: dict[str, VideoSize] = {
 DEFAULT_SIZE = SIZES["default"]
 RELEASE_DEMO_SIZE = SIZES["release-demo"]
 NUM_FRAMES = DEFAULT_SIZE.num_frames  # the official checkpoint was trained on 16-frame clips
+# The most frames a scene may ask for: renders, control and latents grow with the frame count, and SVD models are
+# trained on 14-25 frames (LeviTor on 16); beyond this the engine would only run out of memory.
+MAX_FRAMES = 256
 
 
 def video_size(name: str) -> VideoSize:
@@ -38,3 +41,14 @@ def video_size(name: str) -> VideoSize:
 RELEASE_SEED = 217113  # the release demo's seed
 RELEASE_FX = 3866.378  # the release's fixed pinhole focal lengths (pixels); cx, cy are the image centre
 RELEASE_FY = 4538.052
+MAX_SEED = 2**63  # seeds are torch.Generator seeds: 0 <= seed < 2**63
+
+
+def check_seed(seed: object) -> int:
+    """A seed as an int, or a ValueError saying the valid range."""
+    if isinstance(seed, bool) or not isinstance(seed, int) and not (hasattr(seed, "__index__")):
+        raise ValueError(f"seed must be a whole number in 0..2**63-1, got {seed!r}")
+    seed = int(seed)
+    if not 0 <= seed < MAX_SEED:
+        raise ValueError(f"seed must be in 0..2**63-1 (a torch generator seed), got {seed}")
+    return seed

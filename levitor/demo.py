@@ -98,7 +98,10 @@ def _preview(args: argparse.Namespace) -> int:
     from levitor.engine import Engine
     from levitor.scene import Scene
 
-    path = Engine(Scene.load(args.scene)).write_preview(args.out)
+    out = Path(args.out)
+    if out.is_dir():  # a folder: the video goes inside it
+        out = out / "preview.mp4"
+    path = Engine(Scene.load(args.scene)).write_preview(out)
     print(f"levitor preview: wrote {path}")
     return 0
 

@@ -43,12 +43,15 @@ def depth_from_disparity(disparity: np.ndarray | torch.Tensor):
 
 
 def disparity_from_depth(depth: np.ndarray | torch.Tensor):
-    """Scene depth -> the control signal's 0..255 value: ``round(1 / depth)``, with depth 1 -> 0."""
+    """Scene depth -> the control signal's 0..255 value: ``round(1 / depth)``, with depth 1 -> 0.
+
+    As the release computes it: the float32 depth's reciprocal in float64, rounded half to even (Python's round).
+    Depths below 1/255 give 255 (the release writes round(1 / depth), above 255)."""
     if isinstance(depth, torch.Tensor):
-        d = depth.to(torch.float32).clamp(min=MIN_DEPTH)
+        d = depth.to(torch.float32).to(torch.float64).clamp(min=MIN_DEPTH)
         v = torch.round(1.0 / d)
-        return torch.where(v <= 1, torch.zeros_like(v), v).clamp(max=DISPARITY_MAX)
-    d = np.maximum(np.asarray(depth, dtype=np.float32), MIN_DEPTH)
+        return torch.where(v <= 1, torch.zeros_like(v), v).clamp(max=DISPARITY_MAX).to(torch.float32)
+    d = np.maximum(np.asarray(depth, dtype=np.float32).astype(np.float64), MIN_DEPTH)
     v = np.round(1.0 / d)
     return np.where(v <= 1, 0, np.minimum(v, DISPARITY_MAX)).astype(np.float32)
 
@@ -68,6 +71,12 @@ def nearness_from_depth(reference_depth: float, depth: float) -> float:
     if depth <= 0:
         raise ValueError(f"depth must be > 0, got {depth}")
     return float(reference_depth / depth)
+
+
+def nearness_range(reference_depth: float) -> tuple[float, float]:
+    """The "x nearer" values a point can reach from ``reference_depth``: depths stay in [MIN_DEPTH, 1] (1/255 is
+    the nearest the disparity scale expresses, 1 the farthest)."""
+    return reference_depth / 1.0, reference_depth / MIN_DEPTH
 
 
 def check_depth_map(depth: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:

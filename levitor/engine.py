@@ -3,6 +3,11 @@
 The Studio mutates a :class:`~levitor.scene.Scene` and calls :meth:`Engine.update` after each edit:
 a path edit re-renders (lift, move, z-buffer) and re-clusters; a scale-factor change only re-clusters.
 The same class serves the CLI and scripts (``Engine(scene).update().signal``).
+
+``Engine(scene, rules="release")`` builds the control exactly as the official release does (instance assembly,
+occlusion and hole filling, K-means, the depth value of a point: :class:`levitor.control.rules.ControlRules`);
+generation with the released weights uses it. The default, levitor's own rules, keeps points temporally stable
+for the Studio's live view.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from levitor._util.hashing import array_hash, digest, masks_hash
 from levitor._util.threads import torch_threads
 from levitor.control.instances import InstanceMap, assemble_instance_map
 from levitor.control.points import control_from_masks
+from levitor.control.rules import ControlRules
 from levitor.control.signal import ControlSignal
 from levitor.motion.lift import interpolate_path, lift, object_path_3d
+from levitor.motion.release_render import render_release
 from levitor.motion.render import Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
 from levitor.scene import Scene
 
@@ -64,9 +71,14 @@ class EngineResult:
 class Engine:
     """Caching wrapper around the engine's pure functions for one (mutable) scene."""
 
-    def __init__(self, scene: Scene, init: str = "warm", backend: str = "auto"):
+    def __init__(self, scene: Scene, init: str | None = None, backend: str = "auto",
+                 rules: str | ControlRules = "levitor"):
         self.scene = scene
-        self.init = init  # K-means init: "warm" (temporally stable) or "release"
+        # "levitor" (default) or "release" (what the released weights were trained with), or a ControlRules;
+        # ``init`` overrides its K-means ("warm", "release" or "even")
+        self.rules = ControlRules.named(rules)
+        if init is not None:
+            self.rules = replace(self.rules, kmeans=init)
         self.backend = backend  # renderer: "auto", "numba", "torch" or "pytorch3d" (see motion.render.render)
         self._instances: tuple[str, InstanceMap] | None = None
         self._static: tuple[str, StaticLayer] | None = None
@@ -76,6 +88,11 @@ class Engine:
         self._kmeans_cache: dict = {}  # first-frame clusterings, reused across edits
         self._draft_cache: dict = {}  # the same for one-frame drafts (kept apart: their tracks are one frame long)
         self._areas: dict[int, np.ndarray] = {}  # id -> per-frame area, from the last full update
+
+    @property
+    def init(self) -> str:
+        """The K-means init across frames ("warm", "release" or "even"): ``rules.kmeans``."""
+        return self.rules.kmeans
 
     # ------------------------------------------------------------------ main entry
     def update(self) -> EngineResult:
@@ -115,9 +132,9 @@ class Engine:
     # ------------------------------------------------------------------ stages
     def instance_map(self) -> InstanceMap:
         s = self.scene
-        key = digest(masks_hash(s.masks), [o.mask_index for o in s.objects])
+        key = digest(masks_hash(s.masks), [o.mask_index for o in s.objects], self.rules.instances)
         if self._instances is None or self._instances[0] != key:
-            inst = assemble_instance_map(s.masks, [o.mask_index for o in s.objects])
+            inst = assemble_instance_map(s.masks, [o.mask_index for o in s.objects], rule=self.rules.instances)
             for o in s.objects:
                 if o.mask_index not in inst.id_of_mask:
                     warnings.warn(
@@ -129,14 +146,14 @@ class Engine:
 
     def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, list[np.ndarray]]:
         s = self.scene
-        static_key = digest(self._instances[0], array_hash(s.depth), array_hash(s.image))
+        static_key = digest(self._instances[0], array_hash(s.depth), array_hash(s.image), self.rules.render)
         key = digest(static_key, s.num_frames, s.interpolation, s.camera(),
-                      [(o.mask_index, o.path) for o in s.objects], s.camera_path)
+                      [(o.mask_index, o.path) for o in s.objects], s.camera_path, self.rules.render)
         if self._render is None or self._render[0] != key:
             tracks = [interpolate_path(o.path, s.num_frames, s.interpolation) for o in s.objects]
-            movers = scene_movers(s, inst, tracks)
+            movers = scene_movers(s, inst, tracks, kept_only=self.rules.render == "release")
             result = render_scene(s, inst, tracks, movers=movers, static=self._static_layer(inst, movers, static_key),
-                                  backend=self.backend)
+                                  backend=self.backend, rules=self.rules)
             self._render = (key, result, tracks)
             self._control = None
         return self._render[1], self._render[2]
@@ -159,21 +176,26 @@ class Engine:
             inst = self.instance_map()
             rows = [0, frame]  # frame 0 is every track's reference
             tracks = [interpolate_path(o.path, s.num_frames, s.interpolation)[rows] for o in s.objects]
-            movers = scene_movers(s, inst, tracks)
+            movers = scene_movers(s, inst, tracks, kept_only=self.rules.render == "release")
             static = self._static_layer(inst, movers, digest(self._instances[0], array_hash(s.depth),
-                                                              array_hash(s.image)))
+                                                              array_hash(s.image), self.rules.render))
             camera = None
             if s.camera_path:
                 camera = torch.as_tensor(interpolate_path(s.camera_path, s.num_frames, s.interpolation)[rows])
-            two = render(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers,
-                         s.camera(), 2, camera, static=static, backend=self.backend)
+            if self.rules.render == "release":
+                two = render_release(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers,
+                                     len(s.objects), s.camera(), 2, camera, static=static)
+            else:
+                two = render(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers,
+                             s.camera(), 2, camera, static=static, backend=self.backend)
             t1 = time.perf_counter()
             moved, override = [], {}
             for o, tr in zip(s.objects, tracks):
                 i = inst.id_of_mask.get(o.mask_index)
                 if i is not None:
                     moved.append(i)
-                    override[i] = torch.as_tensor(tr[1:, 2])
+                    if self.rules.point_depth == "path":
+                        override[i] = torch.as_tensor(tr[1:, 2])
             rule = s.rule()
             ids = sorted(inst.mask_of_id)
             area = torch.bincount(two.instance[1].reshape(-1).clamp(min=0), minlength=max(ids, default=0) + 1)
@@ -181,7 +203,7 @@ class Engine:
             k_of = {i: rule(np.append(self._areas.get(i, np.zeros(0, np.int64)), int(area[i])).tolist(),
                             s.height * s.width, moved=i in moved) for i in ids}
             signal = control_from_masks(two.instance[1:], two.depth[1:], moved_ids=moved, depth_override=override,
-                                        rule=rule, init="release", ids=ids, k_of=k_of,
+                                        rule=rule, init="even", ids=ids, k_of=k_of,
                                         cache=self._draft_cache)
             if len(self._draft_cache) > 512:
                 self._draft_cache.clear()
@@ -191,7 +213,7 @@ class Engine:
 
     def _signal(self, rendered: RenderResult, inst: InstanceMap, tracks: list[np.ndarray], scale: float):
         s = self.scene
-        key = digest(self._render[0], s.lam, s.k_max, s.k_min_moved, scale, self.init)
+        key = digest(self._render[0], s.lam, s.k_max, s.k_min_moved, scale, self.rules)
         if self._control is not None and self._control[0] == key:
             return self._control[1]
         moved, override = [], {}
@@ -199,12 +221,13 @@ class Engine:
             i = inst.id_of_mask.get(o.mask_index)
             if i is not None:
                 moved.append(i)
-                override[i] = torch.as_tensor(tr[:, 2])  # the release writes a moved object's path depth
+                if self.rules.point_depth == "path":  # else the depth map at the point, as the release reads it
+                    override[i] = torch.as_tensor(tr[:, 2])
         rule = s.rule(scale)
         areas: dict[int, np.ndarray] = {}
         signal = control_from_masks(
             rendered.instance, rendered.depth, moved_ids=moved, depth_override=override, rule=rule,
-            init=self.init, ids=sorted(inst.mask_of_id), cache=self._kmeans_cache, areas_out=areas,
+            init=self.rules.kmeans, ids=sorted(inst.mask_of_id), cache=self._kmeans_cache, areas_out=areas,
         )
         self._areas = areas
         if len(self._kmeans_cache) > 512:  # bounded: forget old clusterings
@@ -240,14 +263,17 @@ class Engine:
         return write_video(self.result.color.numpy(), path, fps=fps)
 
 
-def scene_movers(scene: Scene, inst: InstanceMap, tracks: list[np.ndarray]) -> list[Mover]:
-    """The selected objects as groups of pixels to move, each with its per-frame track."""
+def scene_movers(scene: Scene, inst: InstanceMap, tracks: list[np.ndarray], kept_only: bool = False) -> list[Mover]:
+    """The selected objects as groups of pixels to move, each with its per-frame track. An object whose mask the
+    instance map dropped moves its raw mask, or nothing with ``kept_only`` (the release renders no such object)."""
     image = _tensor(scene.image)
     depth = _tensor(scene.depth)
     ids = _tensor(inst.ids)
     movers = []
     for obj, track in zip(scene.objects, tracks):
         i = inst.id_of_mask.get(obj.mask_index)
+        if i is None and kept_only:
+            continue
         mask = scene.masks[obj.mask_index] if i is None else (inst.ids == i)
         pix = pixels_of(mask)
         if pix.shape[0] == 0:
@@ -267,14 +293,23 @@ def render_scene(
     movers: list[Mover] | None = None,
     static: StaticLayer | None = None,
     backend: str = "auto",
+    rules: str | ControlRules = "levitor",
 ) -> RenderResult:
-    """Lift the selected objects, move them along their tracks and render every frame."""
-    movers = scene_movers(scene, inst, tracks) if movers is None else movers
+    """Lift the selected objects, move them along their tracks and render every frame (by ``rules.render``:
+    levitor's per-pixel occlusion, or the release's per-object compositing)."""
+    release = ControlRules.named(rules).render == "release"
+    movers = scene_movers(scene, inst, tracks, kept_only=release) if movers is None else movers
     camera = None
     if scene.camera_path:
         camera = torch.as_tensor(interpolate_path(scene.camera_path, scene.num_frames, scene.interpolation))
+    if release:
+        return render_release(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids), movers,
+                              len(scene.objects), scene.camera(), scene.num_frames, camera, static=static)
     return render(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids),
                   movers, scene.camera(), scene.num_frames, camera, static=static, backend=backend)
+
+
+
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -282,3 +317,20 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     tensors are always writable."""
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
+
+
+def warm_up() -> float:
+    """Run one tiny update so the compiled kernels are loaded (numba's on-disk cache still costs ~1 s to load in a
+    fresh process): a Studio opened on a photo calls it in the background while the user draws the first mask.
+    Returns the seconds it took."""
+    t0 = time.perf_counter()
+    from levitor.scene import PathPoint
+
+    image = np.zeros((24, 32, 3), np.uint8)
+    mask = np.zeros((24, 32), bool)
+    mask[8:16, 8:16] = True
+    scene = Scene(image=image, depth=np.full((24, 32), 0.5, np.float32), masks=[mask, ~mask], num_frames=2)
+    obj = scene.select(0)
+    obj.path += [PathPoint(16.0, 12.0, 0.4), PathPoint(20.0, 12.0, 0.25)]  # 3 points: the spline too
+    Engine(scene).update()
+    return time.perf_counter() - t0

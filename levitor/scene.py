@@ -20,18 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from levitor._util.images import as_rgb_uint8
-from levitor._util.io import atomic_path, write_text_atomic
-from levitor.control.krule import K_MAX, K_MIN, LAMBDA, KRule
-from levitor.defaults import NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
+from levitor._util.scene_files import read_side_files, write_scene_files
+from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, KRule, check_scale
+from levitor.defaults import MAX_FRAMES, NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
 
 SCHEMA_VERSION = 1
 
 
-MASK_SOURCES = ("sam-auto", "sam-click", "brush", "lasso", "flood", "synthetic", "video", "user")
+MASK_SOURCES = ("sam-auto", "sam-click", "grabcut", "brush", "lasso", "flood", "synthetic", "video", "user")
 INTERPOLATIONS = ("pchip", "linear", "catmull_rom")
 
 
@@ -43,6 +42,16 @@ class Intrinsics:
     fy: float
     cx: float
     cy: float
+
+    def __post_init__(self) -> None:
+        for name in ("fx", "fy", "cx", "cy"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+                raise ValueError(f"Intrinsics.{name} must be a finite number of pixels, got {v!r}")
+        for name in ("fx", "fy"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Intrinsics.{name} (focal length, pixels) must be > 0, got {getattr(self, name)!r}; "
+                                 "the release uses fx=3866.378, fy=4538.052 (Intrinsics.release)")
 
     @classmethod
     def release(cls, width: int, height: int) -> Intrinsics:
@@ -163,22 +172,39 @@ class Scene:
 
     # ---------------------------------------------------------------- checks
     def validate(self) -> Scene:
-        """Raise ValueError naming the first bad field; return self so calls chain."""
-        if not isinstance(self.num_frames, int) or self.num_frames < 2:
-            raise ValueError(f"num_frames must be an int >= 2, got {self.num_frames!r}")
-        if not (self.lam > 0 and math.isfinite(self.lam)):
+        """Raise ValueError naming the first bad field; return self so calls chain.
+
+        Everything that passes saves and loads back (numpy numbers included: they are written as JSON numbers)."""
+        if not _is_int(self.num_frames) or not 2 <= self.num_frames <= MAX_FRAMES:
+            raise ValueError(f"num_frames must be an int in 2..{MAX_FRAMES}, got {self.num_frames!r}")
+        if not (_is_number(self.lam) and self.lam > 0 and math.isfinite(self.lam)):
             raise ValueError(f"lam must be a positive number, got {self.lam!r}")
-        if self.k_max < 1 or self.k_min_moved < 1:
-            raise ValueError(f"k_max and k_min_moved must be >= 1, got {self.k_max}, {self.k_min_moved}")
-        if not (self.scale > 0 and math.isfinite(self.scale)):
-            raise ValueError(f"scale (control-point scale factor) must be > 0, got {self.scale!r}; try 0.25..8")
+        for name in ("k_max", "k_min_moved"):
+            v = getattr(self, name)
+            if not _is_int(v) or not 1 <= v <= MAX_K:
+                raise ValueError(f"{name} must be an int in 1..{MAX_K} (control points per object), got {v!r}")
+        check_scale(float(self.scale) if _is_number(self.scale) else self.scale)
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an int in 0..2**63-1, got {self.seed!r}")
+        if self.intrinsics is not None:
+            if not isinstance(self.intrinsics, Intrinsics):
+                raise ValueError(f"intrinsics must be an Intrinsics or None, got {type(self.intrinsics).__name__}")
+            self.intrinsics.__post_init__()  # fields may have been set after construction
+        for name in ("image_path", "depth_source"):
+            v = getattr(self, name)
+            if not (isinstance(v, str) or (v is None and name == "image_path")):
+                raise ValueError(f"{name} must be a string, got {v!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
         if len(self.mask_sources) != len(self.masks):
             raise ValueError(f"mask_sources has {len(self.mask_sources)} entries for {len(self.masks)} masks")
+        if not all(isinstance(m, str) for m in self.mask_sources):
+            raise ValueError(f"mask_sources must be strings, got {self.mask_sources!r}")
         seen = set()
         for i, obj in enumerate(self.objects):
             self._check_mask_index(obj.mask_index, f"objects[{i}].mask_index")
+            if not isinstance(obj.name, str):
+                raise ValueError(f"objects[{i}].name must be a string, got {obj.name!r}")
             if obj.mask_index in seen:
                 raise ValueError(f"objects[{i}]: mask {obj.mask_index} is selected twice; remove one of them")
             seen.add(obj.mask_index)
@@ -189,30 +215,20 @@ class Scene:
         return self
 
     def _check_mask_index(self, index: int, name: str) -> None:
-        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.masks):
+        if not _is_int(index) or not 0 <= index < len(self.masks):
             raise ValueError(f"{name} = {index!r} is not a mask index (the scene has {len(self.masks)} masks)")
 
     # ---------------------------------------------------------------- I/O
     def save(self, path: str | os.PathLike, arrays: bool = True) -> Path:
-        """Write ``path`` (JSON) plus ``<stem>.image.png`` and ``<stem>.depth.npy`` beside it.
+        """Write ``path`` (JSON) with the image and depth map beside it, all committed together
+        (:mod:`levitor._util.scene_files`: a kill at any instant leaves the old scene or the new one). The scene is
+        validated first, so a file that :meth:`load` refuses is never written.
 
-        ``arrays=False`` keeps image and depth files already there (an autosave after a path edit: encoding
-        the PNG is most of the cost); they are written anyway where missing."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image_file = path.with_name(path.stem + ".image.png")
-        depth_file = path.with_name(path.stem + ".depth.npy")
-        if arrays or not image_file.exists():
-            with atomic_path(image_file) as tmp:
-                Image.fromarray(self.image).save(tmp, format="PNG")
-        if arrays or not depth_file.exists():
-            with atomic_path(depth_file) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, self.depth.astype(np.float32))
+        ``arrays`` is kept for old callers: side files are written only when their content changed anyway."""
+        self.validate()
         doc = {
             "format": "levitor-scene",
             "version": SCHEMA_VERSION,
-            "image_file": image_file.name,
-            "depth_file": depth_file.name,
             "size": [self.height, self.width],
             "masks": [encode_rle(m) for m in self.masks],
             "mask_sources": list(self.mask_sources),
@@ -221,8 +237,7 @@ class Scene:
             "intrinsics": asdict(self.intrinsics) if self.intrinsics else None,
             **{k: getattr(self, k) for k in _SCALAR_FIELDS},
         }
-        write_text_atomic(path, json.dumps(doc, indent=1))  # an interrupted save never leaves a torn scene
-        return path
+        return write_scene_files(Path(path), self.image, self.depth, doc)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Scene:
@@ -252,19 +267,13 @@ class Scene:
                 f"{source}: field 'version' is {version}, an older scene schema that this levitor cannot migrate "
                 f"(current: {SCHEMA_VERSION}); rebuild the scene or load it with the levitor that wrote it"
             )
-        base_dir = Path(base_dir)
-        field_name = "image_file"
+        image, depth, h, w = read_side_files(doc, Path(base_dir), source)
+        field_name = "masks"
         try:
-            image = np.asarray(Image.open(base_dir / doc["image_file"]).convert("RGB"))
-            field_name = "depth_file"
-            depth = np.load(base_dir / doc["depth_file"])
-            field_name = "size"
-            h, w = (int(v) for v in doc["size"])
-            field_name = "masks"
             masks = [decode_rle(r, (h, w)) for r in doc["masks"]]
             field_name = "objects"
             objects = [
-                ObjectTrack(int(o["mask_index"]), [PathPoint(**p) for p in o["path"]], str(o.get("name", "")))
+                ObjectTrack(_whole(o["mask_index"]), [PathPoint(**p) for p in o["path"]], str(o.get("name", "")))
                 for o in doc["objects"]
             ]
             field_name = "camera_path"
@@ -283,14 +292,19 @@ class Scene:
             raise ValueError(
                 f"{source}: field '{field_name}' is missing or corrupt ({type(e).__name__}: {e})"
             ) from None
-        if image.shape[:2] != (h, w):
-            raise ValueError(f"{source}: field 'size' says {(h, w)} but the image file is {image.shape[:2]}")
         scene = cls(image=image, depth=depth, masks=masks, objects=objects, camera_path=camera_path,
                     intrinsics=intrinsics, mask_sources=mask_sources, **scalars)
         try:
             return scene.validate()
         except ValueError as e:
             raise ValueError(f"{source}: {e}") from None
+
+
+def _whole(value: Any) -> int:
+    """An integer field: 4 and 4.0 are 4; 4.7 is an error (it would be truncated to another object)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
 
 
 _SCALAR_FIELDS: dict[str, type] = {
@@ -300,6 +314,14 @@ _SCALAR_FIELDS: dict[str, type] = {
 
 
 # -------------------------------------------------------------------- helpers
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
 def _as_mask(mask: Any, shape: tuple[int, int], name: str) -> np.ndarray:
     m = np.asarray(mask)
     if m.shape != tuple(shape):
@@ -316,13 +338,17 @@ def _check_path(path: list[PathPoint], name: str, num_frames: int, allow_empty: 
     for j, p in enumerate(path):
         for attr in ("x", "y", "depth"):
             v = getattr(p, attr)
-            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+            if not _is_number(v) or not math.isfinite(v):
                 raise ValueError(f"{name}[{j}].{attr} must be a finite number, got {v!r}")
-        if p.depth <= 0:
+        if not 0 < p.depth <= 1:
             raise ValueError(
-                f"{name}[{j}].depth must be > 0 (scene depths are in (0, 1], smaller = nearer), got {p.depth}"
+                f"{name}[{j}].depth must be in (0, 1], got {p.depth!r}: scene depth is 1 / disparity on the release's "
+                "0..255 scale (smaller = nearer, 1 = the farthest, 1/255 the nearest the control can tell). To move "
+                "an object 2x nearer, halve its depth (levitor.depth.depth_from_nearness)"
             )
         if p.frame is not None:
+            if not _is_int(p.frame):
+                raise ValueError(f"{name}[{j}].frame must be an int frame index or None, got {p.frame!r}")
             if not 0 <= int(p.frame) < num_frames:
                 raise ValueError(f"{name}[{j}].frame = {p.frame} is outside 0..{num_frames - 1}")
             frames.append(int(p.frame))

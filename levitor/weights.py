@@ -22,6 +22,7 @@ does not reload gigabytes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -130,6 +131,11 @@ class WeightsNotFoundError(FileNotFoundError):
 MissingWeightsError = WeightsNotFoundError  # the name the perception loaders used
 
 
+class CorruptWeightsError(ValueError):
+    """A weights folder is there but a file in it cannot be read (truncated, garbage, wrong JSON). The message
+    names the file, what is wrong, and what to delete and download again."""
+
+
 # ------------------------------------------------------------------------------------ download policy
 def offline() -> bool:
     """``HF_HUB_OFFLINE`` is set (to anything but 0/false): nothing may go to the network."""
@@ -195,6 +201,8 @@ def resolve(name_or_path: str | os.PathLike, *, what: str | None = None, allow_d
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
+    if path.is_dir():
+        return verify_weights_folder(path, what or "weights")
     if path.exists():
         return path
     known = model_spec(text)
@@ -211,10 +219,10 @@ def resolve(name_or_path: str | os.PathLike, *, what: str | None = None, allow_d
     target = models_dir() / spec.folder
     for folder in dict.fromkeys([target, models_dir() / key, *(models_dir() / a for a in spec.aliases)]):
         if folder.is_dir():
-            return folder
+            return verify_weights_folder(folder, what or spec.what)
     cached = _hub_cache(spec)
     if cached is not None:
-        return cached
+        return verify_weights_folder(cached, what or spec.what)
     if not download_allowed(allow_download):
         raise _missing(f"{what or spec.what} ('{spec.repo_id}')", download_command(spec, target), target,
                        _why_not(allow_download), spec.note)
@@ -275,6 +283,34 @@ def resolve_file(name_or_path: str | os.PathLike, *, allow_download: bool = True
         _FAILED[spec.url] = f"the download failed: {type(exc).__name__}: {exc}"[:300]
         raise _missing(spec.what, command, target, _FAILED[spec.url]) from None
     return target
+
+
+def verify_weights_folder(folder: Path, what: str = "weights") -> Path:
+    """Check every JSON config and safetensors header in ``folder`` (milliseconds: headers only), so a torn or
+    garbage file is reported with its name instead of as a library error deep inside a load."""
+    folder = Path(folder)
+    for path in sorted([*folder.glob("*.json"), *folder.glob("*/*.json")]):  # a pipeline: two levels
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise _corrupt(what, folder, path, f"not valid JSON ({err})") from None
+        if path.name == "model_index.json" and (not isinstance(doc, dict) or "_class_name" not in doc):
+            raise _corrupt(what, folder, path, "it names no pipeline class (_class_name)")
+    for path in sorted([*folder.glob("*.safetensors"), *folder.glob("*/*.safetensors")]):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                fh.keys()
+        except Exception as err:  # noqa: BLE001 -- SafetensorError, OSError: all mean "unreadable"
+            raise _corrupt(what, folder, path, f"not a whole safetensors file ({str(err).splitlines()[0]})") from None
+    return folder
+
+
+def _corrupt(what: str, folder: Path, path: Path, problem: str) -> CorruptWeightsError:
+    return CorruptWeightsError(f"{what}: {path} is {problem}; it is probably a partial download. Delete {folder} "
+                               "(or that file) and download it again (levitor prints the command when it is "
+                               "missing)")
 
 
 def describe_expected_layout() -> str:

@@ -1,12 +1,13 @@
-"""The scene canvas: four ipycanvas layers (image, mask overlay, paths, control points) and its mouse/keys.
+"""The scene canvas: five ipycanvas layers (image, mask overlay, paths, control points, tool previews) and its
+mouse/keys.
 
-It only draws arrays it is given and turns browser events into calls of the handlers the Studio registers
-(``on_press``, ``on_drag``, ``on_release``, ``on_key``); it knows nothing about scenes or the engine.
-Mouse events come from ipyevents (which reports Shift/Alt and throttles moves); without ipyevents it falls back
-to ipycanvas' own mouse events (no modifier keys).
+It only draws arrays it is given and feeds browser events into its :class:`~levitor_widgets.pointer.PointerMachine`
+(``pointer``: the Studio registers click/drag handlers there) and ``on_key``; it knows nothing about scenes or the
+engine. Mouse events come from ipyevents (which reports Shift/Alt and the held buttons, and throttles moves);
+without ipyevents it falls back to ipycanvas' own mouse events (no modifier keys).
 
-For tests and for the "redraw when a client connects" rule it remembers what each layer shows
-(``shown``: layer name -> the last arrays drawn).
+It remembers what each layer shows (``shown``: layer name -> the last arrays drawn), for tests and to redraw every
+layer in full when a browser view (re)connects: a reload, a re-displayed cell.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from ipycanvas import MultiCanvas, hold_canvas
 
 from levitor.viz.colors import css
 from levitor_widgets.compat import px
+from levitor_widgets.pointer import PointerEvent, PointerMachine
 
-LAYERS = ("image", "mask", "paths", "points")
+LAYERS = ("image", "mask", "paths", "points", "tool")
 DRAG_THROTTLE_MS = 40  # ipycanvas/ipyevents would otherwise send every mousemove to the kernel
 POINT_RADIUS = 4.0
 HANDLE_RADIUS = 5.0
@@ -38,16 +40,6 @@ def held_drawing():
         yield
     finally:
         held.__exit__(None, None, None)  # flush what was drawn and stop holding
-
-
-@dataclass
-class PointerEvent:
-    """A mouse event in canvas pixels: (x, y), x right, y down."""
-
-    x: float
-    y: float
-    shift: bool = False
-    alt: bool = False
 
 
 @dataclass
@@ -73,11 +65,9 @@ class SceneCanvas:
         self.widget.layout.height = px(self.height)
         self.layers = {name: self.widget[i] for i, name in enumerate(LAYERS)}
         self.shown: dict[str, object] = {name: None for name in LAYERS}
-        self.on_press: Callable[[PointerEvent], None] | None = None
-        self.on_drag: Callable[[PointerEvent], None] | None = None
-        self.on_release: Callable[[PointerEvent], None] | None = None
+        self.pointer = PointerMachine()
         self.on_key: Callable[[str, bool], None] | None = None
-        self._pressed = False
+        self.redraws = 0  # full redraws for a (re)connected view
         self.errors: list[str] = []  # tracebacks of handler errors (the browser would only log them)
         self.on_error: Callable[[str], None] | None = None
         self.events_backend = "none"
@@ -93,7 +83,8 @@ class SceneCanvas:
             from ipyevents import Event
         except ImportError:
             return
-        self._clicks = Event(source=self.widget, watched_events=["mousedown", "mouseup", "keydown"],
+        self._clicks = Event(source=self.widget, watched_events=["mousedown", "mouseup", "mouseleave", "keydown",
+                                                                 "touchcancel"],
                              prevent_default_action=True)
         self._moves = Event(source=self.widget, watched_events=["mousemove"],
                             throttle_or_debounce="throttle", wait=DRAG_THROTTLE_MS)
@@ -102,14 +93,18 @@ class SceneCanvas:
         self.events_backend = "ipyevents"
 
     def _wire_ipycanvas(self) -> None:
-        self.widget.on_mouse_down(lambda x, y: self._press(PointerEvent(x, y)))
-        self.widget.on_mouse_move(lambda x, y: self._move(PointerEvent(x, y)))
-        self.widget.on_mouse_up(lambda x, y: self._release(PointerEvent(x, y)))
+        self.widget.on_mouse_down(lambda x, y: self._guard(self.pointer.down, PointerEvent(x, y)))
+        self.widget.on_mouse_move(lambda x, y: self._guard(self.pointer.move, PointerEvent(x, y)))
+        self.widget.on_mouse_up(lambda x, y: self._guard(self.pointer.up, PointerEvent(x, y)))
+        self.widget.on_mouse_out(lambda x, y: self._guard(self.pointer.leave, PointerEvent(x, y)))
         self.events_backend = "ipycanvas"
 
     def _dom_event(self, ev: dict) -> None:
+        self._guard(self._handle_dom_event, ev)
+
+    def _guard(self, fn, *args) -> None:
         try:
-            self._handle_dom_event(ev)
+            fn(*args)
         except Exception:  # a handler bug must not silently eat the click: keep it for the UI and the tests
             import traceback
 
@@ -124,15 +119,23 @@ class SceneCanvas:
             if self.on_key is not None:
                 self.on_key(str(ev.get("key", "")), bool(ev.get("shiftKey", False)))
             return
+        if kind == "touchcancel":
+            self.pointer.cancel()
+            return
         p = self._to_canvas(ev)
         if p is None:
+            if kind == "mouseleave":
+                self.pointer.leave()
             return
         if kind == "mousedown":
-            self._press(p)
+            self.pointer.down(p)
         elif kind == "mousemove":
-            self._move(p)
+            buttons = ev.get("buttons")
+            self.pointer.move(p, None if buttons is None else int(buttons))
         elif kind == "mouseup":
-            self._release(p)
+            self.pointer.up(p)
+        elif kind == "mouseleave":
+            self.pointer.leave(p)
 
     def _to_canvas(self, ev: dict) -> PointerEvent | None:
         """ipyevents reports CSS pixels relative to the element; map them to canvas pixels."""
@@ -145,22 +148,6 @@ class SceneCanvas:
         x = rx * self.width / bw if bw > 0 else rx
         y = ry * self.height / bh if bh > 0 else ry
         return PointerEvent(x, y, bool(ev.get("shiftKey", False)), bool(ev.get("altKey", False)))
-
-    def _press(self, p: PointerEvent) -> None:
-        self._pressed = True
-        if self.on_press is not None:
-            self.on_press(p)
-
-    def _move(self, p: PointerEvent) -> None:
-        if self._pressed and self.on_drag is not None:
-            self.on_drag(p)
-
-    def _release(self, p: PointerEvent) -> None:
-        if not self._pressed:
-            return
-        self._pressed = False
-        if self.on_release is not None:
-            self.on_release(p)
 
     # ------------------------------------------------------------------ drawing
     @contextmanager
@@ -176,13 +163,14 @@ class SceneCanvas:
         layer.clear()
         layer.put_image_data(np.ascontiguousarray(image), 0, 0)
 
-    def draw_mask(self, rgba: np.ndarray | None) -> None:
+    def draw_mask(self, rgba: np.ndarray | None, full: bool = False) -> None:
         """rgba: (H, W, 4) uint8, alpha 0 where nothing is overlaid; None clears the layer.
 
         Only the bounding box of what changed since the last draw is sent (an edit to one path changes the
-        pixels along that object's track): the layer travels as a PNG, so fewer pixels draw sooner."""
+        pixels along that object's track): the layer travels as a PNG, so fewer pixels draw sooner. ``full``
+        sends the whole layer (a view that just connected has none of it)."""
         old = self.shown["mask"]
-        if rgba is not None and old is not None and old.shape == rgba.shape:
+        if not full and rgba is not None and old is not None and old.shape == rgba.shape:
             changed = (old != rgba).any(-1)
             rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
             if len(rows) == 0:
@@ -243,9 +231,10 @@ class SceneCanvas:
             x, y, text = hint
             layer.font = "12px sans-serif"
             layer.fill_style = "rgba(0,0,0,0.6)"
-            tx = float(min(max(x + 10, 2), self.width - 120))
+            box_w = 8 + 7 * len(text)  # 12px sans-serif: under 7 px per character
+            tx = float(min(max(x + 10, 2), self.width - box_w - 2))
             ty = float(min(max(y + 10, 2), self.height - 20))
-            layer.fill_rect(tx, ty, 116, 18)
+            layer.fill_rect(tx, ty, box_w, 18)
             layer.fill_style = "white"
             layer.fill_text(text, tx + 4, ty + 13)
 
@@ -261,14 +250,44 @@ class SceneCanvas:
         layer.line_width = 1
         layer.stroke_circles(xy[:, 0], xy[:, 1], POINT_RADIUS)
 
+    def draw_tool(self, shapes: list[dict] | None) -> None:
+        """Previews of the gesture in progress: ``{"kind": "box", "xy": (x0, y0, x1, y1)}``,
+        ``{"kind": "line", "xy": (N, 2), "closed": bool}``, ``{"kind": "dots", "xy": (N, 2), "radius": r}``;
+        each with an optional ``"negative": True`` (drawn red). None clears the layer."""
+        self.shown["tool"] = shapes
+        layer = self.layers["tool"]
+        layer.clear()
+        for shape in shapes or ():
+            color = css((230, 40, 40)) if shape.get("negative") else css((255, 235, 59))
+            layer.stroke_style, layer.fill_style = color, color
+            layer.line_width = 2
+            xy = np.asarray(shape["xy"], dtype=np.float64)
+            if shape["kind"] == "box":
+                x0, y0, x1, y1 = xy.tolist()
+                layer.set_line_dash([5, 3])
+                layer.stroke_rect(min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0))
+                layer.set_line_dash([])
+            elif shape["kind"] == "line" and len(xy) > 0:
+                pts = np.vstack([xy, xy[:1]]) if shape.get("closed") and len(xy) > 2 else xy
+                if len(pts) > 1:
+                    layer.stroke_lines(pts.tolist())
+                layer.fill_circles(xy[:, 0], xy[:, 1], 3)
+            elif shape["kind"] == "dots" and len(xy) > 0:
+                layer.global_alpha = 0.5
+                layer.fill_circles(xy[:, 0], xy[:, 1], float(shape.get("radius", 4)))
+                layer.global_alpha = 1.0
+
     def redraw(self) -> None:
-        """Draw every layer again from what it last showed (a new browser view connected)."""
+        """Draw every layer again, in full, from what it last showed (a browser view (re)connected)."""
+        self.redraws += 1
+        self.pointer.cancel()  # a press that was open when the view went away will never be released
         with self.batch():
             if self.shown["image"] is not None:
                 self.draw_image(self.shown["image"])
-            self.draw_mask(self.shown["mask"])
+            self.draw_mask(self.shown["mask"], full=True)
             if self.shown["paths"] is not None:
                 self.draw_paths(*self.shown["paths"])
             if self.shown["points"] is not None:
                 self.draw_points(*self.shown["points"])
+            self.draw_tool(self.shown["tool"])
 

@@ -6,21 +6,15 @@ import argparse
 
 
 def _studio(args: argparse.Namespace) -> int:
-    from levitor_widgets.launch import launch_studio, wait_ready
+    from levitor_widgets.launch import launch_studio, serve
 
-    proc = launch_studio(args.target, port=args.port, open_browser=not args.no_browser)
-    try:
-        wait_ready(proc)
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
+    return serve(launch_studio(args.target, port=args.port, open_browser=not args.no_browser))
 
 
 def register(sub) -> None:
     p = sub.add_parser("studio", help="open the Studio notebook in JupyterLab",
                        description="Open the Studio notebook in JupyterLab (127.0.0.1, a free port).")
     p.add_argument("target", nargs="?", help="an image or a scene.json (default: the bundled scene)")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=int, help="default: a free one; a taken one is replaced by a free one")
     p.add_argument("--no-browser", action="store_true")
     p.set_defaults(run=_studio)

@@ -8,13 +8,18 @@ takes a non-blocking lock and resets the progress bar; the worker only sets widg
 
 from __future__ import annotations
 
+import html
+import re
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as W
+import numpy as np
 
 from levitor.generation.presets import DEFAULT_PRESET, PRESETS
 from levitor_widgets.compat import label_style, video_widget
@@ -44,7 +49,12 @@ class GenerateOutcome:
     overlay_path: Path | None
     scene_path: Path | None
     used_model: bool
-    message: str = ""
+    message: str = ""  # one line of plain text
+    details: str = ""  # the long part (what to download), shown behind "details"
+
+    def __str__(self) -> str:
+        made = "video" if self.used_model else "preview (no diffusion model)"
+        return f"{made}: {self.video_path}" + (f"\n{self.message}" if self.message else "")
 
 
 # job(snapshot, settings, progress(step, total), cancel_event) -> GenerateOutcome; ``snapshot`` is what
@@ -57,6 +67,7 @@ class GeneratePanel:
     def __init__(self, job: Job, seed: int, width: int, height: int, model: str = "levitor"):
         self.job = job
         self.snapshot: Callable[[], object] = lambda: None
+        self.precheck: Callable[[], str] = lambda: ""  # why there is nothing to generate yet ("" if there is)
         self.model = W.Dropdown(options=[(label, value) for label, value, _ in MODELS], value=model,
                                 description="model", style=label_style(), layout=W.Layout(width="230px"))
         self.device = W.Dropdown(options=list(DEVICES), value="auto", description="device", style=label_style(),
@@ -71,7 +82,12 @@ class GeneratePanel:
                                tooltip="generate the video (key: g)")
         self.cancel_button = W.Button(description="Cancel", icon="stop", disabled=True)
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", layout=W.Layout(width="300px"))
-        self.status = W.HTML("")
+        self.status = W.HTML("", layout=W.Layout(min_height="22px"))
+        self.details = W.HTML("", layout=W.Layout(display="none"))
+        self.details_toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(
+            width="80px", flex="0 0 auto", visibility="hidden"))
+        self.details_toggle.observe(lambda ch: setattr(self.details.layout, "display", "" if ch["new"] else "none"),
+                                    names="value")
         self.video = video_widget(width, height)
         self.overlay_video = video_widget(width, height)
         self.result_box = W.HBox([
@@ -85,7 +101,8 @@ class GeneratePanel:
         self.widget = W.VBox([
             W.HBox([self.model, self.device, self.preset, self.steps, self.seed]),
             W.HBox([self.button, self.cancel_button, self.progress]),
-            self.status,
+            W.HBox([self.status, self.details_toggle]),
+            self.details,
             self.result_box,
         ])
         self._lock = threading.Lock()
@@ -97,6 +114,13 @@ class GeneratePanel:
     @property
     def busy(self) -> bool:
         return self._lock.locked()
+
+    @property
+    def summary(self) -> str:
+        """What the last press did, as plain text (the notebook prints it)."""
+        if self.outcome is not None and self.error is None:
+            return str(self.outcome)
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
 
     def settings(self) -> GenerateSettings:
         return GenerateSettings(self.device.value, self.preset.value, int(self.steps.value), int(self.seed.value),
@@ -111,11 +135,19 @@ class GeneratePanel:
         if not self._lock.acquire(blocking=False):
             self.status.value = "<i>already generating; press Cancel to stop it</i>"
             return False
+        why_not = self.precheck()
+        if why_not:  # not a failure: say what to do first
+            self._lock.release()
+            self.outcome, self.error = None, None
+            self.status.value = f"<i>{html.escape(why_not)}</i>"
+            self._show_details("")
+            return False
         self._cancel.clear()
         self.progress.value, self.progress.max = 0, max(1, int(self.steps.value))
         self.progress.bar_style = ""
         self.button.disabled, self.cancel_button.disabled = True, False
         self.status.value = "generating..."
+        self._show_details("")
         settings = self.settings()
         try:
             snap = self.snapshot()
@@ -128,6 +160,11 @@ class GeneratePanel:
         if wait:
             self.thread.join()
         return True
+
+    def _show_details(self, text: str) -> None:
+        self.details.value = (f"<pre style='font-size:11px;white-space:pre-wrap'>{html.escape(text)}</pre>"
+                              if text else "")
+        self.details_toggle.layout.visibility = "visible" if text else "hidden"
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -150,15 +187,108 @@ class GeneratePanel:
             self.result_box.layout.display = ""
             self.progress.value = self.progress.max
             self.progress.bar_style = "success"
-            saved = f"saved <code>{out.video_path}</code>"
-            if out.scene_path is not None:
-                saved += f" and <code>{out.scene_path}</code>"
-            self.status.value = (out.message + "<br>" if out.message else "") + saved
-        except Exception as e:  # shown to the user; the traceback goes to the status for debugging
+            saved = f"saved {out.video_path.name} in {out.video_path.parent}"
+            self.status.value = html.escape(f"{out.message} ({saved})" if out.message else saved)
+            self._show_details(out.details)
+        except Exception as e:  # shown to the user; the traceback goes behind "details"
             self.error = f"{type(e).__name__}: {e}"
             self.progress.bar_style = "danger"
-            tb = traceback.format_exc(limit=4).replace("<", "&lt;")
-            self.status.value = f"<b>generation failed</b>: {self.error}<pre style='font-size:10px'>{tb}</pre>"
+            self.status.value = f"<b>generation failed</b>: {html.escape(self.error.splitlines()[0])}"
+            self._show_details(traceback.format_exc(limit=6))
         finally:
             self.button.disabled, self.cancel_button.disabled = False, True
             self._lock.release()
+
+
+# ====================================================================== the Studio's job
+def models_missing(mini: bool, weights: Any, allow_download: bool) -> str:
+    """Why the real model can't run here ("" if it can), found without importing diffusers: the Studio's
+    preview then takes a second, not the ~8 s of importing a pipeline that can't load."""
+    if mini:
+        return ""
+    from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, resolve
+
+    if weights is not None and (Path(weights) / "model_index.json").is_file():
+        return ""
+    try:
+        resolve(SVD_XT_ID, allow_download=allow_download)
+        resolve(weights or LEVITOR_ID, what="LeviTor ControlNet", allow_download=allow_download)
+    except WeightsNotFoundError as e:
+        return str(e)
+    return ""
+
+
+def run_generate(scene, settings: GenerateSettings, progress, cancel: threading.Event, *, out_dir: Path,
+                 weights: Any = None, allow_download: bool = False, make_engine: Callable | None = None
+                 ) -> GenerateOutcome:
+    """Generate on the worker thread from a copy of the scene: the model where its weights are found, the
+    instant preview otherwise. No widget state is read here."""
+    from levitor.generation.generate import MINI, WeightsNotFoundError, generate, is_mini
+
+    run_dir = out_dir / time.strftime("run_%Y%m%d_%H%M%S")
+    n = 1
+    while run_dir.exists():  # two runs in one second get their own folders
+        n += 1
+        run_dir = run_dir.with_name(time.strftime("run_%Y%m%d_%H%M%S") + f"_{n}")
+    if settings.seed is not None:
+        scene.seed = int(settings.seed)
+    mini = settings.model == "mini"
+    given_mini = is_mini(weights)
+    use = (weights if given_mini else MINI) if mini else (None if given_mini else weights)
+    missing = models_missing(mini, use, allow_download)
+    if missing:
+        return preview_outcome(scene, run_dir, missing, make_engine)
+    try:
+        out = generate(scene, run_dir, weights=use, device=settings.device, steps=settings.steps,
+                       preset=settings.preset, seed=settings.seed, callback=progress, cancel=cancel,
+                       allow_download=allow_download)
+    except WeightsNotFoundError as e:
+        return preview_outcome(scene, run_dir, str(e), make_engine)
+    message = ""
+    if mini:
+        message = ("made by the mini model: a 32x32 toy trained on synthetic sprites, enlarged; it shows the "
+                   "control at work, not LeviTor's quality (docs/mini_model.md)")
+    if cancel.is_set():
+        message = "cancelled: the partly denoised video was saved"
+    return GenerateOutcome(Path(out.video_path), Path(out.control_path), Path(out.scene_path), True, message)
+
+
+def preview_outcome(scene, run_dir: Path, why: str, make_engine: Callable | None = None) -> GenerateOutcome:
+    """No weights: the engine's instant preview, its control overlay, and the scene beside them."""
+    from levitor.viz.pictures import overlay
+    from levitor.viz.video import write_video
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if make_engine is None:
+        from levitor.engine import Engine
+
+        make_engine = Engine
+    engine = make_engine(scene)  # a fresh engine: the Studio's belongs to the scene being edited
+    res = engine.update()
+    video = Path(engine.write_preview(run_dir / "preview.mp4"))
+    colors = studio_colors(scene, engine)
+    frames = np.stack([overlay(res.color[f], res.instance[f], res.signal, f, colors=colors)
+                       for f in range(scene.num_frames)])
+    overlay_path = Path(write_video(frames, run_dir / "preview_control.mp4"))
+    scene_path = scene.save(run_dir / "scene.json")
+    message = ("no LeviTor weights here, so this is the instant preview (what moves where); the model 'mini' "
+               "makes a toy diffusion video on this machine")
+    return GenerateOutcome(video, overlay_path, Path(scene_path), False, message,
+                           "For LeviTor itself:\n" + why)
+
+
+def studio_colors(scene, engine) -> np.ndarray | None:
+    """(ids, 3) RGB per instance id in the Studio's colours (each mask keeps its colour), or None when the
+    engine has no instance map (then the overlay uses its default colours)."""
+    inst = getattr(engine, "instance_map", None)
+    if inst is None or not scene.masks:
+        return None
+    from levitor.viz.colors import instance_colors
+    from levitor_widgets.presenter import mask_colors
+
+    mask_of_id = inst().mask_of_id
+    pal = mask_colors(len(scene.masks))
+    table = instance_colors(max(mask_of_id, default=0) + 1)
+    for i, m in mask_of_id.items():
+        table[i] = pal[m]
+    return table

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, int(port)))
+        except OSError:
+            return False
+        return True
 
 
 def bundled_notebook(name: str = QUICKSTART) -> Path | None:
@@ -84,12 +94,21 @@ def launch_studio(target: str | None, port: int | None = None, open_browser: boo
         tpath = Path(target).expanduser().resolve()
         if not tpath.exists():
             raise FileNotFoundError(f"{target} does not exist; pass an image file or a scene .json")
+        if tpath.suffix.lower() != ".json":
+            from levitor._util.images import load_image
+
+            load_image(tpath)  # a torn or non-image file is reported here, not in the notebook
         target = str(tpath)
     root = Path(root_dir) if root_dir is not None else Path.cwd() / DEFAULT_ROOT
     nb = prepare_root(root)
+    if port and not port_is_free(port):
+        asked, port = port, free_port()
+        if not quiet:
+            print(f"levitor studio: port {asked} is taken; using {port} instead", flush=True)
     port = int(port) if port else free_port()
     token = token or secrets.token_hex(16)
     child_env = dict(os.environ)
+    child_env["JUPYTER_TOKEN"] = token  # the token goes by environment: `ps` shows the command line to everyone
     if env:
         child_env.update(env)
     if target is not None:
@@ -100,7 +119,7 @@ def launch_studio(target: str | None, port: int | None = None, open_browser: boo
     cmd = [
         sys.executable, "-m", "jupyter", "lab",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={nb.parent}",
+        f"--ServerApp.root_dir={nb.parent}",
         f"--ServerApp.open_browser={show}", f"--LabApp.default_url=/lab/tree/{nb.name}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -126,8 +145,8 @@ def wait_ready(proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with code {proc.returncode} before it was ready; "
-                               "run the command again without quiet=True to see its log")
+            raise RuntimeError(f"JupyterLab exited with code {proc.returncode} before it was ready; its log above "
+                               "(or the log file) says why")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -136,6 +155,39 @@ def wait_ready(proc: subprocess.Popen, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.2)
     raise TimeoutError(f"JupyterLab did not answer at {url} within {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """Stop the server and its kernels (its whole process group): SIGTERM, then SIGKILL after ``timeout``."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        return proc.wait(timeout)
+    except ProcessLookupError:
+        return proc.wait()
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+
+def serve(proc: subprocess.Popen) -> int:
+    """Wait for the server until it exits or this process is told to stop (Ctrl-C, SIGTERM, SIGHUP: a closed
+    terminal or a scheduler's time limit); then stop it, so no JupyterLab is left running with a valid token."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        wait_ready(proc)
+        return proc.wait()
+    except KeyboardInterrupt:
+        stop_server(proc)
+        return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,12 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=None)
     ap.add_argument("--no-browser", action="store_true")
     args = ap.parse_args(argv)
-    proc = launch_studio(args.target, port=args.port, open_browser=not args.no_browser)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
+    return serve(launch_studio(args.target, port=args.port, open_browser=not args.no_browser))
 
 
 if __name__ == "__main__":

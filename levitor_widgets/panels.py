@@ -1,5 +1,5 @@
-"""The Studio's side panels: object list, path panel (depth sliders, frames, delete/undo), frame scrubber with
-the control-point scale slider, and the strip of control points at several scale factors.
+"""The Studio's side panels: object list, path panel (depth sliders, frames, delete), frame scrubber with the
+control-point scale slider, and the strip of control points at several scale factors.
 
 Panels show what they are given and report what the user asked for through callbacks; the Studio changes
 the Scene and calls the engine. Widgets used here exist in ipywidgets 7.6+ and 8 (no Tab, no Accordion).
@@ -26,6 +26,33 @@ STRIP_SHRINK = 3  # thumbnails are 1/3 of the canvas
 def swatch(rgb) -> str:
     return (f"<span style='display:inline-block;width:14px;height:14px;border-radius:3px;"
             f"background:{css(rgb)};border:1px solid #333'></span>")
+
+
+ECHO_S = 1.0  # a value the panel set comes back from the browser within this time: never an edit
+
+
+class _Echoes:
+    """The values a panel set on its widgets lately. The browser sends a widget's value back when it renders or
+    snaps it to the step, sometimes after a newer value was set; such a value is an echo, not an edit."""
+
+    def __init__(self, clock=None):
+        import time
+
+        self.clock = clock or time.monotonic
+        self._set: dict[object, list[tuple[float, float]]] = {}
+
+    def note(self, key, value: float) -> None:
+        now = self.clock()
+        kept = [(v, t) for v, t in self._set.get(key, []) if now - t < ECHO_S]
+        self._set[key] = kept[-2:] + [(float(value), now)]
+
+    def is_echo(self, key, value: float, tolerance: float) -> bool:
+        now = self.clock()
+        return any(abs(value - v) <= tolerance and now - t < ECHO_S for v, t in self._set.get(key, []))
+
+    def last(self, key) -> float | None:
+        values = self._set.get(key)
+        return values[-1][0] if values else None
 
 
 class _Quiet:
@@ -58,138 +85,184 @@ class ObjectPanel:
         self.buttons: list[W.Button] = []
         self.checks: list[W.Checkbox] = []
         self.removes: list[W.Button] = []
-        self._key: tuple | None = None
+        self.swatches: list[W.HTML] = []
 
     def show(self, names: list[str], colors: list, visible: list[bool], active: int | None) -> None:
-        """Rebuild the rows when the objects changed; otherwise only restyle them (no new widgets)."""
-        key = (tuple(names), tuple(tuple(int(v) for v in c) for c in colors))
-        if key == self._key:
-            with self._quiet():
-                for i, (b, c) in enumerate(zip(self.buttons, self.checks)):
-                    b.button_style = "info" if i == active else ""
-                    c.value = visible[i]
-            return
-        self._key = key
-        rows, self.buttons, self.checks, self.removes = [], [], [], []
-        for i, (name, rgb, vis) in enumerate(zip(names, colors, visible)):
-            b = W.Button(description=name, layout=W.Layout(width="120px"),
-                         button_style="info" if i == active else "")
-            c = W.Checkbox(value=vis, description="show", indent=False, layout=W.Layout(width="60px"))
-            r = W.Button(description="remove", layout=W.Layout(width="70px"))
-            b.on_click(lambda _b, i=i: self.on_activate and self.on_activate(i))
-            c.observe(lambda ch, i=i: (not self._quiet.quiet) and self.on_visible and self.on_visible(i, ch["new"]),
-                      names="value")
-            r.on_click(lambda _b, i=i: self.on_remove and self.on_remove(i))
-            self.buttons.append(b)
-            self.checks.append(c)
-            self.removes.append(r)
-            rows.append(W.HBox([W.HTML(swatch(rgb)), b, c, r]))
-        self.rows.children = rows
+        """Show one row per object. Rows are made once and then reused (hidden when not needed): a widget that is
+        dropped is closed, and a browser still drawing the old rows would then look for a model that is gone."""
+        while len(self.buttons) < len(names):
+            self._add_row()
+        with self._quiet():
+            for i, row in enumerate(self.rows.children):
+                here = i < len(names)
+                row.layout.display = "" if here else "none"
+                if not here:
+                    continue
+                self.swatches[i].value = swatch(colors[i])
+                self.buttons[i].description = names[i]
+                self.buttons[i].button_style = "info" if i == active else ""
+                self.checks[i].value = bool(visible[i])
+
+    def _add_row(self) -> None:
+        i = len(self.buttons)
+        b = W.Button(description="", layout=W.Layout(width="120px"))
+        c = W.Checkbox(value=True, description="show", indent=False, layout=W.Layout(width="60px"))
+        r = W.Button(description="remove", layout=W.Layout(width="70px"))
+        sw = W.HTML("")
+        b.on_click(lambda _b, i=i: self.on_activate and self.on_activate(i))
+        c.observe(lambda ch, i=i: (not self._quiet.quiet) and self.on_visible and self.on_visible(i, ch["new"]),
+                  names="value")
+        r.on_click(lambda _b, i=i: self.on_remove and self.on_remove(i))
+        self.buttons.append(b)
+        self.checks.append(c)
+        self.removes.append(r)
+        self.swatches.append(sw)
+        self.rows.children = (*self.rows.children, W.HBox([sw, b, c, r]))
 
 
 # ====================================================================== path
 class PathPanel:
-    """The active object's path: per point a nearness slider ("x times nearer" than the first point), a frame
-    index, delete; plus undo and the depth hint of the last click."""
+    """The active object's path: per point a nearness slider ("x times nearer" than P1) whose range is what the
+    depth scale can reach, a frame number, delete; whether new points follow the ground; the depth hint.
+
+    A value the panel set itself and the browser sends back (a slider snapping to its step) is never reported:
+    only a value the user moved away from the shown one is an edit."""
 
     def __init__(self, num_frames: int):
         self.num_frames = num_frames
         self.on_nearness: Callable[[int, float], None] | None = None
-        self.on_frame: Callable[[int, int], None] | None = None
+        self.on_frame: Callable[[int, int], None] | None = None  # (point, 0-based frame)
         self.on_timed: Callable[[bool], None] | None = None
         self.on_delete: Callable[[int], None] | None = None
-        self.on_undo: Callable[[], None] | None = None
         self._quiet = _Quiet()
         self.title = W.HTML("<b>Path</b>")
-        self.hint = W.HTML("")
-        self.timed = W.Checkbox(value=False, description="set a frame per point", indent=False)
+        self.hint = W.HTML("", layout=W.Layout(height="40px", overflow="hidden"))
+        self.timed = W.Checkbox(value=False, description="a frame per point", indent=False,
+                                layout=W.Layout(width="150px"))
+        self.follow = W.Checkbox(value=True, description="new points follow the ground", indent=False,
+                                 layout=W.Layout(width="220px"),
+                                 tooltip="a new point takes the depth under the click, relative to the object's "
+                                         "start; off: it keeps the previous point's depth")
         self.timed.observe(lambda ch: (not self._quiet.quiet) and self.on_timed and self.on_timed(ch["new"]),
                            names="value")
-        self.undo = W.Button(description="undo", icon="undo", layout=W.Layout(width="80px"),
-                             tooltip="undo the last edit (key: z)")
-        self.undo.on_click(lambda _b: self.on_undo and self.on_undo())
         self.rows = W.VBox([])
         self.sliders: list[W.FloatLogSlider] = []
         self.frames: list[W.BoundedIntText] = []
         self.deletes: list[W.Button] = []
-        self.widget = W.VBox([self.title, W.HBox([self.timed, self.undo]), self.rows, self.hint],
-                             layout=W.Layout(min_width="360px"))
-        self._shape: tuple | None = None
+        self.limits: list[W.HTML] = []
+        self.echoes = _Echoes()
+        self.widget = W.VBox([self.title, W.HBox([self.timed, self.follow]), self.rows, self.hint],
+                             layout=W.Layout(min_width="380px"))
+        self.count = 0  # rows in use (the others are hidden, kept for later)
 
-    def show(self, title: str, nearness: list[float], frames: list[int | None], active: int | None) -> None:
-        """Rebuild the rows only when their number changes (rebuilding under a dragged slider would drop it)."""
+    def show(self, title: str, nearness: list[float], frames: list[int | None], active: int | None,
+             ranges: list[tuple[float, float]] | None = None) -> None:
+        """Show one row per path point; rows are reused, never rebuilt under a dragged slider.
+        ranges: per point the (lowest, highest) reachable nearness."""
         self.title.value = f"<b>Path</b> of {title}" if title else "<b>Path</b> <i>(no object selected)</i>"
         timed = bool(frames) and all(f is not None for f in frames)
-        shape = (title, len(nearness))
+        ranges = ranges or [(2.0 ** -NEARNESS_LOG2_RANGE, 2.0 ** NEARNESS_LOG2_RANGE)] * len(nearness)
+        bounds = [(max(-NEARNESS_LOG2_RANGE, float(np.log2(lo))), min(NEARNESS_LOG2_RANGE, float(np.log2(hi))))
+                  for lo, hi in ranges]
+        bounds = [(lo2, max(hi2, lo2 + 0.05)) for lo2, hi2 in bounds]
+        values = [float(np.clip(v, 2.0 ** lo2, 2.0 ** hi2)) for v, (lo2, hi2) in zip(nearness, bounds)]
+        shown = [int(f) + 1 if f is not None else 1 for f in frames]
+        while len(self.sliders) < len(values):
+            self._add_row(len(self.sliders), values[len(self.sliders)], bounds[len(self.sliders)])
+        self.count = len(values)
         with self._quiet():
             self.timed.value = timed
-            if shape != self._shape:
-                self._build(len(nearness))
-                self._shape = shape
-            for j, (s, v) in enumerate(zip(self.sliders, nearness)):
-                s.value = float(v)
-                s.disabled = j == 0  # the first point is the reference: 1x by definition
-            for t, f in zip(self.frames, frames):
-                t.value = int(f) if f is not None else 0
-                t.disabled = not timed
             for j, row in enumerate(self.rows.children):
-                row.layout.border = "1px solid orange" if j == active else ""
+                row.layout.display = "" if j < self.count else "none"
+            for j, (v, (lo2, hi2), (_lo, hi)) in enumerate(zip(values, bounds, ranges)):
+                s = self.sliders[j]
+                if (s.min, s.max) != (lo2, hi2):
+                    s.min, s.max = -NEARNESS_LOG2_RANGE, NEARNESS_LOG2_RANGE  # widen first: min/max never cross
+                    s.min, s.max = lo2, hi2
+                s.value = v
+                self.echoes.note(("near", j), float(np.log2(s.value)))
+                s.disabled = j == 0  # P1 is the reference: 1x by definition
+                stop = hi < 2.0 ** NEARNESS_LOG2_RANGE and j > 0
+                self.limits[j].value = (f"<small style='white-space:nowrap' title='the 0..255 disparity scale "
+                                        f"ends here'>max {hi:.2f}x</small>" if stop else "")
+            for j, f in enumerate(shown):
+                t = self.frames[j]
+                t.value = f
+                self.echoes.note(("frame", j), f)
+                t.disabled = not timed
+                self.deletes[j].disabled = j == 0  # P1 is where the object is: it stays
+            for j, row in enumerate(self.rows.children):
+                row.layout.border = "1px solid orange" if j == active and j < self.count else ""
 
-    def _build(self, n: int) -> None:
-        rows, self.sliders, self.frames, self.deletes = [], [], [], []
-        for j in range(n):
-            s = W.FloatLogSlider(value=1.0, base=2, min=-NEARNESS_LOG2_RANGE, max=NEARNESS_LOG2_RANGE, step=0.05,
-                                 description=f"P{j + 1} x nearer", readout_format=".2f", continuous_update=True,
-                                 style=label_style(), layout=W.Layout(width="260px"))
-            t = W.BoundedIntText(value=0, min=0, max=self.num_frames - 1, description="frame",
-                                 style=label_style(), layout=W.Layout(width="100px"))
-            d = W.Button(description="x", tooltip="delete this path point (key: Delete)", layout=W.Layout(width="32px"))
-            s.observe(lambda ch, j=j: self._slider(j, ch["new"]), names="value")
-            t.observe(lambda ch, j=j: (not self._quiet.quiet) and self.on_frame and self.on_frame(j, int(ch["new"])),
-                      names="value")
-            d.on_click(lambda _b, j=j: self.on_delete and self.on_delete(j))
-            self.sliders.append(s)
-            self.frames.append(t)
-            self.deletes.append(d)
-            rows.append(W.HBox([s, t, d]))
-        self.rows.children = rows
+    def _add_row(self, j: int, value: float, bounds: tuple[float, float]) -> None:
+        """Rows are made once and reused (see ObjectPanel.show); a new one starts at its first value."""
+        s = W.FloatLogSlider(value=value, base=2, min=bounds[0], max=bounds[1], step=0.01,
+                             description=f"P{j + 1} x nearer", readout_format=".2f", continuous_update=True,
+                             style=label_style(), layout=W.Layout(width="250px"))
+        self.echoes.note(("near", j), float(np.log2(s.value)))
+        t = W.BoundedIntText(value=1, min=1, max=self.num_frames, description="frame",
+                             style=label_style(), layout=W.Layout(width="96px"))
+        d = W.Button(description="x", tooltip="delete this path point (key Delete)", layout=W.Layout(width="32px"))
+        lim = W.HTML("", layout=W.Layout(width="72px", flex="0 0 auto"))
+        s.observe(lambda ch, j=j: self._slider(j, ch["new"]), names="value")
+        t.observe(lambda ch, j=j: self._frame(j, int(ch["new"])), names="value")
+        d.on_click(lambda _b, j=j: self.on_delete and self.on_delete(j))
+        self.sliders.append(s)
+        self.frames.append(t)
+        self.deletes.append(d)
+        self.limits.append(lim)
+        self.rows.children = (*self.rows.children, W.HBox([s, lim, t, d]))
+
+    def _frame(self, j: int, shown_frame: int) -> None:
+        """A frame number typed by the user (shown from 1; reported 0-based)."""
+        if self._quiet.quiet or self.on_frame is None or not self.timed.value:
+            return
+        if self.echoes.is_echo(("frame", j), shown_frame, 0):
+            return
+        self.on_frame(j, shown_frame - 1)
 
     def _slider(self, j: int, value: float) -> None:
-        if not self._quiet.quiet and self.on_nearness is not None:
-            self.on_nearness(j, float(value))
+        if self._quiet.quiet or self.on_nearness is None:
+            return
+        step = self.sliders[j].step if j < len(self.sliders) else 0.01
+        if self.echoes.is_echo(("near", j), float(np.log2(max(value, 1e-12))), step / 2 + 1e-9):
+            return  # the browser sending back (or snapping) a value the panel set: not an edit
+        self.on_nearness(j, float(value))
 
 
 # ====================================================================== frames + scale
 class ScrubberPanel:
-    """Frame slider (with play), control-point scale slider, preview toggle, and the scale-factor strip."""
+    """Frame slider (with play; frames count from 1 here as everywhere the user reads them), control-point scale
+    slider, preview toggle, and the scale-factor strip."""
 
     def __init__(self, num_frames: int, width: int, height: int, strip_scales=STRIP_SCALES):
-        self.on_frame: Callable[[int], None] | None = None
+        self.on_frame: Callable[[int], None] | None = None  # 0-based
         self.on_scale: Callable[[float], None] | None = None
         self.on_preview: Callable[[bool], None] | None = None
         self.on_strip: Callable[[bool], None] | None = None
         self._quiet = _Quiet()
-        self.frame = W.IntSlider(value=0, min=0, max=num_frames - 1, description="frame",
+        self.frame = W.IntSlider(value=1, min=1, max=num_frames, description="frame",
                                  continuous_update=True, style=label_style(), layout=W.Layout(width="250px"))
-        self.play = W.Play(value=0, min=0, max=num_frames - 1, interval=160, description="play")
+        self.play = W.Play(value=1, min=1, max=num_frames, interval=160, description="play")
         W.jslink((self.play, "value"), (self.frame, "value"))
-        self.scale = W.FloatLogSlider(value=1.0, base=2, min=SCALE_LOG2_MIN, max=SCALE_LOG2_MAX, step=0.25,
+        self.scale = W.FloatLogSlider(value=1.0, base=2, min=SCALE_LOG2_MIN, max=SCALE_LOG2_MAX, step=0.05,
                                       description="control-point scale", readout_format=".2f",
                                       continuous_update=True, style=label_style(), layout=W.Layout(width="320px"))
         self.preview = W.Checkbox(value=False, description="preview frame", indent=False,
                                   layout=W.Layout(width="130px"))
         self.show_strip = W.Checkbox(value=False, description="compare scales", indent=False,
                                      layout=W.Layout(width="140px"))
-        self.info = W.HTML("")
-        self.frame.observe(lambda ch: self._fire(self.on_frame, int(ch["new"])), names="value")
-        self.scale.observe(lambda ch: self._fire(self.on_scale, float(ch["new"])), names="value")
+        self.info = W.HTML("", layout=W.Layout(height="22px", overflow="hidden"))
+        self.echoes = _Echoes()
+        self.frame.observe(lambda ch: self._fire(self.on_frame, int(ch["new"]) - 1), names="value")
+        self.scale.observe(lambda ch: self._scale(float(ch["new"])), names="value")
         self.preview.observe(lambda ch: self._fire(self.on_preview, bool(ch["new"])), names="value")
         self.show_strip.observe(lambda ch: self._fire(self.on_strip, bool(ch["new"])), names="value")
         self.strip = ScaleStrip(width, height, strip_scales)
-        wrap = W.Layout(flex_flow="row wrap")
+        nowrap = W.Layout(flex_flow="row nowrap")
         self.widget = W.VBox([
-            W.HBox([self.play, self.frame, self.preview], layout=wrap),
-            W.HBox([self.scale, self.show_strip], layout=W.Layout(flex_flow="row wrap")),
+            W.HBox([self.play, self.frame, self.preview], layout=nowrap),
+            W.HBox([self.scale, self.show_strip], layout=nowrap),
             self.info,
             self.strip.widget,
         ])
@@ -198,9 +271,20 @@ class ScrubberPanel:
         if not self._quiet.quiet and cb is not None:
             cb(value)
 
+    def _scale(self, value: float) -> None:
+        if self.echoes.is_echo("scale", float(np.log2(value)), self.scale.step / 2 + 1e-9):
+            return  # an echo of a value set here
+        self._fire(self.on_scale, value)
+
     def set_scale(self, value: float) -> None:
         with self._quiet():
             self.scale.value = float(value)
+            self.echoes.note("scale", float(np.log2(self.scale.value)))
+
+    def set_frame(self, frame: int) -> None:
+        """Show frame ``frame`` (0-based) without reporting it back."""
+        with self._quiet():
+            self.frame.value = int(frame) + 1
 
 
 class ScaleStrip:
@@ -220,6 +304,7 @@ class ScaleStrip:
             boxes.append(W.VBox([lab, c]))
         self.widget = W.HBox(boxes, layout=W.Layout(display="none", flex_flow="row wrap"))
         self.shown: list | None = None
+        self.thumb: np.ndarray | None = None
 
     def set_visible(self, visible: bool) -> None:
         self.widget.layout.display = "" if visible else "none"
@@ -228,7 +313,7 @@ class ScaleStrip:
         """thumb: (th, tw, 3) uint8; per_scale: (xy (P, 2) in full-size pixels, colors (P, 3)) per scale."""
         from levitor_widgets.canvas import held_drawing
 
-        self.shown = per_scale
+        self.shown, self.thumb = per_scale, thumb
         with held_drawing():
             for c, lab, s, (xy, colors), n in zip(self.canvases, self.labels, self.scales, per_scale, counts):
                 c.clear()

@@ -1,115 +1,144 @@
-"""3D view: the lifted frame-0 point cloud (coloured from the image) and each object's 3D path.
+"""The 3D view: one small anywidget (``view3d.js``) that draws a :class:`~levitor.viz.scene3d.SceneView3D` with
+Plotly.js, or a static plotly figure where anywidget is missing.
 
-A ``go.FigureWidget`` (needs ``anywidget``) is updated in place: the cloud is sent once, only the small path
-traces change with edits. Where FigureWidget can't be built (plotly without anywidget, some Colab setups) a
-static ``go.Figure`` is re-rendered into an ``Output`` instead.
+Why not plotly's ``FigureWidget``: it keeps the figure the kernel knows only as it was *built*
+(``_widget_data``) and sends every later change as a one-off message that the browser applies to the plot it
+has. A view created later (a page reload, a re-run cell, a second display) starts from the built figure, and
+messages that arrive while a new view is still inside its asynchronous ``Plotly.newPlot`` hit a plot without
+``data`` ("gd.data must be an array"): the blank 3D view after a re-run. Here the model *is* the state: the cloud
+as two binary buffers, the other traces and the layout as JSON, and every view draws all of it. Importing
+``FigureWidget`` also cost ~10-20 s (plotly.io -> nbformat -> jsonschema -> rfc3987_syntax compiles its
+grammars); nothing of plotly's Python side is imported unless the static fallback is used.
 
-Camera space is (X right, Y down, Z = depth away from the camera); the plot shows (X, Z, -Y) so that "up" is up
-and depth goes into the screen.
+Plotly.js itself is the plotly package's own ``plotly.min.js``, sent once per page load from the kernel when the
+page has no Plotly (no CDN, nothing from the network).
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
+from pathlib import Path
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 
-from levitor.viz.colors import css
-from levitor_widgets.compat import make_figure_widget, px
+from levitor.viz.scene3d import SceneView3D
+from levitor_widgets.compat import px
 
-MAX_CLOUD_POINTS = 20_000  # FigureWidget updates cost ~0.5 s per 10k points in the browser
-FAR_DEPTH = 0.999  # depth 1 is "at infinity" (disparity 0, e.g. the sky): shown, it would dwarf the scene
-
-
-def _plot_xyz(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-    return xyz[:, 0], xyz[:, 2], -xyz[:, 1]
+JS = Path(__file__).with_name("view3d.js")
+REQUEST, REPLY = "levitor-plotly?", "levitor-plotly"
 
 
-def _rgb_strings(rgb: np.ndarray) -> list[str]:
-    return [css(c) for c in np.asarray(rgb, dtype=np.int64).reshape(-1, 3)]
+def plotly_js() -> bytes:
+    """The plotly package's own Plotly.js bundle (read once)."""
+    global _PLOTLY_JS
+    if _PLOTLY_JS is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("plotly")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("the 3D view needs plotly (pip install plotly; it is part of levitor[widgets])")
+        path = Path(list(spec.submodule_search_locations)[0]) / "package_data" / "plotly.min.js"
+        _PLOTLY_JS = path.read_bytes()
+    return _PLOTLY_JS
+
+
+_PLOTLY_JS: bytes | None = None
+_WIDGET_CLASS = None
+
+
+def _widget_class():
+    """The anywidget class, built on first use (anywidget is optional)."""
+    global _WIDGET_CLASS
+    if _WIDGET_CLASS is None:
+        import anywidget
+        import traitlets as T
+
+        class Plot3D(anywidget.AnyWidget):
+            _esm = T.Unicode(JS.read_text()).tag(sync=True)
+            cloud_xyz = T.Bytes(b"").tag(sync=True)  # float32 (N, 3)
+            cloud_rgb = T.Bytes(b"").tag(sync=True)  # uint8 (N, 3)
+            traces = T.Unicode("[]").tag(sync=True)  # JSON list of plotly scatter3d dicts
+            figure_layout = T.Unicode("{}").tag(sync=True)  # JSON plotly layout (not "layout": the widget's own)
+            hint = T.Unicode("").tag(sync=True)
+            point_size = T.Float(1.8).tag(sync=True)
+            width = T.Int(520).tag(sync=True)
+            height = T.Int(420).tag(sync=True)
+
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.on_msg(self._on_msg)
+
+            def _on_msg(self, _widget, content, _buffers):
+                if isinstance(content, dict) and content.get("type") == REQUEST:
+                    self.send({"type": REPLY}, buffers=[plotly_js()])
+
+        _WIDGET_CLASS = Plot3D
+    return _WIDGET_CLASS
 
 
 class View3D:
-    """``widget`` shows the figure; ``set_cloud`` once, ``set_paths`` on every edit."""
+    """``widget`` shows the view; :meth:`show` draws a :class:`SceneView3D` (the cloud is sent only when it
+    changed: moving a path sends a few hundred numbers)."""
 
-    def __init__(self, width: int = 520, height: int = 420, use_figure_widget: bool = True):
-        self.figure = go.Figure(layout=go.Layout(
-            width=width, height=height, margin=dict(l=0, r=0, t=24, b=0), showlegend=False,
-            title=dict(text="lifted point cloud and 3D paths", font=dict(size=12)),
-            # depth spans ~1/255..1: a log axis keeps the near objects from collapsing onto the camera
-            scene=dict(aspectmode="cube", xaxis_title="x", yaxis=dict(title="depth (log)", type="log"),
-                       zaxis_title="up",
-                       camera=dict(eye=dict(x=0.0, y=-2.0, z=0.6))),
-        ))
-        self.figure.add_trace(go.Scatter3d(x=[], y=[], z=[], mode="markers", marker=dict(size=1.5),
-                                           hoverinfo="skip", name="cloud"))
-        self.fig_widget = make_figure_widget(self.figure) if use_figure_widget else None
-        self.output = None
-        if self.fig_widget is not None:
-            self.widget = self.fig_widget
-            self.mode = "FigureWidget"
+    def __init__(self, width: int = 520, height: int = 420, backend: str = "auto"):
+        if backend not in ("auto", "anywidget", "static"):
+            raise ValueError(f"backend must be 'auto', 'anywidget' or 'static', got {backend!r}")
+        self.width, self.height = int(width), int(height)
+        self.plot = None
+        if backend in ("auto", "anywidget"):
+            try:
+                self.plot = _widget_class()(width=self.width, height=self.height)
+            except ImportError:
+                if backend == "anywidget":
+                    raise
+        if self.plot is not None:
+            self.mode = "anywidget"
+            self.widget = self.plot
         else:
-            self.output = W.Output(layout=W.Layout(width=px(width + 10), min_height=px(height)))
-            self.widget = self.output
             self.mode = "static"
-        self.num_path_traces = 0
+            self.widget = W.Output(layout=W.Layout(width=px(self.width + 10), min_height=px(self.height)))
+        self.shown: SceneView3D | None = None
+        self.figure: dict | None = None  # static mode: the plotly figure (JSON) last shown
+        self.hint = ""
+        self._cloud_id: tuple | None = None
 
     @property
-    def fig(self):
-        """The figure being shown (the FigureWidget itself, or the static figure)."""
-        return self.fig_widget if self.fig_widget is not None else self.figure
+    def num_points(self) -> int:
+        return 0 if self.shown is None else self.shown.num_points
 
-    def set_cloud(self, xyz: np.ndarray, rgb: np.ndarray, hide_far: bool = True) -> None:
-        """xyz: (N, 3) camera-space points, rgb: (N, 3) uint8; subsampled to MAX_CLOUD_POINTS. ``hide_far``
-        leaves out points at the far plane (depth >= FAR_DEPTH), whose huge X/Y would squash the rest."""
-        xyz, rgb = np.asarray(xyz), np.asarray(rgb)
-        if hide_far:
-            keep = xyz[:, 2] < FAR_DEPTH
-            if keep.any():
-                xyz, rgb = xyz[keep], rgb[keep]
-        if len(xyz) > MAX_CLOUD_POINTS:
-            keep = np.linspace(0, len(xyz) - 1, MAX_CLOUD_POINTS).astype(np.int64)
-            xyz, rgb = xyz[keep], np.asarray(rgb)[keep]
-        x, y, z = _plot_xyz(xyz)
-        fig = self.fig
-        fig.data[0].x, fig.data[0].y, fig.data[0].z = x, y, z
-        fig.data[0].marker.color = _rgb_strings(rgb)
+    @property
+    def num_traces(self) -> int:
+        """Traces drawn besides the cloud (frustum, photo plane, camera, 3 per object path)."""
+        return 0 if self.shown is None else len(self.shown.traces)
 
-    def set_paths(self, paths: list[np.ndarray], colors: list, frame: int) -> None:
-        """paths: one (F, 3) camera-space array per object; a big marker shows the object at ``frame``."""
-        fig = self.fig
-        traces = []
-        for path, rgb in zip(paths, colors):
-            x, y, z = _plot_xyz(path)
-            color = css(rgb)
-            f = int(np.clip(frame, 0, len(x) - 1)) if len(x) else 0
-            traces.append(dict(x=x, y=y, z=z, mode="lines+markers", line=dict(color=color, width=6),
-                               marker=dict(size=3, color=color), hoverinfo="skip"))
-            traces.append(dict(x=x[f:f + 1], y=y[f:f + 1], z=z[f:f + 1], mode="markers",
-                               marker=dict(size=8, color=color, line=dict(color="black", width=1)), hoverinfo="skip"))
-        batch = fig.batch_update() if self.fig_widget is not None else contextlib.nullcontext()
-        with batch:
-            old = list(fig.data[1:])
-            if len(old) == len(traces):
-                for t, new in zip(old, traces):  # in-place: only the small path arrays travel
-                    t.update(new)
-            else:
-                fig.data = fig.data[:1]
-                for new in traces:
-                    fig.add_trace(go.Scatter3d(**new))
-        self.num_path_traces = len(traces)
-        if self.output is not None:
-            self.rerender()
-
-    def rerender(self) -> None:
-        """Static mode: show the figure again (call from the main thread only)."""
-        if self.output is None:
+    def show(self, view: SceneView3D, hint: str = "") -> None:
+        self.shown, self.hint = view, hint
+        if self.plot is None:
+            self._rerender()
             return
+        cloud = (id(view.points), view.num_points)
+        with self.plot.hold_sync():
+            if cloud != self._cloud_id:
+                self.plot.cloud_xyz = np.ascontiguousarray(view.points, np.float32).tobytes()
+                self.plot.cloud_rgb = np.ascontiguousarray(view.colors, np.uint8).tobytes()
+                self._cloud_id = cloud
+            self.plot.traces = json.dumps(view.traces)
+            self.plot.figure_layout = json.dumps(view.layout)
+            self.plot.hint = hint
+
+    def _rerender(self) -> None:
+        """Static mode: the figure as a plotly mime bundle in the Output (the notebook's own plotly renderer)."""
         from IPython.display import display
 
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(self.figure)  # the notebook's plotly renderer (never fig.show(), which may open a browser)
+        view = self.shown
+        cloud = {"type": "scatter3d", "mode": "markers", "hoverinfo": "skip", "showlegend": False,
+                 "x": view.points[:, 0].tolist(), "y": view.points[:, 1].tolist(), "z": view.points[:, 2].tolist(),
+                 "marker": {"size": 1.8, "color": [f"rgb({r},{g},{b})" for r, g, b in view.colors.tolist()]}}
+        fig = {"data": [cloud, *view.traces], "layout": view.layout}
+        self.figure = fig  # what was displayed (outside a kernel the Output captures nothing)
+        self.widget.clear_output(wait=True)
+        with self.widget:
+            if self.hint:
+                print(self.hint)
+            display({"application/vnd.plotly.v1+json": fig, "text/plain": "<3D view>"}, raw=True)

@@ -12,4 +12,4 @@ VENV=${VENV:-.venv-colab}
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' \
     'ipywidgets==7.7.1' 'plotly==5.24.1' 'anywidget==0.9.21'
 "$VENV/bin/python" -c "import ipywidgets, plotly; print('ipywidgets', ipywidgets.__version__, 'plotly', plotly.__version__)"
-exec "$VENV/bin/python" -m pytest -p no:cacheprovider tests/test_widgets.py tests/test_notebooks.py "$@"
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider tests/widgets tests/test_editing.py tests/test_notebooks.py "$@"

@@ -74,3 +74,29 @@ def test_vram_predicts_both_presets_without_a_gpu(tmp_path, demo_scene, capsys):
 
     assert main(["vram", "--height", "300", "--preset", "default"]) == 2
     assert "multiple of 8" in capsys.readouterr().err
+
+
+def test_named_sizes_reach_the_commands(capsys, monkeypatch):
+    from levitor.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["generate", "--scene", "s.json", "--size", "release-demo", "--rules", "release"])
+    assert (args.size, args.rules) == ("release-demo", "release")
+    assert parser.parse_args(["generate", "--scene", "s.json"]).rules == "auto"  # the weights' own rules
+    seen = {}
+
+    def fake(frames, height, width, presets):
+        seen["size"] = (frames, height, width)
+        return {}
+
+    import levitor.generation.memtrace as memtrace
+
+    monkeypatch.setattr(memtrace, "predict_svd_xt_memory", fake)
+    assert main(["vram", "--size", "release-demo"]) == 0
+    assert seen["size"] == (16, 512, 288) and "16 frames 512x288" in capsys.readouterr().out
+    assert main(["vram", "--size", "release-demo", "--frames", "8"]) == 0
+    assert seen["size"] == (8, 512, 288)
+    from levitor.training.precompute import _config_from_args
+
+    cfg = _config_from_args(parser.parse_args(["precompute", "x", "--out", "y", "--size", "release-demo"]))
+    assert (cfg.height, cfg.width, cfg.num_frames) == (512, 288, 16)

@@ -58,8 +58,28 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     assert not errors, errors
     if name == "01_quickstart.ipynb":
         assert (tmp_path / "levitor_out" / "my_scene.json").exists()
-        assert (tmp_path / "levitor_out" / "autosave.json").exists()
+        assert not (tmp_path / "levitor_out" / "autosave.json").exists()  # autosaves are per scene, after an edit
         assert list((tmp_path / "levitor_out").glob("run_*/*.mp4")), "Generate wrote no video"
     if name == "02_control_point_scaling.ipynb":
         mimes = {k for c in nb.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
         assert "image/png" in mimes and "application/vnd.plotly.v1+json" in mimes
+
+
+def test_quickstart_on_your_own_photo_without_weights(tmp_path, monkeypatch):
+    """``levitor studio cat.png``: the quickstart with LEVITOR_STUDIO_TARGET set runs every cell (no masks yet,
+    no weights: the Studio opens, Generate says what to do first)."""
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    Image.fromarray(skdata.chelsea()).save(tmp_path / "chelsea.png")
+    nb = nbformat.read(NOTEBOOKS / "01_quickstart.ipynb", as_version=4)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv("LEVITOR_STUDIO_TARGET", "chelsea.png")
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=False,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "nothing to generate yet" in text and "depth: nearer:2" in text
+    assert (tmp_path / "levitor_out" / "my_scene.json").exists()

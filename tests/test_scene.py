@@ -52,8 +52,10 @@ def test_corrupt_files_name_the_field(tmp_path, demo_scene):
         load_with(version=99)
     with pytest.raises(ValueError, match="'version'.*older"):
         load_with(version=0)
-    with pytest.raises(ValueError, match="'image_file'"):
+    with pytest.raises(FileNotFoundError, match="'image_file'"):
         load_with(image_file="missing.png")
+    with pytest.raises(ValueError, match="'image_file' must name a file beside the scene"):
+        load_with(image_file="../../etc/passwd")
     with pytest.raises(ValueError, match="'format'"):
         load_with(format="something-else")
     with pytest.raises(ValueError, match=r"objects\[0\].path\[0\].depth"):
@@ -72,9 +74,10 @@ def test_validation_messages():
     s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.3), PathPoint(40, 20, float("nan"))])]
     with pytest.raises(ValueError, match=r"path\[1\].depth must be a finite number"):
         s.validate()
-    s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.0)])]
-    with pytest.raises(ValueError, match="depth must be > 0"):
-        s.validate()
+    for bad in (0.0, -0.1, 1.0001, 255.0, 1e300):
+        s.objects = [ObjectTrack(0, [PathPoint(20, 20, bad)])]
+        with pytest.raises(ValueError, match=r"path\[0\].depth must be in \(0, 1\].*1 / disparity.*0\.\.255"):
+            s.validate()
     s.objects = [ObjectTrack(3, [PathPoint(20, 20, 0.3)])]
     with pytest.raises(ValueError, match="not a mask index"):
         s.validate()
@@ -126,3 +129,246 @@ def test_select_starts_at_centroid_and_median_depth():
 def test_release_intrinsics():
     k = Intrinsics.release(512, 320)
     assert (k.fx, k.fy, k.cx, k.cy) == (3866.378, 4538.052, 256.0, 160.0)
+
+
+def test_save_accepts_what_validate_accepts_numpy_numbers_included(tmp_path):
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3), (40, 20, 60, 40, 0.6)])
+    areas = np.array([m.sum() for m in s.masks])
+    obj = s.select(np.argmax(areas))  # a numpy integer mask index
+    obj.path.append(PathPoint(np.float32(50.5), np.int64(30), np.float64(0.25)))
+    s.scale, s.lam, s.k_max, s.seed = np.float32(2.0), np.float64(40.0), np.int32(6), np.uint32(7)
+    s.intrinsics = Intrinsics(np.float32(100.0), 120.0, np.int64(48), 32.0)
+    path = s.save(tmp_path / "numpy.json")
+    doc = json.loads(path.read_text())
+    assert doc["objects"][0]["mask_index"] == int(np.argmax(areas)) and doc["scale"] == 2.0 and doc["k_max"] == 6
+    back = Scene.load(path)
+    assert back.objects[0].path[1] == PathPoint(50.5, 30, 0.25) and back.seed == 7 and back.intrinsics.fx == 100.0
+
+
+def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path):
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    s.select(0).path.append(PathPoint(40, 20, 255.0))  # a 0..255 disparity typed as a depth
+    with pytest.raises(ValueError, match=r"depth must be in \(0, 1\]"):
+        s.save(tmp_path / "bad.json")
+    assert not list(tmp_path.iterdir())  # no JSON, no image, no depth file
+    s.objects[0].path[1].depth = 0.2
+    s.k_max = 3.5  # load would read int(3.5): a different scene
+    with pytest.raises(ValueError, match=r"k_max must be an int in 1\.\.64"):
+        s.save(tmp_path / "bad.json")
+    s.k_max = 8
+    s.objects[0].path[1].frame = 2.5
+    with pytest.raises(ValueError, match="frame must be an int"):
+        s.validate()
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("scale", 1e9, r"scale .* must be in \(0, 64\]"),
+    ("scale", 0.0, r"scale .* must be in \(0, 64\]"),
+    ("k_max", 100, r"k_max must be an int in 1\.\.64"),
+    ("k_min_moved", 0, r"k_min_moved must be an int in 1\.\.64"),
+    ("num_frames", 10_000, r"num_frames must be an int in 2\.\.256"),
+    ("num_frames", True, "num_frames must be an int"),
+    ("seed", -1, "seed must be an int"),
+])
+def test_bounded_fields(field, value, match):
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    setattr(s, field, value)
+    with pytest.raises(ValueError, match=match):
+        s.validate()
+
+
+@pytest.mark.parametrize("fx, fy, cx, cy, match", [
+    (0.0, 100.0, 48, 32, r"fx \(focal length, pixels\) must be > 0"),
+    (100.0, -5.0, 48, 32, r"fy \(focal length, pixels\) must be > 0"),
+    (float("nan"), 100.0, 48, 32, "fx must be a finite number"),
+    (100.0, 100.0, float("inf"), 32, "cx must be a finite number"),
+])
+def test_intrinsics_must_be_positive_and_finite(fx, fy, cx, cy, match):
+    with pytest.raises(ValueError, match=match):
+        Intrinsics(fx, fy, cx, cy)
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    s.intrinsics = Intrinsics(100.0, 100.0, 48, 32)
+    s.intrinsics.fx, s.intrinsics.fy, s.intrinsics.cx, s.intrinsics.cy = fx, fy, cx, cy  # set after construction
+    with pytest.raises(ValueError, match=match):
+        s.validate()
+
+
+def test_random_scenes_with_numpy_values_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    for n in range(40):
+        s = make_scene(objects=[(10, 10, 30, 30, 0.3), (40, 20, 60, 40, 0.6)], num_frames=int(rng.integers(2, 8)))
+        obj = s.select(rng.integers(0, 2))
+        for _ in range(int(rng.integers(0, 3))):
+            obj.path.append(PathPoint(rng.uniform(0, 96), rng.uniform(0, 64), rng.uniform(0.01, 1.0)))
+        s.scale = rng.choice([0.5, 1.0, 2.0])
+        Scene.load(s.save(tmp_path / f"s{n}.json"))
+# ------------------------------------------------------------------------------ commit protocol, torn files
+def _side_files(folder):
+    return sorted(p.name for p in folder.iterdir() if p.suffix in (".png", ".npy"))
+
+
+def test_save_commits_side_files_by_content_and_removes_superseded_ones(tmp_path, demo_scene):
+    scene = demo_scene.copy()
+    path = scene.save(tmp_path / "s.json")
+    first = _side_files(tmp_path)
+    assert len(first) == 2 and all("-" in n for n in first)  # content-hash names
+    scene.objects[0].path[-1].x += 5  # a path edit: only the JSON changes
+    scene.save(path)
+    assert _side_files(tmp_path) == first
+    scene.image = scene.image.copy()
+    scene.image[0, 0] = 0  # new pixels: a new image file, the old one removed after the commit
+    scene.save(path)
+    now = _side_files(tmp_path)
+    assert len(now) == 2 and now != first and [n for n in now if n.endswith(".npy")] == [n for n in first
+                                                                                        if n.endswith(".npy")]
+    assert Scene.load(path).image[0, 0].tolist() == [0, 0, 0]
+
+
+def test_legacy_unhashed_side_files_still_load_and_are_replaced(tmp_path, demo_scene):
+    from PIL import Image
+
+    path = demo_scene.save(tmp_path / "s.json")
+    doc = json.loads(path.read_text())
+    (tmp_path / doc["image_file"]).rename(tmp_path / "s.image.png")
+    (tmp_path / doc["depth_file"]).rename(tmp_path / "s.depth.npy")
+    path.write_text(json.dumps({**doc, "image_file": "s.image.png", "depth_file": "s.depth.npy"}))
+    old = Scene.load(path)  # what an older levitor wrote
+    np.testing.assert_array_equal(old.image, np.asarray(Image.open(tmp_path / "s.image.png")))
+    old.save(path)
+    assert "s.image.png" not in _side_files(tmp_path) and len(_side_files(tmp_path)) == 2
+
+
+def test_numpy_scalars_save_as_json_numbers(tmp_path, demo_scene):
+    scene = demo_scene.copy()
+    scene.objects[0].path.append(PathPoint(np.float32(300.5), np.int64(150), np.float64(0.01)))
+    scene.seed = np.int64(7)
+    back = Scene.load(scene.save(tmp_path / "s.json"))
+    assert back.objects[0].path[-1].x == pytest.approx(300.5) and back.seed == 7
+
+
+def test_torn_or_missing_side_files_are_named_and_nothing_is_deleted(tmp_path, demo_scene):
+    path = demo_scene.save(tmp_path / "s.json")
+    doc = json.loads(path.read_text())
+    image, depth = tmp_path / doc["image_file"], tmp_path / doc["depth_file"]
+    good_depth = depth.read_bytes()
+    depth.write_bytes(good_depth[: len(good_depth) // 3])
+    with pytest.raises(ValueError, match=f"depth file {depth}.*torn"):
+        Scene.load(path)
+    depth.write_bytes(good_depth)
+    image.write_bytes(image.read_bytes()[:200])
+    with pytest.raises(ValueError, match=f"image file {image}.*torn"):
+        Scene.load(path)
+    assert image.exists() and depth.exists() and path.exists()  # a failed read removes nothing
+    image.unlink()
+    with pytest.raises(FileNotFoundError, match="is missing"):
+        Scene.load(path)
+
+
+def test_huge_sizes_and_fractional_indices_are_refused_before_allocating(tmp_path, demo_scene):
+    path = demo_scene.save(tmp_path / "s.json")
+    doc = json.loads(path.read_text())
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps({**doc, "size": [100_000, 100_000],
+                             "masks": [{"size": [100_000, 100_000], "counts": [10**10]}]}))
+    with pytest.raises(ValueError, match="at most 8192 pixels a side"):
+        Scene.load(p)
+    bad = json.loads(json.dumps(doc))
+    bad["objects"][0]["mask_index"] = 4.7
+    p.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="'objects'.*4.7 is not a whole number"):
+        Scene.load(p)
+
+
+def test_save_refuses_what_load_would_refuse_and_leaves_the_old_file(tmp_path, demo_scene):
+    path = demo_scene.save(tmp_path / "s.json")
+    before = path.read_bytes()
+    scene = demo_scene.copy()
+    scene.scale = 0
+    with pytest.raises(ValueError, match="scale"):
+        scene.save(path)
+    assert path.read_bytes() == before
+    with pytest.raises(IsADirectoryError):
+        demo_scene.save(tmp_path)
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: raised from inside a save, it skips every except Exception on its way out."""
+
+
+def _same_scene(a, b) -> None:
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.depth, b.depth)
+    assert [o.path for o in a.objects] == [o.path for o in b.objects] and a.scale == b.scale
+
+
+def test_save_kill_load_sequences_always_load_the_last_committed_scene(tmp_path, demo_scene, monkeypatch):
+    """Random edits and saves, each save cut short at a random file operation (image, depth, JSON, clean-up):
+    loading always gives the scene of the last save whose JSON rename happened, exactly."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    runs = iter(range(10**9))
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(["path", "image", "depth", "scale"]), st.integers(0, 8)),
+                    min_size=1, max_size=6))
+    def run(steps):
+        folder = tmp_path / f"run{next(runs)}"
+        folder.mkdir()
+        path = folder / "scene.json"
+        scene = demo_scene.copy()
+        committed = Scene.load(scene.save(path))
+        for n, (edit, kill_at) in enumerate(steps):
+            if edit == "path":
+                scene.objects[0].path[-1].x = float(100 + 10 * n)
+            elif edit == "image":
+                scene.image = scene.image.copy()
+                scene.image[n, n] = (n * 37) % 256
+            elif edit == "depth":
+                scene.depth = scene.depth.copy()
+                scene.depth[n, 0] = 0.5 + 0.01 * n
+            else:
+                scene.scale = 1.0 + n
+            if _save_killed_at(scene, path, kill_at, monkeypatch):
+                committed = scene.copy()
+            _same_scene(Scene.load(path), committed)
+
+    run()
+
+
+def _save_killed_at(scene, path, kill_at: int, monkeypatch) -> bool:
+    """Save, "killed" at the kill_at-th rename or clean-up deletion (0: not killed); True if the JSON committed."""
+    import os
+
+    import levitor._util.io as io_mod
+
+    real_replace, real_unlink = os.replace, os.unlink
+    calls = {"n": 0}
+    done = {"json": False}
+
+    def count():
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise _Killed
+
+    def replace(src, dst):
+        count()
+        real_replace(src, dst)
+        if str(dst) == str(path):
+            done["json"] = True
+
+    def unlink(p, *a, **k):
+        if ".tmp." not in str(p):  # the clean-up of old side files, not a writer removing its own temporary file
+            count()
+        real_unlink(p, *a, **k)
+
+    monkeypatch.setattr(io_mod.os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    try:
+        scene.save(path)
+    except _Killed:
+        pass
+    finally:
+        monkeypatch.setattr(io_mod.os, "replace", real_replace)
+        monkeypatch.setattr(os, "unlink", real_unlink)
+    return done["json"]

@@ -3,6 +3,7 @@
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -63,20 +64,82 @@ def test_load_official_layout(official, reference):
     _assert_same_weights(pipe2, reference)
 
 
-def test_both_layouts_generate_the_same_video(tmp_path, official):
+def _video(pipe, **kwargs):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(tiny_image(), control=tiny_signal(), num_inference_steps=1, output_type="np",
+                generator=torch.Generator().manual_seed(217113), **kwargs).frames
+
+
+def test_both_layouts_generate_the_same_video_in_the_same_temporal_order(tmp_path, official):
     ours = LeviTorPipeline.from_pretrained(save_tiny_pipeline(tmp_path / "ours")["pipeline"])
     theirs = LeviTorPipeline.from_pretrained(official["base"], official["controlnet"])
-    videos = []
-    for pipe in (ours, theirs):
-        pipe.set_progress_bar_config(disable=True)
-        videos.append(pipe(tiny_image(), control=tiny_signal(), num_inference_steps=1, output_type="np",
-                           generator=torch.Generator().manual_seed(217113)).frames)
-    assert_same_output(videos[1], videos[0])  # two separately loaded pipelines: equal up to float rounding
+    # the release's weights run in the release's temporal context order, ours in diffusers': under CFG that differs
+    ours_video, theirs_video = _video(ours), _video(theirs)
+    assert np.abs(ours_video - theirs_video).max() > 1e-3
+    for model in (ours.unet, ours.controlnet):
+        model.set_temporal_context_order("release")
+    assert_same_output(theirs_video, _video(ours))  # two separately loaded pipelines: equal up to float rounding
 
 
-def test_torch_dtype_applies_to_every_model(official):
-    pipe = LeviTorPipeline.from_pretrained(official["base"], official["controlnet"], torch_dtype=torch.bfloat16)
-    assert {getattr(pipe, n).dtype for n in COMPONENTS} == {torch.bfloat16}
+def test_release_layout_loads_in_the_release_order_and_rules_and_keeps_them(tmp_path, official):
+    ours = LeviTorPipeline.from_pretrained(save_tiny_pipeline(tmp_path / "ours")["pipeline"])
+    assert (ours.unet.config.temporal_context_order, ours.controlnet.config.temporal_context_order,
+            ours.control_rules) == ("diffusers", "diffusers", "levitor")
+    theirs = LeviTorPipeline.from_pretrained(official["base"], official["controlnet"])
+    assert (theirs.unet.config.temporal_context_order, theirs.controlnet.config.temporal_context_order,
+            theirs.control_rules) == ("release", "release", "release")
+    theirs.save_pretrained(tmp_path / "resaved")
+    for sub in ("unet", "controlnet"):
+        config = json.loads((tmp_path / "resaved" / sub / "config.json").read_text())
+        assert config["temporal_context_order"] == "release"
+    again = LeviTorPipeline.from_pretrained(tmp_path / "resaved")
+    assert again.unet.config.temporal_context_order == "release" and again.control_rules == "release"
+    # a saved levitor pipeline given the release's ControlNet: the UNet follows the ControlNet's order
+    swapped = LeviTorPipeline.from_pretrained(tmp_path / "ours", official["controlnet"])
+    assert swapped.unet.config.temporal_context_order == "release" and swapped.control_rules == "release"
+    converted = json.loads((convert_official_checkpoint(official["controlnet"], tmp_path / "conv") / "config.json")
+                           .read_text())
+    assert (converted["temporal_context_order"], converted["control_rules"]) == ("release", "release")
+
+
+def _dtypes(pipe) -> dict[str, set]:
+    return {n: {p.dtype for p in getattr(pipe, n).parameters()} for n in COMPONENTS}
+
+
+@pytest.mark.parametrize("keyword", ["dtype", "torch_dtype"])
+def test_dtype_and_torch_dtype_reach_every_parameter_in_every_loading_path(tmp_path, official, keyword):
+    saved = save_tiny_pipeline(tmp_path / "ours")["pipeline"]
+    want = {n: {torch.float16} for n in COMPONENTS}
+    kw = {keyword: torch.float16}
+    loads = {
+        "release layout": lambda: LeviTorPipeline.from_pretrained(official["base"], official["controlnet"], **kw),
+        "saved pipeline": lambda: LeviTorPipeline.from_pretrained(saved, **kw),
+        "saved + release ControlNet": lambda: LeviTorPipeline.from_pretrained(saved, official["controlnet"], **kw),
+        "saved + a loaded ControlNet": lambda: LeviTorPipeline.from_pretrained(
+            saved, load_controlnet(official["controlnet"]), **kw),
+        "base + a loaded ControlNet": lambda: LeviTorPipeline.from_pretrained(
+            official["base"], load_controlnet(official["controlnet"]), **kw),
+    }
+    for name, load in loads.items():
+        pipe = load()
+        assert _dtypes(pipe) == want, name
+    frames = _video(pipe, decode_chunk_size=2)  # fp16 kernels run on CPU in this torch: the dtypes fit together
+    assert frames.shape == (1, 4, 64, 64, 3) and np.isfinite(frames).all()
+    assert {p.dtype for p in load_controlnet(official["controlnet"], **kw).parameters()} == {torch.float16}
+    with pytest.raises(ValueError, match="disagree"):
+        LeviTorPipeline.from_pretrained(saved, dtype=torch.float16, torch_dtype=torch.float32)
+
+
+def test_saved_pipeline_loads_through_diffusers_with_custom_pipeline(tmp_path):
+    from diffusers import DiffusionPipeline
+
+    saved = save_tiny_pipeline(tmp_path / "ours")["pipeline"]
+    pipe = DiffusionPipeline.from_pretrained(saved, custom_pipeline=str(saved), trust_remote_code=True,
+                                             dtype=torch.float16)
+    assert type(pipe) is LeviTorPipeline  # levitor's own class, not a copy of its module
+    assert _dtypes(pipe) == {n: {torch.float16} for n in COMPONENTS}
+    with pytest.raises(AttributeError, match="LeviTorPipeline"):
+        DiffusionPipeline.from_pretrained(saved)  # diffusers alone cannot know the class: docs/weights.md says so
 
 
 def test_default_ids_resolve_under_levitor_home(tmp_path, monkeypatch, official, reference):
@@ -176,7 +239,8 @@ def test_load_controlnet_rejects_weights_that_do_not_fit(official, tmp_path):
     state = load_file(weights)
     state.pop("controlnet_mid_block.weight")
     save_file(state, weights)
-    with pytest.raises(ValueError, match="1 missing"):
+    expected = r"config.json: 1 of \d+ weights missing \(e.g. controlnet_mid_block.weight\)\. The two files come from"
+    with pytest.raises(ValueError, match=expected):
         load_controlnet(folder)
     weights.unlink()
     with pytest.raises(WeightsNotFoundError, match="no weights"):
@@ -218,3 +282,19 @@ def test_download_commands_in_the_docs_put_weights_where_resolve_looks(tmp_path,
         folder = Path(local_dir.replace("~", str(tmp_path)))
         folder.mkdir(parents=True, exist_ok=True)
         assert resolve(model, allow_download=False) == folder, (model, local_dir)
+
+
+def test_a_missing_weights_folder_is_the_one_error_and_nothing_is_downloaded(tmp_path, monkeypatch):
+    """`levitor generate --weights typo/`: the user's folder is what to fix, said at once (not after a try at
+    downloading the 4.5 GB base first)."""
+    import levitor.weights as weights
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was tried for a run that cannot start")
+
+    monkeypatch.setattr(weights, "_download", no_download)
+    with pytest.raises(WeightsNotFoundError) as info:
+        LeviTorPipeline.from_pretrained(controlnet=tmp_path / "typo", allow_download=True)
+    message = str(info.value)
+    assert message.startswith("LeviTor ControlNet:") and str(tmp_path / "typo") in message
+    assert "Stable Video Diffusion" not in message and len(message.splitlines()) == 1

@@ -37,8 +37,9 @@ def resolve_device(device: str | torch.device | None = AUTO) -> torch.device:
         raise ValueError(f"device {device!r} is not a device name; use one of {available_devices()}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU here; use --device cpu "
-                             "(slow) or a machine with a GPU (Colab: Runtime > Change runtime type > GPU)")
+            raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU here; use one of "
+                             f"{available_devices()} (cpu is slow) or a machine with a GPU (Colab: Runtime > "
+                             "Change runtime type > GPU)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s); use one of "
                              f"{available_devices()}")

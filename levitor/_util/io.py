@@ -7,8 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+# tests that kill a writer mid-write set this to a number of seconds: every write then waits that long with the
+# whole temporary file on disk, just before the rename that publishes it
+PAUSE_ENV = "LEVITOR_TEST_PAUSE_BEFORE_RENAME"
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -42,6 +47,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:  # the writer may have closed it; flush what it wrote to the disk
             os.fsync(fh.fileno())
+        if os.environ.get(PAUSE_ENV):
+            time.sleep(float(os.environ[PAUSE_ENV]))
         os.replace(tmp, path)
         fsync_dir(path.parent)
     finally:

@@ -78,6 +78,69 @@ def lloyd(x, c, max_iter, tol_abs):
 lloyd = jit(lloyd)
 
 
+def lloyd32(x, c, max_iter, tol_abs, labels):
+    """sklearn's Lloyd iteration in float32 on centred samples x (n, d), in place on the centres c (k, d): the
+    compiled twin of :func:`levitor.control.release_kmeans.kmeans32` (same arithmetic, operation for operation).
+    Returns the number of iterations, or -1 when a cluster empties (the caller then runs the reference, which
+    relocates it as sklearn does)."""
+    n, d = x.shape
+    k = c.shape[0]
+    f32 = np.float32
+    labels_old = np.full(n, -1, dtype=np.int64)
+    c_norm = np.empty(k, dtype=np.float32)
+    sums = np.empty((k, d), dtype=np.float32)
+    counts = np.empty(k, dtype=np.float32)
+    for it in range(max_iter):
+        for j in range(k):
+            acc = f32(0.0)
+            for m in range(d):
+                acc += c[j, m] * c[j, m]
+            c_norm[j] = acc
+        sums[:] = 0
+        counts[:] = 0
+        for i in range(n):
+            best = np.inf
+            lab = 0
+            for j in range(k):
+                dot = x[i, 0] * c[j, 0]
+                for m in range(1, d):  # fused multiply-add, as the BLAS kernel: one rounding
+                    dot = f32(np.float64(dot) + np.float64(x[i, m]) * np.float64(c[j, m]))
+                dist = c_norm[j] + f32(-2.0) * dot
+                if dist < best:
+                    best = dist
+                    lab = j
+            labels[i] = lab
+            counts[lab] += f32(1.0)
+            for m in range(d):
+                sums[lab, m] += x[i, m]
+        shift_tot = f32(0.0)
+        for j in range(k):
+            if counts[j] == 0:
+                return -1
+            alpha = f32(1.0) / counts[j]
+            sq = f32(0.0)
+            for m in range(d):
+                new = sums[j, m] * alpha
+                diff = new - c[j, m]
+                sq += diff * diff
+                c[j, m] = new
+            shift = f32(np.sqrt(sq))
+            shift_tot += shift * shift
+        same = True
+        for i in range(n):
+            if labels[i] != labels_old[i]:
+                same = False
+                break
+        if same or shift_tot <= tol_abs:
+            return it + 1
+        for i in range(n):
+            labels_old[i] = labels[i]
+    return max_iter
+
+
+lloyd32 = jit(lloyd32)
+
+
 def cluster_track(flat, offsets, k, warm, first, have_first, max_iter, min_shift, out_c, out_vis):
     """K-means of one object in every frame: flat (N, 2) samples of all frames, frame f at
     offsets[f]:offsets[f + 1]. A frame with fewer than k samples gets no points. "warm": a frame starts from

@@ -14,6 +14,21 @@ LAMBDA = 50.0  # the release's lambda
 K_MAX = 8  # cap before the scale factor (the paper's multi-point evaluation uses at most 8 points per mask)
 K_MIN = 3  # minimum for moved, vanishing and strongly scaling objects (occlusion and depth stay visible)
 RATIO_THRESHOLD = 10.0  # "strongly scaling": max area / min area above this
+# Bounds a scene may set. Each control point is a K-means cluster of the object's sampled pixels and a 20x20 stamp
+# in the conditioning: at the cap of 8, a scale of 64 already gives 512 points per object and frame, whose stamps
+# cover any object whole, while K-means work grows with K (1e9 would try to allocate billions of centres).
+MAX_SCALE = 64.0
+MAX_K = 64  # k_max and k_min may not exceed this (the release caps K at 8)
+
+
+def check_scale(scale: object) -> float:
+    """The scale factor, or a ValueError that gives the bound and why it is there."""
+    ok = isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < float(scale) <= MAX_SCALE
+    if not ok:
+        raise ValueError(f"scale (control-point scale factor) must be in (0, {MAX_SCALE:g}], got {scale!r}: at "
+                         f"{MAX_SCALE:g} an object already has {int(MAX_SCALE * K_MAX)} points a frame, whose "
+                         "stamps cover it whole; try 0.25..8")
+    return float(scale)
 
 
 @dataclass
@@ -31,8 +46,7 @@ class KRule:
         areas = [int(a) for a in areas]
         if image_area <= 0:
             raise ValueError(f"image_area must be positive, got {image_area}")
-        if not (self.scale > 0):
-            raise ValueError(f"scale must be > 0, got {self.scale}; try 0.25..8")
+        check_scale(self.scale)
         if not areas or max(areas) <= 0:
             return 0
         max_a, min_a = max(areas), min(areas)

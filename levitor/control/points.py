@@ -7,7 +7,7 @@ Works on per-frame instance maps, whether rendered from a scene (inference) or r
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -16,10 +16,12 @@ from levitor._util.hashing import bytes_hash
 from levitor._util.jit import HAVE_NUMBA
 from levitor.control import kernels
 from levitor.control.krule import KRule
+from levitor.control.release_kmeans import release_track
+from levitor.control.rules import KMEANS
 from levitor.control.signal import ControlSignal
 from levitor.depth import disparity_from_depth
 
-INITS = ("warm", "release")  # K-means init across frames (see control_from_masks)
+INITS = KMEANS  # K-means across frames: "warm", "release" or "even" (see control_from_masks)
 KMEANS_MIN_SHIFT = 0.25  # pixels^2: stop once the centres move less than this in total (they are truncated to ints)
 
 
@@ -127,6 +129,7 @@ class _Object:
     id: int
     k: int
     moved: bool
+    k_unscaled: int = 0  # K before the user's scale factor (the release's sample-count rule uses it)
 
 
 def control_from_masks(
@@ -148,10 +151,13 @@ def control_from_masks(
     instance: (F, H, W) int64 instance ids (0 = no control); depth: (F, H, W) scene depth (smaller = nearer).
     moved_ids: objects the user moved (they get at least ``rule.k_min`` points).
     depth_override: id -> (F,) scene depth to write for that object's points instead of sampling the depth
-        map (the release writes a moved object's path depth).
+        map (levitor's rule for a moved object: its path depth; the release reads the map at the point, so a point
+        that lands on an occluder takes the occluder's depth).
     init: "warm" starts each frame's K-means from the previous frame's centres, shifted with the object's
-        centroid, so points stay temporally stable; "release" starts every frame from the evenly spaced
-        samples, as the official code effectively does.
+        centroid, so points stay temporally stable; "release" is the official code's K-means as it runs
+        (:mod:`levitor.control.release_kmeans`: its init across frames, sklearn's float32 iteration, and a frame
+        with fewer samples than the K before the scale factor gets no points); "even" starts every frame from
+        its evenly spaced samples (levitor's iteration; the one-frame drafts use it).
     sample_stride: K-means runs on every n-th mask pixel in row-major order (the release uses 10).
     ids: the instance ids to consider (default: every id > 0 present).
     cache: a dict kept by the caller across calls. Clusterings are looked up there by their samples: an
@@ -171,6 +177,7 @@ def control_from_masks(
     if sample_stride < 1:
         raise ValueError(f"sample_stride must be >= 1, got {sample_stride}")
     rule = rule or KRule()
+    unscaled = replace(rule, scale=1.0)
     instance = instance.to(torch.int64)
     F, H, W = instance.shape
     moved = {int(i) for i in moved_ids}
@@ -192,12 +199,13 @@ def control_from_masks(
         else:
             samples, areas = _sample_pixels(inst_np, i, sample_stride)
         k = rule(areas.tolist(), H * W, moved=i in moved)
+        k_unscaled = unscaled(areas.tolist(), H * W, moved=i in moved)
         if areas_out is not None:
             areas_out[i] = np.asarray(areas)
         if k_of is not None and i in k_of:
-            k = int(k_of[i]) if int(np.max(areas)) > 0 else 0
+            k = k_unscaled = int(k_of[i]) if int(np.max(areas)) > 0 else 0
         if k > 0:
-            objects.append(_Object(i, k, i in moved))
+            objects.append(_Object(i, k, i in moved, k_unscaled))
             per_object.append(samples)
     if not objects:
         return _empty_signal(F, H, W)
@@ -209,7 +217,9 @@ def control_from_masks(
     k_valid = torch.arange(kk)[None, :] < torch.tensor([o.k for o in objects])[:, None]  # (B, kk)
     obj_ids = torch.tensor([o.id for o in objects])
 
-    if compiled:
+    if init == "release":
+        _cluster_release(per_object, objects, centres, vis, compiled, cache)
+    elif compiled:
         _cluster_compiled(per_object, objects, centres, vis, init, cache)
     else:
         _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache)
@@ -322,6 +332,30 @@ def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
             cache[track_key] = (seq.copy(), rel, out_c, out_vis)
         if key is not None and key not in cache:
             cache[key] = centres[0, b, :k].clone()
+
+
+def _cluster_release(per_object, objects, centres, vis, compiled: bool, cache) -> None:
+    """The release's K-means (levitor.control.release_kmeans), object by object over all its frames."""
+    F = centres.shape[0]
+    for b, obj in enumerate(objects):
+        if compiled:
+            flat, offs = per_object[b]
+            frames = [flat[offs[f]:offs[f + 1]] for f in range(F)]
+        else:
+            frames = [s.numpy() for s in per_object[b]]
+        key = None
+        if cache is not None:
+            key = ("release", obj.k, obj.k_unscaled,
+                   bytes_hash(b"".join(np.ascontiguousarray(s, np.float32).tobytes() for s in frames)),
+                   tuple(len(s) for s in frames))
+        if key is not None and key in cache:
+            out, seen = cache[key]
+        else:
+            out, seen = release_track(frames, obj.k_unscaled, obj.k)
+            if key is not None:
+                cache[key] = (out, seen)
+        centres[:, b, :obj.k] = torch.from_numpy(out.astype(np.float64))
+        vis[:, b] = torch.from_numpy(seen)
 
 
 def _sample_pixels(instance: np.ndarray, i: int, stride: int) -> tuple[list[torch.Tensor], np.ndarray]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED
+from levitor.cli import seed_arg
+from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED, SIZES
 from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
 
 EVAL_HELP = ("Evaluation of one model on DAVIS or `levitor precompute` shards: ObjMC, TrajErr, mask/box IoU, optional "
@@ -40,10 +41,14 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="FID/FVD: fid-fvd needs the Inception and I3D files (levitor.evaluation.metrics); random is a "
                         "meaningless smoke test")
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--seed", type=int, default=RELEASE_SEED)
-    p.add_argument("--height", type=int, default=DEFAULT_SIZE.height)
-    p.add_argument("--width", type=int, default=DEFAULT_SIZE.width)
-    p.add_argument("--num-frames", type=int, default=DEFAULT_SIZE.num_frames)
+    p.add_argument("--seed", type=seed_arg, default=RELEASE_SEED)
+    p.add_argument("--size", choices=sorted(SIZES), help="a named generation size (" + ", ".join(
+        f"{n}: {s}" for n, s in SIZES.items()) + ", frames x height x width); --height/--width/--num-frames override")
+    p.add_argument("--height", type=int, help=f"default {DEFAULT_SIZE.height} (or --size's)")
+    p.add_argument("--width", type=int, help=f"default {DEFAULT_SIZE.width} (or --size's)")
+    p.add_argument("--num-frames", type=int, help=f"default {DEFAULT_SIZE.num_frames} (or --size's)")
+    p.add_argument("--kmeans-init", choices=["warm", "release"],
+                   help="default: what the model was trained with (release for the released LeviTor weights)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
     p.add_argument("--no-videos", action="store_true", help="skip the per-clip track videos")

@@ -7,8 +7,8 @@ each setting:
 1. ground truth: K-means query points in each object's first-frame mask, tracked through the real clip
    (:func:`levitor.evaluation.protocol.ground_truth_tracks`); single-point: 1 per object, multi-point: up to 8;
 2. control: the shared clip -> control function on the clip's own instance maps (single: 1 point per object,
-   multi: the release's K rule, at most 8; a record's stored signal for multi), depth from the estimator, from
-   the record, or flat;
+   multi: the release's K rule, at most 8; a record's stored signal for multi when its K-means is the model's),
+   depth from the estimator, from the record, or flat; K-means as the model was trained (:func:`generator_kmeans_init`);
 3. generation from the clip's first frame and that control (``--model preview``: no generation, the real clip
    itself, the sanity baseline whose ObjMC must be about 0);
 4. the query points tracked through the generated clip: ObjMC (pixels) and TrajErr (over the frame diagonal); the
@@ -50,10 +50,11 @@ from levitor._util.io import write_text_atomic
 from levitor._util.launch import LaunchInfo, barrier_group, export_slurm_for_torch
 from levitor.control.clip_control import ClipControl, clip_control
 from levitor.control.krule import KRule
+from levitor.control.points import INITS
 from levitor.control.signal import ControlSignal
 from levitor.data.clip import DataReadError, VideoClip
 from levitor.data.sampling import ClipSampling
-from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED
+from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED, video_size
 from levitor.depth import depth_from_disparity
 from levitor.evaluation.masks import MaskEstimator, load_mask_estimator
 from levitor.evaluation.protocol import (
@@ -134,10 +135,13 @@ def load_tracker(name: str, checkpoint: str | None = None, device: str = "cpu") 
 
 # ------------------------------------------------------------------------------------------- control
 def control_for_clip(clip: VideoClip, setting: str, depth_fn: DepthFn | None = None,
-                     disparity: np.ndarray | None = None, params: ClipControl | None = None) -> ControlSignal:
+                     disparity: np.ndarray | None = None, params: ClipControl | None = None,
+                     kmeans_init: str | None = None) -> ControlSignal:
     """The control signal of a real clip from its own masks: 1 point per object (single) or the K rule of
     ``params`` (default: the release's, capped at 8; multi). Depth: ``disparity`` (T, H, W) uint8 when given (a
-    record's), else ``depth_fn`` over the frames (batched where it can be), else flat."""
+    record's), else ``depth_fn`` over the frames (batched where it can be), else flat. ``kmeans_init`` (default:
+    ``params.init``): "release" for the released weights (their K-means), "warm" for levitor-trained ones (see
+    :func:`generator_kmeans_init`)."""
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     params = params or ClipControl()
@@ -149,7 +153,17 @@ def control_for_clip(clip: VideoClip, setting: str, depth_fn: DepthFn | None = N
         depth = np.full(instance.shape, depth_from_disparity(np.array(FLAT_DISPARITY)), np.float32)
     else:
         depth = depth_from_disparity(np.asarray(disparity, np.uint8))
-    return clip_control(instance, depth, replace(params, rule=rule), ids=clip.object_ids.tolist())
+    params = replace(params, rule=rule, init=kmeans_init or params.init)
+    return clip_control(instance, depth, params, ids=clip.object_ids.tolist())
+
+
+def generator_kmeans_init(generator: Generator) -> str:
+    """The K-means the generator's weights were trained with: "release" for the released LeviTor ControlNet
+    (``pipe.control_rules``), "warm" for levitor-trained models and the preview baseline."""
+    from levitor.control.rules import ControlRules
+
+    pipe = getattr(generator, "pipe", None)
+    return ControlRules.named(getattr(pipe, "control_rules", "levitor")).kmeans
 
 
 # ----------------------------------------------------------------------------------------------- run
@@ -165,6 +179,7 @@ class EvalConfig:
     video_fps: float = 6.0
     source: str = "auto"        # davis | shards (a `levitor precompute` output) | auto: by the folder's content
     depth: str = "none"         # what depth_fn is (the --depth spec), recorded so a resume cannot mix them
+    kmeans_init: str | None = None  # None: what the model's weights were trained with (generator_kmeans_init)
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8 or self.height % 8 or self.width % 8:
@@ -175,6 +190,8 @@ class EvalConfig:
             raise ValueError(f"max_clips must be >= 1 (or unset: every clip), got {self.max_clips}")
         if self.source not in ("auto", "davis", "shards"):
             raise ValueError(f"source must be 'auto', 'davis' or 'shards', got {self.source!r}")
+        if self.kmeans_init is not None and self.kmeans_init not in INITS:
+            raise ValueError(f"kmeans_init must be one of {INITS} (or None: the model's), got {self.kmeans_init!r}")
 
 
 @dataclass
@@ -267,7 +284,8 @@ def run_eval(
     if not resume and launch.rank == 0:
         store.clear()
     barrier()                      # nobody reads the folder before rank 0 has cleared it
-    store.check_settings(_settings(config, source.kind, model_name, tracker, masker, quality))
+    kmeans_init = config.kmeans_init or generator_kmeans_init(generator)
+    store.check_settings(_settings(config, source.kind, model_name, tracker, masker, quality, kmeans_init))
     done = store.done()
     mine = plan[launch.rank :: launch.world_size]
     name = getattr(tracker, "name", type(tracker).__name__)
@@ -292,8 +310,9 @@ def run_eval(
                 store.append({"key": item.key, "name": ev.clip.name, "setting": FAILED, "error": str(err),
                               "type": type(err).__name__, "rank": launch.rank})
                 break
-            signal = ev.signal if setting == "multi" and ev.signal is not None else \
-                control_for_clip(ev.clip, setting, depth_fn, ev.disparity, ev.control)
+            params = replace(ev.control, init=kmeans_init)   # the model's K-means (a record's may differ)
+            stored = setting == "multi" and ev.signal is not None and ev.control.init == kmeans_init
+            signal = ev.signal if stored else control_for_clip(ev.clip, setting, depth_fn, ev.disparity, params)
             t_gen = time.perf_counter()
             frames = generator(ev.clip, signal)
             gen_s = time.perf_counter() - t_gen
@@ -336,11 +355,13 @@ def _at_size(ev: EvalClip, config: EvalConfig, kind: str) -> EvalClip:
     return ev
 
 
-def _settings(config: EvalConfig, kind: str, model: str, tracker: Tracker, masker, quality) -> dict:
+def _settings(config: EvalConfig, kind: str, model: str, tracker: Tracker, masker, quality,
+              kmeans_init: str) -> dict:
     """What the numbers depend on (not the plan: a resume may add clips, e.g. a larger --max-clips)."""
     cfg = asdict(config)
     for k in ("max_clips", "write_videos", "video_fps", "settings", "source"):
         cfg.pop(k)
+    cfg["kmeans_init"] = kmeans_init   # the resolved one: a default that means the model's is recorded as what ran
     return {"config": cfg, "source": kind, "model": model, "tracker": getattr(tracker, "name", str(tracker)),
             "masks": getattr(masker, "name", "none"),
             "quality": sorted(quality.dims.items()) if quality is not None else None}
@@ -437,10 +458,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
     try:
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
-        config = EvalConfig(height=args.height, width=args.width, num_frames=args.num_frames,
+        size = video_size(args.size) if getattr(args, "size", None) else DEFAULT_SIZE   # --height etc. override it
+        given = {k: getattr(args, k, None) for k in ("height", "width", "num_frames")}
+        config = EvalConfig(**{k: getattr(size, k) if v is None else v for k, v in given.items()},
                             settings=SETTINGS if args.setting == "both" else (args.setting,), starts=args.starts,
                             max_clips=args.max_clips, write_videos=not args.no_videos, source=args.source,
-                            depth=args.depth)       # checked before any model is loaded
+                            depth=args.depth, kmeans_init=getattr(args, "kmeans_init", None))  # before any model
         launch = export_slurm_for_torch()      # before resolve_device: 'auto' picks cuda:LOCAL_RANK
         # no levitor.generation.generate import here: it pulls in diffusers (seconds), which the preview
         # baseline never needs

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from levitor.defaults import DEFAULT_SIZE
+from levitor.cli import seed_arg
+from levitor.defaults import DEFAULT_SIZE, SIZES, video_size
 from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
+
+RULE_CHOICES = ("auto", "levitor", "release")  # auto: the rules the weights were trained with
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -17,6 +20,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     scene = Scene.load(args.scene)
     out = Path(args.out)
+    if out.is_dir():  # a folder: the video goes inside it
+        out = out / "video.mp4"
     bars = []  # made at the first step: a failure before it (missing weights) prints no empty bar
 
     def progress(step: int, total: int) -> None:
@@ -26,7 +31,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     res = generate(scene, out.parent if str(out.parent) else ".", weights=args.weights, base=args.base,
                    device=args.device, steps=args.steps, preset=args.preset, seed=args.seed, callback=progress,
-                   allow_download=not args.no_download, name=out.stem)
+                   allow_download=not args.no_download, name=out.stem, suffix=out.suffix.lower() or ".mp4",
+                   rules=None if args.rules == "auto" else args.rules, size=args.size)
     for bar in bars:
         bar.close()
     print(f"levitor generate: wrote {res.video_path} ({res.seconds:.1f} s), control overlay {res.control_path}, "
@@ -37,8 +43,9 @@ def _generate(args: argparse.Namespace) -> int:
 def _vram(args: argparse.Namespace) -> int:
     from levitor.generation.memtrace import GB, predict_svd_xt_memory
 
-    frames, height, width = DEFAULT_SIZE.num_frames, DEFAULT_SIZE.height, DEFAULT_SIZE.width
-    if args.scene:
+    base = video_size(args.size) if args.size else DEFAULT_SIZE
+    frames, height, width = base.num_frames, base.height, base.width
+    if args.scene and not args.size:
         from levitor.scene import Scene
 
         scene = Scene.load(args.scene)
@@ -59,21 +66,30 @@ def register(sub) -> None:
     p = sub.add_parser("generate", help="generate a video of a scene with SVD + the LeviTor ControlNet",
                        description="Generate a video of a scene with SVD + the LeviTor ControlNet.")
     p.add_argument("--scene", required=True, help="scene.json")
-    p.add_argument("--out", default="video.mp4", help="video path; the scene and a control overlay go beside it")
+    p.add_argument("--out", default="video.mp4", help="video path (.mp4 or .gif) or a folder; the scene and a "
+                                                      "control overlay go beside it")
     p.add_argument("--weights", help="LeviTor weights folder (release layout), a saved LeviTorPipeline folder, "
                                      "or 'mini': the shipped 32x32 toy model (runs on any CPU, no download)")
     p.add_argument("--base", help="Stable Video Diffusion base (hub id or folder; default SVD-xt)")
     p.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default)")
     p.add_argument("--steps", type=int, help="denoising steps (default: 25; the mini model's own with --weights mini)")
-    p.add_argument("--seed", type=int, help="default: the scene's seed")
+    p.add_argument("--seed", type=seed_arg, help="0..2**63-1 (default: the scene's seed)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
     p.add_argument("--no-download", action="store_true", help="never download weights (HF_HUB_OFFLINE=1 does the same)")
+    p.add_argument("--rules", default="auto", choices=RULE_CHOICES,
+                   help="how the control signal is built: auto (default) = what the weights were trained with "
+                        "(the release's rules for the released LeviTor weights), levitor, or release")
+    p.add_argument("--size", choices=sorted(SIZES), help="generate at a named size instead of the scene's: "
+                   + ", ".join(f"{n}: {s.height}x{s.width}" for n, s in SIZES.items())
+                   + " (height x width; release-demo is what the release's demo runs)")
     p.set_defaults(run=_generate)
 
     p = sub.add_parser("vram", help="predict the GPU memory a generation needs (traced on the meta device: no GPU "
                                     "and no weights needed)",
                        description="Predict the GPU memory a generation needs, per preset, without a GPU or weights.")
     p.add_argument("--scene", help="take frames and size from this scene.json")
+    p.add_argument("--size", choices=sorted(SIZES), help="a named size (frames x height x width: "
+                   + ", ".join(f"{n} {s}" for n, s in SIZES.items()) + "); --frames/--height/--width override it")
     p.add_argument("--frames", type=int, help=f"default: the scene's, else {DEFAULT_SIZE.num_frames}")
     p.add_argument("--height", type=int, help=f"default: the scene's, else {DEFAULT_SIZE.height}")
     p.add_argument("--width", type=int, help=f"default: the scene's, else {DEFAULT_SIZE.width}")

@@ -7,6 +7,10 @@ want something to show anyway write :meth:`levitor.engine.Engine.write_preview` 
 ``weights="mini"`` (or a mini model folder) runs the shipped mini model instead of SVD: a 32x32, 8-frame toy
 trained on synthetic sprites (docs/mini_model.md), there so that Generate does something real on any CPU with
 no download. Its frames are enlarged back to the scene's size, pixels left visible.
+
+The control signal is built by the rules the weights were trained with (:mod:`levitor.control.rules`): the
+release's for the released LeviTor ControlNet (its loader marks it so), levitor's own for levitor-trained models
+and the mini model. ``rules=`` overrides that.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ import torch
 from PIL import Image
 
 from levitor._util.device import resolve_device
+from levitor._util.io import write_text_atomic
+from levitor.control.rules import ControlRules
+from levitor.defaults import VideoSize, check_seed, video_size
 from levitor.engine import Engine
 from levitor.generation.presets import DEFAULT_PRESET
 from levitor.scene import Scene
 from levitor.viz.pictures import contact_sheet, overlay
-from levitor.viz.video import write_video
+from levitor.viz.video import VIDEO_SUFFIXES, write_video
 from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, load_once
 
 __all__ = ["MINI", "GenerateResult", "WeightsNotFoundError", "generate", "is_mini", "load_pipeline",
@@ -63,7 +70,7 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
         if weights is not None and (Path(weights) / "model_index.json").is_file():
             pipe = LeviTorPipeline.from_pretrained(weights, torch_dtype=dtype, allow_download=False)
         else:
-            pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, controlnet=weights or LEVITOR_ID,
+            pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, controlnet=weights,
                                                    torch_dtype=dtype, allow_download=allow_download)
         return pipe.apply_preset(preset, device=dev)
 
@@ -112,21 +119,34 @@ def generate(
     pipeline=None,
     allow_download: bool = True,
     name: str = "levitor",
+    rules: str | ControlRules | None = None,
+    size: str | VideoSize | None = None,
+    suffix: str = ".mp4",
 ) -> GenerateResult:
-    """Generate the scene's video and save ``<name>.mp4``, ``<name>_control.mp4`` and ``<name>.scene.json``.
+    """Generate the scene's video and save ``<name><suffix>`` (.mp4 or .gif), ``<name>_control<suffix>`` and
+    ``<name>.scene.json``.
 
     steps: denoising steps (default: 25 for SVD, the mini model's own 3 for ``weights="mini"``).
     callback(step, total) is called after every denoising step (for progress bars); setting ``cancel`` stops
     after the current step (the partly denoised video is still decoded and saved).
+    rules: how the control signal is built ("levitor", "release" or a ControlRules); default the ones the weights
+        were trained with (``pipe.control_rules``: "release" for the released LeviTor weights).
+    size: generate at a named size (levitor.defaults.SIZES, e.g. "release-demo": 512x288, what the release's demo
+        runs) instead of the scene's: the image is resized and the control points scaled; another aspect ratio
+        stretches the picture, as the release's demo does with its uploads. Frames stay the scene's.
     """
     t0 = time.perf_counter()
     if steps is not None and int(steps) < 1:
         raise ValueError(f"steps must be at least 1, got {steps}; leave it out for the model's default")
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"the video format {suffix!r} is not supported; use one of {VIDEO_SUFFIXES}")
     scene.validate()
+    if seed is not None:
+        check_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scene_path = scene.save(out_dir / f"{name}.scene.json")  # first: nothing the user built is lost
-    result = Engine(scene).update()
+    target = video_size(size) if isinstance(size, str) else size
     seed = scene.seed if seed is None else seed
     mini = is_mini(weights)
     if mini:
@@ -135,6 +155,8 @@ def generate(
     else:
         pipe = pipeline or load_pipeline(weights, base, device, preset, allow_download=allow_download)
         steps = steps or 25
+    rules = ControlRules.named(rules if rules is not None else weights_rules(pipe, mini))
+    result = Engine(scene, rules=rules).update()
 
     def on_step(p, step, t, tensors):
         if callback is not None:
@@ -152,16 +174,27 @@ def generate(
         frames = _enlarge((np.clip(small, 0, 1) * 255).round().astype(np.uint8), scene.width, scene.height)
     else:
         gen = torch.Generator().manual_seed(seed)
+        hw = {} if target is None else {"height": target.height, "width": target.width}
         out = pipe(Image.fromarray(scene.image), control=result.signal, num_inference_steps=steps, generator=gen,
-                   fps=fps, output_type="np", callback_on_step_end=on_step)
+                   fps=fps, output_type="np", callback_on_step_end=on_step, **hw)
         frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
-    video_path = write_video(frames, out_dir / f"{name}.mp4", fps=fps)
-    control_path = write_video(side_by_side(frames, result), out_dir / f"{name}_control.mp4", fps=fps)
+    video_path = write_video(frames, out_dir / f"{name}{suffix}", fps=fps)
+    control_path = write_video(side_by_side(frames, result), out_dir / f"{name}_control{suffix}", fps=fps)
     meta = {"steps": steps, "preset": preset, "seed": seed, "device": device,
             "weights": MINI if str(weights) == MINI else str(weights or LEVITOR_ID),
-            "base": "mini model (no SVD)" if mini else str(base or SVD_XT_ID)}
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
+            "base": "mini model (no SVD)" if mini else str(base or SVD_XT_ID),
+            "control_rules": rules.name, "control": rules.describe(),
+            "size": f"{frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}"}
+    write_text_atomic(out_dir / f"{name}.json", json.dumps(meta, indent=1))
     return GenerateResult(video_path, frames, scene_path, control_path, True, time.perf_counter() - t0)
+
+
+def weights_rules(pipe, mini: bool = False) -> str:
+    """The control rules a loaded pipeline's weights were trained with ("levitor" for the mini model and for
+    pipelines that do not say)."""
+    if mini:
+        return "levitor"
+    return getattr(pipe, "control_rules", "levitor")
 
 
 def _enlarge(frames: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -26,7 +26,6 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -45,65 +44,23 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from levitor._util.device import resolve_device
 from levitor.control.signal import ControlSignal
-from levitor.defaults import DEFAULT_SIZE, RELEASE_DEMO_SIZE
-from levitor.generation.presets import DEFAULT_PRESET, LOW_MEMORY_PRESET, PRESETS, set_forward_chunking
+from levitor.generation.loading import (
+    dtype_kwargs,
+    load_any_controlnet,
+    resolve_base_and_controlnet,
+    resolve_dtype,
+    write_custom_pipeline_file,
+)
+from levitor.generation.presets import DEFAULT_PRESET, PRESETS, explain_oom, set_forward_chunking
 from levitor.models.controlnet_svd import ControlNetSVD
-from levitor.models.convert import find_controlnet_folder, load_controlnet
+from levitor.models.convert import find_controlnet_folder
 from levitor.models.unet_svd import ControlledUNetSVD
-from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, describe_expected_layout, resolve
+from levitor.weights import LEVITOR_ID, SVD_XT_ID, resolve
 
 LeviTorPipelineOutput = StableVideoDiffusionPipelineOutput  # .frames: np (B, F, H, W, 3), pt (B, F, 3, H, W), PIL lists
 
 CLIP_SIZE = 224  # SVD feeds CLIP a 224x224 image, whatever the video size
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-
-
-def _resolve_both(base: str | Path, controlnet: Any, allow_download: bool) -> Path:
-    """The base's folder, checked; when the base or the ControlNet is missing, one error names both."""
-    errors, folder = [], None
-    try:
-        folder = resolve(base, what="Stable Video Diffusion base", allow_download=allow_download)
-        if not (folder / "model_index.json").is_file():
-            errors.append(f"{folder} has no model_index.json, so it is neither a diffusers SVD folder nor a saved "
-                          f"LeviTorPipeline.\n\n{describe_expected_layout()}")
-    except WeightsNotFoundError as e:
-        errors.append(str(e))
-    saved = folder is not None and _is_saved_pipeline(folder)
-    if not isinstance(controlnet, ControlNetSVD) and not (saved and controlnet is None):
-        try:
-            resolve(LEVITOR_ID if controlnet is None else controlnet, what="LeviTor ControlNet",
-                    allow_download=allow_download)
-        except WeightsNotFoundError as e:
-            errors.append(str(e))
-    if errors:
-        raise WeightsNotFoundError("\n".join(errors))
-    return folder
-
-
-def _is_saved_pipeline(folder: Path) -> bool:
-    index = folder / "model_index.json"
-    return index.is_file() and json.loads(index.read_text()).get("_class_name") == "LeviTorPipeline"
-
-
-def _explain_oom(call: Callable) -> Callable:
-    """Turn CUDA out-of-memory into an error that says what to try."""
-
-    @functools.wraps(call)
-    def wrapper(self: LeviTorPipeline, *args, **kwargs):
-        try:
-            return call(self, *args, **kwargs)
-        except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            raise RuntimeError(
-                f"CUDA ran out of memory generating with preset '{self.preset}' ({exc}). Try "
-                f"pipe.apply_preset({LOW_MEMORY_PRESET!r}) (fp16, model CPU offload, 2-frame VAE decode, chunked "
-                f"feed-forwards), a smaller height/width (e.g. {DEFAULT_SIZE.height}x{DEFAULT_SIZE.width} or the "
-                f"release's {RELEASE_DEMO_SIZE.height}x{RELEASE_DEMO_SIZE.width}), fewer frames, "
-                "or a smaller decode_chunk_size; and move depth/segmentation models off the GPU first. "
-                "`levitor vram --frames F --height H --width W` predicts what each preset needs."
-            ) from exc
-
-    return wrapper
 
 
 class LeviTorPipeline(StableVideoDiffusionPipeline):
@@ -143,6 +100,9 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 f"{self.vae_scale_factor}; they must agree (conditioning_embedding_out_channels has "
                 f"{len(controlnet.config.conditioning_embedding_out_channels)} entries)."
             )
+        order = controlnet.config.get("temporal_context_order", "diffusers")
+        if unet.config.get("temporal_context_order", "diffusers") != order:
+            unet.set_temporal_context_order(order)  # the UNet was trained (frozen) beside the ControlNet in its order
         self._preset_name = DEFAULT_PRESET
         self._preset_decode_chunk_size: int | None = None
         self._interrupt = False
@@ -155,6 +115,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         pretrained_model_name_or_path: str | Path = SVD_XT_ID,
         controlnet: str | Path | ControlNetSVD | None = None,
         *,
+        dtype: torch.dtype | None = None,
         torch_dtype: torch.dtype | None = None,
         variant: str | None = "auto",
         allow_download: bool = True,
@@ -167,11 +128,15 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         controlnet: the LeviTor weights: hub id or folder in the release layout (``controlnet/`` inside), a folder
             with the ControlNet's ``config.json`` itself, or a loaded :class:`ControlNetSVD`. None means
             ``hlwang06/LeviTor`` for an SVD base, and the saved one for a saved pipeline.
+        dtype: every component's parameters (UNet, ControlNet, VAE, image encoder) in this dtype; ``torch_dtype`` is
+            its older name and works the same.
         variant: "auto" picks the base's ``fp16`` files when present (the hub layout); None loads plain files.
         allow_download: let :func:`levitor.weights.resolve` fetch missing weights from the Hub.
         Missing weights raise :class:`~levitor.weights.WeightsNotFoundError` with the expected folder layout.
+        The UNet runs in the ControlNet's temporal context order (the release's for the released weights).
         """
-        base = _resolve_both(pretrained_model_name_or_path, controlnet, allow_download)
+        dtype = resolve_dtype(dtype, torch_dtype)
+        base = resolve_base_and_controlnet(pretrained_model_name_or_path, controlnet, allow_download)
         index_path = base / "model_index.json"
         class_name = json.loads(index_path.read_text())["_class_name"]
         if variant == "auto":
@@ -179,26 +144,31 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
 
         if class_name == cls.__name__:  # our own save_pretrained layout: everything in one folder
             if controlnet is not None:
-                kwargs["controlnet"] = cls._load_controlnet(controlnet, torch_dtype, allow_download)
-            return super().from_pretrained(base, torch_dtype=torch_dtype, variant=variant, **kwargs)
+                kwargs["controlnet"] = load_any_controlnet(controlnet, dtype, allow_download)
+            return super().from_pretrained(base, variant=variant, **dtype_kwargs(dtype), **kwargs)
 
         # find the ControlNet before loading gigabytes of base model, so a missing one fails fast
         if not isinstance(controlnet, ControlNetSVD):
             source = LEVITOR_ID if controlnet is None else controlnet
             controlnet = find_controlnet_folder(resolve(source, what="LeviTor ControlNet",
                                                         allow_download=allow_download))
-        unet = ControlledUNetSVD.from_pretrained(base, subfolder="unet", torch_dtype=torch_dtype, variant=variant)
-        svd = StableVideoDiffusionPipeline.from_pretrained(base, unet=unet, torch_dtype=torch_dtype, variant=variant,
+        unet = ControlledUNetSVD.from_pretrained(base, subfolder="unet", variant=variant, **dtype_kwargs(dtype))
+        svd = StableVideoDiffusionPipeline.from_pretrained(base, unet=unet, variant=variant, **dtype_kwargs(dtype),
                                                            **kwargs)
-        return cls(**svd.components, controlnet=cls._load_controlnet(controlnet, torch_dtype, allow_download))
+        return cls(**svd.components, controlnet=load_any_controlnet(controlnet, dtype, allow_download))
 
-    @staticmethod
-    def _load_controlnet(controlnet: str | Path | ControlNetSVD, torch_dtype: torch.dtype | None,
-                         allow_download: bool) -> ControlNetSVD:
-        if isinstance(controlnet, ControlNetSVD):
-            return controlnet if torch_dtype is None else controlnet.to(dtype=torch_dtype)
-        folder = resolve(controlnet, what="LeviTor ControlNet", allow_download=allow_download)
-        return load_controlnet(folder, torch_dtype=torch_dtype)
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        """diffusers' save_pretrained, plus a one-line ``pipeline.py`` so that
+        ``DiffusionPipeline.from_pretrained(folder, custom_pipeline=folder, trust_remote_code=True)`` loads it too
+        (it imports the installed levitor; ``LeviTorPipeline.from_pretrained(folder)`` needs neither argument)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        write_custom_pipeline_file(save_directory)
+
+    @property
+    def control_rules(self) -> str:
+        """How the control signal should be built for this ControlNet: the rules its weights were trained with
+        ("release" for the released LeviTor weights, "levitor" for levitor-trained ones; levitor.control.rules)."""
+        return self.controlnet.config.get("control_rules", "levitor")
 
     # ------------------------------------------------------------------ presets
 
@@ -336,8 +306,10 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         )
 
     def encode_control(self, control: ControlSignal | torch.Tensor, height: int, width: int, batch_size: int,
-                       device: torch.device, dtype: torch.dtype, do_classifier_free_guidance: bool) -> torch.Tensor:
-        """The ControlNet input for the whole CFG batch: (B or 2B, F, C, height, width), raw values.
+                       device: torch.device, dtype: torch.dtype, do_classifier_free_guidance: bool,
+                       num_videos_per_prompt: int = 1) -> torch.Tensor:
+        """The ControlNet input for the whole CFG batch: (N or 2N, F, C, height, width), raw values, with
+        N = batch_size * num_videos_per_prompt (each image's videos next to each other, as the image embeddings).
 
         A ControlSignal made for another size is rescaled first (points scale with the image).
         """
@@ -350,7 +322,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         cond = control.to(device=device, dtype=dtype)
         if cond.ndim == 4:
             cond = cond.unsqueeze(0)
-        cond = cond.expand(batch_size, *cond.shape[1:])
+        cond = cond.expand(batch_size, *cond.shape[1:]).repeat_interleave(num_videos_per_prompt, dim=0)
         if do_classifier_free_guidance:
             cond = torch.cat([cond, cond])  # the unconditional branch keeps the control (as the release does)
         return cond
@@ -374,7 +346,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
     # ------------------------------------------------------------------ generation
 
     @torch.no_grad()
-    @_explain_oom
+    @explain_oom
     def __call__(
         self,
         image: PIL.Image.Image | list[PIL.Image.Image] | torch.Tensor,
@@ -392,6 +364,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         decode_chunk_size: int | None = None,
+        num_videos_per_prompt: int = 1,
         output_type: str = "pil",
         callback_on_step_end: Callable[[LeviTorPipeline, int, torch.Tensor, dict], dict | None] | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
@@ -404,12 +377,16 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         num_frames, height, width: default to the control's.
         fps: the playback rate to condition on (SVD was trained on fps - 1, which is what the UNet sees).
         controlnet_conditioning_scale: scales the ControlNet's residuals; 0 skips the ControlNet (plain SVD).
-        decode_chunk_size: frames per VAE decode call; default the preset's, else all frames at once.
+        decode_chunk_size: frames per VAE decode call; default the preset's (``default``: all frames at once, as the
+            release decodes; ``low_vram``: 2, which changes the video slightly: the temporal decoder mixes the frames
+            within a call).
+        num_videos_per_prompt: videos per image (different noise, the same image and control), as in SVD.
         callback_on_step_end: called as ``f(pipe, step, t, tensors)`` after each step with the tensors named in
             ``callback_on_step_end_tensor_inputs``; may return a dict of replacements. Set ``pipe._interrupt =
             True`` inside it to stop early.
-        Returns ``.frames``: (B, F, height, width, 3) floats in [0, 1] for "np", (B, F, 3, height, width) for
-        "pt", B lists of PIL images for "pil", latents (B, F, 4, h, w) for "latent".
+        Returns ``.frames``: (N, F, height, width, 3) floats in [0, 1] for "np", (N, F, 3, height, width) for
+        "pt", N lists of PIL images for "pil", latents (N, F, 4, h, w) for "latent"; N = images x
+        num_videos_per_prompt, each image's videos together.
         """
         # 1. Check inputs (nothing has touched the GPU yet)
         default_h, default_w, default_f = self._default_size(control)
@@ -419,15 +396,18 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         callback_names = list(callback_on_step_end_tensor_inputs or (["latents"] if callback_on_step_end else []))
         self.check_inputs(image, control, height, width, num_frames, num_inference_steps, decode_chunk_size,
                           output_type, callback_names)
+        if num_videos_per_prompt < 1:
+            raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
         decode_chunk_size = decode_chunk_size or self._preset_decode_chunk_size or num_frames
         batch_size = self._batch_size(image)
+        videos = num_videos_per_prompt
         device = self._execution_device
         self._guidance_scale = max_guidance_scale  # a number until step 8, so do_classifier_free_guidance works
         do_cfg = self.do_classifier_free_guidance
         self._interrupt = False
 
         # 2. Encode the image for CLIP (cross-attention context; zeros for the unconditional branch)
-        image_embeddings = self._encode_image(self._clip_input(image), device, 1, do_cfg)
+        image_embeddings = self._encode_image(self._clip_input(image), device, videos, do_cfg)
         dtype = image_embeddings.dtype
 
         # 3. Encode the image with the VAE (noise-augmented, concatenated to every frame's latents)
@@ -438,29 +418,32 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         needs_upcasting = self.vae.dtype == torch.float16 and self.vae.config.force_upcast
         if needs_upcasting:
             self.vae.to(dtype=torch.float32)
-        image_latents = self._encode_vae_image(vae_input, device, 1, do_cfg).to(dtype)
+        image_latents = self._encode_vae_image(vae_input, device, 1, False).to(dtype)
         if needs_upcasting:
             self.vae.to(dtype=torch.float16)
+        image_latents = image_latents.repeat_interleave(videos, dim=0)  # in the image embeddings' order
+        if do_cfg:  # the unconditional branch gets zero image latents (as SVD)
+            image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
         image_latents = image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
 
         # 4. Encode the control
-        controlnet_cond = self.encode_control(control, height, width, batch_size, device, dtype, do_cfg)
+        controlnet_cond = self.encode_control(control, height, width, batch_size, device, dtype, do_cfg, videos)
 
         # 5. Added time ids: fps - 1, motion bucket, noise augmentation
         added_time_ids = self._get_add_time_ids(fps - 1, motion_bucket_id, noise_aug_strength, dtype, batch_size,
-                                                1, do_cfg).to(device)
+                                                videos, do_cfg).to(device)
 
         # 6. Timesteps (EDM Euler, Karras sigmas from the scheduler config)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
 
         # 7. Initial noise
-        latents = self.prepare_latents(batch_size, num_frames, self.unet.config.in_channels, height, width, dtype,
-                                       device, generator, latents)
+        latents = self.prepare_latents(batch_size * videos, num_frames, self.unet.config.in_channels, height, width,
+                                       dtype, device, generator, latents)
 
         # 8. Guidance scale ramped from the first frame to the last
         guidance = torch.linspace(min_guidance_scale, max_guidance_scale, num_frames).to(device, dtype)  # as SVD
-        self._guidance_scale = _append_dims(guidance.unsqueeze(0).repeat(batch_size, 1), latents.ndim)
+        self._guidance_scale = _append_dims(guidance.unsqueeze(0).repeat(batch_size * videos, 1), latents.ndim)
 
         # 9. Denoise (the control's embedding depends on the control alone: computed once, not every step)
         cond_embedding = None

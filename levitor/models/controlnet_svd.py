@@ -22,6 +22,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
+from levitor.control.rules import RULE_SET_NAMES
+from levitor.models.temporal_order import DIFFUSERS_ORDER, TemporalOrderMixin
 from levitor.models.unet_svd import embed_time, run_encoder
 
 # Encoder knobs copied from the UNet's config by from_unet(); the names are the UNet's (and the release's).
@@ -74,12 +76,16 @@ class ControlNetConditioningEmbeddingSVD(nn.Module):
         return self.conv_out(x)
 
 
-class ControlNetSVD(ModelMixin, ConfigMixin):
+class ControlNetSVD(TemporalOrderMixin, ModelMixin, ConfigMixin):
     """ControlNet over SVD's UNet encoder. Build it with :meth:`from_unet`; call it before the UNet each step.
 
     ``conditioning_channels``: channels of the control video (3: heatmap, instance id, depth value).
     ``conditioning_embedding_out_channels``: widths of the conditioning conv stack; its downsampling factor
     (2^(len - 1) = 8 by default) must equal the VAE's.
+    ``temporal_context_order``: "diffusers" or "release" (the official code's, which the released weights were
+    trained with; :mod:`levitor.models.temporal_order`). The UNet this ControlNet feeds runs in the same order.
+    ``control_rules``: which rules built the control signal the weights were trained with, "levitor" or "release"
+    (:class:`levitor.control.rules.ControlRules`); generation with these weights builds its control the same way.
     All other arguments are the SVD UNet's and must match the UNet this ControlNet feeds.
     """
 
@@ -106,8 +112,12 @@ class ControlNetSVD(ModelMixin, ConfigMixin):
         num_frames: int = 25,
         conditioning_channels: int = 3,
         conditioning_embedding_out_channels: tuple[int, ...] = (16, 32, 96, 256),
+        temporal_context_order: str = DIFFUSERS_ORDER,
+        control_rules: str = "levitor",
     ):
         super().__init__()
+        if control_rules not in RULE_SET_NAMES:
+            raise ValueError(f"control_rules must be one of {RULE_SET_NAMES}, got {control_rules!r}")
         n = len(down_block_types)
         if len(block_out_channels) != n:
             raise ValueError(f"block_out_channels needs one entry per down block ({n}), got {block_out_channels}")
@@ -150,6 +160,7 @@ class ControlNetSVD(ModelMixin, ConfigMixin):
             cross_attention_dim=cross_dims[-1], num_attention_heads=heads[-1],
         )
         self.controlnet_mid_block = _zero(nn.Conv2d(block_out_channels[-1], block_out_channels[-1], kernel_size=1))
+        self._init_temporal_order(temporal_context_order)
 
     @property
     def downsampling_factor(self) -> int:
@@ -166,11 +177,13 @@ class ControlNetSVD(ModelMixin, ConfigMixin):
     ) -> ControlNetSVD:
         """A ControlNet with ``unet``'s encoder architecture, and (by default) a copy of its encoder weights.
 
-        The conditioning stack and all zero convs start fresh (zero outputs), so the result adds nothing yet.
+        The conditioning stack and all zero convs start fresh (zero outputs), so the result adds nothing yet. The
+        temporal context order is the UNet's.
         """
         config = {k: unet.config[k] for k in _UNET_ENCODER_KEYS}
         controlnet = cls(**config, conditioning_channels=conditioning_channels,
-                         conditioning_embedding_out_channels=tuple(conditioning_embedding_out_channels))
+                         conditioning_embedding_out_channels=tuple(conditioning_embedding_out_channels),
+                         temporal_context_order=unet.config.get("temporal_context_order", DIFFUSERS_ORDER))
         if load_weights_from_unet:
             for name in ("conv_in", "time_proj", "time_embedding", "add_time_proj", "add_embedding",
                          "down_blocks", "mid_block"):

@@ -10,6 +10,11 @@ The release (``hlwang06/LeviTor``) is an accelerate ``save_state`` folder::
 Their config carries keys our :class:`ControlNetSVD` does not take (decoder settings it never builds, and an
 unused point-feature adapter). :func:`load_controlnet` drops those, refuses configs that would need modules we
 do not have, and loads the weights strictly, so a wrong checkpoint fails loudly instead of half-loading.
+
+A release ControlNet (``_class_name`` "ControlNetSVDModel") is loaded in the release's computation: the release's
+temporal context order (:mod:`levitor.models.temporal_order`) and ``control_rules="release"`` (generation builds
+its control signal as the release does, :mod:`levitor.control.rules`). Both are written into its config, so a
+converted or re-saved copy keeps them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 
 from levitor.models.controlnet_svd import ControlNetSVD
-from levitor.weights import WeightsNotFoundError, describe_expected_layout
+from levitor.weights import CorruptWeightsError, WeightsNotFoundError, describe_expected_layout
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +42,9 @@ _IGNORED_KEYS = {
 _REQUIRED_VALUES = {"with_id_feature": False}
 # Prefixes that wrappers add to parameter names (DDP / accelerate, torch.compile).
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+RELEASE_CLASS_NAME = "ControlNetSVDModel"  # the release's ControlNet class, as its config.json names it
+# What the release's code computes, for configs written by it (they carry no such keys)
+_RELEASE_DEFAULTS = {"temporal_context_order": "release", "control_rules": "release"}
 _WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
                  "diffusion_pytorch_model.bin")
 
@@ -54,9 +62,13 @@ def find_controlnet_folder(folder: str | Path) -> Path:
 
 
 def controlnet_config_from_official(config: dict) -> dict:
-    """Keyword arguments for :class:`ControlNetSVD` from a release (or our own) config.json."""
+    """Keyword arguments for :class:`ControlNetSVD` from a release (or our own) config.json.
+
+    A release config gets the release's temporal context order and control rules (unless it names others)."""
     accepted = set(inspect.signature(ControlNetSVD.__init__).parameters) - {"self"}
     kwargs, unknown = {}, []
+    if config.get("_class_name") == RELEASE_CLASS_NAME:
+        kwargs.update(_RELEASE_DEFAULTS)
     for key, value in config.items():
         if key in _REQUIRED_VALUES:
             if value != _REQUIRED_VALUES[key]:
@@ -97,22 +109,33 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     )
 
 
-def load_controlnet(folder: str | Path, torch_dtype: torch.dtype | None = None) -> ControlNetSVD:
+def load_controlnet(folder: str | Path, torch_dtype: torch.dtype | None = None, *,
+                    dtype: torch.dtype | None = None) -> ControlNetSVD:
     """Load a ControlNet from the release layout, a folder written by ``ControlNetSVD.save_pretrained``, or a
-    folder holding a release ``controlnet/`` folder's files directly. Missing or extra weights raise ValueError."""
+    folder holding a release ``controlnet/`` folder's files directly. Missing or extra weights raise ValueError.
+
+    ``dtype`` (or its older name ``torch_dtype``) casts every parameter."""
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")
+    torch_dtype = dtype if dtype is not None else torch_dtype
     folder = find_controlnet_folder(folder)
     config = json.loads((folder / "config.json").read_text())
-    kwargs = controlnet_config_from_official(config)
+    try:
+        kwargs = controlnet_config_from_official(config)
+        with torch.device("meta"):  # no random init of ~700M parameters only to overwrite them
+            model = ControlNetSVD(**kwargs)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CorruptWeightsError(f"{folder / 'config.json'} is not a ControlNet config ({type(err).__name__}: "
+                                  f"{err}); download the LeviTor folder again") from None
     state_dict = convert_official_state_dict(_read_weights(folder))
-
-    with torch.device("meta"):  # no random init of ~700M parameters only to overwrite them
-        model = ControlNetSVD(**kwargs)
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     if missing or unexpected:
-        raise ValueError(
-            f"the ControlNet weights in {folder} do not fit its config: {len(missing)} missing "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        parts = [f"{len(missing)} of {len(expected)} weights missing (e.g. {', '.join(missing[:2])})"] * bool(missing)
+        parts += [f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])})"] * bool(unexpected)
+        raise CorruptWeightsError(
+            f"the weights in {folder} do not match its config.json: {' and '.join(parts)}. The two files come "
+            "from different models, or the download is partial: download the folder again"
         )
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.eval()

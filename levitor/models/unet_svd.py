@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from diffusers.configuration_utils import register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401 -- DiffusionPipeline.from_pretrained finds
 from diffusers.models.unets.unet_spatio_temporal_condition import (
     UNetSpatioTemporalConditionModel,
@@ -22,6 +23,8 @@ from diffusers.models.unets.unet_spatio_temporal_condition import (
 # a custom component's loader by looking base-class names up in its module, so ModelMixin must be visible here
 from diffusers.utils.torch_utils import maybe_adjust_dtype_for_device
 from torch import nn
+
+from levitor.models.temporal_order import DIFFUSERS_ORDER, TemporalOrderMixin
 
 
 def embed_time(model: nn.Module, sample: torch.Tensor, timestep: torch.Tensor | float | int,
@@ -71,12 +74,61 @@ def run_encoder(model: nn.Module, hidden: torch.Tensor, emb: torch.Tensor, encod
     return hidden, skips
 
 
-class ControlledUNetSVD(UNetSpatioTemporalConditionModel):
+class ControlledUNetSVD(TemporalOrderMixin, UNetSpatioTemporalConditionModel):
     """SVD's spatio-temporal UNet whose skip connections and middle block take ControlNet residuals.
 
     Load it exactly like the plain UNet: ``ControlledUNetSVD.from_pretrained(svd_id, subfolder="unet")``.
-    Without residuals its output equals :class:`UNetSpatioTemporalConditionModel`'s.
+    Without residuals (and in diffusers' temporal context order) its output equals
+    :class:`UNetSpatioTemporalConditionModel`'s.
+
+    ``temporal_context_order``: "diffusers" (plain SVD's) or "release" (the official LeviTor code's, which the
+    released ControlNet was trained beside; see :mod:`levitor.models.temporal_order`). Saved in the config; the
+    other arguments are diffusers' UNet's, with its defaults.
     """
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int | None = None,
+        in_channels: int = 8,
+        out_channels: int = 4,
+        down_block_types: tuple[str, ...] = (
+            "CrossAttnDownBlockSpatioTemporal",
+            "CrossAttnDownBlockSpatioTemporal",
+            "CrossAttnDownBlockSpatioTemporal",
+            "DownBlockSpatioTemporal",
+        ),
+        up_block_types: tuple[str, ...] = (
+            "UpBlockSpatioTemporal",
+            "CrossAttnUpBlockSpatioTemporal",
+            "CrossAttnUpBlockSpatioTemporal",
+            "CrossAttnUpBlockSpatioTemporal",
+        ),
+        block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280),
+        addition_time_embed_dim: int = 256,
+        projection_class_embeddings_input_dim: int = 768,
+        layers_per_block: int | tuple[int] = 2,
+        cross_attention_dim: int | tuple[int] = 1024,
+        transformer_layers_per_block: int | tuple[int, tuple[tuple]] = 1,
+        num_attention_heads: int | tuple[int, ...] = (5, 10, 20, 20),
+        num_frames: int = 25,
+        temporal_context_order: str = DIFFUSERS_ORDER,
+    ):
+        super().__init__(
+            sample_size=sample_size, in_channels=in_channels, out_channels=out_channels,
+            down_block_types=down_block_types, up_block_types=up_block_types, block_out_channels=block_out_channels,
+            addition_time_embed_dim=addition_time_embed_dim,
+            projection_class_embeddings_input_dim=projection_class_embeddings_input_dim,
+            layers_per_block=layers_per_block, cross_attention_dim=cross_attention_dim,
+            transformer_layers_per_block=transformer_layers_per_block, num_attention_heads=num_attention_heads,
+            num_frames=num_frames,
+        )
+        self._init_temporal_order(temporal_context_order)
+
+    @property
+    def svd_config(self) -> dict:
+        """The config as diffusers' plain :class:`UNetSpatioTemporalConditionModel` takes it (no levitor keys)."""
+        return {k: v for k, v in self.config.items() if k != "temporal_context_order"}
 
     def forward(
         self,

@@ -61,10 +61,11 @@ def zbuffer(x: np.ndarray, y: np.ndarray, z: np.ndarray, frame: np.ndarray, foot
 
 
 def _render_movers(px, py, z0, owner, tracks, fx, fy, cx, cy, min_z, max_fp, height, width,
-                      ids, colors, st_inst, st_depth, st_color, out_inst, out_depth, out_color, zbuf, win):
+                      ids, colors, st_inst, st_depth, st_color, st_front, out_inst, out_depth, out_color, zbuf, win):
     """Move every mover pixel along its track (2D shift, then depth change), z-buffer it, and composite
-    the winners over the static layer (st_*: one frame, or one per frame) where they are nearer, writing
-    every pixel of the outputs. Same arithmetic as lift.move + render.
+    the winners over the static layer (st_*: one frame, or one per frame) where they are at least as near as
+    what it has in front (st_front: inf where a mover left), writing every pixel of the outputs. Same
+    arithmetic as lift.move + render.
 
     One frame at a time, so the z-buffer (zbuf, win: H*W) stays in cache while points scatter into it."""
     num_frames, n = tracks.shape[1], px.shape[0]
@@ -96,7 +97,7 @@ def _render_movers(px, py, z0, owner, tracks, fx, fy, cx, cy, min_z, max_fp, hei
         sf = f if st_inst.shape[0] > 1 else 0
         for p in range(hw):
             i = win[p]
-            if i >= 0 and zbuf[p] < st_depth[sf, p]:  # a mover wins where it is nearer than the static layer
+            if i >= 0 and zbuf[p] <= st_front[sf, p]:  # a mover wins where nothing static is nearer
                 out_inst[base + p] = ids[i]
                 out_depth[base + p] = zbuf[p]
                 for c in range(3):
@@ -112,14 +113,15 @@ _render_movers = jit(_render_movers)
 
 
 def render_movers(px, py, z0, owner, tracks, K, min_z, max_fp, ids, colors,
-                  st_inst, st_depth, st_color, out_inst, out_depth, out_color) -> None:
-    """Fused move + z-buffer + composite over the static layer (st_*: (1 or F, H, W[, 3])) into the
-    (F, H, W[, 3]) outputs (numpy arrays, every pixel written)."""
+                  st_inst, st_depth, st_color, st_front, out_inst, out_depth, out_color) -> None:
+    """Fused move + z-buffer + composite over the static layer (st_*: (1 or F, H, W[, 3]); st_front its occlusion
+    depth) into the (F, H, W[, 3]) outputs (numpy arrays, every pixel written)."""
     F, H, W = out_inst.shape
     zbuf = np.empty(H * W, dtype=np.float32)  # one frame's z-buffer, reused frame after frame
     win = np.empty(H * W, dtype=np.int64)
     f32 = np.float32
     _render_movers(px, py, z0, owner, tracks, f32(K.fx), f32(K.fy), f32(K.cx), f32(K.cy), f32(min_z), max_fp,
                    H, W, ids, colors, st_inst.reshape(st_inst.shape[0], -1), st_depth.reshape(st_depth.shape[0], -1),
-                   st_color.reshape(st_color.shape[0], -1, 3), out_inst.reshape(-1), out_depth.reshape(-1),
+                   st_color.reshape(st_color.shape[0], -1, 3), st_front.reshape(st_front.shape[0], -1),
+                   out_inst.reshape(-1), out_depth.reshape(-1),
                    out_color.reshape(-1, 3), zbuf, win)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.interpolate import CubicHermiteSpline, PchipInterpolator
 
 from levitor.depth import MIN_DEPTH
 from levitor.scene import INTERPOLATIONS, Intrinsics, PathPoint
@@ -57,9 +56,13 @@ def interpolate_path(path: Sequence[PathPoint], num_frames: int, method: str = "
     if method == "linear" or len(path) == 2:
         return np.stack([np.interp(t, times, values[:, c]) for c in range(3)], axis=1)
     if method == "pchip":
+        from scipy.interpolate import PchipInterpolator  # imported on first use: 1-2 s off a cold start
+
         return PchipInterpolator(times, values, axis=0)(t)
     # Catmull-Rom: tangents from neighbouring points (one-sided at the ends), non-uniform times allowed.
     slopes = np.gradient(values, times, axis=0)
+    from scipy.interpolate import CubicHermiteSpline
+
     return CubicHermiteSpline(times, values, slopes, axis=0)(t)
 
 

@@ -3,12 +3,15 @@
 Every pixel of a moving object is a 3D point (see :mod:`levitor.motion.lift`); the rest of the image is a
 static layer that stays where it is (or moves with the camera path). Per frame we splat the moving points
 with a z-buffer (``scatter_reduce`` amin: the nearest point wins a pixel) and composite them over the static
-layer where they are nearer than it. The result is an instance-id map (occlusion correct), a depth map and a
-colour preview per frame.
+layer where they are at least as near as what is there (a moved object at the depth of the surface behind it
+is on it, not behind it). The moved objects' own first-frame pixels hold nothing in front of anything: the
+object left them, so it is always drawn over its own place (frame 0 shows every object where it is). The result
+is an instance-id map (occlusion correct), a depth map and a colour preview per frame.
 
 Pixels a moving object uncovers take the instance id most common in a strip just above the object's
-top-most first-frame pixel (the release's rule: the hole is controlled as part of what surrounds it), and
-depth and colour inpainted from their surroundings (push-pull).
+top-most first-frame pixel (the hole is controlled as part of what surrounds it), and depth and colour
+inpainted from their surroundings (push-pull). These are levitor's rules; :mod:`levitor.motion.release_render`
+has the release's.
 """
 
 from __future__ import annotations
@@ -157,8 +160,15 @@ class StaticLayer:
     """What stays put: the first frame without the moving objects, their holes filled. Paths don't change it."""
 
     instance: torch.Tensor  # (H, W) int64
-    depth: torch.Tensor  # (H, W) float32
+    depth: torch.Tensor  # (H, W) float32, holes inpainted (the depth map the control reads)
     color: torch.Tensor  # (H, W, 3) uint8
+    vacated: torch.Tensor | None = None  # (H, W) bool: the moved objects' own pixels; nothing there hides a mover
+
+    def front(self) -> torch.Tensor:
+        """(H, W) depth of what is in front at each pixel for occlusion: inf where a mover left."""
+        if self.vacated is None:
+            return self.depth
+        return torch.where(self.vacated, torch.full_like(self.depth, float("inf")), self.depth)
 
 
 def static_layer(image: torch.Tensor, depth: torch.Tensor, instance: torch.Tensor, movers: list[Mover]) -> StaticLayer:
@@ -176,7 +186,7 @@ def static_layer(image: torch.Tensor, depth: torch.Tensor, instance: torch.Tenso
     valid = ~moving
     d = inpaint(depth[None].float(), valid)[0]
     c = inpaint(image.permute(2, 0, 1).float(), valid).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
-    return StaticLayer(inst, d, c.contiguous())
+    return StaticLayer(inst, d, c.contiguous(), moving)
 
 
 def render(
@@ -206,13 +216,14 @@ def render(
         backend = "numba" if HAVE_NUMBA else "torch"
     H, W = instance.shape
     static = static or static_layer(image, depth, instance, movers)
-    moving_camera = camera_track is not None and _moves(camera_track)
+    moving_camera = camera_track is not None and moves(camera_track)
     if moving_camera:
-        st_inst, st_depth, st_color = _render_static_with_camera(
-            static.instance, static.depth, static.color, K, camera_track, num_frames
+        st_inst, st_depth, st_color, st_front = render_static_with_camera(
+            static.instance, static.depth, static.color, K, camera_track, num_frames, static.front()
         )
     else:
         st_inst, st_depth, st_color = static.instance[None], static.depth[None], static.color[None]
+        st_front = static.front()[None]
     if backend == "numba" and movers:  # the steps below fused in one compiled loop, writing every pixel
         out = RenderResult(torch.empty(num_frames, H, W, dtype=torch.int64), torch.empty(num_frames, H, W),
                            torch.empty(num_frames, H, W, 3, dtype=torch.uint8))
@@ -224,13 +235,14 @@ def render(
             torch.stack([mv.track.float() for mv in movers]).numpy(), K, MIN_Z, MAX_FOOTPRINT,
             torch.cat([mv.instance for mv in movers]).numpy(), torch.cat([mv.color for mv in movers]).numpy(),
             st_inst.contiguous().numpy(), st_depth.float().contiguous().numpy(), st_color.contiguous().numpy(),
-            out.instance.numpy(), out.depth.numpy(), out.color.numpy(),
+            st_front.float().contiguous().numpy(), out.instance.numpy(), out.depth.numpy(), out.color.numpy(),
         )
         return out
     if not moving_camera:
         st_inst = st_inst.expand(num_frames, H, W).clone()
         st_depth = st_depth.expand(num_frames, H, W).clone()
         st_color = st_color.expand(num_frames, H, W, 3).clone()
+        st_front = st_front.expand(num_frames, H, W)
     if not movers:
         return RenderResult(st_inst, st_depth, st_color)
 
@@ -240,7 +252,7 @@ def render(
         xy, z = move(mv.pixels.float(), mv.depth.float(), mv.track.float(), K)  # (F, N, 2), (F, N)
         xy_list.append(xy)
         z_list.append(z)
-        fp_list.append(_footprint(mv.depth.float()[None], z))
+        fp_list.append(footprint(mv.depth.float()[None], z))
     xy = torch.cat(xy_list, dim=1)  # (F, Ntot, 2)
     z = torch.cat(z_list, dim=1)
     fp = torch.cat(fp_list, dim=1)
@@ -251,9 +263,9 @@ def render(
     else:
         sp = splat(xy.reshape(-1, 2), z.reshape(-1), frame, num_frames, H, W, fp.reshape(-1), use_kernel=False)
 
-    # composite, touching only the pixels the movers reached: a moving point takes a pixel where it is
-    # nearer than the static layer there
-    take = sp.z < st_depth.view(-1)[sp.pixel]
+    # composite, touching only the pixels the movers reached: a moving point takes a pixel where it is at least
+    # as near as what the static layer has in front there
+    take = sp.z <= st_front.reshape(-1)[sp.pixel]
     hit, zh = sp.pixel[take], sp.z[take]
     src = sp.point[take] % n_tot  # winner index -> point within a frame
     ids = torch.cat([mv.instance for mv in movers])
@@ -289,23 +301,25 @@ def _splat_pytorch3d(xy: torch.Tensor, z: torch.Tensor, z0: torch.Tensor, H: int
     return Splat(hit, idx[hit].long(), zbuf[..., 0].reshape(-1)[hit].float(), (F, H, W))
 
 
-def _moves(track: torch.Tensor) -> bool:
+def moves(track: torch.Tensor) -> bool:
+    """Whether a (F, 3) track ever leaves its first row."""
     return bool((track - track[:1]).abs().max() > 0)
 
 
-def _footprint(z0: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def footprint(z0: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Side of the splat square: the magnification z0 / z, rounded up (1 when not magnified)."""
     mag = z0 / z
     return torch.ceil(mag - 1e-6).clamp(1, MAX_FOOTPRINT).to(torch.int64)
 
 
-def _render_static_with_camera(inst, depth, color, K, track, num_frames):
-    """The static layer moved by the camera path; holes it opens are filled from their surroundings."""
+def render_static_with_camera(inst, depth, color, K, track, num_frames, front=None):
+    """The static layer moved by the camera path; holes it opens are filled from their surroundings. ``front``
+    (H, W), the occlusion depth (inf where movers left), moves along; returns it fourth."""
     H, W = inst.shape
     rows, cols = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     pix = torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=1).double()
     xy, z = move(pix, depth.reshape(-1).double(), track.double(), K)
-    fp = _footprint(depth.reshape(-1).double()[None], z)
+    fp = footprint(depth.reshape(-1).double()[None], z)
     frame = torch.arange(num_frames).repeat_interleave(H * W)
     zbuf, win = splat(xy.reshape(-1, 2), z.reshape(-1).float(), frame, num_frames, H, W, fp.reshape(-1)).dense()
     hit = win >= 0
@@ -318,7 +332,11 @@ def _render_static_with_camera(inst, depth, color, K, track, num_frames):
     out_color = torch.stack(
         [inpaint(out_color[f].permute(2, 0, 1).float(), hit[f]) for f in range(num_frames)]
     ).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return out_inst, out_depth, out_color
+    if front is None:
+        return out_inst, out_depth, out_color
+    vacated = hit & torch.isinf(front.reshape(-1)[src])
+    out_front = torch.where(vacated, torch.full_like(out_depth, float("inf")), out_depth)
+    return out_inst, out_depth, out_color, out_front
 
 
 def _hole_fill_id(instance: torch.Tensor, mv: Mover, moving: torch.Tensor) -> int:

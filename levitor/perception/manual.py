@@ -12,7 +12,9 @@ Depth (scene convention of :mod:`levitor.depth`: (0, 1], smaller = nearer):
   horizon to 255 at the bottom row, then ``depth = 1 / disparity`` exactly as for DepthAnything's output.
   Everything above the horizon is as far as it gets (depth 1).
 - :func:`constant_depth`: each object mask painted with one depth on top of a background depth; by default an
-  object stands on the floor, taking the background depth under its lowest pixels.
+  object stands on the floor, taking the background depth under its lowest pixels;
+- :func:`flat_depth`: every pixel at one depth (mid disparity), and :func:`nearer_depth`: a flat background with
+  each object mask "N x nearer" than it (the two depths a close-up photo without a depth model reads best with).
 
 The :class:`~levitor.scene.Scene` records which tool made each mask (``mask_sources``: "lasso", "brush",
 "flood") and the depth (``depth_source``: "ground-plane", "constant").
@@ -31,6 +33,8 @@ from levitor.depth import DISPARITY_MAX, depth_from_disparity
 GROUND_PLANE_SOURCE = "ground-plane"
 CONSTANT_SOURCE = "constant"
 DEFAULT_HORIZON = 0.4  # fraction of the height: a typical eye-level photo has its horizon a bit above the middle
+FLAT_DISPARITY = 128  # a flat scene sits at mid disparity (what a flat DepthAnything map normalises to)
+BACKGROUND_DISPARITY = 64  # the background of nearer_depth: far enough that objects can come up to ~4x nearer
 
 Point = tuple[float, float]
 
@@ -219,6 +223,43 @@ def constant_depth(
         out[m] = d
     if out.min() <= 0 or out.max() > 1.0:
         raise ValueError(f"background depth must be in (0, 1], got min {base.min():.3g}, max {base.max():.3g}")
+    return out
+
+
+def flat_depth(shape: tuple[int, int], disparity: int = FLAT_DISPARITY) -> np.ndarray:
+    """(H, W) float32: every pixel at ``1 / disparity`` (a flat scene; only the paths' depth changes matter)."""
+    height, width = _shape(shape)
+    if not 1 <= disparity <= DISPARITY_MAX:
+        raise ValueError(f"disparity must be in 1..{DISPARITY_MAX}, got {disparity}")
+    return np.full((height, width), 1.0 / float(disparity), dtype=np.float32)
+
+
+def max_nearness(background_disparity: int = BACKGROUND_DISPARITY) -> float:
+    """How much nearer than the background an object can be on the 0..255 disparity scale."""
+    return DISPARITY_MAX / float(background_disparity)
+
+
+def nearer_depth(
+    shape: tuple[int, int],
+    masks: Sequence[np.ndarray],
+    nearness: float = 2.0,
+    background_disparity: int = BACKGROUND_DISPARITY,
+) -> np.ndarray:
+    """A flat background at ``1 / background_disparity`` with every mask ``nearness`` x nearer -> (H, W) float32.
+
+    ``nearness`` is in [1, :func:`max_nearness`] (255 / 64 = 3.98 with the default background): the disparity
+    scale ends at 255."""
+    top = max_nearness(background_disparity)
+    if not 1.0 <= nearness <= top + 1e-9:
+        raise ValueError(f"nearness must be in 1..{top:.2f} (the 0..255 disparity scale ends there with a "
+                         f"background at disparity {background_disparity}), got {nearness}")
+    out = flat_depth(shape, background_disparity)
+    near = 1.0 / min(background_disparity * float(nearness), DISPARITY_MAX)
+    for i, mask in enumerate(masks):
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != out.shape:
+            raise ValueError(f"masks[{i}] has shape {m.shape}, but the image is {out.shape}")
+        out[m] = near
     return out
 
 

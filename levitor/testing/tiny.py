@@ -196,12 +196,16 @@ OFFICIAL_EXTRA_CONFIG = {
 }
 
 
+# Our ControlNet's config keys that the release's has not (the loader supplies the release's values for them).
+LEVITOR_ONLY_CONFIG = ("temporal_context_order", "control_rules")
+
+
 def save_official_controlnet(controlnet: ControlNetSVD, folder: str | Path, unet=None) -> Path:
     """Write ``controlnet`` the way the release folder holds it (accelerate save_state layout)."""
     folder = Path(folder)
     (folder / "controlnet").mkdir(parents=True, exist_ok=True)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in controlnet.config.items()
-              if not k.startswith("_")}
+              if not k.startswith("_") and k not in LEVITOR_ONLY_CONFIG}
     config.update(OFFICIAL_EXTRA_CONFIG)
     (folder / "controlnet" / "config.json").write_text(json.dumps(config, indent=2))
     state = {k: v.detach().contiguous() for k, v in controlnet.state_dict().items()}
@@ -230,7 +234,7 @@ def save_tiny_pipeline(folder: str | Path, layout: str = "ours", seed: int = 0) 
     if layout != "official":
         raise ValueError(f"layout must be 'ours' or 'official', got {layout!r}")
 
-    plain_unet = UNetSpatioTemporalConditionModel.from_config(pipe.unet.config)
+    plain_unet = UNetSpatioTemporalConditionModel.from_config(pipe.unet.svd_config)
     plain_unet.load_state_dict(pipe.unet.state_dict())
     svd = StableVideoDiffusionPipeline(vae=pipe.vae, image_encoder=pipe.image_encoder, unet=plain_unet,
                                        scheduler=pipe.scheduler, feature_extractor=pipe.feature_extractor)

@@ -12,6 +12,8 @@ import json
 import sys
 import time
 
+from levitor.defaults import SIZES
+
 PRECOMPUTE_HELP = ("Precompute depth and control signals of a data set into WebDataset shards (Ray Data or one "
                    "process; resumable per shard).")
 
@@ -94,6 +96,8 @@ def add_precompute_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth-input-size", type=int, help="the depth network's shorter side (default 512, the "
                                                         "release's; smaller is faster and coarser)")
     p.add_argument("--device", default="auto", help="for the depth model: cuda, cpu, or auto (cuda:LOCAL_RANK)")
+    p.add_argument("--size", choices=sorted(SIZES), help="a named size (" + ", ".join(
+        f"{n}: {s}" for n, s in SIZES.items()) + ", frames x height x width); --height/--width/--num-frames override")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--num-frames", type=int)
@@ -101,7 +105,7 @@ def add_precompute_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--starts", choices=["first", "all"])
     p.add_argument("--hop", type=int)
     p.add_argument("--frames", help="how to store frames: jpeg (default), raw or none")
-    p.add_argument("--kmeans-init", help="warm (default) or release")
+    p.add_argument("--kmeans-init", help="warm (default) or release (the release's K-means, exactly)")
     p.add_argument("--threads", type=int, help="local engine: torch CPU threads (default: torch's); one process "
                                                "per core with --threads 1 on CPU machines")
     p.add_argument("--quiet", action="store_true")

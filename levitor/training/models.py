@@ -46,6 +46,9 @@ def build_models(config: TrainConfig):
         from levitor.models.convert import load_controlnet
 
         controlnet = load_controlnet(config.controlnet_init)
+        # from here on the weights learn levitor's control (training data is built by levitor's rules); a released
+        # ControlNet keeps its temporal context order, which the UNet beside it follows
+        controlnet.register_to_config(control_rules="levitor")
     else:
         controlnet = ControlNetSVD.from_unet(unet, conditioning_channels=3)
     pipe = LeviTorPipeline(

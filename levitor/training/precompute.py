@@ -60,7 +60,7 @@ from levitor.data.records import (
     write_stats,
 )
 from levitor.data.sampling import ClipSampling
-from levitor.defaults import DEFAULT_SIZE
+from levitor.defaults import DEFAULT_SIZE, video_size
 from levitor.depth import depth_from_disparity
 from levitor.perception.depth_fn import DepthFn, depth_of_frames, load_depth_fn
 
@@ -88,7 +88,7 @@ class PrecomputeConfig:
     jpeg_quality: int = 95      # visually lossless; the VAE sees far worse compression in SA-V's own mp4s
     lam: float = LAMBDA         # the K rule (levitor.control.krule)
     k_max: int = K_MAX
-    kmeans_init: str = "warm"   # warm (temporally stable points) | release (the official per-frame init)
+    kmeans_init: str = "warm"   # warm (temporally stable points) | release (the release's K-means, exactly)
     sample_stride: int = 10     # K-means on every 10th mask pixel, as the release
     videos_per_shard: int = 64  # SA-V: ~5 clips a video, ~0.4 MB a clip -> shards of ~130 MB
 
@@ -453,7 +453,11 @@ def _config_from_args(args) -> PrecomputeConfig:
     """Only the flags the user set override the defaults."""
     names = ("dataset", "split", "height", "width", "num_frames", "stride", "starts", "hop", "depth",
              "depth_input_size", "frames", "kmeans_init", "videos_per_shard")
-    return PrecomputeConfig(**{k: getattr(args, k) for k in names if getattr(args, k, None) is not None})
+    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if getattr(args, "size", None):  # a named size; --height/--width/--num-frames still override it
+        size = video_size(args.size)
+        given = {"height": size.height, "width": size.width, "num_frames": size.num_frames, **given}
+    return PrecomputeConfig(**given)
 
 
 def run_precompute_command(args) -> int:

@@ -29,28 +29,41 @@ def overlay(
     frame: int = 0,
     alpha: float = 0.45,
     point_radius: float = 4.0,
+    colors: np.ndarray | None = None,
 ) -> np.ndarray:
     """The image with instance colours blended in and the frame's control points drawn on top.
 
     Points are coloured like their instance and sized by depth value (nearer = larger), with a dark outline.
+    colors: an (n, 3) table of RGB per instance id (e.g. the Studio's colours), where ids below n take it;
+    default :func:`instance_colors`.
     """
     img = _np(image).astype(np.float64)
     if instance is not None:
         inst = _np(instance).astype(np.int64)
-        colors = instance_colors(int(inst.max()) + 1).astype(np.float64)
-        tint = colors[np.clip(inst, 0, None)]
+        colors_ = _id_colors(int(inst.max()) + 1, colors).astype(np.float64)
+        tint = colors_[np.clip(inst, 0, None)]
         a = np.where(inst[..., None] > 0, alpha, 0.0)
         img = img * (1 - a) + tint * a
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
     if signal is not None and signal.num_points:
-        draw_points(out, signal, frame, point_radius)
+        draw_points(out, signal, frame, point_radius, colors)
     return np.asarray(out)
 
 
-def draw_points(canvas: Image.Image, signal: ControlSignal, frame: int, radius: float = 4.0) -> None:
-    """Draw one frame's visible control points onto a PIL image, in place."""
+def _id_colors(n: int, table: np.ndarray | None) -> np.ndarray:
+    """(n, 3) colours per instance id: ``table`` where it has a row, :func:`instance_colors` beyond it."""
+    out = instance_colors(n)
+    if table is not None:
+        t = np.asarray(table, np.uint8).reshape(-1, 3)[:n]
+        out[:len(t)] = t
+    return out
+
+
+def draw_points(canvas: Image.Image, signal: ControlSignal, frame: int, radius: float = 4.0,
+                colors: np.ndarray | None = None) -> None:
+    """Draw one frame's visible control points onto a PIL image, in place (``colors``: as in :func:`overlay`)."""
     sx, sy = canvas.width / signal.width, canvas.height / signal.height
-    colors = instance_colors(int(signal.instance.max()) + 1 if signal.num_points else 1)
+    colors = _id_colors(int(signal.instance.max()) + 1 if signal.num_points else 1, colors)
     draw = ImageDraw.Draw(canvas)
     pts = signal.points[frame].numpy()
     dep = signal.depth[frame].numpy()

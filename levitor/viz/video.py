@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from levitor._util.io import atomic_path
+
 MP4_CRF = 18  # visually lossless for generated clips; files stay small at these sizes
+MP4_PRESET = "veryfast"  # x264 speed: half the encode time of "medium" for ~10% larger files (the Studio preview)
 
 
 def as_uint8_frames(frames: np.ndarray | Sequence[PIL.Image.Image]) -> np.ndarray:
@@ -47,7 +50,7 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(MP4_CRF)}
+        stream.options = {"crf": str(MP4_CRF), "preset": MP4_PRESET}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -69,10 +72,13 @@ def write_video(frames: np.ndarray | Sequence[PIL.Image.Image], path: str | Path
     path = Path(path)
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    writers = {".mp4": _write_mp4, ".gif": _write_gif}
-    if path.suffix.lower() not in writers:
-        raise ValueError(f"unsupported video format {path.suffix!r}; use one of {sorted(writers)}")
+    if path.suffix.lower() not in VIDEO_WRITERS:
+        raise ValueError(f"{path}: unsupported video format {path.suffix!r}; use one of {VIDEO_SUFFIXES}")
     arr = as_uint8_frames(frames)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writers[path.suffix.lower()](arr, path, fps)
+    with atomic_path(path) as tmp:  # a kill mid-write leaves the old video (or none), never a torn one
+        VIDEO_WRITERS[path.suffix.lower()](arr, tmp, fps)
     return path
+
+
+VIDEO_WRITERS = {".mp4": _write_mp4, ".gif": _write_gif}
+VIDEO_SUFFIXES = tuple(VIDEO_WRITERS)

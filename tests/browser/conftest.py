@@ -48,6 +48,7 @@ def lab(chromium, tmp_path_factory):
     root, state = base / "root", base / "state"
     root.mkdir()
     shutil.copyfile(REPO / "notebooks" / "01_quickstart.ipynb", root / "01_quickstart.ipynb")
+    _photo_notebooks(root)
     settings = state / "settings"
     _write(settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings",
            {"fetchNews": "false", "checkForUpdates": False})  # no "get news?" toast over the notebook
@@ -96,6 +97,35 @@ def shots(tmp_path):
         dest.mkdir(parents=True, exist_ok=True)
         for f in sorted(out.glob("*.png")):
             shutil.copyfile(f, dest / f.name)
+
+
+PHOTO_CELL = ("from levitor_widgets import Studio\n"
+              "studio = Studio('chelsea.png', out_dir='levitor_out')\n"
+              "studio")
+TWO_CELLS = ("from levitor_widgets import Studio\n"
+             "cat = Studio('chelsea.png', out_dir='shared', show_3d=False)\n"
+             "cat",
+             "cup = Studio('coffee.png', out_dir='shared', show_3d=False)\n"
+             "cup")
+
+
+def _photo_notebooks(root: Path) -> None:
+    """Real photos (scikit-image ships them: no download) and the notebooks of the own-photo scenarios."""
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    Image.fromarray(skdata.chelsea()).save(root / "chelsea.png")
+    Image.fromarray(skdata.coffee()).save(root / "coffee.png")
+    _notebook(root / "photo.ipynb", [PHOTO_CELL])
+    _notebook(root / "two.ipynb", list(TWO_CELLS))
+
+
+def _notebook(path: Path, cells: list[str]) -> None:
+    doc = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+                      "source": src} for i, src in enumerate(cells)],
+           "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+           "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(doc, indent=1))
 
 
 def _write(path: Path, doc: dict) -> None:

@@ -38,6 +38,27 @@ def test_control_for_clip_settings(davis):
         control_for_clip(clip, "dense")
 
 
+def test_the_control_uses_the_kmeans_the_model_was_trained_with(davis):
+    from types import SimpleNamespace
+
+    import torch
+
+    from levitor.control.points import control_from_masks
+    from levitor.data.davis import DavisDataset
+    from levitor.data.sampling import ClipSampling
+    from levitor.evaluation.runner import generator_kmeans_init
+
+    assert generator_kmeans_init(preview_generator) == "warm"
+    released = SimpleNamespace(pipe=SimpleNamespace(control_rules="release"))
+    assert generator_kmeans_init(released) == "release"
+    clip = next(DavisDataset(davis, sampling=ClipSampling(num_frames=8)).clips())
+    rel = control_for_clip(clip, "multi", kmeans_init="release")
+    expected = control_from_masks(torch.as_tensor(clip.instance_map()), torch.full(clip.instance_map().shape, 1.0),
+                                  init="release", ids=clip.object_ids.tolist())
+    assert torch.equal(rel.points, expected.points)
+    assert not torch.equal(rel.points, control_for_clip(clip, "multi").points)  # warm starts differ
+
+
 def test_preview_baseline_gives_zero_objmc_and_writes_everything(davis, tmp_path):
     out = tmp_path / "eval"
     cfg = EvalConfig(height=48, width=80, num_frames=8)

@@ -193,3 +193,59 @@ def test_eval_reads_precompute_shards(davis, tmp_path, capsys):
     capsys.readouterr()
     assert eval_main([str(pre), *CLI[:2], "--height", "32", "--out", str(tmp_path / "bad")]) == 2
     assert "pass --num-frames/--height/--width of the shards" in capsys.readouterr().err
+
+
+def test_a_resume_cannot_mix_kmeans_inits(davis, tmp_path):
+    out = tmp_path / "k"
+    tracker = FallbackTracker()
+    one = EvalConfig(**{**CFG.__dict__, "max_clips": 1})
+    run_eval(davis, preview_generator, tracker, out, one, "preview")       # None: the preview's own, warm
+    assert json.loads((out / "eval_settings.json").read_text())["config"]["kmeans_init"] == "warm"
+    with pytest.raises(ValueError, match="other settings"):
+        run_eval(davis, preview_generator, tracker, out, EvalConfig(**{**one.__dict__, "kmeans_init": "release"}),
+                 "preview")
+    s = run_eval(davis, preview_generator, tracker, out, EvalConfig(**{**one.__dict__, "kmeans_init": "warm"}),
+                 "preview")
+    assert s.evaluated_now == 0 and s.clips == 1                          # the same K-means: a resume
+    with pytest.raises(ValueError, match="kmeans_init must be one of"):
+        EvalConfig(kmeans_init="cold")
+
+
+def test_a_records_signal_is_used_only_when_made_with_the_models_kmeans(davis, tmp_path):
+    import torch
+
+    from levitor.evaluation.runner import control_for_clip
+    from levitor.evaluation.sources import open_source
+    from levitor.training.precompute import PrecomputeConfig, run_local
+
+    pre = tmp_path / "pre"
+    run_local(davis, pre, PrecomputeConfig(height=48, width=80, num_frames=8, starts="first", videos_per_shard=5,
+                                           sample_stride=1, kmeans_init="warm"))
+    source = open_source(pre)
+    item = source.items(["goat"])[0]
+    ev = source.load(item)
+    for init in ("warm", "release"):
+        seen = []
+
+        def generator(clip, signal, seen=seen):
+            seen.append(signal)
+            return clip.frames.copy()
+
+        cfg = EvalConfig(**{**CFG.__dict__, "settings": ("multi",), "kmeans_init": init})
+        run_eval(pre, generator, FallbackTracker(), tmp_path / init, cfg, "m", sequences=["goat"])
+        want = ev.signal if init == "warm" else control_for_clip(ev.clip, "multi", None, ev.disparity, ev.control,
+                                                                 kmeans_init="release")
+        assert len(seen) == 1 and torch.equal(seen[0].points, want.points), init
+    assert not torch.equal(ev.signal.points, want.points)   # the release's K-means gave other points here
+
+
+def test_eval_size_names_a_size_and_the_flags_override_it(davis, tmp_path, monkeypatch):
+    from levitor.evaluation import runner
+
+    seen = {}
+    monkeypatch.setattr(runner, "run_eval", lambda *a, **k: seen.setdefault("config", a[4]) and
+                        runner.EvalSummary("m", "t", []))
+    assert eval_main([str(davis), "--model", "preview", "--device", "cpu", "--size", "release-demo",
+                      "--num-frames", "8", "--kmeans-init", "release", "--out", str(tmp_path / "s")]) == 1
+    c = seen["config"]
+    assert (c.num_frames, c.height, c.width, c.kmeans_init) == (8, 512, 288, "release")

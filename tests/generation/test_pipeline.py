@@ -70,7 +70,7 @@ def test_signal_for_another_resolution_is_rescaled(pipe, image, reference_latent
 def test_zero_controlnet_matches_diffusers_svd_pipeline(image):
     """With an untrained (zero) ControlNet, LeviTor is exactly diffusers' StableVideoDiffusionPipeline."""
     levitor = tiny_pipeline(seed=0, zero_init_controlnet=True)
-    plain_unet = UNetSpatioTemporalConditionModel.from_config(levitor.unet.config).eval()
+    plain_unet = UNetSpatioTemporalConditionModel.from_config(levitor.unet.svd_config).eval()
     plain_unet.load_state_dict(levitor.unet.state_dict())
     svd = StableVideoDiffusionPipeline(vae=levitor.vae, image_encoder=levitor.image_encoder, unet=plain_unet,
                                        scheduler=levitor.scheduler, feature_extractor=levitor.feature_extractor)
@@ -234,7 +234,7 @@ def test_mismatched_controlnet_is_rejected():
     pipe = tiny_pipeline()
     with pytest.raises(TypeError, match="ControlledUNetSVD"):
         LeviTorPipeline(vae=pipe.vae, image_encoder=pipe.image_encoder,
-                        unet=UNetSpatioTemporalConditionModel.from_config(pipe.unet.config),
+                        unet=UNetSpatioTemporalConditionModel.from_config(pipe.unet.svd_config),
                         controlnet=pipe.controlnet, scheduler=pipe.scheduler,
                         feature_extractor=pipe.feature_extractor)
     from levitor.models import ControlNetSVD
@@ -339,3 +339,51 @@ def test_model_offload_keeps_the_controlnet_through_the_denoising_loop(image, mo
     # each model crosses to the GPU once; CLIP makes way for the UNet, the UNet for the VAE decode
     assert transfers == ["image_encoder on", "vae on", "controlnet on", "image_encoder off", "unet on", "unet off"]
     pipe.remove_all_hooks()
+
+
+def _decode_calls(pipe, monkeypatch) -> list[int]:
+    calls = []
+    decode = pipe.vae.decode
+
+    def recording(z, *args, **kwargs):
+        calls.append(int(z.shape[0]))
+        return decode(z, *args, **kwargs)
+
+    monkeypatch.setattr(pipe.vae, "decode", recording)
+    return calls
+
+
+def test_default_preset_decodes_all_frames_in_one_call_as_the_release(image, monkeypatch):
+    pipe = tiny_pipeline(seed=0)
+    calls = _decode_calls(pipe, monkeypatch)
+    pipe.apply_preset("default")
+    assert PRESETS["default"].decode_chunk_size is None
+    whole = _run(pipe, image, tiny_signal(), output_type="np")
+    assert calls == [TINY_FRAMES]  # one call with every frame: what the release's pipeline does
+    calls.clear()
+    pipe.apply_preset("low_vram")
+    chunked = _run(pipe, image, tiny_signal(), output_type="np")
+    assert calls == [2] * (TINY_FRAMES // 2)
+    # the temporal decoder mixes the frames within a call, so chunking changes the video (slightly, on real
+    # weights; a lot on random ones): low_vram trades this for memory
+    assert np.abs(whole - chunked).max() > 1e-3
+
+
+def test_num_videos_per_prompt(pipe, image):
+    one = _run(pipe, image, tiny_signal())
+    two = _run(pipe, image, tiny_signal(), num_videos_per_prompt=2)
+    assert two.shape == (2, *one.shape[1:])
+    assert (two[0] - two[1]).abs().max() > 1e-3  # each video its own noise
+    # the first video's noise is the one a single-video call draws from the same generator: the same video (batches
+    # of 4 and 2 take other kernel paths, and two steps amplify the rounding: 1e-3; other noise moves it by ~1)
+    assert_same_output(two[0], one[0], rtol=1e-2, atol=1e-3)
+    # two images x two videos, the same starting noise for all four: each image's videos sit together
+    noise = torch.randn(1, *one.shape[1:], generator=torch.Generator().manual_seed(3)).expand(4, -1, -1, -1, -1)
+    images = [image, image.transpose(PIL.Image.FLIP_LEFT_RIGHT)]
+    four = _run(pipe, images, tiny_signal(), num_videos_per_prompt=2, latents=noise.clone())
+    assert four.shape[0] == 4
+    assert_same_output(four[1], four[0], rtol=1e-2, atol=1e-3)
+    assert_same_output(four[3], four[2], rtol=1e-2, atol=1e-3)
+    assert (four[0] - four[2]).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="num_videos_per_prompt"):
+        _run(pipe, image, tiny_signal(), num_videos_per_prompt=0)

@@ -29,7 +29,7 @@ def _inputs(seed=0, batch=B):
 @pytest.fixture(scope="module")
 def unets():
     controlled = tiny_unet(seed=0)
-    plain = UNetSpatioTemporalConditionModel.from_config(controlled.config).eval()
+    plain = UNetSpatioTemporalConditionModel.from_config(controlled.svd_config).eval()
     plain.load_state_dict(controlled.state_dict())
     return plain, controlled
 
@@ -294,3 +294,82 @@ def test_a_fresh_process_prints_neither_library_notice():
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert "requires torchvision" not in err and "kept in float32" not in err, err
 
+
+
+# ---------------------------------------------------------------- temporal context order (release vs diffusers)
+
+
+def test_release_context_gives_row_r_the_context_of_video_r_mod_b():
+    from levitor.models.temporal_order import release_context
+
+    for batch, positions in [(2, 3), (2, 4), (3, 5)]:
+        per_video = torch.arange(batch, dtype=torch.float32)[:, None, None].expand(batch, 1, 4)  # video b's = b
+        diffusers_rows = per_video.repeat_interleave(positions, dim=0)  # diffusers: row b * P + p holds video b
+        got = release_context(diffusers_rows, batch)[:, 0, 0]
+        assert got.tolist() == [float(r % batch) for r in range(batch * positions)]
+    one = torch.randn(6, 1, 4)
+    assert release_context(one, 1) is one
+
+
+def _order_copies(model):
+    import copy
+
+    release = copy.deepcopy(model)
+    release.set_temporal_context_order("release")
+    return model, release
+
+
+@torch.no_grad()
+def test_release_order_changes_cfg_batched_unet_and_controlnet_but_not_batch_one(unets):
+    _, controlled = unets
+    controlnet = perturb_zero_convs(tiny_controlnet(controlled, zero_init=True))
+    sample, t, context, added, cond = _inputs(batch=2)
+    context[0] = 0.0  # CFG: the unconditional branch has a zero image embedding, the conditional one the image's
+    cond[0] = cond[1]  # the same control in both halves (as the pipeline makes it)
+    one = (sample[1:], t, context[1:], added[1:], cond[1:])  # the conditional branch alone
+
+    def rel(a, b):
+        return float((a - b).norm() / b.norm())
+
+    for diffusers_m, release_m in [_order_copies(controlled), _order_copies(controlnet)]:
+        assert release_m.config.temporal_context_order == "release"
+        if isinstance(diffusers_m, ControlNetSVD):
+            def run(m, s, tt, c, a, cc):
+                return m(s, tt, c, cc, a, return_dict=False)[1]  # the mid-block residual
+        else:
+            def run(m, s, tt, c, a, cc):
+                return m(s, tt, c, a).sample
+        # batch 1: the two orders are the same computation
+        assert torch.equal(run(diffusers_m, *one), run(release_m, *one))
+        batched_d = run(diffusers_m, sample, t, context, added, cond)
+        batched_r = run(release_m, sample, t, context, added, cond)
+        half = batched_d.shape[0] // 2
+        # diffusers' order: the conditional half of the CFG batch is the batch-1 run (up to float rounding; a batch
+        # of 2 takes other kernel paths than a batch of 1, hence 1e-4: the release order moves outputs by > 1e-2)
+        assert_same_output(batched_d[half:], run(diffusers_m, *one), rtol=1e-4, atol=1e-5)
+        # the release's: half of each branch's positions see the other branch's context
+        assert rel(batched_r[half:], run(release_m, *one)) > 1e-2
+        assert rel(batched_r, batched_d) > 1e-2
+        # with one context for both branches, the order cannot matter
+        same = context[1:].expand_as(context).clone()
+        assert_same_output(run(release_m, sample, t, same, added, cond), run(diffusers_m, sample, t, same, added, cond),
+                           rtol=1e-4, atol=1e-5)
+
+
+def test_temporal_context_order_is_saved_and_checked(tmp_path, unets):
+    _, controlled = unets
+    unet = tiny_unet(seed=0)
+    unet.set_temporal_context_order("release")
+    controlnet = ControlNetSVD.from_unet(unet, conditioning_embedding_out_channels=TINY_CONDITIONING_WIDTHS)
+    assert controlnet.config.temporal_context_order == "release"  # from_unet takes the UNet's order
+    unet.save_pretrained(tmp_path / "unet")
+    controlnet.save_pretrained(tmp_path / "controlnet")
+    assert ControlledUNetSVD.from_pretrained(tmp_path / "unet").config.temporal_context_order == "release"
+    loaded = ControlNetSVD.from_pretrained(tmp_path / "controlnet")
+    assert loaded.config.temporal_context_order == "release" and len(loaded._order_hooks) > 0
+    assert controlled.config.temporal_context_order == "diffusers" and controlled._order_hooks == []
+    with pytest.raises(ValueError, match="temporal_context_order must be one of"):
+        unet.set_temporal_context_order("stability")
+    # the plain diffusers UNet takes the config without levitor's key
+    assert "temporal_context_order" not in controlled.svd_config
+    assert set(controlled.svd_config) == set(UNetSpatioTemporalConditionModel.from_config(controlled.svd_config).config)

@@ -1,0 +1,103 @@
+"""Finding and loading a LeviTor pipeline's parts: the base and ControlNet folders, one dtype for every component,
+and the file that lets ``DiffusionPipeline.from_pretrained`` find :class:`LeviTorPipeline` in a saved folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from levitor.models.controlnet_svd import ControlNetSVD
+from levitor.models.convert import load_controlnet
+from levitor.weights import LEVITOR_ID, WeightsNotFoundError, describe_expected_layout, resolve
+
+# Written into a saved pipeline folder: DiffusionPipeline.from_pretrained(folder, custom_pipeline=folder,
+# trust_remote_code=True) imports it and finds levitor's own class (not a copy of its module).
+CUSTOM_PIPELINE_FILE = "pipeline.py"
+CUSTOM_PIPELINE_SOURCE = (
+    '"""Lets diffusers load this folder: DiffusionPipeline.from_pretrained(folder, custom_pipeline=folder, '
+    'trust_remote_code=True).\nThe code is the installed levitor package\'s (pip install levitor); nothing else runs '
+    'from here."""\n\nfrom levitor.generation.pipeline import LeviTorPipeline  # noqa: F401\n'
+)
+
+
+def resolve_dtype(dtype: torch.dtype | None, torch_dtype: torch.dtype | None) -> torch.dtype | None:
+    """One dtype from diffusers' current keyword (``dtype``) and its older one (``torch_dtype``); both are accepted."""
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them (they are the same "
+                         "setting: torch_dtype is its older name)")
+    dtype = dtype if dtype is not None else torch_dtype
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise ValueError(f"dtype must be a torch.dtype such as torch.float16, got {dtype!r}")
+    return dtype
+
+
+def _diffusers_takes_dtype() -> bool:
+    """Whether this diffusers' from_pretrained takes ``dtype`` (newer releases deprecate ``torch_dtype``)."""
+    from diffusers.utils import deprecation_utils
+
+    return hasattr(deprecation_utils, "_resolve_dtype")
+
+
+def dtype_kwargs(dtype: torch.dtype | None) -> dict[str, torch.dtype]:
+    """The dtype as the installed diffusers' from_pretrained wants it (no deprecation notice either way)."""
+    if dtype is None:
+        return {}
+    return {"dtype": dtype} if _diffusers_takes_dtype() else {"torch_dtype": dtype}
+
+
+def is_saved_pipeline(folder: Path) -> bool:
+    """A folder written by LeviTorPipeline.save_pretrained (its model_index.json names LeviTorPipeline)."""
+    index = folder / "model_index.json"
+    return index.is_file() and json.loads(index.read_text()).get("_class_name") == "LeviTorPipeline"
+
+
+def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_download: bool) -> Path:
+    """The base's folder, checked; when both default models are missing, one error names both.
+
+    A ControlNet the user named (``--weights``) is looked at first: when it is missing that is the one error (the
+    user's typo, answered at once, not after a multi-gigabyte download of the base for a run that cannot start)."""
+    errors: list[str] = []
+
+    def check_controlnet(source: Any) -> None:
+        try:
+            resolve(source, what="LeviTor ControlNet", allow_download=allow_download)
+        except WeightsNotFoundError as e:
+            errors.append(str(e))
+
+    if controlnet == LEVITOR_ID:
+        controlnet = None  # the default, named: missing together with the base, one message for both
+    if controlnet is not None and not isinstance(controlnet, ControlNetSVD):
+        check_controlnet(controlnet)
+        if errors:
+            raise WeightsNotFoundError(errors[0])
+    folder = None
+    try:
+        folder = resolve(base, what="Stable Video Diffusion base", allow_download=allow_download)
+        if not (folder / "model_index.json").is_file():
+            errors.append(f"{folder} has no model_index.json, so it is neither a diffusers SVD folder nor a saved "
+                          f"LeviTorPipeline.\n\n{describe_expected_layout()}")
+    except WeightsNotFoundError as e:
+        errors.append(str(e))
+    if controlnet is None and not (folder is not None and is_saved_pipeline(folder)):
+        check_controlnet(LEVITOR_ID)
+    if errors:
+        raise WeightsNotFoundError("\n".join(errors))
+    return folder
+
+
+def load_any_controlnet(controlnet: str | Path | ControlNetSVD, dtype: torch.dtype | None,
+                        allow_download: bool) -> ControlNetSVD:
+    """A loaded ControlNet (cast to ``dtype``), or one loaded from a hub id or folder in any layout we read."""
+    if isinstance(controlnet, ControlNetSVD):
+        return controlnet if dtype is None or controlnet.dtype == dtype else controlnet.to(dtype=dtype)
+    folder = resolve(controlnet, what="LeviTor ControlNet", allow_download=allow_download)
+    return load_controlnet(folder, dtype=dtype)
+
+
+def write_custom_pipeline_file(folder: str | Path) -> Path:
+    path = Path(folder) / CUSTOM_PIPELINE_FILE
+    path.write_text(CUSTOM_PIPELINE_SOURCE)
+    return path

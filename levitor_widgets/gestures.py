@@ -1,0 +1,257 @@
+"""What a click or a drag on the canvas means in each mode and with each mask tool.
+
+The canvas's :class:`~levitor_widgets.pointer.PointerMachine` reports clicks and drags; this module turns them
+into editor operations (:class:`levitor.editing.SceneEditor`) and mask tools (:mod:`levitor.perception`). It
+holds the state of a gesture in progress (a box being dragged, a polygon's vertices, SAM's clicks) and draws its
+preview on the canvas's tool layer. Geometry and masks are computed by ``levitor.perception``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from levitor.editing import CAMERA
+from levitor_widgets.pointer import PointerEvent
+
+HIT_RADIUS = 9.0  # px: a press this close to a path handle drags it instead of adding a point
+BACKGROUND_FRACTION = 0.25  # a mask larger than this share of the image is ground/sky: path points go on it
+TOOL_SOURCES = {"box": "grabcut", "lasso": "lasso", "brush": "brush", "eraser": "brush", "flood": "flood",
+                "sam": "sam-click"}
+REFINABLE = set(TOOL_SOURCES.values()) | {"user"}  # masks a tool may refine (not the bundled scene's synthetic ones)
+
+
+@dataclass
+class ToolState:
+    """A mask gesture in progress."""
+
+    box_start: tuple[float, float] | None = None
+    stroke: list[tuple[float, float]] = field(default_factory=list)
+    polygon: list[tuple[float, float]] = field(default_factory=list)
+    sam_clicks: list[tuple[float, float, int]] = field(default_factory=list)
+    sam_mask: int | None = None  # the mask SAM's clicks are refining
+    new_object: bool = False  # the next mask starts a new object
+    negative: bool = False
+
+
+class Gestures:
+    """Registered on ``studio.canvas.pointer``; ``studio`` gives the scene, the editor and the view state."""
+
+    def __init__(self, studio):
+        self.s = studio
+        self.tool = ToolState()
+        self.drag_handle: tuple[int | str, int] | None = None
+        p = studio.canvas.pointer
+        p.on_click, p.on_drag_start, p.on_drag_move, p.on_drag_end = (self.click, self.drag_start, self.drag_move,
+                                                                      self.drag_end)
+
+    # ------------------------------------------------------------------ dispatch
+    def click(self, p: PointerEvent) -> None:
+        s = self.s
+        try:
+            if s.mode == "mask":
+                self._tool_click(p)
+            elif s.mode == "select":
+                self._select_click(p)
+            elif s.mode == "path":
+                self._path_click(p)
+            elif s.mode == "camera":
+                s.add_camera_point(p.x, p.y)
+        except ValueError as e:
+            s.say(f"can't do that: {e}", error=True)
+
+    def drag_start(self, p: PointerEvent) -> None:
+        s = self.s
+        hit = None if s.mode == "mask" else self.hit_handle(p.x, p.y)
+        if hit is not None and not p.negative:
+            self.drag_handle = hit
+            s.view.active, s.view.active_point = hit
+            s.editor.begin_gesture("drag", *hit)
+            s.presenter.draw_paths(s.scene)
+            s.show_panels()
+            return
+        self.drag_handle = None
+        if s.mode == "mask":
+            t = self.tool
+            t.negative = p.negative
+            if s.tool == "box":
+                t.box_start = (p.x, p.y)
+            elif s.tool in ("lasso", "brush", "eraser"):
+                t.stroke = [(p.x, p.y)]
+                t.polygon = []
+
+    def drag_move(self, p: PointerEvent) -> None:
+        s = self.s
+        if self.drag_handle is not None:
+            who, j = self.drag_handle
+            s.editor.move_point(who, j, p.x, p.y)
+            pt = s.editor.scene.camera_path[j] if who == CAMERA else s.scene.objects[who].path[j]
+            s.view.hint = (pt.x, pt.y, f"depth {s.scene.depth_at(pt.x, pt.y):.3g}")
+            with s.canvas.batch():
+                s.presenter.draw_paths(s.scene)  # the handle follows at once; the engine catches up (throttled)
+            s.request_burst()
+            return
+        if s.mode != "mask":
+            return
+        t = self.tool
+        if s.tool == "box" and t.box_start is not None:
+            s.canvas.draw_tool([{"kind": "box", "xy": (*t.box_start, p.x, p.y), "negative": t.negative}])
+        elif s.tool in ("lasso", "brush", "eraser") and t.stroke:
+            t.stroke.append((p.x, p.y))
+            if s.tool == "lasso":
+                s.canvas.draw_tool([{"kind": "line", "xy": t.stroke, "closed": True, "negative": t.negative}])
+            else:
+                s.canvas.draw_tool([{"kind": "dots", "xy": _dense(t.stroke, s.brush_size / 2),
+                                     "radius": s.brush_size, "negative": t.negative or s.tool == "eraser"}])
+
+    def drag_end(self, p: PointerEvent) -> None:
+        s = self.s
+        if self.drag_handle is not None:
+            self.drag_handle = None
+            s.editor.end_gesture()
+            s.refresh()
+            return
+        if s.mode == "path":  # a shaky click that moved a few pixels
+            self.click(p)
+            return
+        if s.mode != "mask":
+            return
+        t = self.tool
+        try:
+            if s.tool == "box" and t.box_start is not None:
+                start, t.box_start = t.box_start, None
+                s.canvas.draw_tool(None)
+                s.box(*start, p.x, p.y, negative=t.negative)
+            elif s.tool in ("lasso", "brush", "eraser") and t.stroke:
+                stroke, t.stroke = t.stroke + [(p.x, p.y)], []
+                s.canvas.draw_tool(None)
+                if s.tool == "lasso":
+                    s.lasso(stroke, negative=t.negative)
+                else:
+                    s.brush(stroke, erase=t.negative or s.tool == "eraser")
+        except ValueError as e:
+            s.say(f"can't do that: {e}", error=True)
+
+    # ------------------------------------------------------------------ modes
+    def _select_click(self, p: PointerEvent) -> None:
+        s = self.s
+        s.view.hint = (p.x, p.y, f"depth {s.scene.depth_at(p.x, p.y):.3g}")
+        if not s.scene.masks:
+            s.say("this photo has no masks yet: press 'mask' and drag a box around an object")
+            s.presenter.draw_paths(s.scene)
+            return
+        idx = s.scene.mask_at(p.x, p.y)
+        if idx is None:
+            s.say("no object mask here; click inside a coloured region")
+            s.presenter.draw_paths(s.scene)
+            return
+        if p.negative:  # Shift/Alt-click on a selected object drops it
+            for i, obj in enumerate(s.scene.objects):
+                if obj.mask_index == idx:
+                    s.remove_object(i)
+                    return
+            return
+        s.select_mask(idx)
+
+    def _path_click(self, p: PointerEvent) -> None:
+        """On the active object or on the ground/sky: a path point. On another object: select it."""
+        s = self.s
+        if isinstance(s.view.active, int) and not p.negative:
+            idx = s.scene.mask_at(p.x, p.y)
+            own = s.scene.objects[s.view.active].mask_index
+            if idx is not None and idx != own and not self._is_background(idx):
+                name = next((o.name for o in s.scene.objects if o.mask_index == idx), None)
+                for i, obj in enumerate(s.scene.objects):
+                    if obj.mask_index == idx:
+                        s.activate(i)
+                        s.say(f"selected {name}: click on the ground (or on {name}) to add its path points; "
+                              "Shift-click adds a point anywhere")
+                        return
+                s.select_mask(idx, mode="path")
+                return
+        if not isinstance(s.view.active, int):
+            if s.scene.masks:
+                self._select_click(p)
+            else:
+                s.say("no object yet: press 'mask' and drag a box around one")
+            return
+        j = s.add_point(p.x, p.y)
+        obj = s.scene.objects[s.view.active]
+        on = f"on {obj.name}" if s.scene.masks[obj.mask_index][_pixel(s.scene, p)] else "on the background"
+        s.say(f"P{j + 1} of {obj.name} added {on}; drag a point to move it, set its depth on the right")
+
+    def _is_background(self, mask_index: int) -> bool:
+        m = self.s.scene.masks[mask_index]
+        return m.mean() > BACKGROUND_FRACTION
+
+    def hit_handle(self, x: float, y: float) -> tuple[int | str, int] | None:
+        s = self.s
+        best, best_d = None, HIT_RADIUS
+        candidates = [(i, o.path) for i, o in enumerate(s.scene.objects) if i not in s.view.hidden]
+        candidates.append((CAMERA, s.scene.camera_path))
+        for who, path in candidates:
+            for j, pt in enumerate(path):
+                d = float(np.hypot(pt.x - x, pt.y - y))
+                if d <= best_d:
+                    best, best_d = (who, j), d
+        return best
+
+    # ------------------------------------------------------------------ mask tools
+    def _tool_click(self, p: PointerEvent) -> None:
+        s, t = self.s, self.tool
+        if s.tool == "box":
+            s.say("drag a box around the object (a click is not a box)")
+        elif s.tool == "lasso":
+            if len(t.polygon) >= 3 and np.hypot(p.x - t.polygon[0][0], p.y - t.polygon[0][1]) <= HIT_RADIUS:
+                self.close_polygon()
+                return
+            if not t.polygon:
+                t.negative = p.negative
+            t.polygon.append((p.x, p.y))
+            s.canvas.draw_tool([{"kind": "line", "xy": t.polygon, "closed": False, "negative": t.negative}])
+            s.say(f"polygon: {len(t.polygon)} points; click the first point (or press Enter) to close it, "
+                  "Escape to drop it")
+        elif s.tool in ("brush", "eraser"):
+            s.brush([(p.x, p.y)], erase=p.negative or s.tool == "eraser")
+        elif s.tool == "flood":
+            s.flood(p.x, p.y, negative=p.negative)
+        elif s.tool == "sam":
+            s.sam_click(p.x, p.y, negative=p.negative)
+
+    def close_polygon(self) -> None:
+        t = self.tool
+        pts, t.polygon = t.polygon, []
+        self.s.canvas.draw_tool(None)
+        if len(pts) >= 3:
+            self.s.lasso(pts, negative=t.negative)
+
+    def cancel(self) -> None:
+        """Escape: drop the gesture in progress."""
+        self.tool.polygon, self.tool.stroke, self.tool.box_start = [], [], None
+        self.s.canvas.draw_tool(None)
+
+    def target_mask(self, tool: str) -> int | None:
+        """The mask a refining tool edits: the active object's, if a tool made it and no new object is asked
+        for; else None (the stroke makes a new object)."""
+        s, t = self.s, self.tool
+        if t.new_object or not isinstance(s.view.active, int) or tool == "box":
+            return None
+        mi = s.scene.objects[s.view.active].mask_index
+        return mi if s.scene.mask_sources[mi] in REFINABLE else None
+
+
+def _pixel(scene, p: PointerEvent) -> tuple[int, int]:
+    return int(np.clip(round(p.y), 0, scene.height - 1)), int(np.clip(round(p.x), 0, scene.width - 1))
+
+
+def _dense(points: list[tuple[float, float]], spacing: float) -> np.ndarray:
+    """Points along a polyline every ``spacing`` pixels (the brush preview's dabs)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(pts) < 2:
+        return pts
+    out = [pts[:1]]
+    for a, b in zip(pts[:-1], pts[1:]):
+        n = max(1, int(np.hypot(*(b - a)) / max(spacing, 1.0)))
+        out.append(a + (b - a) * np.linspace(0, 1, n + 1)[1:, None])
+    return np.vstack(out)

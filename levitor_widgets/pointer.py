@@ -1,0 +1,118 @@
+"""The canvas pointer as a small explicit state machine: idle -> pressing -> dragging -> idle.
+
+Browser events arrive one by one and some never arrive: a button released off the canvas sends no mouseup to it.
+So every way a press can end ends it: pointer-up, pointer-leave, a lost pointer capture, a move that reports no
+button held, or a new press while one is still open. Whatever ended it, the handlers see at most one of
+``on_click`` (a press and a heard release without moving) or ``on_drag_start`` ... ``on_drag_end`` per press,
+never a drag that goes on without a button; a press whose release was never heard is no click (no phantom
+edits).
+
+No widgets here: the canvas feeds events in, the Studio registers the handlers, and the tests drive it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+DRAG_START_PX = 3.0  # a press that moves farther than this (canvas pixels) is a drag, not a click
+
+
+@dataclass
+class PointerEvent:
+    """A pointer event in canvas pixels: (x, y), x right, y down; Shift / Alt held."""
+
+    x: float
+    y: float
+    shift: bool = False
+    alt: bool = False
+
+    @property
+    def negative(self) -> bool:
+        """Shift or Alt: "not this" (a negative click or stroke)."""
+        return self.shift or self.alt
+
+
+class State(Enum):
+    IDLE = "idle"
+    PRESSING = "pressing"
+    DRAGGING = "dragging"
+
+
+Handler = Callable[[PointerEvent], None]
+
+
+class PointerMachine:
+    """Turns raw down/move/up/leave/cancel events into clicks and drags (see the module docstring)."""
+
+    def __init__(self, drag_start_px: float = DRAG_START_PX):
+        self.drag_start_px = float(drag_start_px)
+        self.state = State.IDLE
+        self.start: PointerEvent | None = None  # where the press began
+        self.last: PointerEvent | None = None  # the last position seen during the press
+        self.on_click: Handler | None = None
+        self.on_drag_start: Handler | None = None  # called with the press position
+        self.on_drag_move: Handler | None = None
+        self.on_drag_end: Handler | None = None  # called with the last position seen
+        self.on_hover: Handler | None = None  # moves with no button held (tool previews)
+
+    # ------------------------------------------------------------------ events
+    def down(self, p: PointerEvent) -> None:
+        if self.state is not State.IDLE:  # the release of the last press never came: end it where it was
+            self._end(self.last, click=False)
+        self.state, self.start, self.last = State.PRESSING, p, p
+
+    def move(self, p: PointerEvent, buttons: int | None = None) -> None:
+        """A move; ``buttons`` is the browser's bit mask of held buttons (None: not reported)."""
+        if self.state is State.IDLE:
+            self._call(self.on_hover, p)
+            return
+        if buttons == 0:  # the button was released somewhere we did not hear about
+            self._end(self.last, click=False)
+            self._call(self.on_hover, p)
+            return
+        self.last = p
+        if self.state is State.PRESSING:
+            if abs(p.x - self.start.x) <= self.drag_start_px and abs(p.y - self.start.y) <= self.drag_start_px:
+                return
+            self.state = State.DRAGGING
+            self._call(self.on_drag_start, self.start)
+        self._call(self.on_drag_move, p)
+
+    def up(self, p: PointerEvent) -> None:
+        if self.state is State.IDLE:
+            return
+        if self.state is State.DRAGGING:
+            self.last = p
+        self._end(p)
+
+    def leave(self, p: PointerEvent | None = None) -> None:
+        """The pointer left the canvas: a drag ends where it was last seen on it; a press without a move is
+        dropped (nobody clicks by leaving)."""
+        if self.state is State.DRAGGING:
+            self._end(self.last)
+        else:
+            self._reset()
+
+    def cancel(self) -> None:
+        """Lost pointer capture / pointercancel / the canvas went away: like leaving."""
+        self.leave()
+
+    # ------------------------------------------------------------------ internals
+    def _end(self, p: PointerEvent | None, click: bool = True) -> None:
+        state, start = self.state, self.start
+        p = p or self.last or start
+        self._reset()
+        if state is State.DRAGGING:
+            self._call(self.on_drag_end, p)
+        elif state is State.PRESSING and click and p is not None:
+            self._call(self.on_click, PointerEvent(start.x, start.y, start.shift, start.alt))
+
+    def _reset(self) -> None:
+        self.state, self.start, self.last = State.IDLE, None, None
+
+    @staticmethod
+    def _call(handler: Handler | None, p: PointerEvent) -> None:
+        if handler is not None:
+            handler(p)

@@ -1,0 +1,136 @@
+"""The canvas pointer state machine and the redraw scheduler, without a browser or widgets."""
+
+from __future__ import annotations
+
+import pytest
+
+from levitor_widgets.pointer import PointerEvent, PointerMachine, State
+from levitor_widgets.scheduler import DRAG_REFRESH_S, SETTLE_REFRESH_S, RedrawScheduler
+
+
+@pytest.fixture
+def machine():
+    m = PointerMachine()
+    m.log = []
+    m.on_click = lambda p: m.log.append(("click", p.x, p.y))
+    m.on_drag_start = lambda p: m.log.append(("start", p.x, p.y))
+    m.on_drag_move = lambda p: m.log.append(("move", p.x, p.y))
+    m.on_drag_end = lambda p: m.log.append(("end", p.x, p.y))
+    return m
+
+
+def P(x, y, **kw):
+    return PointerEvent(x, y, **kw)
+
+
+def test_click_is_press_and_release_without_moving(machine):
+    machine.down(P(10, 10))
+    assert machine.state is State.PRESSING
+    machine.move(P(11, 11), buttons=1)  # within DRAG_START_PX: still a click
+    machine.up(P(11, 11))
+    assert machine.log == [("click", 10, 10)] and machine.state is State.IDLE
+
+
+def test_drag_start_move_end(machine):
+    machine.down(P(10, 10))
+    machine.move(P(30, 10), buttons=1)
+    machine.move(P(40, 12), buttons=1)
+    assert machine.state is State.DRAGGING
+    machine.up(P(42, 12))
+    assert machine.log == [("start", 10, 10), ("move", 30, 10), ("move", 40, 12), ("end", 42, 12)]
+
+
+@pytest.mark.parametrize("how", ["leave", "cancel", "buttons0", "new_press"])
+def test_every_way_a_drag_can_end_ends_it_once(machine, how):
+    machine.down(P(10, 10))
+    machine.move(P(50, 50), buttons=1)
+    if how == "leave":
+        machine.leave(P(99, 99))
+    elif how == "cancel":
+        machine.cancel()
+    elif how == "buttons0":  # released off the canvas, back on it with no button held
+        machine.move(P(80, 80), buttons=0)
+    else:
+        machine.down(P(70, 70))
+        machine.up(P(70, 70))  # the new press is a normal click
+        assert machine.log[-1] == ("click", 70, 70)
+    assert ("end", 50, 50) in machine.log  # ended where it was last seen, never at the leave point
+    assert [e[0] for e in machine.log].count("end") == 1
+    machine.move(P(90, 90), buttons=0)  # the handle no longer follows the mouse
+    machine.move(P(95, 95), buttons=None)
+    assert [e for e in machine.log if e[0] == "move"] == [("move", 50, 50)]
+    machine.down(P(5, 5))
+    machine.up(P(5, 5))
+    assert machine.log[-1] == ("click", 5, 5)
+    assert [e[0] for e in machine.log].count("click") == (2 if how == "new_press" else 1)
+
+
+def test_a_press_whose_release_was_lost_is_no_click(machine):
+    machine.down(P(10, 10))
+    machine.leave(P(10, 10))
+    machine.down(P(20, 20))
+    machine.move(P(20, 20), buttons=0)
+    machine.up(P(20, 20))  # a stray up in IDLE
+    assert machine.log == [] and machine.state is State.IDLE
+
+
+class FakeLoop:
+    def __init__(self):
+        self.t = 0.0
+        self.timers = []
+
+    def call_soon(self, delay, fn):
+        loop = self
+
+        class Handle:
+            cancelled = False
+
+            def cancel(self):
+                self.cancelled = True
+                loop.timers.remove(self)
+
+        h = Handle()
+        h.when, h.fn = self.t + delay, fn
+        self.timers.append(h)
+        return h
+
+    def run_until(self, t):
+        while self.timers and min(h.when for h in self.timers) <= t:
+            h = min(self.timers, key=lambda h: h.when)
+            self.timers.remove(h)
+            self.t = h.when
+            h.fn()
+        self.t = t
+
+
+def test_scheduler_drafts_a_burst_then_settles_and_follows():
+    loop, log = FakeLoop(), []
+    s = RedrawScheduler(lambda: log.append("draft"), lambda: (log.append("full"), s.side()), lambda: log.append("side"),
+                        call_soon=loop.call_soon, defers=lambda: True, clock=lambda: loop.t)
+    s.burst()
+    assert log == ["draft"]  # the first event of a burst is drawn at once
+    for _ in range(5):  # a storm within the draft interval: coalesced
+        loop.run_until(loop.t + DRAG_REFRESH_S / 4)
+        s.burst()
+    assert log.count("draft") <= 3 and "full" not in log
+    loop.run_until(loop.t + SETTLE_REFRESH_S + 1.0)
+    assert log.count("full") == 1 and log[-1] == "side" and s.idle
+
+
+def test_scheduler_without_a_loop_runs_at_once_and_close_flushes():
+    log = []
+    s = RedrawScheduler(lambda: log.append("draft"), lambda: log.append("full"), lambda: log.append("side"),
+                        defers=lambda: False)
+    s.burst()
+    s.side()
+    assert log == ["full", "side"] and s.idle
+    loop = FakeLoop()
+    s = RedrawScheduler(lambda: log.append("draft"), lambda: log.append("full"), lambda: log.append("side"),
+                        call_soon=loop.call_soon, defers=lambda: True, clock=lambda: loop.t)
+    log.clear()
+    s.side()
+    s.close()  # the waiting autosave happens before the Studio stops
+    assert log == ["side"] and s.closed
+    s.full()
+    s.side()
+    assert log == ["side"]
