@@ -1,161 +1,164 @@
-"""Precompute throughput (clips/s) and eval time per clip on CPU. No weights, no downloads: inputs are generated.
+"""Precompute on an SA-V-sized input, before and after: clips/s per CPU process and the share of each stage.
 
-    .venv/bin/python bench/bench_precompute.py [--sequences 4] [--frames 32] [--threads 1] [--arch small]
+    .venv/bin/python bench/bench_precompute.py [--frames 96] [--masklets 12] [--repeats 3]
 
-1. ``precompute_shard`` over a generated DAVIS 2017 fixture at the real 480 x 854 size, clips of 16 frames
-   centre-cropped and resized to 320 x 512, records with JPEG frames: with flat depth (``--depth none``) and with
-   a tiny random DepthAnythingV2 at input 126 (the real code path, not the real model's cost), and with
-   ``--arch small|base|large`` the real DepthAnythingV2 architecture with random weights (for the depth cost).
-   A second run over the same folder measures the resume path (every record verified and skipped).
-2. Where one clip's time goes: reading + crop/resize, depth, control_from_masks, JPEG, record compression + write.
-3. ``levitor eval`` time per clip at 16 x 320 x 512: ``--model preview`` with the fallback tracker, both settings.
+Input: one generated SA-V video (1400 x 1036, 24 fps mp4, ``--frames`` frames) with ``--masklets`` manual masklets
+(COCO RLE per annotated frame, 6 fps), clips of 16 annotated frames at 320 x 512, flat depth, JPEG frames.
+
+- before: the former reader path: every mask decoded at full size by the numpy codec, (T, N, 1036, 1400) masks
+  stacked, then cropped and resized (``VideoClip.center_crop_resize``);
+- after: masks decoded straight at the training size from their runs (:func:`levitor.data.sav.rle_decode_resized`),
+  frames cropped and resized while reading; then the same control + encoding stages
+  (:mod:`levitor.training.precompute`).
+
+Prints per-clip seconds of each stage (median of ``--repeats``), the ratios, and the all-of-SA-V estimate inputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from scipy import ndimage
 
-from levitor.control.points import control_from_masks
-from levitor.data.davis import DavisDataset, write_palette_png
-from levitor.data.records import encode_jpeg, write_record
+from levitor.data.records import encode_sample
 from levitor.data.sampling import ClipSampling
-from levitor.depth import depth_from_disparity
-from levitor.evaluation.runner import EvalConfig, preview_generator, run_eval
-from levitor.evaluation.tracking import FallbackTracker
-from levitor.perception.depth_fn import estimator_depth, flat_depth
-from levitor.training.precompute import PrecomputeConfig, compute_record, precompute_shard
+from levitor.data.sav import SavDataset, decode_frames, rle_decode_resized, rle_encode, string_to_counts
+from levitor.perception.depth_fn import flat_depth
+from levitor.testing.datasets import write_video
+from levitor.training.precompute import PrecomputeConfig, clip_record, encode_video
 
-SRC_H, SRC_W = 480, 854     # DAVIS 480p
-H, W, T = 320, 512, 16
-TINY_INPUT = 126            # the tiny random DepthAnything's saved processor size
+H, W = 1036, 1400
+OUT_H, OUT_W, T = 320, 512, 16
 
 
-def write_fixture(root: Path, n_seq: int, n_frames: int) -> None:
-    """DAVIS layout at 480 x 854: textured background, three textured objects moving by integer steps."""
+def numpy_rle_decode(rle: dict) -> np.ndarray:
+    """The former codec: parse in Python, np.repeat the runs, transpose column-major to (H, W)."""
+    counts = string_to_counts(rle["counts"])
+    h, w = rle["size"]
+    return np.repeat(np.arange(len(counts)) % 2 == 1, counts).reshape((w, h)).T.copy()
+
+
+def write_input(root: Path, n_frames: int, n_masklets: int) -> None:
     rng = np.random.default_rng(0)
-    for s in range(n_seq):
-        name = f"seq{s:02d}"
-        img_dir, ann_dir = root / "JPEGImages" / "480p" / name, root / "Annotations" / "480p" / name
-        img_dir.mkdir(parents=True)
-        ann_dir.mkdir(parents=True)
-        bg = ndimage.gaussian_filter(rng.normal(size=(-(-SRC_H // 4), -(-SRC_W // 4))), 2) * 150 + 128
-        bg = np.kron(bg, np.ones((4, 4)))[:SRC_H, :SRC_W]
-        objs = [((80, 200), (90, 120), (4, 1)), ((250, 400), (150, 200), (-3, 2)), ((120, 600), (100, 80), (0, -2))]
-        texs = [ndimage.gaussian_filter(rng.normal(size=sz), 2) * 150 + 128 for _, sz, _ in objs]
-        for t in range(n_frames):
-            img, ids = bg.copy(), np.zeros((SRC_H, SRC_W), np.uint8)
-            for k, (((y, x), (sh, sw), (vx, vy)), tex) in enumerate(zip(objs, texs), start=1):
-                y0, x0 = y + vy * t, x + vx * t
-                img[y0 : y0 + sh, x0 : x0 + sw] = tex
-                ids[y0 : y0 + sh, x0 : x0 + sw] = k
-            rgb = np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-            Image.fromarray(rgb).save(img_dir / f"{t:05d}.jpg", quality=90)
-            write_palette_png(ann_dir / f"{t:05d}.png", ids)
-    (root / "ImageSets" / "2017").mkdir(parents=True)
-    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(f"seq{s:02d}" for s in range(n_seq)) + "\n")
+    yy, xx = np.mgrid[:H, :W]
+    base = (np.sin(xx / 37.0) * 60 + np.cos(yy / 23.0) * 60 + 128).astype(np.uint8)
+    frames = np.repeat(base[None, ..., None], n_frames, 0).repeat(3, -1)
+    write_video(root / "sav_000001.mp4", frames)
+    centres = rng.uniform([150, 150], [H - 150, W - 150], size=(n_masklets, 2))
+    radii = rng.uniform(40, 160, size=(n_masklets, 2))
+    n_ann = (n_frames + 3) // 4
+    masklet = []
+    for i in range(n_ann):
+        frame = []
+        for (cy, cx), (ry, rx) in zip(centres, radii):
+            m = ((yy - cy - 2 * i) / ry) ** 2 + ((xx - cx - 3 * i) / rx) ** 2 < 1
+            frame.append(rle_encode(m))
+        masklet.append(frame)
+    doc = {"video_id": "sav_000001", "video_frame_count": float(n_frames), "video_height": float(H),
+           "video_width": float(W), "masklet": masklet, "masklet_id": list(range(n_masklets)),
+           "masklet_type": ["manual"] * n_masklets}
+    (root / "sav_000001_manual.json").write_text(json.dumps(doc))
 
 
-def bench_shard(root: Path, out: Path, depth_fn, label: str, rows: list) -> None:
-    cfg = PrecomputeConfig(height=H, width=W, num_frames=T, depth=label)
-    first = precompute_shard(root, out, cfg, 0, 1, depth_fn=depth_fn)
-    again = precompute_shard(root, out, cfg, 0, 1, depth_fn=depth_fn)
-    size = sum(p.stat().st_size for p in out.rglob("*.npz")) / max(first.done, 1)
-    rows.append((label, first.done, first.seconds, first.clips_per_second, size / 1e6,
-                 again.skipped_existing / again.seconds if again.seconds else float("nan")))
+def before(root: Path) -> dict[str, float]:
+    """Seconds per clip of the former path's stages (video decode, RLE decode, crop/resize, control, encode)."""
+    ds = SavDataset(root, kinds=("manual",), sampling=ClipSampling(num_frames=T, starts="all"))
+    anns = ds.annotations("sav_000001")
+    idx = list(range(T))
+    t0 = time.perf_counter()
+    frames, fps = decode_frames(root / "sav_000001.mp4", [i * 4 for i in idx])
+    t1 = time.perf_counter()
+    masks = np.zeros((T, anns[0].num_objects, H, W), bool)
+    for t, i in enumerate(idx):
+        for n, rle in enumerate(anns[0].masklet[i]):
+            masks[t, n] = numpy_rle_decode(rle)
+    t2 = time.perf_counter()
+    from levitor.data.clip import VideoClip
+
+    clip = VideoClip(frames, masks, np.arange(1, masks.shape[1] + 1), fps / 4, name="sav_000001@0", source="sav")
+    clip = clip.center_crop_resize(OUT_H, OUT_W)
+    t3 = time.perf_counter()
+    cfg = PrecomputeConfig(dataset="sav", height=OUT_H, width=OUT_W, num_frames=T)
+    row = {"frames": clip.frames, "instance": clip.instance_map(), "object_ids": clip.object_ids, "name": clip.name,
+           "source": "sav", "fps": clip.fps, "frame_indices": clip.frame_indices, "meta": {},
+           "disparity": np.stack([flat_depth(f) for f in clip.frames])}
+    rec = clip_record(row, cfg)
+    t4 = time.perf_counter()
+    encode_sample(rec, "jpeg", cfg.jpeg_quality)
+    t5 = time.perf_counter()
+    return {"video decode": t1 - t0, "RLE decode": t2 - t1, "crop + resize + instance map": t3 - t2,
+            "control (K-means)": t4 - t3, "encode (JPEG, PNG)": t5 - t4}
 
 
-def stage_times(root: Path, depth_fn, repeats: int = 2) -> dict[str, float]:
-    """Median seconds per clip of each stage (reading: a whole sequence divided by its clips)."""
-    ds = DavisDataset(root, sampling=ClipSampling(num_frames=T, starts="all"))
-    cfg = PrecomputeConfig(height=H, width=W, num_frames=T)
-    out: dict[str, list[float]] = {k: [] for k in ("read + crop/resize", "depth", "control_from_masks",
-                                                   "JPEG frames", "compress + write")}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            clips = [c.center_crop_resize(H, W) for c in ds.clips(["seq00"])]
-            clip = clips[0]
-            t1 = time.perf_counter()
-            disparity = np.stack([depth_fn(f) for f in clip.frames])
-            t2 = time.perf_counter()
-            control_from_masks(torch.from_numpy(clip.instance_map()),
-                               depth_from_disparity(torch.from_numpy(disparity)), ids=clip.object_ids.tolist())
-            t3 = time.perf_counter()
-            [encode_jpeg(f, cfg.jpeg_quality) for f in clip.frames]
-            t4 = time.perf_counter()
-            rec = compute_record(clip, cfg, flat_depth)
-            t5 = time.perf_counter()
-            write_record(Path(tmp) / "r.npz", rec)
-            t6 = time.perf_counter()
-            for key, v in zip(out, ((t1 - t0) / len(clips), t2 - t1, t3 - t2, t4 - t3, t6 - t5)):
-                out[key].append(v)
-    return {k: float(np.median(v)) for k, v in out.items()}
+def after(root: Path) -> dict[str, float]:
+    ds = SavDataset(root, kinds=("manual",), sampling=ClipSampling(num_frames=T, starts="all"), size=(OUT_H, OUT_W))
+    anns = ds.annotations("sav_000001")
+    idx = list(range(T))
+    from levitor.data.clip import crop_resize_frames, crop_resize_indices
+
+    t0 = time.perf_counter()
+    frames, fps = decode_frames(root / "sav_000001.mp4", [i * 4 for i in idx])
+    t1 = time.perf_counter()
+    rows, cols = crop_resize_indices(H, W, OUT_H, OUT_W)
+    masks = np.stack([np.stack([rle_decode_resized(r, rows, cols) for r in anns[0].masklet[i]]) for i in idx])
+    t2 = time.perf_counter()
+    frames = crop_resize_frames(frames, OUT_H, OUT_W)
+
+    from levitor.data.clip import VideoClip
+
+    vc = VideoClip(frames, masks, np.arange(1, masks.shape[1] + 1), fps / 4, name="sav_000001@0", source="sav")
+    instance = vc.instance_map()
+    t3 = time.perf_counter()
+    cfg = PrecomputeConfig(dataset="sav", height=OUT_H, width=OUT_W, num_frames=T)
+    result = {"video": "sav_000001", "failures": [], "empty": 0, "clips": [{
+        "frames": frames, "instance": instance, "object_ids": vc.object_ids, "name": vc.name, "source": "sav",
+        "fps": vc.fps, "frame_indices": vc.frame_indices, "meta": {},
+        "disparity": np.stack([flat_depth(f) for f in frames])}]}
+    t4 = time.perf_counter()
+    encode_video(result, cfg)
+    t5 = time.perf_counter()
+    return {"video decode": t1 - t0, "RLE decode": t2 - t1, "crop + resize + instance map": t3 - t2,
+            "control (K-means)": 0.0, "encode (JPEG, PNG)": t5 - t4}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sequences", type=int, default=4)
-    ap.add_argument("--frames", type=int, default=32, help="frames per sequence (32 -> 2 clips of 16)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1: how CPU precompute scales, one process per core; more threads on a "
-                         "shared machine mostly spin)")
-    ap.add_argument("--arch", choices=["small", "base", "large"], help="also time the real DepthAnythingV2 "
-                                                                        "architecture (random weights)")
-    ap.add_argument("--eval-clips", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=64, help="video frames at 24 fps (64 -> 16 annotated frames)")
+    ap.add_argument("--masklets", type=int, default=12)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from levitor.perception import DepthEstimator, FeatureCache
-    from levitor.testing.tiny_perception import random_depth_anything_model, save_tiny_depth_anything
-
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        t0 = time.perf_counter()
-        write_fixture(tmp / "DAVIS", args.sequences, args.frames)
-        print(f"fixture: {args.sequences} sequences x {args.frames} frames at {SRC_H}x{SRC_W} "
-              f"({time.perf_counter() - t0:.1f} s to write); torch threads {torch.get_num_threads()}")
-        # the tiny model at the input size it was saved for: at the release's 512 its full-resolution DPT head
-        # alone costs seconds per frame on a CPU, which says nothing about the real model either (see --arch)
-        tiny = DepthEstimator.load(str(save_tiny_depth_anything(tmp / "tiny_depth")), device="cpu",
-                                   cache=FeatureCache(max_bytes=0), input_size=TINY_INPUT)
-        depths = {"none (flat)": flat_depth,
-                  f"tiny DepthAnything (random, input {TINY_INPUT})": estimator_depth(tiny)}
-        if args.arch:
-            real = DepthEstimator(random_depth_anything_model(args.arch), cache=FeatureCache(max_bytes=0))
-            depths[f"DepthAnythingV2-{args.arch} arch (random)"] = estimator_depth(real)
-
-        rows: list = []
-        for i, (label, fn) in enumerate(depths.items()):
-            bench_shard(tmp / "DAVIS", tmp / f"out{i}", fn, label, rows)
-        print(f"\nprecompute, {T}x{H}x{W} clips from {SRC_H}x{SRC_W} DAVIS, JPEG frames, one process:")
-        print("| depth | clips | seconds | clips/s | MB/record | resume: verified clips/s |")
-        print("|---|---|---|---|---|---|")
-        for label, n, s, cps, mb, resume in rows:
-            print(f"| {label} | {n} | {s:.2f} | {cps:.2f} | {mb:.2f} | {resume:.1f} |")
-
-        print("\nwhere one clip's time goes (median of 2, seconds):")
-        for label, fn in depths.items():
-            st = stage_times(tmp / "DAVIS", fn)
-            print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()))
-
-        print(f"\nlevitor eval --model preview --tracker fallback, {T}x{H}x{W}, both settings:")
-        cfg = EvalConfig(height=H, width=W, num_frames=T, max_clips=args.eval_clips)
-        summary = run_eval(tmp / "DAVIS", preview_generator, FallbackTracker(), tmp / "eval", cfg, "preview")
-        n = len({t.name for t in summary.timings})
-        for setting in ("single", "multi"):
-            ts = [t.total_s for t in summary.timings if t.setting == setting]
-            print(f"  {setting}: {np.mean(ts):.2f} s per clip (GT tracks + tracks of the 'generated' clip + "
-                  f"ObjMC + video), ObjMC {summary.mean_objmc(setting):.3f} px")
-        print(f"  whole run: {summary.seconds:.2f} s for {n} clips = {summary.seconds_per_clip:.2f} s per clip "
-              "(both settings, reading included)")
+        root = Path(tmp)
+        write_input(root, args.frames, args.masklets)
+        after(root)                                  # warm-up: numba's K-means compiles once
+        runs = {"before": [before(root) for _ in range(args.repeats)],
+                "after": [after(root) for _ in range(args.repeats)]}
+    med = {k: {s: statistics.median(r[s] for r in v) for s in v[0]} for k, v in runs.items()}
+    # after: control and encoding are timed together in encode_video
+    print(f"one clip, 16 x {OUT_H} x {OUT_W} from {W} x {H}, {args.masklets} masklets, one CPU process, "
+          f"median of {args.repeats} (seconds):")
+    print("| stage | before | share | after | share | before / after |")
+    print("|---|---|---|---|---|---|")
+    tb, ta = sum(med["before"].values()), sum(med["after"].values())
+    stages = list(med["before"])
+    for s in stages:
+        b, a = med["before"][s], med["after"][s]
+        if s == "encode (JPEG, PNG)":
+            b_cmp = b + med["before"]["control (K-means)"]
+            print(f"| control + encode | {b_cmp:.3f} | {b_cmp / tb:.0%} | {a:.3f} | {a / ta:.0%} | {b_cmp / a:.1f}x |")
+        elif s != "control (K-means)":
+            print(f"| {s} | {b:.3f} | {b / tb:.0%} | {a:.3f} | {a / ta:.0%} | {b / max(a, 1e-9):.1f}x |")
+    print(f"| whole clip | {tb:.3f} | | {ta:.3f} | | {tb / ta:.1f}x |")
+    print(f"clips/s per CPU process: before {1 / tb:.2f}, after {1 / ta:.2f}")
+    print(f"RLE decode per mask: before {med['before']['RLE decode'] / (T * args.masklets) * 1e3:.2f} ms, after "
+          f"{med['after']['RLE decode'] / (T * args.masklets) * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -168,3 +168,19 @@ def test_ls_levitor_shows_the_layers():
         assert layer in names
     modules = [n for n in names if n.endswith(".py") and not n.startswith("_")]
     assert len(modules) <= 9, sorted(modules)  # the rest lives in the layers
+
+
+def test_no_checkpoint_is_unpickled():
+    """torch.load runs pickled code unless weights_only=True; accelerate's register_for_checkpointing reloads
+    with weights_only=False. Neither may appear in the package, benchmarks, scripts or notebooks."""
+    files = [p for d in ("levitor", "levitor_widgets", "bench", "scripts", "notebooks") for p in (REPO / d).rglob("*")
+             if p.suffix in (".py", ".ipynb", ".sh", ".md")]
+    bad = []
+    for path in files:
+        text = path.read_text()
+        for m in re.finditer(r"torch\.load\(([^()]|\([^()]*\))*\)", text):
+            if "weights_only=True" not in m.group(0):
+                bad.append(f"{path.relative_to(REPO)}: {m.group(0)}")
+        if "weights_only=False" in text or "register_for_checkpointing(" in text:
+            bad.append(f"{path.relative_to(REPO)}: weights_only=False / register_for_checkpointing")
+    assert not bad, bad

@@ -33,6 +33,15 @@ def bytes_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=DIGEST_SIZE).hexdigest()
 
 
+def members_hash(members: dict[str, bytes]) -> str:
+    """A hash of named byte strings (a record's members), independent of their order."""
+    h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    for name in sorted(members):
+        h.update(f"{name}|{len(members[name])}|".encode())
+        h.update(members[name])
+    return h.hexdigest()
+
+
 def digest(*parts) -> str:
     """A hash of plain values (numbers, strings, dataclasses, lists of them) through their repr."""
     return bytes_hash(repr(parts).encode())

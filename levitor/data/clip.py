@@ -215,6 +215,21 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
+def crop_resize_indices(h: int, w: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols): the source pixels that :meth:`VideoClip.center_crop_resize` keeps for masks (a centre crop to
+    the target aspect, then nearest-neighbour at pixel centres), so a reader can decode only those."""
+    y0, x0, ch, cw = center_crop_box(h, w, height, width)
+    rows = y0 + np.minimum(((np.arange(height) + 0.5) * (ch / height)).astype(np.int64), ch - 1)
+    cols = x0 + np.minimum(((np.arange(width) + 0.5) * (cw / width)).astype(np.int64), cw - 1)
+    return rows, cols
+
+
+def crop_resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames centre-cropped to the target aspect and resized, as center_crop_resize does."""
+    y0, x0, ch, cw = center_crop_box(frames.shape[1], frames.shape[2], height, width)
+    return resize_frames(frames[:, y0 : y0 + ch, x0 : x0 + cw], height, width)
+
+
 def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize of (..., H, W) bool masks or integer maps, keeping the dtype.
 

@@ -1,4 +1,4 @@
-"""SA-V reader (SAM 2's video segmentation set, the paper's training data) and a COCO RLE codec.
+"""SA-V reader (SAM 2's video segmentation set, the paper's training data).
 
 Format facts (from the SA-V release's README, ``facebookresearch/sam2`` ``sav_dataset/``):
 
@@ -17,11 +17,8 @@ Format facts (from the SA-V release's README, ``facebookresearch/sam2`` ``sav_da
   start later) has an empty RLE. The reader therefore yields only annotated frames, at video fps / 4 = 6 fps, the
   frame rate the LeviTor demo also conditions on.
 
-COCO compressed RLE (written here from the format's definition; no pycocotools dependency): the mask is read in
-column-major (Fortran) order as alternating run lengths, zeros first (a first run of 0 if the mask starts with a 1).
-Each count (from the fourth on, minus the count two places before it) is written as a little-endian sequence of
-5-bit groups, 6 bits per character: bit 0x20 says "more groups follow", bit 0x10 of the last group is the sign,
-and 48 is added to make it printable. Example: the empty 848 x 480 mask is one run of 407040 zeros = "P`]<".
+COCO RLE masks are decoded by :mod:`levitor.data.rle` (pycocotools after a vectorised check; straight at the
+training size for a crop and resize).
 """
 
 from __future__ import annotations
@@ -35,93 +32,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from levitor.data.clip import DataReadError, ErrorHandler, VideoClip
+from levitor.data.clip import DataReadError, ErrorHandler, VideoClip, crop_resize_frames, crop_resize_indices
+from levitor.data.rle import (  # noqa: F401 - the codec's old home: `from levitor.data.sav import rle_encode`
+    counts_to_string,
+    parse_counts,
+    rle_counts,
+    rle_decode,
+    rle_decode_resized,
+    rle_encode,
+    string_to_counts,
+)
 from levitor.data.sampling import ClipSampling, clip_starts
 
 ANNOTATION_STRIDE = 4   # SA-V: masks every 4th frame of the 24 fps video (6 fps)
 MASKLET_KINDS = ("manual", "auto")
-
-
-# ----------------------------------------------------------------------------------------------- COCO RLE
-def rle_counts(mask: np.ndarray) -> np.ndarray:
-    """Run lengths of an (H, W) mask in column-major order, starting with a (possibly empty) run of zeros."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    if flat.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    runs = np.diff(bounds)
-    if flat[0]:
-        runs = np.concatenate([[0], runs])
-    return runs.astype(np.int64)
-
-
-def counts_to_string(counts: Sequence[int]) -> str:
-    """COCO's compressed text form of a run-length list (LEB128-like, delta-coded from the 4th count)."""
-    out: list[str] = []
-    for i, c in enumerate(counts):
-        x = int(c) - (int(counts[i - 2]) if i > 2 else 0)
-        more = True
-        while more:
-            group = x & 0x1F
-            x >>= 5  # arithmetic shift: negative deltas end at -1
-            more = x != -1 if group & 0x10 else x != 0
-            if more:
-                group |= 0x20
-            out.append(chr(group + 48))
-    return "".join(out)
-
-
-def string_to_counts(text: str | bytes) -> np.ndarray:
-    """Inverse of :func:`counts_to_string`."""
-    if isinstance(text, bytes):
-        text = text.decode("ascii")
-    counts: list[int] = []
-    pos, n = 0, len(text)
-    while pos < n:
-        x, shift, more = 0, 0, True
-        while more:
-            if pos >= n:
-                raise ValueError(f"truncated RLE string (ends inside a count at character {pos})")
-            c = ord(text[pos]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"invalid RLE character {text[pos]!r} at {pos}")
-            x |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            pos += 1
-            shift += 5
-            if not more and c & 0x10:
-                x -= 1 << shift  # sign-extend
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return np.asarray(counts, dtype=np.int64)
-
-
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """(H, W) bool mask -> ``{"size": [H, W], "counts": str}`` exactly as pycocotools writes it."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"rle_encode takes one (H, W) mask, got shape {mask.shape}")
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts_to_string(rle_counts(mask))}
-
-
-def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE dict (compressed string or uncompressed list ``counts``) -> (H, W) bool mask."""
-    try:
-        h, w = (int(v) for v in rle["size"])
-        raw = rle["counts"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"not a COCO RLE dict with 'size' [H, W] and 'counts': {str(rle)[:80]}") from err
-    counts = np.asarray(raw, dtype=np.int64) if isinstance(raw, list) else string_to_counts(raw)
-    if np.any(counts < 0) or counts.sum() != h * w:
-        raise ValueError(
-            f"RLE counts sum to {int(counts.sum())} (min {int(counts.min()) if counts.size else 0}) but the mask "
-            f"has {h} x {w} = {h * w} pixels: the annotation is corrupt or its 'size' is wrong"
-        )
-    values = np.arange(len(counts)) % 2 == 1  # runs alternate 0, 1, 0, ...
-    flat = np.repeat(values, counts)
-    return flat.reshape((w, h)).T.copy()   # column-major -> (H, W)
 
 
 # ------------------------------------------------------------------------------------------ annotations
@@ -178,13 +102,23 @@ class SavAnnotation:
             meta=per_masklet,
         )
 
-    def masks(self, annotated_frames: Sequence[int] | None = None) -> np.ndarray:
-        """(T, N, H, W) bool masks of the given annotated-frame indices (all by default)."""
+    def masks(self, annotated_frames: Sequence[int] | None = None,
+              size: tuple[int, int] | None = None) -> np.ndarray:
+        """(T, N, H, W) bool masks of the given annotated-frame indices (all by default); with ``size`` (height,
+        width) centre-cropped and resized to it as :meth:`VideoClip.center_crop_resize` would, decoded straight
+        at that size (:func:`rle_decode_resized`)."""
         idx = range(self.num_annotated_frames) if annotated_frames is None else annotated_frames
-        out = np.zeros((len(idx), self.num_objects, self.height, self.width), dtype=bool)
+        rows = cols = None
+        if size is not None:
+            rows, cols = crop_resize_indices(self.height, self.width, *size)
+        shape = (self.height, self.width) if size is None else tuple(size)
+        out = np.zeros((len(idx), self.num_objects) + shape, dtype=bool)
         for t, i in enumerate(idx):
             for n, rle in enumerate(self.masklet[i]):
                 try:
+                    if rows is not None and [int(v) for v in rle.get("size", ())] == [self.height, self.width]:
+                        out[t, n] = rle_decode_resized(rle, rows, cols)
+                        continue
                     m = rle_decode(rle)
                 except ValueError as err:
                     raise DataReadError(f"{self.video_id} ({self.kind}) frame {i} object {n}: {err}") from err
@@ -249,6 +183,7 @@ class SavDataset:
     kinds: tuple[str, ...] = MASKLET_KINDS   # the paper trains on all 643K masklets, manual and automatic
     sampling: ClipSampling = field(default_factory=lambda: ClipSampling(starts="all"))
     annotation_stride: int = ANNOTATION_STRIDE
+    size: tuple[int, int] | None = None      # (height, width): crop + resize while reading (masks decoded at size)
     _index: dict[str, Path] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -263,10 +198,19 @@ class SavDataset:
         if unknown or not self.kinds:
             raise ValueError(f"kinds must be a non-empty subset of {MASKLET_KINDS}, got {self.kinds}")
 
+    def use_index(self, paths: dict[str, Path]) -> SavDataset:
+        """Take the video -> mp4 mapping from a plan instead of searching ``root`` (51K files on a network disk)."""
+        self._index = dict(paths)
+        return self
+
     def _videos(self) -> dict[str, Path]:
         if self._index is None:
             self._index = {p.stem: p for p in sorted(Path(self.root).rglob("*.mp4"))}
         return self._index
+
+    def video_paths(self) -> dict[str, Path]:
+        """Video id -> mp4 path of every video under ``root`` (searched once)."""
+        return dict(self._videos())
 
     def videos(self) -> list[str]:
         """Video ids (file stems) of every mp4 under ``root``, sorted."""
@@ -321,11 +265,13 @@ class SavDataset:
                     f"{video_id}: annotation size {(ann.height, ann.width)} differs from the decoded video size "
                     f"{frames.shape[1:3]}"
                 )
-            masks.append(ann.masks(ann_idx))
+            masks.append(ann.masks(ann_idx, self.size))
             names += [(ann.kind, mid) for mid in ann.masklet_ids]
             for key, values in ann.meta.items():
                 meta_per_object.setdefault(key, []).extend(values)
         n = len(ann_idx)
+        if self.size is not None:
+            frames = crop_resize_frames(frames, *self.size)
         all_masks = np.concatenate(masks, axis=1) if masks else np.zeros((n, 0) + frames.shape[1:3], bool)
         return VideoClip(
             frames=frames,

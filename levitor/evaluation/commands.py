@@ -1,5 +1,6 @@
-"""``levitor eval`` (the evaluation layer's command): DAVIS evaluation of one model, beside the paper's numbers.
-Light to import; the work is imported when the command runs."""
+"""``levitor eval`` (the evaluation layer's command): evaluation of one model on DAVIS or precompute shards, beside
+the paper's numbers; sharded over the ranks of torchrun / srun, resumable. Light to import; the work is imported
+when the command runs."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from levitor.cli import seed_arg
 from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED, SIZES
 from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
 
-EVAL_HELP = "DAVIS evaluation (ObjMC, optional FID/FVD) of one model."
+EVAL_HELP = ("Evaluation of one model on DAVIS or `levitor precompute` shards: ObjMC, TrajErr, mask/box IoU, optional "
+             "FID/FVD; sharded over torchrun/srun ranks, resumable.")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("davis", help="DAVIS 2017 folder (JPEGImages/480p, Annotations/480p, ImageSets/2017)")
+    p.add_argument("data", help="DAVIS 2017 folder (JPEGImages/480p, Annotations/480p, ImageSets/2017) or a "
+                                "`levitor precompute` output folder (shards/*.tar)")
+    p.add_argument("--source", default="auto", choices=["auto", "davis", "shards"],
+                   help="what DATA is (auto: shards if it holds shards/ or plan.json, else DAVIS)")
     p.add_argument("--model", default="preview",
                    help="'preview' (the real clip: the sanity baseline), LeviTor weights or a LeviTorPipeline folder")
     p.add_argument("--base", help="Stable Video Diffusion base for release-layout weights (default SVD-xt)")
@@ -26,6 +31,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="first: one clip per sequence (the paper); all: every non-overlapping 16-frame clip")
     p.add_argument("--tracker", default="fallback", choices=["fallback", "cotracker"])
     p.add_argument("--cotracker-checkpoint", help="default: $LEVITOR_HOME/models/cotracker/")
+    p.add_argument("--masks", default="propagate", choices=["none", "propagate", "sam"],
+                   help="generated-object masks for mask/box IoU: propagate (first-frame masks carried by tracked "
+                        "points, no weights), sam (SAM per frame, needs its weights), none")
+    p.add_argument("--sam", help="SAM weights for --masks sam: vit_b/vit_l/vit_h, a folder or a .pth (default vit_h)")
     p.add_argument("--depth", default="none", help="control depth: none (flat), const:<N>, or a DepthAnythingV2 "
                                                    "name/folder")
     p.add_argument("--quality", default="none", choices=["none", "fid-fvd", "random"],
@@ -44,6 +53,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
     p.add_argument("--no-videos", action="store_true", help="skip the per-clip track videos")
     p.add_argument("--out", help="output folder (default eval_out/<model name>)")
+    p.add_argument("--no-resume", action="store_true", help="forget the results already in --out and start over")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +69,8 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a model on DAVIS: ObjMC (and FID/FVD) beside the paper's numbers",
+    p = sub.add_parser("eval", help="evaluate a model on DAVIS or precompute shards: ObjMC, TrajErr, mask/box IoU "
+                                    "(and FID/FVD) beside the paper's numbers",
                        description=EVAL_HELP)
     add_eval_arguments(p)
     p.set_defaults(run=run)

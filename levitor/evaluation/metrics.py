@@ -319,3 +319,69 @@ def objmc(requested: np.ndarray | torch.Tensor, recovered: np.ndarray | torch.Te
         if mask.shape != dist.shape:
             raise ValueError(f"visible must be (F, P) = {dist.shape}, got {mask.shape}")
     return float(dist[mask].mean()) if mask.any() else float("nan")
+
+
+# ------------------------------------------------------------------------------- mask IoU, box IoU, TrajErr
+def _as_bool(masks) -> np.ndarray:
+    return np.asarray(masks.detach().cpu() if isinstance(masks, torch.Tensor) else masks).astype(bool)
+
+
+def mask_iou(generated: np.ndarray, control: np.ndarray) -> float:
+    """Mask IoU of MagicMotion's protocol (Li et al., "MagicMotion: Controllable Video Generation with
+    Dense-to-Sparse Trajectory Guidance", arXiv:2503.16421, its M_IoU column on MagicBench and DAVIS): the masks of
+    the generated object (segmented in the generated video; they use SAM2) against the masks the control asked for,
+    |A & B| / |A | B| per object and frame, averaged over the (object, frame) pairs where either mask is non-empty.
+
+    generated, control: (F, N, H, W) bool (N objects) or (F, H, W) for one object. NaN if every mask is empty."""
+    a, b = _as_bool(generated), _as_bool(control)
+    if a.shape != b.shape:
+        raise ValueError(f"generated and control masks must have the same shape, got {a.shape} and {b.shape}")
+    a = a.reshape(a.shape[0], -1, *a.shape[-2:]) if a.ndim == 4 else a[:, None]
+    b = b.reshape(b.shape[0], -1, *b.shape[-2:]) if b.ndim == 4 else b[:, None]
+    inter = (a & b).sum(axis=(2, 3))
+    union = (a | b).sum(axis=(2, 3))
+    keep = union > 0
+    return float((inter[keep] / union[keep]).mean()) if keep.any() else float("nan")
+
+
+def mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """(..., H, W) bool -> (..., 4) float boxes (x0, y0, x1, y1), pixel edges (x1 exclusive); NaN for empty masks."""
+    m = _as_bool(masks)
+    rows, cols = m.any(axis=-1), m.any(axis=-2)
+    out = np.full(m.shape[:-2] + (4,), np.nan)
+    has = rows.any(axis=-1)
+    h, w = m.shape[-2:]
+    y0 = np.argmax(rows, axis=-1)
+    y1 = h - np.argmax(rows[..., ::-1], axis=-1)
+    x0 = np.argmax(cols, axis=-1)
+    x1 = w - np.argmax(cols[..., ::-1], axis=-1)
+    out[has] = np.stack([x0, y0, x1, y1], axis=-1)[has]
+    return out
+
+
+def box_iou(generated: np.ndarray, control: np.ndarray) -> float:
+    """Box IoU of MagicMotion's protocol (arXiv:2503.16421, its B_IoU column): IoU of the bounding boxes of the
+    generated object's masks and of the control masks, per object and frame, averaged where both boxes exist (a
+    box missing on one side counts 0). Same inputs as :func:`mask_iou`."""
+    a, b = mask_boxes(generated), mask_boxes(control)
+    if a.shape != b.shape:
+        raise ValueError(f"generated and control masks must have the same shape, got {a.shape} and {b.shape}")
+    a, b = a.reshape(-1, 4), b.reshape(-1, 4)
+    any_box = ~(np.isnan(a).any(1) & np.isnan(b).any(1))
+    both = ~(np.isnan(a).any(1) | np.isnan(b).any(1))
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    iou = np.where(both, inter / np.where(both, area(a) + area(b) - inter, 1.0), 0.0)
+    return float(iou[any_box].mean()) if any_box.any() else float("nan")
+
+
+def traj_err(requested: np.ndarray | torch.Tensor, recovered: np.ndarray | torch.Tensor,
+             visible: np.ndarray | torch.Tensor | None, height: int, width: int) -> float:
+    """A normalised trajectory error in the manner of FlexTraj's TrajErr (Zhang et al., "FlexTraj: Image-to-Video
+    Generation with Flexible Point Trajectory Control", arXiv:2510.08527): the mean Euclidean distance between
+    requested and recovered point tracks (as :func:`objmc`), divided by the frame diagonal, so clips of different
+    resolutions compare. We could not read that paper's exact normalisation here; the diagonal is our choice and
+    the table says so. ObjMC in pixels = TrajErr x sqrt(H^2 + W^2)."""
+    return objmc(requested, recovered, visible) / float(np.hypot(height, width))

@@ -12,6 +12,11 @@ Typical use::
     video = generate(clip.frames[0], gt)                    # the model under test (caller's code)
     result = evaluate_clip(clip, video, tracker, "multi", gt=gt)
     csv_text, md_text = results_table([result, ...], "levitor-ours", fid=..., fvd=...)
+
+Beside ObjMC each clip gets the metrics later trajectory-control papers compare on: TrajErr (ObjMC over the frame
+diagonal, :func:`~levitor.evaluation.metrics.traj_err`) and, with a mask estimator
+(:mod:`levitor.evaluation.masks`), mask IoU and box IoU of the generated objects against the clip's own masks -- the
+masks its control was made from (MagicMotion's M_IoU / B_IoU), over frames 1..T-1 (frame 0 is given).
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ from PIL import Image, ImageDraw
 
 from levitor.control.krule import K_MAX, LAMBDA
 from levitor.data.clip import VideoClip
-from levitor.evaluation.metrics import FeatureExtractor, FeatureStats, frechet_from_stats, objmc
+from levitor.evaluation.metrics import (
+    FeatureExtractor,
+    FeatureStats,
+    box_iou,
+    frechet_from_stats,
+    mask_iou,
+    objmc,
+    traj_err,
+)
 from levitor.evaluation.tracking import Tracker, gt_query_points
 from levitor.viz.colors import track_colors
 
@@ -45,7 +58,15 @@ PAPER_RESULTS: list[dict[str, object]] = [
     {"model": "LeviTor paper: single centre point + depth", "setting": "multi", "FID": 30.91, "FVD": 253.73,
      "ObjMC": 38.21},
 ]
-TABLE_COLUMNS = ["model", "source", "setting", "clips", "points", "tracker", "FID", "FVD", "ObjMC"]
+# LeviTor as measured by a third party on DAVIS (MagicMotion, arXiv:2503.16421, Table 1; M_IoU / B_IoU in %). Their
+# clips, resolution and segmenter are theirs: a reference for the order of magnitude, not a like-for-like row.
+THIRD_PARTY_RESULTS: list[dict[str, object]] = [
+    {"model": "LeviTor, measured by MagicMotion", "source": "MagicMotion (DAVIS, Table 1)", "setting": "",
+     "FID": 225.42, "FVD": 922.68, "M_IoU": 25.24, "B_IoU": 31.42},
+]
+TABLE_COLUMNS = ["model", "source", "setting", "clips", "points", "tracker", "FID", "FVD", "ObjMC", "TrajErr",
+                 "M_IoU", "B_IoU"]
+"""Ours: ObjMC in pixels, TrajErr in % of the frame diagonal, M_IoU and B_IoU in % (as MagicMotion's table)."""
 
 
 def points_for_object(area_fraction: float, setting: Setting) -> int:
@@ -99,6 +120,10 @@ class ClipResult:
     recovered: np.ndarray = field(repr=False)         # (T, P, 2)
     visible: np.ndarray = field(repr=False)           # (T, P) bool: points counted (visible in the real clip)
     object_of_point: np.ndarray = field(repr=False)   # (P,)
+    traj_err: float = float("nan")                    # ObjMC / frame diagonal
+    mask_iou: float = float("nan")                    # generated vs control masks, frames 1..T-1 (NaN: no masks)
+    box_iou: float = float("nan")
+    masks: np.ndarray | None = field(default=None, repr=False)   # (T, N, H, W) estimated generated-object masks
 
     @property
     def num_points(self) -> int:
@@ -106,12 +131,14 @@ class ClipResult:
 
     def row(self) -> dict[str, object]:
         return {"name": self.name, "setting": self.setting, "objmc": self.objmc, "points": self.num_points,
-                "tracker": self.tracker}
+                "tracker": self.tracker, "traj_err": self.traj_err, "mask_iou": self.mask_iou,
+                "box_iou": self.box_iou}
 
 
 def evaluate_clip(clip: VideoClip, generated_frames: np.ndarray | torch.Tensor, tracker: Tracker,
-                  setting: Setting = "multi", gt: GroundTruth | None = None) -> ClipResult:
-    """ObjMC of a generated clip against the ground-truth tracks of the real ``clip``.
+                  setting: Setting = "multi", gt: GroundTruth | None = None, masker=None) -> ClipResult:
+    """ObjMC and TrajErr of a generated clip against the ground-truth tracks of the real ``clip``; with ``masker``
+    (a :class:`~levitor.evaluation.masks.MaskEstimator`) also mask IoU and box IoU.
 
     generated_frames: (T, H, W, 3) uint8 at the real clip's size (crop/resize the real clip to the generation size
     with ``clip.center_crop_resize`` first). Pass ``gt`` when it was already computed to build the model's input.
@@ -128,8 +155,22 @@ def evaluate_clip(clip: VideoClip, generated_frames: np.ndarray | torch.Tensor, 
         gt = ground_truth_tracks(clip, tracker, setting)
     recovered, _ = tracker.track(gen, gt.queries)
     value = objmc(gt.tracks, recovered, gt.visible)
-    return ClipResult(clip.name, setting, value, getattr(tracker, "name", type(tracker).__name__), gt.tracks,
-                      np.asarray(recovered, np.float32), gt.visible, gt.object_of_point)
+    result = ClipResult(clip.name, setting, value, getattr(tracker, "name", type(tracker).__name__), gt.tracks,
+                        np.asarray(recovered, np.float32), gt.visible, gt.object_of_point,
+                        traj_err=traj_err(gt.tracks, recovered, gt.visible, clip.height, clip.width))
+    if masker is not None:
+        control = control_masks(clip, gt)
+        result.masks = masker.masks(gen, control[0])
+        result.mask_iou = mask_iou(result.masks[1:], control[1:])
+        result.box_iou = box_iou(result.masks[1:], control[1:])
+    return result
+
+
+def control_masks(clip: VideoClip, gt: GroundTruth) -> np.ndarray:
+    """(T, N, H, W) bool masks of the objects that got control points (in the order of their first point)."""
+    ids = list(dict.fromkeys(int(i) for i in gt.object_of_point))
+    channel = {int(oid): n for n, oid in enumerate(clip.object_ids)}
+    return clip.object_masks()[:, [channel[i] for i in ids]]
 
 
 # ---------------------------------------------------------------------------------------- FID / FVD
@@ -156,15 +197,32 @@ class QualityStats:
             self.real_videos = self.real_videos or FeatureStats(self.video_extractor.dim)
             self.fake_videos = self.fake_videos or FeatureStats(self.video_extractor.dim)
 
+    def features(self, real: np.ndarray, fake: np.ndarray) -> dict[str, np.ndarray]:
+        """The features of one real clip and its generated counterpart (both (T, H, W, 3) uint8), by statistic name
+        (``real_frames`` ...), as the extractors return them: what a resumable evaluation stores per clip."""
+        real_t, fake_t = torch.as_tensor(np.asarray(real)), torch.as_tensor(np.asarray(fake))
+        out = {}
+        if self.image_extractor is not None:
+            out["real_frames"] = self.image_extractor(real_t).numpy()
+            out["fake_frames"] = self.image_extractor(fake_t).numpy()
+        if self.video_extractor is not None:
+            out["real_videos"] = self.video_extractor(real_t[None]).numpy()
+            out["fake_videos"] = self.video_extractor(fake_t[None]).numpy()
+        return out
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Feature size of each statistic this QualityStats keeps."""
+        return {name: getattr(self, name).dim for name in ("real_frames", "fake_frames", "real_videos", "fake_videos")
+                if getattr(self, name) is not None}
+
+    def add_features(self, feats: dict[str, np.ndarray]) -> None:
+        for name, value in feats.items():
+            getattr(self, name).update(value)
+
     def add(self, real: np.ndarray, fake: np.ndarray) -> None:
         """Add one real clip and its generated counterpart, both (T, H, W, 3) uint8."""
-        real_t, fake_t = torch.as_tensor(np.asarray(real)), torch.as_tensor(np.asarray(fake))
-        if self.image_extractor is not None:
-            self.real_frames.update(self.image_extractor(real_t))
-            self.fake_frames.update(self.image_extractor(fake_t))
-        if self.video_extractor is not None:
-            self.real_videos.update(self.video_extractor(real_t[None]))
-            self.fake_videos.update(self.video_extractor(fake_t[None]))
+        self.add_features(self.features(real, fake))
 
     def merge(self, other: QualityStats) -> QualityStats:
         for name in ("real_frames", "fake_frames", "real_videos", "fake_videos"):
@@ -195,29 +253,43 @@ def _fmt(v: object) -> str:
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
-def results_table(results: Sequence[ClipResult], model_name: str,
+def _as_row(r: ClipResult | dict[str, object]) -> dict[str, object]:
+    return r.row() if isinstance(r, ClipResult) else dict(r)
+
+
+def _mean(rows: list[dict[str, object]], key: str, scale: float = 1.0) -> float:
+    values = [float(r[key]) for r in rows if r.get(key) is not None and not math.isnan(float(r[key]))]
+    return float(np.mean(values)) * scale if values else float("nan")
+
+
+def results_table(results: Sequence[ClipResult | dict[str, object]], model_name: str,
                   fid: float | dict[str, float] | None = None, fvd: float | dict[str, float] | None = None,
                   include_paper: bool = True) -> tuple[str, str]:
-    """(CSV text, Markdown text): our mean ObjMC per setting (mean over clips) beside the paper's DAVIS rows.
+    """(CSV text, Markdown text): our means per setting (over clips) beside the paper's DAVIS rows and a third
+    party's measurement of LeviTor (:data:`THIRD_PARTY_RESULTS`).
 
-    ``fid`` / ``fvd`` are one number or one per setting. The paper reports only the multi-point ablation (its
-    Table 2), so single-point rows have no paper counterpart here.
+    ``results``: ClipResults or their ``row()`` dicts (a resumed evaluation has only the rows). ``fid`` / ``fvd``
+    are one number or one per setting. The paper reports only the multi-point ablation (its Table 2), so
+    single-point rows have no paper counterpart here.
     """
     rows: list[dict[str, object]] = []
+    all_rows = [_as_row(r) for r in results]
     for setting in ("single", "multi"):
-        mine = [r for r in results if r.setting == setting]
+        mine = [r for r in all_rows if r["setting"] == setting]
         if not mine:
             continue
-        values = [r.objmc for r in mine if not math.isnan(r.objmc)]
         rows.append({
             "model": model_name, "source": "ours", "setting": setting, "clips": len(mine),
-            "points": sum(r.num_points for r in mine), "tracker": ",".join(sorted({r.tracker for r in mine})),
-            "FID": _per_setting(fid, setting), "FVD": _per_setting(fvd, setting),
-            "ObjMC": float(np.mean(values)) if values else float("nan"),
+            "points": sum(int(r["points"]) for r in mine), "tracker": ",".join(sorted({str(r["tracker"])
+                                                                                      for r in mine})),
+            "FID": _per_setting(fid, setting), "FVD": _per_setting(fvd, setting), "ObjMC": _mean(mine, "objmc"),
+            "TrajErr": _mean(mine, "traj_err", 100.0), "M_IoU": _mean(mine, "mask_iou", 100.0),
+            "B_IoU": _mean(mine, "box_iou", 100.0),
         })
     if include_paper:
         rows += [{**r, "source": "paper (DAVIS, Table 2)", "clips": None, "points": None, "tracker": "cotracker"}
                  for r in PAPER_RESULTS]
+        rows += [dict(r) for r in THIRD_PARTY_RESULTS]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -1,31 +1,43 @@
-"""``levitor eval``: the paper's DAVIS evaluation, end to end, for one model.
+"""``levitor eval``: the paper's DAVIS evaluation, end to end, for one model -- on DAVIS or on the records of
+``levitor precompute`` shards, in one process or sharded over the ranks of torchrun / srun.
 
-For every DAVIS clip (16 frames, centre-cropped and resized to the generation size) and each setting:
+For every clip (16 frames at the generation size; DAVIS is centre-cropped and resized, records already are) and
+each setting:
 
 1. ground truth: K-means query points in each object's first-frame mask, tracked through the real clip
    (:func:`levitor.evaluation.protocol.ground_truth_tracks`); single-point: 1 per object, multi-point: up to 8;
-2. control: :func:`~levitor.control.points.control_from_masks` on the clip's own instance maps (single: 1 point per
-   object, multi: the release's K rule, at most 8), depth from the estimator or flat;
+2. control: the shared clip -> control function on the clip's own instance maps (single: 1 point per object,
+   multi: the release's K rule, at most 8; a record's stored signal for multi when its K-means is the model's),
+   depth from the estimator, from the record, or flat; K-means as the model was trained (:func:`generator_kmeans_init`);
 3. generation from the clip's first frame and that control (``--model preview``: no generation, the real clip
    itself, the sanity baseline whose ObjMC must be about 0);
-4. the query points tracked through the generated clip; ObjMC = mean distance to the requested tracks (pixels at
-   the generation size); optional FID / FVD.
+4. the query points tracked through the generated clip: ObjMC (pixels) and TrajErr (over the frame diagonal); the
+   generated objects' masks (:mod:`levitor.evaluation.masks`) against the clip's masks: mask IoU, box IoU;
+   optional FID / FVD.
+
+Sharding and resuming (:mod:`levitor.evaluation.store`): rank r of W evaluates clips r, r+W, ... of the plan and
+appends each (clip, setting) to ``per_clip/rank-r.jsonl`` as it is done, with its FID/FVD features; a rerun skips
+what is there (any number of ranks); at the end rank 0 merges the ranks' rows and feature statistics.
 
 Writes to ``--out``: ``results.csv`` and ``results.md`` (ours beside the paper's numbers), ``per_clip.csv``,
-``summary.json`` and ``videos/<setting>/<clip>_tracks.mp4`` (requested tracks as rings, recovered as dots).
+``summary.json``, ``videos/<setting>/<clip>_tracks.mp4`` (requested tracks as rings, recovered as dots) and the
+store's files.
+
+    torchrun --nproc-per-node 8 -m levitor.evaluation.runner DATA --model WEIGHTS --out OUT   # 8 GPUs
+    srun levitor eval DATA --model WEIGHTS --out OUT                                           # SLURM tasks
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +46,29 @@ import torch
 from PIL import Image
 
 from levitor._util.device import resolve_device
+from levitor._util.io import write_text_atomic
+from levitor._util.launch import LaunchInfo, barrier_group, export_slurm_for_torch
 from levitor.control.clip_control import ClipControl, clip_control
 from levitor.control.krule import KRule
+from levitor.control.points import INITS
 from levitor.control.signal import ControlSignal
 from levitor.data.clip import DataReadError, VideoClip
-from levitor.data.davis import DavisDataset
 from levitor.data.sampling import ClipSampling
 from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED, video_size
 from levitor.depth import depth_from_disparity
+from levitor.evaluation.masks import MaskEstimator, load_mask_estimator
 from levitor.evaluation.protocol import (
-    ClipResult,
     QualityStats,
     draw_result,
     evaluate_clip,
     ground_truth_tracks,
     results_table,
 )
+from levitor.evaluation.sources import EvalClip, EvalItem, open_source
+from levitor.evaluation.store import FAILED, ResultStore, slug
 from levitor.evaluation.tracking import FallbackTracker, Tracker
 from levitor.generation.presets import DEFAULT_PRESET
-from levitor.perception.depth_fn import FLAT_DISPARITY, DepthFn, load_depth_fn
+from levitor.perception.depth_fn import FLAT_DISPARITY, DepthFn, depth_of_frames, load_depth_fn
 from levitor.viz.video import write_video
 
 log = logging.getLogger("levitor.eval")
@@ -119,20 +135,26 @@ def load_tracker(name: str, checkpoint: str | None = None, device: str = "cpu") 
 
 # ------------------------------------------------------------------------------------------- control
 def control_for_clip(clip: VideoClip, setting: str, depth_fn: DepthFn | None = None,
-                     kmeans_init: str = "warm") -> ControlSignal:
-    """The control signal of a real clip from its own masks: 1 point per object (single) or the release's K rule
-    capped at 8 (multi), depth from ``depth_fn`` per frame (flat when None). ``kmeans_init``: "release" for the
-    released weights (their K-means), "warm" for levitor-trained ones (see :func:`generator_kmeans_init`)."""
+                     disparity: np.ndarray | None = None, params: ClipControl | None = None,
+                     kmeans_init: str | None = None) -> ControlSignal:
+    """The control signal of a real clip from its own masks: 1 point per object (single) or the K rule of
+    ``params`` (default: the release's, capped at 8; multi). Depth: ``disparity`` (T, H, W) uint8 when given (a
+    record's), else ``depth_fn`` over the frames (batched where it can be), else flat. ``kmeans_init`` (default:
+    ``params.init``): "release" for the released weights (their K-means), "warm" for levitor-trained ones (see
+    :func:`generator_kmeans_init`)."""
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
-    rule = KRule.single() if setting == "single" else KRule()
+    params = params or ClipControl()
+    rule = KRule.single() if setting == "single" else params.rule
     instance = clip.instance_map()
-    if depth_fn is None:
+    if disparity is None and depth_fn is not None:
+        disparity = depth_of_frames(depth_fn, clip.frames)
+    if disparity is None:
         depth = np.full(instance.shape, depth_from_disparity(np.array(FLAT_DISPARITY)), np.float32)
     else:
-        disparity = np.stack([np.asarray(depth_fn(f), np.uint8) for f in clip.frames])
-        depth = depth_from_disparity(disparity)
-    return clip_control(instance, depth, ClipControl(rule=rule, init=kmeans_init), ids=clip.object_ids.tolist())
+        depth = depth_from_disparity(np.asarray(disparity, np.uint8))
+    params = replace(params, rule=rule, init=kmeans_init or params.init)
+    return clip_control(instance, depth, params, ids=clip.object_ids.tolist())
 
 
 def generator_kmeans_init(generator: Generator) -> str:
@@ -155,42 +177,75 @@ class EvalConfig:
     max_clips: int | None = None
     write_videos: bool = True
     video_fps: float = 6.0
+    source: str = "auto"        # davis | shards (a `levitor precompute` output) | auto: by the folder's content
+    depth: str = "none"         # what depth_fn is (the --depth spec), recorded so a resume cannot mix them
     kmeans_init: str | None = None  # None: what the model's weights were trained with (generator_kmeans_init)
+
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8 or self.height % 8 or self.width % 8:
+            raise ValueError(f"height and width must be positive multiples of 8, got {self.height}x{self.width}")
+        if self.num_frames < 2:
+            raise ValueError(f"num_frames must be >= 2, got {self.num_frames}")
+        if self.max_clips is not None and self.max_clips < 1:
+            raise ValueError(f"max_clips must be >= 1 (or unset: every clip), got {self.max_clips}")
+        if self.source not in ("auto", "davis", "shards"):
+            raise ValueError(f"source must be 'auto', 'davis' or 'shards', got {self.source!r}")
+        if self.kmeans_init is not None and self.kmeans_init not in INITS:
+            raise ValueError(f"kmeans_init must be one of {INITS} (or None: the model's), got {self.kmeans_init!r}")
 
 
 @dataclass
-class ClipTiming:
+class ClipRow:
+    """One (clip, setting) of the results: what ``per_clip.csv`` and the rank files hold."""
+
+    key: str
     name: str
     setting: str
     objmc: float
+    traj_err: float
+    mask_iou: float
+    box_iou: float
     points: int
+    tracker: str
     generate_s: float
     total_s: float
+    rank: int = 0
+
+
+ClipTiming = ClipRow   # the old name of a row (progress callbacks get one)
 
 
 @dataclass
 class EvalSummary:
     model: str
     tracker: str
-    results: list[ClipResult]
-    timings: list[ClipTiming]
+    rows: list[ClipRow]
     failures: list[dict[str, str]] = field(default_factory=list)
     fid: dict[str, float] = field(default_factory=dict)
     fvd: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    evaluated_now: int = 0      # (clip, setting) pairs this process computed (the rest were already done)
+
+    @property
+    def results(self) -> list[ClipRow]:
+        return self.rows
 
     def mean_objmc(self, setting: str) -> float:
-        vals = [r.objmc for r in self.results if r.setting == setting and np.isfinite(r.objmc)]
+        vals = [r.objmc for r in self.rows if r.setting == setting and np.isfinite(r.objmc)]
         return float(np.mean(vals)) if vals else float("nan")
 
     @property
+    def clips(self) -> int:
+        return len({r.key for r in self.rows})
+
+    @property
     def seconds_per_clip(self) -> float:
-        n = len({t.name for t in self.timings})
-        return self.seconds / n if n else float("nan")
+        n = len({r.key for r in self.rows})
+        return sum(r.total_s for r in self.rows) / n if n else float("nan")
 
 
 def run_eval(
-    davis_root: str | Path,
+    data_root: str | Path,
     generator: Generator,
     tracker: Tracker,
     out_dir: str | Path,
@@ -200,100 +255,181 @@ def run_eval(
     split: str = "val",
     sequences: Sequence[str] | None = None,
     quality: QualityStats | None = None,
-    progress: Callable[[ClipTiming], None] | None = None,
+    progress: Callable[[ClipRow], None] | None = None,
+    masker: MaskEstimator | None = None,
+    launch: LaunchInfo | None = None,
+    barrier: Callable[[], None] | None = None,
+    resume: bool = True,
 ) -> EvalSummary:
-    """Evaluate ``generator`` on DAVIS and write the tables and videos to ``out_dir`` (see the module doc)."""
+    """Evaluate ``generator`` on DAVIS or precompute shards and write the tables and videos to ``out_dir``.
+
+    Sharded over ranks: with ``launch`` (rank r of W; default one process) this process evaluates the clips r, r+W,
+    ... of the plan, writing each (clip, setting) as it is done (:class:`~levitor.evaluation.store.ResultStore`);
+    after ``barrier`` (every rank must call run_eval) rank 0 merges the ranks' rows and FID/FVD statistics and writes
+    the tables. With ``resume`` what the folder already holds is kept and skipped.
+    """
     config = config or EvalConfig()
+    launch = launch or LaunchInfo()
+    barrier = barrier or (lambda: None)
     bad = set(config.settings) - set(SETTINGS)
     if bad or not config.settings:
         raise ValueError(f"settings must be a non-empty subset of {SETTINGS}, got {config.settings}")
     t_start = time.perf_counter()
-    ds = DavisDataset(davis_root, split=split,
-                      sampling=ClipSampling(num_frames=config.num_frames, starts=config.starts))
+    source = open_source(data_root, config.source, split, ClipSampling(num_frames=config.num_frames,
+                                                                       starts=config.starts))
+    plan = source.items(list(sequences) if sequences is not None else None)
+    plan = plan[: config.max_clips] if config.max_clips is not None else plan
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = EvalSummary(model_name, getattr(tracker, "name", type(tracker).__name__), [], [])
+    store = ResultStore(out, launch.rank, launch.world_size)
+    if not resume and launch.rank == 0:
+        store.clear()
+    barrier()                      # nobody reads the folder before rank 0 has cleared it
     kmeans_init = config.kmeans_init or generator_kmeans_init(generator)
-    stats = {s: _copy_quality(quality) for s in config.settings} if quality is not None else {}
-
-    def on_error(name: str, err: DataReadError) -> None:
-        log.warning("skipping DAVIS sequence %s: %s", name, err)
-        summary.failures.append({"clip": name, "error": str(err), "type": type(err).__name__})
-
-    n_clips = 0
-    for clip in ds.clips(list(sequences) if sequences is not None else None, on_error=on_error):
-        if config.max_clips is not None and n_clips >= config.max_clips:
-            break
-        clip = clip.center_crop_resize(config.height, config.width)
-        n_clips += 1
-        for setting in config.settings:
+    store.check_settings(_settings(config, source.kind, model_name, tracker, masker, quality, kmeans_init))
+    done = store.done()
+    mine = plan[launch.rank :: launch.world_size]
+    name = getattr(tracker, "name", type(tracker).__name__)
+    evaluated = 0
+    for item in mine:
+        todo = [s for s in config.settings if (item.key, s) not in done]
+        if not todo or (item.key, FAILED) in done:
+            continue
+        try:
+            ev = source.load(item)
+        except DataReadError as err:         # a bad item of the data set; a wrong setup raises ValueError
+            log.warning("skipping %s: %s", item.key, err)
+            store.append({"key": item.key, "name": item.key, "setting": FAILED, "error": str(err),
+                          "type": type(err).__name__, "rank": launch.rank})
+            continue
+        ev = _at_size(ev, config, source.kind)
+        for setting in todo:
             t0 = time.perf_counter()
             try:
-                gt = ground_truth_tracks(clip, tracker, setting)
+                gt = ground_truth_tracks(ev.clip, tracker, setting)
             except ValueError as err:        # no object in the first frame: nothing to request
-                on_error(clip.name, err)
+                store.append({"key": item.key, "name": ev.clip.name, "setting": FAILED, "error": str(err),
+                              "type": type(err).__name__, "rank": launch.rank})
                 break
-            signal = control_for_clip(clip, setting, depth_fn, kmeans_init)
+            params = replace(ev.control, init=kmeans_init)   # the model's K-means (a record's may differ)
+            stored = setting == "multi" and ev.signal is not None and ev.control.init == kmeans_init
+            signal = ev.signal if stored else control_for_clip(ev.clip, setting, depth_fn, ev.disparity, params)
             t_gen = time.perf_counter()
-            frames = generator(clip, signal)
+            frames = generator(ev.clip, signal)
             gen_s = time.perf_counter() - t_gen
-            result = evaluate_clip(clip, frames, tracker, setting, gt=gt)
-            summary.results.append(result)
-            if setting in stats:
-                stats[setting].add(clip.frames, frames)
+            result = evaluate_clip(ev.clip, frames, tracker, setting, gt=gt, masker=masker)
+            if quality is not None:          # features first: a row on disk means its features are too
+                store.save_features(item.key, setting, quality.features(ev.clip.frames, frames))
             if config.write_videos:
-                write_video(draw_result(frames, result), out / "videos" / setting / f"{_slug(clip.name)}_tracks.mp4",
+                write_video(draw_result(frames, result), out / "videos" / setting / f"{slug(ev.clip.name)}_tracks.mp4",
                             fps=config.video_fps)
-            timing = ClipTiming(clip.name, setting, result.objmc, result.num_points, gen_s, time.perf_counter() - t0)
-            summary.timings.append(timing)
+            row = ClipRow(item.key, ev.clip.name, setting, result.objmc, result.traj_err, result.mask_iou,
+                          result.box_iou, result.num_points, name, gen_s, time.perf_counter() - t0, launch.rank)
+            store.append(asdict(row))
+            evaluated += 1
             if progress is not None:
-                progress(timing)
-    for setting, st in stats.items():
-        try:
-            if st.image_extractor is not None:
-                summary.fid[setting] = st.fid()
-            if st.video_extractor is not None:
-                summary.fvd[setting] = st.fvd()
-        except ValueError as err:            # fewer than 2 clips: no covariance
-            log.warning("no FID/FVD for %s: %s", setting, err)
+                progress(row)
+    if quality is not None:
+        rows_now = {(r["key"], r["setting"]) for r in store.rows()}
+        for setting in config.settings:
+            store.save_rank_stats(setting, [i.key for i in mine if (i.key, setting) in rows_now], quality.dims)
+    barrier()                      # every rank's rows and statistics are on disk
+    # rank 0 merges the statistics; the others only need the rows (and may have run alone, before rank 0)
+    summary = merge_results(store, plan, config, model_name, name, quality if launch.rank == 0 else None)
     summary.seconds = time.perf_counter() - t_start
-    write_outputs(summary, out, config)
+    summary.evaluated_now = evaluated
+    if launch.rank == 0:
+        write_outputs(summary, out, config)
+    barrier()                      # no rank leaves (and tears the group down) while rank 0 still writes
     return summary
 
 
-def _copy_quality(q: QualityStats) -> QualityStats:
-    return QualityStats(image_extractor=q.image_extractor, video_extractor=q.video_extractor)
+def _at_size(ev: EvalClip, config: EvalConfig, kind: str) -> EvalClip:
+    """DAVIS clips are cut to the generation size here; records were at precompute, so theirs must match."""
+    clip = ev.clip
+    if kind == "davis":
+        return EvalClip(clip.center_crop_resize(config.height, config.width), ev.disparity, ev.signal, ev.control)
+    if (clip.num_frames, clip.height, clip.width) != (config.num_frames, config.height, config.width):
+        raise ValueError(f"record {clip.name!r} is {clip.num_frames}x{clip.height}x{clip.width} (frames x height x "
+                         f"width) but the evaluation asks for {config.num_frames}x{config.height}x{config.width}: "
+                         "pass --num-frames/--height/--width of the shards")
+    return ev
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._@-]", "_", name)
+def _settings(config: EvalConfig, kind: str, model: str, tracker: Tracker, masker, quality,
+              kmeans_init: str) -> dict:
+    """What the numbers depend on (not the plan: a resume may add clips, e.g. a larger --max-clips)."""
+    cfg = asdict(config)
+    for k in ("max_clips", "write_videos", "video_fps", "settings", "source"):
+        cfg.pop(k)
+    cfg["kmeans_init"] = kmeans_init   # the resolved one: a default that means the model's is recorded as what ran
+    return {"config": cfg, "source": kind, "model": model, "tracker": getattr(tracker, "name", str(tracker)),
+            "masks": getattr(masker, "name", "none"),
+            "quality": sorted(quality.dims.items()) if quality is not None else None}
+
+
+def merge_results(store: ResultStore, plan: list[EvalItem], config: EvalConfig, model: str, tracker: str,
+                  quality: QualityStats | None) -> EvalSummary:
+    """Every rank's rows of the plan, in plan order, and FID/FVD from the ranks' merged statistics."""
+    order = {item.key: i for i, item in enumerate(plan)}
+    fields_ = set(ClipRow.__dataclass_fields__)
+    rows, failures = [], []
+    for r in store.rows():
+        if r["key"] not in order:
+            continue                   # of another plan (a run with other --sequences / --max-clips)
+        if r["setting"] == FAILED:
+            failures.append({"clip": r["name"], "error": r["error"], "type": r["type"]})
+        elif r["setting"] in config.settings:
+            rows.append(ClipRow(**{k: v for k, v in r.items() if k in fields_}))
+    rows.sort(key=lambda r: (order[r.key], SETTINGS.index(r.setting)))
+    summary = EvalSummary(model, tracker, rows, failures)
+    if quality is not None:
+        for setting in config.settings:
+            if sum(r.setting == setting for r in rows) < 2:
+                log.warning("no FID/FVD for %s: fewer than 2 clips", setting)
+                continue
+            stats = store.merged_stats(setting, quality.dims)
+            merged = QualityStats(real_frames=stats.get("real_frames"), fake_frames=stats.get("fake_frames"),
+                                  real_videos=stats.get("real_videos"), fake_videos=stats.get("fake_videos"))
+            if merged.real_frames is not None:
+                summary.fid[setting] = merged.fid()
+            if merged.real_videos is not None:
+                summary.fvd[setting] = merged.fvd()
+    return summary
 
 
 def write_outputs(summary: EvalSummary, out: Path, config: EvalConfig) -> None:
     """results.csv / results.md (mean per setting beside the paper), per_clip.csv and summary.json."""
-    csv_text, md_text = results_table(summary.results, summary.model, fid=summary.fid or None,
+    csv_text, md_text = results_table([asdict(r) for r in summary.rows], summary.model, fid=summary.fid or None,
                                       fvd=summary.fvd or None)
-    (out / "results.csv").write_text(csv_text)
-    note = ("ObjMC in pixels at the generation size "
-            f"{config.height}x{config.width}; ours: mean over clips, {summary.tracker} tracker.")
+    write_text_atomic(out / "results.csv", csv_text)
+    note = (f"ObjMC in pixels at the generation size {config.height}x{config.width}, TrajErr in % of the frame "
+            "diagonal (ObjMC / sqrt(H^2 + W^2)), M_IoU / B_IoU in % (generated-object masks against the clip's "
+            f"own masks, frames 1..T-1); ours: mean over clips, {summary.tracker} tracker.")
     if summary.tracker != "cotracker":
         note += (" The fallback (Lucas-Kanade) tracker is weaker than the paper's CoTracker: our ObjMC is "
                  "comparable between models run here, not with the paper's column.")
-    note += " The paper's rows are its reported numbers (its generation size may differ from ours)."
-    (out / "results.md").write_text(f"# DAVIS evaluation: {summary.model}\n\n{md_text}\n{note}\n")
-    with open(out / "per_clip.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(ClipTiming.__dataclass_fields__), lineterminator="\n")
-        w.writeheader()
-        for t in summary.timings:
-            w.writerow({**asdict(t), "objmc": f"{t.objmc:.4f}", "generate_s": f"{t.generate_s:.3f}",
-                        "total_s": f"{t.total_s:.3f}"})
-    (out / "summary.json").write_text(json.dumps({
-        "model": summary.model, "tracker": summary.tracker, "config": asdict(config),
-        "clips": len({t.name for t in summary.timings}),
-        "objmc": {s: summary.mean_objmc(s) for s in config.settings},
-        "fid": summary.fid, "fvd": summary.fvd, "seconds": round(summary.seconds, 3),
+    note += (" The paper's rows are its reported numbers (its generation size may differ from ours); MagicMotion's "
+             "row is LeviTor as that paper measured it, on its own DAVIS clips, resolution and segmenter.")
+    write_text_atomic(out / "results.md", f"# Evaluation: {summary.model}\n\n{md_text}\n{note}\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(ClipRow.__dataclass_fields__), lineterminator="\n")
+    w.writeheader()
+    for r in summary.rows:
+        w.writerow({**asdict(r), **{k: f"{getattr(r, k):.6f}" for k in ("objmc", "traj_err", "mask_iou", "box_iou")},
+                    "generate_s": f"{r.generate_s:.3f}", "total_s": f"{r.total_s:.3f}"})
+    write_text_atomic(out / "per_clip.csv", buf.getvalue())
+    means = {k: {s: _mean([getattr(r, k) for r in summary.rows if r.setting == s]) for s in config.settings}
+             for k in ("objmc", "traj_err", "mask_iou", "box_iou")}
+    write_text_atomic(out / "summary.json", json.dumps({
+        "model": summary.model, "tracker": summary.tracker, "config": asdict(config), "clips": summary.clips,
+        **means, "fid": summary.fid, "fvd": summary.fvd, "seconds": round(summary.seconds, 3),
         "seconds_per_clip": round(summary.seconds_per_clip, 3), "failures": summary.failures,
     }, indent=1))
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -310,46 +446,57 @@ def _quality(kind: str, device: str) -> QualityStats | None:
 
 
 def eval_main(argv: list[str] | None = None) -> int:
-    """``python -m levitor.evaluation.runner``: the same as ``levitor eval``."""
+    """``python -m levitor.evaluation.runner``: the same as ``levitor eval`` (the entry point for torchrun)."""
     from levitor.evaluation.commands import eval_parser
 
     return run_eval_command(eval_parser().parse_args(argv))
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
-    """``levitor eval``: returns a process exit code."""
+    """``levitor eval``: returns a process exit code. Under torchrun or srun every rank runs this."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        size = video_size(args.size) if getattr(args, "size", None) else DEFAULT_SIZE   # --height etc. override it
+        given = {k: getattr(args, k, None) for k in ("height", "width", "num_frames")}
+        config = EvalConfig(**{k: getattr(size, k) if v is None else v for k, v in given.items()},
+                            settings=SETTINGS if args.setting == "both" else (args.setting,), starts=args.starts,
+                            max_clips=args.max_clips, write_videos=not args.no_videos, source=args.source,
+                            depth=args.depth, kmeans_init=getattr(args, "kmeans_init", None))  # before any model
+        launch = export_slurm_for_torch()      # before resolve_device: 'auto' picks cuda:LOCAL_RANK
         # no levitor.generation.generate import here: it pulls in diffusers (seconds), which the preview
         # baseline never needs
         device = str(resolve_device(args.device))
         generator, label = load_generator(args.model, args.base, device, args.steps, args.seed, args.preset)
         name = args.name or label
-        out = Path(args.out) if args.out else Path("eval_out") / _slug(name.split(" ")[0])
+        out = Path(args.out) if args.out else Path("eval_out") / slug(name.split(" ")[0])
         tracker = load_tracker(args.tracker, args.cotracker_checkpoint, device)
+        masker = load_mask_estimator(args.masks, tracker, args.sam, device)
         depth_fn = None if args.depth in ("none", "flat") else load_depth_fn(args.depth, device)
-        size = video_size(args.size) if getattr(args, "size", None) else DEFAULT_SIZE
-        config = EvalConfig(height=args.height or size.height, width=args.width or size.width,
-                            num_frames=args.num_frames or size.num_frames,
-                            settings=SETTINGS if args.setting == "both" else (args.setting,), starts=args.starts,
-                            max_clips=args.max_clips, write_videos=not args.no_videos,
-                            kmeans_init=getattr(args, "kmeans_init", None))
+        where = f"[rank {launch.rank}/{launch.world_size}] " if launch.world_size > 1 else ""
 
-        def progress(t: ClipTiming) -> None:
-            print(f"  {t.name} [{t.setting}]: ObjMC {t.objmc:.2f} px over {t.points} points, generation "
-                  f"{t.generate_s:.1f} s, total {t.total_s:.1f} s", file=sys.stderr, flush=True)
+        def progress(r: ClipRow) -> None:
+            iou = f", mask IoU {r.mask_iou:.2f}" if np.isfinite(r.mask_iou) else ""
+            print(f"  {where}{r.name} [{r.setting}]: ObjMC {r.objmc:.2f} px over {r.points} points{iou}, "
+                  f"generation {r.generate_s:.1f} s, total {r.total_s:.1f} s", file=sys.stderr, flush=True)
 
-        summary = run_eval(args.davis, generator, tracker, out, config, name, depth_fn, args.split,
-                           args.sequences, _quality(args.quality, device), progress)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"levitor eval: error: {err}", file=sys.stderr)
+        with barrier_group(launch) as barrier:
+            summary = run_eval(args.data, generator, tracker, out, config, name, depth_fn, args.split,
+                               args.sequences, _quality(args.quality, device), progress, masker, launch, barrier,
+                               resume=not args.no_resume)
+    except (ValueError, OSError, ImportError) as err:
+        print(f"levitor eval: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
-    if not summary.results:
+    if launch.rank != 0:
+        return 0
+    if not summary.rows:
         print(f"levitor eval: no clip was evaluated ({len(summary.failures)} failures; see {out}/summary.json)",
               file=sys.stderr)
         return 1
     means = ", ".join(f"{s} {summary.mean_objmc(s):.2f}" for s in config.settings)
-    print(f"levitor eval: {name}: {len({t.name for t in summary.timings})} clips, ObjMC {means} px "
+    print(f"levitor eval: {name}: {summary.clips} clips ({summary.evaluated_now} evaluated now"
+          f"{f' by {launch.world_size} ranks' if launch.world_size > 1 else ''}), ObjMC {means} px "
           f"({summary.tracker}); {summary.seconds_per_clip:.1f} s per clip. Wrote {out}/results.md, results.csv, "
           f"per_clip.csv{', videos/' if config.write_videos else ''}")
     return 0

@@ -120,6 +120,26 @@ class DepthEstimator:
         """(H, W) uint8 disparity, min-max normalised as in the release: 255 = nearest pixel, 0 = farthest."""
         return disparity_u8_from_relative(self.estimate_relative(image))
 
+    def estimate_disparity_batch(self, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """(N, H, W, 3) uint8 frames of one size -> (N, H, W) uint8 disparity, each frame min-max normalised on
+        its own as :meth:`estimate_disparity` does; the network runs on ``batch_size`` frames at a time and nothing
+        is cached (precompute sees every frame once)."""
+        relative = self.estimate_relative_batch(frames, batch_size)
+        return np.stack([disparity_u8_from_relative(r) for r in relative]) if len(relative) else \
+            np.zeros(relative.shape, np.uint8)
+
+    def estimate_relative_batch(self, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """(N, H, W, 3) uint8 frames of one size -> (N, H, W) float32 raw relative inverse depth, as
+        :meth:`estimate_relative` per frame (up to float round-off of the batched matmuls), ``batch_size`` frames
+        per network call, not cached."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.dtype} {frames.shape}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        parts = [self._infer(frames[i : i + batch_size]).numpy() for i in range(0, len(frames), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros(frames.shape[:3], np.float32)
+
     def estimate(self, image: Any) -> np.ndarray:
         """(H, W) float32 scene depth in (0, 1], smaller = nearer: ``1 / disparity`` with 0 -> 1."""
         return depth_from_disparity(self.estimate_disparity(image)).astype(np.float32)
@@ -135,22 +155,25 @@ class DepthEstimator:
 
     @torch.inference_mode()
     def _infer(self, rgb: np.ndarray) -> torch.Tensor:
-        height, width = rgb.shape[:2]
+        """(H, W, 3) -> (H, W), or a batch (N, H, W, 3) -> (N, H, W): relative inverse depth at the input size."""
+        single = rgb.ndim == 3
+        batch = rgb[None] if single else rgb
+        height, width = batch.shape[1:3]
         param = next(iter(self.model.parameters()), None) if hasattr(self.model, "parameters") else None
         device = param.device if param is not None else torch.device("cpu")
         dtype = param.dtype if param is not None else torch.float32
-        x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float() / 255.0
         x = F.interpolate(x, size=self.network_size(height, width), mode="bicubic", align_corners=False)
         mean = torch.tensor(self.image_mean, device=device).view(1, 3, 1, 1)
         std = torch.tensor(self.image_std, device=device).view(1, 3, 1, 1)
         x = ((x - mean) / std).to(dtype)
         with flush_denormals(device):
             out = self.model(pixel_values=x)
-        pred = out.predicted_depth if hasattr(out, "predicted_depth") else out[0]  # (1, h, w)
-        pred = pred.float().reshape(1, 1, *pred.shape[-2:])
+        pred = out.predicted_depth if hasattr(out, "predicted_depth") else out[0]  # (N, h, w)
+        pred = pred.float().reshape(len(batch), 1, *pred.shape[-2:])
         # back to the photo's resolution, as the release does (bilinear, corners aligned)
         pred = F.interpolate(pred, size=(height, width), mode="bilinear", align_corners=True)
-        return pred[0, 0].cpu()
+        return pred[0, 0].cpu() if single else pred[:, 0].cpu()
 
 
 def _multiple_of(x: float, minimum: int) -> int:

@@ -32,8 +32,31 @@ def constant_depth(disparity: int) -> DepthFn:
 
 
 def estimator_depth(estimator: Any) -> DepthFn:
-    """A :class:`~levitor.perception.DepthEstimator` as a DepthFn: per-frame min-max normalised, as the release."""
-    return estimator.estimate_disparity
+    """A :class:`~levitor.perception.DepthEstimator` as a DepthFn: per-frame min-max normalised, as the release
+    (with a batched ``batch`` path for whole clips)."""
+    return _EstimatorDepth(estimator)
+
+
+def depth_of_frames(depth_fn: DepthFn, frames: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, W) uint8 disparity: batched when the DepthFn offers ``batch`` (a loaded
+    DepthAnythingV2 does: the network then sees many frames per call, which a GPU needs to stay busy)."""
+    batch = getattr(depth_fn, "batch", None)
+    if batch is not None:
+        return batch(frames)
+    return np.stack([np.asarray(depth_fn(f)) for f in frames]) if len(frames) else np.zeros(frames.shape[:3], np.uint8)
+
+
+class _EstimatorDepth:
+    """A DepthEstimator as a DepthFn with a batched path (``batch``)."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.estimator.estimate_disparity(frame)
+
+    def batch(self, frames: np.ndarray) -> np.ndarray:
+        return self.estimator.estimate_disparity_batch(frames)
 
 
 def load_depth_fn(spec: str, device: str = "cpu", input_size: int | None = None) -> DepthFn:
@@ -46,8 +69,13 @@ def load_depth_fn(spec: str, device: str = "cpu", input_size: int | None = None)
             return constant_depth(int(spec.split(":", 1)[1]))
         except ValueError as err:
             raise ValueError(f"--depth const:<N> needs an integer disparity 0..255, got {spec!r}") from err
+    # no cache: every frame is seen once, and caching 51K videos' depth maps would only fill memory
+    import torch
+
     from levitor.perception import RELEASE_INPUT_SIZE, DepthEstimator, FeatureCache
 
-    # no cache: every frame is seen once, and caching 51K videos' depth maps would only fill memory
-    return estimator_depth(DepthEstimator.load(spec, device=device, cache=FeatureCache(max_bytes=0),
+    # fp16 on a GPU: DepthAnythingV2 is a ViT; half precision halves its memory traffic (the release runs fp32,
+    # the disparity maps differ by about one 0..255 step)
+    dtype = torch.float16 if str(device).startswith("cuda") else None
+    return _EstimatorDepth(DepthEstimator.load(spec, device=device, dtype=dtype, cache=FeatureCache(max_bytes=0),
                                                input_size=input_size or RELEASE_INPUT_SIZE))

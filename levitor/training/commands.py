@@ -14,37 +14,36 @@ import time
 
 from levitor.defaults import SIZES
 
-PRECOMPUTE_HELP = "Precompute depth and control signals of a data set into sharded records (resumable)."
+PRECOMPUTE_HELP = ("Precompute depth and control signals of a data set into WebDataset shards (Ray Data or one "
+                   "process; resumable per shard).")
 
 
 # ------------------------------------------------------------------------------------------------ train
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a YAML/JSON config (configs/paper.yaml, configs/mini.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (YAML value syntax), e.g. --set max_steps=10")
+                   help="override a config key, parsed as that key's type, e.g. --set max_steps=10 --set lr=1e-4")
     p.add_argument("--no-resume", action="store_true", help="start fresh even if checkpoints exist")
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import yaml
+    from levitor.training.config import load_config, parse_overrides
+    from levitor.training.datasets import check_data
+    from levitor.training.loop import LaunchError, train
 
-    from levitor.training.config import load_config
-    from levitor.training.loop import train
-
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
-    config = load_config(args.config, **overrides)
-    result = train(config, resume=not args.no_resume)
+    try:
+        config = load_config(args.config, **parse_overrides(args.set))
+        check_data(config)
+        result = train(config, resume=not args.no_resume)
+    except (ValueError, OSError, LaunchError, FloatingPointError) as err:   # what to fix, in one line
+        print(f"levitor train: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
+        return 2
     print(json.dumps(result))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m levitor.training CONFIG [--set key=value ...] [--no-resume]``."""
+    """``python -m levitor.training CONFIG [--set key=value ...] [--no-resume]`` (what torchrun / srun start)."""
     p = argparse.ArgumentParser(prog="levitor train", description="Train the LeviTor ControlNet.")
     add_train_arguments(p)
     return run_train(p.parse_args(argv))
@@ -55,14 +54,22 @@ def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out")
     p.add_argument("--clips", type=int, default=2000)
     p.add_argument("--config", help="a training config whose synthetic world and sizes to use (default: mini)")
-    p.add_argument("--shard-size", type=int, default=500)
+    p.add_argument("--shard-size", type=int, default=500, help="clips per shard")
 
 
 def run_synthetic(args: argparse.Namespace) -> int:
     from levitor.training.config import PRESETS, load_config
     from levitor.training.datasets import precompute_synthetic
 
-    config = load_config(args.config) if args.config else PRESETS["mini"]
+    if args.clips < 1 or args.shard_size < 1:
+        print(f"levitor precompute-synthetic: error: --clips and --shard-size must be >= 1, got {args.clips} and "
+              f"{args.shard_size}", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config) if args.config else PRESETS["mini"]
+    except ValueError as err:
+        print(f"levitor precompute-synthetic: error: {err}", file=sys.stderr)
+        return 2
     t = time.time()
     precompute_synthetic(args.out, args.clips, config, shard_size=args.shard_size)
     print(f"wrote {args.clips} clips to {args.out} in {time.time() - t:.1f} s")
@@ -71,12 +78,19 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- precompute
 def add_precompute_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("root", nargs="?", help="the data set folder (DAVIS 2017 or SA-V; see docs/data_and_eval.md)")
-    p.add_argument("--out", required=True, help="output folder (shard-K-of-N/ subfolders, index.jsonl)")
+    p.add_argument("root", help="the data set folder (DAVIS 2017 or SA-V; see docs/data_and_eval.md)")
+    p.add_argument("--out", required=True, help="output folder (plan.json, shards/*.tar with .stats.json)")
     p.add_argument("--dataset", help="davis (default), sav or sav-frames")
     p.add_argument("--split", help="DAVIS: val (default), train or all; sav-frames: sav_val (default) or sav_test")
-    p.add_argument("--shard", type=int, help="this process's shard (default: RANK / LOCAL_RANK / SLURM array, or 0)")
-    p.add_argument("--num-shards", type=int, help="number of shards (default: WORLD_SIZE, or 1)")
+    p.add_argument("--engine", default="auto", choices=["auto", "ray", "local"],
+                   help="ray: Ray Data (a local Ray unless --ray-address); local: one process, for debugging; "
+                        "auto: ray when installed")
+    p.add_argument("--ray-address", help="an existing Ray cluster ('auto', or ray://HEAD:10001)")
+    p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default: all)")
+    p.add_argument("--num-gpus", type=int, help="local Ray: GPUs to use (default: all)")
+    p.add_argument("--worker", type=int, help="local engine: this process's share (default: RANK or SLURM_PROCID)")
+    p.add_argument("--workers", type=int, help="local engine: number of processes sharing the shards")
+    p.add_argument("--videos-per-shard", type=int, help="videos per shard (default 64); fixed by the first run")
     p.add_argument("--depth", help="none (flat, default), const:<0..255>, or a DepthAnythingV2 name "
                                    "(small/base/large), hub id or folder")
     p.add_argument("--depth-input-size", type=int, help="the depth network's shorter side (default 512, the "
@@ -92,13 +106,8 @@ def add_precompute_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop", type=int)
     p.add_argument("--frames", help="how to store frames: jpeg (default), raw or none")
     p.add_argument("--kmeans-init", help="warm (default) or release (the release's K-means, exactly)")
-    p.add_argument("--verify", default="size", choices=["size", "full", "exists"],
-                   help="before skipping an existing record: compare its size with the index (default), re-read "
-                        "it and check its CRCs (full), or trust the file (exists)")
-    p.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's). On CPU machines "
-                                               "run one shard per core with --threads 1")
-    p.add_argument("--merge-only", action="store_true", help="only combine the shard indexes and reports")
-    p.add_argument("--no-merge", action="store_true", help="do not try to merge after this shard")
+    p.add_argument("--threads", type=int, help="local engine: torch CPU threads (default: torch's); one process "
+                                               "per core with --threads 1 on CPU machines")
     p.add_argument("--quiet", action="store_true")
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from levitor.control.clip_control import ABLATIONS, ClipControl
 from levitor.defaults import RELEASE_DEMO_SIZE, nearest_multiple
@@ -42,9 +43,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
 
     # --- data
-    data: str = "sav"                   # "synthetic", "cache" (precompute_synthetic output), "sav", "davis"
-    data_root: str | None = None        # SA-V / DAVIS root, or the cache folder
-    depth_root: str | None = None       # real data: <depth_root>/<clip name>.npy, (F, H, W) uint8 disparity
+    data: str = "shards"                # "shards": WebDataset shards of `levitor precompute` (real data) or
+                                        #   `levitor precompute-synthetic`; "synthetic": the world, on the fly
+    data_root: str | None = None        # the precompute output folder (its shards/*.tar)
+    shuffle_buffer: int = 256           # samples each DataLoader worker holds for shuffling (shards)
     synthetic: dict = field(default_factory=dict)  # SyntheticConfig overrides (height/width/frames come from here)
     height: int = RELEASE_DEMO_SIZE.height  # the release's demo size (portrait; training's is not published)
     width: int = RELEASE_DEMO_SIZE.width
@@ -91,6 +93,8 @@ class TrainConfig:
     sample_steps: int = 25
     max_minutes: float = 0.0            # stop (with a checkpoint) after this much wall time in this session (0: off)
     num_threads: int = 0                # torch CPU threads (0: torch's default); 1 is fastest on a loaded CPU
+    num_processes: int = 0              # > 0: refuse to run unless the launch started this many processes
+    trace_samples: bool = False         # write trace/rank-N.jsonl: each step's clips, noise seed, parameter sum
 
     def clip_control(self) -> ClipControl:
         """How this run turns a clip's masks into its control (shared with precompute and evaluation)."""
@@ -101,8 +105,12 @@ class TrainConfig:
             raise ValueError(f"mini_prediction must be 'v_prediction' or 'sample', got {self.mini_prediction!r}")
         if self.model not in ("svd", "mini", "tiny"):
             raise ValueError(f"model must be 'svd', 'mini' or 'tiny', got {self.model!r}")
-        if self.data not in ("synthetic", "cache", "sav", "davis"):
-            raise ValueError(f"data must be 'synthetic', 'cache', 'sav' or 'davis', got {self.data!r}")
+        if self.data in ("sav", "davis", "cache"):
+            raise ValueError(f"data {self.data!r} is no longer read directly: run `levitor precompute` (real data) or "
+                             "`levitor precompute-synthetic` into a folder and train with data: shards, data_root: "
+                             "that folder")
+        if self.data not in ("synthetic", "shards"):
+            raise ValueError(f"data must be 'shards' or 'synthetic', got {self.data!r}")
         if self.control not in CONTROLS:
             raise ValueError(f"control must be one of {CONTROLS}, got {self.control!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -110,9 +118,71 @@ class TrainConfig:
         self.mini_channels = tuple(self.mini_channels)
         self.adam_betas = tuple(self.adam_betas)
         for name in ("height", "width"):
-            if getattr(self, name) % 8:
-                raise ValueError(f"{name} must be a multiple of 8, got {getattr(self, name)}: use "
+            if getattr(self, name) < 8 or getattr(self, name) % 8:
+                raise ValueError(f"{name} must be a positive multiple of 8, got {getattr(self, name)}: use "
                                  f"{nearest_multiple(getattr(self, name))}")
+        for name, (ok, valid) in _RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not ok(value):
+                raise ValueError(f"{name} must be {valid}, got {value}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {list(self.adam_betas)}")
+        if not self.mini_channels or any(c < 32 or c % 32 for c in self.mini_channels):
+            raise ValueError(f"mini_channels must be multiples of 32 (GroupNorm), got {list(self.mini_channels)}")
+        if not 0 < self.mini_sigma_min < self.mini_sigma_max:
+            raise ValueError(f"need 0 < mini_sigma_min < mini_sigma_max, got {self.mini_sigma_min} and "
+                             f"{self.mini_sigma_max}")
+        self._check_synthetic()
+
+    def _check_synthetic(self) -> None:
+        """Unknown keys of ``synthetic`` fail here, not in a DataLoader worker after the models are built."""
+        from dataclasses import fields as dc_fields
+
+        from levitor.data.synthetic import SyntheticConfig
+
+        known = {f.name for f in dc_fields(SyntheticConfig)} - {"height", "width", "num_frames"}
+        unknown = sorted(set(self.synthetic) - known)
+        if unknown:
+            raise ValueError(f"unknown synthetic key(s) {unknown}; known: {sorted(known)} (height, width and "
+                             "num_frames are the config's own keys)")
+        if self.data == "synthetic":        # its own range checks
+            SyntheticConfig(height=self.height, width=self.width, num_frames=self.num_frames, **self.synthetic)
+
+
+_RANGES = {   # field -> (test, the valid range as the error says it)
+    "lr": (lambda v: v > 0, "> 0"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "grad_accum": (lambda v: v >= 1, ">= 1"),
+    "max_steps": (lambda v: v >= 1, ">= 1"),
+    "warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "max_grad_norm": (lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    "num_frames": (lambda v: v >= 2, ">= 2"),
+    "num_workers": (lambda v: v >= 0, ">= 0"),
+    "shuffle_buffer": (lambda v: v >= 0, ">= 0"),
+    "control_radius": (lambda v: v >= 0, ">= 0"),
+    "kmeans_stride": (lambda v: v >= 1, ">= 1"),
+    "p_std": (lambda v: v > 0, "> 0"),
+    "p_low_fraction": (lambda v: 0 <= v <= 1, "in [0, 1] (0: the single log-normal)"),
+    "p_low_std": (lambda v: v > 0, "> 0"),
+    "loss_weight_cap": (lambda v: v >= 0, ">= 0 (0: no cap)"),
+    "fps": (lambda v: v >= 1, ">= 1"),
+    "motion_bucket_id": (lambda v: v >= 0, ">= 0"),
+    "noise_aug_strength": (lambda v: v >= 0, ">= 0"),
+    "motion_loss_weight": (lambda v: v >= 0, ">= 0"),
+    "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "mini_layers_per_block": (lambda v: v >= 1, ">= 1"),
+    "mini_patch_size": (lambda v: v >= 1, ">= 1"),
+    "log_every": (lambda v: v >= 1, ">= 1"),
+    "checkpoint_every": (lambda v: v >= 1, ">= 1"),
+    "checkpoint_minutes": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "keep_checkpoints": (lambda v: v >= 1, ">= 1"),
+    "sample_every": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "sample_steps": (lambda v: v >= 1, ">= 1"),
+    "max_minutes": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "num_threads": (lambda v: v >= 0, ">= 0 (0: torch's default)"),
+    "num_processes": (lambda v: v >= 0, ">= 0 (0: any)"),
+}
 
 
 PRESETS = {
@@ -130,28 +200,132 @@ PRESETS = {
 }
 
 
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+
+
+def coerce(key: str, value: Any, type_name: str | None = None) -> Any:
+    """``value`` as the type of TrainConfig field ``key``; ValueError naming the field, the value and the type.
+
+    Strings are parsed by the field's type (so ``--set lr=1e-3`` is a float and ``mixed_precision=no`` stays the
+    string "no"); YAML's values are checked (a float field takes ints, a str field refuses YAML 1.1 booleans)."""
+    type_name = type_name or _field_types()[key]
+    optional = "None" in type_name
+    base = type_name.replace(" | None", "").strip()
+    if value is None or (isinstance(value, str) and optional and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        raise ValueError(f"{key} cannot be empty (type {base})")
+    try:
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return value.lower() in ("true", "yes", "on", "1")
+            raise TypeError
+        if base == "int":
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, int):
+                return value
+            if isinstance(value, str) or (isinstance(value, float) and value.is_integer()):
+                return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+            raise TypeError
+        if base == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if base == "str":
+            if isinstance(value, bool):
+                raise ValueError(f"{key} is a string, got the YAML boolean {value} (YAML reads no/off/yes/on as "
+                                 f"booleans): quote it, e.g. {key}: \"no\"")
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if base.startswith("tuple"):
+            import yaml
+
+            seq = yaml.safe_load(value) if isinstance(value, str) else value
+            item = float if "float" in base else int
+            if not isinstance(seq, (list, tuple)):
+                raise TypeError
+            return tuple(item(v) for v in seq)
+        if base == "dict":
+            import yaml
+
+            d = yaml.safe_load(value) if isinstance(value, str) else value
+            if not isinstance(d, dict):
+                raise TypeError
+            return d
+    except ValueError as err:
+        if str(err).startswith(key):
+            raise
+        raise ValueError(f"{key} must be {base}, got {value!r}") from None
+    except TypeError:
+        raise ValueError(f"{key} must be {base}, got {value!r} ({type(value).__name__})") from None
+    return value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=1e-4", "max_steps=10"]`` -> typed values, each checked against TrainConfig's field types."""
+    types = _field_types()
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip()
+        if k == "base":
+            out[k] = v
+            continue
+        if k not in types:
+            raise ValueError(f"--set {k}: unknown config key; known keys: {sorted(types)}")
+        out[k] = coerce(k, v, types[k])
+    return out
+
+
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     """A TrainConfig from a YAML/JSON file (``base: paper|mini`` picks the preset it starts from)."""
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
+        data = _read_config_file(Path(path))
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
     data.update(overrides)
     base = data.pop("base", "paper")
     if base not in PRESETS:
         raise ValueError(f"base must be one of {sorted(PRESETS)}, got {base!r}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    types = _field_types()
+    unknown = sorted(set(data) - set(types))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown} in {path or 'overrides'}; known keys: {sorted(known)}")
-    return dataclasses.replace(PRESETS[base], **data)
+        raise ValueError(f"unknown config key(s) {unknown} in {path or 'overrides'}; known keys: {sorted(types)}")
+    return dataclasses.replace(PRESETS[base], **{k: coerce(k, v, types[k]) for k, v in data.items()})
+
+
+def _read_config_file(path: Path) -> Any:
+    """The parsed file; every way it can be unusable is a one-line ValueError naming the file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} not found; pass a YAML/JSON config such as configs/paper.yaml or "
+                         "configs/mini.yaml") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {path} cannot be read: {err}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(f"config file {path} is not valid YAML{where}: {what}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config file {path} is not valid JSON at line {err.lineno}, column {err.colno}: "
+                         f"{err.msg} (YAML configs must end in .yaml or .yml)") from None
 
 
 def synthetic_config(config: TrainConfig):

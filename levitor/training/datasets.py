@@ -1,8 +1,8 @@
-"""Training data: clips with their control videos, as ``{"frames", "control"}`` items for the training loop."""
+"""Training data: clips with their control videos, as ``{"frames", "control"}`` items for the training loop: the
+synthetic world on the fly, or the record shards of ``levitor precompute`` streamed (:mod:`levitor.data.shards`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -45,95 +45,85 @@ class SyntheticControlDataset(torch.utils.data.Dataset):
                 "control": control_video(clip.instance, clip.depth, clip.moved_ids, self.config)}
 
 
-class CacheDataset(torch.utils.data.Dataset):
-    """Clips written by :func:`precompute_synthetic`: ``shard_*.pt`` with uint8 frames and full control signals;
-    the control video (with the config's ablation and radius) is drawn on the fly from the cached points."""
+def shard_item(sample: dict, config: TrainConfig) -> dict:
+    """A raw shard sample -> ``{"frames", "control", "name"}``: the stored control signal (no K-means again), with
+    the config's ablation and stamp radius; ``center_point`` re-runs the shared clip -> control function on the
+    stored instance and depth maps with the record's own K-means settings plus the single-point rule."""
+    from levitor.control.encode import encode
+    from levitor.data.records import decode_sample
 
-    def __init__(self, config: TrainConfig):
-        if not config.data_root:
-            raise ValueError("data 'cache' needs data_root: the folder written by `levitor precompute-synthetic`")
-        self.config = config
-        self.shards = sorted(Path(config.data_root).glob("shard_*.pt"))
-        if not self.shards:
-            raise FileNotFoundError(f"no shard_*.pt in {config.data_root}; run `levitor precompute-synthetic` first")
-        self.index = []
-        for s, path in enumerate(self.shards):
-            n = torch.load(path, map_location="cpu", weights_only=False)["frames"].shape[0]
-            self.index += [(s, j) for j in range(n)]
-        self._loaded: tuple[int, dict] | None = None
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> dict:
-        from levitor.control.encode import encode
-        from levitor.control.signal import ControlSignal
-
-        s, j = self.index[int(i) % len(self.index)]
-        if self._loaded is None or self._loaded[0] != s:
-            self._loaded = (s, torch.load(self.shards[s], map_location="cpu", weights_only=False))
-        shard = self._loaded[1]
-        key = {"full": "signal", "no_depth": "signal", "no_instance": "signal", "center_point": "signal_center"}
-        sig: ControlSignal = shard[key[self.config.control]][j]
-        if self.config.control == "no_depth":
-            sig = sig.without_depth()
-        elif self.config.control == "no_instance":
-            sig = sig.without_instance()
-        frames = shard["frames"][j]
-        return {"frames": _frames_tensor(frames.numpy()),
-                "control": encode(sig, frames.shape[1], frames.shape[2], radius=self.config.control_radius)}
-
-
-class VideoControlDataset(torch.utils.data.Dataset):
-    """Real clips (SA-V or DAVIS readers) with depth from ``depth_root`` and control computed on the fly.
-
-    The depth cache holds one (F, H, W) uint8 disparity array per clip, ``<depth_root>/<clip.name>.npy``, at
-    the training size (DepthAnythingV2's output min-max normalised, :func:`levitor.depth.disparity_u8_from_relative`).
-    """
-
-    def __init__(self, config: TrainConfig):
-        if not config.data_root or not config.depth_root:
-            raise ValueError(f"data {config.data!r} needs data_root (the data set) and depth_root (its depth cache)")
-        from levitor.data.sampling import ClipSampling
-
-        sampling = ClipSampling(num_frames=config.num_frames, starts="all")
-        if config.data == "davis":
-            from levitor.data.davis import DavisDataset
-
-            reader = DavisDataset(config.data_root, split="train", sampling=sampling)
-        else:
-            from levitor.data.sav import SavDataset
-
-            reader = SavDataset(config.data_root, sampling=sampling)
-        self.config = config
-        self.clips = list(reader.clips())
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, i: int) -> dict:
+    rec = decode_sample(sample, load_maps=config.control == "center_point")
+    if rec.frames is None:
+        raise ValueError(f"record {rec.name!r} was precomputed with frames 'none'; training needs frames: "
+                         "precompute again with --frames jpeg (or raw)")
+    got = (rec.meta["num_frames"], rec.meta["height"], rec.meta["width"])
+    if got != (config.num_frames, config.height, config.width):
+        raise ValueError(f"the shards in {config.data_root} hold {got[0]}x{got[1]}x{got[2]} clips (frames x height x "
+                         f"width) but the config asks for {config.num_frames}x{config.height}x{config.width}: set "
+                         "num_frames/height/width to the shards' size, or precompute at the config's size")
+    signal = rec.signal
+    if config.control == "no_depth":
+        signal = signal.without_depth()
+    elif config.control == "no_instance":
+        signal = signal.without_instance()
+    elif config.control == "center_point":
+        from levitor.control.clip_control import ClipControl, clip_control
+        from levitor.control.krule import KRule
         from levitor.depth import depth_from_disparity
 
-        clip = self.clips[int(i) % len(self.clips)].center_crop_resize(self.config.height, self.config.width)
-        disparity = np.load(Path(self.config.depth_root) / f"{clip.name}.npy")
-        instance = clip.masks if clip.masks.ndim == 3 else _instance_map(clip.masks, clip.object_ids)
-        return {"frames": _frames_tensor(clip.frames),
-                "control": control_video(instance, depth_from_disparity(disparity), (), self.config)}
+        made = rec.meta.get("control", {})
+        params = ClipControl(rule=KRule(lam=made.get("lam", KRule().lam), k_max=made.get("k_max", KRule().k_max)),
+                             sample_stride=made.get("sample_stride", config.kmeans_stride),
+                             init=made.get("init", "warm"), ablation="center_point")
+        signal = clip_control(rec.instance_map.astype(np.int64), depth_from_disparity(rec.disparity), params,
+                              moved_ids=rec.meta.get("moved_ids", ()), ids=rec.meta.get("object_ids"))
+    return {"frames": _frames_tensor(rec.frames), "name": rec.name,
+            "control": encode(signal, config.height, config.width, radius=config.control_radius)}
 
 
-def _instance_map(masks: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    out = np.zeros(masks.shape[:1] + masks.shape[2:], dtype=np.int64)
-    for n, i in enumerate(ids):
-        out[masks[:, n]] = i
-    return out
+def check_data(config: TrainConfig) -> None:
+    """Fail before any model is built when the data cannot serve this config: no data_root, no finished shards
+    there, or shards of another clip size (read from the first sample's metadata only)."""
+    if config.data != "shards":
+        return
+    from levitor.data.records import finished_shards, iter_tar_samples
+
+    if not config.data_root:
+        raise ValueError("data 'shards' needs data_root: the folder written by `levitor precompute` or "
+                         "`levitor precompute-synthetic`")
+    if not Path(config.data_root).is_dir():
+        raise FileNotFoundError(f"data_root {config.data_root} is not a folder; run `levitor precompute ... --out "
+                                f"{config.data_root}` (or `levitor precompute-synthetic {config.data_root}`) first")
+    tars = finished_shards(config.data_root, warn=True)
+    if not tars:
+        raise FileNotFoundError(f"{config.data_root} holds no finished shards (shards/*.tar with their .stats.json); "
+                                "run `levitor precompute` (or `levitor precompute-synthetic`) there first")
+    first = next(iter(iter_tar_samples(tars[0])), None)
+    if first is not None and "json" in first:
+        meta = json.loads(first["json"])
+        got = (meta.get("num_frames"), meta.get("height"), meta.get("width"))
+        if got != (config.num_frames, config.height, config.width):
+            raise ValueError(f"the shards in {config.data_root} hold {got[0]}x{got[1]}x{got[2]} clips (frames x "
+                             f"height x width) but the config asks for {config.num_frames}x{config.height}x"
+                             f"{config.width}: set num_frames/height/width to the shards' size, or precompute at "
+                             "the config's size")
 
 
-def make_dataset(config: TrainConfig) -> torch.utils.data.Dataset:
+def make_dataset(config: TrainConfig, rank: int = 0, world_size: int = 1, start: int = 0):
+    """The run's data: the synthetic world (map-style, for a sampler) or a :class:`~levitor.data.shards.ShardStream`
+    of this rank's share of the shards, resumed after ``start`` samples."""
     if config.data == "synthetic":
         return SyntheticControlDataset(config)
-    if config.data == "cache":
-        return CacheDataset(config)
-    return VideoControlDataset(config)
+    if not config.data_root:
+        raise ValueError("data 'shards' needs data_root: the folder written by `levitor precompute` or "
+                         "`levitor precompute-synthetic`")
+    from functools import partial
+
+    from levitor.data.shards import ShardStream
+
+    return ShardStream(config.data_root, partial(shard_item, config=config), rank=rank, world_size=world_size,
+                       seed=config.seed, shuffle_buffer=config.shuffle_buffer, start=start,
+                       batch_size=config.batch_size, num_workers=config.num_workers)
 
 
 class ResumableSampler(torch.utils.data.Sampler):
@@ -159,24 +149,32 @@ class ResumableSampler(torch.utils.data.Sampler):
 
 def precompute_synthetic(out: str | Path, num_clips: int, config: TrainConfig | None = None,
                          shard_size: int = 500, seed_offset: int = 0) -> Path:
-    """Render ``num_clips`` synthetic clips with their control signals (full and single-centre-point) into
-    ``out/shard_*.pt``, for ``data: cache``. Frames are uint8; control videos are drawn at load time."""
+    """Render ``num_clips`` synthetic clips with their control signals into WebDataset shards in the record format
+    of ``levitor precompute`` (``out/shards/*.tar``, lossless frames), for ``data: shards``."""
     from levitor.control.clip_control import clip_control
+    from levitor.data.records import SHARD_DIR, ClipRecord, encode_sample, write_shard, write_stats
     from levitor.data.synthetic import generate_clip
 
     config = config or PRESETS["mini"]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     world = synthetic_config(config)
+    params = config.clip_control()
     for start in range(0, num_clips, shard_size):
-        frames, signals, centres = [], [], []
+        samples = []
         for seed in range(start, min(start + shard_size, num_clips)):
             clip = generate_clip(seed_offset + seed, world)
-            frames.append(torch.from_numpy(clip.frames))
-            for ablation, out_list in (("full", signals), ("center_point", centres)):
-                params = dataclasses.replace(config.clip_control(), ablation=ablation)
-                out_list.append(clip_control(clip.instance, clip.depth, params, moved_ids=clip.moved_ids))
-        torch.save({"frames": torch.stack(frames), "signal": signals, "signal_center": centres},
-                   out / f"shard_{start // shard_size:05d}.pt")
+            signal = clip_control(clip.instance, clip.depth, params, moved_ids=clip.moved_ids)
+            meta = {"name": f"synthetic_{seed_offset + seed:08d}", "video": f"synthetic_{seed_offset + seed:08d}",
+                    "source": "synthetic", "fps": 6.0, "frame_indices": list(range(clip.num_frames)),
+                    "object_ids": clip.object_ids, "moved_ids": clip.moved_ids,
+                    "control": {"lam": params.rule.lam, "k_max": params.rule.k_max,
+                                "sample_stride": params.sample_stride, "init": params.init}}
+            rec = ClipRecord(frames=clip.frames, disparity=clip.disparity_u8(), instance_map=clip.instance,
+                             signal=signal, meta=meta)
+            samples.append(encode_sample(rec, frames="raw"))
+        tar = out / SHARD_DIR / f"shard-{start // shard_size:06d}.tar"
+        size = write_shard(tar, samples)
+        write_stats(tar, {"shard": tar.stem, "samples": len(samples), "bytes": size, "videos": len(samples),
+                          "videos_failed": 0, "clips_failed": 0, "empty": 0, "failures": []})
     (out / "synthetic_config.json").write_text(json.dumps(asdict(world)))
     return out

@@ -2,10 +2,13 @@
 
     levitor train configs/paper.yaml                              # one process
     accelerate launch --multi_gpu --num_processes 8 -m levitor.training configs/paper.yaml
-    # a cluster, per node (2 nodes x 8 GPUs; node rank 0 is the main node):
-    accelerate launch --num_machines 2 --num_processes 16 --machine_rank $NODE_RANK \\
-        --main_process_ip $MASTER_ADDR --main_process_port 29500 --mixed_precision fp16 \\
-        -m levitor.training configs/paper.yaml
+    torchrun --nproc-per-node 8 -m levitor.training configs/paper.yaml
+    srun python -m levitor.training configs/paper.yaml             # SLURM tasks (scripts/slurm/train_8x8.sbatch)
+
+On a cluster every stop and checkpoint decision is collective: each step the ranks reduce their flags (SIGTERM
+received, time for a checkpoint, out of time) and act together, so no rank waits in a barrier the others never
+reach. Each rank draws its own noise (seeded from seed, step and process index); the logged loss is the mean over
+ranks; warm-up counts optimizer steps whatever the process count.
 
 What trains (EDM / v-prediction, as SVD): a clip's frames are encoded by the VAE; the first frame (with
 ``noise_aug_strength`` noise) is the image condition, concatenated to every frame's noisy latents, and its CLIP
@@ -38,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from levitor._util.io import write_text_atomic
+from levitor._util.launch import export_slurm_for_torch
 from levitor.training.config import EVAL_SEED_OFFSET, TrainConfig
 from levitor.training.datasets import ResumableSampler, SyntheticControlDataset, make_dataset
 from levitor.training.loss import edm_loss
@@ -69,9 +74,12 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
         trackers = ["tensorboard"]
     except ImportError:
         pass
+    launch = export_slurm_for_torch()
+    # the scheduler is stepped once per optimizer step by us (accelerate would step it num_processes times)
     accelerator = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
-                              log_with=trackers or None,
+                              log_with=trackers or None, step_scheduler_with_optimizer=False,
                               project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tb")))
+    check_launch(config, accelerator.num_processes, launch.world_size, launch.source)
     set_seed(config.seed)
 
     pipe = build_models(config)
@@ -111,26 +119,40 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
     progress = {"step": 0, "wall_s": 0.0, "loss": None}
     if resume_from is not None:
         progress = json.loads((resume_from / "progress.json").read_text())
+    # lines written after the checkpoint by a run that was killed are not part of this run's history any more
+    if accelerator.is_main_process:
+        cut_log(out / "log.jsonl", progress["step"])
+    if config.trace_samples:
+        cut_log(out / "trace" / f"rank-{accelerator.process_index}.jsonl", progress["step"])
 
-    dataset = make_dataset(config)
-    samples_per_step = config.batch_size * config.grad_accum * accelerator.num_processes
-    sampler = ResumableSampler(len(dataset), progress["step"] * samples_per_step, config.seed,
-                                shuffle=config.data != "synthetic")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
-                                         num_workers=config.num_workers, drop_last=True,
-                                         persistent_workers=config.num_workers > 0)
+    rank_samples = progress["step"] * config.batch_size * config.grad_accum      # what this rank has consumed
+    dataset = make_dataset(config, accelerator.process_index, accelerator.num_processes, rank_samples)
+    if isinstance(dataset, torch.utils.data.IterableDataset):   # shards: split by rank and worker, resumed inside
+        loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers,
+                                             persistent_workers=config.num_workers > 0,
+                                             worker_init_fn=ignore_stop_signals)
+    else:
+        sampler = ResumableSampler(len(dataset), rank_samples * accelerator.num_processes, config.seed,
+                                   shuffle=False)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+                                             num_workers=config.num_workers, drop_last=True,
+                                             persistent_workers=config.num_workers > 0,
+                                             worker_init_fn=ignore_stop_signals)
 
     if config.train_unet:
         controlnet, unet, optimizer, lr_scheduler = accelerator.prepare(controlnet, unet, optimizer, lr_scheduler)
     else:
         controlnet, optimizer, lr_scheduler = accelerator.prepare(controlnet, optimizer, lr_scheduler)
-    loader = accelerator.prepare_data_loader(loader, device_placement=True) if accelerator.num_processes > 1 \
-        else loader
+    if accelerator.num_processes > 1 and not isinstance(dataset, torch.utils.data.IterableDataset):
+        loader = accelerator.prepare_data_loader(loader, device_placement=True)
     if ema is not None:
+        # saved by us (save_ema / load_ema), not by accelerate's checkpointing hook for custom objects, which
+        # reloads them with the unpickler switched fully on: whatever code a checkpoint folder holds would run
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
+        if ema is not None:
+            load_ema(ema, resume_from, accelerator.device)
         # the config's learning rate wins over the checkpoint's (so a resumed run can be re-tuned)
         inner = getattr(lr_scheduler, "scheduler", lr_scheduler)
         inner.base_lrs = [config.lr for _ in inner.base_lrs]
@@ -155,11 +177,17 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
         folder = out / "checkpoints" / f"step_{progress['step']:07d}"
         accelerator.wait_for_everyone()
         accelerator.save_state(str(folder))
+        if ema is not None and accelerator.is_main_process:   # the same on every rank (so are its weights)
+            save_ema(ema, folder)
+        # every rank's part (its RNG state) is on disk before the checkpoint is marked whole: a SIGKILL between
+        # one rank's save and another's must leave a folder that resume ignores, not one it half-loads
+        accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            (folder / "progress.json").write_text(json.dumps(progress))
+            write_text_atomic(folder / "progress.json", json.dumps(progress))   # last: marks the checkpoint whole
             export(accelerator, pipe, controlnet, unet, ema, params, config, out / "export", progress)
             write_loss_curve(log_file, out / "loss_curve.png")
             for old in _checkpoints(out)[:-config.keep_checkpoints]:
+                (old / "progress.json").unlink(missing_ok=True)     # unmarked first: never a half-deleted "whole"
                 shutil.rmtree(old, ignore_errors=True)
         return folder
 
@@ -168,15 +196,19 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
     last_ckpt_time = time.time()
     log_file = out / "log.jsonl"
     running, running_n, t_log = 0.0, 0, time.time()
-    generator = torch.Generator(device=accelerator.device).manual_seed(config.seed + progress["step"])
+    noise_seed = rank_seed(config.seed, progress["step"], accelerator.process_index)
+    generator = torch.Generator(device=accelerator.device).manual_seed(noise_seed)
+    tracer = _Tracer(out, accelerator.process_index) if config.trace_samples else None
     data_iter = iter(loader)
     controlnet.train()
     unet.train(config.train_unet)
     last_folder = None
-    while progress["step"] < config.max_steps and not stop["now"]:
+    while progress["step"] < config.max_steps:
+        names: list[str] = []
         for _ in range(config.grad_accum):
             batch = next(data_iter)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            names += list(batch.get("name", []))
+            batch = {k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
             with accelerator.accumulate(*trained):
                 with accelerator.autocast():
                     loss = edm_loss(pipe, accelerator.unwrap_model(unet) if not config.train_unet else unet,
@@ -188,7 +220,8 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
-                lr_scheduler.step()
+                if accelerator.sync_gradients:       # warm-up and decay count optimizer steps
+                    lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             running += float(loss.detach()) / config.grad_accum
         running_n += 1
@@ -196,8 +229,12 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
             ema.step(params)
         progress["step"] += 1
         progress["wall_s"] = wall_at_start + time.time() - session_start
+        if tracer is not None:
+            tracer.write(progress["step"], names, noise_seed, params)
         if progress["step"] % config.log_every == 0:
-            mean = running / running_n
+            # every rank reaches this step: the mean over ranks is one collective, not rank 0's own loss
+            mean = float(accelerator.reduce(torch.tensor(running / running_n, device=accelerator.device),
+                                            reduction="mean"))
             progress["loss"] = mean
             rec = {"step": progress["step"], "loss": round(mean, 6), "lr": lr_scheduler.get_last_lr()[0],
                    "s_per_step": round((time.time() - t_log) / running_n, 3), "wall_s": round(progress["wall_s"], 1)}
@@ -206,21 +243,131 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
                 with open(log_file, "a") as fh:
                     fh.write(json.dumps(rec) + "\n")
             running, running_n, t_log = 0.0, 0, time.time()
-        timed = config.checkpoint_minutes > 0 and time.time() - last_ckpt_time > 60 * config.checkpoint_minutes
-        out_of_time = config.max_minutes > 0 and time.time() - session_start > 60 * config.max_minutes
-        if progress["step"] % config.checkpoint_every == 0 or timed or out_of_time:
+        timed, out_of_time, stopping = any_rank(
+            accelerator,
+            config.checkpoint_minutes > 0 and time.time() - last_ckpt_time > 60 * config.checkpoint_minutes,
+            config.max_minutes > 0 and time.time() - session_start > 60 * config.max_minutes,
+            stop["now"])
+        if progress["step"] % config.checkpoint_every == 0 or timed or out_of_time or stopping:
             last_folder = save_checkpoint()
             last_ckpt_time = time.time()
         if config.sample_every and progress["step"] % config.sample_every == 0 and accelerator.is_main_process:
             write_sample(pipe, ema, params, config, out / "samples" / f"step_{progress['step']:07d}")
-        if out_of_time:
+        if out_of_time or stopping:
             break
+        noise_seed = rank_seed(config.seed, progress["step"], accelerator.process_index)
+        if accelerator.num_processes > 1:   # one rank's seed per step (rank 0 of one process: the old stream)
+            generator.manual_seed(noise_seed)
     if last_folder is None or not last_folder.name.endswith(f"{progress['step']:07d}"):
         last_folder = save_checkpoint()
     accelerator.end_training()
     for s, h in old_handlers.items():
         signal.signal(s, h)
     return {**progress, "checkpoint": str(last_folder)}
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT: SLURM signals every process of a job step and Ctrl-C the whole
+    process group, and a worker that died of it would fail the rank's next batch before its checkpoint. The rank
+    stops them itself once it has checkpointed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def cut_log(path: Path, step: int) -> None:
+    """Keep the JSON lines of ``path`` up to ``step`` (a resumed run repeats the steps after its checkpoint) and
+    drop a line torn by a kill; atomically, so a second kill leaves the old or the new file."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            rec = json.loads(line) if line.endswith("\n") else None
+        except json.JSONDecodeError:
+            rec = None
+        if isinstance(rec, dict) and int(rec.get("step", 0)) <= step:
+            kept.append(line)
+    write_text_atomic(path, "".join(kept))
+
+
+EMA_FILE = "ema.pt"
+OLD_EMA_FILE = "custom_checkpoint_0.pkl"   # where accelerate's register_for_checkpointing put it (older runs)
+
+
+def save_ema(ema, folder: Path) -> Path:
+    """The EMA state (tensors and numbers only) beside accelerate's state, atomically."""
+    from levitor._util.io import atomic_path
+
+    path = Path(folder) / EMA_FILE
+    with atomic_path(path) as tmp:
+        torch.save(ema.state_dict(), tmp)
+    return path
+
+
+def load_ema(ema, folder: Path, device) -> None:
+    """Restore the EMA of a checkpoint with ``weights_only=True`` (no pickled code is run); older checkpoints kept
+    it in accelerate's custom_checkpoint_0.pkl, which holds the same plain state."""
+    folder = Path(folder)
+    path = folder / EMA_FILE if (folder / EMA_FILE).is_file() else folder / OLD_EMA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {folder} has no EMA state ({EMA_FILE}) but the config has ema: true; "
+                                "resume with ema: false, or from a checkpoint made with EMA")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - UnpicklingError and friends: the file is not plain tensors
+        raise ValueError(f"{path} is not a plain EMA state (tensors and numbers); refusing to unpickle it: {err}") \
+            from err
+    ema.load_state_dict(state)
+
+
+RANK_SEED_STRIDE = 1_000_003   # rank r's noise seed is seed + step + r * this (rank 0 keeps the one-process seed)
+
+
+def rank_seed(seed: int, step: int, process_index: int) -> int:
+    """The noise seed of one rank at one step: different per rank, reproducible on resume."""
+    return int(seed) + int(step) + int(process_index) * RANK_SEED_STRIDE
+
+
+def any_rank(accelerator, *flags: bool) -> list[bool]:
+    """Each flag, True on every rank if it is True on any: a collective, so every rank must call it each step."""
+    if accelerator.num_processes == 1:
+        return [bool(f) for f in flags]
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=accelerator.device)
+    return [bool(v > 0) for v in accelerator.reduce(t, reduction="sum").tolist()]
+
+
+class LaunchError(RuntimeError):
+    """The processes started are not what the config asks for; the message says how to launch."""
+
+
+def check_launch(config: TrainConfig, num_processes: int, launched: int, source: str) -> None:
+    """Refuse a launch that is not what was asked, before any rank writes to the output folder."""
+    if launched > 1 and num_processes == 1:
+        raise LaunchError(
+            f"this process was started as one of {launched} ({source} variables) but no process group formed, so "
+            f"{launched} separate runs would race on {config.output_dir}. On a machine without GPUs, "
+            "`accelerate launch --multi_gpu` does this: use `ACCELERATE_USE_CPU=true torchrun --nproc-per-node N "
+            "-m levitor.training CONFIG` (gloo), or run on GPUs")
+    if config.num_processes and config.num_processes != num_processes:
+        raise LaunchError(
+            f"the config asks for num_processes={config.num_processes} but {num_processes} process(es) started "
+            "(`accelerate launch --cpu --num_processes N` starts one here; use ACCELERATE_USE_CPU=true torchrun "
+            "--nproc-per-node N). Launch that many, or set num_processes: 0 to accept any")
+
+
+class _Tracer:
+    """``trace_samples``: one JSON line per step and rank (clips, noise seed, parameter sum) to check a launch."""
+
+    def __init__(self, out: Path, rank: int) -> None:
+        self.path = out / "trace" / f"rank-{rank}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rank = rank
+
+    def write(self, step: int, names: list[str], noise_seed: int, params) -> None:
+        total = float(sum(p.detach().double().sum() for p in params))
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"step": step, "rank": self.rank, "names": names, "noise_seed": noise_seed,
+                                 "param_sum": total}) + "\n")
 
 
 def _is_main_thread() -> bool:

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from levitor.evaluation.masks import PointMaskPropagator
 from levitor.evaluation.runner import EvalConfig, control_for_clip, eval_main, preview_generator, run_eval
 from levitor.evaluation.tracking import FallbackTracker
 from levitor.perception.depth_fn import constant_depth
@@ -61,7 +62,9 @@ def test_the_control_uses_the_kmeans_the_model_was_trained_with(davis):
 def test_preview_baseline_gives_zero_objmc_and_writes_everything(davis, tmp_path):
     out = tmp_path / "eval"
     cfg = EvalConfig(height=48, width=80, num_frames=8)
-    summary = run_eval(davis, preview_generator, FallbackTracker(), out, cfg, model_name="preview")
+    tracker = FallbackTracker()
+    summary = run_eval(davis, preview_generator, tracker, out, cfg, model_name="preview",
+                       masker=PointMaskPropagator(tracker))
     assert {(r.name, r.setting) for r in summary.results} == {(n, s) for n in ("bear@0", "fox@0")
                                                               for s in ("single", "multi")}
     assert all(r.objmc < 1e-6 for r in summary.results)     # the same frames tracked twice: identical tracks
@@ -82,6 +85,11 @@ def test_preview_baseline_gives_zero_objmc_and_writes_everything(davis, tmp_path
     assert len(frames) == 8 and (frames[0].height, frames[0].width) == (48, 80)
     per_clip = list(csv.DictReader(open(out / "per_clip.csv")))
     assert len(per_clip) == 4 and float(per_clip[0]["total_s"]) > 0
+    # the real clip as its own generation: its objects stay where their masks are (up to the tracker's drift on
+    # these 12 px objects) and the trajectory error is 0
+    assert all(float(r["traj_err"]) == 0 and float(r["mask_iou"]) > 0.8 and float(r["box_iou"]) > 0.8
+               for r in per_clip)
+    assert "| M_IoU | B_IoU |" in md and (out / "per_clip" / "rank-00000.jsonl").is_file()
     info = json.loads((out / "summary.json").read_text())
     assert info["clips"] == 2 and info["objmc"]["multi"] < 1e-6 and info["failures"] == []
 

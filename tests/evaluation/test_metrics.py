@@ -170,3 +170,41 @@ def test_garbage_weights_file_teaches(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="Re-download"):
         InceptionFeatures.load(tmp_path / "bad.pt")
+
+
+def test_mask_iou_box_iou_and_traj_err():
+    from levitor.evaluation.metrics import box_iou, mask_boxes, mask_iou, traj_err
+
+    a = np.zeros((2, 1, 10, 10), bool)
+    b = np.zeros((2, 1, 10, 10), bool)
+    a[:, 0, 0:4, 0:4] = True                      # 16 px
+    b[:, 0, 2:6, 0:4] = True                      # 16 px, 8 shared
+    assert mask_iou(a, b) == pytest.approx(8 / 24) and mask_iou(a, a) == 1.0
+    assert mask_boxes(a)[0, 0].tolist() == [0, 0, 4, 4] and np.isnan(mask_boxes(np.zeros((3, 3), bool))).all()
+    assert box_iou(a, b) == pytest.approx(8 / 24)
+    c = b.copy()
+    c[1] = False                                  # the object vanished from the generated frame 1: box IoU 0 there
+    assert box_iou(a, c) == pytest.approx(8 / 24 / 2)
+    req = np.zeros((3, 2, 2))
+    rec = req + np.array([3.0, 4.0])              # 5 px off everywhere
+    assert traj_err(req, rec, None, 6, 8) == pytest.approx(5 / 10)
+
+
+def test_iou_metrics_average_over_object_frames_and_say_nan_when_empty():
+    from levitor.evaluation.metrics import box_iou, mask_iou, traj_err
+
+    gen = np.zeros((1, 3, 8, 8), bool)
+    ctl = np.zeros((1, 3, 8, 8), bool)
+    gen[0, 0, :4, :4] = ctl[0, 0, :4, :4] = True          # object 0: perfect
+    gen[0, 1, :2, :2] = True
+    ctl[0, 1, 6:, 6:] = True                              # object 1: disjoint
+    # object 2 absent on both sides: not counted
+    assert mask_iou(gen, ctl) == pytest.approx(0.5) and box_iou(gen, ctl) == pytest.approx(0.5)
+    assert np.isnan(mask_iou(gen[:, 2:], ctl[:, 2:])) and np.isnan(box_iou(gen[:, 2:], ctl[:, 2:]))
+    with pytest.raises(ValueError, match="same shape"):
+        mask_iou(gen, ctl[:, :2])
+    req = np.zeros((2, 2, 2))
+    rec = req.copy()
+    rec[:, 1] = 30.0                                      # point 1 is far off, but invisible in the real clip
+    vis = np.array([[True, False], [True, False]])
+    assert traj_err(req, rec, vis, 30, 40) == 0.0 and traj_err(req, rec, None, 30, 40) > 0

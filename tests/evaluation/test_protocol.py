@@ -109,6 +109,30 @@ def test_results_table_has_ours_beside_the_paper():
     assert (full["FID"], full["FVD"], full["ObjMC"]) == ("25.41", "190.44", "25.97")
     lines = md.strip().splitlines()
     assert len(lines) == 2 + len(rows) and lines[0].startswith("| model |") and "25.97" in md
+    third = next(r for r in rows if r["source"].startswith("MagicMotion"))
+    assert (third["M_IoU"], third["B_IoU"], third["FVD"]) == ("25.24", "31.42", "922.68")
+
+
+def test_results_table_means_of_the_new_metrics_skip_nan():
+    a, b = _result("a", "multi", 10.0), _result("b", "multi", 20.0)
+    a.traj_err, a.mask_iou, a.box_iou = 0.02, 0.5, 0.75
+    b.traj_err, b.mask_iou, b.box_iou = 0.04, float("nan"), 0.25      # b had no masks: its IoU does not count
+    rows = list(csv.DictReader(io.StringIO(results_table([a, b.row()], "m", include_paper=False)[0])))
+    assert len(rows) == 1
+    assert (rows[0]["TrajErr"], rows[0]["M_IoU"], rows[0]["B_IoU"]) == ("3.00", "50.00", "50.00")   # in %
+
+
+def test_evaluate_clip_scores_masks_and_traj_err():
+    from levitor.evaluation.masks import PointMaskPropagator
+
+    clip, _ = textured_clip(t=4)
+    tracker = FallbackTracker()
+    same = evaluate_clip(clip, clip.frames, tracker, "multi", masker=PointMaskPropagator(tracker))
+    assert same.traj_err == 0.0 and same.masks.shape[0] == 4 and same.mask_iou > 0.9
+    frozen = np.repeat(clip.frames[:1], 4, axis=0)
+    moved = evaluate_clip(clip, frozen, tracker, "multi", masker=PointMaskPropagator(tracker))
+    assert moved.traj_err == pytest.approx(moved.objmc / np.hypot(clip.height, clip.width))
+    assert moved.mask_iou < same.mask_iou and np.isnan(evaluate_clip(clip, frozen, tracker).mask_iou)
 
 
 def test_draw_tracks_marks_points_and_keeps_input():

@@ -141,6 +141,30 @@ def test_depth_estimate_shapes_range_and_cache(depth_dir):
     assert h % 14 == 0 and w % 14 == 0 and min(h, w) >= 126 and abs(w / h - 160 / 96) < 0.1
 
 
+def test_batched_depth_equals_one_frame_at_a_time(depth_dir):
+    """Precompute's batched path (many frames per network call) against the release's one frame per call."""
+    from levitor.perception.depth_fn import depth_of_frames, estimator_depth
+    from levitor.testing.compare import assert_same_output
+
+    est = DepthEstimator.load(depth_dir, device="cpu", input_size=126, cache=FeatureCache())
+    frames = np.stack([_image(seed=s) for s in range(5)])
+    one_by_one = np.stack([est.estimate_relative(f) for f in frames])
+    for batch_size in (2, 16):                     # an uneven last batch, and all frames in one call
+        batched = est.estimate_relative_batch(frames, batch_size=batch_size)
+        assert batched.shape == one_by_one.shape and batched.dtype == np.float32
+        # the same network on the same pixels: equal up to float32 round-off of the batched matmuls
+        assert_same_output(batched, one_by_one, rtol=1e-4, atol=1e-5)
+        u8 = est.estimate_disparity_batch(frames, batch_size=batch_size)
+        ref = np.stack([est.estimate_disparity(f) for f in frames])
+        diff = np.abs(u8.astype(int) - ref.astype(int))
+        # round-off can only move a value across a 0..255 quantisation step: at most 1, and rarely
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+    np.testing.assert_array_equal(depth_of_frames(estimator_depth(est), frames), est.estimate_disparity_batch(frames))
+    assert est.estimate_disparity_batch(frames[:0]).shape == (0, 96, 160)
+    with pytest.raises(ValueError, match="uint8"):
+        est.estimate_disparity_batch(frames.astype(np.float32))
+
+
 class _RowModel(torch.nn.Module):
     """A stand-in network predicting inverse depth = row index: the bottom of the image is nearest."""
 

@@ -1,37 +1,33 @@
-"""Sharded, resumable precompute of depth + control signals, its index merge and the PrecomputedDataset reader."""
+"""Precompute into WebDataset shards: the local engine, resuming after a kill, corrupt inputs, the record round trip,
+independent worker processes, and Ray Data in local mode (byte-identical to one process)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from levitor.control.clip_control import clip_control
 from levitor.control.encode import encode
-from levitor.control.points import control_from_masks
 from levitor.data.davis import DavisDataset
-from levitor.data.records import PrecomputedDataset, collate_precomputed, read_record
-from levitor.data.sampling import ClipSampling, shard_of
+from levitor.data.records import PrecomputedDataset, finished_shards, iter_tar_samples, read_stats
+from levitor.data.sampling import ClipSampling
 from levitor.depth import depth_from_disparity
 from levitor.perception.depth_fn import constant_depth
 from levitor.testing.datasets import write_sav, write_textured_davis
-from levitor.training.precompute import (
-    PrecomputeConfig,
-    merge_index,
-    precompute_main,
-    precompute_shard,
-    resolve_shard,
-    shard_dirname,
-)
+from levitor.training.precompute import PrecomputeConfig, precompute_main, resolve_worker, run_local
 
-SEQS = {"bear": 12, "car": 9, "fox": 8, "goat": 16}     # bear, car -> shard 1 of 2; fox, goat -> shard 0
-CFG = PrecomputeConfig(height=32, width=48, num_frames=4, frames="raw")
-
-
-def lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()]
+REPO = Path(__file__).resolve().parents[2]
+SEQS = {"bear": 12, "car": 9, "fox": 8, "goat": 16, "ibex": 8, "jay": 8}
+CFG = PrecomputeConfig(height=32, width=48, num_frames=4, frames="raw", videos_per_shard=2)
 
 
 @pytest.fixture
@@ -41,192 +37,201 @@ def davis(tmp_path):
     return root
 
 
-def run_both(root, out, cfg=CFG, **kw):
-    return [precompute_shard(root, out, cfg, k, 2, **kw) for k in range(2)]
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "shards").glob("*.tar"))}
 
 
-def test_two_shards_merge_and_round_trip(davis, tmp_path):
-    assert [shard_of(n, 2) for n in SEQS] == [1, 1, 0, 0]
+def test_local_engine_writes_shards_that_round_trip(davis, tmp_path):
     out = tmp_path / "pre"
-    reports = run_both(davis, out)
-    # clips of 4 frames, non-overlapping: bear 3, car 2, fox 2, goat 4
-    assert [r.done for r in reports] == [6, 5] and all(r.failed == r.skipped_existing == 0 for r in reports)
-    shard1 = out / shard_dirname(1, 2)
-    assert sorted(e["name"] for e in lines(shard1 / "index.jsonl")) == [
-        "bear@0", "bear@4", "bear@8", "car@0", "car@4"]
-    assert json.loads((shard1 / "report.json").read_text())["finished"] is True
-
-    merged = merge_index(out)
-    assert merged.complete and merged.records == 11 and merged.totals["done"] == 11
-    entries = lines(out / "index.jsonl")
-    assert all((out / e["record"]).is_file() for e in entries)
-
+    rep = run_local(davis, out, CFG)
+    # clips of 4 frames, non-overlapping: bear 3, car 2, fox 2, goat 4, ibex 2, jay 2; two videos per shard
+    assert (rep.shards, rep.shards_done, rep.samples, rep.failed) == (3, 3, 15, 0)
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["shards"] == {"shard-000000": ["bear", "car"], "shard-000001": ["fox", "goat"],
+                              "shard-000002": ["ibex", "jay"]}
+    assert [read_stats(p)["samples"] for p in finished_shards(out)] == [5, 6, 4]
     ds = PrecomputedDataset(out)
-    assert len(ds) == 11 and len(PrecomputedDataset(shard1)) == 5
-    item = ds[ds.index_of("goat@8")]
-    # a fresh computation from the reader gives the same record
-    seq = DavisDataset(davis, sampling=ClipSampling(num_frames=4, starts="all"))
-    clip = [c for c in seq.clips(["goat"]) if c.name == "goat@8"][0].center_crop_resize(32, 48)
-    depth = depth_from_disparity(torch.full((4, 32, 48), 128.0))
-    fresh = control_from_masks(torch.from_numpy(clip.instance_map()), depth)
-    np.testing.assert_array_equal(item.frames, clip.frames)
-    np.testing.assert_array_equal(item.instance_map, clip.instance_map())
+    assert len(ds) == 15 and [r.name for r in ds][:5] == ["bear@0", "bear@4", "bear@8", "car@0", "car@4"]
+    rec = ds[9]
+    assert rec.name == "goat@8"
+    clip = [c for c in DavisDataset(davis, sampling=ClipSampling(num_frames=4, starts="all")).clips(["goat"])
+            if c.name == "goat@8"][0].center_crop_resize(32, 48)
+    fresh = clip_control(clip.instance_map(), depth_from_disparity(np.full((4, 32, 48), 128, np.uint8)),
+                         CFG.clip_control(), ids=clip.object_ids.tolist())
+    np.testing.assert_array_equal(rec.frames, clip.frames)
+    np.testing.assert_array_equal(rec.instance_map, clip.instance_map())
+    assert (rec.disparity == 128).all()
     for a in ("points", "depth", "instance", "visible"):
-        torch.testing.assert_close(getattr(item.signal, a), getattr(fresh, a))
-    torch.testing.assert_close(item.conditioning, encode(fresh))
-    assert item.frame_ref == {"source": "davis2017", "video": "goat", "frame_indices": [8, 9, 10, 11],
-                              "height": 32, "width": 48}
-    batch = collate_precomputed([ds[0], ds[1]])
-    assert batch["frames"].shape == (2, 4, 3, 32, 48) and batch["conditioning"].shape == (2, 4, 3, 32, 48)
+        torch.testing.assert_close(getattr(rec.signal, a), getattr(fresh, a))
+    torch.testing.assert_close(encode(rec.signal), encode(fresh))
+    assert rec.meta["frame_indices"] == [8, 9, 10, 11] and rec.meta["control"]["sample_stride"] == 10
+    # a rerun recomputes nothing; the bytes are those of the first run
+    before = shard_bytes(out)
+    again = run_local(davis, out, CFG)
+    assert (again.shards_done, again.shards_existing) == (0, 3) and shard_bytes(out) == before
 
 
-def test_rerun_is_idempotent_and_resumes_after_a_kill(davis, tmp_path):
+def test_half_written_shard_is_recomputed_and_settings_are_kept(davis, tmp_path):
     out = tmp_path / "pre"
-    run_both(davis, out)
-    shard0 = out / shard_dirname(0, 2)
-    before = {p.name: p.stat().st_mtime_ns for p in shard0.glob("*.npz")}
-    again = precompute_shard(davis, out, CFG, 0, 2)
-    assert (again.done, again.skipped_existing, again.videos_skipped) == (0, 6, 2)
-    assert {p.name: p.stat().st_mtime_ns for p in shard0.glob("*.npz")} == before     # nothing rewritten
-
-    # simulate a kill: one record lost, a half-written temporary left, the index's last line torn, and a record
-    # renamed into place whose index line never got written
-    (shard0 / "goat@4.npz").unlink()
-    (shard0 / "goat@8.npz.123.tmp").write_bytes(b"PK\x03\x04 half a zip")
-    index = [e for e in lines(shard0 / "index.jsonl") if e["name"] != "fox@4"]
-    (shard0 / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in index) + '{"name": "goat@1')
-    resumed = precompute_shard(davis, out, CFG, 0, 2)
-    assert (resumed.done, resumed.skipped_existing, resumed.failed) == (1, 5, 0)
-    assert not list(shard0.glob("*.tmp"))
-    names = sorted(e["name"] for e in lines(shard0 / "index.jsonl"))
-    assert names == ["fox@0", "fox@4", "goat@0", "goat@12", "goat@4", "goat@8"]
-
-    # a truncated record is caught by the size check against the index; a flipped byte by --verify full's CRCs
-    (shard0 / "fox@0.npz").write_bytes(b"garbage")
-    fixed = precompute_shard(davis, out, CFG, 0, 2)
-    assert (fixed.done, fixed.skipped_existing) == (1, 5)
-    assert read_record(shard0 / "fox@0.npz")["meta"]["name"] == "fox@0"
-    data = bytearray((shard0 / "goat@0.npz").read_bytes())
-    data[len(data) // 3] ^= 0xFF
-    (shard0 / "goat@0.npz").write_bytes(bytes(data))
-    assert precompute_shard(davis, out, CFG, 0, 2).done == 0               # same size: trusted
-    assert precompute_shard(davis, out, CFG, 0, 2, verify="full").done == 1
-    read_record(shard0 / "goat@0.npz")
+    run_local(davis, out, CFG)
+    reference = shard_bytes(out)
+    # a kill: one shard's stats missing (the tar is then not trusted), another's spool left half done
+    (out / "shards" / "shard-000001.stats.json").unlink()
+    (out / "shards" / "shard-000002.tar").write_bytes(b"half a tar")
+    (out / "shards" / "shard-000002.stats.json").unlink()
+    (out / ".work" / "shard-000002").mkdir(parents=True)
+    (out / ".work" / "shard-000002" / "000000.pkl").write_bytes(b"torn")
+    finished = (out / "shards" / "shard-000000.tar").stat().st_mtime_ns
+    rep = run_local(davis, out, CFG)
+    assert (rep.shards_done, rep.shards_existing) == (2, 1)
+    assert shard_bytes(out) == reference and (out / "shards" / "shard-000000.tar").stat().st_mtime_ns == finished
+    assert not (out / ".work" / "shard-000002").exists()
+    with pytest.raises(ValueError, match="other settings"):
+        run_local(davis, out, PrecomputeConfig(height=32, width=48, num_frames=8, videos_per_shard=2))
 
 
-def test_interrupted_run_keeps_its_records_and_resumes(davis, tmp_path):
-    calls = []
+def test_sigkill_mid_shard_then_resume_equals_one_run(davis, tmp_path):
+    run_local(davis, tmp_path / "one", CFG)
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "levitor.training.precompute", str(davis), "--out", str(out), "--engine", "local",
+            "--height", "32", "--width", "48", "--num-frames", "4", "--frames", "raw", "--videos-per-shard", "2",
+            "--quiet"]
+    proc = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((out / ".work").glob("shard-*/*.pkl")):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)          # mid-shard: a video of some shard is spooled, the shard not written
+    proc.wait()
+    assert len(finished_shards(out)) < 3
+    assert precompute_main(args[3:]) == 0
+    assert shard_bytes(out) == shard_bytes(tmp_path / "one")
+    names = [s["__key__"] for tar in finished_shards(out) for s in iter_tar_samples(tar)]
+    assert len(names) == len(set(names)) == 15               # complete, nothing twice
 
-    def dies_on_the_ninth_frame(frame):          # Ctrl-C (or a SIGTERM turned into one) in the third clip
-        calls.append(1)
-        if len(calls) == 9:
-            raise KeyboardInterrupt
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing of the worker runs after it (not even ``except Exception``)."""
+
+
+def _dying_depth(after_videos: int, seen: list[int]):
+    """A flat DepthFn that records each call's frame count and dies on call ``after_videos + 1``."""
+
+    def depth(frame):
         return np.full(frame.shape[:2], 128, np.uint8)
 
-    out = tmp_path / "pre"
-    with pytest.raises(KeyboardInterrupt):
-        precompute_shard(davis, out, CFG, 0, 2, depth_fn=dies_on_the_ninth_frame)
-    shard0 = out / shard_dirname(0, 2)
-    report = json.loads((shard0 / "report.json").read_text())
-    assert report["finished"] is False and report["done"] == 2
-    assert len(lines(shard0 / "index.jsonl")) == 2 and len(list(shard0.glob("*.npz"))) == 2
-    resumed = precompute_shard(davis, out, CFG, 0, 2)
-    assert (resumed.done, resumed.skipped_existing, resumed.finished) == (4, 2, True)
+    def batch(frames):
+        if after_videos is not None and len(seen) >= after_videos:
+            raise _Killed
+        seen.append(len(frames))
+        return np.full(frames.shape[:3], 128, np.uint8)
+
+    depth.batch = batch
+    return depth
 
 
-def test_corrupt_and_missing_videos_are_counted_not_fatal(davis, tmp_path):
-    (davis / "JPEGImages" / "480p" / "fox" / "00003.jpg").write_bytes(b"not a jpeg")       # corrupt frame
-    (davis / "Annotations" / "480p" / "goat" / "00005.png").unlink()                       # missing mask
+def test_a_worker_killed_mid_shard_loses_only_the_video_in_flight(davis, tmp_path):
+    run_local(davis, tmp_path / "one", CFG)
+    out = tmp_path / "killed"
+    first: list[int] = []
+    with pytest.raises(_Killed):                 # dies in shard-000001's second video (goat), fox spooled
+        run_local(davis, out, CFG, depth_fn=_dying_depth(3, first))
+    assert [p.name for p in finished_shards(out)] == ["shard-000000.tar"]
+    assert [p.name for p in (out / ".work" / "shard-000001").iterdir()] == ["000000.pkl"]
+    again: list[int] = []
+    rep = run_local(davis, out, CFG, depth_fn=_dying_depth(None, again))
+    # goat (16 frames), ibex and jay (8 each): bear, car and fox are not computed again
+    assert again == [16, 8, 8] and (rep.shards_done, rep.shards_existing) == (2, 1)
+    assert shard_bytes(out) == shard_bytes(tmp_path / "one") and not list((out / ".work").glob("*/*"))
+
+
+def test_a_shard_spooled_whole_but_killed_before_its_tar_is_written_without_recomputing(davis, tmp_path,
+                                                                                        monkeypatch):
+    import levitor.training.precompute as pre
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    out = tmp_path / "late"
+    with monkeypatch.context() as m:
+        m.setattr(pre, "write_shard", killed)
+        with pytest.raises(_Killed):
+            run_local(davis, out, CFG, depth_fn=_dying_depth(None, []))
+    assert finished_shards(out) == [] and len(list((out / ".work" / "shard-000000").glob("*.pkl"))) == 2
+    calls: list[int] = []
+    rep = run_local(davis, out, CFG, depth_fn=_dying_depth(None, calls))
+    assert calls == [8, 16, 8, 8] and rep.shards_done == 3     # fox, goat, ibex, jay; bear and car were spooled
+    run_local(davis, tmp_path / "one", CFG)
+    assert shard_bytes(out) == shard_bytes(tmp_path / "one")
+
+
+def test_independent_workers_split_the_shards(davis, tmp_path):
+    run_local(davis, tmp_path / "one", CFG)
+    out = tmp_path / "two"
+    reports = [run_local(davis, out, CFG, worker=k, workers=2) for k in (1, 0)]
+    assert [r.shards_done for r in reports] == [1, 2] and shard_bytes(out) == shard_bytes(tmp_path / "one")
+    assert resolve_worker(None, None, env={"SLURM_PROCID": "3", "SLURM_NTASKS": "8"}) == (3, 8)
+    assert resolve_worker(None, None, env={"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "0",
+                                           "SLURM_NTASKS": "1"}) == (1, 2)
+    assert resolve_worker(2, 4, env={}) == (2, 4)
+    with pytest.raises(ValueError, match="go together"):
+        resolve_worker(2, None, env={})
+
+
+def test_corrupt_and_missing_inputs_are_counted_with_reasons(davis, tmp_path):
+    (davis / "JPEGImages" / "480p" / "fox" / "00003.jpg").write_bytes(b"not a jpeg")
+    (davis / "Annotations" / "480p" / "goat" / "00005.png").unlink()
     with open(davis / "ImageSets" / "2017" / "val.txt", "a") as fh:
-        fh.write("ibis\n")                                                                 # missing sequence
-    assert shard_of("ibis", 2) == 0
-    out = tmp_path / "pre"
-    rep = precompute_shard(davis, out, CFG, 0, 2)
-    assert (rep.done, rep.failed, rep.videos) == (0, 3, 3)
-    saved = json.loads((out / shard_dirname(0, 2) / "report.json").read_text())
-    reasons = {f["video"]: f["error"] for f in saved["failures"]}
+        fh.write("kiwi\n")
+    rep = run_local(davis, tmp_path / "pre", CFG)
+    assert (rep.samples, rep.videos_failed) == (9, 3)
+    reasons = {f["video"]: f["error"] for tar in finished_shards(tmp_path / "pre") for f in read_stats(tar)["failures"]}
     assert "cannot read 00003.jpg" in reasons["fox"] and "00005.png is missing" in reasons["goat"]
-    assert "no JPEG frames" in reasons["ibis"] and saved["finished"] is True
-    run_both(davis, out)                       # the other shard still works; failures are retried, not cached
-    merged = merge_index(out)
-    assert merged.records == 5 and merged.totals["failed"] == 3 and len(merged.failures) == 3
+    assert "no JPEG frames" in reasons["kiwi"]
+    report = json.loads((tmp_path / "pre" / "report.json").read_text())
+    assert report["complete"] and report["totals"]["clips_failed"] == 3
 
 
-def test_sav_corrupt_video_is_counted(tmp_path):
+def test_sav_precompute_decodes_at_the_training_size_and_counts_a_corrupt_video(tmp_path):
     root = tmp_path / "sav"
     write_sav(root, "sav_000001", n_video_frames=40)
     write_sav(root, "sav_000002", n_video_frames=40)
     (root / "sav_000002.mp4").write_bytes(b"\x00" * 100)
-    cfg = PrecomputeConfig(dataset="sav", height=16, width=24, num_frames=4, starts="first", frames="jpeg")
-    rep = precompute_shard(root, tmp_path / "out", cfg, 0, 1)
-    assert (rep.done, rep.failed) == (1, 1) and rep.failures[0]["video"] == "sav_000002"
-    item = PrecomputedDataset(tmp_path / "out" / shard_dirname(0, 1))[0]
-    assert item.frames.shape == (4, 16, 24, 3) and item.meta["clip_meta"]["masklets"][0] == ["manual", 0]
+    cfg = PrecomputeConfig(dataset="sav", height=16, width=24, num_frames=4, starts="first", frames="raw")
+    rep = run_local(root, tmp_path / "out", cfg, depth_fn=constant_depth(50))
+    assert (rep.samples, rep.videos_failed) == (1, 1)
+    rec = PrecomputedDataset(tmp_path / "out")[0]
+    assert rec.frames.shape == (4, 16, 24, 3) and (rec.disparity == 50).all()
+    assert rec.meta["clip_meta"]["masklets"][0] == ["manual", 0]
+    from levitor.data.sav import SavDataset
+
+    full = next(SavDataset(root, sampling=ClipSampling(num_frames=4, starts="first")).clips(["sav_000001"]))
+    np.testing.assert_array_equal(rec.instance_map, full.center_crop_resize(16, 24).instance_map())
 
 
-def test_other_settings_are_refused_on_resume(davis, tmp_path):
-    precompute_shard(davis, tmp_path / "pre", CFG, 0, 2)
-    with pytest.raises(ValueError, match="other settings"):
-        precompute_shard(davis, tmp_path / "pre", PrecomputeConfig(height=32, width=48, num_frames=8), 0, 2)
-
-
-def test_resolve_shard_from_arguments_and_launchers():
-    assert resolve_shard(env={}) == (0, 1)
-    assert resolve_shard(3, 16, env={"RANK": "1", "WORLD_SIZE": "2"}) == (3, 16)
-    assert resolve_shard(env={"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == (5, 8)   # torchrun/accelerate
-    assert resolve_shard(env={"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}) == (1, 4)
-    assert resolve_shard(env={"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "10"}) == (7, 10)
-    with pytest.raises(ValueError, match="go together"):
-        resolve_shard(3, None, env={})
-    with pytest.raises(ValueError, match="0..num_shards-1"):
-        resolve_shard(4, 4, env={})
-
-
-def test_cli_with_torchrun_env_and_a_tiny_depth_model(davis, tmp_path, monkeypatch, capsys):
-    from levitor.perception import DepthEstimator
-    from levitor.testing.tiny_perception import save_tiny_depth_anything
-
-    model = save_tiny_depth_anything(tmp_path / "depth")
-    out = tmp_path / "pre"
-    args = [str(davis), "--out", str(out), "--depth", str(model), "--depth-input-size", "56", "--device", "cpu",
-            "--height", "28", "--width", "42", "--num-frames", "2", "--starts", "first", "--frames", "raw",
-            "--quiet"]
-    for rank in (1, 0):
-        monkeypatch.setenv("RANK", str(rank))
-        monkeypatch.setenv("WORLD_SIZE", "2")
-        assert precompute_main(args) == 0
-    text = capsys.readouterr().out
-    assert "other shards are still running" in text and "merged 2/2 shards" in text   # the last one merges
-    ds = PrecomputedDataset(out)
-    assert sorted(ds.names) == ["bear@0", "car@0", "fox@0", "goat@0"]
-    item = ds[0]
-    est = DepthEstimator.load(str(model), device="cpu", input_size=56)
-    np.testing.assert_array_equal(item.disparity[1], est.estimate_disparity(item.frames[1]))   # per frame
-    assert item.disparity.dtype == np.uint8 and item.disparity.max() == 255 and item.disparity.min() == 0
-    assert json.loads((out / "report.json").read_text())["complete"] is True
-    monkeypatch.setenv("RANK", "0")
-    assert precompute_main(args[:1] + ["--out", str(out), "--depth", "const:9", "--quiet"]) == 2   # refused
-    assert "other settings" in capsys.readouterr().err
-    assert precompute_main(["--merge-only", "--out", str(out)]) == 0
-
-
-def test_depth_function_is_used_per_frame(davis, tmp_path):
-    cfg = PrecomputeConfig(height=32, width=48, num_frames=4, starts="first", depth="const:50")
-    precompute_shard(davis, tmp_path / "pre", cfg, 0, 1, depth_fn=constant_depth(50))
-    item = PrecomputedDataset(tmp_path / "pre" / shard_dirname(0, 1))[0]
-    assert (item.disparity == 50).all() and set(item.signal.depth[item.signal.visible].tolist()) == {50.0}
-    assert item.frames.shape == (4, 32, 48, 3)           # JPEG by default: close to, not equal to, the source
-
-
-def test_frame_references_only_and_a_missing_shard(davis, tmp_path, capsys):
-    cfg = PrecomputeConfig(height=32, width=48, num_frames=4, starts="first", frames="none")
-    out = tmp_path / "pre"
-    precompute_shard(davis, out, cfg, 1, 2)
-    merged = merge_index(out)
-    assert not merged.complete and merged.missing_shards == [0] and merged.records == 2
-    assert precompute_main(["--merge-only", "--out", str(out)]) == 1
-    assert "missing shards [0]" in capsys.readouterr().err
-    item = PrecomputedDataset(out)[0]
-    assert item.frames is None and item.frame_ref["frame_indices"] == [0, 1, 2, 3]
-    batch = collate_precomputed([item])
-    assert "frames" not in batch and batch["conditioning"].shape == (1, 4, 3, 32, 48)
+@pytest.mark.slow      # ~2 min here: two local Ray starts on a loaded 2-core machine
+def test_ray_local_mode_kill_and_resume_equal_one_process(davis, tmp_path):
+    """Ray Data with a local Ray of 2 CPUs: SIGKILL once a shard is written, resume, and compare with one process."""
+    pytest.importorskip("ray")
+    run_local(davis, tmp_path / "one", CFG)
+    out = tmp_path / "ray"
+    args = [sys.executable, "-m", "levitor.training.precompute", str(davis), "--out", str(out), "--engine", "ray",
+            "--num-cpus", "2", "--height", "32", "--width", "48", "--num-frames", "4", "--frames", "raw",
+            "--videos-per-shard", "1", "--quiet"]
+    proc = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not finished_shards(out):
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert finished_shards(out), proc.stderr.read()[-2000:]
+    done_before = len(finished_shards(out))
+    res = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "(ray)" in res.stdout and f"{done_before} already there" in res.stdout
+    one = [s for tar in finished_shards(tmp_path / "one") for s in iter_tar_samples(tar)]
+    ray_samples = [s for tar in finished_shards(out) for s in iter_tar_samples(tar)]
+    strip = [{k: v for k, v in s.items() if k != "__url__"} for s in one]
+    assert [{k: v for k, v in s.items() if k != "__url__"} for s in ray_samples] == strip   # same samples, same bytes

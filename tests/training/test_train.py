@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from levitor.training.config import PRESETS, TrainConfig, load_config
-from levitor.training.datasets import CacheDataset, SyntheticControlDataset, control_video, precompute_synthetic
+from levitor.training.datasets import SyntheticControlDataset, control_video, make_dataset, precompute_synthetic
 from levitor.training.loop import train
 from levitor.training.loss import motion_mask
 from levitor.training.models import build_models
@@ -38,6 +38,145 @@ def test_config_files_load_and_unknown_keys_fail(tmp_path):
     assert load_config(tmp_path / "c.json").lr == 0.01
 
 
+@pytest.mark.parametrize("name, text, message", [
+    ("missing.yaml", None, "config file .*missing.yaml not found"),
+    ("broken.yaml", "base: mini\nlr: [1, 2\n", "not valid YAML at line 3"),
+    ("broken.json", '{"lr": 1,', "not valid JSON at line 1"),
+    ("unknown.yaml", "base: mini\nlearning_rate: 0.1\n", "unknown config key.*learning_rate"),
+])
+def test_levitor_train_config_errors_are_one_line_and_exit_2(tmp_path, name, text, message):
+    import re
+    import subprocess
+    import sys
+
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    res = subprocess.run([sys.executable, "-m", "levitor", "train", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr and re.search(message, lines[0]), res.stderr
+
+
+@pytest.fixture(scope="module")
+def shards_16(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards16")
+    precompute_synthetic(root, 1, load_config(None, base="mini", height=16, width=16, num_frames=2), shard_size=1)
+    return root
+
+
+@pytest.mark.parametrize("lines, message", [
+    ("lr: -0.001", r"lr must be > 0, got -0.001"),
+    ("batch_size: 0", r"batch_size must be >= 1, got 0"),
+    ("ema_decay: 1.5", r"ema_decay must be in \[0, 1\), got 1.5"),
+    ("height: 20", r"height must be a positive multiple of 8, got 20"),
+    ("max_steps: many", r"max_steps must be int, got 'many'"),
+    ("batch_size: 2.5", r"batch_size must be int, got 2.5"),
+    ("mixed_precision: no", r"quote it"),
+    ("synthetic: {{sprites: 3}}", r"unknown synthetic key\(s\) \['sprites'\]"),
+    ("data: shards\ndata_root: {missing}", r"data_root .*missing is not a folder; run `levitor precompute"),
+    ("data: shards\ndata_root: {empty}", r"holds no finished shards"),
+    ("data: shards\ndata_root: {shards}\nheight: 32", r"hold 2x16x16 clips .* asks for 8x32x32"),
+])
+def test_levitor_train_bad_values_are_one_line_and_exit_2(tmp_path, capsys, shards_16, lines, message):
+    """In process: the same handler as the subprocess test above, for values the file parses but the config
+    refuses (nothing is built: these return before any model is made)."""
+    import re
+
+    from levitor.cli import main
+
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "c.yaml"
+    path.write_text("base: mini\n" + lines.format(missing=tmp_path / "missing", empty=tmp_path / "empty",
+                                                  shards=shards_16) + "\n")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("levitor train: error: ") and re.search(message, err[0]), err
+    assert main(["train", str(tmp_path / "c.yaml"), "--set", "lr=fast"]) == 2
+    assert "lr must be float, got 'fast'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["precompute", "{tmp}", "--out", "{tmp}/o", "--engine", "local"], "DAVIS folder .* not found"),
+    (["precompute", "{tmp}", "--out", "{tmp}/o", "--engine", "local", "--height", "4"], "need height, width >= 8"),
+    (["precompute", "{tmp}", "--out", "{tmp}/o", "--engine", "local", "--threads", "0"], "--threads must be >= 1"),
+    (["precompute", "{tmp}", "--out", "{tmp}/o", "--engine", "local", "--workers", "2"], "go together"),
+    (["eval", "{tmp}", "--out", "{tmp}/e", "--steps", "0"], "--steps must be >= 1"),
+    (["eval", "{tmp}", "--out", "{tmp}/e", "--height", "100"], "positive multiples of 8"),
+    (["eval", "{tmp}", "--out", "{tmp}/e", "--source", "shards"], "no finished shards"),
+    (["precompute-synthetic", "{tmp}/s", "--clips", "0"], "--clips and --shard-size must be >= 1"),
+])
+def test_eval_and_precompute_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    import re
+
+    from levitor.cli import main
+
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+
+
+def test_levitor_precompute_then_levitor_train_configs_paper_on_one_process(tmp_path, capsys):
+    """The issue's "done": `levitor precompute` -> `levitor train configs/paper.yaml` from its shards (tiny random
+    models in place of SVD, the size of the fixture); the 2-process run is in test_distributed."""
+    from pathlib import Path
+
+    from levitor.cli import main
+    from levitor.testing.datasets import write_textured_davis
+
+    write_textured_davis(tmp_path / "DAVIS", {"bear": 8, "car": 8})
+    assert main(["precompute", str(tmp_path / "DAVIS"), "--out", str(tmp_path / "pre"), "--engine", "local",
+                 "--height", "32", "--width", "32", "--num-frames", "4", "--quiet"]) == 0
+    sets = dict(model="tiny", data_root=tmp_path / "pre", output_dir=tmp_path / "run", height=32, width=32,
+                num_frames=4, max_steps=2, log_every=1, mixed_precision="no", gradient_checkpointing="false",
+                num_workers=0, warmup_steps=2, grad_accum=2)
+    paper = Path(__file__).resolve().parents[2] / "configs" / "paper.yaml"
+    assert main(["train", str(paper)] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["step"] == 2 and result["checkpoint"].endswith("step_0000002")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["model"], config["train_unet"], config["lr"], config["kmeans_stride"]) == ("tiny", False, 1e-5, 10)
+    assert (tmp_path / "run" / "export" / "controlnet" / "config.json").is_file()
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # warm-up counts optimizer steps: 2 micro-batches per step, lr 1/2 then 2/2 of the config's
+    assert [r["lr"] for r in log] == pytest.approx([0.5e-5, 1e-5])
+
+
+def test_sigterm_to_the_whole_process_group_with_dataloader_workers_checkpoints(tmp_path):
+    """SLURM signals every process of a step, Ctrl-C the whole group: the DataLoader workers must not die of it
+    before the rank has checkpointed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY_MINI, "max_steps": 10_000, "checkpoint_every": 1000, "ema": False,
+                                   "num_workers": 1, "output_dir": str(run)}))
+    proc = subprocess.Popen([sys.executable, "-m", "levitor.training", str(cfg)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    log = run / "log.jsonl"
+    while time.time() < deadline and proc.poll() is None and not (log.is_file() and log.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)       # the rank and its DataLoader worker
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("training did not stop after SIGTERM")
+    assert proc.returncode == 0, out[-3000:]
+    stopped = json.loads(out.strip().splitlines()[-1])["step"]
+    assert stopped >= 2 and json.loads((run / "checkpoints" / f"step_{stopped:07d}" / "progress.json").read_text()
+                                       )["step"] == stopped
+
+
 def test_control_ablations():
     cfg = load_config(None, base="mini", num_frames=4)
     item = SyntheticControlDataset(cfg)[3]
@@ -62,9 +201,14 @@ def test_two_step_run_checkpoints_and_resumes(tmp_path):
     ckpt = tmp_path / "run" / "checkpoints" / "step_0000002"
     assert (ckpt / "progress.json").exists() and (ckpt / "optimizer.bin").exists()
     assert (tmp_path / "run" / "export" / "mini.json").exists()
+    # the EMA is saved as plain tensors (loadable with weights_only=True), not by accelerate's pickling hook
+    assert (ckpt / "ema.pt").is_file() and not (ckpt / "custom_checkpoint_0.pkl").exists()
+    assert torch.load(ckpt / "ema.pt", weights_only=True)["optimization_step"] == 2
 
     second = train(load_config(None, **{**TINY_MINI, "max_steps": 3}, output_dir=str(tmp_path / "run")))
     assert second["step"] == 3
+    ema3 = torch.load(tmp_path / "run" / "checkpoints" / "step_0000003" / "ema.pt", weights_only=True)
+    assert ema3["optimization_step"] == 3                 # the EMA went on from the checkpoint's too
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]  # the second run went on from step 2, it did not start over
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -118,16 +262,40 @@ def test_frozen_unet_only_controlnet_trains(tmp_path):
     torch.testing.assert_close(cn.conv_in.weight.shape, tiny_unet().conv_in.weight.shape)
 
 
-def test_precompute_cache_round_trip(tmp_path):
-    cfg = load_config(None, base="mini", num_frames=3, data="cache", data_root=str(tmp_path))
+def test_synthetic_shards_round_trip(tmp_path):
+    """precompute-synthetic writes the precompute record format; streamed back it equals the world on the fly."""
+    cfg = load_config(None, base="mini", num_frames=3, data="shards", data_root=str(tmp_path), shuffle_buffer=0)
     precompute_synthetic(tmp_path, 3, cfg, shard_size=2)
-    assert len(sorted(tmp_path.glob("shard_*.pt"))) == 2
-    cached = CacheDataset(cfg)
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "shard-000000.stats.json", "shard-000000.tar", "shard-000001.stats.json", "shard-000001.tar"]
+    stream = make_dataset(cfg)
+    items = [item for _, item in zip(range(3), iter(stream))]
     fresh = SyntheticControlDataset(cfg)
-    assert len(cached) == 3
+    by_name = {it["name"]: it for it in items}
+    assert sorted(by_name) == [f"synthetic_{i:08d}" for i in range(3)]
     for i in range(3):
-        torch.testing.assert_close(cached[i]["frames"], fresh[i]["frames"])
-        torch.testing.assert_close(cached[i]["control"], fresh[i]["control"])
+        got = by_name[f"synthetic_{i:08d}"]
+        torch.testing.assert_close(got["frames"], fresh[i]["frames"])
+        torch.testing.assert_close(got["control"], fresh[i]["control"])
+    with pytest.raises(ValueError, match="hold 3x32x32 clips"):
+        next(iter(make_dataset(load_config(None, base="mini", num_frames=4, data="shards", data_root=str(tmp_path)))))
+
+
+def test_typed_set_values_and_yaml_checks(tmp_path):
+    from levitor.training.config import parse_overrides
+
+    got = parse_overrides(["lr=1e-3", "mixed_precision=no", "ema=false", "max_steps=10", "controlnet_init=none"])
+    assert got == {"lr": 1e-3, "mixed_precision": "no", "ema": False, "max_steps": 10, "controlnet_init": None}
+    with pytest.raises(ValueError, match="max_steps must be int, got 'ten'"):
+        parse_overrides(["max_steps=ten"])
+    with pytest.raises(ValueError, match="unknown config key"):
+        parse_overrides(["learning_rate=1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: mini\nmixed_precision: no\n")        # YAML 1.1 reads this as False
+    with pytest.raises(ValueError, match='quote it'):
+        load_config(bad)
+    with pytest.raises(ValueError, match="levitor precompute"):
+        load_config(None, data="sav")
 
 
 def test_noise_levels_plain_or_a_mixture_with_the_low_band():
