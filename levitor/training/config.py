@@ -149,39 +149,47 @@ class TrainConfig:
             SyntheticConfig(height=self.height, width=self.width, num_frames=self.num_frames, **self.synthetic)
 
 
+def _at_least(n: float, note: str = "") -> tuple:
+    return (lambda v: v >= n, f">= {n:g}" + (f" {note}" if note else ""))
+
+
+def _above(n: float) -> tuple:
+    return (lambda v: v > n, f"> {n:g}")
+
+
 _RANGES = {   # field -> (test, the valid range as the error says it)
-    "lr": (lambda v: v > 0, "> 0"),
-    "batch_size": (lambda v: v >= 1, ">= 1"),
-    "grad_accum": (lambda v: v >= 1, ">= 1"),
-    "max_steps": (lambda v: v >= 1, ">= 1"),
-    "warmup_steps": (lambda v: v >= 0, ">= 0"),
-    "weight_decay": (lambda v: v >= 0, ">= 0"),
-    "max_grad_norm": (lambda v: v >= 0, ">= 0 (0: no clipping)"),
-    "num_frames": (lambda v: v >= 2, ">= 2"),
-    "num_workers": (lambda v: v >= 0, ">= 0"),
-    "shuffle_buffer": (lambda v: v >= 0, ">= 0"),
-    "control_radius": (lambda v: v >= 0, ">= 0"),
-    "kmeans_stride": (lambda v: v >= 1, ">= 1"),
-    "p_std": (lambda v: v > 0, "> 0"),
+    "lr": _above(0),
+    "batch_size": _at_least(1),
+    "grad_accum": _at_least(1),
+    "max_steps": _at_least(1),
+    "warmup_steps": _at_least(0),
+    "weight_decay": _at_least(0),
+    "max_grad_norm": _at_least(0, "(0: no clipping)"),
+    "num_frames": _at_least(2),
+    "num_workers": _at_least(0),
+    "shuffle_buffer": _at_least(0),
+    "control_radius": _at_least(0),
+    "kmeans_stride": _at_least(1),
+    "p_std": _above(0),
     "p_low_fraction": (lambda v: 0 <= v <= 1, "in [0, 1] (0: the single log-normal)"),
-    "p_low_std": (lambda v: v > 0, "> 0"),
-    "loss_weight_cap": (lambda v: v >= 0, ">= 0 (0: no cap)"),
-    "fps": (lambda v: v >= 1, ">= 1"),
-    "motion_bucket_id": (lambda v: v >= 0, ">= 0"),
-    "noise_aug_strength": (lambda v: v >= 0, ">= 0"),
-    "motion_loss_weight": (lambda v: v >= 0, ">= 0"),
+    "p_low_std": _above(0),
+    "loss_weight_cap": _at_least(0, "(0: no cap)"),
+    "fps": _at_least(1),
+    "motion_bucket_id": _at_least(0),
+    "noise_aug_strength": _at_least(0),
+    "motion_loss_weight": _at_least(0),
     "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "mini_layers_per_block": (lambda v: v >= 1, ">= 1"),
-    "mini_patch_size": (lambda v: v >= 1, ">= 1"),
-    "log_every": (lambda v: v >= 1, ">= 1"),
-    "checkpoint_every": (lambda v: v >= 1, ">= 1"),
-    "checkpoint_minutes": (lambda v: v >= 0, ">= 0 (0: off)"),
-    "keep_checkpoints": (lambda v: v >= 1, ">= 1"),
-    "sample_every": (lambda v: v >= 0, ">= 0 (0: off)"),
-    "sample_steps": (lambda v: v >= 1, ">= 1"),
-    "max_minutes": (lambda v: v >= 0, ">= 0 (0: off)"),
-    "num_threads": (lambda v: v >= 0, ">= 0 (0: torch's default)"),
-    "num_processes": (lambda v: v >= 0, ">= 0 (0: any)"),
+    "mini_layers_per_block": _at_least(1),
+    "mini_patch_size": _at_least(1),
+    "log_every": _at_least(1),
+    "checkpoint_every": _at_least(1),
+    "checkpoint_minutes": _at_least(0, "(0: off)"),
+    "keep_checkpoints": _at_least(1),
+    "sample_every": _at_least(0, "(0: off)"),
+    "sample_steps": _at_least(1),
+    "max_minutes": _at_least(0, "(0: off)"),
+    "num_threads": _at_least(0, "(0: torch's default)"),
+    "num_processes": _at_least(0, "(0: any)"),
 }
 
 
