@@ -183,7 +183,7 @@ class Scene:
             v = getattr(self, name)
             if not _is_int(v) or not 1 <= v <= MAX_K:
                 raise ValueError(f"{name} must be an int in 1..{MAX_K} (control points per object), got {v!r}")
-        check_scale(float(self.scale) if _is_number(self.scale) else self.scale)
+        check_scale(self.scale)
         if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be an int in 0..2**63-1, got {self.seed!r}")
         if self.intrinsics is not None:

@@ -129,19 +129,25 @@ def test_studio_refuses_an_unreadable_photo_before_starting_jupyter(tmp_path, ca
     assert "cat.png" in err and "not a readable image" in err
 
 
+def _kill_before_rename(command: list[str], folder, temporary: str) -> None:
+    """Run ``command`` with the atomic writer paused before its rename, SIGKILL it once a temporary file
+    matching ``temporary`` is in ``folder`` (the write is done, the rename is not)."""
+    proc = subprocess.Popen(command, env={**os.environ, PAUSE_ENV: "30"}, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(folder.glob(temporary)):
+        time.sleep(0.1)
+    assert list(folder.glob(temporary)), "the writer never reached its rename"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_a_kill_during_a_video_write_keeps_the_old_video(tmp_path, scene_file):
     out = tmp_path / "p.mp4"
     write_video(np.zeros((96, 32, 32, 3), np.uint8), out, fps=8)
     old = out.read_bytes()
-    env = {**os.environ, PAUSE_ENV: "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "levitor", "preview", str(scene_file), "--out", str(out)],
-                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".p.*.tmp.mp4")):
-        time.sleep(0.2)
-    assert list(tmp_path.glob(".p.*.tmp.mp4")), "the writer never reached its rename"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_before_rename([sys.executable, "-m", "levitor", "preview", str(scene_file), "--out", str(out)],
+                        tmp_path, ".p.*.tmp.mp4")
     assert out.read_bytes() == old  # the old video, whole; the torn one never took its name
 
 
@@ -150,13 +156,6 @@ def test_a_real_kill_during_a_scene_save_keeps_the_old_scene(tmp_path, scene_fil
 
     code = ("import sys; from levitor.scene import Scene; s = Scene.load(sys.argv[1]); "
             "s.image = s.image.copy(); s.image[:4] = 0; s.objects[0].path[-1].x += 7; s.save(sys.argv[1])")
-    env = {**os.environ, PAUSE_ENV: "30"}
-    proc = subprocess.Popen([sys.executable, "-c", code, str(scene_file)], env=env, cwd=REPO)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".*.tmp.*")):
-        time.sleep(0.1)
-    assert list(tmp_path.glob(".*.tmp.*")), "the save never reached a rename"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_before_rename([sys.executable, "-c", code, str(scene_file)], tmp_path, ".*.tmp.*")
     before = Scene.load(scene_file)  # the old scene, whole
     assert int(before.image[:4].max()) > 0

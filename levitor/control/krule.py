@@ -7,6 +7,7 @@ scale factor: K = max(1, int(K * scale)).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ MAX_K = 64  # k_max and k_min may not exceed this (the release caps K at 8)
 
 def check_scale(scale: object) -> float:
     """The scale factor, or a ValueError that gives the bound and why it is there."""
-    ok = isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < float(scale) <= MAX_SCALE
+    ok = isinstance(scale, numbers.Real) and not isinstance(scale, bool) and 0 < scale <= MAX_SCALE
     if not ok:
         raise ValueError(f"scale (control-point scale factor) must be in (0, {MAX_SCALE:g}], got {scale!r}: at "
                          f"{MAX_SCALE:g} an object already has {int(MAX_SCALE * K_MAX)} points a frame, whose "

@@ -25,23 +25,23 @@ RUN = dict(base="mini", data="shards", height=16, width=16, num_frames=2, batch_
            shuffle_buffer=4, trace_samples=True, num_processes=2, synthetic={})
 
 
+def _precompute(tmp, size: int, num_frames: int):
+    """4 shards, one fixture video each, precomputed at ``size`` x ``size``."""
+    write_textured_davis(tmp / "DAVIS", {"bear": 8, "car": 8, "fox": 8, "goat": 8})
+    cfg = PrecomputeConfig(height=size, width=size, num_frames=num_frames, sample_stride=1, videos_per_shard=1)
+    run_local(tmp / "DAVIS", tmp / "pre", cfg)
+    return tmp / "pre"
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dist")
-    write_textured_davis(tmp / "DAVIS", {"bear": 8, "car": 8, "fox": 8, "goat": 8})
-    cfg = PrecomputeConfig(height=16, width=16, num_frames=2, sample_stride=1, videos_per_shard=1)
-    run_local(tmp / "DAVIS", tmp / "pre", cfg)           # 4 shards of 4 clips
-    return tmp / "pre"
+    return _precompute(tmp_path_factory.mktemp("dist"), 16, 2)           # 4 shards of 4 clips
 
 
 @pytest.fixture(scope="module")
 def shards_32(tmp_path_factory):
     """The size the tiny SVD-shaped models need (their VAE downsamples by 8)."""
-    tmp = tmp_path_factory.mktemp("dist32")
-    write_textured_davis(tmp / "DAVIS", {"bear": 8, "car": 8, "fox": 8, "goat": 8})
-    cfg = PrecomputeConfig(height=32, width=32, num_frames=4, sample_stride=1, videos_per_shard=1)
-    run_local(tmp / "DAVIS", tmp / "pre", cfg)           # 4 shards of 2 clips
-    return tmp / "pre"
+    return _precompute(tmp_path_factory.mktemp("dist32"), 32, 4)         # 4 shards of 2 clips
 
 
 def _torchrun(config: Path, timeout: float = 300, wait: bool = True, sets: dict | None = None):
