@@ -267,21 +267,21 @@ class SceneEditor:
 
     def undo(self) -> str | None:
         """Take back the last step; returns its label, or None when there is nothing to undo."""
-        if not self.undo_stack:
-            return None
-        step = self.undo_stack.pop()
-        forward = step.command.apply(self.scene)
-        self.redo_stack.append(Step(step.label, forward, None, self.clock()))
-        self.version += 1
-        self._gesture = None
-        return step.label
+        label = self._replay(self.undo_stack, self.redo_stack)
+        if label is not None:
+            self._gesture = None
+        return label
 
     def redo(self) -> str | None:
-        if not self.redo_stack:
+        return self._replay(self.redo_stack, self.undo_stack)
+
+    def _replay(self, source: list[Step], target: list[Step]) -> str | None:
+        """Apply the last step of ``source`` and push its inverse onto ``target`` (undo and redo are mirrors)."""
+        if not source:
             return None
-        step = self.redo_stack.pop()
-        back = step.command.apply(self.scene)
-        self.undo_stack.append(Step(step.label, back, None, self.clock()))
+        step = source.pop()
+        inverse = step.command.apply(self.scene)
+        target.append(Step(step.label, inverse, None, self.clock()))
         self.version += 1
         return step.label
 
