@@ -16,6 +16,7 @@ import torch
 
 DISPARITY_MAX = 255
 MIN_DEPTH = 1.0 / DISPARITY_MAX  # the nearest depth the 0..255 disparity scale can express
+FAR_DEPTH = 1.0  # the far end of (0, 1] (disparity 0): where nothing of the scene is seen
 
 
 def disparity_u8_from_relative(relative_inverse_depth: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from levitor.depth import FAR_DEPTH
 from levitor.motion.lift import move
 from levitor.motion.render import (
     Mover,
@@ -37,7 +38,7 @@ from levitor.scene import Intrinsics
 
 FILL_ROWS = 5  # the release's fill window: 5 rows above the object's first pixel ...
 FILL_HALF_WIDTH = 5  # ... columns x-5 .. x+4 (only the first of them decides: see fill_id)
-FAR = 1.0  # depth of moved objects' own pixels and of unlabelled ones: the far end of (0, 1]
+FAR = FAR_DEPTH  # depth of moved objects' own pixels and of unlabelled ones: the far end of (0, 1]
 
 
 def fill_id(base_ids: np.ndarray, first_pixel: tuple[int, int]) -> int | None:
@@ -117,6 +118,8 @@ def render_release(
 def _coverage(movers: list[Mover], K: Intrinsics, num_frames: int, H: int, W: int):
     """Per frame and mover, the pixels the mover's moved points cover and the point covering each. Every mover is
     splatted alone (the release renders each object on its own): one splat of J images per frame."""
+    if not movers:  # nothing moves (a camera path alone): nothing to cover
+        return [[] for _ in range(num_frames)]
     moved = []
     for mv in movers:
         xy, z = move(mv.pixels.float(), mv.depth.float(), mv.track.float(), K)  # (F, N, 2), (F, N)
@@ -126,9 +129,6 @@ def _coverage(movers: list[Mover], K: Intrinsics, num_frames: int, H: int, W: in
     image_of_point = torch.cat([torch.full((n,), j, dtype=torch.int64) for j, n in enumerate(sizes)])
     out = []
     for f in range(num_frames):
-        if not movers:
-            out.append([])
-            continue
         sp = splat(torch.cat([xy[f] for xy, _, _ in moved]), torch.cat([z[f] for _, z, _ in moved]),
                    image_of_point, len(movers), H, W, torch.cat([fp[f] for _, _, fp in moved]))
         image = sp.pixel // (H * W)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F_
 
 from levitor._util.jit import HAVE_NUMBA
+from levitor.depth import FAR_DEPTH
 from levitor.motion import kernels
 from levitor.motion.lift import MIN_Z, move
 from levitor.scene import Intrinsics
@@ -184,7 +185,7 @@ def static_layer(image: torch.Tensor, depth: torch.Tensor, instance: torch.Tenso
     for mv in movers:
         inst[mv.pixels[:, 1].long(), mv.pixels[:, 0].long()] = _hole_fill_id(instance, mv, moving)
     valid = ~moving
-    d = inpaint(depth[None].float(), valid)[0]
+    d = inpaint(depth[None].float(), valid, empty=FAR_DEPTH)[0]
     c = inpaint(image.permute(2, 0, 1).float(), valid).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
     return StaticLayer(inst, d, c.contiguous(), moving)
 
@@ -328,7 +329,7 @@ def render_static_with_camera(inst, depth, color, K, track, num_frames, front=No
     out_depth = torch.where(hit, zbuf, torch.zeros_like(zbuf))
     out_color = color.reshape(-1, 3)[src]
     out_inst = fill_nearest(out_inst, hit)
-    out_depth = torch.stack([inpaint(out_depth[f][None], hit[f])[0] for f in range(num_frames)])
+    out_depth = torch.stack([inpaint(out_depth[f][None], hit[f], empty=FAR_DEPTH)[0] for f in range(num_frames)])
     out_color = torch.stack(
         [inpaint(out_color[f].permute(2, 0, 1).float(), hit[f]) for f in range(num_frames)]
     ).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
@@ -357,12 +358,13 @@ def _hole_fill_id(instance: torch.Tensor, mv: Mover, moving: torch.Tensor) -> in
     return int(torch.mode(strip_ids).values)
 
 
-def inpaint(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Fill invalid pixels from their surroundings (push-pull pyramid). values: (C, H, W); valid: (H, W)."""
+def inpaint(values: torch.Tensor, valid: torch.Tensor, empty: float = 0.0) -> torch.Tensor:
+    """Fill invalid pixels from their surroundings (push-pull pyramid). values: (C, H, W); valid: (H, W).
+    ``empty``: the value everywhere when nothing is valid (a camera that pans off the whole scene)."""
     if bool(valid.all()):
         return values.clone()
     if not bool(valid.any()):
-        return torch.zeros_like(values)
+        return torch.full_like(values, empty)
     w = valid[None].to(values.dtype)
     pyramid = [(values * w, w)]
     while min(pyramid[-1][1].shape[-2:]) > 1:  # push: average the known values down to 1 pixel
@@ -370,6 +372,10 @@ def inpaint(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         pyramid.append((F_.avg_pool2d(v[None], 2, ceil_mode=True)[0], F_.avg_pool2d(wt[None], 2, ceil_mode=True)[0]))
     v, wt = pyramid[-1]
     filled = v / wt.clamp(min=1e-8)
+    # the top stops when one side reaches 1 pixel, so a cell there can still know nothing (a long side whose end is
+    # all invalid): it takes the mean of all known values rather than 0
+    mean = v.sum(dim=(-2, -1)) / wt.sum(dim=(-2, -1)).clamp(min=1e-8)
+    filled = torch.where(wt > 0, filled, mean[:, None, None])
     for v, wt in reversed(pyramid[:-1]):  # pull: where a level knows nothing, take the coarser estimate
         up = F_.interpolate(filled[None], size=v.shape[-2:], mode="bilinear", align_corners=False)[0]
         known = wt.clamp(max=1.0)

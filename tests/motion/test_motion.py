@@ -158,3 +158,14 @@ def test_unknown_backend_is_a_clear_error(demo_scene):
                demo_scene.camera(), 2, backend="opengl")
 
 
+def test_inpaint_fills_a_last_column_that_the_top_of_its_pyramid_does_not_reach():
+    """16 x 17 with the last column unknown: the pyramid stops at 1 x 2, whose second cell knew nothing and
+    used to give 0 (a column of depth 0 after a sideways camera pan)."""
+    rng = np.random.default_rng(1)
+    values = torch.as_tensor(rng.uniform(0.2, 0.9, (2, 16, 17)), dtype=torch.float32)
+    valid = torch.ones(16, 17, dtype=torch.bool)
+    valid[:, 16] = False
+    out = inpaint(values, valid)
+    torch.testing.assert_close(out[:, valid], values[:, valid], rtol=0, atol=0)  # known pixels kept
+    filled = out[:, ~valid]
+    assert bool((filled >= 0.2).all()) and bool((filled <= 0.9).all())  # within the known values' range

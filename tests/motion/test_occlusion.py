@@ -247,3 +247,20 @@ def test_depth_channel_of_a_moved_point_path_depth_or_the_map_at_the_point(rules
     pole = float(disparity_from_depth(torch.tensor(0.2)))
     last = sig.depth[-1][on_bar[-1]]
     assert last.numel() == 1 and float(last) == (pole if rules == "release" else float(path_value[-1, 0]))
+
+
+@pytest.mark.parametrize("rules", RULES)
+def test_a_camera_that_pans_off_the_whole_scene_sees_far_depth_not_zero(rules):
+    """Found by the random-scene property test: a camera path that moves the 8-px scene 8 px left nothing
+    covered in frame 1; the fill left depth 0 there (outside (0, 1]) and the release's renderer failed outright
+    when nothing but the camera moved."""
+    from levitor.depth import FAR_DEPTH
+
+    rng = np.random.default_rng(0)
+    s = Scene(image=rng.integers(0, 255, (8, 8, 3), dtype=np.uint8),
+              depth=rng.uniform(0.02, 1.0, (8, 8)).astype(np.float32), masks=[np.zeros((8, 8), bool)], num_frames=2)
+    s.camera_path = [PathPoint(0.0, 0.0, 1.0), PathPoint(0.0, 8.0, 1.0)]
+    res = Engine(s, rules=rules).update()
+    assert bool((res.depth > 0).all()) and bool((res.depth <= 1).all())
+    assert bool((res.depth[1] == FAR_DEPTH).all())  # nothing of the scene is in view
+
