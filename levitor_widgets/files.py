@@ -4,7 +4,8 @@ One autosave slot per scene (:mod:`levitor_widgets.autosave`), keyed by the phot
 
 - **the newest autosave of a photo wins**: ``Studio(photo)`` resumes the autosave of that photo written last,
   under whatever name (after ``rename("my cat")`` that is "my cat"), and names the older ones in its message;
-  a name given explicitly (``Studio(photo, name="chelsea")``) opens that slot, and the message names a newer one;
+  a name given explicitly (``Studio(photo, name="chelsea")``, or a scene file's own name) opens that slot, and
+  the message names a newer one;
 - **one Studio per slot**: a Studio holds its slot's lock (:mod:`levitor_widgets.autosave_lock`). A Studio in
   another kernel that finds the slot held edits a *copy* under a free name (``chelsea (2)``), starting from the
   slot's last autosave, and says so; both keep their work. A Studio of a re-run cell in the same kernel replaces
@@ -48,7 +49,8 @@ class Opening:
 
 def open_scene(store: AutosaveStore | None, scene: Scene, name: str, *, resume: bool = True,
                name_given: bool = False) -> Opening:
-    """Choose the slot a new Studio edits (see the module docstring) and resume its autosave."""
+    """Choose the slot a new Studio edits (see the module docstring) and resume its autosave. ``name_given``: the
+    name was asked for (a ``name=`` or a scene file's), so the newest autosave of the photo does not replace it."""
     if store is None:
         return Opening(scene, name)
     image_hash = image_key(scene)
@@ -82,6 +84,8 @@ def open_scene(store: AutosaveStore | None, scene: Scene, name: str, *, resume: 
     if msg:
         notes.append(Note(msg))
     if saved is None:
+        if newer:
+            notes.append(Note(f"this photo has an autosave, '{newer}' ('recent scenes' opens it)"))
         return Opening(scene, name, False, notes, lock)
     if won:
         text = f"resumed '{name}', the newest autosave of this photo" + (

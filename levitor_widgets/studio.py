@@ -77,7 +77,8 @@ class Studio:
         self.estimator = opened.estimator
         own_depth = (opened.scene.depth, opened.scene.depth_source)  # "the scene's own" in the depth menu
         store = AutosaveStore(self.out_dir) if autosave else None
-        start = open_scene(store, opened.scene, opened.name, resume=resume, name_given=name is not None)
+        named = name is not None or str(image_or_scene).endswith(".json")  # a scene file opens its own autosave
+        start = open_scene(store, opened.scene, opened.name, resume=resume, name_given=named)
         notes: list[Note] = list(opened.notes) + start.notes
         self.resumed = start.resumed
         self.scene: Scene = start.scene.validate()

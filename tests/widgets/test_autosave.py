@@ -211,7 +211,14 @@ def test_after_a_rename_the_newest_autosave_wins_and_the_other_is_named(tmp_path
     named = _studio(tmp_path, name="scene")  # asked for by name: that one, and the newer one is named
     assert named.name == "scene" and _points(named.scene) == start + [(100.0, 70.0)]
     assert "a newer one of this photo is 'my cat'" in named.messages.text
+    named.save(tmp_path / "kept.json")
     named.close()
+    from levitor_widgets import Studio
+
+    opened = Studio(str(tmp_path / "kept.json"), out_dir=tmp_path, show_3d=False)  # a scene file: its own name
+    assert opened.name == "kept" and not opened.resumed and _points(opened.scene) == start + [(100.0, 70.0)]
+    assert "this photo has an autosave, 'my cat'" in opened.messages.text
+    opened.close()
     fresh = _studio(tmp_path, resume=False)
     assert fresh.name == "scene" and not fresh.resumed and _points(fresh.scene) == start
 
