@@ -1,8 +1,9 @@
 """Autosaves that never lose work: one per scene, keyed by the image's content hash and a scene name.
 
 ``out_dir/autosaves/<name>-<hash>/`` holds ``scene.json`` (with its image and depth files, written by
-:meth:`Scene.save`, atomically) and ``meta.json`` (name, hash, time, objects) for the recent-scenes list. Opening
-another image uses another folder, so it never touches this one. An autosave that can't be read is renamed aside
+:meth:`Scene.save`, atomically), ``meta.json`` (name, hash, time, objects) for the recent-scenes list, and while a
+Studio edits it ``lock.json`` (:mod:`levitor_widgets.autosave_lock`). Opening another image uses another folder,
+so it never touches this one. An autosave that can't be read is renamed aside
 (``<folder>.broken-<time>``) and the caller gets a message saying so; nothing is deleted or silently dropped.
 
 No widgets here: the Studio calls it, the tests drive it directly.
@@ -26,6 +27,7 @@ SCENE_FILE = "scene.json"
 META_FILE = "meta.json"
 LEGACY_FILE = "autosave.json"  # one per output folder, as levitor wrote before: read, never written or deleted
 HASH_CHARS = 12
+MAX_SLUG = 40  # characters of a scene name in its folder's name
 
 
 def image_key(scene: Scene) -> str:
@@ -34,9 +36,9 @@ def image_key(scene: Scene) -> str:
 
 
 def slug(name: str) -> str:
-    """A scene name as a folder name: letters, digits, '-', '_' and '.'; at most 40 characters."""
+    """A scene name as a folder name: letters, digits, '-', '_' and '.'; at most MAX_SLUG characters."""
     s = re.sub(r"[^A-Za-z0-9_.-]+", "-", name.strip()).strip("-.")
-    return (s or "scene")[:40]
+    return (s or "scene")[:MAX_SLUG]
 
 
 @dataclass
@@ -95,7 +97,21 @@ class AutosaveStore:
         """A recent scene by its key (raises ValueError/OSError like :meth:`Scene.load`)."""
         return Scene.load(self.scene_path(key))
 
-    def recent(self, limit: int = 12) -> list[RecentScene]:
+    def versions(self, image_hash: str) -> list[RecentScene]:
+        """Every autosave of one image (under any name), newest first."""
+        return [r for r in self.recent(None) if r.image_hash == image_hash]
+
+    def free_name(self, name: str, image_hash: str) -> str:
+        """``name (2)``, ``name (3)``, ...: the first name whose slot for this image was never used."""
+        n = 2
+        while True:
+            suffix = f" ({n})"
+            candidate = name.strip()[: MAX_SLUG - len(suffix)] + suffix  # a long name is cut, never the number
+            if not self.folder(self.key(candidate, image_hash)).exists():
+                return candidate
+            n += 1
+
+    def recent(self, limit: int | None = 12) -> list[RecentScene]:
         """The autosaved scenes, newest first (unreadable entries are left out here, reported by :meth:`load`)."""
         out = []
         if not self.root.is_dir():

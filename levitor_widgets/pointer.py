@@ -7,6 +7,11 @@ button held, or a new press while one is still open. Whatever ended it, the hand
 never a drag that goes on without a button; a press whose release was never heard is no click (no phantom
 edits).
 
+A drag may outlive a trip off the canvas where ``keep_on_leave()`` says so (the Studio: a mask stroke, so that a
+lasso or a box that runs past the image's edge goes on when the pointer comes back with the button held): the
+point where it left is passed on as a move (off the image: the tools clip it), and the drag ends at the first
+event that shows the button is no longer held.
+
 No widgets here: the canvas feeds events in, the Studio registers the handlers, and the tests drive it directly.
 """
 
@@ -38,6 +43,7 @@ class State(Enum):
     IDLE = "idle"
     PRESSING = "pressing"
     DRAGGING = "dragging"
+    OUTSIDE = "outside"  # a kept drag whose pointer is off the canvas
 
 
 Handler = Callable[[PointerEvent], None]
@@ -56,6 +62,7 @@ class PointerMachine:
         self.on_drag_move: Handler | None = None
         self.on_drag_end: Handler | None = None  # called with the last position seen
         self.on_hover: Handler | None = None  # moves with no button held (tool previews)
+        self.keep_on_leave: Callable[[], bool] | None = None  # asked when a drag leaves the canvas
 
     # ------------------------------------------------------------------ events
     def down(self, p: PointerEvent) -> None:
@@ -72,6 +79,12 @@ class PointerMachine:
             self._end(self.last, click=False)
             self._call(self.on_hover, p)
             return
+        if self.state is State.OUTSIDE:
+            if buttons is None:  # no word on the button (ipycanvas' own events): end it, never drag without one
+                self._end(self.last, click=False)
+                self._call(self.on_hover, p)
+                return
+            self.state = State.DRAGGING  # back on the canvas with the button held: the drag goes on
         self.last = p
         if self.state is State.PRESSING:
             if abs(p.x - self.start.x) <= self.drag_start_px and abs(p.y - self.start.y) <= self.drag_start_px:
@@ -83,28 +96,34 @@ class PointerMachine:
     def up(self, p: PointerEvent) -> None:
         if self.state is State.IDLE:
             return
-        if self.state is State.DRAGGING:
+        if self.state in (State.DRAGGING, State.OUTSIDE):
             self.last = p
         self._end(p)
 
     def leave(self, p: PointerEvent | None = None) -> None:
-        """The pointer left the canvas: a drag ends where it was last seen on it; a press without a move is
-        dropped (nobody clicks by leaving)."""
-        if self.state is State.DRAGGING:
+        """The pointer left the canvas: a drag ends where it was last seen on it (or, kept, goes on off the canvas:
+        see the module docstring); a press without a move is dropped (nobody clicks by leaving)."""
+        if self.state is State.DRAGGING and p is not None and self.keep_on_leave is not None and self.keep_on_leave():
+            self.state, self.last = State.OUTSIDE, p
+            self._call(self.on_drag_move, p)
+        elif self.state in (State.DRAGGING, State.OUTSIDE):
             self._end(self.last)
         else:
             self._reset()
 
     def cancel(self) -> None:
-        """Lost pointer capture / pointercancel / the canvas went away: like leaving."""
-        self.leave()
+        """Lost pointer capture / pointercancel / the canvas went away: the drag ends where it was last seen."""
+        if self.state in (State.DRAGGING, State.OUTSIDE):
+            self._end(self.last)
+        else:
+            self._reset()
 
     # ------------------------------------------------------------------ internals
     def _end(self, p: PointerEvent | None, click: bool = True) -> None:
         state, start = self.state, self.start
         p = p or self.last or start
         self._reset()
-        if state is State.DRAGGING:
+        if state in (State.DRAGGING, State.OUTSIDE):
             self._call(self.on_drag_end, p)
         elif state is State.PRESSING and click and p is not None:
             self._call(self.on_click, PointerEvent(start.x, start.y, start.shift, start.alt))

@@ -6,7 +6,8 @@ makes of it. This module is layout and wiring only; each job has its own home:
   (:mod:`levitor_widgets.pointer`);
 - when to redraw: :mod:`levitor_widgets.scheduler`; what to draw: :mod:`levitor_widgets.presenter`;
 - masks and depth: :mod:`levitor.perception`; the 3D view's geometry: :mod:`levitor.viz.scene3d`;
-- autosaves: :mod:`levitor_widgets.autosave`; what to open: :mod:`levitor_widgets.opening`.
+- mask tools: :class:`levitor_widgets.masking.MaskTools`; files and autosaves: :class:`levitor_widgets.files.SceneFiles`
+  (:mod:`levitor_widgets.autosave`); what to open: :mod:`levitor_widgets.opening`.
 
 Everything a mouse or a slider can do is a method here too (``click``, ``drag``, ``box``, ``brush``,
 ``set_nearness``, ``set_depth``, ``undo``, ``redo``, ...), which is how the tests and scripts drive it, and all
@@ -31,10 +32,10 @@ from levitor.perception.depth_choice import MODEL_SOURCE, DepthChoice
 from levitor.perception.manual import max_nearness
 from levitor.scene import Scene
 from levitor.viz.scene3d import cloud_points, scene_view_3d
-from levitor_widgets.autosave import AutosaveStore, image_key
+from levitor_widgets.autosave import AutosaveStore
 from levitor_widgets.canvas import SceneCanvas
 from levitor_widgets.compat import enable_colab_widgets
-from levitor_widgets.files import SceneFiles
+from levitor_widgets.files import SceneFiles, open_scene
 from levitor_widgets.generate_panel import GeneratePanel, run_generate
 from levitor_widgets.gestures import Gestures
 from levitor_widgets.masking import MaskTools, repaint_depth
@@ -51,7 +52,7 @@ NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask
 EMPTY_3D_HINT = "no objects yet: the photo's pixels at their depth. Make a mask (mode 'mask') and draw a path."
 
 
-class Studio(MaskTools, SceneFiles):
+class Studio:
     """``Studio(image_or_scene)``: display it in a notebook cell.
 
     image_or_scene: a :class:`Scene`, a scene JSON path, a photo (path, PIL, array), or None for the bundled scene.
@@ -73,21 +74,14 @@ class Studio(MaskTools, SceneFiles):
         enable_colab_widgets()
         self.out_dir = Path(out_dir)
         opened = open_target(image_or_scene, allow_download, name)
-        self.name, self.image_hash, self.estimator = opened.name, image_key(opened.scene), opened.estimator
-        self.store = AutosaveStore(self.out_dir) if autosave else None
-        notes: list[Note] = list(opened.notes)
-        scene, self.resumed, self.closed = opened.scene, False, False
-        self._own_depth = (opened.scene.depth, opened.scene.depth_source)  # "the scene's own" in the depth menu
-        if self.store is not None:
-            self._register()  # the Studio of a re-run cell saves its last edit and stops
-            if resume:
-                saved, msg = self.store.load(self.name, self.image_hash)
-                if msg:
-                    notes.append(Note(msg))
-                if saved is not None:
-                    scene, self.resumed = saved, True
-                    notes.append(Note(f"resumed the autosave of '{self.name}' (pass resume=False to start fresh)"))
-        self.scene: Scene = scene.validate()
+        self.estimator = opened.estimator
+        own_depth = (opened.scene.depth, opened.scene.depth_source)  # "the scene's own" in the depth menu
+        store = AutosaveStore(self.out_dir) if autosave else None
+        named = name is not None or str(image_or_scene).endswith(".json")  # a scene file opens its own autosave
+        start = open_scene(store, opened.scene, opened.name, resume=resume, name_given=named)
+        notes: list[Note] = list(opened.notes) + start.notes
+        self.resumed = start.resumed
+        self.scene: Scene = start.scene.validate()
         self.editor = SceneEditor(self.scene, repaint_depth=repaint_depth)
         self._engine_factory = engine
         self.engine = self._make_engine(self.scene)
@@ -101,7 +95,6 @@ class Studio(MaskTools, SceneFiles):
         self.view = ViewState(active=(len(self.scene.objects) - 1) if self.scene.objects else None)
         self.timings: dict[str, Any] = {}
         self.timing_log: list[dict[str, Any]] = []  # the last 50 updates
-        self._saved = None  # (editor version, name, depth hash) last autosaved
         self._strip_cache, self._cloud = None, None
 
         h, w = self.scene.height, self.scene.width
@@ -111,9 +104,14 @@ class Studio(MaskTools, SceneFiles):
         self.canvas.on_error = lambda tb: self.say("internal error (please report it)", tb, error=True)
         self.presenter = Presenter(self.canvas, self.view)
         self.gestures = Gestures(self)
+        self.canvas.pointer.keep_on_leave = lambda: self.mode == "mask"  # a stroke past the image's edge goes on
+        self.masks = MaskTools(self.editor, self.view, self.gestures.tool, say=self.say, flash=self.presenter.flash,
+                               refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
+                               own_depth=own_depth)
         self.scheduler = RedrawScheduler(self._draft, self._full, self._side_update,
                                          can_draft=lambda: self.result is not None and hasattr(self.engine,
                                                                                                "preview_frame"))
+        self.files = SceneFiles(store, self.out_dir, start, self.editor, self.scheduler, self.say, self._show_scene)
         self.modebar = ModeBar(self.name)
         self.modebar.on_mode, self.modebar.on_undo, self.modebar.on_redo = self.set_mode, self.undo, self.redo
         self.modebar.on_save = lambda: self._safe(self.save, self.modebar.file.value or None)
@@ -121,8 +119,8 @@ class Studio(MaskTools, SceneFiles):
         self.modebar.on_rename, self.modebar.on_recent = self.rename, lambda key: self._safe(self.open_recent, key)
         tools = ["box", "lasso", "brush", "eraser", "flood"] + (["sam"] if self.segmenter is not None else [])
         depths = ["nearer", "flat", "ground-plane"] + ([MODEL_SOURCE] if self.estimator is not None else [])
-        self.maskbar = MaskBar(tools, depths + ([] if DepthChoice.from_source(self._own_depth[1]) else ["scene"]),
-                               self._depth_kind(), self._depth_nearness(), max_nearness())
+        self.maskbar = MaskBar(tools, depths + ([] if DepthChoice.from_source(own_depth[1]) else ["scene"]),
+                               self.masks.depth_kind(), self.masks.depth_nearness(), max_nearness())
         self.maskbar.on_tool, self.maskbar.on_new_object = self.set_tool, self.new_object
         self.maskbar.on_depth = lambda kind, n: self._safe(self.set_depth, kind, n)
         self.objects_panel = ObjectPanel()
@@ -176,6 +174,85 @@ class Studio(MaskTools, SceneFiles):
         from IPython.display import display
 
         display(self.widget)
+
+    # ================================================================ mask tools (levitor_widgets.masking)
+    def set_tool(self, tool: str) -> None:
+        self.masks.check_tool(tool)
+        self.tool = tool
+        self.gestures.cancel()
+        if self.mode != "mask":
+            self.set_mode("mask")
+        self.maskbar.show(self.mode, tool, self.masks.depth_kind(), self.masks.depth_nearness())
+
+    @property
+    def brush_size(self) -> int:
+        return int(self.maskbar.size.value)
+
+    last_tool = property(lambda self: self.masks.last_tool)
+
+    def box(self, x0: float, y0: float, x1: float, y1: float, negative: bool = False) -> int | None:
+        return self.masks.box(x0, y0, x1, y1, negative)
+
+    def lasso(self, points, negative: bool = False) -> int | None:
+        return self.masks.lasso(points, negative)
+
+    def brush(self, points, erase: bool = False, size: float | None = None) -> int | None:
+        """``size``: the brush radius in pixels (default: the slider's)."""
+        return self.masks.brush(points, size if size is not None else self.brush_size, erase)
+
+    def flood(self, x: float, y: float, negative: bool = False, tolerance: float | None = None) -> int | None:
+        """``tolerance``: the colour distance (default: the slider's)."""
+        tol = tolerance if tolerance is not None else self.maskbar.tolerance.value
+        return self.masks.flood(x, y, float(tol), negative)
+
+    def sam_click(self, x: float, y: float, negative: bool = False) -> int | None:
+        return self.masks.sam_click(x, y, negative)
+
+    def new_object(self) -> None:
+        self.masks.new_object()
+
+    def set_depth(self, kind: str, nearness: float = 2.0) -> None:
+        self.masks.set_depth(kind, nearness)
+
+    # ================================================================ files and autosave (levitor_widgets.files)
+    name = property(lambda self: self.files.name)
+    image_hash = property(lambda self: self.files.image_hash)
+    store = property(lambda self: self.files.store)
+    closed = property(lambda self: self.files.closed)
+    autosave_path = property(lambda self: self.files.autosave_path)
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        return self.files.save(path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        self.files.load(path)
+
+    def open_recent(self, key: str) -> None:
+        self.files.open_recent(key)
+
+    def rename(self, name: str) -> None:
+        self.files.rename(name)
+        self.modebar.name.value = self.name  # a refused name goes back
+
+    def autosave(self, force: bool = False) -> Path | None:
+        return self.files.autosave(force)
+
+    def close(self) -> None:
+        self.files.close()
+
+    def _show_scene(self, scene: Scene) -> None:
+        """Edit another scene from now on (a loaded file, a recent scene): the views start afresh."""
+        self.scene, self._cloud = scene, None
+        self.masks.own_depth = (scene.depth, scene.depth_source)
+        self.modebar.name.value = self.name
+        self.editor.reset(scene)
+        self.engine = self._make_engine(scene)
+        self.view.active = len(scene.objects) - 1 if scene.objects else None
+        self.view.active_point, self.view.hidden = None, set()
+        self.canvas.draw_image(scene.image)
+        self.scrubber.set_scale(scene.scale)
+        self.refresh()
+        self._side_update()
 
     # ================================================================ engine and redraws
     def _make_engine(self, scene: Scene):
@@ -283,7 +360,7 @@ class Studio(MaskTools, SceneFiles):
             self.path_panel.show("", [], [], None)
         recent = None if self.store is None else [(r.label, r.key) for r in self.store.recent()]
         self.modebar.show(self.mode, self.editor.can_undo, self.editor.can_redo, recent)
-        self.maskbar.show(self.mode, self.tool, self._depth_kind(), self._depth_nearness())
+        self.maskbar.show(self.mode, self.tool, self.masks.depth_kind(), self.masks.depth_nearness())
 
     def _show_info(self, num_points: int | None = None, draft: bool = False) -> None:
         n = num_points if num_points is not None else (self.result.signal.num_points if self.result else 0)
@@ -317,7 +394,7 @@ class Studio(MaskTools, SceneFiles):
         elif mode == "path" and self.view.active is None and self.scene.objects:
             self.activate(len(self.scene.objects) - 1)
         self.modebar.show(mode, self.editor.can_undo, self.editor.can_redo)
-        self.maskbar.show(mode, self.tool, self._depth_kind(), self._depth_nearness())
+        self.maskbar.show(mode, self.tool, self.masks.depth_kind(), self.masks.depth_nearness())
 
     def set_frame(self, frame: int) -> None:
         """Show another frame, 0-based (no engine work: the rendered masks and points are cached)."""

@@ -43,7 +43,8 @@ Point = tuple[float, float]
 def lasso_mask(points: Sequence[Point] | np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Fill the closed polygon through ``points`` ((x, y) pixels, in drawing order) -> (H, W) bool.
 
-    The outline itself belongs to the mask, so a lasso around a thin object never misses its edge pixels.
+    The outline itself belongs to the mask, so a lasso around a thin object never misses its edge pixels. Points
+    may lie off the image (a stroke that ran past its edge): the polygon is clipped to it.
     """
     pts = _points(points, "points")
     if len(pts) < 3:

@@ -55,3 +55,13 @@ def test_depth_choices_round_trip_and_paint_the_objects(cat):
     assert DepthChoice("nearer", 3).uses_masks and not DepthChoice("flat").uses_masks
     with pytest.raises(ValueError, match="needs its weights"):
         DepthChoice("depth-anything-v2").depth(cat)
+
+
+def test_a_lasso_past_the_image_edge_is_clipped_to_it():
+    from levitor.perception.manual import lasso_mask
+
+    past = lasso_mask([(-30, 5), (40, 5), (40, 1e6), (-30, 1e6)], (20, 32))  # off the left and bottom edges
+    want = np.zeros((20, 32), bool)
+    want[5:, :41] = True
+    np.testing.assert_array_equal(past, want)
+    assert not lasso_mask([(40, 5), (60, 5), (60, 15)], (20, 32)).any()  # wholly off the image: nothing

@@ -80,7 +80,7 @@ def test_box_grabcut_refine_depth_path_and_preview(cat):
 
 
 def test_flood_with_a_tolerance_and_depth_choices(cat):
-    small = cat.flood(*NOSE, tolerance=10)
+    small = cat.flood(*NOSE, tolerance=20)  # (tolerance 10 finds 131 px: too small for the engine, refused)
     n_small = int(cat.scene.masks[0].sum())
     cat.undo()
     cat.flood(*NOSE, tolerance=60)
@@ -159,3 +159,119 @@ def test_the_static_3d_fallback(cat):
     cat._side_update()
     assert view.num_points > 0 and len(view.figure["data"]) == 1 + view.num_traces
     assert view.figure["data"][0]["type"] == "scatter3d" and len(view.figure["data"][0]["x"]) == view.num_points
+
+
+# ---------------------------------------------------------------------- tools tell the truth (issue 23, item 4)
+DARK_BOX = (123, 178, 186, 214)  # a dark patch of the coffee photo: GrabCut finds 2 pixels there
+
+
+@pytest.fixture(scope="module")
+def coffee_photo(tmp_path_factory):
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("coffee") / "coffee.png"
+    Image.fromarray(skdata.coffee()).save(path)
+    return path
+
+
+def _browser_drag(studio, points, shift=False, leave_at=None, back_at=None):
+    """A drag as the browser sends it (ipyevents): press at points[0], move through the rest, release at the last;
+    with ``leave_at`` the pointer leaves the canvas there after the moves before ``back_at`` (an index into
+    points), and comes back with the button held."""
+    if studio.canvas.events_backend != "ipyevents":
+        pytest.skip("ipyevents is not installed")
+    w, h = studio.scene.width, studio.scene.height
+
+    def send(kind, x, y, buttons=None):
+        ev = {"type": kind, "relativeX": x, "relativeY": y, "boundingRectWidth": w, "boundingRectHeight": h,
+              "shiftKey": shift}
+        if buttons is not None:
+            ev["buttons"] = buttons
+        studio.canvas._dom_event(ev)
+
+    send("mousedown", *points[0])
+    for i, (x, y) in enumerate(points[1:-1], start=1):
+        if leave_at is not None and i == back_at:
+            send("mouseleave", *leave_at)
+        send("mousemove", x, y, buttons=1)
+    send("mouseup", *points[-1])
+    assert studio.canvas.errors == []
+
+
+def test_a_grabcut_box_that_finds_two_pixels_makes_no_object_and_says_so(coffee_photo, tmp_path):
+    from levitor._util.images import fit_image
+    from levitor.perception.grabcut import grabcut_mask
+
+    studio = Studio(coffee_photo, out_dir=tmp_path, segmenter=None, show_3d=False)
+    assert int(grabcut_mask(studio.scene.image, DARK_BOX).sum()) == 2  # what GrabCut makes of the dark patch
+    assert np.array_equal(studio.scene.image, fit_image(skdata.coffee(), 320, 512))
+    studio.drag(*DARK_BOX)  # the box tool, as the mouse does it
+    assert studio.scene.masks == [] and studio.scene.objects == [] and not studio.editor.can_undo
+    text = studio.messages.text
+    assert studio.messages.error and "mask made" not in text
+    assert "GrabCut found only 2 px" in text and "164 px (0.1% of the image)" in text, text
+
+
+def test_a_new_object_below_the_engines_minimum_is_refused(cat):
+    small = [(100, 100), (110, 100), (110, 110), (100, 110)]  # 121 px; the engine keeps more than 163.84
+    assert cat.lasso(small) is None
+    assert cat.scene.masks == [] and not cat.editor.can_undo
+    assert cat.messages.error and "the lasso found only 121 px" in cat.messages.text
+    obj = cat.lasso([(100, 100), (120, 100), (120, 120), (100, 120)])  # 441 px: an object
+    assert obj == 0 and int(cat.scene.masks[0].sum()) == 441
+    assert "mask made by lasso (441 px)" in cat.messages.text
+    steps = len(cat.editor.undo_stack)
+    cat.brush([(100, 110), (120, 110)], erase=True, size=9)  # would leave fewer than 164 px: not done
+    assert int(cat.scene.masks[0].sum()) == 441 and len(cat.editor.undo_stack) == steps
+    assert cat.messages.error and "not done" in cat.messages.text and "164 px" in cat.messages.text
+    cat.brush([(100, 100), (120, 100)], erase=True, size=3)  # a bite that leaves enough: done, with the count
+    left = int(cat.scene.masks[0].sum())
+    assert 164 <= left < 441 and f"{441 - left} px removed by eraser, {left} px now" in cat.messages.text
+    oid = cat.result.object_ids[0]
+    assert oid > 0 and int((cat.result.instance[0] == oid).sum()) > 0  # the engine keeps what the Studio made
+
+
+def test_a_lasso_that_runs_past_the_image_edge_is_clipped_and_works(cat):
+    from levitor.perception.manual import lasso_mask
+
+    cat.drag(*HEAD_BOX)  # object 1 (GrabCut)
+    cat.set_tool("lasso")
+    before = cat.scene.masks[0].copy()
+    # out through the right edge at y=60, back in at y=140 with the button held: the browser reports the point
+    # where the pointer left (x=513) and nothing until it comes back
+    stroke = [(440, 60), (460, 60), (480, 60), (500, 60), (510, 60), (509, 140), (480, 140), (440, 140)]
+    _browser_drag(cat, stroke, leave_at=(513, 60), back_at=5)
+    polygon = lasso_mask(stroke[:5] + [(513, 60)] + stroke[5:], (320, 512))
+    assert polygon[:, 511].sum() > 30  # the clipped polygon reaches the last column (where it ran off)
+    added = cat.scene.masks[0] & ~before
+    assert np.array_equal(cat.scene.masks[0], before | polygon)
+    n = int(added.sum())
+    assert n > 2000 and f"object 1: {n:,} px added by lasso" in cat.messages.text, cat.messages.text
+    # the same, Shift held: takes it away again
+    _browser_drag(cat, stroke, shift=True, leave_at=(513, 60), back_at=5)
+    assert np.array_equal(cat.scene.masks[0], before & ~polygon)
+    removed = int((before & polygon).sum()) + n
+    assert f"object 1: {removed:,} px removed by lasso" in cat.messages.text, cat.messages.text
+
+
+def test_a_polygon_crossing_the_edge_is_clipped_and_says_what_it_did(cat):
+    from levitor.perception.manual import lasso_mask
+
+    cat.drag(*HEAD_BOX)
+    before = cat.scene.masks[0].copy()
+    outside = [(440, 200), (600, 200), (600, 260), (440, 260)]  # from Python: corners far off the image
+    cat.lasso(outside)
+    inside = lasso_mask([(440, 200), (511, 200), (511, 260), (440, 260)], (320, 512))
+    assert np.array_equal(cat.scene.masks[0], before | inside)
+    n = int((inside & ~before).sum())
+    assert n > 1000 and f"{n:,} px added by lasso" in cat.messages.text
+    cat.undo()
+    cat.set_tool("lasso")  # the same by clicks: vertices on the last column, Enter closes it
+    for x, y in [(440, 200), (511.8, 200), (511.8, 260), (440, 260)]:
+        cat.click(x, y)
+    cat.key("Enter")
+    assert np.array_equal(cat.scene.masks[0], before | inside)
+    assert f"{n:,} px added by lasso" in cat.messages.text
+    cat.lasso([(520, 10), (600, 10), (600, 80)])  # wholly off the image: nothing, and why
+    assert np.array_equal(cat.scene.masks[0], before | inside)
+    assert "added nothing" in cat.messages.text and "no pixel of the image" in cat.messages.text

@@ -74,6 +74,31 @@ def test_a_press_whose_release_was_lost_is_no_click(machine):
     assert machine.log == [] and machine.state is State.IDLE
 
 
+@pytest.mark.parametrize("how", ["back_and_up", "buttons0", "no_buttons_word", "cancel"])
+def test_a_kept_drag_goes_on_off_the_canvas_until_the_button_is_seen_released(machine, how):
+    """A mask stroke past the image's edge (keep_on_leave): the leave point is a move, the drag goes on when the
+    pointer comes back with the button held, and ends at the first sign the button is up."""
+    machine.keep_on_leave = lambda: True
+    machine.down(P(10, 10))
+    machine.move(P(50, 10), buttons=1)
+    machine.leave(P(102, 10))  # off the canvas's right edge
+    assert machine.state is State.OUTSIDE and machine.log[-1] == ("move", 102, 10)
+    if how == "back_and_up":
+        machine.move(P(98, 60), buttons=1)
+        machine.up(P(60, 60))
+        assert machine.log[-2:] == [("move", 98, 60), ("end", 60, 60)]
+    elif how == "buttons0":  # released off the canvas: back with no button, the stroke ends where it left
+        machine.move(P(90, 60), buttons=0)
+        assert machine.log[-1] == ("end", 102, 10)
+    elif how == "no_buttons_word":  # ipycanvas' own events say nothing about the button: never drag without one
+        machine.move(P(90, 60), buttons=None)
+        assert machine.log[-1] == ("end", 102, 10)
+    else:
+        machine.cancel()
+        assert machine.log[-1] == ("end", 102, 10)
+    assert machine.state is State.IDLE and [e[0] for e in machine.log].count("end") == 1
+
+
 class FakeLoop:
     def __init__(self):
         self.t = 0.0
