@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from levitor._util.hashing import file_hash
 from levitor._util.io import write_bytes_atomic, write_text_atomic
 from levitor.control.clip_control import ClipControl, clip_control
 from levitor.control.krule import K_MAX, LAMBDA, KRule
@@ -393,6 +394,7 @@ class ShardWriter:
         tar = self.out / SHARD_DIR / f"{shard}.tar"
         size = write_shard(tar, samples)
         stats = {"shard": shard, "format_version": FORMAT_VERSION, "samples": len(samples), "bytes": size,
+                 "file_digest": file_hash(tar),   # what a rerun checks first (damaged_shard)
                  "videos": len(results), "videos_failed": len({f["video"] for f in failures}),
                  "clips_failed": len(failures), "empty": sum(r["empty"] for r in results), "failures": failures}
         write_stats(tar, stats)
@@ -412,15 +414,21 @@ class ShardWriter:
 
 
 def damaged_shard(tar: Path) -> str | None:
-    """Why a finished shard cannot be trusted (a sample that does not match its digest, an unreadable tar, another
-    sample count than its stats say), or None when it is whole. Reads the whole shard once: a same-size copy with
-    a flipped byte passes the size check of :func:`~levitor.data.records.finished_shards` but not this."""
+    """Why a finished shard cannot be trusted, or None when it is whole. A same-size copy with a flipped byte passes
+    the size check of :func:`~levitor.data.records.finished_shards` but not this: the tar's digest recorded in its
+    stats is compared (one read of the file), and where it differs or was not recorded (shards of an older levitor)
+    each sample is checked against its own digest, which names the damaged one."""
     stats = read_stats(tar) or {}
+    want = stats.get("file_digest")
+    if want is not None and file_hash(tar) == want:
+        return None
     try:
         for sample in iter_tar_samples(tar, expected=int(stats.get("samples", -1))):
             check_sample(sample)
     except CorruptShardError as err:
         return str(err).split("; recompute that shard")[0]    # the shard is recomputed now: no advice needed
+    if want is not None:
+        return f"shard {tar} is not the file that was written (its digest differs), though each sample reads"
     return None
 
 

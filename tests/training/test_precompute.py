@@ -19,7 +19,7 @@ import torch
 from levitor.control.clip_control import clip_control
 from levitor.control.encode import encode
 from levitor.data.davis import DavisDataset
-from levitor.data.records import PrecomputedDataset, finished_shards, iter_tar_samples, read_stats
+from levitor.data.records import PrecomputedDataset, finished_shards, iter_tar_samples, read_stats, stats_path
 from levitor.data.sampling import ClipSampling
 from levitor.depth import depth_from_disparity
 from levitor.perception.depth_fn import constant_depth
@@ -324,9 +324,22 @@ def test_a_same_size_shard_with_a_flipped_byte_is_found_and_recomputed_on_a_reru
     assert "2 already there (verified), 1 damaged ones recomputed" in capsys.readouterr().out
     assert f"computing a damaged shard again: shard {tar}: sample 'fox@0' does not match its digest" in caplog.text
     assert shard_bytes(out) == reference
-    _flip_a_byte_of(out / "shards" / "shard-000002.tar", ".json")          # the metadata, another member
+    # a shard of an older levitor (no file digest in its stats): each sample is checked instead
+    tar = out / "shards" / "shard-000002.tar"
+    stats = json.loads(stats_path(tar).read_text())
+    del stats["file_digest"]
+    stats_path(tar).write_text(json.dumps(stats))
+    _flip_a_byte_of(tar, ".json")                                       # the metadata, another member
     rep = run_local(davis, out, CFG)
     assert (rep.shards_done, rep.shards_existing, rep.shards_damaged) == (1, 2, 1) and shard_bytes(out) == reference
+    # a flip where no sample looks (the tar's end-of-archive padding): the file is still not the one written
+    data = bytearray(tar.read_bytes())
+    data[-3] ^= 0x01
+    tar.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="levitor.training.precompute"):
+        rep = run_local(davis, out, CFG)
+    assert rep.shards_damaged == 1 and "is not the file that was written (its digest differs)" in caplog.text
+    assert shard_bytes(out) == reference
 
 
 # ------------------------------------------------------------------------------------------ engines and errors
