@@ -521,28 +521,29 @@ def choose_engine(engine: str, address: str | None = None, env: dict[str, str] |
     (``--ray-address`` or ``RAY_ADDRESS``) or more than one GPU on this machine (one depth actor each). Otherwise
     the local engine: on one machine Ray's start-up and hand-offs cost more than they save (19 DAVIS clips took
     14.7 s in a local Ray against 2.1 s in one process), and under a launcher of several processes (srun, torchrun)
-    each process is a local worker taking its share of the shards. ``gpus``, ``ray_installed``: found out when None."""
+    each process is a local worker taking its share of the shards (unless ``--ray-address`` is given: then the
+    launcher's variables say nothing). ``gpus``, ``ray_installed``: found out when None."""
     import importlib.util
 
     from levitor._util.launch import detect_launch
 
     env = dict(os.environ if env is None else env)
-    address = address or env.get("RAY_ADDRESS") or None
     if engine not in ("auto", "ray", "local"):
         raise ValueError(f"--engine must be auto, ray or local, got {engine!r}")
     if ray_installed is None:
         ray_installed = importlib.util.find_spec("ray") is not None
     if engine == "local":
         return EngineChoice("local", None, "asked for")
+    processes = detect_launch(env).world_size
+    if engine == "auto" and not address and processes > 1:   # RAY_ADDRESS exported to every task of a job
+        return EngineChoice("local", None, f"one of {processes} launched processes, each taking its shards")
+    address = address or env.get("RAY_ADDRESS") or None
     if engine == "ray" or address:
         if not ray_installed:
             why = "--engine ray" if engine == "ray" else f"the Ray cluster {address!r}"
             raise ValueError(f"{why} needs Ray, which is not installed: pip install 'levitor[cluster]', or run with "
                              "--engine local")
         return EngineChoice("ray", address, "asked for" if engine == "ray" else f"a Ray cluster at {address}")
-    processes = detect_launch(env).world_size
-    if processes > 1:
-        return EngineChoice("local", None, f"one of {processes} launched processes, each taking its shards")
     if gpus is None:
         import torch
 

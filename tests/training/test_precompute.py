@@ -361,8 +361,9 @@ def test_auto_picks_the_local_engine_on_one_machine_without_a_gpu(davis, tmp_pat
     assert (picked.engine, picked.address) == ("ray", "auto")
     assert choose_engine("auto", env={}, gpus=2, ray_installed=True).engine == "ray"
     assert choose_engine("auto", env={}, gpus=2, ray_installed=False).engine == "local"
-    assert choose_engine("auto", env={"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}, gpus=8, ray_installed=True).engine \
-        == "local"
+    tasks = {"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}
+    assert choose_engine("auto", env=tasks, gpus=8, ray_installed=True).engine == "local"
+    assert choose_engine("auto", env={**tasks, "RAY_ADDRESS": "auto"}, gpus=8, ray_installed=True).engine == "local"
     assert choose_engine("local", "HEAD:6379", env={}, gpus=8, ray_installed=True).engine == "local"
     with pytest.raises(ValueError, match="needs Ray, which is not installed.*--engine local"):
         choose_engine("auto", "HEAD:6379", env={}, gpus=0, ray_installed=False)
