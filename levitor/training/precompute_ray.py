@@ -195,7 +195,9 @@ def _encode_row(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ the run
 def run_ray(root: str | Path, out: str | Path, config: PrecomputeConfig | None = None, address: str | None = None,
             num_cpus: int | None = None, num_gpus: int | None = None, device: str = "auto") -> RunReport:
-    """Precompute the unfinished shards with Ray Data; the output is byte-identical to the local engine's."""
+    """Precompute the unfinished shards with Ray Data. The output is byte-identical to the local engine's with flat
+    or constant depth; a depth network's maps also depend on the device and, on a CPU, on the torch thread count
+    (Ray's workers run one thread each: the local engine with ``--threads 1`` matches them)."""
     from levitor.perception.depth_fn import check_depth_spec
 
     config = config or PrecomputeConfig()

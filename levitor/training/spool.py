@@ -5,8 +5,8 @@ An output folder may sit on shared scratch space, so whatever lies in it is untr
 payload when a rerun read it. This format is a NumPy ``.npz`` (a zip of ``.npy`` arrays, read with
 ``allow_pickle=False``): the nested structure as JSON in the member ``tree``, each array and byte string as an array
 member it points to. It holds exactly what the stages produce -- dicts with string keys, lists, strings, numbers,
-None, NumPy arrays of plain dtypes and bytes -- and reading it back gives equal values, so shards written from the
-spool are byte-identical whichever engine made them.
+None, NumPy arrays of plain dtypes and bytes -- and reading it back gives equal values, so the spool never changes
+what a shard holds, whichever engine wrote it.
 """
 
 from __future__ import annotations
