@@ -455,3 +455,26 @@ def test_the_ray_engine_runs_under_a_virtual_memory_limit_and_unwraps_a_stage_er
     assert "Raylet is terminated" not in res.stderr
     run_local(davis, tmp_path / "one", CFG)
     assert shard_bytes(tmp_path / "ok") == shard_bytes(tmp_path / "one")
+
+
+@pytest.mark.slow      # ~40 s here: a local Ray start and a depth actor
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")   # Ray's own DataContext() fields
+def test_ray_depth_actors_write_what_the_local_engine_writes_with_one_thread(davis, tmp_path):
+    """The depth-network path of the Ray engine (an actor pool, batches of rows): the same bytes as the local engine
+    run with one torch thread (Ray's workers run one each; the maps of a network depend on the thread count)."""
+    pytest.importorskip("ray")
+    from levitor._util.threads import torch_threads
+    from levitor.perception.depth_fn import load_depth_fn
+    from levitor.testing.tiny_perception import save_tiny_depth_anything
+    from levitor.training.precompute_ray import run_ray
+
+    tiny = str(save_tiny_depth_anything(tmp_path / "tiny-da"))
+    cfg = PrecomputeConfig(height=32, width=48, num_frames=4, frames="raw", videos_per_shard=2, depth=tiny,
+                           depth_input_size=126)
+    with torch_threads(1):
+        run_local(davis, tmp_path / "local", cfg, load_depth_fn(tiny, "cpu", 126))
+    rep = run_ray(davis, tmp_path / "ray", cfg, num_cpus=2, device="cpu")
+    assert rep.samples == 15 and rep.engine == "ray"
+    assert shard_bytes(tmp_path / "ray") == shard_bytes(tmp_path / "local")
+    disparity = {r.name: r.disparity for r in PrecomputedDataset(tmp_path / "ray")}
+    assert len({d.tobytes() for d in disparity.values()}) > 1        # a network's maps, not a flat constant
