@@ -1,18 +1,24 @@
 """Evaluation and reader speed on CPU (no weights, no downloads: every input is generated here).
 
     .venv/bin/python bench/bench_eval.py [--clips 3] [--sequences 4] [--videos 4] [--threads N]
+    .venv/bin/python bench/bench_eval.py --sections command --sequences 4 --thread-counts 1 2
 
-Measures
-1. eval time per clip with the FallbackTracker at 16 x 320 x 512 (K-means query points, ground-truth tracks through
-   the real clip, tracks through the "generated" clip, ObjMC), in the single- and multi-point settings;
-2. DAVIS reader throughput (clips/s) on a generated DAVIS 2017 fixture at the real 480 x 854 size, including the
-   centre crop + resize to 320 x 512;
-3. SA-V reader throughput (clips/s) on generated 848 x 480 SA-V videos (mp4 + RLE JSON), 16 annotated frames a clip.
+Sections (``--sections``):
+1. ``protocol``: eval time per clip with the FallbackTracker at 16 x 320 x 512 (K-means query points, ground-truth
+   tracks through the real clip, tracks through the "generated" clip, ObjMC), in the single- and multi-point settings;
+2. ``command``: ``levitor eval DAVIS --model preview`` end to end (masks, IoUs, track videos included) on a generated
+   DAVIS 2017 at 480 x 854, once per ``--thread-counts`` value in this run: seconds per clip and setting, and how many
+   per-clip figures change with the thread count;
+3. ``readers``: DAVIS reader throughput (clips/s) on that fixture, including the centre crop + resize to 320 x 512;
+   SA-V reader throughput on generated 848 x 480 SA-V videos (mp4 + RLE JSON), 16 annotated frames a clip.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
 import json
 import tempfile
 import time
@@ -137,18 +143,71 @@ def bench_readers(n_seq: int, n_videos: int) -> None:
               f"{n / dt:.2f} clips/s ({dt / n:.2f} s/clip)")
 
 
+def bench_command(n_seq: int, thread_counts: list[int]) -> None:
+    """``levitor eval --model preview`` per thread count (timing), then a tiny random LeviTorPipeline evaluated per
+    thread count at 8 x 64 x 96 (which per-clip figures change), in this process, on one generated DAVIS."""
+    from levitor.evaluation.runner import eval_main
+    from levitor.testing import save_tiny_pipeline
+
+    metrics = ("objmc", "traj_err", "mask_iou", "box_iou")
+    timing, figures = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_davis(root / "davis", n_seq, T)
+        tiny = save_tiny_pipeline(root / "tiny")["pipeline"]
+        for n in thread_counts:
+            out = root / f"threads{n}"
+            t0 = time.perf_counter()
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                rc = eval_main([str(root / "davis"), "--model", "preview", "--device", "cpu", "--threads", str(n),
+                                "--out", str(out)])
+            wall = time.perf_counter() - t0
+            assert rc == 0, f"levitor eval exited {rc}"
+            rows = list(csv.DictReader(open(out / "per_clip.csv")))
+            timing[n] = (wall, float(np.mean([float(r["total_s"]) for r in rows])))
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                rc = eval_main([str(root / "davis"), "--model", str(tiny), "--device", "cpu", "--threads", str(n),
+                                "--steps", "2", "--height", "64", "--width", "96", "--num-frames", "8", "--no-videos",
+                                "--out", str(root / f"tiny{n}")])
+            assert rc == 0, f"levitor eval exited {rc}"
+            figures[n] = [r[k] for r in csv.DictReader(open(root / f"tiny{n}" / "per_clip.csv")) for k in metrics]
+    print(f"## levitor eval DAVIS --model preview (fallback tracker, propagated masks, track videos): {n_seq} "
+          f"sequences at 480 x 854 -> 16 x {H} x {W}, single + multi")
+    print("| --threads | wall s | s per clip and setting (per_clip.csv total_s, mean) | vs the first |")
+    print("|---|---|---|---|")
+    first = None
+    for n, (wall, per) in timing.items():
+        first = first or per
+        print(f"| {n} | {wall:.1f} | {per:.2f} | {per / first:.2f}x |")
+    counts = list(figures)
+    for a, b in zip(counts, counts[1:]):
+        changed = sum(u != v for u, v in zip(figures[a], figures[b]))
+        print(f"a tiny random LeviTorPipeline (2 steps, 8 x 64 x 96): {changed} of {len(figures[a])} per-clip "
+              f"figures differ between {a} and {b} threads")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=3)
     ap.add_argument("--sequences", type=int, default=4)
     ap.add_argument("--videos", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    ap.add_argument("--threads", type=int, default=0, help="protocol, readers: torch threads (0: torch's default)")
+    ap.add_argument("--thread-counts", type=int, nargs="+", default=[1, 2], help="command: --threads values to run")
+    ap.add_argument("--sections", nargs="+", default=["protocol", "command", "readers"],
+                    choices=["protocol", "command", "readers"])
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    bench_eval(args.clips)
-    bench_readers(args.sequences, args.videos)
+    load = Path("/proc/loadavg")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
+          f"{' '.join(load.read_text().split()[:3]) if load.is_file() else '?'}")
+    if "protocol" in args.sections:
+        bench_eval(args.clips)
+    if "command" in args.sections:
+        bench_command(args.sequences, args.thread_counts)
+    if "readers" in args.sections:
+        bench_readers(args.sequences, args.videos)
 
 
 if __name__ == "__main__":

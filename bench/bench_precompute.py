@@ -1,17 +1,27 @@
-"""Precompute on an SA-V-sized input, before and after: clips/s per CPU process and the share of each stage.
+"""Precompute speed on the CPU: the SA-V stages before and after the fast reader, the whole command per clip with
+each engine and depth, a resumed run's shard check, and the depth network's cost. Every input is generated here.
 
-    .venv/bin/python bench/bench_precompute.py [--frames 96] [--masklets 12] [--repeats 3]
+    .venv/bin/python bench/bench_precompute.py                      # every section, small runs
+    .venv/bin/python bench/bench_precompute.py --sections engine resume ray --sequences 4
 
-Input: one generated SA-V video (1400 x 1036, 24 fps mp4, ``--frames`` frames) with ``--masklets`` manual masklets
-(COCO RLE per annotated frame, 6 fps), clips of 16 annotated frames at 320 x 512, flat depth, JPEG frames.
+Sections (``--sections``):
 
-- before: the former reader path: every mask decoded at full size by the numpy codec, (T, N, 1036, 1400) masks
-  stacked, then cropped and resized (``VideoClip.center_crop_resize``);
-- after: masks decoded straight at the training size from their runs (:func:`levitor.data.sav.rle_decode_resized`),
-  frames cropped and resized while reading; then the same control + encoding stages
-  (:mod:`levitor.training.precompute`).
-
-Prints per-clip seconds of each stage (median of ``--repeats``), the ratios, and the all-of-SA-V estimate inputs.
+- ``stages``: one generated SA-V video (1400 x 1036, 24 fps mp4, ``--frames`` frames, ``--masklets`` manual masklets,
+  COCO RLE at 6 fps), clips of 16 annotated frames at 320 x 512, flat depth, JPEG frames. *before*: every mask
+  decoded at full size by the former numpy codec, (T, N, 1036, 1400) masks stacked, then cropped and resized;
+  *after*: masks decoded straight at the training size from their runs (:func:`levitor.data.sav.rle_decode_resized`),
+  frames cropped and resized while reading; then the same control + encoding stages. Median of ``--repeats``.
+- ``engine``: ``levitor precompute``'s local engine (:func:`levitor.training.precompute.run_local`, one process, one
+  torch thread) on a generated DAVIS at 480 x 854 (``--sequences`` x 32 frames: two 16-frame clips each) to
+  16 x 320 x 512 JPEG records, with flat depth and with a tiny random DepthAnything (input 126: the code path, not
+  the real network's cost).
+- ``resume``: the same command again on the finished output: every shard is read and its digest compared before it
+  counts as done; and the check of one ``--shard-mb`` shard of random JPEG-sized members by its file digest and,
+  as for shards written before file digests, by each sample's digest.
+- ``ray``: the Ray engine (a Ray started here, ``--num-cpus``) on the same input, flat depth, beside the local engine
+  in the same run (Ray's start included: what a user waits for).
+- ``depth``: DepthAnythingV2-small's architecture (random weights) at the release's input size 512 on the CPU, on
+  ``--depth-frames`` frames of 320 x 512 in one batch; per clip = 16 frames.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +42,10 @@ from levitor.data.sampling import ClipSampling
 from levitor.data.sav import SavDataset, decode_frames, rle_decode_resized, rle_encode, string_to_counts
 from levitor.perception.depth_fn import flat_depth
 from levitor.testing.datasets import write_video
-from levitor.training.precompute import PrecomputeConfig, clip_record, encode_video
+from levitor.training.precompute import PrecomputeConfig, clip_record, encode_video, run_local
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_eval import write_davis  # noqa: E402  (the same generated 480 x 854 DAVIS as the eval benchmark)
 
 H, W = 1036, 1400
 OUT_H, OUT_W, T = 320, 512, 16
@@ -127,13 +141,7 @@ def after(root: Path) -> dict[str, float]:
             "control (K-means)": 0.0, "encode (JPEG, PNG)": t5 - t4}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=64, help="video frames at 24 fps (64 -> 16 annotated frames)")
-    ap.add_argument("--masklets", type=int, default=12)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
+def bench_stages(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_input(root, args.frames, args.masklets)
@@ -142,8 +150,8 @@ def main() -> None:
                 "after": [after(root) for _ in range(args.repeats)]}
     med = {k: {s: statistics.median(r[s] for r in v) for s in v[0]} for k, v in runs.items()}
     # after: control and encoding are timed together in encode_video
-    print(f"one clip, 16 x {OUT_H} x {OUT_W} from {W} x {H}, {args.masklets} masklets, one CPU process, "
-          f"median of {args.repeats} (seconds):")
+    print(f"## stages: one SA-V clip, 16 x {OUT_H} x {OUT_W} from {W} x {H}, {args.masklets} masklets, one CPU "
+          f"process, median of {args.repeats} (seconds)")
     print("| stage | before | share | after | share | before / after |")
     print("|---|---|---|---|---|---|")
     tb, ta = sum(med["before"].values()), sum(med["after"].values())
@@ -158,7 +166,127 @@ def main() -> None:
     print(f"| whole clip | {tb:.3f} | | {ta:.3f} | | {tb / ta:.1f}x |")
     print(f"clips/s per CPU process: before {1 / tb:.2f}, after {1 / ta:.2f}")
     print(f"RLE decode per mask: before {med['before']['RLE decode'] / (T * args.masklets) * 1e3:.2f} ms, after "
-          f"{med['after']['RLE decode'] / (T * args.masklets) * 1e3:.2f} ms")
+          f"{med['after']['RLE decode'] / (T * args.masklets) * 1e3:.2f} ms\n")
+
+
+def _timed_run(fn):
+    t0 = time.perf_counter()
+    rep = fn()
+    return time.perf_counter() - t0, rep
+
+
+def bench_command(args) -> None:
+    """The engine, resume and ray sections on one generated DAVIS."""
+    from levitor.perception.depth_fn import flat_depth, load_depth_fn
+    from levitor.testing.tiny_perception import save_tiny_depth_anything
+
+    cfg = PrecomputeConfig(height=OUT_H, width=OUT_W, num_frames=T, videos_per_shard=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_davis(root / "davis", args.sequences, 2 * T)
+        rows = []
+        dt, rep = _timed_run(lambda: run_local(root / "davis", root / "flat", cfg, flat_depth))
+        n = rep.samples
+        rows.append(("local engine, flat depth", dt, n))
+        if "engine" in args.sections:
+            tiny = load_depth_fn(str(save_tiny_depth_anything(root / "tiny-da")), "cpu", 126)
+            dt, rep = _timed_run(lambda: run_local(root / "davis", root / "tiny", cfg, tiny))
+            rows.append(("local engine, tiny random DepthAnything (input 126)", dt, rep.samples))
+        if "resume" in args.sections:
+            size = sum(p.stat().st_size for p in (root / "flat" / "shards").glob("*.tar"))
+            dt, rep = _timed_run(lambda: run_local(root / "davis", root / "flat", cfg, flat_depth))
+            assert rep.shards_existing == rep.shards and rep.shards_done == 0
+            rows.append((f"resume: every finished shard read once and its digest compared ({size / 1e6:.0f} MB)",
+                         dt, n))
+        if "ray" in args.sections:
+            from levitor.training.precompute_ray import run_ray
+
+            dt, rep = _timed_run(lambda: run_ray(root / "davis", root / "ray", cfg, num_cpus=args.num_cpus))
+            assert rep.samples == n
+            rows.append((f"Ray engine, a local Ray of {args.num_cpus} CPUs, flat depth (its start included)", dt, n))
+    print(f"## the command: generated DAVIS 480 x 854, {args.sequences} sequences x {2 * T} frames -> {n} clips of "
+          f"{T} x {OUT_H} x {OUT_W}, JPEG, one torch thread")
+    print("| run | seconds | clips | s / clip | vs local flat |")
+    print("|---|---|---|---|---|")
+    base = rows[0][1] / rows[0][2]
+    for name, dt, clips in rows:
+        print(f"| {name} | {dt:.2f} | {clips} | {dt / clips:.3f} | {dt / clips / base:.2f}x |")
+    print()
+
+
+def bench_shard_check(megabytes: int) -> None:
+    """A rerun's check of one SA-V-sized shard: its file digest, and (older shards) each sample's digest."""
+    import json as _json
+
+    from levitor.data.records import DIGEST_PART, sample_digest, stats_path, write_shard, write_stats
+    from levitor.training.precompute import damaged_shard
+
+    rng = np.random.default_rng(0)
+    jpeg = 40_000                                  # about one 320 x 512 JPEG frame
+    samples = []
+    for i in range(max(1, megabytes * 1_000_000 // (T * jpeg))):
+        s = {"__key__": f"clip{i:05d}", "json": b"{}", "control.npy": rng.bytes(4000)}
+        s.update({f"f{f:03d}.jpg": rng.bytes(jpeg) for f in range(T)})
+        s[DIGEST_PART] = sample_digest(s).encode()
+        samples.append(s)
+    with tempfile.TemporaryDirectory() as tmp:
+        from levitor._util.hashing import file_hash
+
+        tar = Path(tmp) / "shard-000000.tar"
+        size = write_shard(tar, samples)
+        write_stats(tar, {"samples": len(samples), "bytes": size, "file_digest": file_hash(tar)})
+        damaged_shard(tar)                                               # the file in the page cache for both
+        with_digest, _ = _timed_run(lambda: damaged_shard(tar))
+        stats = _json.loads(stats_path(tar).read_text())
+        del stats["file_digest"]
+        write_stats(tar, stats)
+        per_sample, _ = _timed_run(lambda: damaged_shard(tar))
+    mb = size / 1e6
+    print(f"## a rerun's check of one {mb:.0f} MB shard ({len(samples)} samples x {T} JPEG-sized members), in the "
+          f"page cache")
+    print(f"file digest: {with_digest:.2f} s ({mb / with_digest:.0f} MB/s); each sample's digest (shards without "
+          f"one): {per_sample:.2f} s ({mb / per_sample:.0f} MB/s); {per_sample / with_digest:.1f}x\n")
+
+
+def bench_depth(args) -> None:
+    from levitor.perception import DepthEstimator, FeatureCache
+    from levitor.perception.depth_fn import estimator_depth
+    from levitor.testing.tiny_perception import random_depth_anything_model
+
+    est = DepthEstimator(random_depth_anything_model("small"), input_size=512, cache=FeatureCache(max_bytes=0))
+    fn = estimator_depth(est)
+    frames = np.random.default_rng(0).integers(0, 256, (args.depth_frames, OUT_H, OUT_W, 3), dtype=np.uint8)
+    fn.batch(frames[:1])                              # warm-up
+    dt, _ = _timed_run(lambda: fn.batch(frames))
+    print(f"## depth: DepthAnythingV2-small architecture (random weights) at input 512, {args.depth_frames} frames "
+          f"of {OUT_H} x {OUT_W} in one batch, one torch thread")
+    print(f"{dt / args.depth_frames:.2f} s a frame -> {dt / args.depth_frames * T:.1f} s a {T}-frame clip\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", nargs="+", default=["stages", "engine", "resume", "ray", "depth"],
+                    choices=["stages", "engine", "resume", "ray", "depth"])
+    ap.add_argument("--frames", type=int, default=64, help="stages: video frames at 24 fps (64 -> 16 annotated)")
+    ap.add_argument("--masklets", type=int, default=12)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sequences", type=int, default=4, help="engine/resume/ray: DAVIS sequences (2 clips each)")
+    ap.add_argument("--num-cpus", type=int, default=2, help="ray: the local Ray's CPUs")
+    ap.add_argument("--depth-frames", type=int, default=2)
+    ap.add_argument("--shard-mb", type=int, default=130, help="resume: the size of the shard whose check is timed")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    load = Path("/proc/loadavg")
+    if load.is_file():
+        print(f"load average at start: {' '.join(load.read_text().split()[:3])}\n")
+    if "stages" in args.sections:
+        bench_stages(args)
+    if {"engine", "resume", "ray"} & set(args.sections):
+        bench_command(args)
+    if "resume" in args.sections:
+        bench_shard_check(args.shard_mb)
+    if "depth" in args.sections:
+        bench_depth(args)
 
 
 if __name__ == "__main__":

@@ -170,17 +170,122 @@ def test_ls_levitor_shows_the_layers():
     assert len(modules) <= 9, sorted(modules)  # the rest lives in the layers
 
 
-def test_no_checkpoint_is_unpickled():
-    """torch.load runs pickled code unless weights_only=True; accelerate's register_for_checkpointing reloads
-    with weights_only=False. Neither may appear in the package, benchmarks, scripts or notebooks."""
-    files = [p for d in ("levitor", "levitor_widgets", "bench", "scripts", "notebooks") for p in (REPO / d).rglob("*")
-             if p.suffix in (".py", ".ipynb", ".sh", ".md")]
+# ------------------------------------------------------------------------------------------ no unsafe loads
+# Loads that can run code from the file they read. A folder levitor reads may be shared (cluster scratch, a
+# downloaded checkpoint), so none of these may appear in the package, the benchmarks, scripts or notebooks.
+_PICKLE_MODULES = ("pickle", "_pickle", "cPickle", "dill", "cloudpickle")
+_ALWAYS_UNSAFE = {f"{m}.{f}" for m in _PICKLE_MODULES for f in ("load", "loads", "Unpickler")} | {
+    "marshal.load", "marshal.loads", "shelve.open", "joblib.load", "pandas.read_pickle", "yaml.unsafe_load",
+    "yaml.unsafe_load_all", "yaml.full_load", "yaml.full_load_all"}
+_SAFE_YAML_LOADERS = ("SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader")
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> dotted origin, from the file's imports (``import numpy as np``, ``from pickle import loads``)."""
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                out[a.asname or a.name] = f"{node.module}.{a.name}"
+    return out
+
+
+def _dotted(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([aliases.get(node.id, node.id), *reversed(parts)])
+
+
+def _keyword(call: ast.Call, name: str) -> ast.AST | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def unsafe_loads(source: str) -> list[str]:
+    """The calls in ``source`` that may unpickle (or otherwise run) code from what they read, as 'line: name'."""
+    tree = ast.parse(source)
+    aliases = _aliases(tree)
     bad = []
-    for path in files:
-        text = path.read_text()
-        for m in re.finditer(r"torch\.load\(([^()]|\([^()]*\))*\)", text):
-            if "weights_only=True" not in m.group(0):
-                bad.append(f"{path.relative_to(REPO)}: {m.group(0)}")
-        if "weights_only=False" in text or "register_for_checkpointing(" in text:
-            bad.append(f"{path.relative_to(REPO)}: weights_only=False / register_for_checkpointing")
-    assert not bad, bad
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func, aliases)
+        if name is None:
+            continue
+        name = name.replace("numpy.lib.npyio.", "numpy.")
+        if name in _ALWAYS_UNSAFE:
+            why = name
+        elif name == "numpy.load":
+            flag = _keyword(node, "allow_pickle")
+            why = None if flag is None or (isinstance(flag, ast.Constant) and flag.value is False) else \
+                "numpy.load(allow_pickle=...)"
+        elif name == "torch.load":
+            flag = _keyword(node, "weights_only")
+            safe = isinstance(flag, ast.Constant) and flag.value is True
+            why = None if safe else "torch.load without weights_only=True"
+        elif name in ("yaml.load", "yaml.load_all"):
+            loader = _keyword(node, "Loader") or (node.args[1] if len(node.args) > 1 else None)
+            loader_name = _dotted(loader, aliases) if loader is not None else None
+            why = None if loader_name and loader_name.split(".")[-1] in _SAFE_YAML_LOADERS else \
+                f"{name} without a safe Loader (use yaml.safe_load)"
+        elif name.endswith(".register_for_checkpointing"):
+            why = "accelerate's register_for_checkpointing (its load_state unpickles)"
+        else:
+            why = None
+        if why:
+            bad.append(f"{node.lineno}: {why}")
+    return bad
+
+
+def _python_sources() -> dict[str, str]:
+    """Every Python source the project ships or runs: .py files and the code cells of notebooks."""
+    import json
+
+    out = {}
+    for d in ("levitor", "levitor_widgets", "bench", "scripts"):
+        for p in sorted((REPO / d).rglob("*.py")):
+            out[str(p.relative_to(REPO))] = p.read_text()
+    for p in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = json.loads(p.read_text())["cells"]
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        lines = [ln for cell in code for ln in cell.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+        out[str(p.relative_to(REPO))] = "\n".join(lines)
+    return out
+
+
+@pytest.mark.parametrize("snippet", [
+    "import pickle\npickle.loads(b'')", "import pickle as pk\npk.load(open('f', 'rb'))",
+    "from pickle import Unpickler\nUnpickler(f).load()", "from pickle import loads as l\nl(data)",
+    "import numpy as np\nnp.load('a.npy', allow_pickle=True)", "import numpy\nnumpy.load(p, allow_pickle=flag)",
+    "import torch\ntorch.load('x.pt')", "import torch\ntorch.load('x.pt', weights_only=False)",
+    "import yaml\nyaml.load(text)", "import yaml\nyaml.load(text, Loader=yaml.Loader)",
+    "import yaml\nyaml.full_load(t)",
+    "import dill\ndill.loads(b)", "import pandas as pd\npd.read_pickle('x')",
+    "acc.register_for_checkpointing(obj)"])
+def test_the_unsafe_load_check_finds(snippet):
+    assert unsafe_loads(snippet), snippet
+
+
+@pytest.mark.parametrize("snippet", [
+    "import pickle\npickle.dumps(x)", "import numpy as np\nnp.load(p)",
+    "import numpy as np\nnp.load(p, allow_pickle=False)",
+    "import torch\ntorch.load(p, map_location='cpu', weights_only=True)", "import yaml\nyaml.safe_load(t)",
+    "import yaml\nyaml.load(t, Loader=yaml.SafeLoader)", "loads(x)", "import json\njson.loads(s)"])
+def test_the_unsafe_load_check_passes(snippet):
+    assert unsafe_loads(snippet) == [], snippet
+
+
+def test_no_unsafe_loads_anywhere():
+    """No pickle load (pickle, dill, cloudpickle, marshal, joblib, shelve, pandas.read_pickle), no numpy.load that
+    allows pickles, no torch.load without weights_only=True, no yaml.load without a safe Loader, no accelerate
+    register_for_checkpointing: in the package, benchmarks, scripts or notebooks (parsed, not grepped)."""
+    sources = _python_sources()
+    assert len(sources) > 100 and any(k.endswith(".ipynb") for k in sources)
+    bad = [f"{path}:{hit}" for path, text in sources.items() for hit in unsafe_loads(text)]
+    assert bad == []

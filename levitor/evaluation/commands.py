@@ -50,6 +50,11 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kmeans-init", choices=["warm", "release"],
                    help="default: what the model was trained with (release for the released LeviTor weights)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads per rank (default 1): per-clip figures depend on it, so it is recorded in "
+                        "eval_settings.json and a resume with another count is refused")
+    p.add_argument("--allow-thread-change", action="store_true",
+                   help="resume a folder evaluated with another --threads (each row of per_clip.csv records its own)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
     p.add_argument("--no-videos", action="store_true", help="skip the per-clip track videos")
     p.add_argument("--out", help="output folder (default eval_out/<model name>)")

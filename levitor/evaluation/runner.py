@@ -48,6 +48,7 @@ from PIL import Image
 from levitor._util.device import resolve_device
 from levitor._util.io import write_text_atomic
 from levitor._util.launch import LaunchInfo, barrier_group, export_slurm_for_torch
+from levitor._util.threads import torch_threads
 from levitor.control.clip_control import ClipControl, clip_control
 from levitor.control.krule import KRule
 from levitor.control.points import INITS
@@ -180,6 +181,8 @@ class EvalConfig:
     source: str = "auto"        # davis | shards (a `levitor precompute` output) | auto: by the folder's content
     depth: str = "none"         # what depth_fn is (the --depth spec), recorded so a resume cannot mix them
     kmeans_init: str | None = None  # None: what the model's weights were trained with (generator_kmeans_init)
+    threads: int = 1            # torch CPU threads per rank: the figures depend on it (76 of 190 per-clip values
+                                # changed from 1 to 2 threads), and on a busy node more threads were 20x slower
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8 or self.height % 8 or self.width % 8:
@@ -192,6 +195,8 @@ class EvalConfig:
             raise ValueError(f"source must be 'auto', 'davis' or 'shards', got {self.source!r}")
         if self.kmeans_init is not None and self.kmeans_init not in INITS:
             raise ValueError(f"kmeans_init must be one of {INITS} (or None: the model's), got {self.kmeans_init!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be a whole number >= 1, got {self.threads!r}")
 
 
 @dataclass
@@ -210,6 +215,7 @@ class ClipRow:
     generate_s: float
     total_s: float
     rank: int = 0
+    threads: int | None = None     # torch CPU threads that computed the row (None: not recorded, older runs)
 
 
 ClipTiming = ClipRow   # the old name of a row (progress callbacks get one)
@@ -260,13 +266,15 @@ def run_eval(
     launch: LaunchInfo | None = None,
     barrier: Callable[[], None] | None = None,
     resume: bool = True,
+    allow_thread_change: bool = False,
 ) -> EvalSummary:
     """Evaluate ``generator`` on DAVIS or precompute shards and write the tables and videos to ``out_dir``.
 
     Sharded over ranks: with ``launch`` (rank r of W; default one process) this process evaluates the clips r, r+W,
     ... of the plan, writing each (clip, setting) as it is done (:class:`~levitor.evaluation.store.ResultStore`);
     after ``barrier`` (every rank must call run_eval) rank 0 merges the ranks' rows and FID/FVD statistics and writes
-    the tables. With ``resume`` what the folder already holds is kept and skipped.
+    the tables. With ``resume`` what the folder already holds is kept and skipped; a folder evaluated with another
+    ``config.threads`` is refused unless ``allow_thread_change`` (each row records its thread count).
     """
     config = config or EvalConfig()
     launch = launch or LaunchInfo()
@@ -285,9 +293,48 @@ def run_eval(
         store.clear()
     barrier()                      # nobody reads the folder before rank 0 has cleared it
     kmeans_init = config.kmeans_init or generator_kmeans_init(generator)
-    store.check_settings(_settings(config, source.kind, model_name, tracker, masker, quality, kmeans_init))
+    _check_threads(store, config.threads, allow_thread_change)
+    store.check_settings(_settings(config, source.kind, model_name, tracker, masker, quality, kmeans_init),
+                         may_change=("threads",))
+    with torch_threads(config.threads):
+        evaluated = _evaluate(plan[launch.rank :: launch.world_size], source, store, config, generator, tracker,
+                              kmeans_init, depth_fn, quality, masker, launch, out, progress)
+    barrier()                      # every rank's rows and statistics are on disk
+    # rank 0 merges the statistics; the others only need the rows (and may have run alone, before rank 0)
+    summary = merge_results(store, plan, config, model_name, getattr(tracker, "name", type(tracker).__name__),
+                            quality if launch.rank == 0 else None)
+    summary.seconds = time.perf_counter() - t_start
+    summary.evaluated_now = evaluated
+    if launch.rank == 0:
+        write_outputs(summary, out, config)
+    barrier()                      # no rank leaves (and tears the group down) while rank 0 still writes
+    return summary
+
+
+def _check_threads(store: ResultStore, threads: int, allow_change: bool) -> None:
+    """Refuse to add rows made with another torch thread count than the folder's (their figures would differ)."""
+    old = store.saved_settings()
+    if old is None or old.get("threads") == threads or allow_change:
+        if old is not None and old.get("threads") != threads:
+            log.warning("%s was evaluated with %s torch threads per rank, now %d (--allow-thread-change); each row of "
+                        "per_clip.csv records its own", store.out, old.get("threads", "unrecorded"), threads)
+        return
+    if "threads" in old:
+        was, again = f"with {old['threads']} torch threads per rank", f"--threads {old['threads']} to go on as before, "
+    else:
+        was, again = "before levitor recorded its torch thread count", ""
+    raise ValueError(f"{store.out} was evaluated {was} and this run asks for {threads}: per-clip figures depend on the "
+                     f"thread count. Pass {again}--allow-thread-change to mix them (per_clip.csv records each row's), "
+                     "or --no-resume to start over.")
+
+
+def _evaluate(mine: list[EvalItem], source, store: ResultStore, config: EvalConfig, generator: Generator,
+              tracker: Tracker, kmeans_init: str, depth_fn: DepthFn | None, quality: QualityStats | None,
+              masker: MaskEstimator | None, launch: LaunchInfo, out: Path,
+              progress: Callable[[ClipRow], None] | None) -> int:
+    """This rank's share of the plan: each (clip, setting) not done yet, appended to the store as it is done, then
+    this rank's FID/FVD statistics. Returns how many (clip, setting) pairs it computed."""
     done = store.done()
-    mine = plan[launch.rank :: launch.world_size]
     name = getattr(tracker, "name", type(tracker).__name__)
     evaluated = 0
     for item in mine:
@@ -323,7 +370,8 @@ def run_eval(
                 write_video(draw_result(frames, result), out / "videos" / setting / f"{slug(ev.clip.name)}_tracks.mp4",
                             fps=config.video_fps)
             row = ClipRow(item.key, ev.clip.name, setting, result.objmc, result.traj_err, result.mask_iou,
-                          result.box_iou, result.num_points, name, gen_s, time.perf_counter() - t0, launch.rank)
+                          result.box_iou, result.num_points, name, gen_s, time.perf_counter() - t0, launch.rank,
+                          config.threads)
             store.append(asdict(row))
             evaluated += 1
             if progress is not None:
@@ -332,15 +380,7 @@ def run_eval(
         rows_now = {(r["key"], r["setting"]) for r in store.rows()}
         for setting in config.settings:
             store.save_rank_stats(setting, [i.key for i in mine if (i.key, setting) in rows_now], quality.dims)
-    barrier()                      # every rank's rows and statistics are on disk
-    # rank 0 merges the statistics; the others only need the rows (and may have run alone, before rank 0)
-    summary = merge_results(store, plan, config, model_name, name, quality if launch.rank == 0 else None)
-    summary.seconds = time.perf_counter() - t_start
-    summary.evaluated_now = evaluated
-    if launch.rank == 0:
-        write_outputs(summary, out, config)
-    barrier()                      # no rank leaves (and tears the group down) while rank 0 still writes
-    return summary
+    return evaluated
 
 
 def _at_size(ev: EvalClip, config: EvalConfig, kind: str) -> EvalClip:
@@ -359,10 +399,11 @@ def _settings(config: EvalConfig, kind: str, model: str, tracker: Tracker, maske
               kmeans_init: str) -> dict:
     """What the numbers depend on (not the plan: a resume may add clips, e.g. a larger --max-clips)."""
     cfg = asdict(config)
-    for k in ("max_clips", "write_videos", "video_fps", "settings", "source"):
+    for k in ("max_clips", "write_videos", "video_fps", "settings", "source", "threads"):
         cfg.pop(k)
     cfg["kmeans_init"] = kmeans_init   # the resolved one: a default that means the model's is recorded as what ran
-    return {"config": cfg, "source": kind, "model": model, "tracker": getattr(tracker, "name", str(tracker)),
+    return {"config": cfg, "source": kind, "model": model, "threads": config.threads,
+            "tracker": getattr(tracker, "name", str(tracker)),
             "masks": getattr(masker, "name", "none"),
             "quality": sorted(quality.dims.items()) if quality is not None else None}
 
@@ -463,7 +504,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         config = EvalConfig(**{k: getattr(size, k) if v is None else v for k, v in given.items()},
                             settings=SETTINGS if args.setting == "both" else (args.setting,), starts=args.starts,
                             max_clips=args.max_clips, write_videos=not args.no_videos, source=args.source,
-                            depth=args.depth, kmeans_init=getattr(args, "kmeans_init", None))  # before any model
+                            depth=args.depth, kmeans_init=getattr(args, "kmeans_init", None),
+                            threads=getattr(args, "threads", 1))  # before any model: a bad value costs nothing
         launch = export_slurm_for_torch()      # before resolve_device: 'auto' picks cuda:LOCAL_RANK
         # no levitor.generation.generate import here: it pulls in diffusers (seconds), which the preview
         # baseline never needs
@@ -484,7 +526,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         with barrier_group(launch) as barrier:
             summary = run_eval(args.data, generator, tracker, out, config, name, depth_fn, args.split,
                                args.sequences, _quality(args.quality, device), progress, masker, launch, barrier,
-                               resume=not args.no_resume)
+                               resume=not args.no_resume,
+                               allow_thread_change=getattr(args, "allow_thread_change", False))
     except (ValueError, OSError, ImportError) as err:
         print(f"levitor eval: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2

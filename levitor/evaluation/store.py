@@ -6,7 +6,8 @@ the ranks' results merge into one table.
     <out>/features/<setting>/<clip>.npz      that clip's FID/FVD features (real and generated; float32, as the
                                              extractor returned them), so a resumed run still counts it
     <out>/stats/<setting>-rank-00003-of-00008.npz   each rank's FeatureStats over its share, merged by rank 0
-    <out>/eval_settings.json                 what was evaluated; a resume with other settings is refused
+    <out>/eval_settings.json                 what was evaluated (and with how many torch threads); a resume with
+                                             other settings is refused
 
 A row is done when its line is whole (ends with a newline); a line torn by a kill is ignored, and the rank that owns
 the file cuts it off before appending, so no (clip, setting) is ever written twice. Any number of ranks may resume
@@ -53,19 +54,25 @@ class ResultStore:
         self._tail_checked = False         # only this rank appends to its file: one check per run is enough
 
     # ------------------------------------------------------------------------------------------ settings
-    def check_settings(self, settings: dict[str, Any]) -> None:
-        """Write the settings, or refuse if the folder holds results made with others."""
+    def saved_settings(self) -> dict[str, Any] | None:
+        """The settings the folder's results were made with (None: no results yet)."""
         path = self.out / SETTINGS_FILE
-        text = json.dumps(settings, indent=1, sort_keys=True)
-        if path.is_file():
-            old = json.loads(path.read_text())
-            if old != json.loads(text):
-                diff = {k: (old.get(k), settings.get(k)) for k in sorted(set(old) | set(settings))
-                        if old.get(k) != settings.get(k)}
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def check_settings(self, settings: dict[str, Any], may_change: tuple[str, ...] = ()) -> None:
+        """Write the settings, or refuse if the folder holds results made with others. Keys in ``may_change``
+        (checked by the caller) are not compared; the file then records their new values."""
+        settings = json.loads(json.dumps(settings))      # as the file will hold it (tuples become lists)
+        old = self.saved_settings()
+        if old is not None:
+            keys = sorted((set(old) | set(settings)) - set(may_change))
+            diff = {k: (old.get(k), settings.get(k)) for k in keys if old.get(k) != settings.get(k)}
+            if diff:
                 raise ValueError(f"{self.out} holds an evaluation made with other settings {{name: (there, now)}}: "
                                  f"{diff}. Use another --out, or --no-resume to start over there.")
-            return
-        write_text_atomic(path, text)
+            if all(old.get(k) == settings.get(k) for k in may_change):
+                return
+        write_text_atomic(self.out / SETTINGS_FILE, json.dumps(settings, indent=1, sort_keys=True))
 
     def clear(self) -> None:
         """Forget every result (``--no-resume``; rank 0 only, before the others start)."""

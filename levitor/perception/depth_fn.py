@@ -59,6 +59,18 @@ class _EstimatorDepth:
         return self.estimator.estimate_disparity_batch(frames)
 
 
+def check_depth_spec(spec: str) -> None:
+    """Raise the error :func:`load_depth_fn` would raise for ``spec``, without loading a network: for a process
+    that only schedules the work (the Ray driver), so a bad ``--depth`` is one line before any worker starts. A
+    network's weights are looked up (:func:`levitor.weights.resolve`: found, or downloaded once here)."""
+    if spec in ("none", "flat") or spec.startswith("const:"):
+        load_depth_fn(spec)
+        return
+    from levitor.weights import resolve
+
+    resolve(spec, what="DepthAnythingV2")
+
+
 def load_depth_fn(spec: str, device: str = "cpu", input_size: int | None = None) -> DepthFn:
     """``none`` (flat), ``const:<0..255>``, or a DepthAnythingV2 name (small/base/large), hub id or folder
     (``input_size``: the network's shorter side, default the release's 512)."""

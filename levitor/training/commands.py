@@ -83,9 +83,11 @@ def add_precompute_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="davis (default), sav or sav-frames")
     p.add_argument("--split", help="DAVIS: val (default), train or all; sav-frames: sav_val (default) or sav_test")
     p.add_argument("--engine", default="auto", choices=["auto", "ray", "local"],
-                   help="ray: Ray Data (a local Ray unless --ray-address); local: one process, for debugging; "
-                        "auto: ray when installed")
-    p.add_argument("--ray-address", help="an existing Ray cluster ('auto', or ray://HEAD:10001)")
+                   help="ray: Ray Data (a local Ray unless --ray-address); local: this process (or one of several "
+                        "with --workers / srun); auto: ray for a Ray cluster (--ray-address or RAY_ADDRESS) or "
+                        "several GPUs, local otherwise")
+    p.add_argument("--ray-address", help="an existing Ray cluster (HEAD:6379, 'auto', or ray://HEAD:10001; default "
+                                         "$RAY_ADDRESS)")
     p.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default: all)")
     p.add_argument("--num-gpus", type=int, help="local Ray: GPUs to use (default: all)")
     p.add_argument("--worker", type=int, help="local engine: this process's share (default: RANK or SLURM_PROCID)")

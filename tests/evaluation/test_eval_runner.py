@@ -126,3 +126,38 @@ def test_eval_cli_errors_teach(davis, tmp_path, capsys):
     assert "neither 'preview' nor an existing folder" in capsys.readouterr().err
     assert eval_main([str(tmp_path / "no_davis"), "--out", str(tmp_path / "o")]) == 2
     assert "DAVIS folder" in capsys.readouterr().err
+
+
+def test_eval_threads_are_set_recorded_and_a_resume_with_another_count_is_refused(davis, tmp_path, capsys):
+    import torch
+
+    seen: list[int] = []
+
+    def recording(clip, signal):                 # a "model" that notes the thread count it runs under
+        seen.append(torch.get_num_threads())
+        return preview_generator(clip, signal)
+
+    before = torch.get_num_threads()
+    cfg = EvalConfig(height=48, width=80, num_frames=8, settings=("single",), write_videos=False, threads=3)
+    run_eval(davis, recording, FallbackTracker(), tmp_path / "api", cfg, sequences=["bear"])
+    assert seen == [3] and torch.get_num_threads() == before            # set for the run, then restored
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        EvalConfig(threads=0)
+
+    out = tmp_path / "cli"
+    base = [str(davis), "--model", "preview", "--height", "48", "--width", "80", "--num-frames", "8", "--device",
+            "cpu", "--no-videos", "--setting", "single", "--out", str(out)]
+    assert eval_main([*base, "--sequences", "bear", "--threads", "2"]) == 0
+    assert json.loads((out / "eval_settings.json").read_text())["threads"] == 2
+    assert [r["threads"] for r in csv.DictReader(open(out / "per_clip.csv"))] == ["2"]
+    capsys.readouterr()
+    assert eval_main(base) == 2                                          # the default is 1 thread per rank
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "evaluated with 2 torch threads per rank and this run asks for 1" in err
+    assert "--threads 2 to go on as before, --allow-thread-change" in err
+    assert [r["threads"] for r in csv.DictReader(open(out / "per_clip.csv"))] == ["2"]    # nothing added
+    assert eval_main([*base, "--allow-thread-change"]) == 0              # adds fox with 1 thread
+    assert json.loads((out / "eval_settings.json").read_text())["threads"] == 1
+    assert [(r["name"], r["threads"]) for r in csv.DictReader(open(out / "per_clip.csv"))] == [("bear@0", "2"),
+                                                                                                ("fox@0", "1")]
+    assert eval_main(base) == 0                                          # now the folder's count: resumes
