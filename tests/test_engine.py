@@ -24,8 +24,10 @@ def test_still_path_reproduces_the_first_frame():
     assert set(res.instance[0].unique().tolist()) == {0, 1, 2}
     assert int((res.instance[0] == 1).sum()) == 20 * 30
 
-def test_approaching_object_grows_and_drifts_outward():
+@pytest.mark.parametrize("terms", ["handle", "release"])
+def test_approaching_object_grows_on_its_handle_or_drifts_outward_in_release_terms(terms):
     s = make_scene(H=80, W=120, objects=[(70, 30, 90, 50, 0.4)], depth=1.0, num_frames=5)
+    s.path_terms = terms
     obj = s.select(0)
     obj.path.append(PathPoint(obj.path[0].x, obj.path[0].y, 0.2))  # 2x nearer, no 2D motion
     res = Engine(s).update()
@@ -34,7 +36,10 @@ def test_approaching_object_grows_and_drifts_outward():
     assert np.all(np.diff(a) > 0) and 3.6 * 400 <= a[-1] <= 4.4 * 400  # ~4x the area at half the depth
     ys, xs = torch.nonzero(res.instance[-1] == 1, as_tuple=True)
     cx0 = 79.5
-    assert float(xs.float().mean()) - 60 == pytest.approx(2 * (cx0 - 60), abs=1.0)  # scaled about cx = 60
+    if terms == "handle":  # the object stays on its handle (its centroid, P1) as it grows
+        assert float(xs.float().mean()) == pytest.approx(cx0, abs=1.0)
+    else:  # the release's convention: scaled about the image centre cx = 60, drifting outward
+        assert float(xs.float().mean()) - 60 == pytest.approx(2 * (cx0 - 60), abs=1.0)
     assert res.signal.depth[-1, 0] == 5.0 and res.signal.depth[0, 0] == 2.0  # round(1 / d_t)
 
 def test_receding_object_passes_behind_a_nearer_one():
