@@ -110,8 +110,10 @@ def _message(s: Subject, reason: str, frames: list[int], num_frames: int) -> str
     if reason == "hidden":
         return (f"{s.name} is hidden behind a nearer object {when}: it gets no control points there; give its path "
                 "a smaller depth (nearer) or move it aside if it should stay visible")
-    return (f"{s.name} shows only a few pixels {when} (its {s.k} control points need about {s.k * 10}): it gets "
-            "no control points there; keep more of it in view or lower the control-point scale")
+    shown = max(int(s.area[i]) for i in range(len(s.area)) if not s.controlled[i] and s.area[i] > 0)
+    return (f"{s.name} shows at most {shown} pixels {when}, too few for its {s.k} control points (about "
+            f"{s.k * 10} needed): it gets no control points there; keep more of it in view, or lower the "
+            "control-point scale")
 
 
 def frames_text(frames: Sequence[int], num_frames: int) -> str:

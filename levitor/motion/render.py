@@ -374,7 +374,8 @@ def inpaint(values: torch.Tensor, valid: torch.Tensor, empty: float = 0.0) -> to
     filled = v / wt.clamp(min=1e-8)
     # the top stops when one side reaches 1 pixel, so a cell there can still know nothing (a long side whose end is
     # all invalid): it takes the mean of all known values rather than 0
-    mean = v.sum(dim=(-2, -1)) / wt.sum(dim=(-2, -1)).clamp(min=1e-8)
+    # (summed in float64: the same float32 mean whatever the thread count splits the sum into)
+    mean = (v.double().sum(dim=(-2, -1)) / wt.double().sum(dim=(-2, -1)).clamp(min=1e-8)).to(v.dtype)
     filled = torch.where(wt > 0, filled, mean[:, None, None])
     for v, wt in reversed(pyramid[:-1]):  # pull: where a level knows nothing, take the coarser estimate
         up = F_.interpolate(filled[None], size=v.shape[-2:], mode="bilinear", align_corners=False)[0]
