@@ -56,7 +56,8 @@ class Intrinsics:
         for name in ("fx", "fy", "cx", "cy"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-                raise ValueError(f"Intrinsics.{name} must be a finite number of pixels, got {v!r}")
+                raise ValueError(f"Intrinsics.{name} must be a finite number of pixels, got {_plain(v)}; use "
+                                 "Intrinsics.release(width, height) for the release's camera")
         for name in ("fx", "fy"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Intrinsics.{name} (focal length, pixels) must be > 0, got {getattr(self, name)!r}; "
@@ -302,7 +303,8 @@ class Scene:
 
     def _check_mask_index(self, index: int, name: str) -> None:
         if not _is_int(index) or not 0 <= index < len(self.masks):
-            have = (f"the scene has {len(self.masks)} masks (indices 0..{len(self.masks) - 1})" if self.masks
+            n = len(self.masks)
+            have = (f"the scene has {n} mask{'' if n == 1 else 's'} (indices 0..{n - 1})" if n
                     else "the scene has no masks yet")
             raise ValueError(f"{name} = {_plain(index)} is not a mask index: {have}; pick an existing mask, or add "
                              "the mask first (Scene.add_mask)")

@@ -372,3 +372,57 @@ def _save_killed_at(scene, path, kill_at: int, monkeypatch) -> bool:
         monkeypatch.setattr(io_mod.os, "replace", real_replace)
         monkeypatch.setattr(os, "unlink", real_unlink)
     return done["json"]
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("num_frames", 16.9, r"field 'num_frames' must be a whole number, got 16\.9"),
+    ("seed", 7.5, r"field 'seed' must be a whole number, got 7\.5"),
+    ("k_max", "8", r"field 'k_max' must be a whole number, got '8'"),
+    ("scale", "2", r"field 'scale' must be a number, got '2'"),
+    ("interpolation", 3, r"field 'interpolation' must be a string, got 3"),
+])
+def test_scene_files_refuse_fractions_and_wrong_kinds_naming_the_field(tmp_path, demo_scene, key, value, match):
+    """Issue 27: num_frames 16.9 used to load as 16, mask_index 4.7 said "field 'objects' is missing or corrupt"."""
+    doc = json.loads(demo_scene.save(tmp_path / "s.json").read_text())
+    doc[key] = value
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=match) as e:
+        Scene.load(tmp_path / "x.json")
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_whole_floats_in_scene_files_are_their_integers_and_path_frames_are_checked(tmp_path, demo_scene):
+    s = demo_scene.copy()
+    for p, f in zip(s.objects[0].path, (0, 5, 15)):
+        p.frame = f
+    doc = json.loads(s.save(tmp_path / "s.json").read_text())
+    doc["num_frames"], doc["objects"][0]["path"][1]["frame"] = 16.0, 5.0  # what some JSON writers produce
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    back = Scene.load(tmp_path / "x.json")
+    assert back.num_frames == 16 and back.objects[0].path[1].frame == 5 and isinstance(back.num_frames, int)
+    doc["objects"][0]["path"][1]["frame"] = 2.5
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"field 'objects\[0\]\.path\[1\]\.frame' must be a whole number, got 2\.5"):
+        Scene.load(tmp_path / "x.json")
+    doc["objects"][0]["path"][1] = {"x": 1, "y": 2, "z": 0.5}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"'objects\[0\]\.path\[1\]' must have x, y, depth.*got keys \['x', 'y', 'z'"):
+        Scene.load(tmp_path / "x.json")
+
+
+def test_refusals_say_the_rule_and_the_fix_in_plain_numbers():
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    s.objects = [ObjectTrack(np.int64(8), [PathPoint(20, 20, 0.3)])]
+    with pytest.raises(ValueError) as e:
+        s.validate()
+    assert str(e.value) == ("objects[0].mask_index = 8 is not a mask index: the scene has 1 mask (indices 0..0); "
+                            "pick an existing mask, or add the mask first (Scene.add_mask)")
+    s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.3, 3), PathPoint(30, 20, 0.3, 2)])]
+    with pytest.raises(ValueError, match=r"frames must strictly increase along the path, got \[3, 2\]; give each "
+                                         r"later point a later frame"):
+        s.validate()
+    s.objects = []
+    s.masks.append(np.ones((3, 3), bool))  # a mask appended by hand, of the wrong size
+    s.mask_sources.append("user")
+    with pytest.raises(ValueError, match=r"masks\[1\] must be an \(64, 96\) bool array like the image.*add_mask"):
+        s.validate()

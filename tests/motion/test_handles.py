@@ -204,3 +204,15 @@ def test_the_3d_view_draws_the_anchor_path(demo_scene):
         np.testing.assert_allclose(back.numpy(), [(p.x, p.y) for p in obj.path], atol=1e-6)
     paths = Engine(s).object_paths_3d()
     np.testing.assert_allclose(paths[0], track_3d(res.tracks[0], K, s.anchor_depth(0), s.path_terms))
+
+
+def test_path_point_times_place_a_warning_at_its_points():
+    from levitor.motion.lift import path_point_times
+
+    spread = [PathPoint(0, 0, 0.5), PathPoint(5, 0, 0.5), PathPoint(9, 0, 0.5)]
+    np.testing.assert_allclose(path_point_times(spread, 16), [0, 7.5, 15])
+    assert path_point_times(spread[:1], 16).tolist() == [0.0]
+    timed = [PathPoint(0, 0, 0.5, 2), PathPoint(5, 0, 0.5, 9)]
+    assert path_point_times(timed, 16).tolist() == [2.0, 9.0]
+    with pytest.raises(ValueError, match="for every path point or for none"):
+        path_point_times([PathPoint(0, 0, 0.5, 2), PathPoint(5, 0, 0.5)], 16)
