@@ -60,8 +60,9 @@ class Intrinsics:
                                  "Intrinsics.release(width, height) for the release's camera")
         for name in ("fx", "fy"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"Intrinsics.{name} (focal length, pixels) must be > 0, got {getattr(self, name)!r}; "
-                                 "the release uses fx=3866.378, fy=4538.052 (Intrinsics.release)")
+                raise ValueError(f"Intrinsics.{name} (focal length, pixels) must be > 0, got "
+                                 f"{_plain(getattr(self, name))}; the release uses fx=3866.378, fy=4538.052 "
+                                 "(Intrinsics.release)")
 
     @classmethod
     def release(cls, width: int, height: int) -> Intrinsics:
@@ -472,7 +473,8 @@ def _as_mask(mask: Any, shape: tuple[int, int], name: str) -> np.ndarray:
 
 def _check_path(path: list[PathPoint], name: str, num_frames: int, allow_empty: bool) -> None:
     if not isinstance(path, list):
-        raise ValueError(f"{name} must be a list of PathPoint, got {type(path).__name__}")
+        raise ValueError(f"{name} must be a list of PathPoint, got {type(path).__name__}; build it as "
+                         "[PathPoint(x, y, depth), ...]")
     if not path:
         if allow_empty:
             return
@@ -481,7 +483,8 @@ def _check_path(path: list[PathPoint], name: str, num_frames: int, allow_empty: 
     frames = []
     for j, p in enumerate(path):
         if not isinstance(p, PathPoint):
-            raise ValueError(f"{name}[{j}] must be a PathPoint(x, y, depth), got {type(p).__name__}")
+            raise ValueError(f"{name}[{j}] must be a PathPoint(x, y, depth), got {type(p).__name__}; use "
+                             "PathPoint(x, y, depth)")
         for attr in ("x", "y", "depth"):
             v = getattr(p, attr)
             if not _is_number(v) or not math.isfinite(v):
@@ -496,7 +499,7 @@ def _check_path(path: list[PathPoint], name: str, num_frames: int, allow_empty: 
         if p.frame is not None:
             if not _is_int(p.frame):
                 raise ValueError(f"{name}[{j}].frame must be a whole frame index in 0..{num_frames - 1} or None "
-                                 f"(spread evenly), got {_plain(p.frame)}")
+                                 f"(spread evenly), got {_plain(p.frame)}; use a whole frame index")
             if not 0 <= int(p.frame) < num_frames:
                 raise ValueError(f"{name}[{j}].frame = {int(p.frame)} is outside the clip's frames 0.."
                                  f"{num_frames - 1}; set it to a frame in that range, or raise num_frames")

@@ -216,3 +216,13 @@ def test_path_point_times_place_a_warning_at_its_points():
     assert path_point_times(timed, 16).tolist() == [2.0, 9.0]
     with pytest.raises(ValueError, match="for every path point or for none"):
         path_point_times([PathPoint(0, 0, 0.5, 2), PathPoint(5, 0, 0.5)], 16)
+
+
+def test_the_camera_path_is_a_handle_too():
+    """Moving the background: the scene point under the camera path's P1 is seen at each camera path point."""
+    s = make_scene(H=60, W=90, objects=[(10, 10, 30, 30, 0.3)], depth=0.6, num_frames=4)
+    s.camera_path = [PathPoint(70, 40, 0.6), PathPoint(60, 45, 0.3)]  # 2x nearer and to the left
+    cam = scene_paths(s).camera
+    xy, _ = move(torch.tensor([[70.0, 40.0]], dtype=torch.float64), torch.tensor([0.6], dtype=torch.float64),
+                 torch.as_tensor(cam), s.camera())
+    np.testing.assert_allclose(xy[:, 0].numpy(), interpolate_path(s.camera_path, 4)[:, :2], atol=1e-6)
