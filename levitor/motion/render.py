@@ -112,6 +112,7 @@ def splat(
                                    footprint.contiguous().numpy(), num_frames, height, width)
         hit = torch.from_numpy(np.flatnonzero(win >= 0))
         return Splat(hit, torch.from_numpy(win)[hit], torch.from_numpy(zb)[hit], shape)
+    xy = xy.to(torch.float32)  # which pixel a point falls in is decided in float32, as the compiled loop does
     # one key per point: the depth's float bits (monotonic for positive floats) above the inverted point
     # index, so a single amin finds the nearest point and, among equals, the latest one
     z32 = z.to(torch.float32).clamp(min=torch.finfo(torch.float32).tiny)

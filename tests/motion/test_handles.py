@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from levitor.control.instances import assemble_instance_map
@@ -70,6 +70,8 @@ def test_a_flat_object_is_rendered_around_its_handle(cx, cy, dx, dy, nearer, rul
     s = make_scene(H=90, W=120, objects=[(cx - 6, cy - 6, cx + 6, cy + 6, 0.3)], depth=0.9, num_frames=3)
     obj = s.select(0)
     hx, hy = obj.path[0].x + dx, obj.path[0].y + dy
+    half = 6 * nearer + 2  # the grown square stays inside the picture (a clipped one has another centroid)
+    assume(half <= hx <= s.width - 1 - half and half <= hy <= s.height - 1 - half)
     obj.path.append(PathPoint(hx, hy, obj.path[0].depth / nearer))
     res = Engine(s, rules=rules).update()
     ys, xs = torch.nonzero(res.instance[-1] == res.object_ids[0], as_tuple=True)
