@@ -31,10 +31,10 @@ _compat.install()
 __getattr__, __dir__ = lazy_exports(__name__, {
     "Scene": ".scene", "ObjectTrack": ".scene", "PathPoint": ".scene", "Intrinsics": ".scene",
     "Engine": ".engine", "EngineResult": ".engine",
-    "ControlSignal": ".control.signal", "encode": ".control.encode",
+    "ControlSignal": ".control.signal", "ControlWarning": ".control.lost", "encode": ".control.encode",
     "bundled_scene": ".bundled",
     "LeviTorPipeline": ".generation.pipeline", "generate": ".generation.generate",
     "perceive": ".perception.perceive",
 })
 __all__ = ["__version__", "Scene", "ObjectTrack", "PathPoint", "Intrinsics", "Engine", "EngineResult",
-           "ControlSignal", "encode", "bundled_scene", "LeviTorPipeline", "generate", "perceive"]
+           "ControlSignal", "ControlWarning", "encode", "bundled_scene", "LeviTorPipeline", "generate", "perceive"]

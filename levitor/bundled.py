@@ -76,11 +76,12 @@ def bundled_scene(height: int = HEIGHT, width: int = WIDTH, num_frames: int = DE
     )
     ball_d = scene.depth_at(150, 228)
     box_d = scene.depth_at(326, 182)
+    # handles: where each object's anchor (its P1, on the object) is seen at each point (levitor.motion.handles)
     scene.objects = [
-        ObjectTrack(names.index("ball"), [PathPoint(150, 228, ball_d), PathPoint(190, 214, ball_d / 1.4),
-                                           PathPoint(226, 200, ball_d / 2.0)], "ball"),
-        ObjectTrack(names.index("box"), [PathPoint(326, 182, box_d), PathPoint(400, 178, box_d * 1.1),
-                                          PathPoint(490, 175, box_d * 1.2)], "box"),
+        ObjectTrack(names.index("ball"), [PathPoint(150, 228, ball_d), PathPoint(163.6, 235.6, ball_d / 1.4),
+                                           PathPoint(196, 240, ball_d / 2.0)], "ball"),
+        ObjectTrack(names.index("box"), [PathPoint(326, 182, box_d), PathPoint(386.9, 176.4, box_d * 1.1),
+                                          PathPoint(451, 172.5, box_d * 1.2)], "box"),
     ]
     if (height, width) != (H, W):
         scene = resize_scene(scene, height, width)

@@ -32,6 +32,13 @@ def seed_arg(text: str) -> int:
                                          f"seed must be a whole number in 0..2**63-1, got {text!r}") from None
 
 
+def print_warnings(prog: str, warnings) -> None:
+    """One line per :class:`levitor.control.lost.ControlWarning` (an object that gets no control points in some
+    frames), on stderr beside the errors."""
+    for w in warnings:
+        print(f"{prog}: warning: {w.message}", file=sys.stderr)
+
+
 def error_line(e: BaseException) -> str:
     """One line for an expected failure: OSErrors name their file; multi-line messages keep their lines."""
     if isinstance(e, OSError) and e.filename and e.strerror and not isinstance(e, FileNotFoundError):

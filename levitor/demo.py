@@ -78,6 +78,9 @@ def _run(args: argparse.Namespace) -> int:
     done = write_demo(out, Scene.load(args.scene) if args.scene else None, args.frames, args.scale,
                       mini=not args.no_mini)
     scene, res = done["scene"], done["result"]
+    from levitor.cli import print_warnings
+
+    print_warnings("levitor demo", res.warnings)
     names = {i: scene.objects[j].name for j, i in enumerate(res.object_ids)}
     print(f"levitor demo: {scene.width}x{scene.height}, {scene.num_frames} frames, {len(scene.masks)} masks, "
           f"{len(scene.objects)} moving objects; control signal built in {done['control_ms']:.0f} ms")
@@ -95,13 +98,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from levitor.cli import print_warnings
     from levitor.engine import Engine
     from levitor.scene import Scene
 
     out = Path(args.out)
     if out.is_dir():  # a folder: the video goes inside it
         out = out / "preview.mp4"
-    path = Engine(Scene.load(args.scene)).write_preview(out)
+    engine = Engine(Scene.load(args.scene))
+    path = engine.write_preview(out)
+    print_warnings("levitor preview", engine.result.warnings)
     print(f"levitor preview: wrote {path}")
     return 0
 

@@ -84,7 +84,7 @@ def check_depth_map(depth: np.ndarray, shape: tuple[int, int] | None = None) -> 
     """Validate a scene depth map: (H, W), finite, in (0, 1]. Returns it as float32."""
     d = np.asarray(depth)
     if d.ndim != 2:
-        raise ValueError(f"depth must be an (H, W) map, got shape {d.shape}")
+        raise ValueError(f"depth must be an (H, W) map, got shape {d.shape}; give one depth per pixel of the image")
     if shape is not None and d.shape != tuple(shape):
         raise ValueError(f"depth map has shape {d.shape} but the image is {tuple(shape)}; resize one of them")
     d = d.astype(np.float32)

@@ -8,12 +8,20 @@ The same class serves the CLI and scripts (``Engine(scene).update().signal``).
 occlusion and hole filling, K-means, the depth value of a point: :class:`levitor.control.rules.ControlRules`);
 generation with the released weights uses it. The default, levitor's own rules, keeps points temporally stable
 for the Studio's live view.
+
+One computation, whatever the backend: ``backend="torch"`` runs every stage's pure-torch path (as an install
+without numba does), ``"numba"`` the compiled loops, ``"auto"`` the compiled ones where numba is installed; both
+give the same renders, points, ids and depths (tests compare whole clips). Every stage is shared by the full
+update and the Studio's one-frame draft (:meth:`Engine.preview_frame`): the paths (:func:`scene_paths`), the
+movers (:func:`scene_movers`), the render (:func:`render_scene`), the control (:meth:`Engine._control`) and the
+warnings (:mod:`levitor.control.lost`: every object that gets no control points in some frame, and why).
 """
 
 from __future__ import annotations
 
 import time
-import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,15 +29,23 @@ import numpy as np
 import torch
 
 from levitor._util.hashing import array_hash, digest, masks_hash
+from levitor._util.jit import HAVE_NUMBA, compiled_loops
 from levitor._util.threads import torch_threads
-from levitor.control.instances import InstanceMap, assemble_instance_map
+from levitor.control.instances import MIN_AREA_FRACTION, InstanceMap, assemble_instance_map
+from levitor.control.krule import KRule
+from levitor.control.lost import ControlWarning, Subject, control_warnings
 from levitor.control.points import control_from_masks
 from levitor.control.rules import ControlRules
 from levitor.control.signal import ControlSignal
-from levitor.motion.lift import interpolate_path, lift, object_path_3d
+from levitor.depth import FAR_DEPTH
+from levitor.motion.handles import release_track_from_handles
+from levitor.motion.lift import interpolate_path, lift, move, object_path_3d
 from levitor.motion.release_render import render_release
-from levitor.motion.render import Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
+from levitor.motion.render import BACKENDS, Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
 from levitor.scene import Scene
+
+__all__ = ["ControlWarning", "Engine", "EngineResult", "FramePreview", "ScenePaths", "render_scene", "scene_movers",
+           "scene_paths", "warm_up"]
 
 
 @dataclass
@@ -46,6 +62,7 @@ class FramePreview:
     signal: ControlSignal  # one frame: points (1, P, 2)
     num_points: int  # control tracks over the clip (sum of K), as the full update will have
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[ControlWarning] = field(default_factory=list)  # objects with no points in this frame
 
 
 @dataclass
@@ -58,14 +75,48 @@ class EngineResult:
     signal: ControlSignal
     k: dict[int, int]  # instance id -> number of control points
     object_ids: list[int]  # instance id of each scene.objects[i] (0 if its mask was dropped as too small)
-    tracks: list[np.ndarray]  # (F, 3) per-frame (x, y, depth) of each object's path
+    tracks: list[np.ndarray]  # (F, 3) per-frame (x, y, depth) of each object's path, in the scene's path terms
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage of this update
+    # every object (moved or not) with K = 0 in some frames, and why; empty when no control is lost. Frames are the
+    # scene's (select_frames keeps them as they are)
+    warnings: list[ControlWarning] = field(default_factory=list)
 
     def select_frames(self, index: torch.Tensor) -> EngineResult:
         """The result at the given frames only (to sit beside a model's video that has fewer frames)."""
         index = torch.as_tensor(index, dtype=torch.long)
         return replace(self, instance=self.instance[index], depth=self.depth[index], color=self.color[index],
                        signal=self.signal.select_frames(index), tracks=[t[index.numpy()] for t in self.tracks])
+
+
+@dataclass
+class ScenePaths:
+    """The scene's paths at some frames (rows): as drawn, and as the renderers move them."""
+
+    tracks: list[np.ndarray]  # per object (R, 3) (x, y, depth), interpolated, in the scene's path terms
+    mover_tracks: list[np.ndarray]  # per object (R, 3) in the release's terms (Mover.track)
+    camera: np.ndarray | None  # (R, 3) the camera path in the release's terms, None without one
+
+
+def scene_paths(scene: Scene, rows: Sequence[int] | None = None) -> ScenePaths:
+    """Interpolate every path (at ``rows`` only, if given: row 0 must be frame 0, every track's reference) and
+    convert handle-terms paths to the release-terms tracks that put each anchor on its handle
+    (:mod:`levitor.motion.handles`)."""
+    s = scene
+    K = s.camera()
+    handles = s.path_terms == "handle"
+
+    def at_rows(t: np.ndarray) -> np.ndarray:
+        return t if rows is None else t[list(rows)]
+
+    tracks = [at_rows(interpolate_path(o.path, s.num_frames, s.interpolation)) for o in s.objects]
+    movers = [release_track_from_handles(t, s.anchor_depth(i), K.cx, K.cy) if handles else t
+              for i, t in enumerate(tracks)]
+    camera = None
+    if s.camera_path:
+        camera = at_rows(interpolate_path(s.camera_path, s.num_frames, s.interpolation))
+        if handles:
+            camera = release_track_from_handles(camera, s.camera_anchor_depth(), K.cx, K.cy)
+    return ScenePaths(tracks, movers, camera)
 
 
 class Engine:
@@ -79,11 +130,18 @@ class Engine:
         self.rules = ControlRules.named(rules)
         if init is not None:
             self.rules = replace(self.rules, kmeans=init)
-        self.backend = backend  # renderer: "auto", "numba", "torch" or "pytorch3d" (see motion.render.render)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "numba" and not HAVE_NUMBA:
+            raise ValueError("backend 'numba' needs numba, which is not installed (or LEVITOR_NO_NUMBA is set); "
+                             "pip install numba, or use backend='auto' or 'torch' (the same results, slower)")
+        # "auto": compiled loops where numba is installed; "numba"; "torch": every stage's pure-torch path (what an
+        # install without numba runs); "pytorch3d": its point rasterizer for levitor's renders (slow on CPU)
+        self.backend = backend
         self._instances: tuple[str, InstanceMap] | None = None
         self._static: tuple[str, StaticLayer] | None = None
-        self._render: tuple[str, RenderResult, list[np.ndarray]] | None = None
-        self._control: tuple[str, ControlSignal] | None = None
+        self._render: tuple[str, RenderResult, ScenePaths, list[Mover]] | None = None
+        self._control_cache: tuple[str, ControlSignal, dict[int, np.ndarray]] | None = None
         self._result: EngineResult | None = None
         self._kmeans_cache: dict = {}  # first-frame clusterings, reused across edits
         self._draft_cache: dict = {}  # the same for one-frame drafts (kept apart: their tracks are one frame long)
@@ -94,10 +152,16 @@ class Engine:
         """The K-means init across frames ("warm", "release" or "even"): ``rules.kmeans``."""
         return self.rules.kmeans
 
+    @contextmanager
+    def _computing(self) -> Iterator[None]:
+        """One torch thread (small tensors, compiled loops) and the backend's loops (compiled or pure torch)."""
+        with torch_threads(1), compiled_loops(self.backend != "torch"):
+            yield
+
     # ------------------------------------------------------------------ main entry
     def update(self) -> EngineResult:
         """Bring renders and control points up to date with the scene."""
-        with torch_threads(1):
+        with self._computing():
             return self._update()
 
     def _update(self) -> EngineResult:
@@ -107,15 +171,19 @@ class Engine:
         inst = self.instance_map()
         t1 = time.perf_counter()
         timings["instances"] = (t1 - t0) * 1e3
-        rendered, tracks = self._rendered(inst)
+        rendered, paths, movers = self._rendered(inst)
         t2 = time.perf_counter()
         timings["render"] = (t2 - t1) * 1e3
-        signal = self._signal(rendered, inst, tracks, s.scale)
-        timings["points"] = (time.perf_counter() - t2) * 1e3
+        signal, areas = self._signal(rendered, inst, paths, s.scale)
+        t3 = time.perf_counter()
+        timings["points"] = (t3 - t2) * 1e3
+        warnings = self._warnings(inst, signal, areas, paths, movers, list(range(s.num_frames)))
+        timings["warnings"] = (time.perf_counter() - t3) * 1e3
         object_ids = [inst.id_of_mask.get(o.mask_index, 0) for o in s.objects]
         self._result = EngineResult(
             instance=rendered.instance, depth=rendered.depth, color=rendered.color, signal=signal,
-            k=signal.points_per_object(), object_ids=object_ids, tracks=tracks, timings=timings,
+            k=signal.points_per_object(), object_ids=object_ids, tracks=paths.tracks, timings=timings,
+            warnings=warnings,
         )
         return self._result
 
@@ -125,116 +193,155 @@ class Engine:
 
     def signal_for_scale(self, scale: float) -> ControlSignal:
         """The control signal with another scale factor (the scene is not changed)."""
-        inst = self.instance_map()
-        rendered, tracks = self._rendered(inst)
-        return self._signal(rendered, inst, tracks, scale)
-
-    # ------------------------------------------------------------------ stages
-    def instance_map(self) -> InstanceMap:
-        s = self.scene
-        key = digest(masks_hash(s.masks), [o.mask_index for o in s.objects], self.rules.instances)
-        if self._instances is None or self._instances[0] != key:
-            inst = assemble_instance_map(s.masks, [o.mask_index for o in s.objects], rule=self.rules.instances)
-            for o in s.objects:
-                if o.mask_index not in inst.id_of_mask:
-                    warnings.warn(
-                        f"object '{o.name}' (mask {o.mask_index}) covers at most 0.1% of the image and gets "
-                        "no control points; select a larger mask", stacklevel=3,
-                    )
-            self._instances = (key, inst)
-        return self._instances[1]
-
-    def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, list[np.ndarray]]:
-        s = self.scene
-        static_key = digest(self._instances[0], array_hash(s.depth), array_hash(s.image), self.rules.render)
-        key = digest(static_key, s.num_frames, s.interpolation, s.camera(),
-                      [(o.mask_index, o.path) for o in s.objects], s.camera_path, self.rules.render)
-        if self._render is None or self._render[0] != key:
-            tracks = [interpolate_path(o.path, s.num_frames, s.interpolation) for o in s.objects]
-            movers = scene_movers(s, inst, tracks, kept_only=self.rules.render == "release")
-            result = render_scene(s, inst, tracks, movers=movers, static=self._static_layer(inst, movers, static_key),
-                                  backend=self.backend, rules=self.rules)
-            self._render = (key, result, tracks)
-            self._control = None
-        return self._render[1], self._render[2]
-
-    def _static_layer(self, inst: InstanceMap, movers: list[Mover], key: str) -> StaticLayer:
-        if self._static is None or self._static[0] != key:  # paths don't change the static layer
-            s = self.scene
-            self._static = (key, static_layer(
-                _tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers))
-        return self._static[1]
+        with self._computing():
+            inst = self.instance_map()
+            rendered, paths, _ = self._rendered(inst)
+            return self._signal(rendered, inst, paths, scale)[0]
 
     def preview_frame(self, frame: int) -> FramePreview:
-        """One frame of the scene as it is now: render it alone and cluster its masks (see FramePreview).
+        """One frame of the scene as it is now: the same stages as :meth:`update` (paths, movers, render, control,
+        warnings) on frames [0, frame] only (frame 0 is every track's reference), clustered cold (see FramePreview).
 
         For immediate feedback during a drag or a slider move; :meth:`update` gives the real thing."""
-        with torch_threads(1):
+        with self._computing():
             t0 = time.perf_counter()
             s = self.scene.validate()
             frame = int(np.clip(frame, 0, s.num_frames - 1))
             inst = self.instance_map()
-            rows = [0, frame]  # frame 0 is every track's reference
-            tracks = [interpolate_path(o.path, s.num_frames, s.interpolation)[rows] for o in s.objects]
-            movers = scene_movers(s, inst, tracks, kept_only=self.rules.render == "release")
-            static = self._static_layer(inst, movers, digest(self._instances[0], array_hash(s.depth),
-                                                              array_hash(s.image), self.rules.render))
-            camera = None
-            if s.camera_path:
-                camera = torch.as_tensor(interpolate_path(s.camera_path, s.num_frames, s.interpolation)[rows])
-            if self.rules.render == "release":
-                two = render_release(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers,
-                                     len(s.objects), s.camera(), 2, camera, static=static)
-            else:
-                two = render(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers,
-                             s.camera(), 2, camera, static=static, backend=self.backend)
+            paths = scene_paths(s, rows=[0, frame])
+            movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
+            two = render_scene(s, inst, movers, paths.camera, 2, static=self._static_layer(inst, movers),
+                               backend=self.backend, rules=self.rules)
             t1 = time.perf_counter()
-            moved, override = [], {}
-            for o, tr in zip(s.objects, tracks):
-                i = inst.id_of_mask.get(o.mask_index)
-                if i is not None:
-                    moved.append(i)
-                    if self.rules.point_depth == "path":
-                        override[i] = torch.as_tensor(tr[1:, 2])
-            rule = s.rule()
+            one = RenderResult(two.instance[1:], two.depth[1:], two.color[1:])
             ids = sorted(inst.mask_of_id)
-            area = torch.bincount(two.instance[1].reshape(-1).clamp(min=0), minlength=max(ids, default=0) + 1)
+            area = one.areas(ids)[0] if ids else torch.zeros(0, dtype=torch.int64)
+            rule = s.rule()
+            moved = self._moved_ids(inst)
             # K as the full update would give it: the rule over the clip's areas (last full update's) and this one
-            k_of = {i: rule(np.append(self._areas.get(i, np.zeros(0, np.int64)), int(area[i])).tolist(),
-                            s.height * s.width, moved=i in moved) for i in ids}
-            signal = control_from_masks(two.instance[1:], two.depth[1:], moved_ids=moved, depth_override=override,
-                                        rule=rule, init="even", ids=ids, k_of=k_of,
-                                        cache=self._draft_cache)
+            k_of = {i: rule(np.append(self._areas.get(i, np.zeros(0, np.int64)), int(a)).tolist(),
+                            s.height * s.width, moved=i in moved) for i, a in zip(ids, area.tolist())}
+            tracks_1 = ScenePaths([t[1:] for t in paths.tracks], [t[1:] for t in paths.mover_tracks], None)
+            signal = self._control(one, inst, tracks_1, rule, "even", self._draft_cache, k_of=k_of)
             if len(self._draft_cache) > 512:
                 self._draft_cache.clear()
             t2 = time.perf_counter()
-        return FramePreview(frame, two.instance[1], two.depth[1], two.color[1], signal, sum(k_of.values()),
-                            {"render": (t1 - t0) * 1e3, "points": (t2 - t1) * 1e3})
+            areas = {i: np.asarray([a]) for i, a in zip(ids, area.tolist())}
+            warnings = self._warnings(inst, signal, areas, paths, movers, [frame], rows=[1])
+        return FramePreview(frame, one.instance[0], one.depth[0], one.color[0], signal, sum(k_of.values()),
+                            {"render": (t1 - t0) * 1e3, "points": (t2 - t1) * 1e3}, warnings)
 
-    def _signal(self, rendered: RenderResult, inst: InstanceMap, tracks: list[np.ndarray], scale: float):
+    # ------------------------------------------------------------------ stages
+    def instance_map(self) -> InstanceMap:
+        """The first-frame instance map (every mask an instance; see levitor.control.instances). A scene with no
+        masks yet has an empty one (nothing is controlled)."""
+        s = self.scene
+        key = digest(masks_hash(s.masks), [o.mask_index for o in s.objects], self.rules.instances)
+        if self._instances is None or self._instances[0] != key:
+            if s.masks:
+                inst = assemble_instance_map(s.masks, [o.mask_index for o in s.objects], rule=self.rules.instances)
+            else:
+                inst = InstanceMap(np.zeros((s.height, s.width), np.int64), {}, {})
+            self._instances = (key, inst)
+        return self._instances[1]
+
+    def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, ScenePaths, list[Mover]]:
+        s = self.scene
+        key = digest(self._static_key(), s.num_frames, s.interpolation, s.camera(), s.path_terms,
+                     [(o.mask_index, o.path) for o in s.objects], s.camera_path)
+        if self._render is None or self._render[0] != key:
+            paths = scene_paths(s)
+            movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
+            result = render_scene(s, inst, movers, paths.camera, s.num_frames,
+                                  static=self._static_layer(inst, movers), backend=self.backend, rules=self.rules)
+            self._render = (key, result, paths, movers)
+            self._control_cache = None
+        return self._render[1], self._render[2], self._render[3]
+
+    def _static_key(self) -> str:
+        s = self.scene
+        return digest(self._instances[0], array_hash(s.depth), array_hash(s.image), self.rules.render)
+
+    def _static_layer(self, inst: InstanceMap, movers: list[Mover]) -> StaticLayer:
+        key = self._static_key()
+        if self._static is None or self._static[0] != key:  # paths don't change the static layer
+            s = self.scene
+            self._static = (key, static_layer(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers))
+        return self._static[1]
+
+    def _moved_ids(self, inst: InstanceMap) -> list[int]:
+        return [inst.id_of_mask[o.mask_index] for o in self.scene.objects if o.mask_index in inst.id_of_mask]
+
+    def _control(self, rendered: RenderResult, inst: InstanceMap, paths: ScenePaths, rule: KRule, init: str,
+                 cache: dict, k_of: dict[int, int] | None = None, areas_out: dict | None = None) -> ControlSignal:
+        """The control stage of update and draft alike: K-means on the rendered masks; a moved object's points take
+        its path depth (levitor's rule) or the rendered depth map's value (the release's)."""
+        override = {}
+        if self.rules.point_depth == "path":  # else the depth map at the point, as the release reads it
+            for o, tr in zip(self.scene.objects, paths.tracks):
+                if o.mask_index in inst.id_of_mask:
+                    override[inst.id_of_mask[o.mask_index]] = torch.as_tensor(tr[:, 2])
+        return control_from_masks(rendered.instance, rendered.depth, moved_ids=self._moved_ids(inst),
+                                  depth_override=override, rule=rule, init=init, ids=sorted(inst.mask_of_id),
+                                  cache=cache, k_of=k_of, areas_out=areas_out)
+
+    def _signal(self, rendered: RenderResult, inst: InstanceMap, paths: ScenePaths,
+                scale: float) -> tuple[ControlSignal, dict[int, np.ndarray]]:
         s = self.scene
         key = digest(self._render[0], s.lam, s.k_max, s.k_min_moved, scale, self.rules)
-        if self._control is not None and self._control[0] == key:
-            return self._control[1]
-        moved, override = [], {}
-        for o, tr in zip(s.objects, tracks):
-            i = inst.id_of_mask.get(o.mask_index)
-            if i is not None:
-                moved.append(i)
-                if self.rules.point_depth == "path":  # else the depth map at the point, as the release reads it
-                    override[i] = torch.as_tensor(tr[:, 2])
-        rule = s.rule(scale)
+        if self._control_cache is not None and self._control_cache[0] == key:
+            return self._control_cache[1], self._control_cache[2]
         areas: dict[int, np.ndarray] = {}
-        signal = control_from_masks(
-            rendered.instance, rendered.depth, moved_ids=moved, depth_override=override, rule=rule,
-            init=self.rules.kmeans, ids=sorted(inst.mask_of_id), cache=self._kmeans_cache, areas_out=areas,
-        )
+        signal = self._control(rendered, inst, paths, s.rule(scale), self.rules.kmeans, self._kmeans_cache,
+                               areas_out=areas)
         self._areas = areas
         if len(self._kmeans_cache) > 512:  # bounded: forget old clusterings
             self._kmeans_cache.clear()
         if scale == s.scale:
-            self._control = (key, signal)
-        return signal
+            self._control_cache = (key, signal, areas)
+        return signal, areas
+
+    def _warnings(self, inst: InstanceMap, signal: ControlSignal, areas: dict[int, np.ndarray], paths: ScenePaths,
+                  movers: list[Mover], frames: list[int], rows: list[int] | None = None) -> list[ControlWarning]:
+        """Every object with no control points in some of ``frames`` (rows of ``paths`` and the movers' tracks:
+        ``rows``, default all), and why (levitor.control.lost)."""
+        s = self.scene
+        rows = list(range(len(frames))) if rows is None else rows
+        n = len(frames)
+        H, W = s.height, s.width
+        release = self.rules.render == "release"
+        owner = {inst.id_of_mask[o.mask_index]: j for j, o in enumerate(s.objects) if o.mask_index in inst.id_of_mask}
+        mover_of = {int(mv.instance[0]): mv for mv in movers if len(mv.instance)}
+        subjects = []
+        for j, o in enumerate(s.objects):
+            if o.mask_index not in inst.id_of_mask:
+                subjects.append(Subject(_object_name(o, j), j, 0, np.zeros(n, bool), np.zeros(n, np.int64),
+                                        np.ones(n, bool), np.zeros(n, bool),
+                                        mask_area=int(s.masks[o.mask_index].sum())))
+        for i in sorted(inst.mask_of_id):
+            cols = signal.instance == i
+            controlled = signal.visible[:, cols].any(1).numpy() if bool(cols.any()) else np.zeros(n, bool)
+            if controlled.all():
+                continue
+            lost = [r for r in range(n) if not controlled[r]]
+            j = owner.get(i)
+            mv = mover_of.get(i)
+            far = np.zeros(n, bool)
+            if release and j is not None:  # the release draws a moved object only where the scene is farther
+                far = paths.mover_tracks[j][rows, 2] >= FAR_DEPTH
+            in_view = np.ones(n, bool)
+            if mv is not None:
+                in_view[lost] = _lands_inside(mv.pixels, mv.depth, torch.as_tensor(mv.track), [rows[r] for r in lost],
+                                              s, H, W)
+            elif paths.camera is not None:  # a static instance moves with the camera
+                pix = pixels_of(inst.ids == i)
+                rr, cc = pix[:, 1].long(), pix[:, 0].long()
+                in_view[lost] = _lands_inside(pix, _tensor(s.depth)[rr, cc].double(), torch.as_tensor(paths.camera),
+                                              [rows[r] for r in lost], s, H, W)
+            name = _object_name(s.objects[j], j) if j is not None else f"mask {inst.mask_of_id[i]} (not moved)"
+            subjects.append(Subject(name, j, i, controlled, np.asarray(areas.get(i, np.zeros(n, np.int64))),
+                                    in_view, far, k=int(cols.sum())))
+        return control_warnings(subjects, frames, s.num_frames, MIN_AREA_FRACTION * H * W)
 
     # ------------------------------------------------------------------ views
     def cloud(self, max_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -252,9 +359,11 @@ class Engine:
         return xyz, s.image.reshape(-1, 3)[idx], inst.reshape(-1)[idx]
 
     def object_paths_3d(self) -> list[np.ndarray]:
-        """Each selected object's 3D reference path, (F, 3) camera-space points."""
-        _, tracks = self._rendered(self.instance_map())
-        return [object_path_3d(t, self.scene.camera()) for t in tracks]
+        """Each selected object's anchor path in camera space, (F, 3): it projects onto the path as drawn."""
+        with self._computing():
+            _, paths, _ = self._rendered(self.instance_map())
+        s = self.scene
+        return [object_path_3d(t, s.camera(), s.anchor_depth(i), s.path_terms) for i, t in enumerate(paths.tracks)]
 
     def write_preview(self, path: str | Path, fps: int = 8) -> Path:
         """The instant "what moves where" video (mp4 or gif by suffix)."""
@@ -263,9 +372,12 @@ class Engine:
         return write_video(self.result.color.numpy(), path, fps=fps)
 
 
-def scene_movers(scene: Scene, inst: InstanceMap, tracks: list[np.ndarray], kept_only: bool = False) -> list[Mover]:
-    """The selected objects as groups of pixels to move, each with its per-frame track. An object whose mask the
-    instance map dropped moves its raw mask, or nothing with ``kept_only`` (the release renders no such object)."""
+def scene_movers(scene: Scene, inst: InstanceMap, tracks: list[np.ndarray] | None = None,
+                 kept_only: bool = False) -> list[Mover]:
+    """The selected objects as groups of pixels to move, each with its per-frame track in the release's terms
+    (``tracks``; default: the scene's paths converted, :func:`scene_paths`). An object whose mask the instance map
+    dropped moves its raw mask, or nothing with ``kept_only`` (the release renders no such object)."""
+    tracks = scene_paths(scene).mover_tracks if tracks is None else tracks
     image = _tensor(scene.image)
     depth = _tensor(scene.depth)
     ids = _tensor(inst.ids)
@@ -289,34 +401,41 @@ def scene_movers(scene: Scene, inst: InstanceMap, tracks: list[np.ndarray], kept
 def render_scene(
     scene: Scene,
     inst: InstanceMap,
-    tracks: list[np.ndarray],
-    movers: list[Mover] | None = None,
+    movers: list[Mover],
+    camera: np.ndarray | None,
+    num_frames: int,
     static: StaticLayer | None = None,
     backend: str = "auto",
     rules: str | ControlRules = "levitor",
 ) -> RenderResult:
-    """Lift the selected objects, move them along their tracks and render every frame (by ``rules.render``:
-    levitor's per-pixel occlusion, or the release's per-object compositing)."""
+    """The render stage: move the movers along their (release-terms) tracks and render ``num_frames`` frames (by
+    ``rules.render``: levitor's per-pixel occlusion, or the release's per-object compositing); ``camera``: the
+    camera's release-terms track, or None."""
     release = ControlRules.named(rules).render == "release"
-    movers = scene_movers(scene, inst, tracks, kept_only=release) if movers is None else movers
-    camera = None
-    if scene.camera_path:
-        camera = torch.as_tensor(interpolate_path(scene.camera_path, scene.num_frames, scene.interpolation))
+    cam = None if camera is None else torch.as_tensor(camera)
     if release:
         return render_release(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids), movers,
-                              len(scene.objects), scene.camera(), scene.num_frames, camera, static=static)
+                              len(scene.objects), scene.camera(), num_frames, cam, static=static)
     return render(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids),
-                  movers, scene.camera(), scene.num_frames, camera, static=static, backend=backend)
+                  movers, scene.camera(), num_frames, cam, static=static, backend=backend)
 
 
+def _lands_inside(pixels: torch.Tensor, depth: torch.Tensor, track: torch.Tensor, rows: list[int], scene: Scene,
+                  H: int, W: int) -> np.ndarray:
+    """(len(rows),) whether any of the pixels, moved along ``track`` to each of ``rows``, falls inside the image."""
+    xy, _ = move(pixels.double(), depth.double(), track.double()[[0, *rows]], scene.camera())
+    col, row = torch.floor(xy[1:, :, 0] + 0.5), torch.floor(xy[1:, :, 1] + 0.5)  # the renderer's pixel of a point
+    return ((col >= 0) & (col < W) & (row >= 0) & (row < H)).any(1).numpy()
 
+
+def _object_name(obj, index: int) -> str:
+    return f"'{obj.name}'" if obj.name else f"object {index + 1}"
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
     """A tensor sharing the array's memory; a read-only array (e.g. from a PIL image) is copied, since torch
     tensors are always writable."""
     return torch.from_numpy(a if a.flags.writeable else a.copy())
-
 
 
 def warm_up() -> float:

@@ -100,3 +100,48 @@ def test_named_sizes_reach_the_commands(capsys, monkeypatch):
 
     cfg = _config_from_args(parser.parse_args(["precompute", "x", "--out", "y", "--size", "release-demo"]))
     assert (cfg.height, cfg.width, cfg.num_frames) == (512, 288, 16)
+
+
+def _leaving_scene(path):
+    """A small scene whose moved object leaves the picture from about frame 3 on."""
+    from levitor.scene import PathPoint
+    from tests.conftest import make_scene
+
+    s = make_scene(H=64, W=96, objects=[(10, 20, 30, 40, 0.4)], depth=0.8, num_frames=4)
+    s.add_mask(~s.masks[0])
+    obj = s.select(0)
+    obj.name = "ball"
+    obj.path.append(PathPoint(obj.path[0].x + 160, obj.path[0].y, 0.4))
+    return s.save(path)
+
+
+def test_preview_and_generate_print_lost_control_and_generate_records_it(tmp_path):
+    """Subprocesses, as a user runs them: one warning line on stderr, exit code 0, the record keeps the warning."""
+    import subprocess
+    import sys
+
+    scene = _leaving_scene(tmp_path / "s.json")
+    run = [sys.executable, "-m", "levitor"]
+    pv = subprocess.run([*run, "preview", str(scene), "--out", str(tmp_path / "p.gif")], capture_output=True,
+                        text=True, timeout=300)
+    assert pv.returncode == 0, pv.stderr
+    lines = [x for x in pv.stderr.splitlines() if "warning" in x]
+    assert lines == ["levitor preview: warning: 'ball' is outside the picture in frames 3-4 (of 4): it gets no "
+                     "control points there (the model is told it left); keep its path inside the image if it should "
+                     "stay in view"]
+    gen = subprocess.run([*run, "generate", "--scene", str(scene), "--out", str(tmp_path / "v.mp4"), "--weights",
+                          "mini", "--device", "cpu", "--steps", "1"], capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 0, gen.stderr
+    assert [x for x in gen.stderr.splitlines() if "warning" in x] == [lines[0].replace("preview", "generate")]
+    (w,) = json.loads((tmp_path / "v.json").read_text())["warnings"]
+    assert (w["object_index"], w["instance_id"], w["frames"], w["reason"]) == (0, 1, [2, 3], "left_view")
+
+
+def test_generate_a_scene_without_masks_says_what_to_do(tmp_path, capsys):
+    from levitor.scene import Scene
+
+    path = Scene(image=np.zeros((32, 32, 3), np.uint8), depth=np.full((32, 32), 0.5, np.float32),
+                 num_frames=4).save(tmp_path / "empty.json")
+    assert main(["generate", "--scene", str(path), "--out", str(tmp_path / "v.mp4"), "--weights", "mini"]) == 2
+    err = capsys.readouterr().err
+    assert "the scene has no masks" in err and "levitor studio" in err and len(err.strip().splitlines()) == 1

@@ -24,8 +24,10 @@ def test_still_path_reproduces_the_first_frame():
     assert set(res.instance[0].unique().tolist()) == {0, 1, 2}
     assert int((res.instance[0] == 1).sum()) == 20 * 30
 
-def test_approaching_object_grows_and_drifts_outward():
+@pytest.mark.parametrize("terms", ["handle", "release"])
+def test_approaching_object_grows_on_its_handle_or_drifts_outward_in_release_terms(terms):
     s = make_scene(H=80, W=120, objects=[(70, 30, 90, 50, 0.4)], depth=1.0, num_frames=5)
+    s.path_terms = terms
     obj = s.select(0)
     obj.path.append(PathPoint(obj.path[0].x, obj.path[0].y, 0.2))  # 2x nearer, no 2D motion
     res = Engine(s).update()
@@ -34,7 +36,10 @@ def test_approaching_object_grows_and_drifts_outward():
     assert np.all(np.diff(a) > 0) and 3.6 * 400 <= a[-1] <= 4.4 * 400  # ~4x the area at half the depth
     ys, xs = torch.nonzero(res.instance[-1] == 1, as_tuple=True)
     cx0 = 79.5
-    assert float(xs.float().mean()) - 60 == pytest.approx(2 * (cx0 - 60), abs=1.0)  # scaled about cx = 60
+    if terms == "handle":  # the object stays on its handle (its centroid, P1) as it grows
+        assert float(xs.float().mean()) == pytest.approx(cx0, abs=1.0)
+    else:  # the release's convention: scaled about the image centre cx = 60, drifting outward
+        assert float(xs.float().mean()) - 60 == pytest.approx(2 * (cx0 - 60), abs=1.0)
     assert res.signal.depth[-1, 0] == 5.0 and res.signal.depth[0, 0] == 2.0  # round(1 / d_t)
 
 def test_receding_object_passes_behind_a_nearer_one():
@@ -179,3 +184,117 @@ def test_same_scene_twice_gives_bit_identical_results():
     a, b = Engine(bundled_scene()).update(), Engine(bundled_scene()).update()
     assert torch.equal(a.instance, b.instance) and torch.equal(a.color, b.color)  # integers
     torch.testing.assert_close(a.signal.points, b.signal.points, atol=0, rtol=0)  # the same computation twice
+
+
+# ---------------------------------------------------------------- no silent loss of control
+
+
+def _no_python_warnings(fn):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn()
+    assert not [w for w in caught if "levitor" in str(w.filename)], [str(w.message) for w in caught]
+    return out
+
+
+def test_a_far_path_depth_under_the_release_rules_is_said_not_silent():
+    """Issue 24: a moved object whose path depth is 1.0 is never drawn by the release's rules (K = 0 everywhere).
+    That is kept, and said."""
+    s = make_scene(H=60, W=80, objects=[(20, 20, 40, 40, 1.0)], depth=1.0, num_frames=4)
+    s.add_mask(~s.masks[0])
+    obj = s.select(0)
+    obj.path.append(PathPoint(obj.path[0].x + 10, obj.path[0].y, 1.0))
+    res = Engine(s, rules="release").update()
+    assert 1 not in res.k
+    (w,) = res.warnings
+    assert (w.object_index, w.instance_id, w.frames, w.reason) == (0, 1, (0, 1, 2, 3), "far_path_depth")
+    assert "path depth 1.0" in w.message and "in every frame" in w.message and "below 1.0" in w.message
+    assert Engine(s, rules="levitor").update().warnings == []  # levitor's rules draw it
+
+
+def test_leaving_the_view_and_hiding_behind_a_nearer_object_are_named_by_frame():
+    s = make_scene(H=60, W=120, objects=[(5, 20, 25, 40, 0.5), (50, 10, 80, 50, 0.2)], depth=1.0, num_frames=9)
+    obj = s.select(0)
+    obj.path.append(PathPoint(obj.path[0].x + 90, obj.path[0].y, 0.5))  # behind object 2, then out again
+    hidden, partly = Engine(s).update().warnings  # areas 400, 400, 380, 220, 0, 20, 260, 400, 400
+    assert (hidden.object_index, hidden.reason, hidden.frames) == (0, "hidden", (4,))
+    assert "frame 5 (of 9)" in hidden.message  # the Studio counts frames from 1
+    assert (partly.reason, partly.frames) == ("too_small", (5,))  # 20 px: 2 samples for 3 points
+    assert "shows at most 20 pixels in frame 6 (of 9), too few for its 3 control points" in partly.message
+    obj.path[-1] = PathPoint(obj.path[0].x + 300, obj.path[0].y, 0.5)
+    res = Engine(s).update()
+    (left,) = res.warnings
+    assert left.reason == "left_view" and left.frames[-1] == 8 and left.frames[0] >= 3
+    assert all(not bool(res.signal.visible[f][res.signal.instance == 1].any()) for f in left.frames)
+    assert bool(res.signal.visible[left.frames[0] - 1][res.signal.instance == 1].any())
+
+
+def test_a_mask_under_the_minimum_area_is_a_warning_not_a_python_warning():
+    s = make_scene(H=100, W=100, objects=[(10, 10, 13, 13, 0.3), (40, 40, 70, 70, 0.5)], num_frames=3)
+    s.select(0).name = "speck"  # 9 px: at most 0.1% of 10,000
+    res = _no_python_warnings(lambda: Engine(s).update())
+    (w,) = res.warnings
+    assert (w.object_index, w.instance_id, w.reason, w.frames) == (0, 0, "too_small", (0, 1, 2))
+    assert "'speck' covers 9 pixels" in w.message and "(10 pixels)" in w.message and "larger mask" in w.message
+    assert res.object_ids == [0]
+
+
+def test_a_static_object_covered_by_a_moved_one_is_named():
+    s = make_scene(H=60, W=120, objects=[(5, 20, 25, 40, 0.1), (50, 25, 60, 35, 0.4)], depth=1.0, num_frames=9)
+    obj = s.select(0)
+    obj.path.append(PathPoint(obj.path[0].x + 90, obj.path[0].y, 0.1))  # passes in front of the small box
+    res = Engine(s).update()
+    static = [w for w in res.warnings if w.object_index is None]
+    assert static and static[0].instance_id == 2 and static[0].reason == "hidden"
+    assert "mask 1 (not moved)" in static[0].message
+
+
+def test_the_draft_carries_the_warnings_of_its_frame():
+    s = make_scene(H=60, W=120, objects=[(5, 20, 25, 40, 0.5), (50, 10, 80, 50, 0.2)], depth=1.0, num_frames=9)
+    obj = s.select(0)
+    obj.path.append(PathPoint(obj.path[0].x + 90, obj.path[0].y, 0.5))
+    eng = Engine(s)
+    eng.update()
+    (w,) = eng.preview_frame(4).warnings
+    assert (w.reason, w.frames) == ("hidden", (4,))
+    assert eng.preview_frame(0).warnings == []
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("rules", ["levitor", "release"])
+def test_the_draft_is_the_update_at_its_frame(rules, backend):
+    """preview_frame runs update's stages on [0, frame]: the same render with a camera path, under both rule sets."""
+    scene = bundled_scene(96, 160, num_frames=6)
+    scene.camera_path = [PathPoint(80, 20, 0.5), PathPoint(84, 21, 0.5)]
+    engine = Engine(scene, rules=rules, backend=backend)
+    full = engine.update()
+    for f in (0, 3, 5):
+        pv = engine.preview_frame(f)
+        assert torch.equal(pv.instance, full.instance[f]) and torch.equal(pv.depth, full.depth[f])
+        assert torch.equal(pv.color, full.color[f]) and pv.num_points == full.signal.num_points
+        want = sorted((w.object_index or -1, w.instance_id, w.reason) for w in full.warnings if f in w.frames)
+        assert sorted((w.object_index or -1, w.instance_id, w.reason) for w in pv.warnings) == want
+        assert all(w.frames == (f,) for w in pv.warnings)
+    assert full.warnings  # the box behind the tree, at the last frame
+
+
+def test_an_empty_scene_builds_an_empty_control():
+    from levitor.scene import Scene
+
+    s = Scene(image=np.zeros((24, 32, 3), np.uint8), depth=np.full((24, 32), 0.5, np.float32), num_frames=3)
+    res = Engine(s).update()
+    assert res.signal.points.shape == (3, 0, 2) and res.instance.shape == (3, 24, 32) and res.warnings == []
+    assert int(res.instance.abs().sum()) == 0
+    assert Engine(s).preview_frame(1).signal.num_points == 0
+
+
+def test_backend_numba_without_numba_is_a_clear_error(monkeypatch):
+    import levitor.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "HAVE_NUMBA", False)
+    with pytest.raises(ValueError, match="backend 'numba' needs numba.*backend='auto' or 'torch'"):
+        Engine(bundled_scene(), backend="numba")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Engine(bundled_scene(), backend="opengl")

@@ -46,7 +46,7 @@ def test_corrupt_files_name_the_field(tmp_path, demo_scene):
 
     with pytest.raises(ValueError, match="'masks'"):
         load_with(masks=[{"size": [320, 512], "counts": [5, 6]}])
-    with pytest.raises(ValueError, match="'objects'"):
+    with pytest.raises(ValueError, match=r"'objects\[0\]' must be an object with mask_index and path"):
         load_with(objects=[{"path": []}])
     with pytest.raises(ValueError, match="'version'.*newer"):
         load_with(version=99)
@@ -82,7 +82,7 @@ def test_validation_messages():
     with pytest.raises(ValueError, match="not a mask index"):
         s.validate()
     s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.3, 0), PathPoint(20, 20, 0.3, 99)])]
-    with pytest.raises(ValueError, match="outside 0..5"):
+    with pytest.raises(ValueError, match=r"frame = 99 is outside the clip's frames 0\.\.5; set it to a frame in"):
         s.validate()
     s.masks.append(np.zeros((64, 96), bool))
     s.mask_sources.append("brush")
@@ -153,22 +153,22 @@ def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path):
     assert not list(tmp_path.iterdir())  # no JSON, no image, no depth file
     s.objects[0].path[1].depth = 0.2
     s.k_max = 3.5  # load would read int(3.5): a different scene
-    with pytest.raises(ValueError, match=r"k_max must be an int in 1\.\.64"):
+    with pytest.raises(ValueError, match=r"k_max .* must be a whole number in 1\.\.64, got 3\.5; the release uses 8"):
         s.save(tmp_path / "bad.json")
     s.k_max = 8
     s.objects[0].path[1].frame = 2.5
-    with pytest.raises(ValueError, match="frame must be an int"):
+    with pytest.raises(ValueError, match=r"frame must be a whole frame index in 0\.\.5 or None"):
         s.validate()
 
 
 @pytest.mark.parametrize("field, value, match", [
     ("scale", 1e9, r"scale .* must be in \(0, 64\]"),
     ("scale", 0.0, r"scale .* must be in \(0, 64\]"),
-    ("k_max", 100, r"k_max must be an int in 1\.\.64"),
-    ("k_min_moved", 0, r"k_min_moved must be an int in 1\.\.64"),
-    ("num_frames", 10_000, r"num_frames must be an int in 2\.\.256"),
-    ("num_frames", True, "num_frames must be an int"),
-    ("seed", -1, "seed must be an int"),
+    ("k_max", 100, r"k_max .* must be a whole number in 1\.\.64, got 100; the release uses 8"),
+    ("k_min_moved", 0, r"k_min_moved .* must be a whole number in 1\.\.64, got 0; the release uses 3"),
+    ("num_frames", 10_000, r"num_frames must be a whole number of frames in 2\.\.256, got 10000; the release"),
+    ("num_frames", True, "num_frames must be a whole number of frames in 2..256, got True"),
+    ("seed", -1, r"seed must be a whole number in 0\.\.2\*\*63-1, got -1"),
 ])
 def test_bounded_fields(field, value, match):
     s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
@@ -275,7 +275,7 @@ def test_huge_sizes_and_fractional_indices_are_refused_before_allocating(tmp_pat
     bad = json.loads(json.dumps(doc))
     bad["objects"][0]["mask_index"] = 4.7
     p.write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match="'objects'.*4.7 is not a whole number"):
+    with pytest.raises(ValueError, match=r"field 'objects\[0\]\.mask_index' must be a whole number, got 4\.7"):
         Scene.load(p)
 
 
@@ -372,3 +372,57 @@ def _save_killed_at(scene, path, kill_at: int, monkeypatch) -> bool:
         monkeypatch.setattr(io_mod.os, "replace", real_replace)
         monkeypatch.setattr(os, "unlink", real_unlink)
     return done["json"]
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("num_frames", 16.9, r"field 'num_frames' must be a whole number, got 16\.9"),
+    ("seed", 7.5, r"field 'seed' must be a whole number, got 7\.5"),
+    ("k_max", "8", r"field 'k_max' must be a whole number, got '8'"),
+    ("scale", "2", r"field 'scale' must be a number, got '2'"),
+    ("interpolation", 3, r"field 'interpolation' must be a string, got 3"),
+])
+def test_scene_files_refuse_fractions_and_wrong_kinds_naming_the_field(tmp_path, demo_scene, key, value, match):
+    """Issue 27: num_frames 16.9 used to load as 16, mask_index 4.7 said "field 'objects' is missing or corrupt"."""
+    doc = json.loads(demo_scene.save(tmp_path / "s.json").read_text())
+    doc[key] = value
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=match) as e:
+        Scene.load(tmp_path / "x.json")
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_whole_floats_in_scene_files_are_their_integers_and_path_frames_are_checked(tmp_path, demo_scene):
+    s = demo_scene.copy()
+    for p, f in zip(s.objects[0].path, (0, 5, 15)):
+        p.frame = f
+    doc = json.loads(s.save(tmp_path / "s.json").read_text())
+    doc["num_frames"], doc["objects"][0]["path"][1]["frame"] = 16.0, 5.0  # what some JSON writers produce
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    back = Scene.load(tmp_path / "x.json")
+    assert back.num_frames == 16 and back.objects[0].path[1].frame == 5 and isinstance(back.num_frames, int)
+    doc["objects"][0]["path"][1]["frame"] = 2.5
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"field 'objects\[0\]\.path\[1\]\.frame' must be a whole number, got 2\.5"):
+        Scene.load(tmp_path / "x.json")
+    doc["objects"][0]["path"][1] = {"x": 1, "y": 2, "z": 0.5}
+    (tmp_path / "x.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"'objects\[0\]\.path\[1\]' must have x, y, depth.*got keys \['x', 'y', 'z'"):
+        Scene.load(tmp_path / "x.json")
+
+
+def test_refusals_say_the_rule_and_the_fix_in_plain_numbers():
+    s = make_scene(objects=[(10, 10, 30, 30, 0.3)])
+    s.objects = [ObjectTrack(np.int64(8), [PathPoint(20, 20, 0.3)])]
+    with pytest.raises(ValueError) as e:
+        s.validate()
+    assert str(e.value) == ("objects[0].mask_index = 8 is not a mask index: the scene has 1 mask (indices 0..0); "
+                            "pick an existing mask, or add the mask first (Scene.add_mask)")
+    s.objects = [ObjectTrack(0, [PathPoint(20, 20, 0.3, 3), PathPoint(30, 20, 0.3, 2)])]
+    with pytest.raises(ValueError, match=r"frames must strictly increase along the path, got \[3, 2\]; give each "
+                                         r"later point a later frame"):
+        s.validate()
+    s.objects = []
+    s.masks.append(np.ones((3, 3), bool))  # a mask appended by hand, of the wrong size
+    s.mask_sources.append("user")
+    with pytest.raises(ValueError, match=r"masks\[1\] must be an \(64, 96\) bool array like the image.*add_mask"):
+        s.validate()

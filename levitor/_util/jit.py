@@ -4,12 +4,18 @@ The engine's hot loops (z-buffer, K-means, stamp drawing) are written as plain P
 compiled with numba when it is there; without it, or with ``LEVITOR_NO_NUMBA=1``, callers take their
 vectorised torch paths instead (tests check both give the same result). Compiled code is cached on disk,
 so only the first run on a machine pays for compilation.
+
+Callers ask :func:`numba_on` (not ``HAVE_NUMBA``): inside ``with compiled_loops(False):`` it is False, so one
+process can run the pure-torch paths beside the compiled ones (``Engine(backend="torch")`` does, and the
+backend-agreement tests compare them whole clip against whole clip).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
@@ -23,6 +29,26 @@ try:  # pragma: no cover - depends on the environment
 except ImportError:  # pragma: no cover
     numba = None
     HAVE_NUMBA = False
+
+
+_ALLOWED: ContextVar[bool] = ContextVar("levitor_compiled_loops", default=True)
+
+
+def numba_on() -> bool:
+    """Whether compiled loops run here and now: numba is installed and allowed, and no enclosing
+    ``compiled_loops(False)`` turned them off."""
+    return HAVE_NUMBA and _ALLOWED.get()
+
+
+@contextmanager
+def compiled_loops(enabled: bool) -> Iterator[None]:
+    """Within the block, :func:`numba_on` is False unless ``enabled`` (and numba is there): the pure-torch
+    paths run. Per thread and task (a context variable), so a background update elsewhere is not affected."""
+    token = _ALLOWED.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
 
 
 def jit(fn: F, inline: bool = False) -> F:

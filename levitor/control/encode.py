@@ -23,7 +23,7 @@ from functools import cache, lru_cache
 import numpy as np
 import torch
 
-from levitor._util.jit import HAVE_NUMBA
+from levitor._util.jit import numba_on
 from levitor._util.threads import torch_threads
 from levitor.control import kernels
 from levitor.control.signal import ControlSignal
@@ -127,7 +127,7 @@ def _encode(signal: ControlSignal, height: int | None, width: int | None, radius
     f_idx, p_idx = torch.nonzero(keep, as_tuple=True)  # frame-major, then track order: the drawing order
     if f_idx.numel() == 0:
         return out
-    if use_kernel and HAVE_NUMBA:  # the same drawing as a compiled loop over points
+    if use_kernel and numba_on():  # the same drawing as a compiled loop over points
         kernels.draw_stamps(
             out.numpy(), f_idx.numpy(), p_idx.numpy(), r0[f_idx, p_idx].numpy(), r1[f_idx, p_idx].numpy(),
             c0[f_idx, p_idx].numpy(), c1[f_idx, p_idx].numpy(), _stamp_atlas(radius),

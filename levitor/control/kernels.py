@@ -78,6 +78,25 @@ def lloyd(x, c, max_iter, tol_abs):
 lloyd = jit(lloyd)
 
 
+def tolerance(x, tol, min_shift):
+    """The stopping threshold of Lloyd's loop for samples x (n, 2): ``tol`` times the mean per-feature variance,
+    at least ``min_shift``; the compiled twin of :func:`levitor.control.points.kmeans_tolerance` (same formula:
+    from the sums, exact on pixel coordinates)."""
+    n = x.shape[0]
+    sx, sy, qx, qy = 0.0, 0.0, 0.0, 0.0
+    for i in range(n):
+        sx += x[i, 0]
+        sy += x[i, 1]
+        qx += x[i, 0] * x[i, 0]
+        qy += x[i, 1] * x[i, 1]
+    nf = float(max(n, 1))
+    ss = (qx - sx * sx / nf) + (qy - sy * sy / nf)
+    return max(tol * ss / (2 * nf), min_shift)
+
+
+tolerance = jit(tolerance, inline=True)
+
+
 def lloyd32(x, c, max_iter, tol_abs, labels):
     """sklearn's Lloyd iteration in float32 on centred samples x (n, d), in place on the centres c (k, d): the
     compiled twin of :func:`levitor.control.release_kmeans.kmeans32` (same arithmetic, operation for operation).
@@ -191,11 +210,7 @@ def cluster_track(flat, offsets, k, warm, first, have_first, max_iter, min_shift
             for j in range(k):
                 c[j, 0] = x[step // 2 + step * j, 0]
                 c[j, 1] = x[step // 2 + step * j, 1]
-        vx, vy = 0.0, 0.0
-        for i in range(n):
-            vx += (x[i, 0] - mx) ** 2
-            vy += (x[i, 1] - my) ** 2
-        lloyd(x, c, max_iter, max(1e-4 * (vx + vy) / (2 * n), min_shift))
+        lloyd(x, c, max_iter, tolerance(x, 1e-4, min_shift))
         out_c[f] = c
         have_prev, p0, p1, pmx, pmy = True, s0, s1, mx, my
 

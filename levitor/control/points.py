@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from levitor._util.hashing import bytes_hash
-from levitor._util.jit import HAVE_NUMBA
+from levitor._util.jit import numba_on
 from levitor.control import kernels
 from levitor.control.krule import KRule
 from levitor.control.release_kmeans import release_track
@@ -46,33 +46,38 @@ def kmeans(
     """Batched Lloyd's K-means (sklearn's algorithm and stopping rule), padded, for 2-D pixel coordinates.
 
     x: (B, N, 2) samples, valid: (B, N) which are real; init: (B, K, 2) initial centres, k_valid: (B, K)
-    which centres are used (objects differ in K). Iteration stops when the summed squared centre shift is
-    at most ``tol`` times the mean per-feature variance (sklearn's rule) or at most ``min_shift`` (pixels^2:
-    points are truncated to whole pixels, so finer convergence changes nothing the model sees).
-    Ties go to the lower centre index, as in sklearn.
+    which centres are used (a prefix of each row: objects differ in K). Iteration stops when the summed squared
+    centre shift is at most :func:`kmeans_tolerance` (``tol`` times the mean per-feature variance, sklearn's rule,
+    but at least ``min_shift`` pixels^2: points are truncated to whole pixels, so finer convergence changes
+    nothing the model sees). Ties go to the lower centre index, as in sklearn; empty clusters move, in centre
+    order, each to the sample farthest from its centre (that sample's distance then counts as 0).
     Returns centres (B, K, 2) float64, labels (B, N) (-1 for padding; None unless ``return_labels``) and
-    inertia (B,) float64. ``use_kernel``: run each row as a compiled loop when numba is installed.
+    inertia (B,) float64.
+
+    One computation, two implementations: this torch one and the compiled loop
+    (:func:`levitor.control.kernels.lloyd`, used with ``use_kernel`` when numba is on) do the same float64
+    operations in the same order, so on pixel coordinates (whole numbers: every sum is exact) they give
+    bit-identical centres, and on any input the same up to float rounding.
     """
     B, N, _ = x.shape
-    if use_kernel and HAVE_NUMBA and not return_labels:
+    if use_kernel and numba_on() and not return_labels:
         return _kmeans_compiled(x, valid, init, k_valid, max_iter, tol, min_shift)
-    w = valid.to(torch.float32)
-    n_valid = w.sum(1).clamp(min=1)
-    xf = x.to(torch.float32)
-    mean = (xf * w[..., None]).sum(1) / n_valid[:, None]
-    var = (((xf - mean[:, None]) ** 2) * w[..., None]).sum(1) / n_valid[:, None]
-    tol_abs = (tol * var.mean(-1)).to(torch.float64).clamp(min=min_shift)  # sklearn: relative to the variance
+    xd = x.to(torch.float64)
+    w = valid.to(torch.float64)
+    n_valid = w.sum(1)
+    tol_abs = kmeans_tolerance((xd * w[..., None]).sum(1), (xd * xd * w[..., None]).sum(1), n_valid, tol, min_shift)
     # padding samples are NaN: their distances are NaN, so they never join a cluster
-    xf = torch.where(valid[..., None], xf, torch.full_like(xf, float("nan")))
-    xs = xf.permute(0, 2, 1).contiguous()  # (B, 2, N): distances come out as (B, K, N), fast to reduce over K
+    xn = torch.where(valid[..., None], xd, torch.full_like(xd, float("nan")))
+    xs = xn.permute(0, 2, 1).contiguous()  # (B, 2, N): distances come out as (B, K, N), fast to reduce over K
+    xz = xd * w[..., None]  # padding as 0 for the sums
     c = init.to(torch.float64).clone()
     far = torch.tensor(1e9, dtype=torch.float64)  # unused centres sit far away, so no sample picks them
 
     def assign(xs_: torch.Tensor, centres: torch.Tensor, kv: torch.Tensor):
-        cc = torch.where(kv[..., None], centres, far).to(torch.float32)
+        cc = torch.where(kv[..., None], centres, far)
         dx = xs_[:, None, 0, :] - cc[:, :, 0, None]
         dy = xs_[:, None, 1, :] - cc[:, :, 1, None]
-        d = dx * dx + dy * dy  # (b, K, N)
+        d = dx * dx + dy * dy  # (b, K, N), as the compiled loop: two products, one sum, no fused multiply-add
         min_d = d.amin(1)
         owner = d <= min_d[:, None]  # (b, K, N); NaN padding is never <=
         if bool((owner.sum(1) > 1).any()):  # exact ties: keep the first centre only
@@ -80,21 +85,24 @@ def kmeans(
         return min_d, owner
 
     rows = torch.arange(B)  # the batch rows still iterating; converged rows drop out
-    xr, xsr, kv, tr = xf.nan_to_num(0.0), xs, k_valid, tol_abs
+    xr, xsr, kv, tr = xz, xs, k_valid, tol_abs
     for _ in range(max_iter):
         old = c[rows]
         min_d, owner = assign(xsr, old, kv)
-        of = owner.to(torch.float32)
+        of = owner.to(torch.float64)
         counts = of.sum(2)  # (b, K)
-        sums = torch.bmm(of, xr).to(torch.float64)  # (b, K, 2)
-        new_c = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None].double(), old)
+        sums = torch.bmm(of, xr)  # (b, K, 2): whole numbers for pixel samples, so exact in any order
+        new_c = torch.where(counts[..., None] > 0, sums / counts.clamp(min=1)[..., None], old)
         empty = (counts == 0) & kv
-        if bool(empty.any()):  # relocate an empty cluster to the sample farthest from its centre
-            far_idx = min_d.nan_to_num(-1.0).argmax(1)
-            first_empty = empty.to(torch.int64).argmax(1)
-            e = torch.nonzero(empty.any(1)).squeeze(1)
-            new_c[e, first_empty[e]] = xr[e, far_idx[e]].to(torch.float64)
-        shift = ((new_c - old) ** 2).sum(-1).masked_fill(~kv, 0).sum(-1)
+        if bool(empty.any()):  # relocate each empty cluster, in order, to the sample farthest from its centre
+            for r in torch.nonzero(empty.any(1)).squeeze(1).tolist():
+                dist = min_d[r].nan_to_num(-1.0)
+                for j in torch.nonzero(empty[r]).squeeze(1).tolist():
+                    i = int(dist.argmax())
+                    new_c[r, j] = xr[r, i]
+                    dist[i] = 0.0
+        per_centre = ((new_c - old) ** 2).sum(-1).masked_fill(~kv, 0)
+        shift = per_centre.cumsum(-1)[:, -1]  # summed centre by centre, in order, as the compiled loop
         c[rows] = new_c
         go_on = shift > tr
         if not bool(go_on.any()):
@@ -104,8 +112,21 @@ def kmeans(
             xr, xsr, kv, tr = xr[go_on], xsr[go_on], kv[go_on], tr[go_on]
     min_d, owner = assign(xs, c, k_valid)
     labels = torch.where(valid, owner.to(torch.int8).argmax(1), -1) if return_labels else None
-    inertia = min_d.nan_to_num(0.0).to(torch.float64).sum(1)
+    inertia = min_d.nan_to_num(0.0).sum(1)
     return c, labels, inertia
+
+
+def kmeans_tolerance(sums: torch.Tensor, squares: torch.Tensor, n: torch.Tensor, tol: float = 1e-4,
+                     min_shift: float = 0.0) -> torch.Tensor:
+    """The stopping threshold of :func:`kmeans`, per row: ``tol`` times the mean per-feature variance, at least
+    ``min_shift``. sums, squares: (B, 2) float64 sums of the samples and of their squares; n: (B,) counts.
+
+    The variance comes from sums (sum of squares minus squared sum over n), not from deviations from the mean:
+    on pixel coordinates those sums are exact in any order, so the compiled loop
+    (:func:`levitor.control.kernels.tolerance`, the same formula) and torch get the same threshold to the bit."""
+    n = n.to(torch.float64).clamp(min=1)
+    ss = (squares[:, 0] - sums[:, 0] * sums[:, 0] / n) + (squares[:, 1] - sums[:, 1] * sums[:, 1] / n)
+    return torch.clamp(tol * ss / (2 * n), min=min_shift)
 
 
 def _kmeans_compiled(x, valid, init, k_valid, max_iter, tol, min_shift):
@@ -116,10 +137,9 @@ def _kmeans_compiled(x, valid, init, k_valid, max_iter, tol, min_shift):
         xb = x[b][valid[b]].to(torch.float64).contiguous().numpy()
         if xb.shape[0] == 0:
             continue
-        tol_abs = max(tol * float(xb.var(0).mean()), min_shift)
         k = int(k_valid[b].sum())
         cb = c[b, :k].contiguous().numpy()
-        inertia[b] = kernels.lloyd(xb, cb, max_iter, tol_abs)
+        inertia[b] = kernels.lloyd(xb, cb, max_iter, kernels.tolerance(xb, tol, min_shift))
         c[b, :k] = torch.from_numpy(cb)
     return c, None, inertia
 
@@ -187,7 +207,7 @@ def control_from_masks(
     all_ids = sorted(int(i) for i in ids if int(i) > 0)
     inst_np = instance.numpy()
     objects, per_object = [], []
-    compiled = use_kernel and HAVE_NUMBA and bool(all_ids)
+    compiled = use_kernel and numba_on() and bool(all_ids)
     if not compiled and all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):
         inst_np = inst_np.astype(np.int16)  # a quarter of the memory traffic for the per-id passes
     if compiled:  # two compiled passes over the maps for every id at once
@@ -267,8 +287,8 @@ def _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache) ->
                     centres[f, b, :k] = cache[keys[b]]
                     continue
             todo.append(b)
-            if p is not None:  # warm start, moved with the object
-                inits.append(centres[f - 1, b, :k] + (s.mean(0) - p.mean(0)))
+            if p is not None:  # warm start, moved with the object (means as sum / n, as the compiled loop)
+                inits.append(centres[f - 1, b, :k] + (s.sum(0) / s.shape[0] - p.sum(0) / p.shape[0]))
             else:
                 inits.append(release_init(s, k))
         # batch objects of similar sample counts together: padding a small object to a large one's size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from levitor.cli import seed_arg
+from levitor.cli import print_warnings, seed_arg
 from levitor.defaults import DEFAULT_SIZE, SIZES, video_size
 from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
 
@@ -35,6 +35,7 @@ def _generate(args: argparse.Namespace) -> int:
                    rules=None if args.rules == "auto" else args.rules, size=args.size)
     for bar in bars:
         bar.close()
+    print_warnings("levitor generate", res.warnings)
     print(f"levitor generate: wrote {res.video_path} ({res.seconds:.1f} s), control overlay {res.control_path}, "
           f"scene {res.scene_path}")
     return 0

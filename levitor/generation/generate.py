@@ -19,7 +19,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from PIL import Image
 
 from levitor._util.device import resolve_device
 from levitor._util.io import write_text_atomic
+from levitor.control.lost import ControlWarning
 from levitor.control.rules import ControlRules
 from levitor.defaults import VideoSize, check_seed, video_size
 from levitor.engine import Engine
@@ -52,6 +53,7 @@ class GenerateResult:
     control_path: Path  # the control overlay video beside it
     used_model: bool  # False only for callers that fell back to the preview
     seconds: float
+    warnings: list[ControlWarning] = field(default_factory=list)  # objects that got no control points, and why
 
 
 def load_pipeline(weights: str | Path | None = None, base: str | Path | None = None, device: str = "auto",
@@ -146,6 +148,10 @@ def generate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scene_path = scene.save(out_dir / f"{name}.scene.json")  # first: nothing the user built is lost
+    if not scene.masks:
+        raise ValueError("the scene has no masks, so the video would have no control at all; make a mask for each "
+                         "object (levitor studio photo.jpg: a box around it, or a click with SAM) and select the "
+                         f"ones to move, then generate again (the scene is saved: {scene_path})")
     target = video_size(size) if isinstance(size, str) else size
     seed = scene.seed if seed is None else seed
     mini = is_mini(weights)
@@ -184,9 +190,11 @@ def generate(
             "weights": MINI if str(weights) == MINI else str(weights or LEVITOR_ID),
             "base": "mini model (no SVD)" if mini else str(base or SVD_XT_ID),
             "control_rules": rules.name, "control": rules.describe(),
-            "size": f"{frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}"}
+            "size": f"{frames.shape[0]}x{frames.shape[1]}x{frames.shape[2]}",
+            "warnings": [w.to_dict() for w in result.warnings]}
     write_text_atomic(out_dir / f"{name}.json", json.dumps(meta, indent=1))
-    return GenerateResult(video_path, frames, scene_path, control_path, True, time.perf_counter() - t0)
+    return GenerateResult(video_path, frames, scene_path, control_path, True, time.perf_counter() - t0,
+                          result.warnings)
 
 
 def weights_rules(pipe, mini: bool = False) -> str:

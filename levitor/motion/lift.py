@@ -1,10 +1,11 @@
 """Paths to per-frame motion, and pixels to 3D points and back (pinhole camera, still).
 
-The camera never moves: identity rotation, zero translation, the same intrinsics in every frame. An object
-follows its path by (1) shifting its pixels by the path's 2D displacement, at their own depth, and then
-(2) adding the path's depth change to every pixel's depth. Step 2 scales the object about the image centre
-(cx, cy), which is what an object approaching along a fixed camera ray looks like: it grows, and an
-off-centre object drifts outward. This is the release's order of operations.
+The camera never moves: identity rotation, zero translation, the same intrinsics in every frame. The renderers
+move an object's pixels along a *release-terms* track (:func:`move`): (1) shift every pixel by the track's 2D
+displacement, at its own depth, then (2) add the track's depth change to every pixel's depth; step 2 scales the
+object about the image centre (cx, cy). This per-pixel formula is the release's. A path the user draws is in
+*handle terms* (the object's anchor lands on each path point at every depth); the engine converts it to the
+release-terms track that does so (:mod:`levitor.motion.handles`), so what the Studio draws is what happens.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from levitor.depth import MIN_DEPTH
+from levitor.motion.handles import MIN_Z, anchor_path_3d
 from levitor.scene import INTERPOLATIONS, Intrinsics, PathPoint
 
-# Points closer than this are clamped: avoids a divide-by-zero for objects touching the camera.
-MIN_Z = MIN_DEPTH / 4
+__all__ = ["MIN_Z", "interpolate_path", "lift", "move", "object_path_3d", "path_point_times", "project"]
 
 
 def interpolate_path(path: Sequence[PathPoint], num_frames: int, method: str = "pchip") -> np.ndarray:
@@ -42,15 +42,7 @@ def interpolate_path(path: Sequence[PathPoint], num_frames: int, method: str = "
     if len(path) == 1:
         return np.repeat(values, num_frames, axis=0)
 
-    frames = [p.frame for p in path]
-    if all(f is None for f in frames):
-        times = np.linspace(0.0, num_frames - 1, len(path))
-    elif any(f is None for f in frames):
-        raise ValueError("give a frame index for every path point or for none")
-    else:
-        times = np.asarray(frames, dtype=np.float64)
-        if np.any(np.diff(times) <= 0):
-            raise ValueError(f"path point frames must strictly increase, got {frames}")
+    times = path_point_times(path, num_frames)
     t = np.clip(np.arange(num_frames, dtype=np.float64), times[0], times[-1])  # hold before/after
 
     if method == "linear" or len(path) == 2:
@@ -64,6 +56,23 @@ def interpolate_path(path: Sequence[PathPoint], num_frames: int, method: str = "
     from scipy.interpolate import CubicHermiteSpline
 
     return CubicHermiteSpline(times, values, slopes, axis=0)(t)
+
+
+def path_point_times(path: Sequence[PathPoint], num_frames: int) -> np.ndarray:
+    """(len(path),) the (fractional) frame at which the object reaches each path point: its ``frame``, or spread
+    evenly over the clip when no point has one (the first at frame 0, the last at the last frame). With it a
+    per-frame note (e.g. a :class:`levitor.control.lost.ControlWarning`'s frames) can be shown at its points."""
+    frames = [p.frame for p in path]
+    if all(f is None for f in frames):
+        return np.linspace(0.0, num_frames - 1, len(path)) if len(path) > 1 else np.zeros(len(path))
+    if any(f is None for f in frames):
+        raise ValueError("give a frame index for every path point or for none (or clear them all to spread the "
+                         "points evenly over the clip)")
+    times = np.asarray([int(f) for f in frames], dtype=np.float64)
+    if np.any(np.diff(times) <= 0):
+        raise ValueError(f"path point frames must strictly increase, got {[int(f) for f in frames]}; give each "
+                         "later point a later frame")
+    return times
 
 
 def lift(pixels: torch.Tensor, depth: torch.Tensor, K: Intrinsics) -> torch.Tensor:
@@ -104,12 +113,10 @@ def move(
     return project(pts, K)
 
 
-def object_path_3d(track: np.ndarray, K: Intrinsics) -> np.ndarray:
-    """The 3D path of an object's reference point (the first click): (F, 3) camera-space points.
-
-    Consistent with :func:`move`: the 2D shift happens at the reference depth, then Z becomes the path depth.
-    """
-    t = torch.as_tensor(track, dtype=torch.float64)
-    pts = lift(t[:, :2], t[:1, 2].expand(len(t)), K)
-    pts[:, 2] = t[:, 2]
-    return pts.numpy()
+def object_path_3d(track: np.ndarray, K: Intrinsics, anchor_depth: float | None = None,
+                   terms: str = "handle") -> np.ndarray:
+    """The 3D path of an object's anchor (its P1 lifted, see :mod:`levitor.motion.handles`): (F, 3) camera-space
+    points. track: the per-frame (x, y, depth) path in ``terms``; anchor_depth: the anchor's scene depth z_a
+    (default: P1's path depth). In handle terms the anchor projects onto (x_t, y_t) at depth z_a + d_t - d_0."""
+    z_a = float(track[0][2]) if anchor_depth is None else float(anchor_depth)
+    return anchor_path_3d(np.asarray(track, dtype=np.float64), z_a, K.fx, K.fy, K.cx, K.cy, terms)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F_
 
-from levitor._util.jit import HAVE_NUMBA
+from levitor._util.jit import numba_on
 from levitor.depth import FAR_DEPTH
 from levitor.motion import kernels
 from levitor.motion.lift import MIN_Z, move
@@ -107,11 +107,12 @@ def splat(
         none = torch.zeros(0, dtype=torch.int64)
         return Splat(none, none.clone(), torch.zeros(0), shape)
     footprint = torch.as_tensor(footprint, dtype=torch.int64).expand(m)
-    if use_kernel and HAVE_NUMBA:
+    if use_kernel and numba_on():
         zb, win = kernels.zbuffer(xy[:, 0].numpy(), xy[:, 1].numpy(), z.numpy(), frame.numpy(),
                                    footprint.contiguous().numpy(), num_frames, height, width)
         hit = torch.from_numpy(np.flatnonzero(win >= 0))
         return Splat(hit, torch.from_numpy(win)[hit], torch.from_numpy(zb)[hit], shape)
+    xy = xy.to(torch.float32)  # which pixel a point falls in is decided in float32, as the compiled loop does
     # one key per point: the depth's float bits (monotonic for positive floats) above the inverted point
     # index, so a single amin finds the nearest point and, among equals, the latest one
     z32 = z.to(torch.float32).clamp(min=torch.finfo(torch.float32).tiny)
@@ -214,7 +215,7 @@ def render(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        backend = "numba" if HAVE_NUMBA else "torch"
+        backend = "numba" if numba_on() else "torch"
     H, W = instance.shape
     static = static or static_layer(image, depth, instance, movers)
     moving_camera = camera_track is not None and moves(camera_track)
@@ -332,7 +333,7 @@ def render_static_with_camera(inst, depth, color, K, track, num_frames, front=No
     out_depth = torch.stack([inpaint(out_depth[f][None], hit[f], empty=FAR_DEPTH)[0] for f in range(num_frames)])
     out_color = torch.stack(
         [inpaint(out_color[f].permute(2, 0, 1).float(), hit[f]) for f in range(num_frames)]
-    ).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    ).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()  # callers write through views
     if front is None:
         return out_inst, out_depth, out_color
     vacated = hit & torch.isinf(front.reshape(-1)[src])
@@ -374,7 +375,8 @@ def inpaint(values: torch.Tensor, valid: torch.Tensor, empty: float = 0.0) -> to
     filled = v / wt.clamp(min=1e-8)
     # the top stops when one side reaches 1 pixel, so a cell there can still know nothing (a long side whose end is
     # all invalid): it takes the mean of all known values rather than 0
-    mean = v.sum(dim=(-2, -1)) / wt.sum(dim=(-2, -1)).clamp(min=1e-8)
+    # (summed in float64: the same float32 mean whatever the thread count splits the sum into)
+    mean = (v.double().sum(dim=(-2, -1)) / wt.double().sum(dim=(-2, -1)).clamp(min=1e-8)).to(v.dtype)
     filled = torch.where(wt > 0, filled, mean[:, None, None])
     for v, wt in reversed(pyramid[:-1]):  # pull: where a level knows nothing, take the coarser estimate
         up = F_.interpolate(filled[None], size=v.shape[-2:], mode="bilinear", align_corners=False)[0]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from levitor.motion.handles import anchor_path_3d
 from levitor.scene import Intrinsics, PathPoint, Scene
 from levitor.viz.colors import css
 
@@ -65,20 +66,22 @@ def cloud_points(scene: Scene, max_points: int = MAX_POINTS) -> tuple[np.ndarray
     return plot_coords(xyz, K, z_far).astype(np.float32), scene.image[rows, cols], z_far
 
 
-def path_points_3d(points: Sequence[PathPoint], K: Intrinsics) -> np.ndarray:
-    """The user's path points in camera space, as the engine moves an object: the 2D shift at P1's depth, then
-    the point's own depth (levitor.motion.lift.object_path_3d for clicks)."""
+def path_points_3d(points: Sequence[PathPoint], K: Intrinsics, anchor_depth: float | None = None,
+                   terms: str = "handle") -> np.ndarray:
+    """The user's path points in camera space, where the engine puts the object's anchor at each of them: at the
+    point's pixel (handle terms) at depth z_a + d - d_1 (levitor.motion.handles). ``anchor_depth`` z_a: the
+    scene's (Scene.anchor_depth); default P1's path depth."""
     if not points:
         return np.zeros((0, 3))
-    ref = points[0].depth
-    return np.array([[(p.x - K.cx) * ref / K.fx, (p.y - K.cy) * ref / K.fy, p.depth] for p in points])
+    return track_3d(np.array([[p.x, p.y, p.depth] for p in points], dtype=np.float64), K, anchor_depth, terms)
 
 
-def track_3d(track: np.ndarray, K: Intrinsics) -> np.ndarray:
-    """A per-frame (F, 3) (x, y, depth) track in camera space (the same rule as :func:`path_points_3d`)."""
+def track_3d(track: np.ndarray, K: Intrinsics, anchor_depth: float | None = None, terms: str = "handle") -> np.ndarray:
+    """A per-frame (F, 3) (x, y, depth) track as the anchor's camera-space path (the rule of
+    :func:`path_points_3d`)."""
     t = np.asarray(track, dtype=np.float64)
-    ref = t[0, 2]
-    return np.stack([(t[:, 0] - K.cx) * ref / K.fx, (t[:, 1] - K.cy) * ref / K.fy, t[:, 2]], 1)
+    z_a = float(t[0, 2]) if anchor_depth is None else float(anchor_depth)
+    return anchor_path_3d(t, z_a, K.fx, K.fy, K.cx, K.cy, terms)
 
 
 def _line(xyz: np.ndarray, color: str, name: str, width: int = 2, dash: str = "solid", mode: str = "lines",
@@ -113,8 +116,9 @@ def scene_view_3d(scene: Scene, tracks: Sequence[np.ndarray] = (), colors: Seque
     for i, (track, rgb_i) in enumerate(zip(tracks, colors)):
         obj = scene.objects[i]
         color = css(rgb_i)
-        line = plot_coords(track_3d(track, K), K, z_far)
-        clicks = plot_coords(path_points_3d(obj.path, K), K, z_far)
+        z_a = scene.anchor_depth(i)
+        line = plot_coords(track_3d(track, K, z_a, scene.path_terms), K, z_far)
+        clicks = plot_coords(path_points_3d(obj.path, K, z_a, scene.path_terms), K, z_far)
         f = int(np.clip(frame, 0, len(line) - 1))
         traces.append(_line(line, color, f"{obj.name}: path", PATH_WIDTH))
         traces.append(_line(clicks, color, f"{obj.name}: path points", mode="markers",
