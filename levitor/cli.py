@@ -33,9 +33,10 @@ def seed_arg(text: str) -> int:
 
 
 def error_line(e: BaseException) -> str:
-    """One line for an expected failure: OSErrors name their file; multi-line messages keep their lines."""
+    """One line for an expected failure: OSErrors name their file (once: levitor's own say it in their sentence);
+    multi-line messages keep their lines."""
     if isinstance(e, OSError) and e.filename and e.strerror and not isinstance(e, FileNotFoundError):
-        return f"{e.strerror}: {e.filename}"
+        return e.strerror if str(e.filename) in e.strerror else f"{e.strerror}: {e.filename}"
     return str(e) or type(e).__name__
 
 

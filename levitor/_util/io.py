@@ -26,7 +26,7 @@ from pathlib import Path
 from levitor._util import locks
 
 # tests that kill a writer mid-write set this to a number of seconds: every write then waits that long with the
-# whole temporary file on disk, just before the rename that publishes it
+# whole temporary file on disk, just before the rename that publishes it; "30:.json" pauses only writes of .json files
 PAUSE_ENV = "LEVITOR_TEST_PAUSE_BEFORE_RENAME"
 TEMPORARY_TAG = re.compile(r"(?P<pid>\d+)-[0-9a-f]{8}\.tmp")  # what temporary_sibling puts between stem and suffix
 YOUNG_S = 10.0  # a temporary file this young whose pid runs here may be in the instant between create and lock
@@ -135,7 +135,7 @@ def explain_write_error(err: BaseException, path: Path, folder: Path) -> BaseExc
     if code in _FULL_ERRNOS or (short_write and _disk_full(folder)):
         free = _free_bytes(folder)
         return DiskFullError(errno.ENOSPC, f"the disk is full: {path} could not be written ({_size(free)} free "
-                                           f"where {folder} is); free some space or write to another disk, then "
+                                           f"on the disk of {folder}); free some space or write to another disk, then "
                                            "try again", str(path))
     if code in _NOT_WRITABLE and isinstance(err, OSError):
         where = folder if folder.is_dir() else _existing_parent(folder)
@@ -189,14 +189,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     make_folder(path.parent)
     sweep_temporaries(path)
     tmp = temporary_sibling(path)
-    fd = -1
+    fd, claimed = -1, False
     try:
         fd = _claim(tmp)
+        claimed = True
         yield tmp
         with open(tmp, "rb+") as fh:  # the writer may have closed it; flush what it wrote to the disk
             os.fsync(fh.fileno())
-        if os.environ.get(PAUSE_ENV):
-            time.sleep(float(os.environ[PAUSE_ENV]))
+        _test_pause(path)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except Exception as err:  # measured before the temporary file is removed: its bytes are the missing space
@@ -205,10 +205,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise
         raise explained from err
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if claimed:
+            with contextlib.suppress(FileNotFoundError):  # gone: renamed to ``path``
+                tmp.unlink()
         if fd >= 0:
             os.close(fd)
+
+
+def _test_pause(path: Path) -> None:
+    seconds, _, suffix = os.environ.get(PAUSE_ENV, "").partition(":")
+    if seconds and path.suffix == (suffix or path.suffix):
+        time.sleep(float(seconds))
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
