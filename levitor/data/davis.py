@@ -94,7 +94,7 @@ class DavisDataset:
                 except NotARegularFileError as err:
                     raise DataReadError(f"DAVIS sequence {name!r}: {err}") from None
                 except (OSError, ValueError) as err:
-                    raise DataReadError(f"DAVIS sequence {name!r}: cannot read {path}: {err}") from err
+                    raise DataReadError(f"DAVIS sequence {name!r}: cannot read {path.name}: {err}") from err
         if any(f.shape[:2] != frames[0].shape[:2] for f in frames) or any(
             m.shape != f.shape[:2] for m, f in zip(maps, frames)
         ):
