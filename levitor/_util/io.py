@@ -98,7 +98,7 @@ def sweep_temporaries(path: Path) -> int:
         return 0
     for name in names:
         if abandoned(path.parent / name):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # best effort: gone already, or the folder is read-only
                 os.unlink(path.parent / name)
                 removed += 1
     return removed

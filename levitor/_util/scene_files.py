@@ -134,7 +134,7 @@ def _remove_unnamed_side_files(path: Path, keep: set[str]) -> None:
     for name in entries:  # other documents of this stem (scene.bak beside scene.json) keep their side files
         sibling = path.parent / name
         if name != path.name and Path(name).stem == path.stem and not pattern.fullmatch(name):
-            keep |= _named_side_files(sibling)
+            keep = keep | _named_side_files(sibling)
     for name in set(candidates) - keep:
         with contextlib.suppress(OSError):
             os.unlink(path.parent / name)
