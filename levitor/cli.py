@@ -40,9 +40,10 @@ def print_warnings(prog: str, warnings) -> None:
 
 
 def error_line(e: BaseException) -> str:
-    """One line for an expected failure: OSErrors name their file; multi-line messages keep their lines."""
+    """One line for an expected failure: OSErrors name their file (once: levitor's own say it in their sentence);
+    multi-line messages keep their lines."""
     if isinstance(e, OSError) and e.filename and e.strerror and not isinstance(e, FileNotFoundError):
-        return f"{e.strerror}: {e.filename}"
+        return e.strerror if str(e.filename) in e.strerror else f"{e.strerror}: {e.filename}"
     return str(e) or type(e).__name__
 
 

@@ -20,7 +20,6 @@ turns it into handles, exact at every path point).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from levitor._util.images import as_rgb_uint8
-from levitor._util.scene_files import read_side_files, write_scene_files
+from levitor._util.scene_files import load_committed, read_side_files, write_scene_files
 from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, KRule, check_scale
 from levitor.defaults import MAX_FRAMES, NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
@@ -334,14 +333,10 @@ class Scene:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Scene:
+        """The scene committed at ``path``, whole, even while another process saves it
+        (:func:`levitor._util.scene_files.load_committed`)."""
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"scene file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not a valid scene file (not JSON: {e}); was it truncated?") from None
-        return cls.from_dict(doc, base_dir=path.parent, source=str(path))
+        return load_committed(path, lambda doc: cls.from_dict(doc, base_dir=path.parent, source=str(path)))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], base_dir: str | os.PathLike = ".", source: str = "scene") -> Scene:

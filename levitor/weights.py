@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from levitor._util.files import check_not_special
 from levitor._util.paths import eval_dir, levitor_home, models_dir  # noqa: F401 (levitor_home: re-exported)
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def resolve(name_or_path: str | os.PathLike, *, what: str | None = None, allow_d
     what: words for messages when levitor does not know the model (e.g. "LeviTor ControlNet").
     """
     text = str(name_or_path)
-    path = Path(text).expanduser()
+    path = check_not_special(Path(text).expanduser(), f"{what or 'weights'}:")
     if path.is_dir():
         return verify_weights_folder(path, what or "weights")
     if path.exists():
@@ -256,7 +257,7 @@ def _download(spec: ModelSpec, target: Path) -> Path:
 def resolve_file(name_or_path: str | os.PathLike, *, allow_download: bool = True) -> Path:
     """A local file for a single-file model (:data:`FILES`: a key, alias or file name) or a path."""
     text = str(name_or_path)
-    path = Path(text).expanduser()
+    path = check_not_special(Path(text).expanduser(), "weights file")
     if path.is_file():
         return path
     known = file_spec(path.name)
@@ -289,13 +290,15 @@ def verify_weights_folder(folder: Path, what: str = "weights") -> Path:
     """Check every JSON config and safetensors header in ``folder`` (milliseconds: headers only), so a torn or
     garbage file is reported with its name instead of as a library error deep inside a load."""
     folder = Path(folder)
-    for path in sorted([*folder.glob("*.json"), *folder.glob("*/*.json")]):  # a pipeline: two levels
+    for path in sorted([*folder.glob("*"), *folder.glob("*/*")]):  # a pipeline: two levels
+        check_not_special(path, f"{what}:")  # a pipe among the files would hang the load that reads it
+    for path in sorted([*folder.glob("*.json"), *folder.glob("*/*.json")]):
         try:
             doc = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise _corrupt(what, folder, path, f"not valid JSON ({err})") from None
         if path.name == "model_index.json" and (not isinstance(doc, dict) or "_class_name" not in doc):
-            raise _corrupt(what, folder, path, "it names no pipeline class (_class_name)")
+            raise _corrupt(what, folder, path, "not a pipeline index: it names no pipeline class (no _class_name)")
     for path in sorted([*folder.glob("*.safetensors"), *folder.glob("*/*.safetensors")]):
         try:
             from safetensors import safe_open

@@ -191,6 +191,26 @@ def test_base_without_model_index_is_explained(tmp_path):
         LeviTorPipeline.from_pretrained(tmp_path / "empty", allow_download=False)
 
 
+def test_a_controlnet_folder_without_the_base_says_what_is_there_and_what_is_missing(official):
+    """`--weights LeviTor/` with no SVD base anywhere: the user's folder is fine, the base is what to get."""
+    with pytest.raises(WeightsNotFoundError) as info:
+        LeviTorPipeline.from_pretrained(controlnet=official["controlnet"], allow_download=False)
+    first, *rest = str(info.value).splitlines()
+    assert first.startswith(f"{official['controlnet']} holds the LeviTor ControlNet, but not the Stable Video "
+                            "Diffusion base")
+    assert any(f"hf download {SVD_XT_ID}" in line for line in rest) and LEVITOR_ID not in str(info.value)
+
+
+def test_a_model_index_without_a_class_says_so_in_words(tmp_path):
+    from levitor.weights import CorruptWeightsError, verify_weights_folder
+
+    (tmp_path / "model_index.json").write_text(json.dumps({"unet": ["diffusers", "UNet"]}))
+    with pytest.raises(CorruptWeightsError) as info:
+        verify_weights_folder(tmp_path, "Stable Video Diffusion base")
+    assert f"{tmp_path / 'model_index.json'} is not a pipeline index: it names no pipeline class" in str(info.value)
+    assert " is it " not in str(info.value)
+
+
 def test_describe_expected_layout_mentions_everything():
     text = describe_expected_layout()
     for needle in (SVD_XT_ID, LEVITOR_ID, "LEVITOR_HOME", "diffusion_pytorch_model.safetensors",
@@ -245,6 +265,25 @@ def test_load_controlnet_rejects_weights_that_do_not_fit(official, tmp_path):
     weights.unlink()
     with pytest.raises(WeightsNotFoundError, match="no weights"):
         load_controlnet(folder)
+
+
+def test_a_wrong_shaped_tensor_is_named_with_both_shapes_and_what_to_download(official, tmp_path):
+    from levitor.weights import CorruptWeightsError
+
+    folder = _copy_official(official, tmp_path)
+    weights = folder / "controlnet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    want = tuple(state["controlnet_mid_block.weight"].shape)
+    state["controlnet_mid_block.weight"] = torch.zeros(want[0], want[1] + 3, *want[2:])
+    save_file(state, weights)
+    with pytest.raises(CorruptWeightsError) as info:
+        load_controlnet(folder)
+    message = str(info.value)
+    assert f"controlnet_mid_block.weight is {(want[0], want[1] + 3, *want[2:])} in the file, the config builds " \
+           f"{want}. The two files come from different models" in message
+    home = tmp_path / "levitor_home" / "models"
+    assert f"hf download {LEVITOR_ID} --local-dir {home / 'LeviTor'} --include 'controlnet/*'" in message
+    assert len(message.splitlines()) == 1
 
 
 def test_convert_official_checkpoint_to_our_layout(official, reference, tmp_path):

@@ -3,7 +3,8 @@ here, by these rules:
 
 - files: EXIF orientation is applied (a phone's portrait photo stays portrait); a truncated or non-image file is
   a ValueError naming the file; a file Pillow's decompression-bomb guard refuses (over ~179 MP) is refused with
-  its name before it is decoded;
+  its name before it is decoded; a named pipe, socket or device is refused before it is opened (reading one
+  would wait forever);
 - 16-bit images (PNG ``I;16``, ``I``, uint16 arrays) are scaled 0..65535 -> 0..255; float images in [0, 1] (or
   [0, 255] when their maximum says so) are scaled and rounded;
 - palette, CMYK and grey modes are converted to RGB; an alpha channel (RGBA, LA, PA, (H, W, 4) arrays) is
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from levitor._util.files import check_not_special
 
 MIN_SIDE = 8
 MAX_PIXELS = 4096 * 4096  # larger photos are downscaled to this many pixels on load
@@ -34,7 +36,7 @@ class ImageDownscaledWarning(UserWarning):
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file with its EXIF orientation applied and its pixels read (so a truncated file fails here,
     with its name, not later), downscaled to at most :data:`MAX_PIXELS`."""
-    path = Path(path)
+    path = check_not_special(path, "image file")
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not an image; pass an image file (PNG, JPEG, ...)")
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from levitor._util.files import NotARegularFileError, check_not_special
 from levitor.data.clip import DataReadError, ErrorHandler, VideoClip
 from levitor.data.sampling import ClipSampling, clip_starts
 
@@ -82,16 +83,18 @@ class DavisDataset:
         frames, maps = [], []
         for jpg in jpgs:
             png = ann_dir / (jpg.stem + ".png")
-            if not png.is_file():
+            if not png.exists():
                 raise DataReadError(
                     f"DAVIS sequence {name!r}: annotation {png} is missing (frame {jpg.name}). The evaluation needs "
                     "a mask for every frame: use the trainval annotations, not test-dev's first-frame-only ones."
                 )
-            try:
-                frames.append(np.asarray(Image.open(jpg).convert("RGB")))
-                maps.append(read_palette_png(png))
-            except (OSError, ValueError) as err:
-                raise DataReadError(f"DAVIS sequence {name!r}: cannot read {jpg.name}: {err}") from err
+            for path, read, into in ((jpg, _read_rgb, frames), (png, read_palette_png, maps)):
+                try:
+                    into.append(read(check_not_special(path, "DAVIS file")))
+                except NotARegularFileError as err:
+                    raise DataReadError(f"DAVIS sequence {name!r}: {err}") from None
+                except (OSError, ValueError) as err:
+                    raise DataReadError(f"DAVIS sequence {name!r}: cannot read {path.name}: {err}") from err
         if any(f.shape[:2] != frames[0].shape[:2] for f in frames) or any(
             m.shape != f.shape[:2] for m, f in zip(maps, frames)
         ):
@@ -129,6 +132,11 @@ class DavisDataset:
 
     def __iter__(self) -> Iterator[VideoClip]:
         return self.clips()
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def read_palette_png(path: str | Path) -> np.ndarray:

@@ -82,7 +82,8 @@ def register(sub) -> None:
                         "(the release's rules for the released LeviTor weights), levitor, or release")
     p.add_argument("--size", choices=sorted(SIZES), help="generate at a named size instead of the scene's: "
                    + ", ".join(f"{n}: {s.height}x{s.width}" for n, s in SIZES.items())
-                   + " (height x width; release-demo is what the release's demo runs)")
+                   + " (height x width; release-demo is what the release's demo runs). Not with --weights mini: "
+                     "the mini model generates at the one size it was trained at")
     p.set_defaults(run=_generate)
 
     p = sub.add_parser("vram", help="predict the GPU memory a generation needs (traced on the meta device: no GPU "

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from levitor._util.device import resolve_device
-from levitor._util.io import write_text_atomic
+from levitor._util.io import make_folder, write_text_atomic
 from levitor.control.lost import ControlWarning
 from levitor.control.rules import ControlRules
 from levitor.defaults import VideoSize, check_seed, video_size
@@ -145,8 +145,10 @@ def generate(
     scene.validate()
     if seed is not None:
         check_seed(seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    mini = is_mini(weights)
+    if mini and size is not None:
+        _refuse_size_for_mini(size, weights, scene)
+    out_dir = make_folder(Path(out_dir))
     scene_path = scene.save(out_dir / f"{name}.scene.json")  # first: nothing the user built is lost
     if not scene.masks:
         raise ValueError("the scene has no masks, so the video would have no control at all; make a mask for each "
@@ -154,7 +156,6 @@ def generate(
                          f"ones to move, then generate again (the scene is saved: {scene_path})")
     target = video_size(size) if isinstance(size, str) else size
     seed = scene.seed if seed is None else seed
-    mini = is_mini(weights)
     if mini:
         pipe = pipeline or load_mini(weights, device)
         steps = steps or pipe.mini_info.get("num_inference_steps", 3)
@@ -195,6 +196,18 @@ def generate(
     write_text_atomic(out_dir / f"{name}.json", json.dumps(meta, indent=1))
     return GenerateResult(video_path, frames, scene_path, control_path, True, time.perf_counter() - t0,
                           result.warnings)
+
+
+def _refuse_size_for_mini(size: str | VideoSize, weights: str | Path, scene: Scene) -> None:
+    """``size`` picks the resolution SVD generates at; the mini model has one, the size it was trained at, so a
+    size would only change how far its frames are enlarged: refused rather than quietly ignored."""
+    from levitor.generation.mini import MINI_WEIGHTS, mini_info
+
+    info = mini_info(MINI_WEIGHTS if str(weights) == MINI else weights)
+    name = size if isinstance(size, str) else f"{size.height}x{size.width}"
+    raise ValueError(f"size {name!r} sets the resolution SVD generates at, but the mini model generates only at the "
+                     f"size it was trained at ({info['height']}x{info['width']}, {info['num_frames']} frames), "
+                     f"enlarged to the scene's {scene.height}x{scene.width}: leave --size out with --weights mini")
 
 
 def weights_rules(pipe, mini: bool = False) -> str:

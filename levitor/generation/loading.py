@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from levitor.models.controlnet_svd import ControlNetSVD
-from levitor.models.convert import load_controlnet
+from levitor.models.convert import find_controlnet_folder, load_controlnet
 from levitor.weights import LEVITOR_ID, WeightsNotFoundError, describe_expected_layout, resolve
 
 # Written into a saved pipeline folder: DiffusionPipeline.from_pretrained(folder, custom_pipeline=folder,
@@ -60,10 +60,11 @@ def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_downloa
     A ControlNet the user named (``--weights``) is looked at first: when it is missing that is the one error (the
     user's typo, answered at once, not after a multi-gigabyte download of the base for a run that cannot start)."""
     errors: list[str] = []
+    found: list[Path] = []
 
     def check_controlnet(source: Any) -> None:
         try:
-            resolve(source, what="LeviTor ControlNet", allow_download=allow_download)
+            found.append(resolve(source, what="LeviTor ControlNet", allow_download=allow_download))
         except WeightsNotFoundError as e:
             errors.append(str(e))
 
@@ -80,12 +81,24 @@ def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_downloa
             errors.append(f"{folder} has no model_index.json, so it is neither a diffusers SVD folder nor a saved "
                           f"LeviTorPipeline.\n\n{describe_expected_layout()}")
     except WeightsNotFoundError as e:
+        if found and _holds_controlnet(found[0]):  # the user's weights are there: say so, and what is missing
+            errors.append(f"{found[0]} holds the LeviTor ControlNet, but not the Stable Video Diffusion base it "
+                          "runs on (a generation needs both; a folder written by LeviTorPipeline.save_pretrained "
+                          "holds both). Missing:")
         errors.append(str(e))
     if controlnet is None and not (folder is not None and is_saved_pipeline(folder)):
         check_controlnet(LEVITOR_ID)
     if errors:
         raise WeightsNotFoundError("\n".join(errors))
     return folder
+
+
+def _holds_controlnet(folder: Path) -> bool:
+    try:
+        find_controlnet_folder(folder)
+    except WeightsNotFoundError:
+        return False
+    return True
 
 
 def load_any_controlnet(controlnet: str | Path | ControlNetSVD, dtype: torch.dtype | None,

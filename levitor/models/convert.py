@@ -27,8 +27,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from levitor._util.files import check_not_special
 from levitor.models.controlnet_svd import ControlNetSVD
-from levitor.weights import CorruptWeightsError, WeightsNotFoundError, describe_expected_layout
+from levitor.weights import (
+    MODELS,
+    CorruptWeightsError,
+    WeightsNotFoundError,
+    describe_expected_layout,
+    download_command,
+    models_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +106,7 @@ def convert_official_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     for name in _WEIGHT_FILES:
-        path = folder / name
+        path = check_not_special(folder / name, "ControlNet weights file")
         if path.is_file():
             if path.suffix == ".safetensors":
                 return load_file(path)
@@ -119,7 +127,7 @@ def load_controlnet(folder: str | Path, torch_dtype: torch.dtype | None = None, 
         raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them")
     torch_dtype = dtype if dtype is not None else torch_dtype
     folder = find_controlnet_folder(folder)
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads(check_not_special(folder / "config.json", "ControlNet config").read_text())
     try:
         kwargs = controlnet_config_from_official(config)
         with torch.device("meta"):  # no random init of ~700M parameters only to overwrite them
@@ -137,11 +145,28 @@ def load_controlnet(folder: str | Path, torch_dtype: torch.dtype | None = None, 
             f"the weights in {folder} do not match its config.json: {' and '.join(parts)}. The two files come "
             "from different models, or the download is partial: download the folder again"
         )
+    _check_shapes(model, state_dict, folder)
     model.load_state_dict(state_dict, strict=True, assign=True)
     model.eval()
     if torch_dtype is not None:
         model.to(dtype=torch_dtype)
     return model
+
+
+def _check_shapes(model: ControlNetSVD, state_dict: dict[str, torch.Tensor], folder: Path) -> None:
+    """Every tensor has the shape the config builds; the first one that does not is named with both shapes."""
+    wrong = [(name, tuple(state_dict[name].shape), tuple(p.shape)) for name, p in model.state_dict().items()
+             if tuple(state_dict[name].shape) != tuple(p.shape)]
+    if wrong:
+        name, got, want = wrong[0]
+        more = f" (and {len(wrong) - 1} more tensors)" if len(wrong) > 1 else ""
+        spec = MODELS["levitor"]
+        raise CorruptWeightsError(
+            f"the weights in {folder} do not fit its config.json: {name} is {got} in the file, the config builds "
+            f"{want}{more}. The two files come from different models, or the file is damaged: download the "
+            f"LeviTor ControlNet again ({download_command(spec, models_dir() / spec.folder)}), or save your own "
+            "ControlNet again with ControlNetSVD.save_pretrained"
+        )
 
 
 def convert_official_checkpoint(src: str | Path, dst: str | Path) -> Path:

@@ -197,6 +197,19 @@ def test_davis_errors(tmp_path):
         DavisDataset(tmp_path).load_sequence("cat")
 
 
+def test_davis_read_failures_name_the_file_that_failed(tmp_path):
+    write_davis(tmp_path, {"cat": 3})
+    annotation = tmp_path / "Annotations" / "480p" / "cat" / "00002.png"
+    annotation.write_bytes(annotation.read_bytes()[:30])  # torn
+    with pytest.raises(DataReadError, match=r"'cat': cannot read 00002\.png: ") as info:
+        DavisDataset(tmp_path).load_sequence("cat")
+    assert ".jpg" not in str(info.value)
+    write_davis(tmp_path / "b", {"cat": 3})
+    (tmp_path / "b" / "JPEGImages" / "480p" / "cat" / "00001.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataReadError, match=r"'cat': cannot read 00001\.jpg: "):
+        DavisDataset(tmp_path / "b").load_sequence("cat")
+
+
 # ----------------------------------------------------------------------------------------------- SA-V
 def test_decode_frames_picks_exact_indices(tmp_path):
     write_video(tmp_path / "v.mp4", brightness_video(20))
