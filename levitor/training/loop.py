@@ -40,27 +40,39 @@ latest checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from levitor._util.io import write_text_atomic
 from levitor._util.launch import export_slurm_for_torch, waiting_notice
-from levitor.training.config import EVAL_SEED_OFFSET, TrainConfig
-from levitor.training.datasets import Batches, SyntheticControlDataset, check_data, make_loader
+from levitor.training.config import TrainConfig
+from levitor.training.datasets import Batches, check_data, make_loader
 from levitor.training.loss import edm_loss
 from levitor.training.models import build_models
-
-PROGRESS_FILE = "progress.json"    # written last into a checkpoint: it marks the checkpoint whole
+from levitor.training.run_files import (
+    PROGRESS_FILE,
+    Progress,
+    Tracer,
+    checkpoint_folder,
+    cut_log,
+    export,
+    load_ema,
+    save_ema,
+    whole_checkpoints,
+    write_loss_curve,
+    write_sample,
+)
 
 
 def train(config: TrainConfig, resume: str | bool = True) -> dict:
@@ -84,21 +96,20 @@ def train(config: TrainConfig, resume: str | bool = True) -> dict:
             window.add(loss)
             if tracer is not None:
                 tracer.write(progress.step, names, noise_seed, run.params)
-            if progress.step % config.log_every == 0:
-                log_loss(run, progress, window)
             # collective: every rank acts on every rank's flags, so none waits in a barrier the others skip
             timed, out_of_time, stopping = any_rank(run.accelerator, clock.checkpoint_due(config),
                                                     clock.out_of_time(config), stop.requested)
-            if progress.step % config.checkpoint_every == 0 or timed or out_of_time or stopping:
+            last = out_of_time or stopping or progress.step == config.max_steps
+            if progress.step % config.log_every == 0 or last:      # a last stretch shorter than log_every too
+                log_loss(run, progress, window)
+            if progress.step % config.checkpoint_every == 0 or timed or last:
                 saved = save_checkpoint(run, progress)
                 clock.checkpointed()
             if config.sample_every and progress.step % config.sample_every == 0 and run.accelerator.is_main_process:
                 write_sample(run.pipe, run.ema, run.params, config, run.out / "samples" / f"step_{progress.step:07d}")
             if out_of_time or stopping:
                 break
-        if window.steps:                    # a run (or its last stretch) shorter than log_every: its mean too
-            log_loss(run, progress, window)
-        if saved != progress.step:
+        if saved != progress.step:          # nothing left to do (resumed at max_steps): the checkpoint all the same
             saved = save_checkpoint(run, progress)
     run.accelerator.end_training()
     return {**asdict(progress), "checkpoint": str(checkpoint_folder(run.out, saved))}
@@ -212,34 +223,11 @@ def make_accelerator(config: TrainConfig, out: Path):
 
 
 # ------------------------------------------------------------------------------------------------ resume
-@dataclass
-class Progress:
-    """Where a run is; each checkpoint holds it as ``progress.json``."""
-
-    step: int = 0
-    wall_s: float = 0.0
-    loss: float | None = None           # the mean of the last logged stretch
-
-    @classmethod
-    def read(cls, folder: Path) -> Progress:
-        data = json.loads((Path(folder) / PROGRESS_FILE).read_text())
-        return cls(step=int(data["step"]), wall_s=float(data.get("wall_s", 0.0)), loss=data.get("loss"))
-
-
-def checkpoint_folder(out: Path, step: int) -> Path:
-    return out / "checkpoints" / f"step_{step:07d}"
-
-
-def _checkpoints(out: Path) -> list[Path]:
-    folders = [p for p in (out / "checkpoints").glob("step_*") if (p / PROGRESS_FILE).exists()]
-    return sorted(folders, key=lambda p: int(p.name.split("_")[1]))
-
-
 def resume_folder(out: Path, resume: str | Path | bool) -> Path | None:
     """The checkpoint to go on from: the latest whole one (``resume`` True), a given one, or none (False)."""
     if not isinstance(resume, bool):
         return Path(resume)
-    ckpts = _checkpoints(out) if resume else []
+    ckpts = whole_checkpoints(out) if resume else []
     return ckpts[-1] if ckpts else None
 
 
@@ -362,6 +350,33 @@ class Clock:
         self.last_checkpoint = time.time()
 
 
+# ------------------------------------------------------------------------------------------------ checkpoint
+def save_checkpoint(run: Run, progress: Progress) -> int:
+    """A whole checkpoint of this step (every rank's part, then progress.json), the export and the loss curve;
+    older checkpoints beyond ``keep_checkpoints`` removed. Returns the step saved and prints how long it took: the
+    figure to size the time a stop signal gives the ranks by (scripts/slurm/train_1x8.sbatch)."""
+    acc, t0 = run.accelerator, time.time()
+    folder = checkpoint_folder(run.out, progress.step)
+    acc.wait_for_everyone()
+    acc.save_state(str(folder))
+    if run.ema is not None and acc.is_main_process:   # the same on every rank (so are its weights)
+        save_ema(run.ema, folder)
+    # every rank's part (its RNG state) is on disk before the checkpoint is marked whole: a SIGKILL between
+    # one rank's save and another's must leave a folder that resume ignores, not one it half-loads
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        write_text_atomic(folder / PROGRESS_FILE, json.dumps(asdict(progress)))   # last: marks it whole
+        export(acc, run.pipe, run.controlnet, run.unet, run.ema, run.params, run.config, run.out / "export",
+               progress)
+        write_loss_curve(run.out / "log.jsonl", run.out / "loss_curve.png")
+        for old in whole_checkpoints(run.out)[:-run.config.keep_checkpoints]:
+            (old / PROGRESS_FILE).unlink(missing_ok=True)     # unmarked first: never a half-deleted "whole"
+            shutil.rmtree(old, ignore_errors=True)
+        print(f"levitor: checkpoint {folder} and its export written in {time.time() - t0:.1f} s", flush=True)
+    return progress.step
+
+
+# ------------------------------------------------------------------------------------------------ stopping and ranks
 class StopRequest:
     """``with StopRequest() as stop:``: SIGTERM and SIGINT set ``stop.requested`` (the run finishes its step,
     checkpoints and exits cleanly) instead of ending the process; the previous handlers are back when the block
@@ -391,99 +406,24 @@ class PeerLost(RuntimeError):
     """Another rank failed or stopped answering; this rank stops too (the other's own error line is the cause)."""
 
 
-class peers_lost:  # noqa: N801 - a ``with`` block, named like contextlib's
+PEER_LOST_MARKS = ("gloo", "nccl", "connection closed", "connection reset", "timed out", "timeout", "broken pipe")
+
+
+@contextlib.contextmanager
+def peers_lost(run: Run) -> Iterator[None]:
     """``with peers_lost(run):``: on several ranks, a collective that fails (a peer exited: gloo's "Connection closed
     by peer", NCCL's error; or it did not answer within peer_timeout_minutes) becomes one :class:`PeerLost` line."""
-
-    MARKS = ("gloo", "nccl", "connection closed", "connection reset", "timed out", "timeout", "broken pipe")
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, err, tb) -> None:
-        acc = self.run.accelerator
-        if err is None or acc.num_processes == 1 or not isinstance(err, RuntimeError) or isinstance(err, PeerLost):
-            return
-        text = " ".join(str(err).split())
-        if isinstance(err, torch.distributed.DistError) or any(m in text.lower() for m in self.MARKS):
-            raise PeerLost(f"rank {acc.process_index} of {acc.num_processes} stops: another rank failed (its error "
-                           "is in its own output) or did not answer within peer_timeout_minutes="
-                           f"{self.run.config.peer_timeout_minutes:g} ({text[:200]})") from None
-
-
-# ------------------------------------------------------------------------------------------------ checkpoint
-def save_checkpoint(run: Run, progress: Progress) -> int:
-    """A whole checkpoint of this step (every rank's part, then progress.json), the export and the loss curve;
-    older checkpoints beyond ``keep_checkpoints`` removed. Returns the step saved and prints how long it took: the
-    figure to size the time a stop signal gives the ranks by (scripts/slurm/train_1x8.sbatch)."""
-    acc, t0 = run.accelerator, time.time()
-    folder = checkpoint_folder(run.out, progress.step)
-    acc.wait_for_everyone()
-    acc.save_state(str(folder))
-    if run.ema is not None and acc.is_main_process:   # the same on every rank (so are its weights)
-        save_ema(run.ema, folder)
-    # every rank's part (its RNG state) is on disk before the checkpoint is marked whole: a SIGKILL between
-    # one rank's save and another's must leave a folder that resume ignores, not one it half-loads
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        write_text_atomic(folder / PROGRESS_FILE, json.dumps(asdict(progress)))   # last: marks it whole
-        export(acc, run.pipe, run.controlnet, run.unet, run.ema, run.params, run.config, run.out / "export",
-               progress)
-        write_loss_curve(run.out / "log.jsonl", run.out / "loss_curve.png")
-        for old in _checkpoints(run.out)[:-run.config.keep_checkpoints]:
-            (old / PROGRESS_FILE).unlink(missing_ok=True)     # unmarked first: never a half-deleted "whole"
-            shutil.rmtree(old, ignore_errors=True)
-        print(f"levitor: checkpoint {folder} and its export written in {time.time() - t0:.1f} s", flush=True)
-    return progress.step
-
-
-def cut_log(path: Path, step: int) -> None:
-    """Keep the JSON lines of ``path`` up to ``step`` (a resumed run repeats the steps after its checkpoint) and
-    drop a line torn by a kill; atomically, so a second kill leaves the old or the new file."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines(keepends=True):
-        try:
-            rec = json.loads(line) if line.endswith("\n") else None
-        except json.JSONDecodeError:
-            rec = None
-        if isinstance(rec, dict) and int(rec.get("step", 0)) <= step:
-            kept.append(line)
-    write_text_atomic(path, "".join(kept))
-
-
-EMA_FILE = "ema.pt"
-OLD_EMA_FILE = "custom_checkpoint_0.pkl"   # where accelerate's register_for_checkpointing put it (older runs)
-
-
-def save_ema(ema, folder: Path) -> Path:
-    """The EMA state (tensors and numbers only) beside accelerate's state, atomically."""
-    from levitor._util.io import atomic_path
-
-    path = Path(folder) / EMA_FILE
-    with atomic_path(path) as tmp:
-        torch.save(ema.state_dict(), tmp)
-    return path
-
-
-def load_ema(ema, folder: Path, device) -> None:
-    """Restore the EMA of a checkpoint with ``weights_only=True`` (no pickled code is run); older checkpoints kept
-    it in accelerate's custom_checkpoint_0.pkl, which holds the same plain state."""
-    folder = Path(folder)
-    path = folder / EMA_FILE if (folder / EMA_FILE).is_file() else folder / OLD_EMA_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {folder} has no EMA state ({EMA_FILE}) but the config has ema: true; "
-                                "resume with ema: false, or from a checkpoint made with EMA")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - UnpicklingError and friends: the file is not plain tensors
-        raise ValueError(f"{path} is not a plain EMA state (tensors and numbers); refusing to unpickle it: {err}") \
-            from err
-    ema.load_state_dict(state)
+        yield
+    except RuntimeError as err:
+        acc = run.accelerator
+        text = " ".join(str(err).split())
+        lost = isinstance(err, torch.distributed.DistError) or any(m in text.lower() for m in PEER_LOST_MARKS)
+        if acc.num_processes == 1 or isinstance(err, PeerLost) or not lost:
+            raise
+        raise PeerLost(f"rank {acc.process_index} of {acc.num_processes} stops: another rank failed (its error is "
+                       "in its own output) or did not answer within peer_timeout_minutes="
+                       f"{run.config.peer_timeout_minutes:g} ({text[:200]})") from None
 
 
 RANK_SEED_STRIDE = 1_000_003   # rank r's noise seed is seed + step + r * this (rank 0 keeps the one-process seed)
@@ -519,120 +459,3 @@ def check_launch(config: TrainConfig, num_processes: int, launched: int, source:
             f"the config asks for num_processes={config.num_processes} but {num_processes} process(es) started "
             "(`accelerate launch --cpu --num_processes N` starts one here; use ACCELERATE_USE_CPU=true torchrun "
             "--nproc-per-node N). Launch that many, or set num_processes: 0 to accept any")
-
-
-class Tracer:
-    """``trace_samples``: one JSON line per step and rank (clips, noise seed, parameter sum) to check a launch."""
-
-    def __init__(self, out: Path, rank: int) -> None:
-        self.path = out / "trace" / f"rank-{rank}.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.rank = rank
-
-    def write(self, step: int, names: list[str], noise_seed: int, params) -> None:
-        total = float(sum(p.detach().double().sum() for p in params))
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps({"step": step, "rank": self.rank, "names": names, "noise_seed": noise_seed,
-                                 "param_sum": total}) + "\n")
-
-
-class _EmaWeights:
-    """``with _EmaWeights(ema, params):`` swaps the EMA weights in, and the training weights back after."""
-
-    def __init__(self, ema, params):
-        self.ema, self.params = ema, params
-
-    def __enter__(self):
-        if self.ema is not None:
-            self.ema.store(self.params)
-            self.ema.copy_to(self.params)
-
-    def __exit__(self, *exc):
-        if self.ema is not None:
-            self.ema.restore(self.params)
-
-
-def export(accelerator, pipe, controlnet, unet, ema, params, config: TrainConfig, folder: Path, progress: Progress):
-    """Inference weights (EMA ones if EMA is on): the ControlNet, and the UNet when it trains."""
-    cn, un = accelerator.unwrap_model(controlnet), accelerator.unwrap_model(unet)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with _EmaWeights(ema, params):
-        if config.model == "mini":
-            from levitor.generation.mini import save_mini
-
-            save_mini(tmp, un, cn, mini_model_info(config, progress), image_encoder=pipe.image_encoder)
-        else:
-            cn.save_pretrained(tmp / "controlnet")
-            if config.train_unet:
-                un.save_pretrained(tmp / "unet")
-            (tmp / PROGRESS_FILE).write_text(json.dumps(asdict(progress)))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-
-
-def mini_model_info(config: TrainConfig, progress: Progress) -> dict:
-    """What :func:`levitor.generation.mini.load_mini_pipeline` needs to know beyond the weights."""
-    return {"height": config.height, "width": config.width, "num_frames": config.num_frames,
-            "patch_size": config.mini_patch_size, "control_radius": config.control_radius,
-            "kmeans_stride": config.kmeans_stride, "control": config.control, "fps": config.fps,
-            "motion_bucket_id": config.motion_bucket_id, "noise_aug_strength": config.noise_aug_strength,
-            "num_inference_steps": config.sample_steps, "sigma_max": config.mini_sigma_max,
-            "sigma_min": config.mini_sigma_min, "seed": config.seed, "prediction_type": config.mini_prediction,
-            "synthetic": {k: list(v) if isinstance(v, tuple) else v for k, v in config.synthetic.items()},
-            "trained_steps": progress.step, "train_wall_s": round(progress.wall_s, 1),
-            "train_loss": progress.loss, "motion_loss_weight": config.motion_loss_weight,
-            **(_lineage(config.init_from) if config.init_from else {})}
-
-
-def _lineage(init_from: str) -> dict:
-    """Where a fine-tuned mini model started: its parent's training, so the total is on record."""
-    from levitor.generation.mini import mini_info
-
-    parent = mini_info(init_from)
-    earlier = parent.get("earlier_steps", 0) + parent.get("trained_steps", 0)
-    return {"init_from": str(init_from), "earlier_steps": earlier,
-            "earlier_wall_s": round(parent.get("earlier_wall_s", 0) + parent.get("train_wall_s", 0), 1)}
-
-
-def write_loss_curve(log_file: Path, png: Path) -> Path | None:
-    """Redraw the run's loss curve beside its log, so a glance tells whether a long run is still learning."""
-    from PIL import Image
-
-    from levitor.viz.pictures import loss_curve, read_loss_log
-
-    if not log_file.exists():
-        return None
-    steps, losses = read_loss_log(log_file)
-    if len(steps) < 2:
-        return None
-    Image.fromarray(loss_curve(steps, losses, title=f"training loss ({png.parent.name})")).save(png)
-    return png
-
-
-@torch.no_grad()
-def write_sample(pipe, ema, params, config: TrainConfig, stem: Path) -> Path | None:
-    """A side-by-side strip (rows: ground truth, generated) of a held-out synthetic clip, as PNG."""
-    if config.data not in ("synthetic", "cache"):
-        return None
-    from PIL import Image
-
-    item = SyntheticControlDataset(config, seed_offset=EVAL_SEED_OFFSET)[0]
-    first = ((item["frames"][0] + 1) / 2).clamp(0, 1)
-    was_training = (pipe.unet.training, pipe.controlnet.training)
-    pipe.unet.eval()
-    pipe.controlnet.eval()
-    with _EmaWeights(ema, params):
-        video = pipe(first, control=item["control"], num_inference_steps=config.sample_steps,
-                     min_guidance_scale=1.0, max_guidance_scale=1.0, fps=config.fps,
-                     motion_bucket_id=config.motion_bucket_id, noise_aug_strength=config.noise_aug_strength,
-                     generator=torch.Generator().manual_seed(0), output_type="np").frames[0]
-    pipe.unet.train(was_training[0] and config.train_unet)
-    pipe.controlnet.train(was_training[1])
-    truth = ((item["frames"].permute(0, 2, 3, 1) + 1) * 127.5).clamp(0, 255).numpy().astype(np.uint8)
-    gen = (np.asarray(video) * 255).clip(0, 255).astype(np.uint8)
-    strip = np.concatenate([np.concatenate(list(truth), 1), np.concatenate(list(gen), 1)], 0)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    path = stem.with_suffix(".png")
-    Image.fromarray(strip).resize((strip.shape[1] * 4, strip.shape[0] * 4), Image.NEAREST).save(path)
-    return path

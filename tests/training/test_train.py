@@ -378,11 +378,12 @@ def test_a_folder_of_mixed_clip_sizes_is_refused_before_the_first_step(tmp_path,
         shutil.move(tmp_path / "big" / "shards" / f"shard-000000{ext}",
                     tmp_path / "d" / "shards" / f"shard-000003{ext}")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"base: mini\ndata: shards\ndata_root: {tmp_path / 'd'}\nheight: 16\nwidth: 16\nnum_frames: 2\n")
+    cfg.write_text(f"base: mini\ndata: shards\ndata_root: {tmp_path / 'd'}\nheight: 16\nwidth: 16\nnum_frames: 2\n"
+                   f"output_dir: {tmp_path / 'run'}\n")
     assert main(["train", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "mix clip sizes: of 4 shards 1 hold 2x32x32 clips (shard-000003.tar)" in err[0], err
-    assert "asks for 2x16x16" in err[0] and not (tmp_path / "runs").exists()
+    assert "asks for 2x16x16" in err[0] and not (tmp_path / "run").exists()      # refused before anything ran
 
 
 def _train_subprocess(config: dict, tmp_path, timeout: float = 120):
@@ -410,7 +411,7 @@ def _train_subprocess(config: dict, tmp_path, timeout: float = 120):
 def test_a_dataloader_worker_error_ends_the_run_with_one_line_naming_the_shard(shards_with_a_late_odd_clip, tmp_path):
     """The issue's hang: a worker raises (a later clip of another size, which no check before the first step sees);
     on main the process printed the error and then waited for ever for its workers, which ignore SIGTERM."""
-    code, out, err, seconds = _train_subprocess(
+    code, _out, err, seconds = _train_subprocess(
         {**TINY_MINI, "ema": False, "data": "shards", "data_root": str(shards_with_a_late_odd_clip), "num_workers": 2,
          "shuffle_buffer": 2, "max_steps": 10_000, "checkpoint_every": 10_000, "output_dir": str(tmp_path / "run"),
          "synthetic": {}}, tmp_path)
