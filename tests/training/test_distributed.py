@@ -226,7 +226,7 @@ def test_a_lone_slurm_task_says_it_is_waiting_and_gives_up_in_one_line(tmp_path)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = _write(tmp_path, "lone", data_root=str(tmp_path), data="synthetic", output_dir=str(tmp_path / "run"),
-                 peer_timeout_minutes=0.2, max_steps=1)
+                 peer_timeout_minutes=0.1, max_steps=1)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(SLURM_PROCID="0", SLURM_NTASKS="2", SLURM_LOCALID="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
@@ -234,10 +234,10 @@ def test_a_lone_slurm_task_says_it_is_waiting_and_gives_up_in_one_line(tmp_path)
                          text=True, timeout=180)
     err = res.stderr.strip().splitlines()
     notice = [x for x in err if "is waiting" in x or "has waited" in x]
-    assert notice and "rank 0 of 2 (slurm variables) has waited 3 s for the other 1 process(es) to join at " \
-        f"127.0.0.1:{port}; it gives up 0.2 min after it started waiting" in notice[0], res.stderr[-2000:]
+    assert notice and "rank 0 of 2 (slurm variables) has waited 1.5 s for the other 1 process(es) to join at " \
+        f"127.0.0.1:{port}; it gives up 0.1 min after it started waiting" in notice[0], res.stderr[-2000:]
     assert res.returncode == 2 and err[-1].startswith("levitor train: error: rank 0 of 2 (slurm variables): the "
-                                                      "other processes did not all join within 0.2 min"), err[-3:]
+                                                      "other processes did not all join within 0.1 min"), err[-3:]
 
 
 SLOW_SAVE = """import os
