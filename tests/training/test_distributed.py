@@ -44,6 +44,23 @@ def shards_32(tmp_path_factory):
     return _precompute(tmp_path_factory.mktemp("dist32"), 32, 4)         # 4 shards of 2 clips
 
 
+def _descendants(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    children = [int(c) for c in found.split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _kill_all(proc) -> None:
+    """A launch that failed its test, whole: torchrun starts each rank in a session of its own, so killing torchrun's
+    process group would leave the ranks (and their DataLoader workers) running."""
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def _torchrun(config: Path, timeout: float = 300, wait: bool = True, sets: dict | None = None):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -56,7 +73,7 @@ def _torchrun(config: Path, timeout: float = 300, wait: bool = True, sets: dict 
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_all(proc)
         pytest.fail(f"2-rank training did not finish in {timeout} s (a rank waiting in a collective?)")
     assert proc.returncode == 0, out[-4000:]
     return out
@@ -111,7 +128,7 @@ def _wait_for_steps(proc, run: Path, steps: int, timeout: float = 300) -> None:
         if all(f.is_file() and len(f.read_text().splitlines()) >= steps for f in files):
             return
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    _kill_all(proc)
     pytest.fail(f"2-rank training did not reach step {steps} in {timeout} s")
 
 
@@ -119,7 +136,7 @@ def _finish(proc, timeout: float, what: str) -> tuple[int, str]:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_all(proc)
         pytest.fail(what)
     return proc.returncode, out
 
@@ -278,7 +295,7 @@ def _wait_for_log(proc, run: Path, lines: int, timeout: float = 240) -> None:
             return
         time.sleep(0.2)
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_all(proc)
     pytest.fail(f"training did not log {lines} steps in {timeout} s: {proc.communicate()[0][-3000:]}")
 
 
