@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -50,6 +52,31 @@ def export_slurm_for_torch(env: dict[str, str] | None = None) -> LaunchInfo:
         env.setdefault("MASTER_ADDR", "127.0.0.1")
         env.setdefault("MASTER_PORT", "29500")
     return info
+
+
+WAIT_NOTICE_S = 30.0    # a rank still waiting for its peers after this long says so (sooner for a short timeout)
+
+
+@contextlib.contextmanager
+def waiting_notice(info: LaunchInfo, timeout_s: float, after_s: float | None = None) -> Iterator[None]:
+    """``with waiting_notice(info, timeout_s):`` around forming the process group: a rank still waiting after
+    ``after_s`` (default: 30 s, or a quarter of a shorter timeout) says once, on stderr, which rank it is, whom it
+    waits for, where, and how long it will wait, instead of waiting silently (a lone SLURM task 0 of 2)."""
+    if info.world_size == 1:
+        yield
+        return
+    after_s = min(WAIT_NOTICE_S, timeout_s / 4) if after_s is None else after_s
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    message = (f"levitor: rank {info.rank} of {info.world_size} ({info.source} variables) has waited {after_s:g} s "
+               f"for the other {info.world_size - 1} process(es) to join at {where}; it gives up "
+               f"{timeout_s / 60:g} min after it started waiting")
+    timer = threading.Timer(after_s, lambda: print(message, file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @contextlib.contextmanager

@@ -56,7 +56,11 @@ log = logging.getLogger(__name__)
 
 
 class CorruptShardError(ValueError):
-    """A shard, or a sample of it, is damaged; the message names the shard and what to do."""
+    """A shard, or a sample of it, is damaged; the message names the shard and what to do (``shard``: its path)."""
+
+    def __init__(self, message: str, shard: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.shard = str(shard) if shard is not None else None
 
 
 def redo_hint(tar: str | Path) -> str:
@@ -79,7 +83,7 @@ def check_sample(sample: dict[str, Any]) -> None:
     if bytes(want).decode("ascii", "replace").strip() != sample_digest(sample):
         tar = sample.get("__url__", "?")
         raise CorruptShardError(f"shard {tar}: sample {sample.get('__key__', '?')!r} does not match its digest (a "
-                                f"flipped bit or a bad copy); {redo_hint(tar)}")
+                                f"flipped bit or a bad copy); {redo_hint(tar)}", shard=tar)
 
 
 @dataclass
@@ -189,7 +193,7 @@ def decode_sample(sample: dict[str, Any], load_frames: bool = True, load_maps: b
         where = f"shard {tar}: " if tar else ""
         hint = f"; {redo_hint(tar)}" if tar else ""
         raise CorruptShardError(f"{where}sample {key!r} is not a whole levitor record ({type(err).__name__}: "
-                                f"{err}){hint}") from err
+                                f"{err}){hint}", shard=tar) from err
     signal = ControlSignal(points=torch.from_numpy(np.ascontiguousarray(control[..., :2])),
                            depth=torch.from_numpy(np.ascontiguousarray(control[..., 2])),
                            instance=torch.from_numpy(ids.astype(np.int64)),
@@ -220,11 +224,26 @@ def write_stats(tar: Path, stats: dict[str, Any]) -> None:
 
 
 def read_stats(tar: Path) -> dict[str, Any] | None:
-    p = stats_path(tar)
+    """A shard's stats, or None when there are none or they cannot be read (see :func:`stats_problem`)."""
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+        stats = json.loads(stats_path(tar).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return stats if isinstance(stats, dict) else None
+
+
+def stats_problem(tar: Path) -> str | None:
+    """Why a shard's stats file, which exists, cannot be used (None: it can, or there is none)."""
+    p = stats_path(tar)
+    if not p.exists():
+        return None
+    try:
+        stats = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"its stats file {p} cannot be read ({type(err).__name__}: {err})"
+    if not isinstance(stats, dict) or not isinstance(stats.get("samples"), int) or stats["samples"] < 0:
+        return f"its stats file {p} holds no sample count"
+    return None
 
 
 def finished_shards(root: str | Path, warn: bool = False) -> list[Path]:
@@ -241,7 +260,29 @@ def finished_shards(root: str | Path, warn: bool = False) -> list[Path]:
         elif st is not None and warn:
             log.warning("shard %s is %d bytes but its stats record %s: left out; %s", tar, tar.stat().st_size,
                         st.get("bytes"), redo_hint(tar))
+        elif warn and (problem := stats_problem(tar)):       # a stats file that is there but unreadable
+            log.warning("shard %s is left out: %s; %s", tar, problem, redo_hint(tar))
     return out
+
+
+def first_meta(tar: str | Path) -> dict[str, Any] | None:
+    """The metadata of a shard's first sample (its ``.json`` member), found by seeking over the tar headers: no
+    frame is read, so every shard of a large data set can be checked before training. None for an empty shard or a
+    first sample without metadata; CorruptShardError when the tar cannot be read."""
+    try:
+        with tarfile.open(tar, "r:") as tf:
+            key = None
+            for m in tf:
+                k, _, part = m.name.partition(".")
+                key = k if key is None else key
+                if k != key:
+                    return None
+                if part == "json":
+                    return json.loads(tf.extractfile(m).read())
+    except (tarfile.TarError, OSError, ValueError) as err:
+        raise CorruptShardError(f"shard {tar} cannot be read ({type(err).__name__}: {err}); {redo_hint(tar)}",
+                                shard=tar) from err
+    return None
 
 
 def iter_tar_samples(tar: str | Path, expected: int | None = None):
@@ -259,10 +300,10 @@ def iter_tar_samples(tar: str | Path, expected: int | None = None):
                 yield sample
     except (tarfile.TarError, OSError, ValueError) as err:
         raise CorruptShardError(f"shard {tar} cannot be read after {n} samples ({type(err).__name__}: {err}); "
-                                f"{redo_hint(tar)}") from err
+                                f"{redo_hint(tar)}", shard=tar) from err
     if expected is not None and n != expected:
         raise CorruptShardError(f"shard {tar} holds {n} samples but its stats say {expected} (a damaged tar "
-                                f"header ends the archive early); {redo_hint(tar)}")
+                                f"header ends the archive early); {redo_hint(tar)}", shard=tar)
 
 
 class PrecomputedDataset(torch.utils.data.Dataset):

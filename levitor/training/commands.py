@@ -28,14 +28,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from levitor.training.config import load_config, parse_overrides
-    from levitor.training.datasets import check_data
-    from levitor.training.loop import LaunchError, train
+    from levitor.training.loop import LaunchError, PeerLost, train
 
     try:
         config = load_config(args.config, **parse_overrides(args.set))
-        check_data(config)
         result = train(config, resume=not args.no_resume)
-    except (ValueError, OSError, LaunchError, FloatingPointError) as err:   # what to fix, in one line
+    except (ValueError, OSError, LaunchError, PeerLost, FloatingPointError) as err:   # what to fix, in one line
         print(f"levitor train: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
     print(json.dumps(result))

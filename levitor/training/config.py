@@ -52,6 +52,9 @@ class TrainConfig:
     width: int = RELEASE_DEMO_SIZE.width
     num_frames: int = RELEASE_DEMO_SIZE.num_frames
     num_workers: int = 4
+    max_consecutive_skips: int = 1000   # damaged samples in a row that stop the run: one flipped bit in 250K files
+                                        #   should not end a week of training, a thousand in a row is broken data
+                                        #   (a shard's worth or more); 0: never stop
 
     # --- control signal
     control: str = "full"               # full | no_depth | no_instance | center_point (paper Table 2)
@@ -94,6 +97,10 @@ class TrainConfig:
     max_minutes: float = 0.0            # stop (with a checkpoint) after this much wall time in this session (0: off)
     num_threads: int = 0                # torch CPU threads (0: torch's default); 1 is fastest on a loaded CPU
     num_processes: int = 0              # > 0: refuse to run unless the launch started this many processes
+    peer_timeout_minutes: float = 10.0  # ranks give up on a peer that does not answer (or join) after this long; it
+                                        #   must exceed the longest work one rank does alone between two steps: a
+                                        #   checkpoint with its export and sample video (the log says how long one
+                                        #   took), or loading the models from slow storage
     trace_samples: bool = False         # write trace/rank-N.jsonl: each step's clips, noise seed, parameter sum
 
     def clip_control(self) -> ClipControl:
@@ -190,6 +197,8 @@ _RANGES = {   # field -> (test, the valid range as the error says it)
     "max_minutes": _at_least(0, "(0: off)"),
     "num_threads": _at_least(0, "(0: torch's default)"),
     "num_processes": _at_least(0, "(0: any)"),
+    "max_consecutive_skips": _at_least(0, "(0: never stop)"),
+    "peer_timeout_minutes": _above(0),
 }
 
 

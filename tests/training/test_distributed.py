@@ -44,6 +44,23 @@ def shards_32(tmp_path_factory):
     return _precompute(tmp_path_factory.mktemp("dist32"), 32, 4)         # 4 shards of 2 clips
 
 
+def _descendants(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    children = [int(c) for c in found.split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _kill_all(proc) -> None:
+    """A launch that failed its test, whole: torchrun starts each rank in a session of its own, so killing torchrun's
+    process group would leave the ranks (and their DataLoader workers) running."""
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def _torchrun(config: Path, timeout: float = 300, wait: bool = True, sets: dict | None = None):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -56,7 +73,7 @@ def _torchrun(config: Path, timeout: float = 300, wait: bool = True, sets: dict 
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_all(proc)
         pytest.fail(f"2-rank training did not finish in {timeout} s (a rank waiting in a collective?)")
     assert proc.returncode == 0, out[-4000:]
     return out
@@ -111,7 +128,7 @@ def _wait_for_steps(proc, run: Path, steps: int, timeout: float = 300) -> None:
         if all(f.is_file() and len(f.read_text().splitlines()) >= steps for f in files):
             return
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    _kill_all(proc)
     pytest.fail(f"2-rank training did not reach step {steps} in {timeout} s")
 
 
@@ -119,7 +136,7 @@ def _finish(proc, timeout: float, what: str) -> tuple[int, str]:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_all(proc)
         pytest.fail(what)
     return proc.returncode, out
 
@@ -201,3 +218,111 @@ def test_slurm_variables_become_torch_ones():
     with pytest.raises(ValueError, match="MASTER_ADDR"):
         export_slurm_for_torch({"SLURM_PROCID": "0", "SLURM_NTASKS": "2"})
     assert detect_launch({"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}).rank == 1
+
+
+def test_a_worker_error_on_two_ranks_with_workers_ends_the_run_within_a_minute(shards_with_a_late_odd_clip, tmp_path):
+    """The issue's hang on 2 ranks x 2 DataLoader workers: on main neither rank exited and torchrun never noticed.
+    The rank whose worker fails says why in one line naming the shard and exits; its peer's next collective fails."""
+    run = tmp_path / "run"
+    cfg = _write(tmp_path, "w", data_root=str(shards_with_a_late_odd_clip), output_dir=str(run), max_steps=10_000,
+                 num_workers=2, shuffle_buffer=2, trace_samples=False)
+    t0 = time.time()
+    code, out = _finish(_torchrun(cfg, wait=False), 180, "2-rank training did not end after a worker error")
+    seconds = time.time() - t0
+    lines = [x for x in out.splitlines() if "levitor train: error: DataLoader worker" in x]
+    assert code != 0 and seconds < 60 and lines, (code, seconds, out[-3000:])
+    assert "shard-000002.tar, sample 'synthetic_00000100': it is a 2x32x32 clip" in lines[0]
+
+
+def test_a_lone_slurm_task_says_it_is_waiting_and_gives_up_in_one_line(tmp_path):
+    """Task 0 of 2 started alone (the other never came): it says so well within a minute, with how long it will
+    wait, and gives up after peer_timeout_minutes with one line (on main it waited silently for 30 minutes)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _write(tmp_path, "lone", data_root=str(tmp_path), data="synthetic", output_dir=str(tmp_path / "run"),
+                 peer_timeout_minutes=0.1, max_steps=1)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(SLURM_PROCID="0", SLURM_NTASKS="2", SLURM_LOCALID="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+               ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, "-m", "levitor.training", str(cfg)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=180)
+    err = res.stderr.strip().splitlines()
+    notice = [x for x in err if "is waiting" in x or "has waited" in x]
+    assert notice and "rank 0 of 2 (slurm variables) has waited 1.5 s for the other 1 process(es) to join at " \
+        f"127.0.0.1:{port}; it gives up 0.1 min after it started waiting" in notice[0], res.stderr[-2000:]
+    assert res.returncode == 2 and err[-1].startswith("levitor train: error: rank 0 of 2 (slurm variables): the "
+                                                      "other processes did not all join within 0.1 min"), err[-3:]
+
+
+SLOW_SAVE = """import os
+if os.environ.get("LEVITOR_TEST_SAVE_DELAY_S"):     # a slow file system, for the shutdown-timeout test
+    import time
+
+    import accelerate
+
+    _save_state = accelerate.Accelerator.save_state
+
+    def _slow(self, *args, **kwargs):
+        time.sleep(float(os.environ["LEVITOR_TEST_SAVE_DELAY_S"]))
+        return _save_state(self, *args, **kwargs)
+
+    accelerate.Accelerator.save_state = _slow
+"""
+
+
+def _sbatch(tmp_path: Path, cfg: Path, data: Path, run: Path, **env):
+    """scripts/slurm/train_1x8.sbatch run as SLURM would run it (bash), on one CPU rank and the given config."""
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(SLOW_SAVE)
+    full = {**os.environ, "NPROC": "1", "CONFIG": str(cfg), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "PYTHONPATH": os.pathsep.join([str(hook)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)), **env}
+    sets = [a for k, v in dict(data_root=data, output_dir=run, grad_accum=1).items() for a in ("--set", f"{k}={v}")]
+    return subprocess.Popen(["bash", "scripts/slurm/train_1x8.sbatch", *sets], cwd=REPO, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _wait_for_log(proc, run: Path, lines: int, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    log = run / "log.jsonl"
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= lines:
+            return
+        time.sleep(0.2)
+    if proc.poll() is None:
+        _kill_all(proc)
+    pytest.fail(f"training did not log {lines} steps in {timeout} s: {proc.communicate()[0][-3000:]}")
+
+
+@pytest.mark.slow      # ~40-70 s here: two launches of torchrun, one with a checkpoint made slow on purpose
+def test_sbatch_gives_the_ranks_time_to_checkpoint_and_exits_0_when_they_did(shards, tmp_path):
+    """scripts/slurm/train_1x8.sbatch on one CPU rank. 1: SIGTERM to torchrun itself with a checkpoint slower than
+    torchrun's default shutdown time (emulated as 3 s; on main the sbatch gave 30 s and a 45 s save was killed):
+    the checkpoint is written. 2: SIGTERM to the job shell, as SLURM's --signal=B:TERM does: it goes to the rank,
+    which checkpoints, and the job exits 0 (on main torchrun exited 1 with a SignalException traceback)."""
+    run = tmp_path / "run"
+    cfg = _write(tmp_path, "s", data_root=str(shards), output_dir=str(run), max_steps=10_000, num_processes=1,
+                 num_workers=1, trace_samples=False)
+    proc = _sbatch(tmp_path, cfg, shards, run, TORCH_ELASTIC_SHUTDOWN_TIMEOUT="3", LEVITOR_TEST_SAVE_DELAY_S="6")
+    _wait_for_log(proc, run, 2)
+    torchrun = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                               text=True).stdout.split()]
+    assert len(torchrun) == 1, torchrun
+    os.kill(torchrun[0], signal.SIGTERM)
+    code, out = _finish(proc, 180, "the job did not end after SIGTERM to torchrun")
+    first = _whole_checkpoints(run)
+    assert first and first[-1] >= 2, out[-3000:]
+    took = [float(x.split("written in ")[1].split(" s")[0]) for x in out.splitlines() if "written in" in x]
+    assert took and took[-1] >= 6                               # the save took the injected 6 s
+
+    proc = _sbatch(tmp_path, cfg, shards, run)                          # resubmitted: it resumes from that checkpoint
+    _wait_for_log(proc, run, first[-1] + 2)
+    os.kill(proc.pid, signal.SIGTERM)                           # what SLURM's --signal=B:TERM@300 sends
+    code, out = _finish(proc, 180, "the job did not end after SIGTERM to its shell")
+    assert code == 0 and "Traceback" not in out, out[-3000:]
+    assert _whole_checkpoints(run)[-1] > first[-1]

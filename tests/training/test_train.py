@@ -264,7 +264,8 @@ def test_frozen_unet_only_controlnet_trains(tmp_path):
 
 def test_synthetic_shards_round_trip(tmp_path):
     """precompute-synthetic writes the precompute record format; streamed back it equals the world on the fly."""
-    cfg = load_config(None, base="mini", num_frames=3, data="shards", data_root=str(tmp_path), shuffle_buffer=0)
+    cfg = load_config(None, base="mini", num_frames=3, data="shards", data_root=str(tmp_path), shuffle_buffer=0,
+                      batch_size=1)
     precompute_synthetic(tmp_path, 3, cfg, shard_size=2)
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "shard-000000.stats.json", "shard-000000.tar", "shard-000001.stats.json", "shard-000001.tar"]
@@ -277,8 +278,10 @@ def test_synthetic_shards_round_trip(tmp_path):
         got = by_name[f"synthetic_{i:08d}"]
         torch.testing.assert_close(got["frames"], fresh[i]["frames"])
         torch.testing.assert_close(got["control"], fresh[i]["control"])
-    with pytest.raises(ValueError, match="hold 3x32x32 clips"):
-        next(iter(make_dataset(load_config(None, base="mini", num_frames=4, data="shards", data_root=str(tmp_path)))))
+    other = load_config(None, base="mini", num_frames=4, data="shards", data_root=str(tmp_path), batch_size=1)
+    with pytest.raises(ValueError, match=r"shard .*shard-00000\d.tar, sample 'synthetic_0000000\d': it is a 3x32x32 "
+                                         r"clip .* asks for 4x32x32"):
+        next(iter(make_dataset(other)))
 
 
 def test_typed_set_values_and_yaml_checks(tmp_path):
@@ -327,3 +330,91 @@ def test_loss_weight_cap_bounds_the_edm_weight():
             values[cap] = loss.edm_loss(pipe, pipe.unet, pipe.controlnet, batch, cfg,
                                         torch.Generator().manual_seed(1)).item()
     assert values[0.0] / values[6.0] == pytest.approx((1 + 0.002**-2) / 6, rel=1e-3)
+
+
+def test_one_process_resume_is_bit_exact_and_a_short_stretch_logs_its_mean(tmp_path):
+    """10 steps against 5 + resume + 5 on one process: the same parameters, optimizer state and EMA to the bit (the
+    noise of step s is seeded by (seed, s, rank) on one process too). log_every 4: each session's last stretch
+    (steps 5 and 9-10) is logged with its mean instead of leaving "loss": null."""
+    from safetensors.torch import load_file
+
+    base = {**TINY_MINI, "num_threads": 1, "log_every": 4, "checkpoint_every": 1000, "num_workers": 0}
+    def run(steps: int, folder: str) -> dict:
+        return train(load_config(None, **{**base, "max_steps": steps}, output_dir=str(tmp_path / folder)))
+
+    whole = run(10, "whole")
+    first = run(5, "parts")
+    assert first["step"] == 5 and first["loss"] is not None
+    parts = run(10, "parts")
+    assert parts["step"] == whole["step"] == 10 and parts["loss"] == whole["loss"]
+    a, b = (tmp_path / "whole" / "checkpoints" / "step_0000010"), (tmp_path / "parts" / "checkpoints" / "step_0000010")
+    files = sorted(p.name for p in a.glob("model*.safetensors"))
+    assert files and files == sorted(p.name for p in b.glob("model*.safetensors"))
+    for name in files:
+        x, y = load_file(a / name), load_file(b / name)
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), name
+    for name in ("optimizer.bin", "ema.pt"):
+        x, y = torch.load(a / name, weights_only=True), torch.load(b / name, weights_only=True)
+        flat = [torch.utils._pytree.tree_flatten(s)[0] for s in (x, y)]
+        assert all(torch.equal(u, v) if isinstance(u, torch.Tensor) else u == v for u, v in zip(*flat)), name
+    log = [json.loads(x) for x in (tmp_path / "parts" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [4, 5, 8, 10] and all(r["loss"] > 0 for r in log)
+    assert [r["step"] for r in (json.loads(x) for x in (tmp_path / "whole" / "log.jsonl").read_text().splitlines())
+            ] == [4, 8, 10]
+
+
+def test_a_folder_of_mixed_clip_sizes_is_refused_before_the_first_step(tmp_path, capsys):
+    """A second precompute-synthetic into one folder with another size rewrites some shards and leaves the rest:
+    every shard's first record is checked (on main only the first shard's, so training started and hung)."""
+    import shutil
+
+    from levitor.cli import main
+
+    precompute_synthetic(tmp_path / "d", 8, load_config(None, base="mini", height=16, width=16, num_frames=2),
+                         shard_size=2)
+    precompute_synthetic(tmp_path / "big", 2, load_config(None, base="mini", height=32, width=32, num_frames=2),
+                         shard_size=2)
+    for ext in (".tar", ".stats.json"):
+        shutil.move(tmp_path / "big" / "shards" / f"shard-000000{ext}",
+                    tmp_path / "d" / "shards" / f"shard-000003{ext}")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"base: mini\ndata: shards\ndata_root: {tmp_path / 'd'}\nheight: 16\nwidth: 16\nnum_frames: 2\n"
+                   f"output_dir: {tmp_path / 'run'}\n")
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mix clip sizes: of 4 shards 1 hold 2x32x32 clips (shard-000003.tar)" in err[0], err
+    assert "asks for 2x16x16" in err[0] and not (tmp_path / "run").exists()      # refused before anything ran
+
+
+def _train_subprocess(config: dict, tmp_path, timeout: float = 120):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    t0 = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "levitor.training", str(path)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        pytest.fail(f"training did not end within {timeout} s (a process waiting for its DataLoader workers?)")
+    return proc.returncode, out, err, time.time() - t0
+
+
+def test_a_dataloader_worker_error_ends_the_run_with_one_line_naming_the_shard(shards_with_a_late_odd_clip, tmp_path):
+    """The issue's hang: a worker raises (a later clip of another size, which no check before the first step sees);
+    on main the process printed the error and then waited for ever for its workers, which ignore SIGTERM."""
+    code, _out, err, seconds = _train_subprocess(
+        {**TINY_MINI, "ema": False, "data": "shards", "data_root": str(shards_with_a_late_odd_clip), "num_workers": 2,
+         "shuffle_buffer": 2, "max_steps": 10_000, "checkpoint_every": 10_000, "output_dir": str(tmp_path / "run"),
+         "synthetic": {}}, tmp_path)
+    lines = [x for x in err.strip().splitlines() if "levitor train: error" in x]
+    assert code == 2 and seconds < 60 and len(lines) == 1, (code, seconds, err[-2000:])
+    assert "Traceback" not in err and "shard-000002.tar, sample 'synthetic_00000100': it is a 2x32x32 clip" in lines[0]
