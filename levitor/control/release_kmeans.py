@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from levitor._util.jit import HAVE_NUMBA
+from levitor._util.jit import HAVE_NUMBA, jit
 from levitor.control import kernels
 
 MAX_ITER = 300  # sklearn's defaults
 TOL = 1e-4
+# |distance formula - exact| <= ERR * (|c| + |x|)^2 for sklearn's float32 |c|^2 - 2 x.c (about 3 roundings of
+# 2^-24 each; 4 for margin): the pruned loop keeps a label only where the exact gap exceeds twice this
+_ERR = 4.0 * 2.0**-24
+_SLACK = 1e-12  # relative, on float64 distances between float32 points
 
 
 def even_samples(samples: np.ndarray, k: int) -> np.ndarray:
@@ -36,8 +40,9 @@ def kmeans32(samples: np.ndarray, init: np.ndarray, max_iter: int = MAX_ITER, to
              use_kernel: bool = True) -> np.ndarray:
     """sklearn's ``KMeans(n_clusters=len(init), init=init).fit(samples).cluster_centers_``, in float32.
 
-    samples: (n, d) with n >= k; init: (k, d). Returns (k, d) float32. ``use_kernel``: the compiled loop
-    (:func:`levitor.control.kernels.lloyd32`, the same arithmetic) when numba is installed.
+    samples: (n, d) with n >= k; init: (k, d). Returns (k, d) float32. ``use_kernel``: the compiled loop (the same
+    arithmetic; 2-D samples skip the distance scans whose answer is certain, :func:`_lloyd32_pruned`) when numba
+    is installed.
     """
     x = np.array(samples, dtype=np.float32, order="C")
     c = np.array(init, dtype=np.float32, order="C")
@@ -48,23 +53,192 @@ def kmeans32(samples: np.ndarray, init: np.ndarray, max_iter: int = MAX_ITER, to
     mean = x.mean(axis=0)
     x -= mean
     c -= mean
+    if use_kernel and HAVE_NUMBA and x.shape[1] == 2:
+        return _kmeans32_compiled(x, c, max_iter, np.float32(tol_abs)) + mean
     if use_kernel and HAVE_NUMBA:
         fast = c.copy()
         if kernels.lloyd32(x, fast, max_iter, np.float32(tol_abs), np.empty(n, dtype=np.int64)) >= 0:
             return fast + mean
     labels_old = np.full(n, -1, dtype=np.int64)
-    labels = labels_old
     for _ in range(max_iter):
-        labels, distances = _assign(x, c)
-        new = _centres(x, c, labels, k)
-        shift = np.sqrt(((new - c) ** 2).sum(axis=1, dtype=np.float32))  # float32, per centre
-        c = new
-        if np.array_equal(labels, labels_old):  # strict convergence: no label changed
-            break
-        if (shift**2).sum(dtype=np.float32) <= tol_abs:
+        labels, _ = _assign(x, c)
+        sums, counts = _sums(x, labels, k)
+        c, stop = _step(x, c, labels, labels_old, sums, counts, tol_abs)
+        if stop:
             break
         labels_old = labels
     return c + mean
+
+
+def _kmeans32_compiled(x: np.ndarray, c: np.ndarray, max_iter: int, tol_abs: np.float32) -> np.ndarray:
+    """The Lloyd loop compiled; an iteration that empties a cluster is finished here (sklearn relocates it to the
+    farthest sample, in NumPy's argpartition order), and the loop resumes from the new centres."""
+    n, k = x.shape[0], c.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    labels_old = np.full(n, -1, dtype=np.int64)
+    sums = np.empty((k, 2), dtype=np.float32)
+    counts = np.empty(k, dtype=np.float32)
+    done = 0
+    while done < max_iter:
+        it = _lloyd32_pruned(x, c, max_iter - done, tol_abs, labels, labels_old, sums, counts)
+        if it >= 0:
+            break
+        done += -it
+        c, stop = _step(x, c, labels, labels_old, sums, counts, tol_abs)
+        if stop:
+            break
+        labels_old[:] = labels
+    return c
+
+
+def _step(x, c, labels, labels_old, sums, counts, tol_abs) -> tuple[np.ndarray, bool]:
+    """The rest of one Lloyd iteration from its labels and sums: the new centres, and whether sklearn stops here
+    (no label changed, or the summed squared centre shift is at most tol_abs)."""
+    new = _centres(x, c, labels, sums, counts)
+    shift = np.sqrt(((new - c) ** 2).sum(axis=1, dtype=np.float32))  # float32, per centre
+    stop = bool(np.array_equal(labels, labels_old)) or bool((shift**2).sum(dtype=np.float32) <= tol_abs)
+    return new, stop
+
+
+def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
+    """sklearn's Lloyd iterations in float32 on centred 2-D samples, in place on the centres c (the arithmetic of
+    :func:`levitor.control.kernels.lloyd32`), skipping the distance scan of samples whose label provably stays
+    (Hamerly's bounds): the same labels, sums and stopping, bit for bit. labels_old: the labels of the iteration
+    before (-1 at the start).
+
+    Each sample keeps an upper bound u on its exact distance to its centre and a lower bound l on the distance to
+    every other one, loosened by how far the centres move (and at least twice the half-separation of its centre
+    minus u). The float32 formula's values differ from the exact
+    squared distances (minus |x|^2) by at most _ERR (|c| + |x|)^2 each, so where l^2 - u^2 exceeds twice that the
+    formula's argmin is the same centre, uniquely. Elsewhere the sample is scanned as in lloyd32.
+
+    Returns the number of iterations run when sklearn's rule stops (or max_iter is reached); -i when iteration i
+    empties a cluster, with c unchanged and that iteration's labels, sums and counts filled (the caller relocates
+    it and calls again)."""
+    n = x.shape[0]
+    k = c.shape[0]
+    f32 = np.float32
+    c_norm = np.empty(k, dtype=np.float32)
+    old = np.empty((k, 2), dtype=np.float64)
+    move = np.zeros(k, dtype=np.float64)
+    upper = np.empty(n, dtype=np.float64)
+    lower = np.empty(n, dtype=np.float64)
+    norm_x = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        norm_x[i] = np.sqrt(np.float64(x[i, 0]) * np.float64(x[i, 0]) + np.float64(x[i, 1]) * np.float64(x[i, 1]))
+    e2 = np.empty(k, dtype=np.float64)
+    half_sep = np.empty(k, dtype=np.float64)  # half the distance from each centre to its nearest other centre
+    for it in range(max_iter):
+        c_max = 0.0
+        for j in range(k):
+            c_norm[j] = f32(f32(0.0) + c[j, 0] * c[j, 0]) + c[j, 1] * c[j, 1]
+            c0, c1 = np.float64(c[j, 0]), np.float64(c[j, 1])
+            c_max = max(c_max, np.sqrt(c0 * c0 + c1 * c1))
+        c_max *= 1.0 + _SLACK
+        for j in range(k):
+            sep = np.inf
+            for q in range(k):
+                if q != j:
+                    dx = np.float64(c[j, 0]) - np.float64(c[q, 0])
+                    dy = np.float64(c[j, 1]) - np.float64(c[q, 1])
+                    sep = min(sep, dx * dx + dy * dy)
+            half_sep[j] = 0.5 * np.sqrt(sep) * (1.0 - _SLACK)
+        m1 = 0.0  # the largest and second largest centre moves, and whose the largest is
+        m2 = 0.0
+        j1 = -1
+        for j in range(k):
+            if move[j] > m1:
+                m2, m1, j1 = m1, move[j], j
+            elif move[j] > m2:
+                m2 = move[j]
+        sums[:] = 0
+        counts[:] = 0
+        run = -1
+        acc0 = acc1 = cnt = f32(0.0)
+        for i in range(n):
+            x0, x1 = x[i, 0], x[i, 1]
+            lab = labels[i]
+            scan = it == 0
+            if not scan:
+                # any other centre is at least lower[i] away, and at least 2 half_sep - upper (triangle inequality)
+                upper[i] += move[lab]
+                lower[i] -= m2 if lab == j1 else m1
+                reach = c_max + norm_x[i]
+                gap = 2.0 * (_ERR * reach * reach + 1e-30)
+                low = max(lower[i], 2.0 * half_sep[lab] - upper[i])
+                if not (low > upper[i] and low * low - upper[i] * upper[i] > gap):
+                    dx = np.float64(x0) - np.float64(c[lab, 0])
+                    dy = np.float64(x1) - np.float64(c[lab, 1])
+                    upper[i] = np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK)
+                    low = max(lower[i], 2.0 * half_sep[lab] - upper[i])
+                    scan = not (low > upper[i] and low * low - upper[i] * upper[i] > gap)
+            if scan:  # exact distances; sklearn's float32 formula only where they are within its error of the nearest
+                e_min = np.inf
+                for j in range(k):
+                    dx = np.float64(x0) - np.float64(c[j, 0])
+                    dy = np.float64(x1) - np.float64(c[j, 1])
+                    e2[j] = dx * dx + dy * dy
+                    e_min = min(e_min, e2[j])
+                reach = c_max + norm_x[i]
+                gap = 2.0 * (_ERR * reach * reach + 1e-30)
+                best = np.inf
+                lab = 0
+                for j in range(k):  # any other centre's formula value is larger than the nearest's
+                    if e2[j] - e_min <= gap:
+                        dot = x0 * c[j, 0]
+                        dot = f32(np.float64(dot) + np.float64(x1) * np.float64(c[j, 1]))  # one rounding, as BLAS's FMA
+                        dist = c_norm[j] + f32(-2.0) * dot
+                        if dist < best:
+                            best = dist
+                            lab = j
+                e_other = np.inf
+                for j in range(k):
+                    if j != lab:
+                        e_other = min(e_other, e2[j])
+                upper[i] = np.sqrt(e2[lab]) * (1.0 + _SLACK)
+                lower[i] = np.sqrt(e_other) * (1.0 - _SLACK)
+            labels[i] = lab
+            if lab != run:  # each cluster's sums in sample order; a run of one label stays in registers
+                if run >= 0:
+                    sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
+                run = lab
+                acc0, acc1, cnt = sums[lab, 0], sums[lab, 1], counts[lab]
+            cnt += f32(1.0)
+            acc0 += x0
+            acc1 += x1
+        if run >= 0:
+            sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
+        for j in range(k):
+            if counts[j] == 0:
+                return -(it + 1)
+        shift_tot = f32(0.0)
+        for j in range(k):
+            alpha = f32(1.0) / counts[j]
+            sq = f32(0.0)
+            for m in range(2):
+                old[j, m] = c[j, m]
+                new = sums[j, m] * alpha
+                diff = new - c[j, m]
+                sq += diff * diff
+                c[j, m] = new
+            shift = f32(np.sqrt(sq))
+            shift_tot += shift * shift
+            dx = np.float64(c[j, 0]) - old[j, 0]
+            dy = np.float64(c[j, 1]) - old[j, 1]
+            move[j] = np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK) + 1e-300
+        same = True
+        for i in range(n):
+            if labels[i] != labels_old[i]:
+                same = False
+                break
+        if same or shift_tot <= tol_abs:
+            return it + 1
+        for i in range(n):
+            labels_old[i] = labels[i]
+    return max_iter
+
+
+_lloyd32_pruned = jit(_lloyd32_pruned)
 
 
 def _assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +258,18 @@ def _assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, d
 
 
-def _centres(x: np.ndarray, old: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """The M step: per-cluster sums in sample order (float32), empty clusters relocated, then times 1 / count."""
-    sums = np.zeros_like(old)
+def _sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums in sample order (float32) and counts."""
+    sums = np.zeros((k, x.shape[1]), dtype=np.float32)
     counts = np.zeros(k, dtype=np.float32)
     np.add.at(sums, labels, x)  # unbuffered, one sample after another
     np.add.at(counts, labels, np.float32(1.0))
+    return sums, counts
+
+
+def _centres(x: np.ndarray, old: np.ndarray, labels: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The M step from the sums: empty clusters relocated, then times 1 / count."""
+    sums, counts, k = sums.copy(), counts.copy(), old.shape[0]
     empty = np.flatnonzero(counts == 0)
     if empty.size:
         far_d = ((x - old[labels]) ** 2).sum(axis=1, dtype=np.float32)
@@ -110,6 +290,22 @@ def _centres(x: np.ndarray, old: np.ndarray, labels: np.ndarray, k: int) -> np.n
     return out
 
 
+def _all_in(samples, points):
+    """NumPy's ``point in samples`` for every point: some sample equals it in some coordinate (row or column)."""
+    for p in range(points.shape[0]):
+        found = False
+        for i in range(samples.shape[0]):
+            if samples[i, 0] == points[p, 0] or samples[i, 1] == points[p, 1]:
+                found = True
+                break
+        if not found:
+            return False
+    return True
+
+
+_all_in = jit(_all_in)
+
+
 def release_track(samples: list[np.ndarray], k_unscaled: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """One object's K-means centres over a clip, as the release computes them.
 
@@ -128,8 +324,15 @@ def release_track(samples: list[np.ndarray], k_unscaled: int, k: int) -> tuple[n
             continue
         if stored is None:
             stored = kmeans32(s, even_samples(s, k))
-        elif not all(bool((s == point).any()) for point in stored):  # NumPy's `point in s`
+        elif not _stored_init_found(s, stored):
             stored = even_samples(s, k)
         out[f] = kmeans32(s, stored)
         visible[f] = True
     return out, visible
+
+
+def _stored_init_found(samples: np.ndarray, stored: np.ndarray) -> bool:
+    """The release's check ``all(point in samples for point in stored)``, NumPy's ``in``: (samples == point).any()."""
+    if HAVE_NUMBA:
+        return bool(_all_in(np.ascontiguousarray(samples, np.float32), np.ascontiguousarray(stored, np.float32)))
+    return all(bool((samples == point).any()) for point in stored)

@@ -41,6 +41,8 @@ BASE_RADIUS = 0.011  # NDC: the release's point radius for an object that keeps 
 POINTS_PER_PIXEL = 10  # the release's points_per_pixel: hits kept per pixel, nearest first
 COVERED = 0.5  # a pixel is the object's where round(image) != 0: |image| > 0.5 (numpy rounds half to even)
 _BOX_BUDGET = 1 << 22  # numpy fallback: candidate (point, pixel) pairs per chunk
+SCAN_MAX_PX = 4.0  # compiled loop: radii up to this many pixels scan each run of hits; larger ones skip full pixels
+CERTAIN = 1 << 20  # a pixel's hit count once one hit proves it covered (it takes no more)
 _f32 = np.float32
 
 
@@ -134,7 +136,7 @@ def project_point(u, v, z0, dx, dy, dz32, fx, fy, cx, cy, ax, ay, bx, by):
     return ((-X) * ax + z * bx) / z, ((-Y) * ay + z * by) / z, z
 
 
-project_point = jit(project_point, inline=True)
+project_point = jit(project_point)
 
 
 def fix_order(order0, z0, z, out):
@@ -165,15 +167,20 @@ def _find(nxt, a):
     return a
 
 
-_find = jit(_find, inline=True)
+_find = jit(_find)
 
 
-def rasterise_cloud(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full):
+def rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full):
     """Rasterise one cloud: for each point in ``order`` (ascending (z, index)), every pixel centre within the radius
-    that still has a free slot takes it (point index and d2). Returns the number of pixels touched (listed in
-    ``touched``) and of pixels filled (``full``; their ``nxt`` entries to reset).
+    that still has a free slot takes it (point index and d2). A hit with d2 < ``cert`` (:func:`certain_below`;
+    negative for none) proves its pixel covered whatever comes after: the pixel keeps its nearest point, its count
+    becomes CERTAIN and it takes no more.
+    Returns the number of pixels touched (listed in ``touched``) and of pixels filled (``full``: their ``nxt``
+    entries to reset). count (H*W,) must be 0 and nxt (H*(W+1),) the identity on entry; :func:`reset_scratch`.
 
-    count (H*W,) must be 0 and nxt (H*(W+1),) the identity on entry; the caller resets both from the lists."""
+    The hits of a point in one row are one run of columns (d2 is unimodal along the row) around the two columns
+    either side of the point, and its rows one run around its row: small radii scan outward from those; above
+    SCAN_MAX_PX pixels each run's ends are found exactly and a union-find skips the pixels already full."""
     H = yc.shape[0]
     W = xc.shape[0]
     m = min(H, W)
@@ -182,6 +189,7 @@ def rasterise_cloud(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, n
     r_px = np.float64(r32) * half
     lim_x = W / m + np.float64(r32) + 1.0  # beyond this a point hits nothing (also catches inf and nan)
     lim_y = H / m + np.float64(r32) + 1.0
+    scan = r_px <= SCAN_MAX_PX
     n_t = 0
     n_f = 0
     for t in range(order.shape[0]):
@@ -194,17 +202,50 @@ def rasterise_cloud(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, n
             continue
         fr = (H - 1 - np.float64(py) * m) / 2.0  # the point's row and column in pixel units
         fc = (W - 1 - np.float64(px) * m) / 2.0
+        if scan:
+            ra = int(np.floor(fr))
+            ca = int(np.floor(fc))
+            for up in range(2):
+                row = min(ra, H - 1) if up == 1 else max(ra + 1, 0)
+                while 0 <= row < H:
+                    dy = py - yc[row]
+                    dy2 = dy * dy
+                    if not dy2 < r2:  # d2 >= dy2: no hit in this row, nor beyond it
+                        break
+                    for left in range(2):
+                        c = min(ca, W - 1) if left == 1 else max(ca + 1, 0)
+                        while 0 <= c < W:
+                            dx = px - xc[c]
+                            d2 = dx * dx + dy2
+                            if not d2 < r2:
+                                break
+                            p = row * W + c  # the pixel takes the hit (as below; kept apart: a helper is slower)
+                            k = count[p]
+                            if k < slots:
+                                if k == 0:
+                                    touched[n_t] = p
+                                    n_t += 1
+                                    slot_i[p * slots] = i
+                                if d2 < cert:
+                                    count[p] = CERTAIN
+                                else:
+                                    slot_i[p * slots + k] = i
+                                    slot_d[p * slots + k] = d2
+                                    count[p] = k + 1
+                            c += -1 if left == 1 else 1
+                    row += -1 if up == 1 else 1
+            continue
         r0 = max(int(np.floor(fr - r_px)) - 1, 0)
         r1 = min(int(np.ceil(fr + r_px)) + 1, H - 1)
         for row in range(r0, r1 + 1):
             dy = py - yc[row]
             dy2 = dy * dy
-            if not dy2 < r2:  # d2 >= dy2: no hit in this row
+            if not dy2 < r2:
                 continue
             hw = np.sqrt(max(np.float64(r2) - np.float64(dy2), 0.0)) * half
             c0 = max(int(np.floor(fc - hw)) - 1, 0)
             c1 = min(int(np.ceil(fc + hw)) + 1, W - 1)
-            while c0 <= c1:  # d2 is unimodal along a row: the hits are one run of columns; find its ends exactly
+            while c0 <= c1:  # the run's ends, exactly
                 dx = px - xc[c0]
                 if dx * dx + dy2 < r2:
                     break
@@ -219,16 +260,21 @@ def rasterise_cloud(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, n
             base = row * (W + 1)
             c = _find(nxt, base + c0) - base
             while c <= c1:
+                dx = px - xc[c]
+                d2 = dx * dx + dy2
                 p = row * W + c
-                k = count[p]
+                k = count[p]  # < slots: full pixels are skipped
                 if k == 0:
                     touched[n_t] = p
                     n_t += 1
-                dx = px - xc[c]
-                slot_i[p * slots + k] = i
-                slot_d[p * slots + k] = dx * dx + dy2
-                count[p] = k + 1
-                if k + 1 == slots:
+                    slot_i[p * slots] = i
+                if d2 < cert:
+                    count[p] = CERTAIN
+                else:
+                    slot_i[p * slots + k] = i
+                    slot_d[p * slots + k] = d2
+                    count[p] = k + 1
+                if count[p] >= slots:
                     nxt[base + c] = base + c + 1
                     full[n_f] = base + c
                     n_f += 1
@@ -239,8 +285,20 @@ def rasterise_cloud(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, n
 rasterise_cloud = jit(rasterise_cloud)
 
 
+def certain_below(radius: float, feature: float) -> np.float32:
+    """The squared distance below which one kept hit alone proves a pixel covered: the composite is
+    f (1 - prod(1 - w_k)) >= f w_j (all w in [0, 1] to within 1e-6), and f w_j > 0.5 + 1e-4 f leaves room for
+    float32 rounding of the whole sum (about 1e-6 f); so d2 < r^2 (1 - (0.5 + 1e-4 f) / f). -1 where no single hit
+    can prove it (f < 1)."""
+    r2w = float(np.float32(float(radius) * float(radius)))
+    t = r2w * (1.0 - (COVERED + 1e-4 * feature) / feature) if feature > 0 else -1.0
+    return _f32(t) if t > 0 else _f32(-1.0)
+
+
 def composite_pixel(p, slots, count, slot_d, r2w, feature):
-    """The alpha compositor's value at pixel p (pytorch3d's CPU kernel, float32)."""
+    """The alpha compositor's value at pixel p (pytorch3d's CPU kernel, float32); a certain pixel gives 1."""
+    if count[p] == CERTAIN:
+        return np.float32(1.0)
     res = np.float32(0.0)
     cum = np.float32(1.0)
     for k in range(count[p]):
@@ -250,7 +308,7 @@ def composite_pixel(p, slots, count, slot_d, r2w, feature):
     return res
 
 
-composite_pixel = jit(composite_pixel, inline=True)
+composite_pixel = jit(composite_pixel)
 
 
 def reset_scratch(count, nxt, touched, n_t, full, n_f):
@@ -260,13 +318,14 @@ def reset_scratch(count, nxt, touched, n_t, full, n_f):
         nxt[full[t]] = full[t]
 
 
-reset_scratch = jit(reset_scratch, inline=True)
+reset_scratch = jit(reset_scratch)
 
 
 def _rasterise_dense(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full,
                      out_idx, out_z, out_d):
     """:func:`rasterise_cloud`, written out as pytorch3d's (H*W, K) outputs (pre-filled with -1)."""
-    n_t, n_f = rasterise_cloud(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full)
+    n_t, n_f = rasterise_cloud(x, y, z, order, r32, np.float32(-1.0), xc, yc, slots, count, slot_i, slot_d, nxt,
+                               touched, full)
     for t in range(n_t):
         p = touched[t]
         for k in range(count[p]):
@@ -280,10 +339,10 @@ def _rasterise_dense(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, 
 _rasterise_dense = jit(_rasterise_dense)
 
 
-def _coverage_kernel(x, y, z, order, r32, r2w, feature, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full,
-                     out_pix, out_near):
+def _coverage_kernel(x, y, z, order, r32, r2w, cert, feature, xc, yc, slots, count, slot_i, slot_d, nxt, touched,
+                     full, out_pix, out_near):
     """The covered pixels of one cloud and the nearest point at each; returns how many."""
-    n_t, n_f = rasterise_cloud(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full)
+    n_t, n_f = rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full)
     n = 0
     for t in range(n_t):
         p = touched[t]
@@ -297,6 +356,59 @@ def _coverage_kernel(x, y, z, order, r32, r2w, feature, xc, yc, slots, count, sl
 
 
 _coverage_kernel = jit(_coverage_kernel)
+
+
+def render_frames(u, v, z0, starts, order0, ids, fills, deltas, path_depth, certs, fx, fy, cx, cy, ax, ay, bx, by,
+            base_radius, st_ids, st_depth, st_color, colors, out_ids, out_depth, out_color, dmap, x, y, z, order,
+            xc, yc, slots, count, slot_i, slot_d, nxt, touched, full):
+    """The release's per-frame compositing (:mod:`levitor.motion.release_render`, whose numpy loop is the reference)
+    fused with the rasteriser in one compiled loop: per frame and cloud, project, order, rasterise, composite, draw
+    where the running depth map is farther, fill. It lives in this file because numba's on-disk cache of a function
+    is renewed only when its own file changes: a loop compiled elsewhere would keep an old rasteriser."""
+    F, HW = out_ids.shape
+    S = st_ids.shape[0]
+    for f in range(F):
+        sf = f if S > 1 else 0
+        for p in range(HW):
+            out_ids[f, p] = st_ids[sf, p]
+            dmap[p] = st_depth[sf, p]
+            for ch in range(3):
+                out_color[f, p, ch] = st_color[sf, p, ch]
+        for j in range(ids.shape[0]):
+            a = starts[j]
+            n = starts[j + 1] - a
+            dx, dy, dz = deltas[j, f, 0], deltas[j, f, 1], deltas[j, f, 2]
+            dz32 = np.float32(dz)
+            for i in range(n):
+                x[i], y[i], z[i] = project_point(u[a + i], v[a + i], z0[a + i], dx, dy, dz32,
+                                                   fx, fy, cx, cy, ax, ay, bx, by)
+            fix_order(order0[a:a + n], z0[a:a + n], z[:n], order[:n])
+            radius = max(base_radius - dz, base_radius)
+            r32 = np.float32(radius)
+            r2w = np.float32(radius * radius)
+            feature = np.float32(ids[j])
+            n_t, n_f = rasterise_cloud(x[:n], y[:n], z[:n], order[:n], r32, certs[j, f], xc, yc, slots, count,
+                                          slot_i, slot_d, nxt, touched, full)
+            d_t = path_depth[j, f]
+            for t in range(n_t):
+                p = touched[t]
+                val = composite_pixel(p, slots, count, slot_d, r2w, feature)
+                if (val > 0.5 or val < -0.5) and dmap[p] > d_t:
+                    out_ids[f, p] = ids[j]
+                    dmap[p] = d_t
+                    i = a + slot_i[p * slots]  # the nearest point kept there
+                    for ch in range(3):
+                        out_color[f, p, ch] = colors[i, ch]
+            reset_scratch(count, nxt, touched, n_t, full, n_f)
+            if fills[j] != -1:
+                for p in range(HW):
+                    if st_ids[sf, p] == 0 and out_ids[f, p] == 0:
+                        out_ids[f, p] = fills[j]
+        for p in range(HW):
+            out_depth[f, p] = np.float32(dmap[p])
+
+
+render_frames = jit(render_frames)
 
 
 class Scratch:
@@ -455,8 +567,8 @@ def coverage(x: np.ndarray, y: np.ndarray, z: np.ndarray, order: np.ndarray, rad
         s = Scratch.get(height, width, K)
         out_pix = np.empty(height * width, np.int64)
         out_near = np.empty(height * width, np.int64)
-        n = _coverage_kernel(x, y, z, np.ascontiguousarray(order, np.int64), r32, r2w, f, *s.args(K),
-                             out_pix, out_near)
+        n = _coverage_kernel(x, y, z, np.ascontiguousarray(order, np.int64), r32, r2w, certain_below(radius, f), f,
+                             *s.args(K), out_pix, out_near)
         pix, near = out_pix[:n], out_near[:n]
         s_ = np.argsort(pix)
         return pix[s_], near[s_]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from levitor._util.jit import HAVE_NUMBA, jit
+from levitor._util.jit import HAVE_NUMBA
 from levitor.depth import DISPARITY_MAX, FAR_DEPTH
 from levitor.motion import release_raster as rr
 from levitor.motion.render import Mover, RenderResult, StaticLayer, moves, render_static_with_camera, static_layer
@@ -142,7 +142,7 @@ def _cloud(mv: Mover, base_ids: np.ndarray, W: int) -> _Cloud:
 
 
 def _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W) -> None:
-    """The frame loop without numba (the reference for :func:`_frames`)."""
+    """The frame loop without numba (what :func:`levitor.motion.release_raster.render_frames` compiles)."""
     for f in range(out_ids.shape[0]):
         sf = f if st_ids.shape[0] > 1 else 0
         ids, dmap, col = st_ids[sf].copy(), st_depth[sf].copy(), st_color[sf].copy()
@@ -171,63 +171,14 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
     deltas = np.stack([c.delta for c in clouds]) if clouds else np.zeros((0, F, 3))
     path_depth = np.stack([c.path_depth for c in clouds]) if clouds else np.zeros((0, F))
     s = rr.Scratch.get(H, W, rr.POINTS_PER_PIXEL)
-    _frames(cat("u", np.float64), cat("v", np.float64), cat("z0", np.float32), starts, cat("order0", np.int64),
+    rr.render_frames(cat("u", np.float64), cat("v", np.float64), cat("z0", np.float32), starts, cat("order0", np.int64),
             np.array([c.id for c in clouds], np.int64), np.array([c.fill for c in clouds], np.int64),
             np.ascontiguousarray(deltas, np.float64), np.ascontiguousarray(path_depth, np.float64),
+            np.array([[rr.certain_below(rr.point_radius(d[2]), c.id) for d in c.delta] for c in clouds],
+                     np.float32).reshape(len(clouds), F),
             cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by, rr.BASE_RADIUS,
             st_ids, st_depth, st_color,
             np.concatenate([c.color for c in clouds]) if clouds else np.zeros((0, 3), np.uint8),
             out_ids, out_depth, out_color, np.empty(st_depth.shape[1], np.float64),
             np.empty(n_max, np.float32), np.empty(n_max, np.float32), np.empty(n_max, np.float32),
             np.empty(n_max, np.int64), *s.args(rr.POINTS_PER_PIXEL))
-
-
-def _frames(u, v, z0, starts, order0, ids, fills, deltas, path_depth, fx, fy, cx, cy, ax, ay, bx, by, base_radius,
-            st_ids, st_depth, st_color, colors, out_ids, out_depth, out_color, dmap, x, y, z, order,
-            xc, yc, slots, count, slot_i, slot_d, nxt, touched, full):
-    """:func:`_render_numpy` fused in one compiled loop: per frame and cloud, project, order, rasterise, composite,
-    draw where the running depth map is farther, fill."""
-    F, HW = out_ids.shape
-    S = st_ids.shape[0]
-    for f in range(F):
-        sf = f if S > 1 else 0
-        for p in range(HW):
-            out_ids[f, p] = st_ids[sf, p]
-            dmap[p] = st_depth[sf, p]
-            for ch in range(3):
-                out_color[f, p, ch] = st_color[sf, p, ch]
-        for j in range(ids.shape[0]):
-            a = starts[j]
-            n = starts[j + 1] - a
-            dx, dy, dz = deltas[j, f, 0], deltas[j, f, 1], deltas[j, f, 2]
-            dz32 = np.float32(dz)
-            for i in range(n):
-                x[i], y[i], z[i] = rr.project_point(u[a + i], v[a + i], z0[a + i], dx, dy, dz32,
-                                                   fx, fy, cx, cy, ax, ay, bx, by)
-            rr.fix_order(order0[a:a + n], z0[a:a + n], z[:n], order[:n])
-            radius = max(base_radius - dz, base_radius)
-            r32 = np.float32(radius)
-            r2w = np.float32(radius * radius)
-            feature = np.float32(ids[j])
-            n_t, n_f = rr.rasterise_cloud(x[:n], y[:n], z[:n], order[:n], r32, xc, yc, slots, count, slot_i, slot_d,
-                                     nxt, touched, full)
-            d_t = path_depth[j, f]
-            for t in range(n_t):
-                p = touched[t]
-                val = rr.composite_pixel(p, slots, count, slot_d, r2w, feature)
-                if (val > 0.5 or val < -0.5) and dmap[p] > d_t:
-                    out_ids[f, p] = ids[j]
-                    dmap[p] = d_t
-                    i = a + slot_i[p * slots]  # the nearest point kept there
-                    for ch in range(3):
-                        out_color[f, p, ch] = colors[i, ch]
-            rr.reset_scratch(count, nxt, touched, n_t, full, n_f)
-            if fills[j] != -1:
-                for p in range(HW):
-                    if st_ids[sf, p] == 0 and out_ids[f, p] == 0:
-                        out_ids[f, p] = fills[j]
-        for p in range(HW):
-            out_depth[f, p] = np.float32(dmap[p])
-
-
-_frames = jit(_frames)
