@@ -87,6 +87,7 @@ class Engine:
         self._result: EngineResult | None = None
         self._kmeans_cache: dict = {}  # first-frame clusterings, reused across edits
         self._draft_cache: dict = {}  # the same for one-frame drafts (kept apart: their tracks are one frame long)
+        self._coverage_cache: dict = {}  # release rules: each moved object's rasterised coverage, reused across edits
         self._areas: dict[int, np.ndarray] = {}  # id -> per-frame area, from the last full update
 
     @property
@@ -153,7 +154,7 @@ class Engine:
             tracks = [interpolate_path(o.path, s.num_frames, s.interpolation) for o in s.objects]
             movers = scene_movers(s, inst, tracks, kept_only=self.rules.render == "release")
             result = render_scene(s, inst, tracks, movers=movers, static=self._static_layer(inst, movers, static_key),
-                                  backend=self.backend, rules=self.rules)
+                                  backend=self.backend, rules=self.rules, cache=self._coverage_cache)
             self._render = (key, result, tracks)
             self._control = None
         return self._render[1], self._render[2]
@@ -184,7 +185,7 @@ class Engine:
                 camera = torch.as_tensor(interpolate_path(s.camera_path, s.num_frames, s.interpolation)[rows])
             if self.rules.render == "release":
                 two = render_release(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers,
-                                     len(s.objects), s.camera(), 2, camera, static=static)
+                                     len(s.objects), s.camera(), 2, camera, static=static, cache=self._coverage_cache)
             else:
                 two = render(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers,
                              s.camera(), 2, camera, static=static, backend=self.backend)
@@ -294,9 +295,11 @@ def render_scene(
     static: StaticLayer | None = None,
     backend: str = "auto",
     rules: str | ControlRules = "levitor",
+    cache: dict | None = None,
 ) -> RenderResult:
     """Lift the selected objects, move them along their tracks and render every frame (by ``rules.render``:
-    levitor's per-pixel occlusion, or the release's per-object compositing)."""
+    levitor's per-pixel occlusion, or the release's per-object compositing; ``cache``: the release renderer's,
+    see :func:`levitor.motion.release_render.render_release`)."""
     release = ControlRules.named(rules).render == "release"
     movers = scene_movers(scene, inst, tracks, kept_only=release) if movers is None else movers
     camera = None
@@ -304,7 +307,7 @@ def render_scene(
         camera = torch.as_tensor(interpolate_path(scene.camera_path, scene.num_frames, scene.interpolation))
     if release:
         return render_release(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids), movers,
-                              len(scene.objects), scene.camera(), scene.num_frames, camera, static=static)
+                              len(scene.objects), scene.camera(), scene.num_frames, camera, static=static, cache=cache)
     return render(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids),
                   movers, scene.camera(), scene.num_frames, camera, static=static, backend=backend)
 

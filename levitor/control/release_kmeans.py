@@ -17,8 +17,11 @@ stays so: it is never updated with converged centres again).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
+from levitor._util.hashing import bytes_hash
 from levitor._util.jit import HAVE_NUMBA, jit
 from levitor.control import kernels
 
@@ -102,15 +105,18 @@ def _step(x, c, labels, labels_old, sums, counts, tol_abs) -> tuple[np.ndarray, 
 
 def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
     """sklearn's Lloyd iterations in float32 on centred 2-D samples, in place on the centres c (the arithmetic of
-    :func:`levitor.control.kernels.lloyd32`), skipping the distance scan of samples whose label provably stays
-    (Hamerly's bounds): the same labels, sums and stopping, bit for bit. labels_old: the labels of the iteration
-    before (-1 at the start).
+    :func:`levitor.control.kernels.lloyd32`), skipping the distance scans whose answer is certain: the same labels,
+    sums and stopping, bit for bit. labels_old: the labels of the iteration before (-1 at the start).
 
-    Each sample keeps an upper bound u on its exact distance to its centre and a lower bound l on the distance to
-    every other one, loosened by how far the centres move (and at least twice the half-separation of its centre
-    minus u). The float32 formula's values differ from the exact
-    squared distances (minus |x|^2) by at most _ERR (|c| + |x|)^2 each, so where l^2 - u^2 exceeds twice that the
-    formula's argmin is the same centre, uniquely. Elsewhere the sample is scanned as in lloyd32.
+    sklearn's formula |c|^2 - 2 x.c in float32 differs from the exact |x - c|^2 - |x|^2 by at most
+    _ERR (|c| + |x|)^2, so where the exact squared distance to a sample's centre is below every other one's by more
+    than twice that, the formula picks the same centre, uniquely. When a sample is scanned it gets an upper bound u
+    on the distance to its centre and a lower bound L on the distance to every other one (the nearest other centre,
+    or twice its centre's half-separation minus u); as long as the centres have moved, in all, by less than D since
+    (the running sum of each iteration's largest move), (L - D)^2 - (u + D)^2 keeps that margin while
+    D < (L - u - gap / (L + u)) / 2: until then the sample is only summed. Centres stay in the samples' hull after the
+    first iteration, so the margin uses |c| <= max |x|. Where exact distances leave several centres within the error
+    the formula itself decides among them.
 
     Returns the number of iterations run when sklearn's rule stops (or max_iter is reached); -i when iteration i
     empties a cluster, with c unchanged and that iteration's labels, sums and counts filled (the caller relocates
@@ -120,14 +126,22 @@ def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
     f32 = np.float32
     c_norm = np.empty(k, dtype=np.float32)
     old = np.empty((k, 2), dtype=np.float64)
-    move = np.zeros(k, dtype=np.float64)
-    upper = np.empty(n, dtype=np.float64)
-    lower = np.empty(n, dtype=np.float64)
-    norm_x = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        norm_x[i] = np.sqrt(np.float64(x[i, 0]) * np.float64(x[i, 0]) + np.float64(x[i, 1]) * np.float64(x[i, 1]))
     e2 = np.empty(k, dtype=np.float64)
     half_sep = np.empty(k, dtype=np.float64)  # half the distance from each centre to its nearest other centre
+    expiry = np.empty(n, dtype=np.float64)  # drift up to which the sample's label is certain
+    lower_ref = np.empty(n, dtype=np.float64)  # its lower bound L plus the drift when L was taken
+    gap = np.empty(n, dtype=np.float64)  # twice the formula's error bound for it
+    due = np.empty(n, dtype=np.int64)
+    x_max = 0.0
+    for i in range(n):
+        x0, x1 = np.float64(x[i, 0]), np.float64(x[i, 1])
+        x_max = max(x_max, np.sqrt(x0 * x0 + x1 * x1))
+    x_max *= 1.0 + 1e-5  # a mean of samples, rounded in float32
+    for i in range(n):
+        x0, x1 = np.float64(x[i, 0]), np.float64(x[i, 1])
+        reach = x_max + np.sqrt(x0 * x0 + x1 * x1)
+        gap[i] = 2.0 * (_ERR * reach * reach + 1e-30)
+    drift = 0.0
     for it in range(max_iter):
         c_max = 0.0
         for j in range(k):
@@ -143,50 +157,44 @@ def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
                     dy = np.float64(c[j, 1]) - np.float64(c[q, 1])
                     sep = min(sep, dx * dx + dy * dy)
             half_sep[j] = 0.5 * np.sqrt(sep) * (1.0 - _SLACK)
-        m1 = 0.0  # the largest and second largest centre moves, and whose the largest is
-        m2 = 0.0
-        j1 = -1
-        for j in range(k):
-            if move[j] > m1:
-                m2, m1, j1 = m1, move[j], j
-            elif move[j] > m2:
-                m2 = move[j]
-        sums[:] = 0
-        counts[:] = 0
-        run = -1
-        acc0 = acc1 = cnt = f32(0.0)
-        for i in range(n):
+        # 1. the samples whose label is not certain any more (all of them in the first iteration)
+        n_due = 0
+        if it == 0:
+            for i in range(n):
+                due[i] = i
+            n_due = n
+        else:
+            for i in range(n):
+                due[n_due] = i
+                n_due += np.int64(drift >= expiry[i])
+        # 2. those visited: tighten u; where the label is still not certain, scan
+        same = True
+        for q in range(n_due):
+            i = due[q]
             x0, x1 = x[i, 0], x[i, 1]
             lab = labels[i]
             scan = it == 0
             if not scan:
-                # any other centre is at least lower[i] away, and at least 2 half_sep - upper (triangle inequality)
-                upper[i] += move[lab]
-                lower[i] -= m2 if lab == j1 else m1
-                reach = c_max + norm_x[i]
-                gap = 2.0 * (_ERR * reach * reach + 1e-30)
-                low = max(lower[i], 2.0 * half_sep[lab] - upper[i])
-                if not (low > upper[i] and low * low - upper[i] * upper[i] > gap):
-                    dx = np.float64(x0) - np.float64(c[lab, 0])
-                    dy = np.float64(x1) - np.float64(c[lab, 1])
-                    upper[i] = np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK)
-                    low = max(lower[i], 2.0 * half_sep[lab] - upper[i])
-                    scan = not (low > upper[i] and low * low - upper[i] * upper[i] > gap)
-            if scan:  # exact distances; sklearn's float32 formula only where they are within its error of the nearest
+                dx = np.float64(x0) - np.float64(c[lab, 0])
+                dy = np.float64(x1) - np.float64(c[lab, 1])
+                u = np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK)
+                low = max(lower_ref[i] - drift, 2.0 * half_sep[lab] - u)
+                scan = not (low > u and (low - u) * (low + u) > gap[i])
+            if scan:  # exact distances; the float32 formula where they are within its error of the nearest
                 e_min = np.inf
                 for j in range(k):
                     dx = np.float64(x0) - np.float64(c[j, 0])
                     dy = np.float64(x1) - np.float64(c[j, 1])
                     e2[j] = dx * dx + dy * dy
                     e_min = min(e_min, e2[j])
-                reach = c_max + norm_x[i]
-                gap = 2.0 * (_ERR * reach * reach + 1e-30)
+                reach = c_max + np.sqrt(np.float64(x0) * np.float64(x0) + np.float64(x1) * np.float64(x1))
+                near = 2.0 * (_ERR * reach * reach + 1e-30)
                 best = np.inf
                 lab = 0
                 for j in range(k):  # any other centre's formula value is larger than the nearest's
-                    if e2[j] - e_min <= gap:
+                    if e2[j] - e_min <= near:
                         dot = x0 * c[j, 0]
-                        dot = f32(np.float64(dot) + np.float64(x1) * np.float64(c[j, 1]))  # one rounding, as BLAS's FMA
+                        dot = f32(np.float64(dot) + np.float64(x1) * np.float64(c[j, 1]))  # one rounding (BLAS)
                         dist = c_norm[j] + f32(-2.0) * dot
                         if dist < best:
                             best = dist
@@ -195,23 +203,35 @@ def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
                 for j in range(k):
                     if j != lab:
                         e_other = min(e_other, e2[j])
-                upper[i] = np.sqrt(e2[lab]) * (1.0 + _SLACK)
-                lower[i] = np.sqrt(e_other) * (1.0 - _SLACK)
+                u = np.sqrt(e2[lab]) * (1.0 + _SLACK)
+                low = max(np.sqrt(e_other) * (1.0 - _SLACK), 2.0 * half_sep[lab] - u)
+            lower_ref[i] = low + drift
+            expiry[i] = drift + 0.5 * (low - u - gap[i] / (low + u)) if low + u > 0 else drift
             labels[i] = lab
-            if lab != run:  # each cluster's sums in sample order; a run of one label stays in registers
+            if lab != labels_old[i]:  # a sample not visited kept its label
+                same = False
+        # 3. each cluster's sums in sample order (a run of one label stays in registers)
+        sums[:] = 0
+        counts[:] = 0
+        run = -1
+        acc0 = acc1 = cnt = f32(0.0)
+        for i in range(n):
+            lab = labels[i]
+            if lab != run:
                 if run >= 0:
                     sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
                 run = lab
                 acc0, acc1, cnt = sums[lab, 0], sums[lab, 1], counts[lab]
             cnt += f32(1.0)
-            acc0 += x0
-            acc1 += x1
+            acc0 += x[i, 0]
+            acc1 += x[i, 1]
         if run >= 0:
             sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
         for j in range(k):
             if counts[j] == 0:
                 return -(it + 1)
         shift_tot = f32(0.0)
+        largest = 0.0
         for j in range(k):
             alpha = f32(1.0) / counts[j]
             sq = f32(0.0)
@@ -225,16 +245,12 @@ def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
             shift_tot += shift * shift
             dx = np.float64(c[j, 0]) - old[j, 0]
             dy = np.float64(c[j, 1]) - old[j, 1]
-            move[j] = np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK) + 1e-300
-        same = True
-        for i in range(n):
-            if labels[i] != labels_old[i]:
-                same = False
-                break
+            largest = max(largest, np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK) + 1e-300)
+        drift += largest
         if same or shift_tot <= tol_abs:
             return it + 1
-        for i in range(n):
-            labels_old[i] = labels[i]
+        for q in range(n_due):
+            labels_old[due[q]] = labels[due[q]]
     return max_iter
 
 
@@ -306,29 +322,58 @@ def _all_in(samples, points):
 _all_in = jit(_all_in)
 
 
-def release_track(samples: list[np.ndarray], k_unscaled: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def release_track(samples: list[np.ndarray], k_unscaled: int, k: int,
+                  cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One object's K-means centres over a clip, as the release computes them.
 
     samples: per frame, (n_f, 2) (row, col) of every 10th mask pixel in row-major order. A frame with fewer samples
     than ``k_unscaled`` (K before the scale factor) gets no points, as in the release; one with fewer than the
     scaled ``k`` none either (the release's sklearn call raises there). Returns centres (F, k, 2) float32 (row, col)
-    and visibility (F,).
+    and visibility (F,). ``cache``: a dict kept by the caller across calls, where each fit is kept by its samples
+    and init (an edit leaves most frames of most objects as they were; the answer is the same without it).
     """
     num_frames = len(samples)
     out = np.zeros((num_frames, k, 2), dtype=np.float32)
     visible = np.zeros(num_frames, dtype=bool)
     stored: np.ndarray | None = None
+    fits = _fits(cache)
     for f, s in enumerate(samples):
-        s = np.asarray(s, dtype=np.float32)
+        s = np.ascontiguousarray(s, dtype=np.float32)
         if s.shape[0] < k_unscaled or s.shape[0] < k:
             continue
         if stored is None:
-            stored = kmeans32(s, even_samples(s, k))
+            stored = _fit(s, even_samples(s, k), fits)
         elif not _stored_init_found(s, stored):
             stored = even_samples(s, k)
-        out[f] = kmeans32(s, stored)
+        out[f] = _fit(s, stored, fits)
         visible[f] = True
     return out, visible
+
+
+FIT_CACHE_SIZE = 4096  # fits kept (a few hundred bytes each): a few edits of a scene with dozens of objects
+
+
+def _fits(cache: dict | None) -> OrderedDict | None:
+    if cache is None:
+        return None
+    return cache.setdefault("release fits", OrderedDict())
+
+
+def _fit(samples: np.ndarray, init: np.ndarray, fits: OrderedDict | None) -> np.ndarray:
+    """kmeans32, looked up first in ``fits`` (least recently used dropped first)."""
+    if fits is None:
+        return kmeans32(samples, init)
+    init = np.ascontiguousarray(init, dtype=np.float32)
+    key = bytes_hash(b"%d|" % len(init) + init.tobytes() + samples.tobytes())
+    hit = fits.get(key)
+    if hit is not None:
+        fits.move_to_end(key)
+        return hit.copy()
+    centres = kmeans32(samples, init)
+    fits[key] = centres.copy()
+    if len(fits) > FIT_CACHE_SIZE:
+        fits.popitem(last=False)
+    return centres
 
 
 def _stored_init_found(samples: np.ndarray, stored: np.ndarray) -> bool:

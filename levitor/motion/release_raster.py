@@ -358,57 +358,87 @@ def _coverage_kernel(x, y, z, order, r32, r2w, cert, feature, xc, yc, slots, cou
 _coverage_kernel = jit(_coverage_kernel)
 
 
-def render_frames(u, v, z0, starts, order0, ids, fills, deltas, path_depth, certs, fx, fy, cx, cy, ax, ay, bx, by,
-            base_radius, st_ids, st_depth, st_color, colors, out_ids, out_depth, out_color, dmap, x, y, z, order,
-            xc, yc, slots, count, slot_i, slot_d, nxt, touched, full):
-    """The release's per-frame compositing (:mod:`levitor.motion.release_render`, whose numpy loop is the reference)
-    fused with the rasteriser in one compiled loop: per frame and cloud, project, order, rasterise, composite, draw
-    where the running depth map is farther, fill. It lives in this file because numba's on-disk cache of a function
-    is renewed only when its own file changes: a loop compiled elsewhere would keep an old rasteriser."""
-    F, HW = out_ids.shape
+def _cloud_coverage(u, v, z0, order0, dx, dy, dz, base_radius, cert, feature, fx, fy, cx, cy, ax, ay, bx, by,
+                    x, y, z, order, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full, out_pix, out_near):
+    """:func:`coverage` of one moved cloud in one frame, from its pixels: project, order, rasterise, composite.
+    Returns how many pixels it covers (in out_pix, with the nearest kept point in out_near)."""
+    n = u.shape[0]
+    dz32 = np.float32(dz)
+    for i in range(n):
+        x[i], y[i], z[i] = project_point(u[i], v[i], z0[i], dx, dy, dz32, fx, fy, cx, cy, ax, ay, bx, by)
+    fix_order(order0, z0, z[:n], order[:n])
+    radius = max(base_radius - dz, base_radius)
+    return _coverage_kernel(x[:n], y[:n], z[:n], order[:n], np.float32(radius), np.float32(radius * radius), cert,
+                            feature, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full, out_pix, out_near)
+
+
+_cloud_coverage = jit(_cloud_coverage)
+
+
+def cloud_frames(u: np.ndarray, v: np.ndarray, z0: np.ndarray, order0: np.ndarray, delta: np.ndarray, feature: int,
+                 cam: ReleaseCamera, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every frame's coverage of one moved cloud (compiled): pixels (T,) int32 and their nearest point (T,) int32,
+    frame f's at offsets[f]:offsets[f + 1].
+
+    u, v: (N,) pixel column and row (float64), z0: (N,) float32 depth, order0: :func:`depth_order` of z0, delta:
+    (F, 3) the path's (dx, dy, dz) per frame (float64), feature: the object's id."""
+    K = POINTS_PER_PIXEL
+    s = Scratch.get(height, width, K)
+    n = u.size
+    x, y, z = (np.empty(n, np.float32) for _ in range(3))
+    order = np.empty(n, np.int64)
+    out_pix = np.empty(height * width, np.int64)
+    out_near = np.empty(height * width, np.int64)
+    pix, near, offsets = [], [], [0]
+    for dx, dy, dz in np.asarray(delta, np.float64):
+        radius = point_radius(dz)
+        c = _cloud_coverage(u, v, z0, order0, dx, dy, dz, BASE_RADIUS, certain_below(radius, feature),
+                            _f32(feature), cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by,
+                            x, y, z, order, *s.args(K), out_pix, out_near)
+        pix.append(out_pix[:c].astype(np.int32))
+        near.append(out_near[:c].astype(np.int32))
+        offsets.append(offsets[-1] + c)
+    return np.concatenate(pix), np.concatenate(near), np.asarray(offsets, np.int64)
+
+
+def draw_frames(pix, near, offsets, starts, ids, path_depth, colors, fill, st_ids, st_depth, st_depth32, st_color,
+                fill_idx, fill_off, out_ids, out_depth, out_color, dmap):
+    """The release's per-frame compositing of the clouds' coverage (:func:`cloud_frames`; cloud j's frame f at
+    pix[offsets[j, f]:offsets[j, f + 1]], its points at colors[starts[j]:]): each covered pixel is drawn where the
+    running depth map (float64) is farther than the path depth; then the fill (the numpy loop in
+    :mod:`levitor.motion.release_render` is the reference).
+
+    The release fills after each object, but a pixel it fills is never 0 again and a drawn one is never filled, so
+    one fill at the end with the first fill id that is not 0 (``fill``, -1 for none) gives the same map; fill_idx
+    lists each static frame's fillable pixels (fill_off: where each frame's list starts)."""
+    F = out_ids.shape[0]
     S = st_ids.shape[0]
     for f in range(F):
         sf = f if S > 1 else 0
-        for p in range(HW):
-            out_ids[f, p] = st_ids[sf, p]
-            dmap[p] = st_depth[sf, p]
-            for ch in range(3):
-                out_color[f, p, ch] = st_color[sf, p, ch]
+        out_ids[f, :] = st_ids[sf, :]
+        out_depth[f, :] = st_depth32[sf, :]
+        out_color[f, :, :] = st_color[sf, :, :]
+        dmap[:] = st_depth[sf, :]
         for j in range(ids.shape[0]):
-            a = starts[j]
-            n = starts[j + 1] - a
-            dx, dy, dz = deltas[j, f, 0], deltas[j, f, 1], deltas[j, f, 2]
-            dz32 = np.float32(dz)
-            for i in range(n):
-                x[i], y[i], z[i] = project_point(u[a + i], v[a + i], z0[a + i], dx, dy, dz32,
-                                                   fx, fy, cx, cy, ax, ay, bx, by)
-            fix_order(order0[a:a + n], z0[a:a + n], z[:n], order[:n])
-            radius = max(base_radius - dz, base_radius)
-            r32 = np.float32(radius)
-            r2w = np.float32(radius * radius)
-            feature = np.float32(ids[j])
-            n_t, n_f = rasterise_cloud(x[:n], y[:n], z[:n], order[:n], r32, certs[j, f], xc, yc, slots, count,
-                                          slot_i, slot_d, nxt, touched, full)
             d_t = path_depth[j, f]
-            for t in range(n_t):
-                p = touched[t]
-                val = composite_pixel(p, slots, count, slot_d, r2w, feature)
-                if (val > 0.5 or val < -0.5) and dmap[p] > d_t:
+            d_t32 = np.float32(d_t)
+            for q in range(offsets[j, f], offsets[j, f + 1]):
+                p = pix[q]
+                if dmap[p] > d_t:
                     out_ids[f, p] = ids[j]
                     dmap[p] = d_t
-                    i = a + slot_i[p * slots]  # the nearest point kept there
+                    out_depth[f, p] = d_t32
+                    i = starts[j] + near[q]
                     for ch in range(3):
                         out_color[f, p, ch] = colors[i, ch]
-            reset_scratch(count, nxt, touched, n_t, full, n_f)
-            if fills[j] != -1:
-                for p in range(HW):
-                    if st_ids[sf, p] == 0 and out_ids[f, p] == 0:
-                        out_ids[f, p] = fills[j]
-        for p in range(HW):
-            out_depth[f, p] = np.float32(dmap[p])
+        if fill > 0:
+            for q in range(fill_off[sf], fill_off[sf + 1]):
+                p = fill_idx[q]
+                if out_ids[f, p] == 0:
+                    out_ids[f, p] = fill
 
 
-render_frames = jit(render_frames)
+draw_frames = jit(draw_frames)
 
 
 class Scratch:

@@ -19,11 +19,13 @@ colour of a drawn pixel is that of the nearest point the rasteriser kept there.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from levitor._util.hashing import array_hash, digest
 from levitor._util.jit import HAVE_NUMBA
 from levitor.depth import DISPARITY_MAX, FAR_DEPTH
 from levitor.motion import release_raster as rr
@@ -34,6 +36,7 @@ FILL_ROWS = 5  # the release's fill window: 5 rows above the object's first pixe
 FILL_HALF_WIDTH = 5  # ... columns x-5 .. x+4 (only the first of them decides: see fill_id)
 FAR = FAR_DEPTH  # depth of moved objects' own pixels and of unlabelled ones: the far end of (0, 1]
 NO_FILL = -1
+COVERAGE_CACHE_SIZE = 8  # moved objects' coverage kept across edits (up to ~10 MB each for a large object)
 
 
 def fill_id(base_ids: np.ndarray, first_pixel: tuple[int, int]) -> int | None:
@@ -91,13 +94,16 @@ def render_release(
     camera_track: torch.Tensor | None = None,
     static: StaticLayer | None = None,
     use_kernel: bool = True,
+    cache: dict | None = None,
 ) -> RenderResult:
     """Render the moved scene by the release's rules (see the module docstring).
 
     image (H, W, 3) uint8, depth (H, W), instance (H, W) int64 first-frame map (release assembly); movers: the
     selected objects still in the map, in selection order (each one id; its track in the release's terms); num_selected:
     M, the number of selected objects (ids 1..M). ``static`` (levitor's static layer) only gives the preview's colours
-    under the movers. ``use_kernel``: the compiled loop when numba is installed (the same result).
+    under the movers. ``use_kernel``: the compiled loop when numba is installed (the same result). ``cache``: a dict
+    kept by the caller across calls, where each moved object's rasterised coverage is kept (an edit that moves one
+    object does not rasterise the others again; the answer is the same without it).
     """
     H, W = instance.shape
     static = static or static_layer(image, depth, instance, movers)
@@ -123,7 +129,7 @@ def render_release(
     out_color = out.color.numpy().reshape(num_frames, -1, 3)
     cam = rr.ReleaseCamera.of(K, H, W)
     if use_kernel and HAVE_NUMBA:
-        _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W)
+        _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W, cache)
     else:
         _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W)
     return out
@@ -161,24 +167,41 @@ def _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, o
         out_ids[f], out_depth[f], out_color[f] = ids, dmap.astype(np.float32), col
 
 
-def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W) -> None:
+def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W,
+                     cache: dict | None) -> None:
+    """The compiled path: each cloud's coverage in every frame (kept in ``cache`` by the cloud's pixels, depths, id
+    and path: an object an edit did not move is not rasterised again), then the compositing."""
     F = out_ids.shape[0]
-    sizes = [c.u.size for c in clouds]
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    cat = (lambda name, dtype: np.concatenate([getattr(c, name) for c in clouds]).astype(dtype)
-           if clouds else np.zeros(0, dtype))
-    n_max = max(sizes, default=0)
-    deltas = np.stack([c.delta for c in clouds]) if clouds else np.zeros((0, F, 3))
-    path_depth = np.stack([c.path_depth for c in clouds]) if clouds else np.zeros((0, F))
-    s = rr.Scratch.get(H, W, rr.POINTS_PER_PIXEL)
-    rr.render_frames(cat("u", np.float64), cat("v", np.float64), cat("z0", np.float32), starts, cat("order0", np.int64),
-            np.array([c.id for c in clouds], np.int64), np.array([c.fill for c in clouds], np.int64),
-            np.ascontiguousarray(deltas, np.float64), np.ascontiguousarray(path_depth, np.float64),
-            np.array([[rr.certain_below(rr.point_radius(d[2]), c.id) for d in c.delta] for c in clouds],
-                     np.float32).reshape(len(clouds), F),
-            cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by, rr.BASE_RADIUS,
-            st_ids, st_depth, st_color,
-            np.concatenate([c.color for c in clouds]) if clouds else np.zeros((0, 3), np.uint8),
-            out_ids, out_depth, out_color, np.empty(st_depth.shape[1], np.float64),
-            np.empty(n_max, np.float32), np.empty(n_max, np.float32), np.empty(n_max, np.float32),
-            np.empty(n_max, np.int64), *s.args(rr.POINTS_PER_PIXEL))
+    cams = (cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by, H, W)
+    kept = cache.setdefault("release coverage", OrderedDict()) if cache is not None else None
+    covers = []
+    for c in clouds:
+        key = None
+        if kept is not None:
+            key = digest(array_hash(c.u), array_hash(c.v), array_hash(c.z0), c.id, array_hash(c.delta), cams)
+        cov = kept.get(key) if kept is not None else None
+        if cov is None:
+            cov = rr.cloud_frames(c.u, c.v, c.z0, c.order0, c.delta, c.id, cam, H, W)
+            if kept is not None:
+                kept[key] = cov
+                if len(kept) > COVERAGE_CACHE_SIZE:
+                    kept.popitem(last=False)  # the least recently used
+        elif kept is not None:
+            kept.move_to_end(key)
+        covers.append(cov)
+    base = np.concatenate([[0], np.cumsum([cov[2][-1] for cov in covers])]).astype(np.int64)
+    offsets = np.zeros((len(clouds), F + 1), np.int64)  # cloud j's frame f: [offsets[j, f], offsets[j, f + 1])
+    for j, cov in enumerate(covers):
+        offsets[j] = cov[2] + base[j]
+    starts = np.concatenate([[0], np.cumsum([c.u.size for c in clouds])]).astype(np.int64)
+    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see rr.draw_frames
+    fillable = [np.flatnonzero(ids == 0) for ids in st_ids]
+    fill_off = np.concatenate([[0], np.cumsum([len(f) for f in fillable])]).astype(np.int64)
+    rr.draw_frames(
+        np.concatenate([cov[0] for cov in covers]) if clouds else np.zeros(0, np.int32),
+        np.concatenate([cov[1] for cov in covers]) if clouds else np.zeros(0, np.int32),
+        offsets, starts, np.array([c.id for c in clouds], np.int64),
+        np.stack([c.path_depth for c in clouds]) if clouds else np.zeros((0, F)),
+        np.concatenate([c.color for c in clouds]) if clouds else np.zeros((0, 3), np.uint8),
+        fill, st_ids, st_depth, st_depth.astype(np.float32), st_color, np.concatenate(fillable).astype(np.int64),
+        fill_off, out_ids, out_depth, out_color, np.empty(st_depth.shape[1], np.float64))

@@ -147,6 +147,24 @@ def test_release_track_init_across_frames_as_the_release_runs_it():
         assert np.array_equal(got, want)
 
 
+def test_release_track_with_a_cache_gives_the_same_centres_and_reuses_unchanged_fits(monkeypatch):
+    rng = np.random.default_rng(7)
+    frames = [_grid(range(10 + f, 30 + f), range(10, 40 + 2 * f)) for f in range(5)]
+    cache: dict = {}
+    want = release_track(frames, 3, 4)
+    fits = []
+    real = release_kmeans.kmeans32
+    monkeypatch.setattr(release_kmeans, "kmeans32", lambda s, i: fits.append(len(s)) or real(s, i))
+    for got in (release_track(frames, 3, 4, cache=cache), release_track(frames, 3, 4, cache=cache)):
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert len(fits) == 6  # frame 0 twice, then one fit a frame; the second call: all from the cache
+    frames[3] = frames[3] + np.float32(rng.integers(1, 3))  # an edit that changes frame 3 only
+    got = release_track(frames, 3, 4, cache=cache)
+    assert all(np.array_equal(g, w) for g, w in zip(got, release_track(frames, 3, 4)))
+    # frame 3 fitted again, and frame 4 where its init comes from frame 3's samples (then the uncached reference: 6)
+    assert len(fits) - 6 - 6 in (1, 2)
+
+
 def test_release_kmeans_checks_the_sample_count_against_k_before_the_scale_factor():
     # one object, 3 frames of 2, 40 and 40 sampled pixels (stride 1); moved: K = 3 before scale 0.5, 1 after
     H, W = 40, 40

@@ -348,6 +348,32 @@ def test_compiled_and_numpy_release_render_agree_on_the_bundled_scene_and_with_a
             assert int(cols.max() - cols.min()) > 4 * 76 / 2 and int(ball.sum()) < 2 * 4513
 
 
+@pytest.mark.skipif(not HAVE_NUMBA, reason="the coverage cache belongs to the compiled path")
+def test_an_edit_rasterises_only_the_object_it_moved_and_renders_the_same(demo_scene, monkeypatch):
+    from levitor.engine import Engine, scene_movers
+    from levitor.motion.lift import interpolate_path
+
+    s = demo_scene.copy()
+    calls = []
+    real = rr.cloud_frames
+    monkeypatch.setattr(rr, "cloud_frames", lambda *a, **k: calls.append(a[5]) or real(*a, **k))
+    cache = {}
+    for end_x in (230.0, 236.0):  # drag the ball's end point: the box keeps its path
+        s.objects[0].path[-1].x = end_x
+        inst = Engine(s, rules="release").instance_map()
+        movers = scene_movers(s, inst, [interpolate_path(o.path, s.num_frames, s.interpolation) for o in s.objects],
+                              kept_only=True)
+        args = (torch.from_numpy(s.image), torch.from_numpy(s.depth), torch.from_numpy(inst.ids), movers,
+                len(s.objects), s.camera(), s.num_frames)
+        static = static_layer(*args[:4])
+        a = render_release(*args, static=static, cache=cache)
+        b = render_release(*args, static=static)
+        assert torch.equal(a.instance, b.instance) and torch.equal(a.depth, b.depth) and torch.equal(a.color, b.color)
+    ball, box = (int(m.instance[0]) for m in movers)
+    # per edit: the cached render, then the uncached one; the second edit's cached render takes the box from the cache
+    assert calls == [ball, box, ball, box, ball, ball, box]
+
+
 def test_release_depth_map_is_the_float64_reciprocal_of_the_disparity():
     k = np.arange(1, 256)
     from levitor.depth import depth_from_disparity
