@@ -1,8 +1,12 @@
-"""Torch CPU execution settings for a block of code: the thread count and flush-to-zero of denormals."""
+"""CPU execution settings: torch's thread count and flush-to-zero of denormals for a block of code, and the
+engine's worker threads."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import torch
@@ -47,3 +51,31 @@ def flush_denormals(device: torch.device | str) -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(before)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+MAX_WORKERS = 4  # the engine's independent pieces are a few milliseconds each: more threads only wait
+
+
+def worker_count() -> int:
+    """Worker threads: ``LEVITOR_THREADS`` if set (1 runs everything on the calling thread), else the machine's CPUs,
+    at most MAX_WORKERS."""
+    value = os.environ.get("LEVITOR_THREADS", "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"LEVITOR_THREADS must be a whole number >= 1, got {value!r}; unset it for the default")
+        return int(value)
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+def worker_pool() -> ThreadPoolExecutor:
+    """Threads for independent pieces of compiled work (numba loops release the GIL while they run). One pool per
+    process, of :func:`worker_count` threads."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=worker_count(), thread_name_prefix="levitor-worker")
+        return _pool

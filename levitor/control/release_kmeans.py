@@ -23,6 +23,7 @@ import numpy as np
 
 from levitor._util.hashing import bytes_hash
 from levitor._util.jit import HAVE_NUMBA, jit
+from levitor._util.threads import worker_pool
 from levitor.control import kernels
 
 MAX_ITER = 300  # sklearn's defaults
@@ -335,8 +336,11 @@ def release_track(samples: list[np.ndarray], k_unscaled: int, k: int,
     num_frames = len(samples)
     out = np.zeros((num_frames, k, 2), dtype=np.float32)
     visible = np.zeros(num_frames, dtype=bool)
-    stored: np.ndarray | None = None
     fits = _fits(cache)
+    # each frame's init depends only on the samples and on the first frame's first fit: plan them, then fit the
+    # frames independently (on worker threads; the compiled loop releases the GIL)
+    stored: np.ndarray | None = None
+    plan: list[tuple[int, np.ndarray, np.ndarray]] = []
     for f, s in enumerate(samples):
         s = np.ascontiguousarray(s, dtype=np.float32)
         if s.shape[0] < k_unscaled or s.shape[0] < k:
@@ -345,11 +349,11 @@ def release_track(samples: list[np.ndarray], k_unscaled: int, k: int,
             stored = _fit(s, even_samples(s, k), fits)
         elif not _stored_init_found(s, stored):
             stored = even_samples(s, k)
-        out[f] = _fit(s, stored, fits)
+        plan.append((f, s, stored))
         visible[f] = True
+    for (f, _, _), centres in zip(plan, _fit_all([(s, init) for _, s, init in plan], fits)):
+        out[f] = centres
     return out, visible
-
-
 FIT_CACHE_SIZE = 4096  # fits kept (a few hundred bytes each): a few edits of a scene with dozens of objects
 
 
@@ -359,21 +363,37 @@ def _fits(cache: dict | None) -> OrderedDict | None:
     return cache.setdefault("release fits", OrderedDict())
 
 
-def _fit(samples: np.ndarray, init: np.ndarray, fits: OrderedDict | None) -> np.ndarray:
-    """kmeans32, looked up first in ``fits`` (least recently used dropped first)."""
-    if fits is None:
-        return kmeans32(samples, init)
+def _fit_key(samples: np.ndarray, init: np.ndarray) -> str:
     init = np.ascontiguousarray(init, dtype=np.float32)
-    key = bytes_hash(b"%d|" % len(init) + init.tobytes() + samples.tobytes())
-    hit = fits.get(key)
-    if hit is not None:
-        fits.move_to_end(key)
-        return hit.copy()
-    centres = kmeans32(samples, init)
-    fits[key] = centres.copy()
-    if len(fits) > FIT_CACHE_SIZE:
-        fits.popitem(last=False)
-    return centres
+    return bytes_hash(b"%d|" % len(init) + init.tobytes() + samples.tobytes())
+
+
+def _fit(samples: np.ndarray, init: np.ndarray, fits: OrderedDict | None) -> np.ndarray:
+    """kmeans32, looked up first in ``fits``."""
+    return _fit_all([(samples, init)], fits)[0]
+
+
+def _fit_all(jobs: list[tuple[np.ndarray, np.ndarray]], fits: OrderedDict | None) -> list[np.ndarray]:
+    """kmeans32 of every (samples, init), those not in ``fits`` on worker threads; the new ones kept there (least
+    recently used dropped first)."""
+    keys = [_fit_key(s, init) for s, init in jobs] if fits is not None else [None] * len(jobs)
+    out: list[np.ndarray | None] = [None] * len(jobs)
+    todo = []
+    for q, key in enumerate(keys):
+        if key is not None and key in fits:
+            fits.move_to_end(key)
+            out[q] = fits[key].copy()
+        else:
+            todo.append(q)
+    results = worker_pool().map(lambda q: kmeans32(*jobs[q]), todo) if len(todo) > 1 else \
+        [kmeans32(*jobs[q]) for q in todo]
+    for q, centres in zip(todo, results):
+        out[q] = centres
+        if fits is not None:
+            fits[keys[q]] = centres.copy()
+            if len(fits) > FIT_CACHE_SIZE:
+                fits.popitem(last=False)
+    return out
 
 
 def _stored_init_found(samples: np.ndarray, stored: np.ndarray) -> bool:

@@ -375,70 +375,64 @@ def _cloud_coverage(u, v, z0, order0, dx, dy, dz, base_radius, cert, feature, fx
 _cloud_coverage = jit(_cloud_coverage)
 
 
-def cloud_frames(u: np.ndarray, v: np.ndarray, z0: np.ndarray, order0: np.ndarray, delta: np.ndarray, feature: int,
-                 cam: ReleaseCamera, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every frame's coverage of one moved cloud (compiled): pixels (T,) int32 and their nearest point (T,) int32,
-    frame f's at offsets[f]:offsets[f + 1].
+def frame_coverage(u: np.ndarray, v: np.ndarray, z0: np.ndarray, order0: np.ndarray, delta: np.ndarray,
+                   feature: int, cam: ReleaseCamera, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's coverage of one moved cloud (compiled): the pixels it covers (int32, flat) and the nearest kept
+    point at each (int32). Safe to call from several threads at once (each has its own work arrays).
 
     u, v: (N,) pixel column and row (float64), z0: (N,) float32 depth, order0: :func:`depth_order` of z0, delta:
-    (F, 3) the path's (dx, dy, dz) per frame (float64), feature: the object's id."""
+    the path's (dx, dy, dz) in this frame (float64), feature: the object's id."""
     K = POINTS_PER_PIXEL
     s = Scratch.get(height, width, K)
-    n = u.size
-    x, y, z = (np.empty(n, np.float32) for _ in range(3))
-    order = np.empty(n, np.int64)
-    out_pix = np.empty(height * width, np.int64)
-    out_near = np.empty(height * width, np.int64)
-    pix, near, offsets = [], [], [0]
-    for dx, dy, dz in np.asarray(delta, np.float64):
-        radius = point_radius(dz)
-        c = _cloud_coverage(u, v, z0, order0, dx, dy, dz, BASE_RADIUS, certain_below(radius, feature),
-                            _f32(feature), cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by,
-                            x, y, z, order, *s.args(K), out_pix, out_near)
-        pix.append(out_pix[:c].astype(np.int32))
-        near.append(out_near[:c].astype(np.int32))
-        offsets.append(offsets[-1] + c)
-    return np.concatenate(pix), np.concatenate(near), np.asarray(offsets, np.int64)
+    x, y, z, order = s.points(u.size)
+    dx, dy, dz = (float(d) for d in delta)
+    radius = point_radius(dz)
+    n = _cloud_coverage(u, v, z0, order0, dx, dy, dz, BASE_RADIUS, certain_below(radius, feature), _f32(feature),
+                        cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by, x, y, z, order, *s.args(K),
+                        s.out_pix, s.out_near)
+    return s.out_pix[:n].astype(np.int32), s.out_near[:n].astype(np.int32)
 
 
-def draw_frames(pix, near, offsets, starts, ids, path_depth, colors, fill, st_ids, st_depth, st_depth32, st_color,
-                fill_idx, fill_off, out_ids, out_depth, out_color, dmap):
-    """The release's per-frame compositing of the clouds' coverage (:func:`cloud_frames`; cloud j's frame f at
-    pix[offsets[j, f]:offsets[j, f + 1]], its points at colors[starts[j]:]): each covered pixel is drawn where the
-    running depth map (float64) is farther than the path depth; then the fill (the numpy loop in
-    :mod:`levitor.motion.release_render` is the reference).
-
-    The release fills after each object, but a pixel it fills is never 0 again and a drawn one is never filled, so
-    one fill at the end with the first fill id that is not 0 (``fill``, -1 for none) gives the same map; fill_idx
-    lists each static frame's fillable pixels (fill_off: where each frame's list starts)."""
-    F = out_ids.shape[0]
-    S = st_ids.shape[0]
-    for f in range(F):
-        sf = f if S > 1 else 0
-        out_ids[f, :] = st_ids[sf, :]
-        out_depth[f, :] = st_depth32[sf, :]
-        out_color[f, :, :] = st_color[sf, :, :]
-        dmap[:] = st_depth[sf, :]
-        for j in range(ids.shape[0]):
-            d_t = path_depth[j, f]
-            d_t32 = np.float32(d_t)
-            for q in range(offsets[j, f], offsets[j, f + 1]):
-                p = pix[q]
-                if dmap[p] > d_t:
-                    out_ids[f, p] = ids[j]
-                    dmap[p] = d_t
-                    out_depth[f, p] = d_t32
-                    i = starts[j] + near[q]
-                    for ch in range(3):
-                        out_color[f, p, ch] = colors[i, ch]
-        if fill > 0:
-            for q in range(fill_off[sf], fill_off[sf + 1]):
-                p = fill_idx[q]
-                if out_ids[f, p] == 0:
-                    out_ids[f, p] = fill
+def begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color):
+    """Frame f of the release's compositing starts as static frame sf."""
+    out_ids[f, :] = st_ids[sf, :]
+    out_depth[f, :] = st_depth32[sf, :]
+    out_color[f, :, :] = st_color[sf, :, :]
 
 
-draw_frames = jit(draw_frames)
+begin_frame = jit(begin_frame)
+
+
+def draw_cloud(f, sf, pix, near, colors, obj_id, d_t, st_depth, out_ids, out_depth, out_color, dmap, stamp):
+    """Draw one cloud's coverage in frame f (pixels ``pix``, nearest points ``near`` into ``colors``) where the
+    running depth map (float64) is farther than its path depth d_t. dmap[p] is this frame's depth where
+    stamp[p] == f + 1 (drawn earlier in this frame), the static frame's elsewhere (stamp all 0 before frame 0)."""
+    d_t32 = np.float32(d_t)
+    for q in range(pix.shape[0]):
+        p = pix[q]
+        if (dmap[p] if stamp[p] == f + 1 else st_depth[sf, p]) > d_t:
+            out_ids[f, p] = obj_id
+            dmap[p] = d_t
+            stamp[p] = f + 1
+            out_depth[f, p] = d_t32
+            for ch in range(3):
+                out_color[f, p, ch] = colors[near[q], ch]
+
+
+draw_cloud = jit(draw_cloud)
+
+
+def fill_frame(f, fill, fillable, out_ids):
+    """The release's fill of frame f: fillable pixels nobody drew take ``fill``. The release fills after each
+    object, but a pixel it fills is never 0 again and a drawn one is never filled, so one fill at the end with the
+    first fill id that is not 0 gives the same map."""
+    for q in range(fillable.shape[0]):
+        p = fillable[q]
+        if out_ids[f, p] == 0:
+            out_ids[f, p] = fill
+
+
+fill_frame = jit(fill_frame)
 
 
 class Scratch:
@@ -449,6 +443,9 @@ class Scratch:
 
     def __init__(self, height: int, width: int, slots: int):
         n = height * width
+        self.out_pix = np.empty(n, dtype=np.int64)
+        self.out_near = np.empty(n, dtype=np.int64)
+        self._points = (np.empty(0, np.float32),) * 3 + (np.empty(0, np.int64),)
         self.count = np.zeros(n, dtype=np.int32)
         self.slot_i = np.empty(n * slots, dtype=np.int32)
         self.slot_d = np.empty(n * slots, dtype=np.float32)
@@ -464,6 +461,12 @@ class Scratch:
         if s is None or s.key != (height, width, slots):
             s = cls._local.scratch = cls(height, width, slots)
         return s
+
+    def points(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """x, y, z (float32) and order (int64) arrays for n points."""
+        if self._points[0].size < n:
+            self._points = (*(np.empty(n, np.float32) for _ in range(3)), np.empty(n, np.int64))
+        return tuple(a[:n] for a in self._points)
 
     def args(self, slots: int) -> tuple:
         return (self.xc, self.yc, slots, self.count, self.slot_i, self.slot_d, self.nxt, self.touched, self.full)

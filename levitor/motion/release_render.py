@@ -27,6 +27,7 @@ import torch
 
 from levitor._util.hashing import array_hash, digest
 from levitor._util.jit import HAVE_NUMBA
+from levitor._util.threads import worker_pool
 from levitor.depth import DISPARITY_MAX, FAR_DEPTH
 from levitor.motion import release_raster as rr
 from levitor.motion.render import Mover, RenderResult, StaticLayer, moves, render_static_with_camera, static_layer
@@ -36,7 +37,7 @@ FILL_ROWS = 5  # the release's fill window: 5 rows above the object's first pixe
 FILL_HALF_WIDTH = 5  # ... columns x-5 .. x+4 (only the first of them decides: see fill_id)
 FAR = FAR_DEPTH  # depth of moved objects' own pixels and of unlabelled ones: the far end of (0, 1]
 NO_FILL = -1
-COVERAGE_CACHE_SIZE = 8  # moved objects' coverage kept across edits (up to ~10 MB each for a large object)
+COVERAGE_CACHE_SIZE = 128  # moved objects' coverage per frame kept across edits (~1 MB a frame of a large object)
 
 
 def fill_id(base_ids: np.ndarray, first_pixel: tuple[int, int]) -> int | None:
@@ -169,39 +170,44 @@ def _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, o
 
 def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W,
                      cache: dict | None) -> None:
-    """The compiled path: each cloud's coverage in every frame (kept in ``cache`` by the cloud's pixels, depths, id
-    and path: an object an edit did not move is not rasterised again), then the compositing."""
+    """The compiled path: each cloud's coverage per frame (worker threads; kept in ``cache`` by the cloud's pixels,
+    depths, id and the frame's displacement: frame 0 and objects an edit did not move are not rasterised again),
+    then the compositing."""
     F = out_ids.shape[0]
     cams = (cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by, H, W)
     kept = cache.setdefault("release coverage", OrderedDict()) if cache is not None else None
-    covers = []
-    for c in clouds:
-        key = None
+    frames: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    keys: dict[tuple[int, int], str] = {}
+    for j, c in enumerate(clouds):
+        cloud_key = digest(array_hash(c.u), array_hash(c.v), array_hash(c.z0), c.id, cams) if kept is not None else ""
+        for f in range(F):
+            if kept is None:
+                continue
+            keys[j, f] = key = digest(cloud_key, c.delta[f].tobytes())
+            if key in kept:
+                kept.move_to_end(key)
+                frames[j, f] = kept[key]
+    todo = [(j, f) for j in range(len(clouds)) for f in range(F) if (j, f) not in frames]
+    work = worker_pool().map(lambda jf: rr.frame_coverage(clouds[jf[0]].u, clouds[jf[0]].v, clouds[jf[0]].z0,
+                                                          clouds[jf[0]].order0, clouds[jf[0]].delta[jf[1]],
+                                                          clouds[jf[0]].id, cam, H, W), todo)
+    for jf, cov in zip(todo, work):
+        frames[jf] = cov
         if kept is not None:
-            key = digest(array_hash(c.u), array_hash(c.v), array_hash(c.z0), c.id, array_hash(c.delta), cams)
-        cov = kept.get(key) if kept is not None else None
-        if cov is None:
-            cov = rr.cloud_frames(c.u, c.v, c.z0, c.order0, c.delta, c.id, cam, H, W)
-            if kept is not None:
-                kept[key] = cov
-                if len(kept) > COVERAGE_CACHE_SIZE:
-                    kept.popitem(last=False)  # the least recently used
-        elif kept is not None:
-            kept.move_to_end(key)
-        covers.append(cov)
-    base = np.concatenate([[0], np.cumsum([cov[2][-1] for cov in covers])]).astype(np.int64)
-    offsets = np.zeros((len(clouds), F + 1), np.int64)  # cloud j's frame f: [offsets[j, f], offsets[j, f + 1])
-    for j, cov in enumerate(covers):
-        offsets[j] = cov[2] + base[j]
-    starts = np.concatenate([[0], np.cumsum([c.u.size for c in clouds])]).astype(np.int64)
-    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see rr.draw_frames
-    fillable = [np.flatnonzero(ids == 0) for ids in st_ids]
-    fill_off = np.concatenate([[0], np.cumsum([len(f) for f in fillable])]).astype(np.int64)
-    rr.draw_frames(
-        np.concatenate([cov[0] for cov in covers]) if clouds else np.zeros(0, np.int32),
-        np.concatenate([cov[1] for cov in covers]) if clouds else np.zeros(0, np.int32),
-        offsets, starts, np.array([c.id for c in clouds], np.int64),
-        np.stack([c.path_depth for c in clouds]) if clouds else np.zeros((0, F)),
-        np.concatenate([c.color for c in clouds]) if clouds else np.zeros((0, 3), np.uint8),
-        fill, st_ids, st_depth, st_depth.astype(np.float32), st_color, np.concatenate(fillable).astype(np.int64),
-        fill_off, out_ids, out_depth, out_color, np.empty(st_depth.shape[1], np.float64))
+            kept[keys[jf]] = cov
+    while kept is not None and len(kept) > COVERAGE_CACHE_SIZE:
+        kept.popitem(last=False)  # the least recently used
+    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see rr.fill_frame
+    st_depth32 = st_depth.astype(np.float32)
+    dmap = np.empty(st_depth.shape[1], np.float64)
+    stamp = np.zeros(st_depth.shape[1], np.int64)
+    fillable = [np.flatnonzero(ids == 0) for ids in st_ids] if fill > 0 else []
+    for f in range(F):
+        sf = f if st_ids.shape[0] > 1 else 0
+        rr.begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color)
+        for j, c in enumerate(clouds):
+            pix, near = frames[j, f]
+            rr.draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
+                          out_color, dmap, stamp)
+        if fill > 0:
+            rr.fill_frame(f, fill, fillable[sf], out_ids)
