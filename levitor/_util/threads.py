@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @contextmanager
@@ -55,8 +59,6 @@ def flush_denormals(device: torch.device | str) -> Iterator[None]:
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-
-
 MAX_WORKERS = 4  # the engine's independent pieces are a few milliseconds each: more threads only wait
 
 
@@ -71,11 +73,23 @@ def worker_count() -> int:
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
-def worker_pool() -> ThreadPoolExecutor:
-    """Threads for independent pieces of compiled work (numba loops release the GIL while they run). One pool per
-    process, of :func:`worker_count` threads."""
+def _forget_pool() -> None:
+    """In a forked child (a DataLoader worker) the parent's pool has no threads: start a new one when needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """[fn(x) for x in items], on the worker threads (:func:`worker_count`) when there are several: for independent
+    pieces of compiled work, which release the GIL while they run. Results in order; the first error is raised."""
     global _pool
+    if len(items) < 2 or worker_count() == 1:
+        return [fn(x) for x in items]
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=worker_count(), thread_name_prefix="levitor-worker")
-        return _pool
+        pool = _pool
+    return list(pool.map(fn, items))

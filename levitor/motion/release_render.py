@@ -27,7 +27,7 @@ import torch
 
 from levitor._util.hashing import array_hash, digest
 from levitor._util.jit import HAVE_NUMBA
-from levitor._util.threads import worker_pool
+from levitor._util.threads import parallel_map
 from levitor.depth import DISPARITY_MAX, FAR_DEPTH
 from levitor.motion import release_raster as rr
 from levitor.motion.render import Mover, RenderResult, StaticLayer, moves, render_static_with_camera, static_layer
@@ -37,7 +37,7 @@ FILL_ROWS = 5  # the release's fill window: 5 rows above the object's first pixe
 FILL_HALF_WIDTH = 5  # ... columns x-5 .. x+4 (only the first of them decides: see fill_id)
 FAR = FAR_DEPTH  # depth of moved objects' own pixels and of unlabelled ones: the far end of (0, 1]
 NO_FILL = -1
-COVERAGE_CACHE_SIZE = 128  # moved objects' coverage per frame kept across edits (~1 MB a frame of a large object)
+COVERAGE_CACHE_BYTES = 64 << 20  # moved objects' coverage per frame kept across edits (~1 MB a frame of a large one)
 
 
 def fill_id(base_ids: np.ndarray, first_pixel: tuple[int, int]) -> int | None:
@@ -188,15 +188,21 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
                 kept.move_to_end(key)
                 frames[j, f] = kept[key]
     todo = [(j, f) for j in range(len(clouds)) for f in range(F) if (j, f) not in frames]
-    work = worker_pool().map(lambda jf: rr.frame_coverage(clouds[jf[0]].u, clouds[jf[0]].v, clouds[jf[0]].z0,
-                                                          clouds[jf[0]].order0, clouds[jf[0]].delta[jf[1]],
-                                                          clouds[jf[0]].id, cam, H, W), todo)
+
+    def cover(jf: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        c = clouds[jf[0]]
+        return rr.frame_coverage(c.u, c.v, c.z0, c.order0, c.delta[jf[1]], c.id, cam, H, W)
+
+    work = parallel_map(cover, todo)
     for jf, cov in zip(todo, work):
         frames[jf] = cov
         if kept is not None:
             kept[keys[jf]] = cov
-    while kept is not None and len(kept) > COVERAGE_CACHE_SIZE:
-        kept.popitem(last=False)  # the least recently used
+    if kept is not None:
+        size = sum(p.nbytes + q.nbytes for p, q in kept.values())
+        while size > COVERAGE_CACHE_BYTES and len(kept) > len(frames):  # never what this call uses
+            p, q = kept.popitem(last=False)[1]  # the least recently used
+            size -= p.nbytes + q.nbytes
     fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see rr.fill_frame
     st_depth32 = st_depth.astype(np.float32)
     dmap = np.empty(st_depth.shape[1], np.float64)

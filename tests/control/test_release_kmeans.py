@@ -109,6 +109,16 @@ def test_the_pruned_compiled_loop_is_the_reference_bit_for_bit_on_grids_ties_and
     assert emptied > 20  # the relocation path ran
 
 
+@pytest.mark.skipif(not HAVE_NUMBA, reason="the compiled moments")
+def test_compiled_moments_are_numpys_mean_and_variance():
+    rng = np.random.default_rng(3)
+    for t in range(300):
+        n = int(rng.integers(1, 9000))
+        x = (rng.normal(150, 60, (n, 2)) if t % 2 else rng.integers(0, 512, (n, 2))).astype(np.float32)
+        mean, var_mean = release_kmeans._moments32(x)
+        assert np.array_equal(mean, x.mean(axis=0)) and var_mean == np.mean(np.var(x, axis=0))
+
+
 def test_stored_init_check_is_numpys_in():
     rng = np.random.default_rng(0)
     for _ in range(300):
