@@ -20,9 +20,11 @@ order pytorch3d's CPU kernels do it:
 - Composite: w = 1 - d2 / (r * r) (r * r in float64, then float32), result += (cum * w) * f, cum *= 1 - w over the
   kept hits, float32, background 0; the pixel is covered where round(result) != 0 (half to even: |result| > 0.5).
 
-The compiled path processes points in ascending (z, index), so each pixel keeps the first hits it sees and stops
-taking points when full (a union-find over each row skips full pixels): its cost is the points' rows plus the hits
-kept, not pixels x points, even when an approaching object's radius grows to tens of pixels. The numpy fallback
+The compiled path (:func:`frame_coverage`) processes points in ascending (z, index), so each pixel keeps the first
+hits it sees and stops taking points when full: its cost is the points' rows plus the hits kept, not pixels x
+points. A point's hits in a row are one run of columns, scanned outward from its nearest columns; for radii above a
+few pixels (an approaching object's grows to tens) a union-find over each row skips full pixels. A pixel one close
+hit already proves covered takes no more (only the uncertain rim is composited exactly). The numpy fallback
 enumerates each point's bounding box in chunks (the same result; slow for very large radii). Tests check both
 against a per-pixel reference written from the semantics.
 """
@@ -126,7 +128,7 @@ def depth_order(z: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- compiled loops
 
-def project_point(u, v, z0, dx, dy, dz32, fx, fy, cx, cy, ax, ay, bx, by):
+def _project_point(u, v, z0, dx, dy, dz32, fx, fy, cx, cy, ax, ay, bx, by):
     """One point of :func:`project` (the same float32 operations)."""
     X = ((np.float32(u + dx) - cx) * z0) / fx
     Y = ((np.float32(v + dy) - cy) * z0) / fy
@@ -136,10 +138,10 @@ def project_point(u, v, z0, dx, dy, dz32, fx, fy, cx, cy, ax, ay, bx, by):
     return ((-X) * ax + z * bx) / z, ((-Y) * ay + z * by) / z, z
 
 
-project_point = jit(project_point)
+_project_point = jit(_project_point)
 
 
-def fix_order(order0, z0, z, out):
+def _fix_order(order0, z0, z, out):
     """``out`` = the points in ascending (z, index), given ``order0`` in ascending (z0, index) and z = z0 + dz (float32,
     so monotone in z0): the order only changes where the addition makes different z0 equal; those runs are
     re-sorted by index."""
@@ -156,7 +158,7 @@ def fix_order(order0, z0, z, out):
         t = e
 
 
-fix_order = jit(fix_order)
+_fix_order = jit(_fix_order)
 
 
 def _find(nxt, a):
@@ -170,13 +172,13 @@ def _find(nxt, a):
 _find = jit(_find)
 
 
-def rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full):
+def _rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full):
     """Rasterise one cloud: for each point in ``order`` (ascending (z, index)), every pixel centre within the radius
     that still has a free slot takes it (point index and d2). A hit with d2 < ``cert`` (:func:`certain_below`;
     negative for none) proves its pixel covered whatever comes after: the pixel keeps its nearest point, its count
     becomes CERTAIN and it takes no more.
     Returns the number of pixels touched (listed in ``touched``) and of pixels filled (``full``: their ``nxt``
-    entries to reset). count (H*W,) must be 0 and nxt (H*(W+1),) the identity on entry; :func:`reset_scratch`.
+    entries to reset). count (H*W,) must be 0 and nxt (H*(W+1),) the identity on entry; :func:`_reset_scratch`.
 
     The hits of a point in one row are one run of columns (d2 is unimodal along the row) around the two columns
     either side of the point, and its rows one run around its row: small radii scan outward from those; above
@@ -282,7 +284,7 @@ def rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slo
     return n_t, n_f
 
 
-rasterise_cloud = jit(rasterise_cloud)
+_rasterise_cloud = jit(_rasterise_cloud)
 
 
 def certain_below(radius: float, feature: float) -> np.float32:
@@ -295,7 +297,7 @@ def certain_below(radius: float, feature: float) -> np.float32:
     return _f32(t) if t > 0 else _f32(-1.0)
 
 
-def composite_pixel(p, slots, count, slot_d, r2w, feature):
+def _composite_pixel(p, slots, count, slot_d, r2w, feature):
     """The alpha compositor's value at pixel p (pytorch3d's CPU kernel, float32); a certain pixel gives 1."""
     if count[p] == CERTAIN:
         return np.float32(1.0)
@@ -308,23 +310,23 @@ def composite_pixel(p, slots, count, slot_d, r2w, feature):
     return res
 
 
-composite_pixel = jit(composite_pixel)
+_composite_pixel = jit(_composite_pixel)
 
 
-def reset_scratch(count, nxt, touched, n_t, full, n_f):
+def _reset_scratch(count, nxt, touched, n_t, full, n_f):
     for t in range(n_t):
         count[touched[t]] = 0
     for t in range(n_f):
         nxt[full[t]] = full[t]
 
 
-reset_scratch = jit(reset_scratch)
+_reset_scratch = jit(_reset_scratch)
 
 
 def _rasterise_dense(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full,
                      out_idx, out_z, out_d):
-    """:func:`rasterise_cloud`, written out as pytorch3d's (H*W, K) outputs (pre-filled with -1)."""
-    n_t, n_f = rasterise_cloud(x, y, z, order, r32, np.float32(-1.0), xc, yc, slots, count, slot_i, slot_d, nxt,
+    """:func:`_rasterise_cloud`, written out as pytorch3d's (H*W, K) outputs (pre-filled with -1)."""
+    n_t, n_f = _rasterise_cloud(x, y, z, order, r32, np.float32(-1.0), xc, yc, slots, count, slot_i, slot_d, nxt,
                                touched, full)
     for t in range(n_t):
         p = touched[t]
@@ -333,7 +335,7 @@ def _rasterise_dense(x, y, z, order, r32, xc, yc, slots, count, slot_i, slot_d, 
             out_idx[p, k] = i
             out_z[p, k] = z[i]
             out_d[p, k] = slot_d[p * slots + k]
-    reset_scratch(count, nxt, touched, n_t, full, n_f)
+    _reset_scratch(count, nxt, touched, n_t, full, n_f)
 
 
 _rasterise_dense = jit(_rasterise_dense)
@@ -342,16 +344,16 @@ _rasterise_dense = jit(_rasterise_dense)
 def _coverage_kernel(x, y, z, order, r32, r2w, cert, feature, xc, yc, slots, count, slot_i, slot_d, nxt, touched,
                      full, out_pix, out_near):
     """The covered pixels of one cloud and the nearest point at each; returns how many."""
-    n_t, n_f = rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full)
+    n_t, n_f = _rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full)
     n = 0
     for t in range(n_t):
         p = touched[t]
-        v = composite_pixel(p, slots, count, slot_d, r2w, feature)
+        v = _composite_pixel(p, slots, count, slot_d, r2w, feature)
         if v > 0.5 or v < -0.5:
             out_pix[n] = p
             out_near[n] = slot_i[p * slots]
             n += 1
-    reset_scratch(count, nxt, touched, n_t, full, n_f)
+    _reset_scratch(count, nxt, touched, n_t, full, n_f)
     return n
 
 
@@ -365,8 +367,8 @@ def _cloud_coverage(u, v, z0, order0, dx, dy, dz, base_radius, cert, feature, fx
     n = u.shape[0]
     dz32 = np.float32(dz)
     for i in range(n):
-        x[i], y[i], z[i] = project_point(u[i], v[i], z0[i], dx, dy, dz32, fx, fy, cx, cy, ax, ay, bx, by)
-    fix_order(order0, z0, z[:n], order[:n])
+        x[i], y[i], z[i] = _project_point(u[i], v[i], z0[i], dx, dy, dz32, fx, fy, cx, cy, ax, ay, bx, by)
+    _fix_order(order0, z0, z[:n], order[:n])
     radius = max(base_radius - dz, base_radius)
     return _coverage_kernel(x[:n], y[:n], z[:n], order[:n], np.float32(radius), np.float32(radius * radius), cert,
                             feature, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full, out_pix, out_near)
@@ -391,48 +393,6 @@ def frame_coverage(u: np.ndarray, v: np.ndarray, z0: np.ndarray, order0: np.ndar
                         cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by, x, y, z, order, *s.args(K),
                         s.out_pix, s.out_near)
     return s.out_pix[:n].astype(np.int32), s.out_near[:n].astype(np.int32)
-
-
-def begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color):
-    """Frame f of the release's compositing starts as static frame sf."""
-    out_ids[f, :] = st_ids[sf, :]
-    out_depth[f, :] = st_depth32[sf, :]
-    out_color[f, :, :] = st_color[sf, :, :]
-
-
-begin_frame = jit(begin_frame)
-
-
-def draw_cloud(f, sf, pix, near, colors, obj_id, d_t, st_depth, out_ids, out_depth, out_color, dmap, stamp):
-    """Draw one cloud's coverage in frame f (pixels ``pix``, nearest points ``near`` into ``colors``) where the
-    running depth map (float64) is farther than its path depth d_t. dmap[p] is this frame's depth where
-    stamp[p] == f + 1 (drawn earlier in this frame), the static frame's elsewhere (stamp all 0 before frame 0)."""
-    d_t32 = np.float32(d_t)
-    for q in range(pix.shape[0]):
-        p = pix[q]
-        if (dmap[p] if stamp[p] == f + 1 else st_depth[sf, p]) > d_t:
-            out_ids[f, p] = obj_id
-            dmap[p] = d_t
-            stamp[p] = f + 1
-            out_depth[f, p] = d_t32
-            for ch in range(3):
-                out_color[f, p, ch] = colors[near[q], ch]
-
-
-draw_cloud = jit(draw_cloud)
-
-
-def fill_frame(f, fill, fillable, out_ids):
-    """The release's fill of frame f: fillable pixels nobody drew take ``fill``. The release fills after each
-    object, but a pixel it fills is never 0 again and a drawn one is never filled, so one fill at the end with the
-    first fill id that is not 0 gives the same map."""
-    for q in range(fillable.shape[0]):
-        p = fillable[q]
-        if out_ids[f, p] == 0:
-            out_ids[f, p] = fill
-
-
-fill_frame = jit(fill_frame)
 
 
 class Scratch:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from levitor._util.hashing import array_hash, digest
-from levitor._util.jit import HAVE_NUMBA
+from levitor._util.jit import HAVE_NUMBA, jit
 from levitor._util.threads import parallel_map
 from levitor.depth import DISPARITY_MAX, FAR_DEPTH
 from levitor.motion import release_raster as rr
@@ -149,7 +149,7 @@ def _cloud(mv: Mover, base_ids: np.ndarray, W: int) -> _Cloud:
 
 
 def _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W) -> None:
-    """The frame loop without numba (what :func:`levitor.motion.release_raster.render_frames` compiles)."""
+    """The frame loop without numba, in the release's order (the reference for :func:`_render_compiled`)."""
     for f in range(out_ids.shape[0]):
         sf = f if st_ids.shape[0] > 1 else 0
         ids, dmap, col = st_ids[sf].copy(), st_depth[sf].copy(), st_color[sf].copy()
@@ -178,11 +178,9 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
     kept = cache.setdefault("release coverage", OrderedDict()) if cache is not None else None
     frames: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     keys: dict[tuple[int, int], str] = {}
-    for j, c in enumerate(clouds):
-        cloud_key = digest(array_hash(c.u), array_hash(c.v), array_hash(c.z0), c.id, cams) if kept is not None else ""
+    for j, c in enumerate(clouds if kept is not None else []):
+        cloud_key = digest(array_hash(c.u), array_hash(c.v), array_hash(c.z0), c.id, cams)
         for f in range(F):
-            if kept is None:
-                continue
             keys[j, f] = key = digest(cloud_key, c.delta[f].tobytes())
             if key in kept:
                 kept.move_to_end(key)
@@ -203,17 +201,59 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
         while size > COVERAGE_CACHE_BYTES and len(kept) > len(frames):  # never what this call uses
             p, q = kept.popitem(last=False)[1]  # the least recently used
             size -= p.nbytes + q.nbytes
-    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see rr.fill_frame
+    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see _fill_frame
     st_depth32 = st_depth.astype(np.float32)
     dmap = np.empty(st_depth.shape[1], np.float64)
     stamp = np.zeros(st_depth.shape[1], np.int64)
     fillable = [np.flatnonzero(ids == 0) for ids in st_ids] if fill > 0 else []
     for f in range(F):
         sf = f if st_ids.shape[0] > 1 else 0
-        rr.begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color)
+        _begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color)
         for j, c in enumerate(clouds):
             pix, near = frames[j, f]
-            rr.draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
-                          out_color, dmap, stamp)
+            _draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
+                        out_color, dmap, stamp)
         if fill > 0:
-            rr.fill_frame(f, fill, fillable[sf], out_ids)
+            _fill_frame(f, fill, fillable[sf], out_ids)
+
+
+def _begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color):
+    """Frame f of the release's compositing starts as static frame sf."""
+    out_ids[f, :] = st_ids[sf, :]
+    out_depth[f, :] = st_depth32[sf, :]
+    out_color[f, :, :] = st_color[sf, :, :]
+
+
+_begin_frame = jit(_begin_frame)
+
+
+def _draw_cloud(f, sf, pix, near, colors, obj_id, d_t, st_depth, out_ids, out_depth, out_color, dmap, stamp):
+    """Draw one cloud's coverage in frame f (pixels ``pix``, nearest points ``near`` into ``colors``) where the
+    running depth map (float64) is farther than its path depth d_t. dmap[p] is this frame's depth where
+    stamp[p] == f + 1 (drawn earlier in this frame), the static frame's elsewhere (stamp all 0 before frame 0)."""
+    d_t32 = np.float32(d_t)
+    for q in range(pix.shape[0]):
+        p = pix[q]
+        if (dmap[p] if stamp[p] == f + 1 else st_depth[sf, p]) > d_t:
+            out_ids[f, p] = obj_id
+            dmap[p] = d_t
+            stamp[p] = f + 1
+            out_depth[f, p] = d_t32
+            for ch in range(3):
+                out_color[f, p, ch] = colors[near[q], ch]
+
+
+_draw_cloud = jit(_draw_cloud)
+
+
+def _fill_frame(f, fill, fillable, out_ids):
+    """The release's fill of frame f: fillable pixels nobody drew take ``fill``. The release fills after each
+    object, but a pixel it fills is never 0 again and a drawn one is never filled, so one fill at the end with the
+    first fill id that is not 0 gives the same map."""
+    for q in range(fillable.shape[0]):
+        p = fillable[q]
+        if out_ids[f, p] == 0:
+            out_ids[f, p] = fill
+
+
+_fill_frame = jit(_fill_frame)

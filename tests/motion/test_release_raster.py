@@ -376,6 +376,18 @@ def test_an_edit_rasterises_only_the_object_it_moved_and_renders_the_same(demo_s
     assert cached_calls == [ball] * (s.num_frames - 1)
 
 
+def test_release_rules_end_to_end_the_draft_renders_what_the_update_renders(demo_scene):
+    from levitor.engine import Engine
+
+    engine = Engine(demo_scene.copy(), rules="release")
+    full = engine.update()
+    for f in (0, 7, demo_scene.num_frames - 1):
+        draft = engine.preview_frame(f)
+        assert torch.equal(draft.instance, full.instance[f]) and torch.equal(draft.depth, full.depth[f])
+    ball = full.object_ids[0]
+    assert int((full.instance[-1] == ball).sum()) > 3.8 * int((full.instance[0] == ball).sum())  # 2x nearer
+
+
 def test_release_depth_map_is_the_float64_reciprocal_of_the_disparity():
     k = np.arange(1, 256)
     from levitor.depth import depth_from_disparity
