@@ -69,6 +69,17 @@ def release_depth_map(depth: np.ndarray) -> np.ndarray:
         return np.where(on_grid, 1.0 / np.where(on_grid, k, 1.0), d.astype(np.float64))
 
 
+def _release_depth_map_cached(depth: np.ndarray, cache: dict | None) -> np.ndarray:
+    """:func:`release_depth_map`, kept in ``cache`` (one map, by content) for the next edit."""
+    if cache is None:
+        return release_depth_map(depth)
+    key = array_hash(depth)
+    held = cache.get("release depth map")
+    if held is None or held[0] != key:
+        held = cache["release depth map"] = (key, release_depth_map(depth))
+    return held[1]
+
+
 @dataclass
 class _Cloud:
     """One moved object as the release renders it: its pixels, their depth (float32) and colour, in raster order."""
@@ -111,7 +122,7 @@ def render_release(
     fillable0 = instance <= num_selected
     base_ids = torch.where(fillable0, torch.zeros_like(instance), instance)
     base_depth = torch.where(fillable0, torch.full(depth.shape, FAR, dtype=torch.float64),
-                             torch.from_numpy(release_depth_map(depth.numpy())))
+                             torch.from_numpy(_release_depth_map_cached(depth.numpy(), cache)))
     base_color = static.color
     if camera_track is not None and moves(camera_track):
         ids_f, depth_f, color_f = render_static_with_camera(base_ids, base_depth.float(), base_color, K,
