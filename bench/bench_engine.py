@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from levitor._util.threads import worker_count
 from levitor.control.encode import encode
 from levitor.control.release_kmeans import even_samples
 from levitor.engine import Engine
@@ -135,7 +136,8 @@ def main() -> None:
                     help="41%% (also 'big'): two moving objects covering ~40%%; bundled: the demo scene")
     args = ap.parse_args()
     args.scenes = ["41%" if s == "big" else s for s in args.scenes]
-    print(f"cpus {os.cpu_count()}, torch threads in the engine 1, load average {os.getloadavg()[0]:.1f} "
+    print(f"cpus {os.cpu_count()}, torch threads in the engine 1, worker threads {worker_count()} (LEVITOR_THREADS), "
+          f"load average {os.getloadavg()[0]:.1f} "
           f"(figures from one run; compare ratios, and rerun on a quiet machine for absolute times)")
     ratios = []
     for name in args.scenes:
