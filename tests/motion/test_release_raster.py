@@ -340,12 +340,10 @@ def test_compiled_and_numpy_release_render_agree_on_the_bundled_scene_and_with_a
         static = static_layer(image, depth, ids, movers)
         a, b = (render_release(*args, static=static, use_kernel=k) for k in (True, False))
         assert torch.equal(a.instance, b.instance) and torch.equal(a.depth, b.depth) and torch.equal(a.color, b.color)
-        if camera is None:
-            # the release's radius grows by the depth change in NDC, not with the magnification: 8x nearer, the
-            # ball's points spread 8 px apart while its radius grows from 1.76 to 2.5 px: a sparse grid of dots
-            ball = a.instance[-1] == inst.id_of_mask[s.objects[0].mask_index]
-            cols = torch.nonzero(ball)[:, 1]
-            assert int(cols.max() - cols.min()) > 4 * 76 / 2 and int(ball.sum()) < 2 * 4513
+        if camera is None:  # the ball, 8x nearer, spreads wide (clipped by the picture)
+            ball = inst.id_of_mask[s.objects[0].mask_index]
+            first, last = (torch.nonzero(a.instance[f] == ball)[:, 1] for f in (0, -1))
+            assert int(last.max() - last.min()) > 3 * int(first.max() - first.min())
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="the coverage cache belongs to the compiled path")
