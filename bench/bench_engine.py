@@ -1,15 +1,16 @@
-"""Engine speed: a full control rebuild after a path edit, and encode alone (issue #3 targets).
+"""Engine speed: a full control rebuild after a path edit, under levitor's rules and the release's, side by side.
 
-Scene: 16 frames, 320x512, two moving objects covering ~40% of the image, plus sky and ground masks.
-Prints medians side by side, measured in one run:
-  levitor          lift + move + z-buffer render + batched warm-started K-means + encode (what the Studio runs)
-  sklearn K-means  the same render, then sklearn KMeans per frame and object with the release's init
-  pytorch3d        its CPU point rasterizer, if importable; else a naive per-pixel loop over a subsample,
-                   extrapolated to the full frame (labelled as such)
-  encode           ControlSignal -> (16, 3, 320, 512)
-  draft            Engine.preview_frame: the last frame alone, what the Studio draws while a slider moves
+Scenes (16 frames, 320x512):
+  41%      two moving objects covering ~40% of the image (an ellipse and a box), plus sky and ground masks
+  bundled  the demo scene (a ball and a box moving among a tree, sky and ground)
+Per scene and rule set, medians over edits that drag one object's end point (as the Studio does), measured in one
+run, wall and CPU time (CPU time is steadier on a busy machine):
+  full rebuild   Engine.update() + encode: instance map, lift + move + render, K-means, conditioning tensor
+  draft          Engine.preview_frame(last frame): what the Studio draws while a slider moves
+and the ratio release / levitor (target: full rebuild <= 1.5x). Then levitor's stages, encode alone and, where
+scikit-learn is installed, sklearn's KMeans run per frame on the release's samples (the release's own K-means).
 
-Usage: python bench/bench_engine.py [--repeats 7] [--threads N]
+Usage: python bench/bench_engine.py [--repeats 7] [--scene 41% bundled]
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ import statistics
 import time
 
 import numpy as np
-import torch
 
+from levitor._util.threads import worker_count
 from levitor.control.encode import encode
-from levitor.control.points import release_init
+from levitor.control.release_kmeans import even_samples
 from levitor.engine import Engine
 from levitor.scene import ObjectTrack, PathPoint, Scene
 
+RULE_SETS = ("levitor", "release")
+TARGET_RATIO = 1.5  # issue 24: the release's rules within 1.5x levitor's per full rebuild
+
 
 def bench_scene(H: int = 320, W: int = 512, F: int = 16) -> Scene:
+    """Two moving objects covering ~40% of the image, plus sky and ground masks."""
     rows, cols = np.mgrid[0:H, 0:W]
     sky = rows < 100
     ground = ~sky
@@ -47,18 +52,28 @@ def bench_scene(H: int = 320, W: int = 512, F: int = 16) -> Scene:
     return scene.validate()
 
 
+def load_scene(name: str) -> Scene:
+    if name == "41%":
+        return bench_scene()
+    from levitor.bundled import bundled_scene
+
+    return bundled_scene()
+
+
 def make_edit(scene: Scene):
-    """A path edit, as a drag in the Studio: the end point of the first object moves a little each time."""
+    """A path edit, as a drag in the Studio: the end point of the first object moves 2 px further each time (never
+    back to a place it was, so no cache can answer from an earlier edit of the same object)."""
     p = scene.objects[0].path[-1]
     x0 = p.x
 
     def edit(k: int) -> None:
-        p.x = x0 + (k % 5 + 1) * 3.0
+        p.x = x0 + (k + 1) * 2.0
 
     return edit
 
 
 def median_ms(fn, repeats: int) -> tuple[float, float]:
+    """Median wall and CPU milliseconds of fn(k) over k = 0..repeats-1."""
     wall, cpu = [], []
     for k in range(repeats):
         t, c = time.perf_counter(), time.process_time()
@@ -68,110 +83,91 @@ def median_ms(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(wall), statistics.median(cpu)
 
 
-def sklearn_points(instance: torch.Tensor, k_of: dict[int, int]) -> None:
-    from sklearn.cluster import KMeans
-    from threadpoolctl import threadpool_limits
+def measure(scene_name: str, rules: str, repeats: int) -> dict:
+    """Full rebuild and draft times of one scene under one rule set, and the stages of the full rebuild."""
+    scene = load_scene(scene_name)
+    edit = make_edit(scene)
+    eng = Engine(scene, rules=rules)
+    eng.update()  # warm up: compiled loops loaded, the unedited objects' caches filled, as in an editing session
+    stages: dict[str, list[float]] = {}
 
-    inst = instance.numpy()
-    with threadpool_limits(1):  # like levitor's engine: one thread (more only adds hand-off cost here)
-        _sklearn_frames(inst, k_of, KMeans)
+    def full(k):
+        edit(k)
+        r = eng.update()
+        t = time.perf_counter()
+        encode(r.signal)
+        for name, v in {**r.timings, "encode": (time.perf_counter() - t) * 1e3}.items():
+            stages.setdefault(name, []).append(v)
+
+    last = scene.num_frames - 1
+    out = {"full": median_ms(full, repeats), "draft": median_ms(lambda k: (edit(k), eng.preview_frame(last)), repeats)}
+    out["stages"] = {name: statistics.median(v) for name, v in stages.items()}
+    out["result"] = eng.result
+    return out
 
 
-def _sklearn_frames(inst: np.ndarray, k_of: dict[int, int], KMeans) -> None:
-    for f in range(inst.shape[0]):
-        for i, k in k_of.items():
-            rc = np.argwhere(inst[f] == i)[::10].astype(np.float64)
-            if len(rc) >= k:
-                KMeans(n_clusters=k, init=release_init(torch.from_numpy(rc), k).numpy(), n_init=1).fit(rc)
-
-
-def naive_render_ms(scene: Scene, subsample: int = 400) -> tuple[float, str]:
-    """pytorch3d's CPU rasterizer if present, else an O(pixels x points) loop on a subsample, extrapolated."""
-    H, W = scene.height, scene.width
-    n_points = int(sum(scene.masks[o.mask_index].sum() for o in scene.objects))
+def sklearn_release_kmeans_ms(result, repeats: int) -> float | None:
+    """sklearn's KMeans per frame and object on the release's samples (every 10th pixel, even init), 1 thread."""
     try:
-        from pytorch3d.renderer import PointsRasterizationSettings, PointsRasterizer  # noqa: F401
-        label = "pytorch3d (not implemented in this bench: measure separately)"
+        from sklearn.cluster import KMeans
+        from threadpoolctl import threadpool_limits
     except ImportError:
-        label = f"naive per-pixel loop, {subsample} of {H * W} pixels timed, extrapolated"
-    pts = torch.rand(n_points, 2) * torch.tensor([W, H])
-    z = torch.rand(n_points)
-    pix = torch.stack(torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij"), -1).reshape(-1, 2)
-    pix = pix[torch.randperm(H * W)[:subsample]].float()
-    t = time.perf_counter()
-    for p in pix:  # for each pixel, the nearest point within radius 1 (what a naive rasterizer does)
-        d = ((pts - p.flip(0)) ** 2).sum(1)
-        near = d <= 1.0
-        if bool(near.any()):
-            z[near].min()
-    per_frame = (time.perf_counter() - t) / subsample * H * W
-    return per_frame * scene.num_frames * 1e3, label
+        return None
+    inst = result.instance.numpy()
+    jobs = []
+    for f in range(inst.shape[0]):
+        for i, k in result.k.items():
+            rc = np.argwhere(inst[f] == i)[::10].astype(np.float32)
+            if len(rc) >= k:
+                jobs.append((rc, even_samples(rc, k)))
+
+    def run(_):
+        with threadpool_limits(1):
+            for rc, init in jobs:
+                KMeans(n_clusters=len(init), init=init, n_init=1).fit(rc)
+
+    return median_ms(run, max(2, repeats // 3))[0]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--scene", choices=["big", "bundled"], default="big",
-                    help="big: two moving objects covering ~40%% (the issue's target); bundled: the demo scene")
+    ap.add_argument("--scenes", "--scene", nargs="+", default=["41%", "bundled"], choices=["41%", "big", "bundled"],
+                    help="41%% (also 'big'): two moving objects covering ~40%%; bundled: the demo scene")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.scene == "big":
-        scene = bench_scene()
-    else:
-        from levitor.bundled import bundled_scene
-
-        scene = bundled_scene()
-    edit = make_edit(scene)
-    eng = Engine(scene)
-    res = eng.update()  # warm up: first-frame clusterings are cached, as in an editing session
-    cover = sum(scene.masks[o.mask_index].mean() for o in scene.objects)
-    print(f"scene {scene.width}x{scene.height}, {scene.num_frames} frames, moving objects cover {cover:.0%}, "
-          f"{res.signal.num_points} tracks; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
-
-    def full(k):
-        edit(k)
-        encode(eng.update().signal)
-
-    def with_sklearn(k):
-        edit(k)
-        eng._rendered(eng.instance_map())  # render only (the levitor K-means is skipped)
-        r = eng._render[1]
-        sklearn_points(r.instance, res.k)
-
-    stages = {}
-
-    def staged(k):
-        edit(k)
-        r = eng.update()
-        for name, v in r.timings.items():
-            stages.setdefault(name, []).append(v)
-        t = time.perf_counter()
-        encode(r.signal)
-        stages.setdefault("encode", []).append((time.perf_counter() - t) * 1e3)
-
-    rows = []
-    w, c = median_ms(full, args.repeats)
-    rows.append(("levitor full rebuild (render + K-means + encode)", w, c))
-    median_ms(staged, args.repeats)
-    w2, c2 = median_ms(with_sklearn, max(2, args.repeats // 3))
-    rows.append(("same render + sklearn KMeans per frame", w2, c2))
-    sig = res.signal
-    w3, c3 = median_ms(lambda k: encode(sig), args.repeats)
-    rows.append(("encode alone (16x3x320x512)", w3, c3))
-    last = scene.num_frames - 1
-    w4, c4 = median_ms(lambda k: (edit(k), eng.preview_frame(last)), args.repeats)
-    rows.append(("one-frame draft after the edit (Studio, while dragging)", w4, c4))
-    naive, label = naive_render_ms(scene)
-    print(f"\n{'what':52s} {'wall ms':>9s} {'cpu ms':>9s} {'vs levitor':>10s}")
-    for name, wall, cpu in rows:
-        print(f"{name:52s} {wall:9.1f} {cpu:9.1f} {wall / rows[0][1]:9.2f}x")
-    print(f"{'render only, ' + label:52s} {naive:9.0f} {'':>9s} {naive / rows[0][1]:9.0f}x")
-    print("\nlevitor stages (median ms): " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stages.items()))
-    print(f"targets: full rebuild <= 100 ms -> {'PASS' if rows[0][1] <= 100 else 'MISS'}; "
-          f"encode <= 20 ms -> {'PASS' if w3 <= 20 else 'MISS'}")
+    args.scenes = ["41%" if s == "big" else s for s in args.scenes]
+    print(f"cpus {os.cpu_count()}, torch threads in the engine 1, worker threads {worker_count()} (LEVITOR_THREADS), "
+          f"load average {os.getloadavg()[0]:.1f} "
+          f"(figures from one run; compare ratios, and rerun on a quiet machine for absolute times)")
+    ratios = []
+    for name in args.scenes:
+        got = {rules: measure(name, rules, args.repeats) for rules in RULE_SETS}
+        scene = load_scene(name)
+        cover = sum(scene.masks[o.mask_index].mean() for o in scene.objects)
+        print(f"\nscene {name}: {scene.width}x{scene.height}, {scene.num_frames} frames, moving objects cover "
+              f"{cover:.0%}; tracks: levitor {got['levitor']['result'].signal.num_points}, "
+              f"release {got['release']['result'].signal.num_points}")
+        print(f"{'what (median ms)':34s} {'levitor':>16s} {'release':>16s} {'release/levitor':>16s}")
+        print(f"{'':34s} {'wall':>7s} {'cpu':>8s} {'wall':>7s} {'cpu':>8s} {'wall':>7s} {'cpu':>8s}")
+        for what, label in (("full", "full rebuild (update + encode)"), ("draft", "draft (one frame)")):
+            (lw, lc), (rw, rc) = got["levitor"][what], got["release"][what]
+            print(f"{label:34s} {lw:7.1f} {lc:8.1f} {rw:7.1f} {rc:8.1f} {rw / lw:6.2f}x {rc / lc:7.2f}x")
+            if what == "full":
+                ratios.append((name, rw / lw, rc / lc))
+        for rules in RULE_SETS:
+            st = got[rules]["stages"]
+            print(f"  {rules} stages: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+        sk = sklearn_release_kmeans_ms(got["release"]["result"], args.repeats)
+        if sk is not None:
+            print(f"  sklearn KMeans per frame on the release's samples (from scratch, 1 thread): {sk:.1f} ms wall")
+        sig = got["levitor"]["result"].signal
+        w, _ = median_ms(lambda k, sig=sig: encode(sig), args.repeats)
+        print(f"  encode alone ({sig.num_frames}x3x{scene.height}x{scene.width}): {w:.1f} ms wall")
+    print()
+    for name, wall, cpu in ratios:
+        verdict = "PASS" if wall <= TARGET_RATIO else "MISS"
+        print(f"target: release full rebuild <= {TARGET_RATIO}x levitor's on {name}: wall {wall:.2f}x, cpu {cpu:.2f}x "
+              f"-> {verdict}")
 
 
 if __name__ == "__main__":

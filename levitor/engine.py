@@ -145,6 +145,7 @@ class Engine:
         self._result: EngineResult | None = None
         self._kmeans_cache: dict = {}  # first-frame clusterings, reused across edits
         self._draft_cache: dict = {}  # the same for one-frame drafts (kept apart: their tracks are one frame long)
+        self._coverage_cache: dict = {}  # release rules: each moved object's rasterised coverage, reused across edits
         self._areas: dict[int, np.ndarray] = {}  # id -> per-frame area, from the last full update
 
     @property
@@ -211,7 +212,7 @@ class Engine:
             paths = scene_paths(s, rows=[0, frame])
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
             two = render_scene(s, inst, movers, paths.camera, 2, static=self._static_layer(inst, movers),
-                               backend=self.backend, rules=self.rules)
+                               backend=self.backend, rules=self.rules, cache=self._coverage_cache)
             t1 = time.perf_counter()
             one = RenderResult(two.instance[1:], two.depth[1:], two.color[1:])
             ids = sorted(inst.mask_of_id)
@@ -253,7 +254,8 @@ class Engine:
             paths = scene_paths(s)
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
             result = render_scene(s, inst, movers, paths.camera, s.num_frames,
-                                  static=self._static_layer(inst, movers), backend=self.backend, rules=self.rules)
+                                  static=self._static_layer(inst, movers), backend=self.backend, rules=self.rules,
+                                  cache=self._coverage_cache)
             self._render = (key, result, paths, movers)
             self._control_cache = None
         return self._render[1], self._render[2], self._render[3]
@@ -407,15 +409,17 @@ def render_scene(
     static: StaticLayer | None = None,
     backend: str = "auto",
     rules: str | ControlRules = "levitor",
+    cache: dict | None = None,
 ) -> RenderResult:
     """The render stage: move the movers along their (release-terms) tracks and render ``num_frames`` frames (by
     ``rules.render``: levitor's per-pixel occlusion, or the release's per-object compositing); ``camera``: the
-    camera's release-terms track, or None."""
+    camera's release-terms track, or None; ``cache``: the release renderer's, see
+    :func:`levitor.motion.release_render.render_release`."""
     release = ControlRules.named(rules).render == "release"
     cam = None if camera is None else torch.as_tensor(camera)
     if release:
         return render_release(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids), movers,
-                              len(scene.objects), scene.camera(), num_frames, cam, static=static)
+                              len(scene.objects), scene.camera(), num_frames, cam, static=static, cache=cache)
     return render(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids),
                   movers, scene.camera(), num_frames, cam, static=static, backend=backend)
 

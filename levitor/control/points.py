@@ -371,7 +371,7 @@ def _cluster_release(per_object, objects, centres, vis, compiled: bool, cache) -
         if key is not None and key in cache:
             out, seen = cache[key]
         else:
-            out, seen = release_track(frames, obj.k_unscaled, obj.k)
+            out, seen = release_track(frames, obj.k_unscaled, obj.k, cache=cache)  # and each fit cached there
             if key is not None:
                 cache[key] = (out, seen)
         centres[:, b, :obj.k] = torch.from_numpy(out.astype(np.float64))

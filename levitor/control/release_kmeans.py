@@ -17,13 +17,21 @@ stays so: it is never updated with converged centres again).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
-from levitor._util.jit import HAVE_NUMBA
+from levitor._util.hashing import bytes_hash
+from levitor._util.jit import jit, numba_on
+from levitor._util.threads import parallel_map
 from levitor.control import kernels
 
 MAX_ITER = 300  # sklearn's defaults
 TOL = 1e-4
+# |distance formula - exact| <= ERR * (|c| + |x|)^2 for sklearn's float32 |c|^2 - 2 x.c (about 3 roundings of
+# 2^-24 each; 4 for margin): the pruned loop keeps a label only where the exact gap exceeds twice this
+_ERR = 4.0 * 2.0**-24
+_SLACK = 1e-12  # relative, on float64 distances between float32 points
 
 
 def even_samples(samples: np.ndarray, k: int) -> np.ndarray:
@@ -36,35 +44,254 @@ def kmeans32(samples: np.ndarray, init: np.ndarray, max_iter: int = MAX_ITER, to
              use_kernel: bool = True) -> np.ndarray:
     """sklearn's ``KMeans(n_clusters=len(init), init=init).fit(samples).cluster_centers_``, in float32.
 
-    samples: (n, d) with n >= k; init: (k, d). Returns (k, d) float32. ``use_kernel``: the compiled loop
-    (:func:`levitor.control.kernels.lloyd32`, the same arithmetic) when numba is installed.
+    samples: (n, d) with n >= k; init: (k, d). Returns (k, d) float32. ``use_kernel``: the compiled loop (the same
+    arithmetic; 2-D samples skip the distance scans whose answer is certain, :func:`_lloyd32_pruned`) when numba
+    is installed.
     """
     x = np.array(samples, dtype=np.float32, order="C")
     c = np.array(init, dtype=np.float32, order="C")
     n, k = x.shape[0], c.shape[0]
     if n < k:
         raise ValueError(f"{n} samples for {k} clusters; K-means needs at least as many samples as clusters")
+    if use_kernel and numba_on() and x.shape[1] == 2:
+        mean, var_mean = _moments32(x)  # NumPy's values (its axis-0 sums run row after row), 20x faster here
+        x -= mean
+        c -= mean
+        return _kmeans32_compiled(x, c, max_iter, np.float32(var_mean * tol)) + mean
     tol_abs = np.mean(np.var(x, axis=0)) * tol  # on the data as given, before centring (as sklearn)
     mean = x.mean(axis=0)
     x -= mean
     c -= mean
-    if use_kernel and HAVE_NUMBA:
+    if use_kernel and numba_on():
         fast = c.copy()
         if kernels.lloyd32(x, fast, max_iter, np.float32(tol_abs), np.empty(n, dtype=np.int64)) >= 0:
             return fast + mean
     labels_old = np.full(n, -1, dtype=np.int64)
-    labels = labels_old
     for _ in range(max_iter):
-        labels, distances = _assign(x, c)
-        new = _centres(x, c, labels, k)
-        shift = np.sqrt(((new - c) ** 2).sum(axis=1, dtype=np.float32))  # float32, per centre
-        c = new
-        if np.array_equal(labels, labels_old):  # strict convergence: no label changed
-            break
-        if (shift**2).sum(dtype=np.float32) <= tol_abs:
+        labels, _ = _assign(x, c)
+        sums, counts = _sums(x, labels, k)
+        c, stop = _step(x, c, labels, labels_old, sums, counts, tol_abs)
+        if stop:
             break
         labels_old = labels
     return c + mean
+
+
+def _moments32_loop(x, mean):
+    """``x.mean(axis=0)`` into mean and ``np.mean(np.var(x, axis=0))``, for 2-D float32 samples, in NumPy's order:
+    an axis-0 sum of a C-ordered array adds row after row in float32; each sum is divided by n in float32."""
+    n = x.shape[0]
+    f32 = np.float32
+    s0 = f32(0.0)
+    s1 = f32(0.0)
+    for i in range(n):
+        s0 += x[i, 0]
+        s1 += x[i, 1]
+    m0 = s0 / f32(n)
+    m1 = s1 / f32(n)
+    q0 = f32(0.0)
+    q1 = f32(0.0)
+    for i in range(n):
+        d0 = x[i, 0] - m0
+        d1 = x[i, 1] - m1
+        q0 += d0 * d0
+        q1 += d1 * d1
+    mean[0] = m0
+    mean[1] = m1
+    return (q0 / f32(n) + q1 / f32(n)) / f32(2.0)
+
+
+_moments32_loop = jit(_moments32_loop)
+
+
+def _moments32(x: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    mean = np.empty(2, dtype=np.float32)
+    var_mean = np.float32(_moments32_loop(x, mean))
+    return mean, var_mean
+
+
+def _kmeans32_compiled(x: np.ndarray, c: np.ndarray, max_iter: int, tol_abs: np.float32) -> np.ndarray:
+    """The Lloyd loop compiled; an iteration that empties a cluster is finished here (sklearn relocates it to the
+    farthest sample, in NumPy's argpartition order), and the loop resumes from the new centres."""
+    n, k = x.shape[0], c.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    labels_old = np.full(n, -1, dtype=np.int64)
+    sums = np.empty((k, 2), dtype=np.float32)
+    counts = np.empty(k, dtype=np.float32)
+    done = 0
+    while done < max_iter:
+        it = _lloyd32_pruned(x, c, max_iter - done, tol_abs, labels, labels_old, sums, counts)
+        if it >= 0:
+            break
+        done += -it
+        c, stop = _step(x, c, labels, labels_old, sums, counts, tol_abs)
+        if stop:
+            break
+        labels_old[:] = labels
+    return c
+
+
+def _step(x, c, labels, labels_old, sums, counts, tol_abs) -> tuple[np.ndarray, bool]:
+    """The rest of one Lloyd iteration from its labels and sums: the new centres, and whether sklearn stops here
+    (no label changed, or the summed squared centre shift is at most tol_abs)."""
+    new = _centres(x, c, labels, sums, counts)
+    shift = np.sqrt(((new - c) ** 2).sum(axis=1, dtype=np.float32))  # float32, per centre
+    stop = bool(np.array_equal(labels, labels_old)) or bool((shift**2).sum(dtype=np.float32) <= tol_abs)
+    return new, stop
+
+
+def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
+    """sklearn's Lloyd iterations in float32 on centred 2-D samples, in place on the centres c (the arithmetic of
+    :func:`levitor.control.kernels.lloyd32`), skipping the distance scans whose answer is certain: the same labels,
+    sums and stopping, bit for bit. labels_old: the labels of the iteration before (-1 at the start).
+
+    sklearn's formula |c|^2 - 2 x.c in float32 differs from the exact |x - c|^2 - |x|^2 by at most
+    _ERR (|c| + |x|)^2, so where the exact squared distance to a sample's centre is below every other one's by more
+    than twice that, the formula picks the same centre, uniquely. When a sample is scanned it gets an upper bound u
+    on the distance to its centre and a lower bound L on the distance to every other one (the nearest other centre,
+    or twice its centre's half-separation minus u); as long as the centres have moved, in all, by less than D since
+    (the running sum of each iteration's largest move), (L - D)^2 - (u + D)^2 keeps that margin while
+    D < (L - u - gap / (L + u)) / 2: until then the sample is only summed. Centres stay in the samples' hull after the
+    first iteration, so the margin uses |c| <= max |x|. Where exact distances leave several centres within the error
+    the formula itself decides among them.
+
+    Returns the number of iterations run when sklearn's rule stops (or max_iter is reached); -i when iteration i
+    empties a cluster, with c unchanged and that iteration's labels, sums and counts filled (the caller relocates
+    it and calls again)."""
+    n = x.shape[0]
+    k = c.shape[0]
+    f32 = np.float32
+    c_norm = np.empty(k, dtype=np.float32)
+    old = np.empty((k, 2), dtype=np.float64)
+    e2 = np.empty(k, dtype=np.float64)
+    half_sep = np.empty(k, dtype=np.float64)  # half the distance from each centre to its nearest other centre
+    expiry = np.empty(n, dtype=np.float64)  # drift up to which the sample's label is certain
+    lower_ref = np.empty(n, dtype=np.float64)  # its lower bound L plus the drift when L was taken
+    gap = np.empty(n, dtype=np.float64)  # twice the formula's error bound for it
+    due = np.empty(n, dtype=np.int64)
+    x_max = 0.0
+    for i in range(n):
+        x0, x1 = np.float64(x[i, 0]), np.float64(x[i, 1])
+        x_max = max(x_max, np.sqrt(x0 * x0 + x1 * x1))
+    x_max *= 1.0 + 1e-5  # a mean of samples, rounded in float32
+    for i in range(n):
+        x0, x1 = np.float64(x[i, 0]), np.float64(x[i, 1])
+        reach = x_max + np.sqrt(x0 * x0 + x1 * x1)
+        gap[i] = 2.0 * (_ERR * reach * reach + 1e-30)
+    drift = 0.0
+    for it in range(max_iter):
+        c_max = 0.0
+        for j in range(k):
+            c_norm[j] = f32(f32(0.0) + c[j, 0] * c[j, 0]) + c[j, 1] * c[j, 1]
+            c0, c1 = np.float64(c[j, 0]), np.float64(c[j, 1])
+            c_max = max(c_max, np.sqrt(c0 * c0 + c1 * c1))
+        c_max *= 1.0 + _SLACK
+        for j in range(k):
+            sep = np.inf
+            for q in range(k):
+                if q != j:
+                    dx = np.float64(c[j, 0]) - np.float64(c[q, 0])
+                    dy = np.float64(c[j, 1]) - np.float64(c[q, 1])
+                    sep = min(sep, dx * dx + dy * dy)
+            half_sep[j] = 0.5 * np.sqrt(sep) * (1.0 - _SLACK)
+        # 1. the samples whose label is not certain any more (all of them in the first iteration)
+        n_due = 0
+        if it == 0:
+            for i in range(n):
+                due[i] = i
+            n_due = n
+        else:
+            for i in range(n):
+                due[n_due] = i
+                n_due += np.int64(drift >= expiry[i])
+        # 2. those visited: tighten u; where the label is still not certain, scan
+        same = True
+        for q in range(n_due):
+            i = due[q]
+            x0, x1 = x[i, 0], x[i, 1]
+            lab = labels[i]
+            scan = it == 0
+            if not scan:
+                dx = np.float64(x0) - np.float64(c[lab, 0])
+                dy = np.float64(x1) - np.float64(c[lab, 1])
+                u = np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK)
+                low = max(lower_ref[i] - drift, 2.0 * half_sep[lab] - u)
+                scan = not (low > u and (low - u) * (low + u) > gap[i])
+            if scan:  # exact distances; the float32 formula where they are within its error of the nearest
+                e_min = np.inf
+                for j in range(k):
+                    dx = np.float64(x0) - np.float64(c[j, 0])
+                    dy = np.float64(x1) - np.float64(c[j, 1])
+                    e2[j] = dx * dx + dy * dy
+                    e_min = min(e_min, e2[j])
+                reach = c_max + np.sqrt(np.float64(x0) * np.float64(x0) + np.float64(x1) * np.float64(x1))
+                near = 2.0 * (_ERR * reach * reach + 1e-30)
+                best = np.inf
+                lab = 0
+                for j in range(k):  # any other centre's formula value is larger than the nearest's
+                    if e2[j] - e_min <= near:
+                        dot = x0 * c[j, 0]
+                        dot = f32(np.float64(dot) + np.float64(x1) * np.float64(c[j, 1]))  # one rounding (BLAS)
+                        dist = c_norm[j] + f32(-2.0) * dot
+                        if dist < best:
+                            best = dist
+                            lab = j
+                e_other = np.inf
+                for j in range(k):
+                    if j != lab:
+                        e_other = min(e_other, e2[j])
+                u = np.sqrt(e2[lab]) * (1.0 + _SLACK)
+                low = max(np.sqrt(e_other) * (1.0 - _SLACK), 2.0 * half_sep[lab] - u)
+            lower_ref[i] = low + drift
+            expiry[i] = drift + 0.5 * (low - u - gap[i] / (low + u)) if low + u > 0 else drift
+            labels[i] = lab
+            if lab != labels_old[i]:  # a sample not visited kept its label
+                same = False
+        # 3. each cluster's sums in sample order (a run of one label stays in registers)
+        sums[:] = 0
+        counts[:] = 0
+        run = -1
+        acc0 = acc1 = cnt = f32(0.0)
+        for i in range(n):
+            lab = labels[i]
+            if lab != run:
+                if run >= 0:
+                    sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
+                run = lab
+                acc0, acc1, cnt = sums[lab, 0], sums[lab, 1], counts[lab]
+            cnt += f32(1.0)
+            acc0 += x[i, 0]
+            acc1 += x[i, 1]
+        if run >= 0:
+            sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
+        for j in range(k):
+            if counts[j] == 0:
+                return -(it + 1)
+        shift_tot = f32(0.0)
+        largest = 0.0
+        for j in range(k):
+            alpha = f32(1.0) / counts[j]
+            sq = f32(0.0)
+            for m in range(2):
+                old[j, m] = c[j, m]
+                new = sums[j, m] * alpha
+                diff = new - c[j, m]
+                sq += diff * diff
+                c[j, m] = new
+            shift = f32(np.sqrt(sq))
+            shift_tot += shift * shift
+            dx = np.float64(c[j, 0]) - old[j, 0]
+            dy = np.float64(c[j, 1]) - old[j, 1]
+            largest = max(largest, np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK) + 1e-300)
+        drift += largest
+        if same or shift_tot <= tol_abs:
+            return it + 1
+        for q in range(n_due):
+            labels_old[due[q]] = labels[due[q]]
+    return max_iter
+
+
+_lloyd32_pruned = jit(_lloyd32_pruned)
 
 
 def _assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +311,18 @@ def _assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, d
 
 
-def _centres(x: np.ndarray, old: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """The M step: per-cluster sums in sample order (float32), empty clusters relocated, then times 1 / count."""
-    sums = np.zeros_like(old)
+def _sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums in sample order (float32) and counts."""
+    sums = np.zeros((k, x.shape[1]), dtype=np.float32)
     counts = np.zeros(k, dtype=np.float32)
     np.add.at(sums, labels, x)  # unbuffered, one sample after another
     np.add.at(counts, labels, np.float32(1.0))
+    return sums, counts
+
+
+def _centres(x: np.ndarray, old: np.ndarray, labels: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The M step from the sums: empty clusters relocated, then times 1 / count."""
+    sums, counts, k = sums.copy(), counts.copy(), old.shape[0]
     empty = np.flatnonzero(counts == 0)
     if empty.size:
         far_d = ((x - old[labels]) ** 2).sum(axis=1, dtype=np.float32)
@@ -110,26 +343,96 @@ def _centres(x: np.ndarray, old: np.ndarray, labels: np.ndarray, k: int) -> np.n
     return out
 
 
-def release_track(samples: list[np.ndarray], k_unscaled: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _all_in(samples, points):
+    """NumPy's ``point in samples`` for every point: some sample equals it in some coordinate (row or column)."""
+    for p in range(points.shape[0]):
+        found = False
+        for i in range(samples.shape[0]):
+            if samples[i, 0] == points[p, 0] or samples[i, 1] == points[p, 1]:
+                found = True
+                break
+        if not found:
+            return False
+    return True
+
+
+_all_in = jit(_all_in)
+
+
+def release_track(samples: list[np.ndarray], k_unscaled: int, k: int,
+                  cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One object's K-means centres over a clip, as the release computes them.
 
     samples: per frame, (n_f, 2) (row, col) of every 10th mask pixel in row-major order. A frame with fewer samples
     than ``k_unscaled`` (K before the scale factor) gets no points, as in the release; one with fewer than the
     scaled ``k`` none either (the release's sklearn call raises there). Returns centres (F, k, 2) float32 (row, col)
-    and visibility (F,).
+    and visibility (F,). ``cache``: a dict kept by the caller across calls, where each fit is kept by its samples
+    and init (an edit leaves most frames of most objects as they were; the answer is the same without it).
     """
     num_frames = len(samples)
     out = np.zeros((num_frames, k, 2), dtype=np.float32)
     visible = np.zeros(num_frames, dtype=bool)
+    fits = _fits(cache)
+    # each frame's init depends only on the samples and on the first frame's first fit: plan them, then fit the
+    # frames independently (on worker threads; the compiled loop releases the GIL)
     stored: np.ndarray | None = None
+    plan: list[tuple[int, np.ndarray, np.ndarray]] = []
     for f, s in enumerate(samples):
-        s = np.asarray(s, dtype=np.float32)
+        s = np.ascontiguousarray(s, dtype=np.float32)
         if s.shape[0] < k_unscaled or s.shape[0] < k:
             continue
         if stored is None:
-            stored = kmeans32(s, even_samples(s, k))
-        elif not all(bool((s == point).any()) for point in stored):  # NumPy's `point in s`
+            stored = _fit(s, even_samples(s, k), fits)
+        elif not _stored_init_found(s, stored):
             stored = even_samples(s, k)
-        out[f] = kmeans32(s, stored)
+        plan.append((f, s, stored))
         visible[f] = True
+    for (f, _, _), centres in zip(plan, _fit_all([(s, init) for _, s, init in plan], fits)):
+        out[f] = centres
     return out, visible
+FIT_CACHE_SIZE = 4096  # fits kept (a few hundred bytes each): a few edits of a scene with dozens of objects
+
+
+def _fits(cache: dict | None) -> OrderedDict | None:
+    if cache is None:
+        return None
+    return cache.setdefault("release fits", OrderedDict())
+
+
+def _fit_key(samples: np.ndarray, init: np.ndarray) -> str:
+    init = np.ascontiguousarray(init, dtype=np.float32)
+    return bytes_hash(b"%d|" % len(init) + init.tobytes() + samples.tobytes())
+
+
+def _fit(samples: np.ndarray, init: np.ndarray, fits: OrderedDict | None) -> np.ndarray:
+    """kmeans32, looked up first in ``fits``."""
+    return _fit_all([(samples, init)], fits)[0]
+
+
+def _fit_all(jobs: list[tuple[np.ndarray, np.ndarray]], fits: OrderedDict | None) -> list[np.ndarray]:
+    """kmeans32 of every (samples, init), those not in ``fits`` on worker threads; the new ones kept there (least
+    recently used dropped first)."""
+    keys = [_fit_key(s, init) for s, init in jobs] if fits is not None else [None] * len(jobs)
+    out: list[np.ndarray | None] = [None] * len(jobs)
+    todo = []
+    for q, key in enumerate(keys):
+        if key is not None and key in fits:
+            fits.move_to_end(key)
+            out[q] = fits[key].copy()
+        else:
+            todo.append(q)
+    results = parallel_map(lambda q: kmeans32(*jobs[q]), todo)
+    for q, centres in zip(todo, results):
+        out[q] = centres
+        if fits is not None:
+            fits[keys[q]] = centres.copy()
+            if len(fits) > FIT_CACHE_SIZE:
+                fits.popitem(last=False)
+    return out
+
+
+def _stored_init_found(samples: np.ndarray, stored: np.ndarray) -> bool:
+    """The release's check ``all(point in samples for point in stored)``, NumPy's ``in``: (samples == point).any()."""
+    if numba_on():
+        return bool(_all_in(np.ascontiguousarray(samples, np.float32), np.ascontiguousarray(stored, np.float32)))
+    return all(bool((samples == point).any()) for point in stored)

@@ -5,40 +5,39 @@ holes are inpainted. The release decides it per object and frame, in selection o
 
 - before the first object, every pixel whose first-frame id is <= M (the moved objects' ids, and 0: unlabelled
   pixels anywhere) has id 0 and depth 1.0 (the far end of the scale);
-- object j's rendered pixels are drawn where the frame's depth map is strictly farther than its path depth d_t
-  (one depth per object); there its id and d_t are written into the frame's instance and depth maps;
+- object j's rendered pixels (pytorch3d's point rasteriser, :mod:`levitor.motion.release_raster`) are drawn where
+  the frame's depth map is strictly farther than its path depth d_t (one depth per object, compared in float64 as
+  the release does); there its id and d_t are written into the frame's instance and depth maps;
 - after object j, every such pixel still at id 0 takes j's fill id: the mode of the first column of the
   first-frame map (ids <= M zeroed) in rows [y-5, y), columns [x-5, x+5) above j's first pixel (x, y) in raster
   order (ties: the lowest id). Its depth stays 1.0, so a control point there gets the depth value 0.
 
-So in frame 0 a moved object covers its own place unless its path depth is >= 1.0. Which pixels an object covers
-comes from levitor's splatting (the release uses pytorch3d's point rasterizer, radius 0.011 in NDC); everything
-after that follows the release. A camera path, which the release does not have, moves the static part as
-levitor's renderer does, before the objects are composited.
+So in frame 0 a moved object covers its own place unless its path depth is >= 1.0. A camera path, which the release
+does not have, moves the static part as levitor's renderer does, before the objects are composited. The preview
+colour of a drawn pixel is that of the nearest point the rasteriser kept there.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from levitor.depth import FAR_DEPTH
-from levitor.motion.lift import move
-from levitor.motion.render import (
-    Mover,
-    RenderResult,
-    StaticLayer,
-    footprint,
-    moves,
-    render_static_with_camera,
-    splat,
-    static_layer,
-)
+from levitor._util.hashing import array_hash, digest
+from levitor._util.jit import jit, numba_on
+from levitor._util.threads import parallel_map
+from levitor.depth import DISPARITY_MAX, FAR_DEPTH
+from levitor.motion import release_raster as rr
+from levitor.motion.render import Mover, RenderResult, StaticLayer, moves, render_static_with_camera, static_layer
 from levitor.scene import Intrinsics
 
 FILL_ROWS = 5  # the release's fill window: 5 rows above the object's first pixel ...
 FILL_HALF_WIDTH = 5  # ... columns x-5 .. x+4 (only the first of them decides: see fill_id)
 FAR = FAR_DEPTH  # depth of moved objects' own pixels and of unlabelled ones: the far end of (0, 1]
+NO_FILL = -1
+COVERAGE_CACHE_BYTES = 64 << 20  # moved objects' coverage per frame kept across edits (~1 MB a frame of a large one)
 
 
 def fill_id(base_ids: np.ndarray, first_pixel: tuple[int, int]) -> int | None:
@@ -57,6 +56,45 @@ def fill_id(base_ids: np.ndarray, first_pixel: tuple[int, int]) -> int | None:
     return int(values[np.argmax(counts)])
 
 
+def release_depth_map(depth: np.ndarray) -> np.ndarray:
+    """The scene depth as the release holds it: float64 ``1 / disparity`` (it divides 1.0 by the uint8 map).
+
+    levitor keeps float32 depths; where one is the float32 of 1/k for a disparity k in 1..255, the release's value
+    is the float64 1/k, and the release compares path depths (float64) against that (1/48 > 1/48 is false in
+    float64 but true against the float32 1/48 widened). Other depths (not from a disparity map) are widened."""
+    d = np.asarray(depth, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.rint(1.0 / d.astype(np.float64))
+        on_grid = (k >= 1) & (k <= DISPARITY_MAX) & (np.float32(1.0) / k.astype(np.float32) == d)
+        return np.where(on_grid, 1.0 / np.where(on_grid, k, 1.0), d.astype(np.float64))
+
+
+def _release_depth_map_cached(depth: np.ndarray, cache: dict | None) -> np.ndarray:
+    """:func:`release_depth_map`, kept in ``cache`` (one map, by content) for the next edit."""
+    if cache is None:
+        return release_depth_map(depth)
+    key = array_hash(depth)
+    held = cache.get("release depth map")
+    if held is None or held[0] != key:
+        held = cache["release depth map"] = (key, release_depth_map(depth))
+    return held[1]
+
+
+@dataclass
+class _Cloud:
+    """One moved object as the release renders it: its pixels, their depth (float32) and colour, in raster order."""
+
+    u: np.ndarray  # (N,) float64 column
+    v: np.ndarray  # (N,) float64 row
+    z0: np.ndarray  # (N,) float32 depth
+    order0: np.ndarray  # (N,) int64: ascending (z0, index)
+    color: np.ndarray  # (N, 3) uint8
+    id: int
+    fill: int  # NO_FILL where the release has none
+    delta: np.ndarray  # (F, 3) float64 path displacement from frame 0
+    path_depth: np.ndarray  # (F,) float64 path depth d_t
+
+
 def render_release(
     image: torch.Tensor,
     depth: torch.Tensor,
@@ -67,71 +105,166 @@ def render_release(
     num_frames: int,
     camera_track: torch.Tensor | None = None,
     static: StaticLayer | None = None,
+    use_kernel: bool = True,
+    cache: dict | None = None,
 ) -> RenderResult:
     """Render the moved scene by the release's rules (see the module docstring).
 
     image (H, W, 3) uint8, depth (H, W), instance (H, W) int64 first-frame map (release assembly); movers: the
-    selected objects still in the map, in selection order (each one id); num_selected: M, the number of selected
-    objects (ids 1..M). ``static`` (levitor's static layer) only gives the preview's colours under the movers.
+    selected objects still in the map, in selection order (each one id; its track in the release's terms); num_selected:
+    M, the number of selected objects (ids 1..M). ``static`` (levitor's static layer) only gives the preview's colours
+    under the movers. ``use_kernel``: the compiled loop when numba is installed (the same result). ``cache``: a dict
+    kept by the caller across calls, where each moved object's rasterised coverage is kept (an edit that moves one
+    object does not rasterise the others again; the answer is the same without it).
     """
     H, W = instance.shape
     static = static or static_layer(image, depth, instance, movers)
     fillable0 = instance <= num_selected
     base_ids = torch.where(fillable0, torch.zeros_like(instance), instance)
-    base_depth = torch.where(fillable0, torch.full_like(depth, FAR, dtype=torch.float64), depth.to(torch.float64))
+    base_depth = torch.where(fillable0, torch.full(depth.shape, FAR, dtype=torch.float64),
+                             torch.from_numpy(_release_depth_map_cached(depth.numpy(), cache)))
     base_color = static.color
-    fills = []
-    for mv in movers:
-        first = int(torch.argmin(mv.pixels[:, 1] * W + mv.pixels[:, 0]))  # raster order: row, then column
-        fills.append(fill_id(base_ids.numpy(), (int(mv.pixels[first, 0]), int(mv.pixels[first, 1]))))
     if camera_track is not None and moves(camera_track):
         ids_f, depth_f, color_f = render_static_with_camera(base_ids, base_depth.float(), base_color, K,
                                                              camera_track, num_frames)
-        depth_f = depth_f.to(torch.float64)
+        depth_f = torch.from_numpy(release_depth_map(depth_f.numpy()))
     else:
         ids_f, depth_f, color_f = base_ids[None], base_depth[None], base_color[None]
-    covered = _coverage(movers, K, num_frames, H, W)
+    st_ids = ids_f.reshape(ids_f.shape[0], -1).contiguous().numpy()
+    st_depth = depth_f.reshape(depth_f.shape[0], -1).to(torch.float64).contiguous().numpy()
+    st_color = color_f.reshape(color_f.shape[0], -1, 3).contiguous().numpy()
+    clouds = [_cloud(mv, base_ids.numpy(), W) for mv in movers]
 
     out = RenderResult(torch.empty(num_frames, H, W, dtype=torch.int64), torch.empty(num_frames, H, W),
                        torch.empty(num_frames, H, W, 3, dtype=torch.uint8))
-    for f in range(num_frames):
-        sf = f if ids_f.shape[0] > 1 else 0
-        ids = ids_f[sf].reshape(-1).clone()
-        dmap = depth_f[sf].reshape(-1).clone()
-        col = color_f[sf].reshape(-1, 3).clone()
+    out_ids, out_depth = out.instance.numpy().reshape(num_frames, -1), out.depth.numpy().reshape(num_frames, -1)
+    out_color = out.color.numpy().reshape(num_frames, -1, 3)
+    cam = rr.ReleaseCamera.of(K, H, W)
+    if use_kernel and numba_on():
+        _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W, cache)
+    else:
+        _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W)
+    return out
+
+
+def _cloud(mv: Mover, base_ids: np.ndarray, W: int) -> _Cloud:
+    pix = mv.pixels.numpy()
+    first = int(np.argmin(pix[:, 1] * W + pix[:, 0]))  # raster order: row, then column
+    fill = fill_id(base_ids, (int(pix[first, 0]), int(pix[first, 1])))
+    z0 = mv.depth.numpy().astype(np.float32)
+    track = mv.track.to(torch.float64).numpy()
+    return _Cloud(u=np.ascontiguousarray(pix[:, 0], np.float64), v=np.ascontiguousarray(pix[:, 1], np.float64),
+                  z0=z0, order0=rr.depth_order(z0), color=np.ascontiguousarray(mv.color.numpy()),
+                  id=int(mv.instance[0]), fill=NO_FILL if fill is None else fill,
+                  delta=track - track[:1], path_depth=np.ascontiguousarray(track[:, 2]))
+
+
+def _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W) -> None:
+    """The frame loop without numba, in the release's order (the reference for :func:`_render_compiled`)."""
+    for f in range(out_ids.shape[0]):
+        sf = f if st_ids.shape[0] > 1 else 0
+        ids, dmap, col = st_ids[sf].copy(), st_depth[sf].copy(), st_color[sf].copy()
         fillable = ids == 0
-        for j, mv in enumerate(movers):
-            pix, point = covered[f][j]
-            d_t = float(mv.track[f, 2])
-            draw = dmap[pix] > d_t
-            ids[pix[draw]] = int(mv.instance[0])
+        for c in clouds:
+            x, y, z = rr.project(c.u, c.v, c.z0, c.delta[f], cam)
+            pix, near = rr.coverage(x, y, z, rr.depth_order(z), rr.point_radius(c.delta[f, 2]), c.id, H, W,
+                                    use_kernel=False)
+            d_t = float(c.path_depth[f])
+            draw = dmap[pix] > d_t  # float64, strictly farther
+            ids[pix[draw]] = c.id
             dmap[pix[draw]] = d_t
-            col[pix[draw]] = mv.color[point[draw]]
-            if fills[j] is not None:
-                ids[fillable & (ids == 0)] = fills[j]
-        out.instance[f] = ids.view(H, W)
-        out.depth[f] = dmap.view(H, W).to(torch.float32)
-        out.color[f] = col.view(H, W, 3)
-    return out
+            col[pix[draw]] = c.color[near[draw]]
+            if c.fill != NO_FILL:
+                ids[fillable & (ids == 0)] = c.fill
+        out_ids[f], out_depth[f], out_color[f] = ids, dmap.astype(np.float32), col
 
 
-def _coverage(movers: list[Mover], K: Intrinsics, num_frames: int, H: int, W: int):
-    """Per frame and mover, the pixels the mover's moved points cover and the point covering each. Every mover is
-    splatted alone (the release renders each object on its own): one splat of J images per frame."""
-    if not movers:  # nothing moves (a camera path alone): nothing to cover
-        return [[] for _ in range(num_frames)]
-    moved = []
-    for mv in movers:
-        xy, z = move(mv.pixels.float(), mv.depth.float(), mv.track.float(), K)  # (F, N, 2), (F, N)
-        moved.append((xy, z, footprint(mv.depth.float()[None], z)))
-    sizes = [len(mv.pixels) for mv in movers]
-    starts = np.cumsum([0] + sizes)
-    image_of_point = torch.cat([torch.full((n,), j, dtype=torch.int64) for j, n in enumerate(sizes)])
-    out = []
-    for f in range(num_frames):
-        sp = splat(torch.cat([xy[f] for xy, _, _ in moved]), torch.cat([z[f] for _, z, _ in moved]),
-                   image_of_point, len(movers), H, W, torch.cat([fp[f] for _, _, fp in moved]))
-        image = sp.pixel // (H * W)
-        out.append([(sp.pixel[image == j] % (H * W), sp.point[image == j] - int(starts[j]))
-                    for j in range(len(movers))])
-    return out
+def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W,
+                     cache: dict | None) -> None:
+    """The compiled path: each cloud's coverage per frame (worker threads; kept in ``cache`` by the cloud's pixels,
+    depths, id and the frame's displacement: frame 0 and objects an edit did not move are not rasterised again),
+    then the compositing."""
+    F = out_ids.shape[0]
+    cams = (cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by, H, W)
+    kept = cache.setdefault("release coverage", OrderedDict()) if cache is not None else None
+    frames: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    keys: dict[tuple[int, int], str] = {}
+    for j, c in enumerate(clouds if kept is not None else []):
+        cloud_key = digest(array_hash(c.u), array_hash(c.v), array_hash(c.z0), c.id, cams)
+        for f in range(F):
+            keys[j, f] = key = digest(cloud_key, c.delta[f].tobytes())
+            if key in kept:
+                kept.move_to_end(key)
+                frames[j, f] = kept[key]
+    todo = [(j, f) for j in range(len(clouds)) for f in range(F) if (j, f) not in frames]
+
+    def cover(jf: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        c = clouds[jf[0]]
+        return rr.frame_coverage(c.u, c.v, c.z0, c.order0, c.delta[jf[1]], c.id, cam, H, W)
+
+    work = parallel_map(cover, todo)
+    for jf, cov in zip(todo, work):
+        frames[jf] = cov
+        if kept is not None:
+            kept[keys[jf]] = cov
+    if kept is not None:
+        size = sum(p.nbytes + q.nbytes for p, q in kept.values())
+        while size > COVERAGE_CACHE_BYTES and len(kept) > len(frames):  # never what this call uses
+            p, q = kept.popitem(last=False)[1]  # the least recently used
+            size -= p.nbytes + q.nbytes
+    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see _fill_frame
+    st_depth32 = st_depth.astype(np.float32)
+    dmap = np.empty(st_depth.shape[1], np.float64)
+    stamp = np.zeros(st_depth.shape[1], np.int64)
+    fillable = [np.flatnonzero(ids == 0) for ids in st_ids] if fill > 0 else []
+    for f in range(F):
+        sf = f if st_ids.shape[0] > 1 else 0
+        _begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color)
+        for j, c in enumerate(clouds):
+            pix, near = frames[j, f]
+            _draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
+                        out_color, dmap, stamp)
+        if fill > 0:
+            _fill_frame(f, fill, fillable[sf], out_ids)
+
+
+def _begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color):
+    """Frame f of the release's compositing starts as static frame sf."""
+    out_ids[f, :] = st_ids[sf, :]
+    out_depth[f, :] = st_depth32[sf, :]
+    out_color[f, :, :] = st_color[sf, :, :]
+
+
+_begin_frame = jit(_begin_frame)
+
+
+def _draw_cloud(f, sf, pix, near, colors, obj_id, d_t, st_depth, out_ids, out_depth, out_color, dmap, stamp):
+    """Draw one cloud's coverage in frame f (pixels ``pix``, nearest points ``near`` into ``colors``) where the
+    running depth map (float64) is farther than its path depth d_t. dmap[p] is this frame's depth where
+    stamp[p] == f + 1 (drawn earlier in this frame), the static frame's elsewhere (stamp all 0 before frame 0)."""
+    d_t32 = np.float32(d_t)
+    for q in range(pix.shape[0]):
+        p = pix[q]
+        if (dmap[p] if stamp[p] == f + 1 else st_depth[sf, p]) > d_t:
+            out_ids[f, p] = obj_id
+            dmap[p] = d_t
+            stamp[p] = f + 1
+            out_depth[f, p] = d_t32
+            for ch in range(3):
+                out_color[f, p, ch] = colors[near[q], ch]
+
+
+_draw_cloud = jit(_draw_cloud)
+
+
+def _fill_frame(f, fill, fillable, out_ids):
+    """The release's fill of frame f: fillable pixels nobody drew take ``fill``. The release fills after each
+    object, but a pixel it fills is never 0 again and a drawn one is never filled, so one fill at the end with the
+    first fill id that is not 0 gives the same map."""
+    for q in range(fillable.shape[0]):
+        p = fillable[q]
+        if out_ids[f, p] == 0:
+            out_ids[f, p] = fill
+
+
+_fill_frame = jit(_fill_frame)

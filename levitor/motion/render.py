@@ -278,24 +278,23 @@ def render(
     return RenderResult(st_inst, st_depth, st_color)
 
 
-RELEASE_POINT_RADIUS = 0.011  # NDC: the release's pytorch3d splat radius, grown as an object approaches
-
-
 def _splat_pytorch3d(xy: torch.Tensor, z: torch.Tensor, z0: torch.Tensor, H: int, W: int) -> Splat:
     """The optional pytorch3d backend: its point rasterizer, one point cloud per frame, nearest point kept.
 
-    xy (F, N, 2) pixels, z (F, N) moved depth, z0 (N,) first-frame depth. pytorch3d's NDC: +x left, +y up,
-    the shorter side spans [-1, 1]; a point's radius is max(0.011 - (z - z0), 0.011) as in the release.
+    xy (F, N, 2) pixels, z (F, N) moved depth, z0 (N,) first-frame depth. Points are placed in pytorch3d's NDC as
+    the release's camera places them (:func:`levitor.motion.release_raster.pixel_to_ndc`: a pixel (u, v) at
+    ((W - 2u) / m, (H - 2v) / m), half a pixel up and left of its centre); a point's radius is the release's,
+    max(0.011 - (z - z0), 0.011). levitor's rules then keep the nearest point per pixel.
     """
     from pytorch3d.renderer.points import rasterize_points
     from pytorch3d.structures import Pointclouds
 
+    from levitor.motion.release_raster import BASE_RADIUS, pixel_to_ndc
+
     F, N, _ = xy.shape
-    m = float(min(H, W))
-    x_ndc = (W / m) * (1 - (2 * xy[..., 0] + 1) / W)
-    y_ndc = (H / m) * (1 - (2 * xy[..., 1] + 1) / H)
-    pts = torch.stack([x_ndc, y_ndc, z], dim=-1).float()
-    radius = torch.clamp(RELEASE_POINT_RADIUS - (z - z0[None]), min=RELEASE_POINT_RADIUS).reshape(-1)
+    ndc = torch.from_numpy(pixel_to_ndc(xy[..., 0].double().numpy(), xy[..., 1].double().numpy(), H, W))
+    pts = torch.cat([ndc, z[..., None].double()], dim=-1).float()
+    radius = torch.clamp(BASE_RADIUS - (z - z0[None]), min=BASE_RADIUS).float()  # (clouds, points), as pytorch3d asks
     idx, zbuf, _ = rasterize_points(Pointclouds(points=list(pts)), image_size=(H, W), radius=radius,
                                     points_per_pixel=1)
     idx = idx[..., 0].reshape(-1)  # packed index f * N + i, -1 where empty

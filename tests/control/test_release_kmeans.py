@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from levitor._util.jit import HAVE_NUMBA
+from levitor.control import release_kmeans
 from levitor.control.krule import KRule
 from levitor.control.points import control_from_masks
 from levitor.control.release_kmeans import even_samples, kmeans32, release_track
@@ -74,6 +76,57 @@ def test_compiled_and_reference_loops_agree_and_an_empty_cluster_is_relocated_as
         kmeans32(s[:2], even_samples(s, 3))
 
 
+def _grid_cases(n, seed):
+    """Row-major samples of rectangles (every 1st, 3rd or 10th pixel), as the release's: exact ties everywhere; some
+    inits far off (stale), so that clusters empty and are relocated."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        h, w = rng.integers(5, 60, 2)
+        r0, c0 = rng.integers(0, 200, 2)
+        rows, cols = np.mgrid[r0:r0 + h, c0:c0 + w]
+        s = np.stack([rows.ravel(), cols.ravel()], 1).astype(np.float32)[:: int(rng.choice([1, 3, 10]))]
+        k = int(rng.integers(1, min(25, len(s)) + 1))
+        init = even_samples(s, k)
+        if rng.random() < 0.4:
+            init = init + rng.normal(0, 40, init.shape).astype(np.float32)
+            init[: max(1, k // 3)] += 500
+        out.append((s, init))
+    return out
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="compares the compiled loop with the NumPy reference")
+def test_the_pruned_compiled_loop_is_the_reference_bit_for_bit_on_grids_ties_and_emptied_clusters():
+    # the compiled loop skips the distance scans whose answer its error bound makes certain; an emptied cluster is
+    # relocated in NumPy and the loop resumes
+    cases = _grid_cases(150, seed=4) + _cases(60, seed=5)
+    emptied = 0
+    for s, init in cases:
+        assert np.array_equal(kmeans32(s, init), kmeans32(s, init, use_kernel=False))
+        x = s - s.mean(0)
+        emptied += int(np.any(np.bincount(np.argmin(((x[:, None] - (init - s.mean(0))[None]) ** 2).sum(-1), 1),
+                                          minlength=len(init)) == 0))
+    assert emptied > 20  # the relocation path ran
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="the compiled moments")
+def test_compiled_moments_are_numpys_mean_and_variance():
+    rng = np.random.default_rng(3)
+    for t in range(300):
+        n = int(rng.integers(1, 9000))
+        x = (rng.normal(150, 60, (n, 2)) if t % 2 else rng.integers(0, 512, (n, 2))).astype(np.float32)
+        mean, var_mean = release_kmeans._moments32(x)
+        assert np.array_equal(mean, x.mean(axis=0)) and var_mean == np.mean(np.var(x, axis=0))
+
+
+def test_stored_init_check_is_numpys_in():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        s = rng.integers(0, 20, (int(rng.integers(1, 30)), 2)).astype(np.float32)
+        stored = (rng.integers(0, 25, (int(rng.integers(1, 9)), 2)) + rng.choice([0, 0.5], (1, 2))).astype(np.float32)
+        assert release_kmeans._stored_init_found(s, stored) == all(bool((s == p).any()) for p in stored)
+
+
 def _grid(rows, cols):
     r, c = np.meshgrid(np.asarray(rows, np.float32), np.asarray(cols, np.float32), indexing="ij")
     return np.stack([r.ravel(), c.ravel()], 1)
@@ -102,6 +155,24 @@ def test_release_track_init_across_frames_as_the_release_runs_it():
     expected.append(_sklearn(f3, even_samples(f3, k)))
     for got, want in zip(centres[[0, 1, 3, 4]], expected):
         assert np.array_equal(got, want)
+
+
+def test_release_track_with_a_cache_gives_the_same_centres_and_reuses_unchanged_fits(monkeypatch):
+    rng = np.random.default_rng(7)
+    frames = [_grid(range(10 + f, 30 + f), range(10, 40 + 2 * f)) for f in range(5)]
+    cache: dict = {}
+    want = release_track(frames, 3, 4)
+    fits = []
+    real = release_kmeans.kmeans32
+    monkeypatch.setattr(release_kmeans, "kmeans32", lambda s, i: fits.append(len(s)) or real(s, i))
+    for got in (release_track(frames, 3, 4, cache=cache), release_track(frames, 3, 4, cache=cache)):
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert len(fits) == 6  # frame 0 twice, then one fit a frame; the second call: all from the cache
+    frames[3] = frames[3] + np.float32(rng.integers(1, 3))  # an edit that changes frame 3 only
+    got = release_track(frames, 3, 4, cache=cache)
+    assert all(np.array_equal(g, w) for g, w in zip(got, release_track(frames, 3, 4)))
+    # frame 3 fitted again, and frame 4 where its init comes from frame 3's samples (then the uncached reference: 6)
+    assert len(fits) - 6 - 6 in (1, 2)
 
 
 def test_release_kmeans_checks_the_sample_count_against_k_before_the_scale_factor():

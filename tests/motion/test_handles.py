@@ -18,6 +18,7 @@ from levitor.motion.handles import (
     release_track_from_handles,
 )
 from levitor.motion.lift import interpolate_path, move, object_path_3d, project
+from levitor.motion.release_raster import point_radius
 from levitor.scene import Intrinsics, PathPoint, Scene
 from tests.conftest import make_scene
 
@@ -67,10 +68,13 @@ def test_the_anchor_lands_on_the_handle_at_any_depth(x0, y0, hx, hy, z0, nearer,
 def test_a_flat_object_is_rendered_around_its_handle(cx, cy, dx, dy, nearer, rules):
     """A flat square selected at its centroid, moved and brought nearer or farther: its rendered centroid is the
     handle (within a pixel: the splat covers whole pixels), under either rule set."""
-    s = make_scene(H=90, W=120, objects=[(cx - 6, cy - 6, cx + 6, cy + 6, 0.3)], depth=0.9, num_frames=3)
+    # the release's rasteriser needs its demo's scale: below ~130 px on the short side its radius (0.011 NDC,
+    # 0.011 x min(H, W) / 2 px) reaches no pixel centre; its radius also grows by the depth change
+    H, W, grow = (90, 120, 0.0) if rules == "levitor" else (288, 384, point_radius(0.3 / nearer - 0.3) * 144)
+    s = make_scene(H=H, W=W, objects=[(cx - 6, cy - 6, cx + 6, cy + 6, 0.3)], depth=0.9, num_frames=3)
     obj = s.select(0)
     hx, hy = obj.path[0].x + dx, obj.path[0].y + dy
-    half = 6 * nearer + 2  # the grown square stays inside the picture (a clipped one has another centroid)
+    half = 6 * nearer + 2 + grow  # the grown square stays inside the picture (a clipped one has another centroid)
     assume(half <= hx <= s.width - 1 - half and half <= hy <= s.height - 1 - half)
     obj.path.append(PathPoint(hx, hy, obj.path[0].depth / nearer))
     res = Engine(s, rules=rules).update()
