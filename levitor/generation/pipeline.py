@@ -313,13 +313,16 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
             raise ValueError(f"reference= and reference_mask= steer only guidance '{TTM}' or '{CONTROLNET}+{TTM}'; "
                              f"with guidance {guidance!r} they would be ignored")
 
-    def _check_control(self, control, height: int, width: int, num_frames: int, batch: int, guidance: str) -> None:
-        if self.controlnet is None:
+    def _check_has_controlnet(self, guidance: str) -> None:
+        if uses_controlnet(guidance) and self.controlnet is None:
             raise ValueError(
                 f"guidance {guidance!r} needs a ControlNet, and this pipeline has none (it was loaded with "
                 f"controlnet=None). Use guidance '{TTM}' (training-free: plain SVD steered by the warped reference "
                 f"video), or load the LeviTor weights: LeviTorPipeline.from_pretrained(base, controlnet='{LEVITOR_ID}')"
             )
+
+    def _check_control(self, control, height: int, width: int, num_frames: int, batch: int, guidance: str) -> None:
+        self._check_has_controlnet(guidance)
         if isinstance(control, ControlSignal):
             if control.num_frames != num_frames:
                 raise ValueError(
@@ -361,7 +364,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         return 1
 
     @staticmethod
-    def _default_size(control: ControlSignal | torch.Tensor | None, reference=None) -> tuple[int, int, int]:
+    def _default_size(control: ControlSignal | torch.Tensor | None, reference=None, reference_mask=None,
+                      guidance: str = DEFAULT_GUIDANCE) -> tuple[int, int, int]:
         """(height, width, num_frames) the control was made for, else the reference's."""
         if isinstance(control, ControlSignal):
             return control.height, control.width, control.num_frames
@@ -369,9 +373,11 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
             return int(control.shape[-2]), int(control.shape[-1]), int(control.shape[-4])
         if control is None and isinstance(reference, (np.ndarray, torch.Tensor)) and reference.ndim in (4, 5):
             return int(reference.shape[-3]), int(reference.shape[-2]), int(reference.shape[-4])
+        if control is None and uses_ttm(guidance):
+            check_reference(reference, reference_mask, 0, 1, guidance)  # raises: no usable reference
         if control is None:
-            raise ValueError("give control= (a ControlSignal) or, for guidance 'ttm', reference= frames (F, H, W, 3): "
-                             "the video's size comes from one of them")
+            raise ValueError(f"guidance {guidance!r} needs control= (a ControlSignal, e.g. Engine(scene).update()"
+                             ".signal, or its encoding)")
         raise ValueError(
             f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
         )
@@ -517,7 +523,9 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         num_videos_per_prompt, each image's videos together.
         """
         # 1. Check inputs (nothing has touched the GPU yet)
-        default_h, default_w, default_f = self._default_size(control, reference)
+        check_guidance(guidance, tweak_fraction, tstrong_fraction)
+        self._check_has_controlnet(guidance)
+        default_h, default_w, default_f = self._default_size(control, reference, reference_mask, guidance)
         height = default_h if height is None else height
         width = default_w if width is None else width
         num_frames = default_f if num_frames is None else num_frames
