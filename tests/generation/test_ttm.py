@@ -277,6 +277,22 @@ def test_reference_given_without_ttm_is_an_error():
         tiny_pipeline()(tiny_image(), control=tiny_signal(), reference=np.zeros((4, 64, 64, 3), np.uint8))
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("preset", ["default", "low_vram"])
+def test_ttm_on_gpu_fp16(svd_folder, inputs, preset):
+    """fp16 on CUDA, the VAE upcast for the reference encode, offload under low_vram: the pinned latents still
+    equal the re-noised reference (fp16 rounding: 1e-2 of values up to ~30)."""
+    gpu = LeviTorPipeline.from_pretrained(svd_folder, controlnet=None, allow_download=False).apply_preset(preset,
+                                                                                                      device="cuda")
+    gpu.set_progress_bar_config(disable=True)
+    _, _, after, latents = _ttm_run(gpu, inputs)
+    assert torch.isfinite(latents).all() and gpu.unet.dtype == torch.float16
+    cells = inputs[3].expand_as(after[0]).cuda()
+    noised = _reference_latents(gpu.vae.float().cpu(), inputs[1]) + inputs[4] * _sigmas()[START + 1]
+    torch.testing.assert_close(after[0][cells].float().cpu(), noised[cells.cpu()], rtol=1e-2, atol=3e-2)
+
+
 # ---------------------------------------------------------------- the warped reference from the engine
 
 
