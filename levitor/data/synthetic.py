@@ -151,9 +151,11 @@ class SyntheticClip:
 
     def to_scene(self) -> Scene:
         """The scene a user would build from the first frame to ask for this clip's motion: every sprite seen in
-        frame 0 selected, its path the sprite's centre and depth in every frame. The engine re-renders the clip
-        from it (the warped video training-free guidance steers by); the background stays still (a camera pan is
-        not carried over), and a sprite hidden in frame 0 cannot be lifted, so it is left out."""
+        frame 0 selected, its path the sprite's centre and depth in every frame; the background's instances
+        (``background_instances``: ground, wall) as masks that stay put, so they get static control points as in
+        training. The engine re-renders the clip from it (the warped video training-free guidance steers by); the
+        background stays still (a camera pan is not carried over), and a sprite hidden in frame 0 cannot be
+        lifted, so it is left out."""
         scene = Scene(image=self.frames[0].copy(), depth=self.depth[0].copy(), num_frames=self.num_frames,
                       interpolation="linear", depth_source="synthetic")
         for sp in self.sprites:
@@ -163,6 +165,8 @@ class SyntheticClip:
             obj = scene.select(scene.add_mask(mask, source="synthetic"), name=f"sprite {sp.id}")
             obj.path = [PathPoint(float(x), float(y), float(z), frame)
                         for frame, ((x, y, _), z) in enumerate(zip(sp.screen, sp.world[:, 2]))]
+        for background in sorted(set(np.unique(self.instance[0]).tolist()) - {0, *self.object_ids}):
+            scene.add_mask(self.instance[0] == background, source="synthetic")
         return scene
 
     def track_dict(self) -> dict:
