@@ -92,12 +92,13 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
 
     def build():
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
-        controlnet = "auto" if with_controlnet else None
-        if saved:
-            pipe = LeviTorPipeline.from_pretrained(weights, controlnet, torch_dtype=dtype, allow_download=False)
+        if saved:  # the folder holds the base (and its ControlNet, left out for ttm)
+            pipe = LeviTorPipeline.from_pretrained(weights, "auto" if with_controlnet else None, torch_dtype=dtype,
+                                                   allow_download=False)
         else:
-            pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, weights if with_controlnet and weights else
-                                                   controlnet, torch_dtype=dtype, allow_download=allow_download)
+            controlnet = (weights or "auto") if with_controlnet else None
+            pipe = LeviTorPipeline.from_pretrained(base or SVD_XT_ID, controlnet, torch_dtype=dtype,
+                                                   allow_download=allow_download)
         return pipe.apply_preset(preset, device=dev)
 
     try:
