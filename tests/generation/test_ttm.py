@@ -321,6 +321,25 @@ def test_warped_reference_is_the_engines_render_and_the_moved_objects_pixels():
         warped_reference(result, dilate=-1)
 
 
+def test_a_synthetic_clip_as_a_scene_rewarps_to_the_clip():
+    """SyntheticClip.to_scene is what the evaluation's TTM rows steer by: frame 0 is the clip's, and the sprites'
+    paths carry them where the clip has them (sprites crossing at a near-constant depth: IoU of the moved pixels
+    with the clip's sprites, every frame)."""
+    from levitor.data.synthetic import SyntheticConfig, generate_clip
+
+    clip = generate_clip(5, SyntheticConfig(height=32, width=32, num_frames=8, min_sprites=2, max_sprites=3,
+                                            sprite_size=(0.12, 0.2), background_instances=True, camera_pan_prob=0,
+                                            pass_behind_prob=0.0))
+    scene = clip.to_scene()
+    assert len(scene.objects) == len(clip.sprites) and len(scene.masks) == len(clip.sprites) + 2  # + ground, wall
+    frames, mask = warped_reference(Engine(scene).update())
+    truth = np.isin(clip.instance, clip.object_ids)
+    np.testing.assert_array_equal(frames[0], clip.frames[0])
+    np.testing.assert_array_equal(mask[0], truth[0])
+    iou = [(mask[f] & truth[f]).sum() / (mask[f] | truth[f]).sum() for f in range(clip.num_frames)]
+    assert min(iou) > 0.7, iou  # 0.75-0.91 (a splatted, rounded warp of 32x32 sprites)
+
+
 def test_generate_with_ttm_records_the_mode_and_shows_one_progress_bar(pipe, tmp_path):
     from levitor.generation.generate import generate
 
