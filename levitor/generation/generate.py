@@ -38,7 +38,6 @@ from levitor.defaults import VideoSize, check_seed, video_size
 from levitor.engine import Engine
 from levitor.generation.guidance import (
     DEFAULT_GUIDANCE,
-    GUIDANCE_LABELS,
     TSTRONG_FRACTION,
     TTM,
     TWEAK_FRACTION,
@@ -245,7 +244,7 @@ def generate(
 def guidance_record(guidance: str, tweak_fraction: float, tstrong_fraction: float, steps: int) -> dict:
     """What a generation's record says about its guidance: the mode and, with TTM, its schedule (the fractions
     and the steps they gave)."""
-    record = {"guidance": guidance, "guidance_label": GUIDANCE_LABELS[guidance]}
+    record: dict = {"guidance": guidance}
     if uses_ttm(guidance):
         schedule = TTMSchedule.from_fractions(tweak_fraction, tstrong_fraction, steps)
         record["ttm"] = {"tweak_fraction": tweak_fraction, "tstrong_fraction": tstrong_fraction,

@@ -23,7 +23,7 @@ TTM = "ttm"
 CONTROLNET_TTM = "controlnet+ttm"
 GUIDANCE_MODES = (CONTROLNET, TTM, CONTROLNET_TTM)
 DEFAULT_GUIDANCE = CONTROLNET  # the release's behaviour
-GUIDANCE_LABELS = {  # what a menu or a record says about each mode
+GUIDANCE_LABELS = {  # what a menu says about each mode (with SVD-xt)
     CONTROLNET: "SVD-xt + LeviTor ControlNet",
     TTM: "SVD-xt, training-free (warped video, no ControlNet)",
     CONTROLNET_TTM: "SVD-xt + LeviTor ControlNet + warped video",
