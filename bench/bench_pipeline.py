@@ -1,11 +1,14 @@
-"""Speed and memory of LeviTorPipeline against diffusers' StableVideoDiffusionPipeline, same weights, same run.
+"""Speed and memory of LeviTorPipeline (ControlNet and training-free TTM guidance) against diffusers'
+StableVideoDiffusionPipeline, same weights, same run.
 
     python bench/bench_pipeline.py                 # CUDA if present, else a labelled reduced CPU run
     python bench/bench_pipeline.py --json out.json # also write the figures as JSON
 
 On CUDA (defaults): random weights of the real SVD-xt architecture (built from its config, nothing is
 downloaded), fp16, 25 steps, CFG on (1.0 -> 3.0), decode_chunk_size 8 for both pipelines:
-  1. 16 frames 320x512: time of the full LeviTor pipeline vs plain SVD (target ratio <= 1.4x);
+  1. 16 frames 320x512: time of the full LeviTor pipeline vs plain SVD (target ratio <= 1.4x), and of
+     guidance="ttm" (no ControlNet; TTM's default schedule starts at step 8 of 25, plus the reference's VAE
+     encode) vs plain SVD;
   2. peak VRAM with the "default" and "low_vram" presets (target low_vram <= 14 GB);
   3. 25 frames 576x1024: both timings, for reference.
 On CPU (defaults): the same comparison at a reduced size (8 frames 128x128, 2 steps) with the tiny test
@@ -29,6 +32,7 @@ from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemp
 
 from levitor.control.encode import encode
 from levitor.control.signal import ControlSignal
+from levitor.generation.guidance import GUIDANCE_MODES, TSTRONG_FRACTION, TWEAK_FRACTION, TTMSchedule
 from levitor.generation.memtrace import GB, predict_svd_xt_memory
 from levitor.generation.pipeline import LeviTorPipeline
 from levitor.testing.tiny import random_svd_xt_pipeline, tiny_image, tiny_pipeline
@@ -72,15 +76,33 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_once(pipe, case: Case, device: torch.device, levitor: bool, decode_chunk_size: int) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one generation. On a shared CPU the CPU time is the steadier figure."""
+def bench_reference(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    """A warped reference for TTM: frames (F, H, W, 3) uint8 and a mask of a quarter of the image drifting right
+    (the values change no timing; the mask's size changes nothing either: pinning is one torch.where a step)."""
+    frames = (torch.rand(case.frames, case.height, case.width, 3, generator=torch.Generator().manual_seed(1)) * 255)
+    mask = torch.zeros(case.frames, case.height, case.width, dtype=torch.bool)
+    for f in range(case.frames):
+        x = f * case.width // (2 * case.frames)
+        mask[f, case.height // 4: 3 * case.height // 4, x: x + case.width // 2] = True
+    return frames.to(torch.uint8), mask
+
+
+MODES = ("svd", "controlnet", "ttm")  # plain diffusers SVD, LeviTor's ControlNet, training-free TTM
+
+
+def run_once(pipe, case: Case, device: torch.device, mode: str, decode_chunk_size: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one generation. On a shared CPU the CPU time is the steadier figure.
+    mode: "svd" (``pipe`` is diffusers' pipeline), "controlnet" or "ttm" (``pipe`` is LeviTor's)."""
     image = tiny_image(case.height, case.width)
     kwargs = dict(height=case.height, width=case.width, num_frames=case.frames, num_inference_steps=case.steps,
                   min_guidance_scale=1.0, max_guidance_scale=3.0, fps=6, motion_bucket_id=100,
                   noise_aug_strength=0.02, decode_chunk_size=decode_chunk_size, output_type="pt",
                   generator=torch.Generator().manual_seed(217113))
-    if levitor:
+    if mode == "controlnet":
         kwargs["control"] = bench_signal(case)
+    elif mode == "ttm":
+        reference, mask = bench_reference(case)
+        kwargs.update(guidance="ttm", reference=reference, reference_mask=mask)
     _sync(device)
     wall, cpu = time.perf_counter(), time.process_time()
     pipe(image, **kwargs)
@@ -89,40 +111,48 @@ def run_once(pipe, case: Case, device: torch.device, levitor: bool, decode_chunk
 
 
 def time_pair(pipe: LeviTorPipeline, svd, case: Case, device, repeats: int, decode_chunk_size: int) -> dict:
-    """Alternate the two pipelines (after a short warm-up) so drift hits both alike; report the minimum."""
+    """Alternate plain SVD, the ControlNet and TTM (after a short warm-up) so drift hits all alike; report the
+    minimum of each. ``levitor_*`` is the ControlNet mode (the keys of earlier runs), ``ttm_*`` the TTM mode."""
     warm = Case(case.frames, case.height, case.width, steps=min(case.steps, 2))
-    run_once(svd, warm, device, False, decode_chunk_size)
-    run_once(pipe, warm, device, True, decode_chunk_size)
-    svd_t, lev_t = [], []
+    runners = {"svd": svd, "controlnet": pipe, "ttm": pipe}
+    for mode in MODES:
+        run_once(runners[mode], warm, device, mode, decode_chunk_size)
+    times = {mode: [] for mode in MODES}
     for _ in range(repeats):
-        svd_t.append(run_once(svd, case, device, False, decode_chunk_size))
-        lev_t.append(run_once(pipe, case, device, True, decode_chunk_size))
-    svd_s, lev_s = min(w for w, _ in svd_t), min(w for w, _ in lev_t)
-    svd_cpu, lev_cpu = min(c for _, c in svd_t), min(c for _, c in lev_t)
-    return dict(case=asdict(case), svd_s=svd_s, levitor_s=lev_s, ratio=lev_s / svd_s,
-                svd_cpu_s=svd_cpu, levitor_cpu_s=lev_cpu, cpu_ratio=lev_cpu / svd_cpu,
-                svd_all=svd_t, levitor_all=lev_t)
+        for mode in MODES:
+            times[mode].append(run_once(runners[mode], case, device, mode, decode_chunk_size))
+    wall = {mode: min(w for w, _ in t) for mode, t in times.items()}
+    cpu = {mode: min(c for _, c in t) for mode, t in times.items()}
+    steps_run = TTMSchedule.from_fractions(TWEAK_FRACTION, TSTRONG_FRACTION, case.steps).steps_run
+    return dict(case=asdict(case), svd_s=wall["svd"], levitor_s=wall["controlnet"],
+                ratio=wall["controlnet"] / wall["svd"], ttm_s=wall["ttm"], ttm_ratio=wall["ttm"] / wall["svd"],
+                svd_cpu_s=cpu["svd"], levitor_cpu_s=cpu["controlnet"], cpu_ratio=cpu["controlnet"] / cpu["svd"],
+                ttm_cpu_s=cpu["ttm"], ttm_cpu_ratio=cpu["ttm"] / cpu["svd"], ttm_steps_run=steps_run,
+                svd_all=times["svd"], levitor_all=times["controlnet"], ttm_all=times["ttm"])
 
 
-def peak_memory(pipe: LeviTorPipeline, preset: str, case: Case, device: torch.device) -> dict:
+def peak_memory(pipe: LeviTorPipeline, preset: str, case: Case, device: torch.device, mode: str = "controlnet"
+                ) -> dict:
     pipe.apply_preset(preset, device=device)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
-    seconds, _ = run_once(pipe, case, device, True, decode_chunk_size=pipe._preset_decode_chunk_size)
-    return dict(preset=preset, case=asdict(case), seconds=seconds,
+    seconds, _ = run_once(pipe, case, device, mode, decode_chunk_size=pipe._preset_decode_chunk_size)
+    return dict(preset=preset, mode=mode, case=asdict(case), seconds=seconds,
                 peak_allocated_gib=torch.cuda.max_memory_allocated(device) / GIB,
                 peak_reserved_gib=torch.cuda.max_memory_reserved(device) / GIB)
 
 
-def predicted_memory(cases: list[Case]) -> list[dict]:
-    """Peak bytes of the SVD-xt pipeline traced on the meta device (no GPU, no weights): what the measured peaks
-    are compared with."""
+def predicted_memory(cases: list[Case], modes: tuple[str, ...] = GUIDANCE_MODES) -> list[dict]:
+    """Peak bytes of the SVD-xt pipeline traced on the meta device (no GPU, no weights), per guidance mode: what
+    the measured peaks are compared with."""
     rows = []
     for case in cases:
-        for preset, trace in predict_svd_xt_memory(case.frames, case.height, case.width).items():
-            rows.append(dict(preset=preset, case=asdict(case), predicted_gb=trace.peak_bytes / GB,
-                             predicted_gib=trace.peak_bytes / GIB, during=trace.peak_during,
-                             by_model_gb={k: v / GB for k, v in trace.by_model.items()}))
+        for guidance in modes:
+            traces = predict_svd_xt_memory(case.frames, case.height, case.width, guidance=guidance)
+            for preset, trace in traces.items():
+                rows.append(dict(preset=preset, guidance=guidance, case=asdict(case),
+                                 predicted_gb=trace.peak_bytes / GB, predicted_gib=trace.peak_bytes / GIB,
+                                 during=trace.peak_during, by_model_gb={k: v / GB for k, v in trace.by_model.items()}))
     return rows
 
 
@@ -151,11 +181,13 @@ def predicted_flop_ratio(case: Case, decode_chunk_size: int = 8) -> dict:
     embed = flops(lambda: pipe.controlnet.embed_condition(cond))
     decode = sum(flops(lambda n=n: pipe.vae.decode(torch.empty(n, 4, h, w, **meta), num_frames=n))
                  for n in [min(decode_chunk_size, f - i) for i in range(0, f, decode_chunk_size)])
+    encode = flops(lambda: pipe.vae.encode(torch.empty(f, 3, case.height, case.width, **meta)))  # the reference
     svd = case.steps * unet + decode
     levitor = case.steps * (unet + controlnet) + embed + decode
+    ttm = TTMSchedule.from_fractions(TWEAK_FRACTION, TSTRONG_FRACTION, case.steps).steps_run * unet + encode + decode
     return dict(case=asdict(case), unet_step_tflop=unet / 1e12, controlnet_step_tflop=controlnet / 1e12,
-                embed_tflop=embed / 1e12, decode_tflop=decode / 1e12, step_ratio=(unet + controlnet) / unet,
-                ratio=levitor / svd)
+                embed_tflop=embed / 1e12, decode_tflop=decode / 1e12, reference_encode_tflop=encode / 1e12,
+                step_ratio=(unet + controlnet) / unet, ratio=levitor / svd, ttm_ratio=ttm / svd)
 
 
 def main() -> None:
@@ -201,10 +233,13 @@ def main() -> None:
     results["timings"].append(row)
     c = main_case
     print(f"{c.frames}x{c.height}x{c.width}, {c.steps} steps, CFG: SVD {row['svd_s']:.2f} s, "
-          f"LeviTor {row['levitor_s']:.2f} s, ratio {row['ratio']:.3f} (target <= 1.4)")
+          f"LeviTor {row['levitor_s']:.2f} s, ratio {row['ratio']:.3f} (target <= 1.4); TTM (no ControlNet, "
+          f"{row['ttm_steps_run']} of {c.steps} steps run, plus the reference encode) {row['ttm_s']:.2f} s, ratio "
+          f"{row['ttm_ratio']:.3f}")
     if not cuda:
         print(f"  process CPU time: SVD {row['svd_cpu_s']:.2f} s, LeviTor {row['levitor_cpu_s']:.2f} s, "
-              f"ratio {row['cpu_ratio']:.3f} (steadier than wall time on a shared CPU)")
+              f"ratio {row['cpu_ratio']:.3f}; TTM {row['ttm_cpu_s']:.2f} s, ratio {row['ttm_cpu_ratio']:.3f} "
+              "(steadier than wall time on a shared CPU)")
 
     # the control is drawn on the CPU every call; its share of the LeviTor time, for reading the ratio
     start = time.perf_counter()
@@ -217,13 +252,14 @@ def main() -> None:
         print(f"  by FLOPs (SVD-xt, {gpu_case.frames}x{gpu_case.height}x{gpu_case.width}, {gpu_case.steps} steps): "
               f"UNet {r['unet_step_tflop']:.1f} + ControlNet {r['controlnet_step_tflop']:.1f} TFLOP a step, "
               f"control embedding {r['embed_tflop']:.2f} once, VAE decode {r['decode_tflop']:.1f}: "
-              f"ratio {r['ratio']:.3f}")
+              f"ratio {r['ratio']:.3f}; TTM (reference encode {r['reference_encode_tflop']:.1f}): ratio "
+              f"{r['ttm_ratio']:.3f}")
 
     if cuda and not args.no_reference:
         ref = time_pair(pipe, svd, Case(25, 576, 1024, 25), device, 1, args.decode_chunk_size)
         results["timings"].append(ref)
         print(f"25x576x1024, 25 steps, CFG (reference): SVD {ref['svd_s']:.2f} s, LeviTor {ref['levitor_s']:.2f} s, "
-              f"ratio {ref['ratio']:.3f}")
+              f"ratio {ref['ratio']:.3f}; TTM {ref['ttm_s']:.2f} s, ratio {ref['ttm_ratio']:.3f}")
 
     if not args.no_memory:
         predicted = predicted_memory([Case(16, 320, 512, 25), Case(25, 576, 1024, 25)])
@@ -231,18 +267,26 @@ def main() -> None:
         print("peak VRAM predicted by a meta-device trace (SVD-xt, fp16, CFG; tensor bytes, no CUDA context):")
         for row in predicted:
             c = row["case"]
-            print(f"  {c['frames']}x{c['height']}x{c['width']} {row['preset']:8s}: {row['predicted_gib']:.2f} GiB "
-                  f"({row['predicted_gb']:.2f} GB), during {row['during']}")
+            print(f"  {c['frames']}x{c['height']}x{c['width']} {row['guidance']:14s} {row['preset']:8s}: "
+                  f"{row['predicted_gib']:.2f} GiB ({row['predicted_gb']:.2f} GB), during {row['during']}")
     if cuda and not args.no_memory:
         del svd  # its UNet shares the weight tensors and would pin them on the GPU under CPU offload
-        for preset in ("default", "low_vram"):
-            mem = peak_memory(pipe, preset, main_case, device)
+        # TTM measured on the pipeline with its ControlNet moved off (as from_pretrained(controlnet=None) loads it)
+        for mode, preset in (("controlnet", "default"), ("controlnet", "low_vram"), ("ttm", "default")):
+            run_pipe = pipe
+            if mode == "ttm":
+                pipe.apply_preset("default", device=device)  # no offload hooks left on the shared modules
+                pipe.controlnet.to("cpu")
+                run_pipe = LeviTorPipeline(**{**pipe.components, "controlnet": None})
+                run_pipe.set_progress_bar_config(disable=True)
+            mem = peak_memory(run_pipe, preset, main_case, device, mode)
             results["memory"].append(mem)
             target = " (target <= 14 GB)" if preset == "low_vram" else ""
-            guess = next(r for r in predicted if r["preset"] == preset and r["case"] == asdict(main_case))
+            guess = next(r for r in predicted if r["preset"] == preset and r["guidance"] == mode
+                         and r["case"] == asdict(main_case))
             mem["predicted_gib"] = guess["predicted_gib"] if arch == "svd-xt" else None
             beside = f", predicted {guess['predicted_gib']:.2f} GiB" if arch == "svd-xt" else ""
-            print(f"preset {preset}: peak allocated {mem['peak_allocated_gib']:.2f} GiB{beside}, reserved "
+            print(f"{mode} preset {preset}: peak allocated {mem['peak_allocated_gib']:.2f} GiB{beside}, reserved "
                   f"{mem['peak_reserved_gib']:.2f} GiB{target}, {mem['seconds']:.2f} s")
         pipe.apply_preset("default", device=device)
 

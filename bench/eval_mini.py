@@ -13,6 +13,17 @@ first frame and a control video, and generates the clip. Variants, all with the 
 - reference rows: ``truth`` (the real clip: checks the locator, should be ~0 px / IoU ~1) and ``still``
   (the first frame repeated: an object that does not move at all).
 
+Training-free guidance (Time-to-Move, docs/ttm.md), with ``--ttm TWEAK:TSTRONG,...``: per setting,
+
+- ``ttm@TWEAK-TSTRONG``: the same model without its ControlNet, steered by the warped reference video alone;
+- ``control+ttm@TWEAK-TSTRONG``: the ControlNet with the clip's control and the warped reference together;
+- and the row ``warped`` (free): the warped reference itself, scored like a generated video.
+
+The warped reference is what a user of the Studio would get: the clip turned into a scene
+(:meth:`SyntheticClip.to_scene`: the first frame, each sprite's frame-0 mask, its path through every frame),
+re-rendered by the engine (:func:`levitor.generation.reference.warped_reference`), with the same initial noise as
+the other rows (TTM's fixed noise).
+
 Metrics, per sprite and frame (frames 1..F-1, sprites visible in the ground truth):
 
 - follow error: distance in pixels between the requested centroid (of the rendered ground-truth mask) and the
@@ -51,6 +62,13 @@ MISSING_PENALTY = 0.5   # follow error of a sprite that is nowhere to be found, 
 MIN_AREA = 2            # ground-truth pixels a sprite needs in a frame to be scored there
 PASSED_PX = 3.0         # a behind sprite "passed" if its mean follow error stays under this (pixels)
 VARIANTS = ("control", "zero", "no_depth", "no_instance", "center_point")
+TTM_MODES = {"ttm": "ttm", "control+ttm": "controlnet+ttm"}  # row prefix -> the pipeline's guidance
+
+
+def ttm_rows(settings: list[tuple[float, float]]) -> list[tuple[str, str, float, float]]:
+    """(row name, guidance, tweak, tstrong) of every TTM row."""
+    return [(f"{prefix}@{tweak:g}-{tstrong:g}", guidance, tweak, tstrong)
+            for tweak, tstrong in settings for prefix, guidance in TTM_MODES.items()]
 
 
 def color_masks(frames: np.ndarray, colors: list[tuple[int, int, int]]) -> np.ndarray:
@@ -144,18 +162,27 @@ def occlusion_right(frames: np.ndarray, clip) -> tuple[bool, bool] | None:
     return front_wins, passed
 
 
-def controls_for(clip, config, info: dict) -> dict[str, torch.Tensor]:
-    """(F, 3, H, W) raw control video of each variant."""
+def controls_for(clip, config, info: dict, variants=VARIANTS) -> dict[str, torch.Tensor]:
+    """(F, 3, H, W) raw control video of each variant (and of "control", which the TTM rows with control use)."""
     from levitor.training.datasets import control_video
 
     out = {}
-    for name in VARIANTS:
+    for name in {"control", *variants}:
         if name == "zero":
             continue
         variant = dataclasses.replace(config, control="full" if name == "control" else name)
         out[name] = control_video(clip.instance, clip.depth, clip.moved_ids, variant)
     out["zero"] = torch.zeros_like(out["control"])
-    return {name: out[name] for name in VARIANTS}
+    return out
+
+
+def warped_for(clip) -> tuple[np.ndarray, np.ndarray]:
+    """The engine's warped reference of the clip and its mask, as a user would make them from frame 0 and the
+    sprites' paths."""
+    from levitor.engine import Engine
+    from levitor.generation.reference import warped_reference
+
+    return warped_reference(Engine(clip.to_scene()).update())
 
 
 def _world(world_from: str | Path | None, info: dict) -> dict:
@@ -171,9 +198,11 @@ def _world(world_from: str | Path | None, info: dict) -> dict:
 
 
 def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, batch_clips: int = 4,
-             out_dir: Path | None = None, seed: int = 0, world_from: str | Path | None = None) -> dict:
+             out_dir: Path | None = None, seed: int = 0, world_from: str | Path | None = None,
+             variants=VARIANTS, ttm: list[tuple[float, float]] = ()) -> dict:
     """``world_from``: a mini model folder or a training config whose synthetic world to draw the clips from
-    (default: the evaluated model's own), so that two models trained on different worlds meet the same clips."""
+    (default: the evaluated model's own), so that two models trained on different worlds meet the same clips.
+    ``variants``: the ControlNet rows; ``ttm``: (tweak, tstrong) settings of the TTM rows (none by default)."""
     from levitor.data.synthetic import generate_clip
     from levitor.generation.mini import load_mini_pipeline
     from levitor.training.config import EVAL_SEED_OFFSET, load_config, synthetic_config
@@ -189,36 +218,48 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     clips = [generate_clip(EVAL_SEED_OFFSET + i, world) for i in range(num_clips)]
     clips += [generate_clip(EVAL_SEED_OFFSET + 500_000 + i, pair_world) for i in range(num_pairs)]
 
+    rows = ttm_rows(list(ttm))
+    names = (*variants, *(row[0] for row in rows), "truth", "still", *(("warped",) if rows else ()))
     results = {name: {"follow_px": [], "iou": [], "found": [], "occlusion": [], "passed": [], "psnr": [],
-                      "grain": []} for name in (*VARIANTS, "truth", "still")}
+                      "grain": []} for name in names}
     steps = steps or info.get("num_inference_steps", 25)
+    sampler = dict(num_inference_steps=steps, min_guidance_scale=1.0, max_guidance_scale=1.0, fps=info["fps"],
+                   motion_bucket_id=info["motion_bucket_id"], noise_aug_strength=info["noise_aug_strength"],
+                   output_type="np")
     strips = []
     t0 = time.time()
     for start in range(0, len(clips), batch_clips):
         group = clips[start:start + batch_clips]
-        images, controls, latents = [], [], []
         g = torch.Generator().manual_seed(seed + start)
+        firsts, conds, noises, warps = [], [], [], []
         for clip in group:
-            cond = controls_for(clip, config, info)
-            first = torch.from_numpy(clip.frames[0]).permute(2, 0, 1).float() / 255.0
-            noise = torch.randn(1, info["num_frames"], 3 * info["patch_size"] ** 2,
-                                info["height"] // info["patch_size"], info["width"] // info["patch_size"],
-                                generator=g)
-            for name in VARIANTS:
-                images.append(first)
-                controls.append(cond[name])
-                latents.append(noise)
-        video = pipe(torch.stack(images), control=torch.stack(controls), num_inference_steps=steps,
-                     min_guidance_scale=1.0, max_guidance_scale=1.0, fps=info["fps"],
-                     motion_bucket_id=info["motion_bucket_id"], noise_aug_strength=info["noise_aug_strength"],
-                     latents=torch.cat(latents), generator=torch.Generator().manual_seed(seed),
-                     output_type="np").frames
-        video = (np.asarray(video) * 255).round().clip(0, 255).astype(np.uint8)
+            conds.append(controls_for(clip, config, info, variants))
+            firsts.append(torch.from_numpy(clip.frames[0]).permute(2, 0, 1).float() / 255.0)
+            noises.append(torch.randn(1, info["num_frames"], 3 * info["patch_size"] ** 2,
+                                      info["height"] // info["patch_size"], info["width"] // info["patch_size"],
+                                      generator=g))
+            warps.append(warped_for(clip) if rows else None)
+        batch = dict(images=torch.stack(firsts), noise=torch.cat(noises), seed=seed, **sampler)
+
+        gens = [{} for _ in group]
+        if variants:
+            video = _run(pipe, batch, len(variants),
+                         control=torch.stack([c[name] for c in conds for name in variants]))
+            for c in range(len(group)):
+                gens[c].update({name: video[c * len(variants) + v] for v, name in enumerate(variants)})
+        for name, guidance, tweak, tstrong in rows:
+            control = torch.stack([c["control"] for c in conds]) if guidance != "ttm" else None
+            video = _run(pipe, batch, 1, control=control, guidance=guidance, tweak_fraction=tweak,
+                         tstrong_fraction=tstrong, reference=np.stack([w[0] for w in warps]),
+                         reference_mask=np.stack([w[1] for w in warps]))
+            for c in range(len(group)):
+                gens[c][name] = video[c]
         for c, clip in enumerate(group):
-            gens = {name: video[c * len(VARIANTS) + v] for v, name in enumerate(VARIANTS)}
-            gens["truth"] = clip.frames
-            gens["still"] = np.repeat(clip.frames[:1], clip.num_frames, axis=0)
-            for name, frames in gens.items():
+            gens[c]["truth"] = clip.frames
+            gens[c]["still"] = np.repeat(clip.frames[:1], clip.num_frames, axis=0)
+            if rows:
+                gens[c]["warped"] = warps[c][0]
+            for name, frames in gens[c].items():
                 s = score(frames, clip)
                 for key in ("follow_px", "iou", "found"):
                     results[name][key] += s[key]
@@ -230,8 +271,8 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
                     results[name]["occlusion"].append(bool(occ[0]))
                     results[name]["passed"].append(bool(occ[1]))
             if len(strips) < 6:
-                strips.append(np.concatenate([np.concatenate(list(gens[n]), 1) for n in
-                                              ("truth", "control", "zero")], 0))
+                shown = [n for n in ("truth", "control", "zero", *(r[0] for r in rows[:2])) if n in gens[c]]
+                strips.append(np.concatenate([np.concatenate(list(gens[c][n]), 1) for n in shown], 0))
     summary = {}
     for name, r in results.items():
         summary[name] = {
@@ -245,7 +286,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     summary["_meta"] = {"weights": str(weights), "clips": num_clips, "pair_clips": num_pairs, "steps": steps,
                         "seconds": round(time.time() - t0, 1), "trained_steps": info.get("trained_steps"),
                         "size": f"{info['num_frames']}x{info['height']}x{info['width']}",
-                        "world_from": str(world_from or weights)}
+                        "world_from": str(world_from or weights), "ttm": [list(x) for x in ttm]}
     if out_dir is not None:
         from PIL import Image
 
@@ -255,6 +296,32 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
         Image.fromarray(grid).resize((grid.shape[1] * 4, grid.shape[0] * 4), Image.NEAREST).save(
             out_dir / "eval_mini_samples.png")
     return summary
+
+
+def _run(pipe, batch: dict, count: int, **kwargs) -> np.ndarray:
+    """Generate every clip of a group ``count`` times in a row (one per variant), each from its own noise: (N, F,
+    H, W, 3) uint8."""
+    settings = dict(batch)
+    images, noise, seed = settings.pop("images"), settings.pop("noise"), settings.pop("seed")
+    video = pipe(images.repeat_interleave(count, 0), latents=noise.repeat_interleave(count, 0),
+                 generator=torch.Generator().manual_seed(seed), **settings, **kwargs).frames
+    return (np.asarray(video) * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def parse_ttm(text: str) -> list[tuple[float, float]]:
+    """"0.32:0.42,0:0.5" -> [(0.32, 0.42), (0.0, 0.5)]."""
+    from levitor.generation.guidance import TTM, check_guidance
+
+    out = []
+    for item in filter(None, text.split(",")):
+        tweak, _, tstrong = item.partition(":")
+        try:
+            pair = (float(tweak), float(tstrong))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--ttm takes TWEAK:TSTRONG pairs like 0.32:0.42, got {item!r}") from None
+        check_guidance(TTM, *pair)
+        out.append(pair)
+    return out
 
 
 def table(summary: dict) -> str:
@@ -282,15 +349,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="denoising steps (default: the model's own, from its mini.json)")
     parser.add_argument("--out", default="runs/eval_mini", help="folder for eval_mini.json and a sample picture")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"the ControlNet rows, comma-separated, from {','.join(VARIANTS)} (default: all)")
+    parser.add_argument("--ttm", type=parse_ttm, default=[],
+                        help="TTM rows: (tweak, tstrong) fractions as TWEAK:TSTRONG pairs, comma-separated, e.g. "
+                             "0.32:0.42,0:0.5 (each adds a ttm@ row and a control+ttm@ row)")
     parser.add_argument("--world-from", default=None,
                         help="draw the clips from the synthetic world of this mini model folder or training config "
                              "(e.g. configs/mini.yaml; default: the model's own)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    variants = tuple(v for v in args.variants.split(",") if v)
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"--variants: unknown {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     summary = evaluate(args.weights, args.clips, args.pairs, args.steps, out_dir=Path(args.out),
-                       world_from=args.world_from)
+                       world_from=args.world_from, variants=variants, ttm=args.ttm)
     print(table(summary))
     print(json.dumps(summary["_meta"]))
+    with open("/proc/loadavg") as f:
+        print(f"load average at the end: {f.read().split()[0]}")
     return 0
 
 

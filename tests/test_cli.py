@@ -62,15 +62,29 @@ def test_delegated_commands_have_help(command, capsys):
     assert "usage" in capsys.readouterr().out.lower()
 
 
-def test_vram_predicts_both_presets_without_a_gpu(tmp_path, demo_scene, capsys):
+def _vram_peaks(out: str) -> dict[tuple[str, str], float]:
+    """(guidance, preset) -> predicted GB, from `levitor vram`'s output."""
+    peaks, mode = {}, None
+    for line in out.splitlines():
+        if line.startswith(" guidance "):
+            mode = line.split()[1]
+        elif line.strip().startswith(("default", "low_vram")):
+            peaks[mode, line.split(":")[0].strip()] = float(line.split(":")[1].split("GB")[0])
+    return peaks
+
+
+def test_vram_predicts_both_presets_and_each_guidance_without_a_gpu(tmp_path, demo_scene, capsys):
     small = demo_scene.save(tmp_path / "s.json")
-    assert main(["vram", "--scene", str(small), "--frames", "2", "--height", "64", "--width", "64"]) == 0
+    size = ["--scene", str(small), "--frames", "2", "--height", "64", "--width", "64"]
+    assert main(["vram", *size, "--guidance", "controlnet"]) == 0
     out = capsys.readouterr().out
     assert "2 frames 64x64" in out
-    peaks = {line.split(":")[0].strip(): float(line.split(":")[1].split("GB")[0])
-             for line in out.splitlines() if line.strip().startswith(("default", "low_vram"))}
-    assert set(peaks) == {"default", "low_vram"}
-    assert 4.5 < peaks["low_vram"] < peaks["default"] < 8  # fp16 weights 5.9 GB in all; offload keeps fewer
+    peaks = _vram_peaks(out)
+    assert set(peaks) == {("controlnet", "default"), ("controlnet", "low_vram")}
+    assert 4.5 < peaks["controlnet", "low_vram"] < peaks["controlnet", "default"] < 8  # fp16 weights 5.9 GB in all
+    assert main(["vram", *size, "--guidance", "ttm", "--preset", "default"]) == 0
+    # training-free: no ControlNet weights (1.5 GB in fp16), about the same activations at this size
+    assert 0.9 < peaks["controlnet", "default"] - _vram_peaks(capsys.readouterr().out)["ttm", "default"] < 1.6
 
     assert main(["vram", "--height", "300", "--preset", "default"]) == 2
     assert "multiples of 8, got 300x512: use 304x512" in capsys.readouterr().err
@@ -85,7 +99,7 @@ def test_named_sizes_reach_the_commands(capsys, monkeypatch):
     assert parser.parse_args(["generate", "--scene", "s.json"]).rules == "auto"  # the weights' own rules
     seen = {}
 
-    def fake(frames, height, width, presets):
+    def fake(frames, height, width, presets, guidance="controlnet"):
         seen["size"] = (frames, height, width)
         return {}
 

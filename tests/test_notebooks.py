@@ -63,6 +63,8 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     if name == "02_control_point_scaling.ipynb":
         mimes = {k for c in nb.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
         assert "image/png" in mimes and "application/vnd.plotly.v1+json" in mimes
+        ttm = next(c for c in nb.cells if c.get("id") == "cell-ttm")  # the same scene, ControlNet and TTM
+        assert "pixels pinned" in "".join(o.get("text", "") for o in ttm.outputs)
 
 
 def test_quickstart_on_your_own_photo_without_weights(tmp_path, monkeypatch):

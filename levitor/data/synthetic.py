@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from levitor.motion.render import splat
+from levitor.scene import PathPoint, Scene
 
 D_REF = 60.0  # disparity at which one world unit is one pixel (the scale of a sprite's nominal size)
 WALL_DISPARITY = 6.0  # the far wall: disparity 6 -> scene depth 1/6
@@ -147,6 +148,26 @@ class SyntheticClip:
         return VideoClip(frames=self.frames, masks=self.instance, object_ids=ids, fps=6.0,
                          name=name or f"synthetic_{self.seed:08d}", source="synthetic",
                          frame_indices=np.arange(self.num_frames), meta=self.track_dict())
+
+    def to_scene(self) -> Scene:
+        """The scene a user would build from the first frame to ask for this clip's motion: every sprite seen in
+        frame 0 selected, its path the sprite's centre and depth in every frame; the background's instances
+        (``background_instances``: ground, wall) as masks that stay put, so they get static control points as in
+        training. The engine re-renders the clip from it (the warped video training-free guidance steers by); the
+        background stays still (a camera pan is not carried over), and a sprite hidden in frame 0 cannot be
+        lifted, so it is left out."""
+        scene = Scene(image=self.frames[0].copy(), depth=self.depth[0].copy(), num_frames=self.num_frames,
+                      interpolation="linear", depth_source="synthetic")
+        for sp in self.sprites:
+            mask = self.instance[0] == sp.id
+            if not mask.any():
+                continue
+            obj = scene.select(scene.add_mask(mask, source="synthetic"), name=f"sprite {sp.id}")
+            obj.path = [PathPoint(float(x), float(y), float(z), frame)
+                        for frame, ((x, y, _), z) in enumerate(zip(sp.screen, sp.world[:, 2]))]
+        for background in sorted(set(np.unique(self.instance[0]).tolist()) - {0, *self.object_ids}):
+            scene.add_mask(self.instance[0] == background, source="synthetic")
+        return scene
 
     def track_dict(self) -> dict:
         """JSON-serialisable ground truth: sprites, 3D and screen tracks, pass-behind pairs, camera."""

@@ -22,6 +22,10 @@ CUSTOM_PIPELINE_SOURCE = (
     'from here."""\n\nfrom levitor.generation.pipeline import LeviTorPipeline  # noqa: F401\n'
 )
 
+# what a missing base says when no ControlNet is wanted
+TTM_NEEDS = ("Training-free guidance (guidance 'ttm') needs only these Stable Video Diffusion weights: no LeviTor "
+             "ControlNet.")
+
 
 def resolve_dtype(dtype: torch.dtype | None, torch_dtype: torch.dtype | None) -> torch.dtype | None:
     """One dtype from diffusers' current keyword (``dtype``) and its older one (``torch_dtype``); both are accepted."""
@@ -54,11 +58,14 @@ def is_saved_pipeline(folder: Path) -> bool:
     return index.is_file() and json.loads(index.read_text()).get("_class_name") == "LeviTorPipeline"
 
 
-def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_download: bool) -> Path:
+def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_download: bool,
+                                need_controlnet: bool = True) -> Path:
     """The base's folder, checked; when both default models are missing, one error names both.
 
     A ControlNet the user named (``--weights``) is looked at first: when it is missing that is the one error (the
-    user's typo, answered at once, not after a multi-gigabyte download of the base for a run that cannot start)."""
+    user's typo, answered at once, not after a multi-gigabyte download of the base for a run that cannot start).
+    ``need_controlnet=False`` (a pipeline for training-free guidance) checks the base alone, and a missing base says
+    that it is all that is needed."""
     errors: list[str] = []
     found: list[Path] = []
 
@@ -70,7 +77,7 @@ def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_downloa
 
     if controlnet == LEVITOR_ID:
         controlnet = None  # the default, named: missing together with the base, one message for both
-    if controlnet is not None and not isinstance(controlnet, ControlNetSVD):
+    if need_controlnet and controlnet is not None and not isinstance(controlnet, ControlNetSVD):
         check_controlnet(controlnet)
         if errors:
             raise WeightsNotFoundError(errors[0])
@@ -86,8 +93,10 @@ def resolve_base_and_controlnet(base: str | Path, controlnet: Any, allow_downloa
                           "runs on (a generation needs both; a folder written by LeviTorPipeline.save_pretrained "
                           "holds both). Missing:")
         errors.append(str(e))
-    if controlnet is None and not (folder is not None and is_saved_pipeline(folder)):
+    if need_controlnet and controlnet is None and not (folder is not None and is_saved_pipeline(folder)):
         check_controlnet(LEVITOR_ID)
+    if errors and not need_controlnet:
+        errors.append(TTM_NEEDS)
     if errors:
         raise WeightsNotFoundError("\n".join(errors))
     return folder

@@ -20,11 +20,13 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from levitor.defaults import DEFAULT_SIZE
+from levitor.generation.guidance import DEFAULT_GUIDANCE, uses_controlnet, uses_ttm
 from levitor.generation.presets import PRESET_NAMES
 
 GB = 1e9
@@ -222,13 +224,16 @@ def fused_attention() -> Iterator[None]:
 
 
 def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, width: int,
-                              num_inference_steps: int = 2, control=None) -> tuple[MemoryTrace, list[str]]:
+                              num_inference_steps: int = 2, control=None, guidance: str = DEFAULT_GUIDANCE
+                              ) -> tuple[MemoryTrace, list[str]]:
     """Peak GPU bytes of ``pipe(...)`` under ``preset``, traced with the pipeline's modules on the meta device.
 
     pipe: a LeviTorPipeline whose models are on the meta device (e.g. ``random_svd_xt_pipeline("meta",
         torch.float16)``; the preset's dtype is applied here). Returns the trace and, under offload, the weight
         transfers it implies ("unet on", "controlnet off", ...).
-    Two steps suffice: every step allocates alike.
+    guidance: the mode traced; the TTM modes encode a reference video of ``num_frames`` frames with the VAE too.
+        A pipeline without a ControlNet (``controlnet=None``) counts no ControlNet weights.
+    Two steps suffice: every step allocates alike (TTM runs fewer steps of the same kind).
     """
     from levitor.generation.presets import PRESETS, set_forward_chunking
 
@@ -244,9 +249,16 @@ def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, w
         if model.dtype != settings.torch_dtype:
             model.to(dtype=settings.torch_dtype)
     for model in (pipe.unet, pipe.controlnet):
-        set_forward_chunking(model, settings.forward_chunking)
+        if model is not None:
+            set_forward_chunking(model, settings.forward_chunking)
 
-    if control is None:
+    steering: dict = {"guidance": guidance}
+    if uses_ttm(guidance):  # zeros: the values do not change the bytes
+        steering.update(reference=np.zeros((num_frames, height, width, 3), np.uint8),
+                        reference_mask=np.zeros((num_frames, height, width), bool))
+    if not uses_controlnet(guidance):
+        control = None
+    elif control is None:
         from levitor.control.signal import ControlSignal
 
         k = 64  # a busy scene: 8 objects x 8 points
@@ -265,7 +277,7 @@ def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, w
         with fused_attention(), trace_models(models, chain) as (mode, residency):
             frames = pipe(image, control=control, num_frames=num_frames, height=height, width=width,
                           num_inference_steps=num_inference_steps, decode_chunk_size=settings.decode_chunk_size,
-                          output_type="pt").frames
+                          output_type="pt", **steering).frames
             del frames
     finally:
         pipe.scheduler.set_timesteps = set_timesteps
@@ -273,16 +285,21 @@ def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, w
 
 
 def predict_svd_xt_memory(num_frames: int = DEFAULT_SIZE.num_frames, height: int = DEFAULT_SIZE.height,
-                          width: int = DEFAULT_SIZE.width,
-                          presets: tuple[str, ...] = PRESET_NAMES) -> dict[str, MemoryTrace]:
+                          width: int = DEFAULT_SIZE.width, presets: tuple[str, ...] = PRESET_NAMES,
+                          guidance: str = DEFAULT_GUIDANCE) -> dict[str, MemoryTrace]:
     """Peak GPU memory of a LeviTor (SVD-xt) generation under each preset, predicted without a GPU or weights.
 
-    About 4 s (default) and 10 s (low_vram) on a laptop CPU; nothing is allocated on a GPU.
+    guidance: "ttm" traces SVD-xt without a ControlNet (as ``from_pretrained(controlnet=None)`` loads it), plus
+    the reference video's VAE encode. About 4 s (default) and 10 s (low_vram) on a laptop CPU; nothing is
+    allocated on a GPU.
     """
     from levitor.testing.tiny import random_svd_xt_pipeline
 
     pipe = random_svd_xt_pipeline("meta", torch.float16)  # the architecture only: meta tensors hold no data
-    return {preset: predict_generation_memory(pipe, preset, num_frames, height, width)[0] for preset in presets}
+    if not uses_controlnet(guidance):
+        pipe.register_modules(controlnet=None)
+    return {preset: predict_generation_memory(pipe, preset, num_frames, height, width, guidance=guidance)[0]
+            for preset in presets}
 
 
 def recommend_preset(gpu_bytes: int, traces: dict[str, MemoryTrace], reserve_bytes: float = 1.0e9

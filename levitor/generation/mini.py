@@ -35,6 +35,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 
+from levitor.generation.guidance import DEFAULT_GUIDANCE, TSTRONG_FRACTION, TWEAK_FRACTION, uses_controlnet
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.unet_svd import ControlledUNetSVD
 
@@ -250,23 +251,31 @@ def encode_for_mini(signal, info: dict) -> torch.Tensor:
     return encode(signal, info["height"], info["width"], radius=info["control_radius"])
 
 
-def generate_mini(pipe, image, signal, num_inference_steps: int | None = None, seed: int = 0,
-                  conditioning_scale: float = 1.0, callback_on_step_end=None):
+def generate_mini(pipe, image, signal=None, num_inference_steps: int | None = None, seed: int = 0,
+                  conditioning_scale: float = 1.0, callback_on_step_end=None, guidance: str = DEFAULT_GUIDANCE,
+                  reference=None, reference_mask=None, tweak_fraction: float = TWEAK_FRACTION,
+                  tstrong_fraction: float = TSTRONG_FRACTION):
     """Generate with the mini model: ``image`` (PIL or (3, H, W) in [0, 1]) at its size, ``signal`` a
-    ControlSignal at any size (rescaled). Returns (F, H, W, 3) floats in [0, 1]."""
+    ControlSignal at any size (rescaled; not needed for ``guidance="ttm"``). Returns (F, H, W, 3) floats in [0, 1].
+
+    guidance, reference, reference_mask, tweak_fraction, tstrong_fraction: as
+    :meth:`~levitor.generation.pipeline.LeviTorPipeline.__call__` (the warped frames at any size: resized to the
+    model's). ``"ttm"`` runs the UNet without its ControlNet, which
+    it was trained beside: docs/ttm.md measures what that costs."""
     from PIL import Image
 
     info = pipe.mini_info
     H, W = info["height"], info["width"]
     if isinstance(image, Image.Image):
         image = image.convert("RGB").resize((W, H), Image.BILINEAR)
-    cond = encode_for_mini(signal, info)
-    out = pipe(image, control=cond, num_frames=cond.shape[0], height=H, width=W,
+    cond = encode_for_mini(signal, info) if uses_controlnet(guidance) and signal is not None else None
+    out = pipe(image, control=cond, height=H, width=W,  # frames: the control's (or the reference's)
                num_inference_steps=num_inference_steps or info.get("num_inference_steps", 25),
                min_guidance_scale=1.0, max_guidance_scale=1.0,  # trained without condition dropout: no CFG
                fps=info.get("fps", 6), motion_bucket_id=info.get("motion_bucket_id", 100),
                noise_aug_strength=info.get("noise_aug_strength", 0.02),
-               controlnet_conditioning_scale=conditioning_scale,
+               controlnet_conditioning_scale=conditioning_scale, guidance=guidance, reference=reference,
+               reference_mask=reference_mask, tweak_fraction=tweak_fraction, tstrong_fraction=tstrong_fraction,
                generator=torch.Generator().manual_seed(seed), output_type="np",
                callback_on_step_end=callback_on_step_end)
     return out.frames[0]

@@ -3,13 +3,20 @@
 It follows diffusers' :class:`StableVideoDiffusionPipeline` step for step (CLIP image embedding and VAE image
 latents as conditioning, EDM Euler sampler, classifier-free guidance ramped linearly across frames, fps
 conditioned as fps - 1) and reuses its helpers; the only new work per step is the ControlNet, whose residuals
-go into :class:`~levitor.models.ControlledUNetSVD`.
+go into :class:`~levitor.models.ControlledUNetSVD`. With ``guidance="ttm"`` it runs training-free instead, after
+Time-to-Move: plain SVD (no ControlNet needed, none loaded with ``controlnet=None``) steered by the engine's warped
+video of the image and the mask of the moved objects (:mod:`levitor.generation.guidance`, :mod:`.ttm`);
+``guidance="controlnet+ttm"`` uses both.
 
 ```python
 pipe = LeviTorPipeline.from_pretrained(torch_dtype=torch.float16)   # SVD-xt + hlwang06/LeviTor
 pipe.apply_preset("low_vram")                                       # 16 GB cards (Colab T4)
 out = pipe(image, control=signal, generator=torch.Generator().manual_seed(217113))
 write_video(out.frames[0], "out.mp4", fps=6)          # levitor.viz.video
+
+svd = LeviTorPipeline.from_pretrained(controlnet=None, torch_dtype=torch.float16)    # SVD-xt alone
+frames, mask = warped_reference(Engine(scene).update())                         # levitor.generation.reference
+out = svd(image, guidance="ttm", reference=frames, reference_mask=mask)
 ```
 
 Choices worth knowing:
@@ -31,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline
@@ -45,6 +53,17 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from levitor._util.device import resolve_device
 from levitor.control.signal import ControlSignal
 from levitor.defaults import nearest_multiple
+from levitor.generation.guidance import (
+    CONTROLNET,
+    DEFAULT_GUIDANCE,
+    TSTRONG_FRACTION,
+    TTM,
+    TWEAK_FRACTION,
+    TTMSchedule,
+    check_guidance,
+    uses_controlnet,
+    uses_ttm,
+)
 from levitor.generation.loading import (
     dtype_kwargs,
     load_any_controlnet,
@@ -53,6 +72,7 @@ from levitor.generation.loading import (
     write_custom_pipeline_file,
 )
 from levitor.generation.presets import DEFAULT_PRESET, PRESETS, explain_oom, set_forward_chunking
+from levitor.generation.ttm import TTMGuidance, check_reference, encode_reference, latent_mask
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.convert import find_controlnet_folder
 from levitor.models.unet_svd import ControlledUNetSVD
@@ -65,12 +85,14 @@ OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
 class LeviTorPipeline(StableVideoDiffusionPipeline):
-    """Image + control signal -> video. See the module docstring; components as in SVD plus ``controlnet``."""
+    """Image + control signal -> video. See the module docstring; components as in SVD plus ``controlnet`` (None for a
+    pipeline that only runs ``guidance="ttm"``)."""
 
     # The ControlNet stays out of the offload chain (as in diffusers' ControlNet pipelines): in the chain, each
     # UNet call would send it back to the CPU and each step bring it back. Outside it, it moves to the GPU at its
     # first call and stays until the end-of-call cleanup.
     model_cpu_offload_seq = "image_encoder->unet->vae"
+    _optional_components = ["controlnet"]
     _callback_tensor_inputs = ["latents", "image_latents", "image_embeddings", "added_time_ids", "controlnet_cond"]
 
     def __init__(
@@ -78,7 +100,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         vae: AutoencoderKLTemporalDecoder,
         image_encoder: CLIPVisionModelWithProjection,
         unet: ControlledUNetSVD,
-        controlnet: ControlNetSVD,
+        controlnet: ControlNetSVD | None,
         scheduler: EulerDiscreteScheduler,
         feature_extractor: CLIPImageProcessor,
     ):
@@ -90,6 +112,15 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 f"unet must be a ControlledUNetSVD (it takes the ControlNet's residuals), got {type(unet).__name__}. "
                 "Load it with ControlledUNetSVD.from_pretrained(svd_id, subfolder='unet'): the weights are SVD's."
             )
+        if controlnet is not None:
+            self._check_controlnet(controlnet)
+        self._preset_name = DEFAULT_PRESET
+        self._preset_decode_chunk_size: int | None = None
+        self._interrupt = False
+
+    def _check_controlnet(self, controlnet: ControlNetSVD) -> None:
+        """The ControlNet must fit this UNet and VAE; the UNet takes the ControlNet's temporal context order."""
+        unet = self.unet
         if tuple(controlnet.config.block_out_channels) != tuple(unet.config.block_out_channels):
             raise ValueError(
                 f"ControlNet block_out_channels {tuple(controlnet.config.block_out_channels)} do not match the "
@@ -104,9 +135,6 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         order = controlnet.config.get("temporal_context_order", "diffusers")
         if unet.config.get("temporal_context_order", "diffusers") != order:
             unet.set_temporal_context_order(order)  # the UNet was trained (frozen) beside the ControlNet in its order
-        self._preset_name = DEFAULT_PRESET
-        self._preset_decode_chunk_size: int | None = None
-        self._interrupt = False
 
     # ------------------------------------------------------------------ loading
 
@@ -114,7 +142,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: str | Path = SVD_XT_ID,
-        controlnet: str | Path | ControlNetSVD | None = None,
+        controlnet: str | Path | ControlNetSVD | None = "auto",
         *,
         dtype: torch.dtype | None = None,
         torch_dtype: torch.dtype | None = None,
@@ -127,8 +155,10 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         pretrained_model_name_or_path: the SVD base (hub id or diffusers folder, default SVD-xt), or a folder
             written by :meth:`save_pretrained` (``model_index.json`` naming LeviTorPipeline), which holds everything.
         controlnet: the LeviTor weights: hub id or folder in the release layout (``controlnet/`` inside), a folder
-            with the ControlNet's ``config.json`` itself, or a loaded :class:`ControlNetSVD`. None means
-            ``hlwang06/LeviTor`` for an SVD base, and the saved one for a saved pipeline.
+            with the ControlNet's ``config.json`` itself, or a loaded :class:`ControlNetSVD`. "auto" means
+            ``hlwang06/LeviTor`` for an SVD base, and the saved one for a saved pipeline. None loads no ControlNet
+            (diffusers' way of leaving out a component): the pipeline then runs ``guidance="ttm"`` only, and needs
+            nothing but the base's weights.
         dtype: every component's parameters (UNet, ControlNet, VAE, image encoder) in this dtype; ``torch_dtype`` is
             its older name and works the same.
         variant: "auto" picks the base's ``fp16`` files when present (the hub layout); None loads plain files.
@@ -137,26 +167,31 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         The UNet runs in the ControlNet's temporal context order (the release's for the released weights).
         """
         dtype = resolve_dtype(dtype, torch_dtype)
-        base = resolve_base_and_controlnet(pretrained_model_name_or_path, controlnet, allow_download)
+        wanted = None if controlnet == "auto" else controlnet
+        base = resolve_base_and_controlnet(pretrained_model_name_or_path, wanted, allow_download,
+                                           need_controlnet=controlnet is not None)
         index_path = base / "model_index.json"
         class_name = json.loads(index_path.read_text())["_class_name"]
         if variant == "auto":
             variant = "fp16" if any((base / "unet").glob("*.fp16.*")) else None
 
         if class_name == cls.__name__:  # our own save_pretrained layout: everything in one folder
-            if controlnet is not None:
-                kwargs["controlnet"] = load_any_controlnet(controlnet, dtype, allow_download)
+            if controlnet != "auto":
+                kwargs["controlnet"] = None if controlnet is None else load_any_controlnet(controlnet, dtype,
+                                                                                           allow_download)
             return super().from_pretrained(base, variant=variant, **dtype_kwargs(dtype), **kwargs)
 
         # find the ControlNet before loading gigabytes of base model, so a missing one fails fast
-        if not isinstance(controlnet, ControlNetSVD):
-            source = LEVITOR_ID if controlnet is None else controlnet
+        if controlnet is not None and not isinstance(controlnet, ControlNetSVD):
+            source = LEVITOR_ID if controlnet == "auto" else controlnet
             controlnet = find_controlnet_folder(resolve(source, what="LeviTor ControlNet",
                                                         allow_download=allow_download))
         unet = ControlledUNetSVD.from_pretrained(base, subfolder="unet", variant=variant, **dtype_kwargs(dtype))
         svd = StableVideoDiffusionPipeline.from_pretrained(base, unet=unet, variant=variant, **dtype_kwargs(dtype),
                                                            **kwargs)
-        return cls(**svd.components, controlnet=load_any_controlnet(controlnet, dtype, allow_download))
+        if controlnet is not None:
+            controlnet = load_any_controlnet(controlnet, dtype, allow_download)
+        return cls(**svd.components, controlnet=controlnet)
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
         """diffusers' save_pretrained, plus a one-line ``pipeline.py`` so that
@@ -169,6 +204,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
     def control_rules(self) -> str:
         """How the control signal should be built for this ControlNet: the rules its weights were trained with
         ("release" for the released LeviTor weights, "levitor" for levitor-trained ones; levitor.control.rules)."""
+        if self.controlnet is None:
+            return "levitor"  # no ControlNet to match: levitor's rules (per-pixel occlusion) render the reference
         return self.controlnet.config.get("control_rules", "levitor")
 
     # ------------------------------------------------------------------ presets
@@ -201,7 +238,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         else:
             self.to(device)
         for model in (self.unet, self.controlnet):
-            set_forward_chunking(model, preset.forward_chunking)
+            if model is not None:
+                set_forward_chunking(model, preset.forward_chunking)
         self._preset_decode_chunk_size = preset.decode_chunk_size
         self._preset_name = name
         return self
@@ -215,7 +253,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
     def check_inputs(
         self,
         image: PIL.Image.Image | list[PIL.Image.Image] | torch.Tensor,
-        control: ControlSignal | torch.Tensor,
+        control: ControlSignal | torch.Tensor | None,
         height: int,
         width: int,
         num_frames: int,
@@ -223,6 +261,11 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         decode_chunk_size: int | None = None,
         output_type: str = "pil",
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        guidance: str = DEFAULT_GUIDANCE,
+        reference: np.ndarray | torch.Tensor | None = None,
+        reference_mask: np.ndarray | torch.Tensor | None = None,
+        tweak_fraction: float = TWEAK_FRACTION,
+        tstrong_fraction: float = TSTRONG_FRACTION,
     ) -> None:
         """Raise ValueError for anything that would fail later, before any model runs."""
         if isinstance(image, torch.Tensor):
@@ -257,7 +300,29 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 f"callback_on_step_end_tensor_inputs has {sorted(unknown)}, which the pipeline does not expose; "
                 f"choose from {self._callback_tensor_inputs}"
             )
+        check_guidance(guidance, tweak_fraction, tstrong_fraction)
+        batch = self._batch_size(image)
+        if uses_controlnet(guidance):
+            self._check_control(control, height, width, num_frames, batch, guidance)
+        elif control is not None:
+            raise ValueError(f"guidance {guidance!r} runs no ControlNet, so control= would be ignored: leave it out, "
+                             f"or use guidance '{CONTROLNET}+{TTM}' to steer with both")
+        if uses_ttm(guidance):
+            check_reference(reference, reference_mask, num_frames, batch, guidance)
+        elif reference is not None or reference_mask is not None:
+            raise ValueError(f"reference= and reference_mask= steer only guidance '{TTM}' or '{CONTROLNET}+{TTM}'; "
+                             f"with guidance {guidance!r} they would be ignored")
 
+    def _check_has_controlnet(self, guidance: str) -> None:
+        if uses_controlnet(guidance) and self.controlnet is None:
+            raise ValueError(
+                f"guidance {guidance!r} needs a ControlNet, and this pipeline has none (it was loaded with "
+                f"controlnet=None). Use guidance '{TTM}' (training-free: plain SVD steered by the warped reference "
+                f"video), or load the LeviTor weights: LeviTorPipeline.from_pretrained(base, controlnet='{LEVITOR_ID}')"
+            )
+
+    def _check_control(self, control, height: int, width: int, num_frames: int, batch: int, guidance: str) -> None:
+        self._check_has_controlnet(guidance)
         if isinstance(control, ControlSignal):
             if control.num_frames != num_frames:
                 raise ValueError(
@@ -280,9 +345,11 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                     f"the encoded control is {control.shape[-2]}x{control.shape[-1]} but the video is "
                     f"{height}x{width}. Pass the ControlSignal instead (it is rescaled) or encode it at this size."
                 )
-            batch = self._batch_size(image)
             if control.ndim == 5 and control.shape[0] not in (1, batch):
                 raise ValueError(f"the encoded control has batch {control.shape[0]} but there are {batch} images")
+        elif control is None:
+            raise ValueError(f"guidance {guidance!r} needs control= (a ControlSignal, e.g. Engine(scene).update()"
+                             ".signal, or its encoding)")
         else:
             raise ValueError(
                 f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
@@ -297,12 +364,20 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         return 1
 
     @staticmethod
-    def _default_size(control: ControlSignal | torch.Tensor) -> tuple[int, int, int]:
-        """(height, width, num_frames) the control was made for."""
+    def _default_size(control: ControlSignal | torch.Tensor | None, reference=None, reference_mask=None,
+                      guidance: str = DEFAULT_GUIDANCE) -> tuple[int, int, int]:
+        """(height, width, num_frames) the control was made for, else the reference's."""
         if isinstance(control, ControlSignal):
             return control.height, control.width, control.num_frames
         if isinstance(control, torch.Tensor) and control.ndim in (4, 5):
             return int(control.shape[-2]), int(control.shape[-1]), int(control.shape[-4])
+        if control is None and isinstance(reference, (np.ndarray, torch.Tensor)) and reference.ndim in (4, 5):
+            return int(reference.shape[-3]), int(reference.shape[-2]), int(reference.shape[-4])
+        if control is None and uses_ttm(guidance):
+            check_reference(reference, reference_mask, 0, 1, guidance)  # raises: no usable reference
+        if control is None:
+            raise ValueError(f"guidance {guidance!r} needs control= (a ControlSignal, e.g. Engine(scene).update()"
+                             ".signal, or its encoding)")
         raise ValueError(
             f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
         )
@@ -337,6 +412,25 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
             return self.controlnet.embed_condition(controlnet_cond[: controlnet_cond.shape[0] // 2])
         return self.controlnet.embed_condition(controlnet_cond)
 
+    def prepare_ttm(self, reference, reference_mask, schedule: TTMSchedule, num_videos: int, height: int,
+                    width: int, device: torch.device, dtype: torch.dtype, generator, noise: torch.Tensor | None,
+                    chunk_size: int) -> TTMGuidance:
+        """The TTM guidance for ``num_videos`` videos (each image's videos together): the reference latents, the mask
+        on the latent grid, and the fixed noise (``noise``, the pipeline's ``latents`` argument, or drawn)."""
+        ref = encode_reference(self.vae, reference, height, width, device, dtype, chunk_size)
+        mask = torch.as_tensor(reference_mask).to(torch.bool)
+        mask = mask if mask.ndim == 4 else mask.unsqueeze(0)
+        h, w = height // self.vae_scale_factor, width // self.vae_scale_factor
+        mask = latent_mask(mask, h, w).to(device)
+        per_image = num_videos // max(ref.shape[0], mask.shape[0])
+        ref = ref.expand(num_videos // per_image, *ref.shape[1:]).repeat_interleave(per_image, dim=0)
+        mask = mask.expand(num_videos // per_image, *mask.shape[1:]).repeat_interleave(per_image, dim=0)
+        if noise is None:
+            noise = randn_tensor(tuple(ref.shape), generator=generator, device=device, dtype=dtype)
+        elif tuple(noise.shape) != tuple(ref.shape):
+            raise ValueError(f"latents (the fixed noise of TTM) must be {tuple(ref.shape)}, got {tuple(noise.shape)}")
+        return TTMGuidance(ref, mask, noise.to(device=device, dtype=dtype), self.scheduler.sigmas, schedule)
+
     def _clip_input(self, image):
         """SVD resizes PIL input to 224 for CLIP inside _encode_image; give tensors the same treatment."""
         if not isinstance(image, torch.Tensor):
@@ -345,6 +439,26 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         image = _resize_with_antialiasing(image.float() * 2.0 - 1.0, (CLIP_SIZE, CLIP_SIZE))
         return (image + 1.0) / 2.0
 
+    def _image_latents(self, image, height: int, width: int, noise_aug_strength: float, generator,
+                       device: torch.device, dtype: torch.dtype, videos: int, do_cfg: bool,
+                       num_frames: int) -> torch.Tensor:
+        """The VAE latents of the noise-augmented image, for every frame and the whole CFG batch (zeros for the
+        unconditional half, as SVD): (N or 2N, F, C, h, w)."""
+        image = image if not (isinstance(image, torch.Tensor) and image.ndim == 3) else image.unsqueeze(0)
+        vae_input = self.video_processor.preprocess(image, height=height, width=width).to(device)
+        noise = randn_tensor(vae_input.shape, generator=generator, device=device, dtype=vae_input.dtype)
+        vae_input = vae_input + noise_aug_strength * noise
+        needs_upcasting = self.vae.dtype == torch.float16 and self.vae.config.force_upcast
+        if needs_upcasting:
+            self.vae.to(dtype=torch.float32)
+        image_latents = self._encode_vae_image(vae_input, device, 1, False).to(dtype)
+        if needs_upcasting:
+            self.vae.to(dtype=torch.float16)
+        image_latents = image_latents.repeat_interleave(videos, dim=0)  # in the image embeddings' order
+        if do_cfg:
+            image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
+        return image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
+
     # ------------------------------------------------------------------ generation
 
     @torch.no_grad()
@@ -352,7 +466,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
     def __call__(
         self,
         image: PIL.Image.Image | list[PIL.Image.Image] | torch.Tensor,
-        control: ControlSignal | torch.Tensor,
+        control: ControlSignal | torch.Tensor | None = None,
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -363,6 +477,11 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         motion_bucket_id: int = 100,
         noise_aug_strength: float = 0.02,
         controlnet_conditioning_scale: float = 1.0,
+        guidance: str = DEFAULT_GUIDANCE,
+        reference: np.ndarray | torch.Tensor | None = None,
+        reference_mask: np.ndarray | torch.Tensor | None = None,
+        tweak_fraction: float = TWEAK_FRACTION,
+        tstrong_fraction: float = TSTRONG_FRACTION,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         decode_chunk_size: int | None = None,
@@ -372,32 +491,48 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         return_dict: bool = True,
     ) -> LeviTorPipelineOutput | Any:
-        """Generate a video from ``image`` that follows ``control``.
+        """Generate a video from ``image`` that follows ``control`` (and/or, with TTM, the warped ``reference``).
 
         image: PIL image(s), or a (3, H, W) / (B, 3, H, W) tensor in [0, 1]; resized to height x width.
-        control: a :class:`ControlSignal`, or its encoding (F, C, H, W) / (B, F, C, H, W) with raw values.
-        num_frames, height, width: default to the control's.
+        control: a :class:`ControlSignal`, or its encoding (F, C, H, W) / (B, F, C, H, W) with raw values; needed by
+            the ControlNet modes, left out for ``guidance="ttm"``.
+        num_frames, height, width: default to the control's (the reference's without a control).
         fps: the playback rate to condition on (SVD was trained on fps - 1, which is what the UNet sees).
         controlnet_conditioning_scale: scales the ControlNet's residuals; 0 skips the ControlNet (plain SVD).
+        guidance: "controlnet" (the release's), "ttm" (training-free, no ControlNet) or "controlnet+ttm"
+            (:mod:`levitor.generation.guidance`).
+        reference, reference_mask: for the TTM modes, the warped frames (F, H, W, 3) (uint8, or float in [0, 1])
+            and the moved objects' pixels (F, H, W) bool, both from one render (``warped_reference``), optionally
+            with a batch dimension; any size (resized).
+        tweak_fraction, tstrong_fraction: TTM's schedule as fractions of the steps: sampling starts from the
+            reference noised to step ``round(tweak_fraction * num_inference_steps)`` (fewer steps run); the latents
+            inside the mask are pinned to the re-noised reference until step ``round(tstrong_fraction * ...)``.
+        latents: the initial noise (standard normal, (N, F, 4, h, w)); with TTM, the fixed noise that noises the
+            reference at every level.
         decode_chunk_size: frames per VAE decode call; default the preset's (``default``: all frames at once, as the
             release decodes; ``low_vram``: 2, which changes the video slightly: the temporal decoder mixes the frames
-            within a call).
+            within a call). The reference is encoded in chunks of at most this size (and of
+            ``levitor.generation.ttm.ENCODE_CHUNK``).
         num_videos_per_prompt: videos per image (different noise, the same image and control), as in SVD.
-        callback_on_step_end: called as ``f(pipe, step, t, tensors)`` after each step with the tensors named in
-            ``callback_on_step_end_tensor_inputs``; may return a dict of replacements. Set ``pipe._interrupt =
-            True`` inside it to stop early.
+        callback_on_step_end: called as ``f(pipe, i, t, tensors)`` after each step run (``i`` counts the steps run,
+            from 0; TTM skips the first ones) with the tensors named in ``callback_on_step_end_tensor_inputs``
+            (after TTM's pinning); may return a dict of replacements. Set ``pipe._interrupt = True`` inside it to
+            stop early.
         Returns ``.frames``: (N, F, height, width, 3) floats in [0, 1] for "np", (N, F, 3, height, width) for
         "pt", N lists of PIL images for "pil", latents (N, F, 4, h, w) for "latent"; N = images x
         num_videos_per_prompt, each image's videos together.
         """
         # 1. Check inputs (nothing has touched the GPU yet)
-        default_h, default_w, default_f = self._default_size(control)
+        check_guidance(guidance, tweak_fraction, tstrong_fraction)
+        self._check_has_controlnet(guidance)
+        default_h, default_w, default_f = self._default_size(control, reference, reference_mask, guidance)
         height = default_h if height is None else height
         width = default_w if width is None else width
         num_frames = default_f if num_frames is None else num_frames
         callback_names = list(callback_on_step_end_tensor_inputs or (["latents"] if callback_on_step_end else []))
         self.check_inputs(image, control, height, width, num_frames, num_inference_steps, decode_chunk_size,
-                          output_type, callback_names)
+                          output_type, callback_names, guidance, reference, reference_mask, tweak_fraction,
+                          tstrong_fraction)
         if num_videos_per_prompt < 1:
             raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
         decode_chunk_size = decode_chunk_size or self._preset_decode_chunk_size or num_frames
@@ -413,23 +548,13 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         dtype = image_embeddings.dtype
 
         # 3. Encode the image with the VAE (noise-augmented, concatenated to every frame's latents)
-        image = image if not (isinstance(image, torch.Tensor) and image.ndim == 3) else image.unsqueeze(0)
-        vae_input = self.video_processor.preprocess(image, height=height, width=width).to(device)
-        noise = randn_tensor(vae_input.shape, generator=generator, device=device, dtype=vae_input.dtype)
-        vae_input = vae_input + noise_aug_strength * noise
-        needs_upcasting = self.vae.dtype == torch.float16 and self.vae.config.force_upcast
-        if needs_upcasting:
-            self.vae.to(dtype=torch.float32)
-        image_latents = self._encode_vae_image(vae_input, device, 1, False).to(dtype)
-        if needs_upcasting:
-            self.vae.to(dtype=torch.float16)
-        image_latents = image_latents.repeat_interleave(videos, dim=0)  # in the image embeddings' order
-        if do_cfg:  # the unconditional branch gets zero image latents (as SVD)
-            image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
-        image_latents = image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
+        image_latents = self._image_latents(image, height, width, noise_aug_strength, generator, device, dtype,
+                                            videos, do_cfg, num_frames)
 
-        # 4. Encode the control
-        controlnet_cond = self.encode_control(control, height, width, batch_size, device, dtype, do_cfg, videos)
+        # 4. Encode the control (the ControlNet modes)
+        controlnet_cond = None
+        if uses_controlnet(guidance):
+            controlnet_cond = self.encode_control(control, height, width, batch_size, device, dtype, do_cfg, videos)
 
         # 5. Added time ids: fps - 1, motion bucket, noise augmentation
         added_time_ids = self._get_add_time_ids(fps - 1, motion_bucket_id, noise_aug_strength, dtype, batch_size,
@@ -439,27 +564,35 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
 
-        # 7. Initial noise
-        latents = self.prepare_latents(batch_size * videos, num_frames, self.unet.config.in_channels, height, width,
-                                       dtype, device, generator, latents)
+        # 7. Initial latents: noise, or (TTM) the warped reference noised to the start step's level
+        ttm = None
+        if uses_ttm(guidance):
+            schedule = TTMSchedule.from_fractions(tweak_fraction, tstrong_fraction, num_inference_steps)
+            ttm = self.prepare_ttm(reference, reference_mask, schedule, batch_size * videos, height, width, device,
+                                   dtype, generator, latents, decode_chunk_size)
+            latents = ttm.start_latents()
+            timesteps = timesteps[schedule.start:]
+            self.scheduler.set_begin_index(schedule.start)
+        else:
+            latents = self.prepare_latents(batch_size * videos, num_frames, self.unet.config.in_channels, height,
+                                           width, dtype, device, generator, latents)
 
         # 8. Guidance scale ramped from the first frame to the last
-        guidance = torch.linspace(min_guidance_scale, max_guidance_scale, num_frames).to(device, dtype)  # as SVD
-        self._guidance_scale = _append_dims(guidance.unsqueeze(0).repeat(batch_size * videos, 1), latents.ndim)
+        guidance_scale = torch.linspace(min_guidance_scale, max_guidance_scale, num_frames).to(device, dtype)  # SVD's
+        self._guidance_scale = _append_dims(guidance_scale.unsqueeze(0).repeat(batch_size * videos, 1), latents.ndim)
 
         # 9. Denoise (the control's embedding depends on the control alone: computed once, not every step)
-        cond_embedding = None
-        if controlnet_conditioning_scale != 0:
-            cond_embedding = self._embed_control(controlnet_cond, same_halves=do_cfg)
+        run_controlnet = uses_controlnet(guidance) and controlnet_conditioning_scale != 0
+        cond_embedding = self._embed_control(controlnet_cond, same_halves=do_cfg) if run_controlnet else None
         self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 model_input = torch.cat([model_input, image_latents], dim=2)
 
                 down_residuals = mid_residual = None
-                if controlnet_conditioning_scale != 0:
+                if run_controlnet:
                     down_residuals, mid_residual = self.controlnet(
                         model_input, t, image_embeddings, None, added_time_ids,
                         conditioning_scale=controlnet_conditioning_scale, return_dict=False,
@@ -475,6 +608,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                     noise_pred = uncond + self.guidance_scale * (cond - uncond)
                 latents = self.scheduler.step(noise_pred, t, latents).prev_sample
 
+                if ttm is not None:  # TTM's pinning is the first step-end callback
+                    latents = ttm(self, i, t, {"latents": latents})["latents"]
                 if callback_on_step_end is not None:
                     tensors = dict(latents=latents, image_latents=image_latents, image_embeddings=image_embeddings,
                                    added_time_ids=added_time_ids, controlnet_cond=controlnet_cond)
@@ -483,7 +618,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                     image_latents = replaced.get("image_latents", image_latents)
                     image_embeddings = replaced.get("image_embeddings", image_embeddings)
                     added_time_ids = replaced.get("added_time_ids", added_time_ids)
-                    if "controlnet_cond" in replaced and controlnet_conditioning_scale != 0:
+                    if "controlnet_cond" in replaced and run_controlnet:
                         controlnet_cond = replaced["controlnet_cond"]
                         cond_embedding = self._embed_control(controlnet_cond, same_halves=False)
                 progress_bar.update()
@@ -502,4 +637,3 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         if not return_dict:
             return (frames,)
         return LeviTorPipelineOutput(frames=frames)
-

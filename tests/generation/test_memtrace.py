@@ -108,3 +108,20 @@ def test_recommended_preset_is_the_fastest_that_fits():
     preset, message = recommend_preset(int(6e9), traces)  # 5.8 + 1 GB reserve does not fit
     assert preset is None and "fewer frames" in message
 
+
+
+def test_training_free_guidance_is_predicted_without_controlnet_weights_and_with_the_reference_encode():
+    """guidance 'ttm' on a pipeline without a ControlNet: its weights are not counted; the reference video's VAE
+    encode runs (4 frames per call) and is no larger than the decode (all frames at once, default preset)."""
+    with_controlnet = tiny_pipeline(seed=0).to("meta")
+    controlnet_bytes = sum(t.nbytes for t in [*with_controlnet.controlnet.parameters(),
+                                              *with_controlnet.controlnet.buffers()]) // 2  # counted in fp16
+    plain, _ = predict_generation_memory(with_controlnet, "default", 8, 64, 64)
+    both, _ = predict_generation_memory(with_controlnet, "default", 8, 64, 64, guidance="controlnet+ttm")
+    with_controlnet.register_modules(controlnet=None)
+    ttm, moves = predict_generation_memory(with_controlnet, "default", 8, 64, 64, guidance="ttm")
+    assert "controlnet" not in ttm.by_model and moves == []
+    assert ttm.peak_weights_bytes == plain.peak_weights_bytes - controlnet_bytes
+    assert both.peak_bytes >= plain.peak_bytes and ttm.peak_bytes < plain.peak_bytes
+    low, moves = predict_generation_memory(with_controlnet, "low_vram", 8, 64, 64, guidance="ttm")
+    assert moves == ["image_encoder on", "vae on", "image_encoder off", "unet on", "unet off"]
