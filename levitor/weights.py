@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from levitor._util.files import check_not_special
-from levitor._util.paths import eval_dir, levitor_home, models_dir  # noqa: F401 (levitor_home: re-exported)
+from levitor._util.paths import eval_dir, models_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,8 +100,6 @@ MODELS: dict[str, ModelSpec] = {
     "sam-hq-vit-large": _sam("large", "about 1.3 GB", "hq_vit_l", hq=True),
     "sam-hq-vit-huge": _sam("huge", "about 2.6 GB", "hq_vit_h", hq=True),
 }
-DEPTH_MODELS = [k for k in MODELS if k.startswith("depth-anything")]
-SAM_MODELS = [k for k in MODELS if k.startswith("sam-")]
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 FILES: dict[str, FileSpec] = {
@@ -128,8 +126,6 @@ class WeightsNotFoundError(FileNotFoundError):
     """Model weights are neither at the given path, under $LEVITOR_HOME, in the Hugging Face cache, nor
     downloadable now. The message says what is missing, the command that downloads it, and where it goes."""
 
-
-MissingWeightsError = WeightsNotFoundError  # the name the perception loaders used
 
 
 class CorruptWeightsError(ValueError):

@@ -1,5 +1,5 @@
-"""The package layout as a user meets it: the public API, old import paths, the one CLI, and the rules the tree
-keeps (no module uses another's private names, each rule's constants in one place)."""
+"""The package layout as a user meets it: the public API, the one CLI, and the rules the tree keeps (no module uses
+another's private names, each rule's constants in one place)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import levitor
-from levitor._compat import MAIN, MOVED
 from levitor.cli import COMMAND_MODULES, build_parser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,32 +33,6 @@ def test_import_levitor_is_light_and_gives_the_readme_names():
         assert name in out[1]
     assert levitor.Engine is importlib.import_module("levitor.engine").Engine
     assert levitor.encode is importlib.import_module("levitor.control.encode").encode
-
-
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_old_module_paths_still_import(old):
-    module = importlib.import_module(old)
-    first = importlib.import_module(MOVED[old][0])
-    if len(MOVED[old]) == 1:
-        assert module is first  # the same object: settings and monkeypatches agree
-    public = [n for n in dir(first) if not n.startswith("_")]
-    assert public and all(getattr(module, n) is getattr(first, n) for n in public)
-
-
-def test_names_the_docs_import_from_old_paths():
-    from levitor.control.points import KRule  # noqa: F401  (notebook 03)
-    from levitor.memtrace import predict_svd_xt_memory, recommend_preset  # noqa: F401  (notebook 04)
-    from levitor.mini import generate_mini, load_mini_pipeline, resample_frames  # noqa: F401  (notebook 02)
-    from levitor.precompute import PrecomputedDataset, constant_depth, precompute_main  # noqa: F401
-    from levitor.train import EVAL_SEED_OFFSET, load_config, motion_mask, synthetic_config, train  # noqa: F401
-    from levitor.viz import instance_colors, loss_curve, overlay, read_loss_log  # noqa: F401
-
-
-@pytest.mark.parametrize("old", sorted(MAIN))
-def test_python_dash_m_of_old_paths_runs_the_same_command(old):
-    res = _run("-m", old, "--help")
-    assert res.returncode == 0, res.stderr
-    assert "usage:" in res.stdout
 
 
 def test_levitor_help_lists_every_command_and_each_has_help():

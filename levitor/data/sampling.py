@@ -47,13 +47,6 @@ def clip_starts(num_video_frames: int, sampling: ClipSampling, rng: np.random.Ge
     raise ValueError(f"unknown start policy {sampling.starts!r}; use 'first', 'all' or 'random'")
 
 
-def split_of(name: str, val_fraction: float = 0.01, salt: str = "levitor-split") -> str:
-    """'val' or 'train' for a video name; adding videos never moves an existing one to the other split."""
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    return "val" if name_fraction(name, salt) < val_fraction else "train"
-
-
 def shard_of(name: str, num_shards: int) -> int:
     """Which of ``num_shards`` workers owns a video; by name hash, so it does not depend on listing order."""
     if num_shards < 1:

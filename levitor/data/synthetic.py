@@ -139,15 +139,6 @@ class SyntheticClip:
         """(F, n) visible pixel count of each sprite per frame."""
         return np.stack([(self.instance == s.id).sum(axis=(1, 2)) for s in self.sprites], axis=1)
 
-    def to_video_clip(self, name: str | None = None):
-        """The clip as the real-data readers return it (:class:`levitor.data.clip.VideoClip`)."""
-        from levitor.data.clip import VideoClip
-
-        ids = np.array(self.object_ids, dtype=np.int64)
-        return VideoClip(frames=self.frames, masks=self.instance, object_ids=ids, fps=6.0,
-                         name=name or f"synthetic_{self.seed:08d}", source="synthetic",
-                         frame_indices=np.arange(self.num_frames), meta=self.track_dict())
-
     def track_dict(self) -> dict:
         """JSON-serialisable ground truth: sprites, 3D and screen tracks, pass-behind pairs, camera."""
         return {

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from levitor.weights import resolve_file
 
 FVD_SIZE = 224        # I3D's input resolution
-FID_SIZE = 299        # Inception-v3's input resolution (the TorchScript net resizes internally)
 
 
 # ------------------------------------------------------------------------------------- Fréchet distance

@@ -174,6 +174,9 @@ def control_masks(clip: VideoClip, gt: GroundTruth) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- FID / FVD
+FEATURE_KINDS = ("real_frames", "fake_frames", "real_videos", "fake_videos")  # QualityStats' statistics
+
+
 @dataclass
 class QualityStats:
     """Feature statistics of real and generated frames (FID) and clips (FVD), filled clip by clip.
@@ -213,7 +216,7 @@ class QualityStats:
     @property
     def dims(self) -> dict[str, int]:
         """Feature size of each statistic this QualityStats keeps."""
-        return {name: getattr(self, name).dim for name in ("real_frames", "fake_frames", "real_videos", "fake_videos")
+        return {name: getattr(self, name).dim for name in FEATURE_KINDS
                 if getattr(self, name) is not None}
 
     def add_features(self, feats: dict[str, np.ndarray]) -> None:
@@ -225,7 +228,7 @@ class QualityStats:
         self.add_features(self.features(real, fake))
 
     def merge(self, other: QualityStats) -> QualityStats:
-        for name in ("real_frames", "fake_frames", "real_videos", "fake_videos"):
+        for name in FEATURE_KINDS:
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
                 setattr(self, name, theirs if mine is None else mine.merge(theirs))

@@ -218,8 +218,6 @@ class ClipRow:
     threads: int | None = None     # torch CPU threads that computed the row (None: not recorded, older runs)
 
 
-ClipTiming = ClipRow   # the old name of a row (progress callbacks get one)
-
 
 @dataclass
 class EvalSummary:

@@ -112,12 +112,11 @@ def test_bad_inputs():
     assert sig.num_points == 0 and sig.points.shape == (2, 0, 2)
 
 
-def test_compute_k_function_form():
-    from levitor.control.krule import compute_k
-
-    assert compute_k([16384] * 3, 320, 512) == 5  # 16384 / 163840 * 50 = 5
-    assert compute_k([16384, 0, 100], 320, 512, scale=0.25) == 1
-    assert compute_k([1000], 320, 512, moved=True, scale=2) == 6
+def test_k_rule_of_a_clip():
+    image_area = 320 * 512
+    assert KRule()([16384] * 3, image_area) == 5  # 16384 / 163840 * 50 = 5
+    assert KRule(scale=0.25)([16384, 0, 100], image_area) == 1
+    assert KRule(scale=2)([1000], image_area, moved=True) == 6
 
 
 def test_compiled_kmeans_matches_torch():
