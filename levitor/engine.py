@@ -42,7 +42,8 @@ from levitor.motion.handles import release_track_from_handles
 from levitor.motion.lift import interpolate_path, lift, move, object_path_3d
 from levitor.motion.release_render import render_release
 from levitor.motion.render import BACKENDS, Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
-from levitor.scene import Scene
+from levitor.scene import PathPoint, Scene
+from levitor.viz.video import write_video
 
 __all__ = ["ControlWarning", "Engine", "EngineResult", "FramePreview", "ScenePaths", "render_scene", "scene_movers",
            "scene_paths", "warm_up"]
@@ -367,7 +368,6 @@ class Engine:
 
     def write_preview(self, path: str | Path, fps: int = 8) -> Path:
         """The instant "what moves where" video (mp4 or gif by suffix)."""
-        from levitor.viz.video import write_video
 
         return write_video(self.result.color.numpy(), path, fps=fps)
 
@@ -443,7 +443,6 @@ def warm_up() -> float:
     fresh process): a Studio opened on a photo calls it in the background while the user draws the first mask.
     Returns the seconds it took."""
     t0 = time.perf_counter()
-    from levitor.scene import PathPoint
 
     image = np.zeros((24, 32, 3), np.uint8)
     mask = np.zeros((24, 32), bool)

@@ -33,6 +33,7 @@ from levitor._util.scene_files import load_committed, read_side_files, write_sce
 from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, KRule, check_scale
 from levitor.defaults import MAX_FRAMES, NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
+from levitor.motion.handles import anchor_depth, convert_points
 
 SCHEMA_VERSION = 2
 PATH_TERMS = ("handle", "release")  # what a path point means (levitor.motion.handles); one list, re-exported there
@@ -184,14 +185,12 @@ class Scene:
     def anchor_depth(self, index: int) -> float:
         """The anchor depth z_a of ``objects[index]`` (:func:`levitor.motion.handles.anchor_depth`): the scene depth
         at its P1's pixel when that is on its mask, else the mask's median depth."""
-        from levitor.motion.handles import anchor_depth
 
         obj = self.objects[index]
         return anchor_depth(self.depth, self.masks[obj.mask_index], obj.path[0].x, obj.path[0].y)
 
     def camera_anchor_depth(self) -> float:
         """The camera path's anchor depth: the scene depth at its P1's pixel (the whole image moves with it)."""
-        from levitor.motion.handles import anchor_depth
 
         p = self.camera_path[0]
         return anchor_depth(self.depth, np.ones(self.depth.shape, bool), p.x, p.y)
@@ -200,7 +199,6 @@ class Scene:
         """Rewrite every path (objects and camera) in the terms ``to`` ("handle" or "release") and set
         ``path_terms``; returns self. Exact at each path point: the object is where it was at every point's frame
         (between points the interpolation of the new points can differ slightly, the map being non-linear)."""
-        from levitor.motion.handles import convert_points
 
         if to not in PATH_TERMS:
             raise ValueError(f"path terms must be one of {PATH_TERMS}, got {to!r}")

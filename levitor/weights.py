@@ -148,7 +148,7 @@ _FAILED: dict[str, str] = {}  # downloads that failed in this process: asked aga
 
 def _why_not(allow_download: bool) -> str:
     if not allow_download:
-        return "downloads are off (--no-download / allow_download=False)"
+        return "downloads are off"  # the caller's choice (--no-download, allow_download=False): no flag named here
     return "HF_HUB_OFFLINE is set"
 
 
@@ -183,9 +183,9 @@ def download_command(spec: ModelSpec, target: Path) -> str:
 
 
 def _missing(what: str, command: str, target: Path, why: str, note: str = "") -> WeightsNotFoundError:
-    lines = [f"{what} is not on this machine ({why}).",
-             f"  download it: {command}",
-             f"  it goes to:  {target}  (or pass the folder's path)"]
+    lines = [f"{what} is not on this machine ({why}).",  # lines that read as sentences when the CLI folds them
+             f"  Download it: {command}",
+             f"  It goes to {target} (or pass the folder's path)."]
     if note:
         lines.append(f"  {note}")
     return WeightsNotFoundError("\n".join(lines))

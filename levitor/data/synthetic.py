@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from levitor.data.davis import write_palette_png
 from levitor.motion.render import splat
 
 D_REF = 60.0  # disparity at which one world unit is one pixel (the scale of a sprite's nominal size)
@@ -358,8 +359,6 @@ def write_davis_layout(root: str | Path, seeds, config: SyntheticConfig | None =
     Returns the sequence names. ``resolution`` is only the folder name (DAVIS's reader looks for it).
     """
     from PIL import Image
-
-    from levitor.data.davis import write_palette_png
 
     root = Path(root)
     names = []

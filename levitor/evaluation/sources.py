@@ -18,6 +18,8 @@ from levitor.control.clip_control import ClipControl
 from levitor.control.krule import KRule
 from levitor.control.signal import ControlSignal
 from levitor.data.clip import VideoClip
+from levitor.data.davis import DavisDataset
+from levitor.data.records import PrecomputedDataset, sample_key
 from levitor.data.sampling import ClipSampling, clip_starts
 
 SOURCES = ("auto", "davis", "shards")
@@ -55,8 +57,6 @@ class DavisSource:
     kind = "davis"
 
     def __init__(self, root: str | Path, split: str = "val", sampling: ClipSampling | None = None) -> None:
-        from levitor.data.davis import DavisDataset
-
         self.ds = DavisDataset(root, split=split, sampling=sampling or ClipSampling())
         self._cached: tuple[str, VideoClip] | None = None
 
@@ -86,13 +86,9 @@ class ShardSource:
     kind = "shards"
 
     def __init__(self, root: str | Path) -> None:
-        from levitor.data.records import PrecomputedDataset
-
         self.ds = PrecomputedDataset(root)
 
     def items(self, sequences: list[str] | None = None) -> list[EvalItem]:
-        from levitor.data.records import sample_key
-
         wanted = {sample_key(s) for s in sequences} if sequences is not None else None
         out = []
         for i in range(len(self.ds)):

@@ -63,7 +63,7 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
     weights: LeviTor ControlNet (release folder, a ControlNet folder, or a saved LeviTorPipeline folder);
     base: the SVD base (default SVD-xt). A saved LeviTorPipeline folder as ``weights`` needs no base.
     """
-    from levitor.generation.pipeline import LeviTorPipeline
+    from levitor.generation.pipeline import LeviTorPipeline  # diffusers (seconds): only when a pipeline is loaded
 
     dev = resolve_device(device)
 

@@ -7,6 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
+
+from levitor.perception.cache import FeatureCache
+from levitor.perception.depth_estimator import RELEASE_INPUT_SIZE, DepthEstimator
+from levitor.weights import resolve
 
 FLAT_DISPARITY = 128       # what disparity_u8_from_relative gives a flat map: every pixel at mid depth
 
@@ -66,7 +71,6 @@ def check_depth_spec(spec: str) -> None:
     if spec in ("none", "flat") or spec.startswith("const:"):
         load_depth_fn(spec)
         return
-    from levitor.weights import resolve
 
     resolve(spec, what="DepthAnythingV2")
 
@@ -82,10 +86,6 @@ def load_depth_fn(spec: str, device: str = "cpu", input_size: int | None = None)
         except ValueError as err:
             raise ValueError(f"--depth const:<N> needs an integer disparity 0..255, got {spec!r}") from err
     # no cache: every frame is seen once, and caching 51K videos' depth maps would only fill memory
-    import torch
-
-    from levitor.perception import RELEASE_INPUT_SIZE, DepthEstimator, FeatureCache
-
     # fp16 on a GPU: DepthAnythingV2 is a ViT; half precision halves its memory traffic (the release runs fp32,
     # the disparity maps differ by about one 0..255 step)
     dtype = torch.float16 if str(device).startswith("cuda") else None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from levitor.control.clip_control import ABLATIONS, ClipControl
+from levitor.data.synthetic import SyntheticConfig
 from levitor.defaults import RELEASE_DEMO_SIZE, nearest_multiple
 from levitor.weights import SVD_XT_ID
 
@@ -24,8 +25,7 @@ class TrainConfig:
 
     # --- model
     model: str = "svd"                  # "svd": pretrained SVD (UNet frozen); "mini": levitor.generation.mini from
-                                        #   scratch;
-                                        # "tiny": levitor.testing.tiny random models (tests)
+                                        #   scratch
     pretrained: str = SVD_XT_ID          # SVD base (hub id or folder) for model "svd"
     controlnet_init: str | None = None  # start the ControlNet from these weights instead of the UNet's encoder
     init_from: str | None = None        # model "mini": start from exported mini weights (unet/, controlnet/,
@@ -110,8 +110,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.mini_prediction not in ("v_prediction", "sample"):
             raise ValueError(f"mini_prediction must be 'v_prediction' or 'sample', got {self.mini_prediction!r}")
-        if self.model not in ("svd", "mini", "tiny"):
-            raise ValueError(f"model must be 'svd', 'mini' or 'tiny', got {self.model!r}")
+        if self.model not in ("svd", "mini"):
+            raise ValueError(f"model must be 'svd' or 'mini', got {self.model!r}")
         if self.data in ("sav", "davis", "cache"):
             raise ValueError(f"data {self.data!r} is no longer read directly: run `levitor precompute` (real data) or "
                              "`levitor precompute-synthetic` into a folder and train with data: shards, data_root: "
@@ -143,11 +143,7 @@ class TrainConfig:
 
     def _check_synthetic(self) -> None:
         """Unknown keys of ``synthetic`` fail here, not in a DataLoader worker after the models are built."""
-        from dataclasses import fields as dc_fields
-
-        from levitor.data.synthetic import SyntheticConfig
-
-        known = {f.name for f in dc_fields(SyntheticConfig)} - {"height", "width", "num_frames"}
+        known = {f.name for f in dataclasses.fields(SyntheticConfig)} - {"height", "width", "num_frames"}
         unknown = sorted(set(self.synthetic) - known)
         if unknown:
             raise ValueError(f"unknown synthetic key(s) {unknown}; known: {sorted(known)} (height, width and "
@@ -345,8 +341,6 @@ def _read_config_file(path: Path) -> Any:
                          f"{err.msg} (YAML configs must end in .yaml or .yml)") from None
 
 
-def synthetic_config(config: TrainConfig):
-    from levitor.data.synthetic import SyntheticConfig
-
+def synthetic_config(config: TrainConfig) -> SyntheticConfig:
     return SyntheticConfig(height=config.height, width=config.width, num_frames=config.num_frames,
                            **config.synthetic)

@@ -8,13 +8,19 @@ import json
 import numpy as np
 import pytest
 
+from levitor.cli import main
 from levitor.evaluation.masks import PointMaskPropagator
-from levitor.evaluation.runner import EvalConfig, control_for_clip, eval_main, preview_generator, run_eval
+from levitor.evaluation.runner import EvalConfig, control_for_clip, preview_generator, run_eval
 from levitor.evaluation.tracking import FallbackTracker
 from levitor.perception.depth_fn import constant_depth
 from levitor.testing.datasets import write_textured_davis
 
 H, W = 64, 96          # fixture size (cropped to the generation size's aspect by the runner)
+
+
+def eval_main(argv: list[str]) -> int:
+    """``levitor eval ARGV`` as the command line runs it (one error line and exit 2 for expected failures)."""
+    return main(["eval", *argv])
 
 
 @pytest.fixture
