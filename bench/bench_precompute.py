@@ -45,7 +45,7 @@ from levitor.testing.datasets import write_video
 from levitor.training.precompute import PrecomputeConfig, clip_record, encode_video, run_local
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_eval import write_davis  # noqa: E402  (the same generated 480 x 854 DAVIS as the eval benchmark)
+from bench_eval import write_davis  # the same generated 480 x 854 DAVIS as the eval benchmark
 
 H, W = 1036, 1400
 OUT_H, OUT_W, T = 320, 512, 16

@@ -231,7 +231,7 @@ def _hub_cache(spec: ModelSpec) -> Path | None:
 
     try:
         return Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.include) or None, local_files_only=True))
-    except Exception:  # noqa: BLE001 -- any failure here just means "not in the cache"
+    except Exception:  # any failure here just means "not in the cache"
         return None
 
 
@@ -243,7 +243,7 @@ def _download(spec: ModelSpec, target: Path) -> Path:
     print(f"levitor: downloading {spec.what} ({spec.repo_id}, {spec.size}) to {target}", flush=True)
     try:
         return Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.include) or None, local_dir=target))
-    except Exception as exc:  # noqa: BLE001 -- network, auth (gated model) or missing repo: all say the same
+    except Exception as exc:  # network, auth (gated model) or missing repo: all say the same
         first = str(exc).splitlines()[0] if str(exc) else ""
         _FAILED[spec.repo_id] = f"the download failed: {type(exc).__name__}: {first}"[:300]
         raise _missing(spec.what, download_command(spec, target), target, _FAILED[spec.repo_id],
@@ -276,7 +276,7 @@ def resolve_file(name_or_path: str | os.PathLike, *, allow_download: bool = True
 
         target.parent.mkdir(parents=True, exist_ok=True)
         download_url_to_file(spec.url, str(target), progress=True)  # writes a temporary file, then renames
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # network, missing file or full disk: all say the same, with the command to run
         _FAILED[spec.url] = f"the download failed: {type(exc).__name__}: {exc}"[:300]
         raise _missing(spec.what, command, target, _FAILED[spec.url]) from None
     return target
@@ -301,7 +301,7 @@ def verify_weights_folder(folder: Path, what: str = "weights") -> Path:
 
             with safe_open(str(path), framework="pt") as fh:
                 fh.keys()
-        except Exception as err:  # noqa: BLE001 -- SafetensorError, OSError: all mean "unreadable"
+        except Exception as err:  # SafetensorError, OSError: all mean "unreadable"
             raise _corrupt(what, folder, path, f"not a whole safetensors file ({str(err).splitlines()[0]})") from None
     return folder
 

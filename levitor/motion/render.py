@@ -290,7 +290,7 @@ def _splat_pytorch3d(xy: torch.Tensor, z: torch.Tensor, z0: torch.Tensor, H: int
     from pytorch3d.renderer.points import rasterize_points
     from pytorch3d.structures import Pointclouds
 
-    F, N, _ = xy.shape
+    F, _, _ = xy.shape
     m = float(min(H, W))
     x_ndc = (W / m) * (1 - (2 * xy[..., 0] + 1) / W)
     y_ndc = (H / m) * (1 - (2 * xy[..., 1] + 1) / H)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from levitor.control.clip_control import ABLATIONS, ClipControl
 from levitor.data.synthetic import SyntheticConfig
 from levitor.defaults import RELEASE_DEMO_SIZE, nearest_multiple
@@ -217,6 +219,58 @@ def _field_types() -> dict[str, str]:
     return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
 
+def _as_bool(key: str, value: Any, base: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise TypeError
+
+
+def _as_int(key: str, value: Any, base: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) or (isinstance(value, float) and value.is_integer()):
+        return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+    raise TypeError
+
+
+def _as_float(key: str, value: Any, base: str) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    return float(value)
+
+
+def _as_str(key: str, value: Any, base: str) -> str:
+    if isinstance(value, bool):
+        raise ValueError(f"{key} is a string, got the YAML boolean {value} (YAML reads no/off/yes/on as "
+                         f"booleans): quote it, e.g. {key}: \"no\"")
+    if not isinstance(value, str):
+        raise TypeError
+    return value
+
+
+def _as_tuple(key: str, value: Any, base: str) -> tuple:
+    seq = yaml.safe_load(value) if isinstance(value, str) else value
+    item = float if "float" in base else int
+    if not isinstance(seq, (list, tuple)):
+        raise TypeError
+    return tuple(item(v) for v in seq)
+
+
+def _as_dict(key: str, value: Any, base: str) -> dict:
+    d = yaml.safe_load(value) if isinstance(value, str) else value
+    if not isinstance(d, dict):
+        raise TypeError
+    return d
+
+
+_PARSERS = {"bool": _as_bool, "int": _as_int, "float": _as_float, "str": _as_str, "tuple": _as_tuple,
+            "dict": _as_dict}
+
+
 def coerce(key: str, value: Any, type_name: str | None = None) -> Any:
     """``value`` as the type of TrainConfig field ``key``; ValueError naming the field, the value and the type.
 
@@ -229,54 +283,17 @@ def coerce(key: str, value: Any, type_name: str | None = None) -> Any:
         if optional:
             return None
         raise ValueError(f"{key} cannot be empty (type {base})")
+    parse = _PARSERS.get("tuple" if base.startswith("tuple") else base)
+    if parse is None:
+        return value
     try:
-        if base == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-                return value.lower() in ("true", "yes", "on", "1")
-            raise TypeError
-        if base == "int":
-            if isinstance(value, bool):
-                raise TypeError
-            if isinstance(value, int):
-                return value
-            if isinstance(value, str) or (isinstance(value, float) and value.is_integer()):
-                return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-            raise TypeError
-        if base == "float":
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if base == "str":
-            if isinstance(value, bool):
-                raise ValueError(f"{key} is a string, got the YAML boolean {value} (YAML reads no/off/yes/on as "
-                                 f"booleans): quote it, e.g. {key}: \"no\"")
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if base.startswith("tuple"):
-            import yaml
-
-            seq = yaml.safe_load(value) if isinstance(value, str) else value
-            item = float if "float" in base else int
-            if not isinstance(seq, (list, tuple)):
-                raise TypeError
-            return tuple(item(v) for v in seq)
-        if base == "dict":
-            import yaml
-
-            d = yaml.safe_load(value) if isinstance(value, str) else value
-            if not isinstance(d, dict):
-                raise TypeError
-            return d
+        return parse(key, value, base)
     except ValueError as err:
         if str(err).startswith(key):
             raise
         raise ValueError(f"{key} must be {base}, got {value!r}") from None
     except TypeError:
         raise ValueError(f"{key} must be {base}, got {value!r} ({type(value).__name__})") from None
-    return value
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -325,8 +342,6 @@ def _read_config_file(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"config file {path} cannot be read: {err}") from None
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         try:
             return yaml.safe_load(text) or {}
         except yaml.YAMLError as err:

@@ -112,7 +112,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
                  log_to_driver=False, configure_logging=False)
     except EngineError:
         raise
-    except Exception as err:  # noqa: BLE001 - Ray raises many kinds (ConnectionError, RuntimeError, TimeoutError...)
+    except Exception as err:  # Ray raises many kinds (ConnectionError, RuntimeError, TimeoutError...)
         where = f"reach the Ray cluster at {address}" if address else "start Ray on this machine"
         first = " ".join(str(err).split())[:300] or type(err).__name__
         raise EngineError(f"could not {where} ({type(err).__name__}: {first}); run with --engine local (one "
@@ -153,7 +153,7 @@ def _guarded(stage: Callable[[dict[str, Any]], dict[str, Any]], row: dict[str, A
         return row
     try:
         return {"video": row["video"], ERROR_KEY: b"", "payload": pack(stage(row))}
-    except Exception as err:  # noqa: BLE001 - any error goes back to the driver, as in the local engine
+    except Exception as err:  # any error goes back to the driver, as in the local engine
         return _error_row(row["video"], err)
 
 

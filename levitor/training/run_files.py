@@ -81,7 +81,7 @@ def load_ema(ema, folder: Path, device) -> None:
                                 "resume with ema: false, or from a checkpoint made with EMA")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - UnpicklingError and friends: the file is not plain tensors
+    except Exception as err:  # UnpicklingError and friends: the file is not plain tensors
         raise ValueError(f"{path} is not a plain EMA state (tensors and numbers); refusing to unpickle it: {err}") \
             from err
     ema.load_state_dict(state)

@@ -77,7 +77,7 @@ def reference(davis, tmp_path_factory):
 
 
 def test_two_ranks_give_the_one_process_results(davis, reference, tmp_path):
-    ref, ref_summary = reference
+    ref, _ref_summary = reference
     out = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -170,7 +170,7 @@ def test_any_number_of_ranks_resumes_any_other(davis, reference, tmp_path):
 
 
 def test_other_settings_are_refused_and_no_resume_starts_over(davis, reference, tmp_path):
-    ref, _ = reference
+    _ref, _ = reference
     out = tmp_path / "o"
     tracker = FallbackTracker()
     run_eval(davis, preview_generator, tracker, out, EvalConfig(**{**CFG.__dict__, "max_clips": 1}), "preview")

@@ -219,7 +219,7 @@ def test_clicks_and_box_reach_the_prompt_encoder(sam_dir):
     torch.testing.assert_close(prompt["input_boxes"][0, 0], torch.tensor([10 * sx, 20 * sy, 110 * sx, 70 * sy]))
 
     # a negative click changes the answer (it reaches the decoder, not just the encoder)
-    pos, _ = seg.predict(points=[(50, 40)], multimask_output=False)
+    _pos, _ = seg.predict(points=[(50, 40)], multimask_output=False)
     logits_pos = seg.last_prediction.low_res_logits
     seg.predict(points=[(50, 40), (100, 60)], labels=[1, 0], multimask_output=False)
     assert not np.allclose(logits_pos, seg.last_prediction.low_res_logits)
@@ -465,7 +465,7 @@ def test_flood_fill_and_threshold_on_the_bundled_scene(bundled):
     box = bundled.masks[4]  # blue box; its right half is shaded darker
     left = flood_fill_mask(image, (300, 180), tolerance=25)
     whole = flood_fill_mask(image, (300, 180), tolerance=70)
-    iou = lambda m, t: (m & t).sum() / (m | t).sum()  # noqa: E731
+    iou = lambda m, t: (m & t).sum() / (m | t).sum()
     box_left = box & (np.arange(image.shape[1])[None, :] < 326)
     assert iou(left, box_left) > 0.95
     assert iou(whole, box) > 0.95
