@@ -43,6 +43,7 @@ from levitor.motion.lift import interpolate_path, lift, move, object_path_3d
 from levitor.motion.release_render import render_release
 from levitor.motion.render import BACKENDS, Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
 from levitor.scene import PathPoint, Scene
+from levitor.viz.scene3d import MAX_POINTS
 from levitor.viz.video import write_video
 
 __all__ = ["ControlWarning", "Engine", "EngineResult", "FramePreview", "ScenePaths", "render_scene", "scene_movers",
@@ -345,7 +346,7 @@ class Engine:
         return control_warnings(subjects, frames, s.num_frames, MIN_AREA_FRACTION * H * W)
 
     # ------------------------------------------------------------------ views
-    def cloud(self, max_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def cloud(self, max_points: int = MAX_POINTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The frame-0 point cloud for a 3D view: xyz (N, 3), rgb (N, 3) uint8, instance id (N,)."""
         s = self.scene
         inst = self.instance_map().ids

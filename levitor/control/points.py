@@ -16,13 +16,14 @@ from levitor._util.hashing import bytes_hash
 from levitor._util.jit import numba_on
 from levitor.control import kernels
 from levitor.control.krule import KRule
-from levitor.control.release_kmeans import release_track
+from levitor.control.release_kmeans import MAX_ITER, TOL, release_track
 from levitor.control.rules import KMEANS
 from levitor.control.signal import ControlSignal
 from levitor.depth import disparity_from_depth
 
 INITS = KMEANS  # K-means across frames: "warm", "release" or "even" (see control_from_masks)
 KMEANS_MIN_SHIFT = 0.25  # pixels^2: stop once the centres move less than this in total (they are truncated to ints)
+SAMPLE_STRIDE = 10  # K-means runs on every 10th mask pixel (row-major), as the release; tiny frames need 1
 
 
 def release_init(samples: torch.Tensor, k: int) -> torch.Tensor:
@@ -37,8 +38,8 @@ def kmeans(
     valid: torch.Tensor,
     init: torch.Tensor,
     k_valid: torch.Tensor,
-    max_iter: int = 300,
-    tol: float = 1e-4,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
     min_shift: float = 0.0,
     return_labels: bool = False,
     use_kernel: bool = True,
@@ -116,7 +117,7 @@ def kmeans(
     return c, labels, inertia
 
 
-def kmeans_tolerance(sums: torch.Tensor, squares: torch.Tensor, n: torch.Tensor, tol: float = 1e-4,
+def kmeans_tolerance(sums: torch.Tensor, squares: torch.Tensor, n: torch.Tensor, tol: float = TOL,
                      min_shift: float = 0.0) -> torch.Tensor:
     """The stopping threshold of :func:`kmeans`, per row: ``tol`` times the mean per-feature variance, at least
     ``min_shift``. sums, squares: (B, 2) float64 sums of the samples and of their squares; n: (B,) counts.
@@ -159,7 +160,7 @@ def control_from_masks(
     depth_override: Mapping[int, torch.Tensor] | None = None,
     rule: KRule | None = None,
     init: str = "warm",
-    sample_stride: int = 10,
+    sample_stride: int = SAMPLE_STRIDE,
     ids: Iterable[int] | None = None,
     cache: dict | None = None,
     use_kernel: bool = True,
@@ -178,7 +179,7 @@ def control_from_masks(
         (:mod:`levitor.control.release_kmeans`: its init across frames, sklearn's float32 iteration, and a frame
         with fewer samples than the K before the scale factor gets no points); "even" starts every frame from
         its evenly spaced samples (levitor's iteration; the one-frame drafts use it).
-    sample_stride: K-means runs on every n-th mask pixel in row-major order (the release uses 10).
+    sample_stride: K-means runs on every n-th mask pixel in row-major order (the release's: SAMPLE_STRIDE).
     ids: the instance ids to consider (default: every id > 0 present).
     cache: a dict kept by the caller across calls. Clusterings are looked up there by their samples: an
         object whose samples did not change in any frame reuses its whole track, and a first frame seen

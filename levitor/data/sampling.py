@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from levitor._util.hashing import name_fraction
+from levitor.defaults import NUM_FRAMES
 
 StartPolicy = Literal["first", "all", "random"]
 
@@ -20,7 +21,7 @@ StartPolicy = Literal["first", "all", "random"]
 class ClipSampling:
     """How 16-frame clips are cut from a longer video."""
 
-    num_frames: int = 16           # the official checkpoint was trained and evaluated on 16 frames
+    num_frames: int = NUM_FRAMES   # the official checkpoint was trained and evaluated on 16 frames
     stride: int = 1                # in frames of the reader's output (SA-V's reader already yields 6 fps frames)
     starts: StartPolicy = "first"  # 'first': one clip per video (evaluation); 'all': non-overlapping clips
                                    # (precompute); 'random': one random clip per call (training)

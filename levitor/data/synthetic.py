@@ -30,12 +30,13 @@ import numpy as np
 import torch
 
 from levitor.data.davis import write_palette_png
+from levitor.defaults import NUM_FRAMES
+from levitor.depth import DEFAULT_HORIZON
 from levitor.motion.render import splat
 
 D_REF = 60.0  # disparity at which one world unit is one pixel (the scale of a sprite's nominal size)
 WALL_DISPARITY = 6.0  # the far wall: disparity 6 -> scene depth 1/6
 GROUND_BOTTOM_DISPARITY = 150.0  # the ground under the bottom image row
-HORIZON = 0.4  # horizon row as a fraction of the height (the camera looks horizontally)
 MAX_SPRITE_DISPARITY = 235.0  # keep approaching sprites on the 0..255 scale with room to spare
 
 # flat, well-separated sprite colours (RGB); the background is desaturated, so a sprite is found by its colour
@@ -57,7 +58,7 @@ class SyntheticConfig:
 
     height: int = 64
     width: int = 64
-    num_frames: int = 16
+    num_frames: int = NUM_FRAMES
     min_sprites: int = 1
     max_sprites: int = 4
     texture: float = 1.0          # 0: flat colours everywhere; 1: full-strength stripes/checkers/noise
@@ -243,7 +244,7 @@ def generate_clip(seed: int, config: SyntheticConfig | None = None) -> Synthetic
     cfg = config or SyntheticConfig()
     rng = np.random.default_rng(seed)
     F, H, W = cfg.num_frames, cfg.height, cfg.width
-    horizon = HORIZON * H
+    horizon = DEFAULT_HORIZON * H  # the camera looks horizontally
     ground_g = (H - horizon) * D_REF / GROUND_BOTTOM_DISPARITY  # world height of the ground plane below the camera
     cx = W / 2.0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from levitor._util.launch import barrier_group, export_slurm_for_torch
 from levitor.cli import seed_arg
-from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED, SIZES, video_size
+from levitor.defaults import DEFAULT_SIZE, NUM_INFERENCE_STEPS, RELEASE_SEED, SIZES, video_size
 from levitor.generation.presets import DEFAULT_PRESET, PRESET_NAMES
 
 EVAL_HELP = ("Evaluation of one model on DAVIS or `levitor precompute` shards: ObjMC, TrajErr, mask/box IoU, optional "
@@ -45,7 +45,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", default="none", choices=["none", "fid-fvd", "random"],
                    help="FID/FVD: fid-fvd needs the Inception and I3D files (levitor.evaluation.metrics); random is a "
                         "meaningless smoke test")
-    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--steps", type=int, default=NUM_INFERENCE_STEPS)
     p.add_argument("--seed", type=seed_arg, default=RELEASE_SEED)
     p.add_argument("--size", choices=sorted(SIZES), help="a named generation size (" + ", ".join(
         f"{n}: {s}" for n, s in SIZES.items()) + ", frames x height x width); --height/--width/--num-frames override")

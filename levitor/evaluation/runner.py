@@ -53,8 +53,8 @@ from levitor.control.rules import ControlRules
 from levitor.control.signal import ControlSignal
 from levitor.data.clip import DataReadError, VideoClip
 from levitor.data.sampling import ClipSampling
-from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED
-from levitor.depth import depth_from_disparity
+from levitor.defaults import DEFAULT_SIZE, FPS, MOTION_BUCKET_ID, NUM_INFERENCE_STEPS, RELEASE_SEED
+from levitor.depth import FLAT_DISPARITY, depth_from_disparity
 from levitor.evaluation.masks import MaskEstimator
 from levitor.evaluation.metrics import I3DFeatures, InceptionFeatures, RandomConvFeatures
 from levitor.evaluation.protocol import (
@@ -69,7 +69,7 @@ from levitor.evaluation.store import FAILED, ResultStore, slug
 from levitor.evaluation.tracking import CoTrackerTracker, FallbackTracker, Tracker
 from levitor.generation.generate import load_pipeline
 from levitor.generation.presets import DEFAULT_PRESET
-from levitor.perception.depth_fn import FLAT_DISPARITY, DepthFn, depth_of_frames
+from levitor.perception.depth_fn import DepthFn, depth_of_frames
 from levitor.viz.video import write_video
 
 log = logging.getLogger("levitor.eval")
@@ -92,10 +92,10 @@ class PipelineGenerator:
     """A LeviTorPipeline generating from the clip's first frame and the control signal."""
 
     pipe: Any
-    steps: int = 25
+    steps: int = NUM_INFERENCE_STEPS
     seed: int = RELEASE_SEED
-    fps: int = 6                      # the release conditions on fps 6
-    motion_bucket_id: int = 100       # the release demo's default
+    fps: int = FPS
+    motion_bucket_id: int = MOTION_BUCKET_ID
     controlnet_conditioning_scale: float = 1.0
 
     def __call__(self, clip: VideoClip, signal: ControlSignal) -> np.ndarray:
@@ -107,7 +107,7 @@ class PipelineGenerator:
         return (np.clip(np.asarray(out.frames[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def load_generator(model: str, base: str | None = None, device: str = "auto", steps: int = 25,
+def load_generator(model: str, base: str | None = None, device: str = "auto", steps: int = NUM_INFERENCE_STEPS,
                    seed: int = RELEASE_SEED, preset: str = DEFAULT_PRESET) -> tuple[Generator, str]:
     """(generator, model label) for ``--model``: 'preview', or LeviTor weights / a saved LeviTorPipeline folder."""
     if model == PREVIEW:
@@ -168,12 +168,12 @@ def generator_kmeans_init(generator: Generator) -> str:
 class EvalConfig:
     height: int = DEFAULT_SIZE.height  # generation size; DAVIS 480p is centre-cropped to this aspect first
     width: int = DEFAULT_SIZE.width
-    num_frames: int = 16        # the paper evaluates 16-frame clips
+    num_frames: int = DEFAULT_SIZE.num_frames  # the paper evaluates 16-frame clips
     settings: tuple[str, ...] = SETTINGS
     starts: str = "first"       # one clip per sequence (the paper's protocol); 'all' gives more clips for FVD
     max_clips: int | None = None
     write_videos: bool = True
-    video_fps: float = 6.0
+    video_fps: float = float(FPS)  # a float in eval_settings.json, as written before
     source: str = "auto"        # davis | shards (a `levitor precompute` output) | auto: by the folder's content
     depth: str = "none"         # what depth_fn is (the --depth spec), recorded so a resume cannot mix them
     kmeans_init: str | None = None  # None: what the model's weights were trained with (generator_kmeans_init)

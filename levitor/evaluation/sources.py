@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from levitor.control.clip_control import ClipControl
-from levitor.control.krule import KRule
 from levitor.control.signal import ControlSignal
 from levitor.data.clip import VideoClip
 from levitor.data.davis import DavisDataset
@@ -109,10 +107,7 @@ class ShardSource:
                          fps=float(rec.meta.get("fps", 6.0)), name=rec.name, source=rec.meta.get("source", ""),
                          frame_indices=np.asarray(rec.meta.get("frame_indices", range(len(rec.frames)))),
                          meta={"record": rec.meta})
-        made: dict[str, Any] = rec.meta.get("control", {})
-        control = ClipControl(rule=KRule(lam=made.get("lam", KRule().lam), k_max=made.get("k_max", KRule().k_max)),
-                              sample_stride=made.get("sample_stride", ClipControl().sample_stride),
-                              init=made.get("init", "warm"))
+        control = ClipControl.from_meta(rec.meta.get("control", {}))
         return EvalClip(clip, disparity=rec.disparity, signal=rec.signal, control=control)
 
 

@@ -43,18 +43,19 @@ def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out")
     p.add_argument("--clips", type=int, default=2000)
     p.add_argument("--config", help="a training config whose synthetic world and sizes to use (default: mini)")
-    p.add_argument("--shard-size", type=int, default=500, help="clips per shard")
+    p.add_argument("--shard-size", type=int, help="clips per shard (default 500)")
 
 
 def run_synthetic(args: argparse.Namespace) -> int:
     from levitor.training.config import PRESETS, load_config
     from levitor.training.datasets import precompute_synthetic
 
-    if args.clips < 1 or args.shard_size < 1:
+    if args.clips < 1 or (args.shard_size is not None and args.shard_size < 1):
         raise ValueError(f"--clips and --shard-size must be >= 1, got {args.clips} and {args.shard_size}")
     config = load_config(args.config) if args.config else PRESETS["mini"]
+    given = {"shard_size": args.shard_size} if args.shard_size is not None else {}  # else the function's default
     t = time.time()
-    precompute_synthetic(args.out, args.clips, config, shard_size=args.shard_size)
+    precompute_synthetic(args.out, args.clips, config, **given)
     print(f"wrote {args.clips} clips to {args.out} in {time.time() - t:.1f} s")
     return 0
 

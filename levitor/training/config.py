@@ -11,8 +11,18 @@ from typing import Any
 import yaml
 
 from levitor.control.clip_control import ABLATIONS, ClipControl
+from levitor.control.encode import GAUSSIAN_RADIUS
+from levitor.control.points import SAMPLE_STRIDE
+from levitor.data.shards import SHUFFLE_BUFFER
 from levitor.data.synthetic import SyntheticConfig
-from levitor.defaults import RELEASE_DEMO_SIZE, nearest_multiple
+from levitor.defaults import (
+    FPS,
+    MOTION_BUCKET_ID,
+    NOISE_AUG_STRENGTH,
+    NUM_INFERENCE_STEPS,
+    RELEASE_DEMO_SIZE,
+    nearest_multiple,
+)
 from levitor.weights import SVD_XT_ID
 
 CONTROLS = ABLATIONS  # the paper's Table 2: full | no_depth | no_instance | center_point
@@ -48,7 +58,7 @@ class TrainConfig:
     data: str = "shards"                # "shards": WebDataset shards of `levitor precompute` (real data) or
                                         #   `levitor precompute-synthetic`; "synthetic": the world, on the fly
     data_root: str | None = None        # the precompute output folder (its shards/*.tar)
-    shuffle_buffer: int = 256           # samples each DataLoader worker holds for shuffling (shards)
+    shuffle_buffer: int = SHUFFLE_BUFFER  # samples each DataLoader worker holds for shuffling (shards)
     synthetic: dict = field(default_factory=dict)  # SyntheticConfig overrides (height/width/frames come from here)
     height: int = RELEASE_DEMO_SIZE.height  # the release's demo size (portrait; training's is not published)
     width: int = RELEASE_DEMO_SIZE.width
@@ -60,8 +70,8 @@ class TrainConfig:
 
     # --- control signal
     control: str = "full"               # full | no_depth | no_instance | center_point (paper Table 2)
-    control_radius: int = 10            # the release's gaussian_r; the mini model's 32x32 frames use 2
-    kmeans_stride: int = 10             # K-means on every n-th mask pixel (the release: 10); tiny frames need 1
+    control_radius: int = GAUSSIAN_RADIUS  # the release's gaussian_r; the mini model's 32x32 frames use 2
+    kmeans_stride: int = SAMPLE_STRIDE  # K-means on every n-th mask pixel (the release's); tiny frames need 1
 
     # --- optimisation (the paper: AdamW, lr 1e-5, batch 16 on 16 A100, 200K iterations)
     lr: float = 1e-5
@@ -81,9 +91,9 @@ class TrainConfig:
     loss_weight_cap: float = 0.0        # > 0: the EDM weight (1 + 1/sigma^2) is capped at this (min-SNR weighting,
                                         #   Hang et al. 2023): an x0-predicting model's low-noise errors then do not
                                         #   drown the rest
-    fps: int = 6                        # conditioned as fps - 1, as SVD
-    motion_bucket_id: int = 100
-    noise_aug_strength: float = 0.02
+    fps: int = FPS                      # conditioned as fps - 1, as SVD
+    motion_bucket_id: int = MOTION_BUCKET_ID
+    noise_aug_strength: float = NOISE_AUG_STRENGTH
     ema: bool = False
     ema_decay: float = 0.999
 
@@ -95,7 +105,7 @@ class TrainConfig:
     checkpoint_minutes: float = 0.0     # also checkpoint after this much wall time (0: off)
     keep_checkpoints: int = 3
     sample_every: int = 1000            # write a sample video every n steps (0: off)
-    sample_steps: int = 25
+    sample_steps: int = NUM_INFERENCE_STEPS
     max_minutes: float = 0.0            # stop (with a checkpoint) after this much wall time in this session (0: off)
     num_threads: int = 0                # torch CPU threads (0: torch's default); 1 is fastest on a loaded CPU
     num_processes: int = 0              # > 0: refuse to run unless the launch started this many processes

@@ -15,7 +15,6 @@ import torch
 
 from levitor.control.clip_control import ClipControl, clip_control
 from levitor.control.encode import encode
-from levitor.control.krule import KRule
 from levitor.data.records import (
     SHARD_DIR,
     ClipRecord,
@@ -81,10 +80,7 @@ def shard_item(sample: dict, config: TrainConfig) -> dict:
     elif config.control == "no_instance":
         signal = signal.without_instance()
     elif config.control == "center_point":
-        made = rec.meta.get("control", {})
-        params = ClipControl(rule=KRule(lam=made.get("lam", KRule().lam), k_max=made.get("k_max", KRule().k_max)),
-                             sample_stride=made.get("sample_stride", config.kmeans_stride),
-                             init=made.get("init", "warm"), ablation="center_point")
+        params = ClipControl.from_meta(rec.meta.get("control", {}), "center_point", config.kmeans_stride)
         signal = clip_control(rec.instance_map.astype(np.int64), depth_from_disparity(rec.disparity), params,
                               moved_ids=rec.meta.get("moved_ids", ()), ids=rec.meta.get("object_ids"))
     return {"frames": _frames_tensor(rec.frames), "name": rec.name,
@@ -318,8 +314,7 @@ def precompute_synthetic(out: str | Path, num_clips: int, config: TrainConfig | 
             meta = {"name": f"synthetic_{seed_offset + seed:08d}", "video": f"synthetic_{seed_offset + seed:08d}",
                     "source": "synthetic", "fps": 6.0, "frame_indices": list(range(clip.num_frames)),
                     "object_ids": clip.object_ids, "moved_ids": clip.moved_ids,
-                    "control": {"lam": params.rule.lam, "k_max": params.rule.k_max,
-                                "sample_stride": params.sample_stride, "init": params.init}}
+                    "control": params.to_meta()}
             rec = ClipRecord(frames=clip.frames, disparity=clip.disparity_u8(), instance_map=clip.instance,
                              signal=signal, meta=meta)
             samples.append(encode_sample(rec, frames="raw"))

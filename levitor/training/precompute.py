@@ -51,11 +51,13 @@ from levitor._util.io import write_bytes_atomic, write_text_atomic
 from levitor._util.launch import detect_launch
 from levitor.control.clip_control import ClipControl, clip_control
 from levitor.control.krule import K_MAX, LAMBDA, KRule
+from levitor.control.points import SAMPLE_STRIDE
 from levitor.data.clip import DataReadError, VideoClip
 from levitor.data.davis import DavisDataset
 from levitor.data.records import (
     FORMAT_VERSION,
     FRAME_MODES,
+    JPEG_QUALITY,
     SHARD_DIR,
     ClipRecord,
     CorruptShardError,
@@ -72,6 +74,7 @@ from levitor.data.sampling import ClipSampling
 from levitor.data.sav import SavDataset, SavFramesDataset
 from levitor.defaults import DEFAULT_SIZE
 from levitor.depth import depth_from_disparity
+from levitor.perception.depth_estimator import RELEASE_INPUT_SIZE
 from levitor.perception.depth_fn import DepthFn, depth_of_frames, load_depth_fn
 from levitor.training import spool
 
@@ -99,13 +102,13 @@ class PrecomputeConfig:
     starts: str = "all"         # all non-overlapping clips of a video ('first': one per video)
     hop: int | None = None      # distance between clip starts for 'all'; None = no overlap
     depth: str = "none"         # none | const:<N> | a DepthAnythingV2 name, hub id or folder
-    depth_input_size: int = 512 # the network's shorter side; the release runs DepthAnythingV2 at 512
+    depth_input_size: int = RELEASE_INPUT_SIZE  # the network's shorter side (the release's)
     frames: str = "jpeg"        # jpeg (small, lossy) | raw (lossless, ~5x bigger) | none (references only)
-    jpeg_quality: int = 95      # visually lossless; the VAE sees far worse compression in SA-V's own mp4s
+    jpeg_quality: int = JPEG_QUALITY
     lam: float = LAMBDA         # the K rule (levitor.control.krule)
     k_max: int = K_MAX
     kmeans_init: str = "warm"   # warm (temporally stable points) | release (the release's K-means, exactly)
-    sample_stride: int = 10     # K-means on every 10th mask pixel, as the release
+    sample_stride: int = SAMPLE_STRIDE  # K-means on every n-th mask pixel (the release's)
     videos_per_shard: int = 64  # SA-V: ~5 clips a video, ~0.4 MB a clip -> shards of ~130 MB
 
     def __post_init__(self) -> None:
@@ -152,7 +155,7 @@ class VideoSource:
     clips: Callable[[str, Callable[[str, DataReadError], None]], Iterator[VideoClip]]
 
 
-def open_source(root: str | Path, config: PrecomputeConfig, videos: dict[str, str] | None = None) -> VideoSource:
+def open_video_source(root: str | Path, config: PrecomputeConfig, videos: dict[str, str] | None = None) -> VideoSource:
     """The reader for ``config.dataset`` over ``root``; ``videos`` (from a plan) saves listing the data set."""
     size = (config.height, config.width)
     if config.dataset == "davis":
@@ -203,7 +206,7 @@ def load_or_make_plan(root: str | Path, out: Path, config: PrecomputeConfig) -> 
             raise ValueError(f"{out} was precomputed with other settings {{name: (there, now)}}: {diff}. Use another "
                              "--out, or delete that folder to start over.")
         return Plan(old, {k: list(v) for k, v in data["shards"].items()}, dict(data["videos"]))
-    plan = make_plan(open_source(root, config), config)
+    plan = make_plan(open_video_source(root, config), config)
     if not plan.shards:
         raise FileNotFoundError(f"no videos found in {root} for dataset {config.dataset!r}")
     out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +218,7 @@ def load_or_make_plan(root: str | Path, out: Path, config: PrecomputeConfig) -> 
 def read_video(root: str | Path, plan: Plan, video: str) -> dict[str, Any]:
     """Stage 1 (CPU): the clips of one video at the training size, with failures and empty clips counted."""
     config = plan.config
-    source = open_source(root, config, {video: plan.videos[video]})
+    source = open_video_source(root, config, {video: plan.videos[video]})
     errors: list[dict[str, str]] = []
     clips, empty = [], 0
 
@@ -261,8 +264,7 @@ def clip_record(clip: dict[str, Any], config: PrecomputeConfig) -> ClipRecord:
     meta = {"name": clip["name"], "video": clip["name"].split("@")[0], "source": clip["source"],
             "fps": float(clip["fps"]), "frame_indices": [int(i) for i in clip["frame_indices"]],
             "object_ids": [int(i) for i in clip["object_ids"]], "moved_ids": [],
-            "control": {"lam": params.rule.lam, "k_max": params.rule.k_max, "sample_stride": params.sample_stride,
-                        "init": params.init}, "clip_meta": clip["meta"]}
+            "control": params.to_meta(), "clip_meta": clip["meta"]}
     return ClipRecord(frames=clip["frames"] if config.frames != "none" else None, disparity=clip["disparity"],
                       instance_map=clip["instance"], signal=signal, meta=meta)
 

@@ -12,7 +12,7 @@ from levitor.cli import main
 from levitor.evaluation.masks import PointMaskPropagator
 from levitor.evaluation.runner import EvalConfig, control_for_clip, preview_generator, run_eval
 from levitor.evaluation.tracking import FallbackTracker
-from levitor.perception.depth_fn import constant_depth
+from levitor.perception.depth_fn import constant_disparity
 from levitor.testing.datasets import write_textured_davis
 
 H, W = 64, 96          # fixture size (cropped to the generation size's aspect by the runner)
@@ -37,7 +37,7 @@ def test_control_for_clip_settings(davis):
     clip = next(DavisDataset(davis, sampling=ClipSampling(num_frames=8)).clips())
     single = control_for_clip(clip, "single")
     assert single.points_per_object() == {1: 1, 2: 1}
-    multi = control_for_clip(clip, "multi", constant_depth(200))
+    multi = control_for_clip(clip, "multi", constant_disparity(200))
     assert all(1 <= k <= 8 for k in multi.points_per_object().values()) and multi.num_points > 2
     assert set(multi.depth[multi.visible].round().tolist()) == {200.0}      # round(1 / (1/200))
     with pytest.raises(ValueError, match="setting"):

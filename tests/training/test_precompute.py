@@ -23,7 +23,7 @@ from levitor.data.davis import DavisDataset
 from levitor.data.records import PrecomputedDataset, finished_shards, iter_tar_samples, read_stats, stats_path
 from levitor.data.sampling import ClipSampling
 from levitor.depth import depth_from_disparity
-from levitor.perception.depth_fn import constant_depth
+from levitor.perception.depth_fn import constant_disparity
 from levitor.testing.datasets import write_sav, write_textured_davis
 from levitor.training.precompute import (
     EngineError,
@@ -211,7 +211,7 @@ def test_sav_precompute_decodes_at_the_training_size_and_counts_a_corrupt_video(
     write_sav(root, "sav_000002", n_video_frames=40)
     (root / "sav_000002.mp4").write_bytes(b"\x00" * 100)
     cfg = PrecomputeConfig(dataset="sav", height=16, width=24, num_frames=4, starts="first", frames="raw")
-    rep = run_local(root, tmp_path / "out", cfg, depth_fn=constant_depth(50))
+    rep = run_local(root, tmp_path / "out", cfg, depth_fn=constant_disparity(50))
     assert (rep.samples, rep.videos_failed) == (1, 1)
     rec = PrecomputedDataset(tmp_path / "out")[0]
     assert rec.frames.shape == (4, 16, 24, 3) and (rec.disparity == 50).all()
