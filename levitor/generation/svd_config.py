@@ -11,7 +11,7 @@ import torch
 from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from levitor.generation.pipeline import LeviTorPipeline
+from levitor.generation.pipeline import CLIP_SIZE, LeviTorPipeline
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.unet_svd import ControlledUNetSVD
 
@@ -38,7 +38,6 @@ SVD_XT_CLIP_CONFIG = dict(  # OpenCLIP ViT-H/14 vision tower
     hidden_size=1280, intermediate_size=5120, num_attention_heads=16, num_hidden_layers=32, patch_size=14,
     image_size=224, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5,
 )
-CLIP_INPUT_SIZE = 224  # SVD's pipeline always feeds the image encoder 224x224
 
 
 def svd_scheduler(**overrides) -> EulerDiscreteScheduler:
@@ -47,9 +46,8 @@ def svd_scheduler(**overrides) -> EulerDiscreteScheduler:
 
 
 def svd_feature_extractor() -> CLIPImageProcessor:
-    """The CLIP image processor in front of the image encoder (resize and centre-crop to 224)."""
-    size = CLIP_INPUT_SIZE
-    return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    """The CLIP image processor in front of the image encoder (resize and centre-crop to CLIP_SIZE)."""
+    return CLIPImageProcessor(size={"shortest_edge": CLIP_SIZE}, crop_size={"height": CLIP_SIZE, "width": CLIP_SIZE})
 
 
 def svd_xt_architecture(device: str | torch.device = "meta", dtype: torch.dtype = torch.float32,
