@@ -139,8 +139,8 @@ def test_each_rule_has_one_owner():
 STRUCTURAL = {0, 1, 2, -1}  # identities, halving and doubling, "none" markers: structure, not rules
 # A name's last word says what the number is (steps, fps, stride, radius ...); these words say too little alone,
 # so the word before them counts too (patch_size and batch_size are different rules, checkpoint_every and
-# sample_every too).
-GENERIC_WORDS = {"size", "every", "id", "s", "dim", "channels", "max", "min"}
+# sample_every too, and a thread pool's max_workers and the DataLoader's num_workers).
+GENERIC_WORDS = {"size", "every", "id", "s", "dim", "channels", "max", "min", "workers"}
 
 
 @dataclass(frozen=True)
