@@ -146,7 +146,7 @@ def bench_readers(n_seq: int, n_videos: int) -> None:
 def bench_command(n_seq: int, thread_counts: list[int]) -> None:
     """``levitor eval --model preview`` per thread count (timing), then a tiny random LeviTorPipeline evaluated per
     thread count at 8 x 64 x 96 (which per-clip figures change), in this process, on one generated DAVIS."""
-    from levitor.evaluation.runner import eval_main
+    from levitor.cli import main
     from levitor.testing import save_tiny_pipeline
 
     metrics = ("objmc", "traj_err", "mask_iou", "box_iou")
@@ -159,16 +159,16 @@ def bench_command(n_seq: int, thread_counts: list[int]) -> None:
             out = root / f"threads{n}"
             t0 = time.perf_counter()
             with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-                rc = eval_main([str(root / "davis"), "--model", "preview", "--device", "cpu", "--threads", str(n),
-                                "--out", str(out)])
+                rc = main(["eval", str(root / "davis"), "--model", "preview", "--device", "cpu", "--threads", str(n),
+                           "--out", str(out)])
             wall = time.perf_counter() - t0
             assert rc == 0, f"levitor eval exited {rc}"
             rows = list(csv.DictReader(open(out / "per_clip.csv")))
             timing[n] = (wall, float(np.mean([float(r["total_s"]) for r in rows])))
             with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-                rc = eval_main([str(root / "davis"), "--model", str(tiny), "--device", "cpu", "--threads", str(n),
-                                "--steps", "2", "--height", "64", "--width", "96", "--num-frames", "8", "--no-videos",
-                                "--out", str(root / f"tiny{n}")])
+                rc = main(["eval", str(root / "davis"), "--model", str(tiny), "--device", "cpu", "--threads", str(n),
+                           "--steps", "2", "--height", "64", "--width", "96", "--num-frames", "8", "--no-videos",
+                           "--out", str(root / f"tiny{n}")])
             assert rc == 0, f"levitor eval exited {rc}"
             figures[n] = [r[k] for r in csv.DictReader(open(root / f"tiny{n}" / "per_clip.csv")) for k in metrics]
     print(f"## levitor eval DAVIS --model preview (fallback tracker, propagated masks, track videos): {n_seq} "

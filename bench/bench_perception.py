@@ -28,15 +28,15 @@ if "--no-flush-denormal" not in sys.argv:
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from levitor.perception import (  # noqa: E402
+from levitor.perception import (
     AutoMaskConfig,
     AutomaticMaskGenerator,
     DepthEstimator,
     FeatureCache,
     Segmenter,
 )
-from levitor.perception.sam_backends import TransformersSam  # noqa: E402
-from levitor.testing.tiny_perception import random_depth_anything_model, random_sam_model  # noqa: E402
+from levitor.perception.sam_backends import TransformersSam
+from levitor.testing.tiny_perception import random_depth_anything_model, random_sam_model
 
 CLICK_TARGET_MS = {"cpu": 300.0, "cuda": 50.0}
 

@@ -40,12 +40,12 @@ import torch
 from levitor.data.records import encode_sample
 from levitor.data.sampling import ClipSampling
 from levitor.data.sav import SavDataset, decode_frames, rle_decode_resized, rle_encode, string_to_counts
-from levitor.perception.depth_fn import flat_depth
+from levitor.perception.depth_fn import flat_disparity
 from levitor.testing.datasets import write_video
 from levitor.training.precompute import PrecomputeConfig, clip_record, encode_video, run_local
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_eval import write_davis  # noqa: E402  (the same generated 480 x 854 DAVIS as the eval benchmark)
+from bench_eval import write_davis  # the same generated 480 x 854 DAVIS as the eval benchmark
 
 H, W = 1036, 1400
 OUT_H, OUT_W, T = 320, 512, 16
@@ -101,7 +101,7 @@ def before(root: Path) -> dict[str, float]:
     cfg = PrecomputeConfig(dataset="sav", height=OUT_H, width=OUT_W, num_frames=T)
     row = {"frames": clip.frames, "instance": clip.instance_map(), "object_ids": clip.object_ids, "name": clip.name,
            "source": "sav", "fps": clip.fps, "frame_indices": clip.frame_indices, "meta": {},
-           "disparity": np.stack([flat_depth(f) for f in clip.frames])}
+           "disparity": np.stack([flat_disparity(f) for f in clip.frames])}
     rec = clip_record(row, cfg)
     t4 = time.perf_counter()
     encode_sample(rec, "jpeg", cfg.jpeg_quality)
@@ -133,7 +133,7 @@ def after(root: Path) -> dict[str, float]:
     result = {"video": "sav_000001", "failures": [], "empty": 0, "clips": [{
         "frames": frames, "instance": instance, "object_ids": vc.object_ids, "name": vc.name, "source": "sav",
         "fps": vc.fps, "frame_indices": vc.frame_indices, "meta": {},
-        "disparity": np.stack([flat_depth(f) for f in frames])}]}
+        "disparity": np.stack([flat_disparity(f) for f in frames])}]}
     t4 = time.perf_counter()
     encode_video(result, cfg)
     t5 = time.perf_counter()
@@ -177,7 +177,7 @@ def _timed_run(fn):
 
 def bench_command(args) -> None:
     """The engine, resume and ray sections on one generated DAVIS."""
-    from levitor.perception.depth_fn import flat_depth, load_depth_fn
+    from levitor.perception.depth_fn import flat_disparity, load_depth_fn
     from levitor.testing.tiny_perception import save_tiny_depth_anything
 
     cfg = PrecomputeConfig(height=OUT_H, width=OUT_W, num_frames=T, videos_per_shard=2)
@@ -185,7 +185,7 @@ def bench_command(args) -> None:
         root = Path(tmp)
         write_davis(root / "davis", args.sequences, 2 * T)
         rows = []
-        dt, rep = _timed_run(lambda: run_local(root / "davis", root / "flat", cfg, flat_depth))
+        dt, rep = _timed_run(lambda: run_local(root / "davis", root / "flat", cfg, flat_disparity))
         n = rep.samples
         rows.append(("local engine, flat depth", dt, n))
         if "engine" in args.sections:
@@ -194,7 +194,7 @@ def bench_command(args) -> None:
             rows.append(("local engine, tiny random DepthAnything (input 126)", dt, rep.samples))
         if "resume" in args.sections:
             size = sum(p.stat().st_size for p in (root / "flat" / "shards").glob("*.tar"))
-            dt, rep = _timed_run(lambda: run_local(root / "davis", root / "flat", cfg, flat_depth))
+            dt, rep = _timed_run(lambda: run_local(root / "davis", root / "flat", cfg, flat_disparity))
             assert rep.shards_existing == rep.shards and rep.shards_done == 0
             rows.append((f"resume: every finished shard read once and its digest compared ({size / 1e6:.0f} MB)",
                          dt, n))

@@ -20,13 +20,10 @@ The names of the README's first example are here (imported on first use, so ``im
     cond = levitor.encode(result.signal)
 """
 
-from levitor import _compat
 from levitor._util import notices  # noqa: F401  (drops two library notices that are only noise here)
 from levitor._util.lazy import lazy_exports
 
 __version__ = "0.1.0"
-
-_compat.install()
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "Scene": ".scene", "ObjectTrack": ".scene", "PathPoint": ".scene", "Intrinsics": ".scene",

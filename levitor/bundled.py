@@ -94,7 +94,7 @@ def resize_scene(scene: Scene, height: int, width: int) -> Scene:
 
     sx, sy = width / scene.width, height / scene.height
     img = np.asarray(Image.fromarray(scene.image).resize((width, height), Image.BILINEAR))
-    near = lambda a: np.asarray(Image.fromarray(a).resize((width, height), Image.NEAREST))  # noqa: E731
+    near = lambda a: np.asarray(Image.fromarray(a).resize((width, height), Image.NEAREST))
     depth = near(scene.depth.astype(np.float32))
     masks = [near(m.astype(np.uint8)).astype(bool) for m in scene.masks]
     out = scene.copy()

@@ -1,7 +1,10 @@
 """The ``levitor`` command. Each layer registers its own subcommands on this one parser (as diffusers' commands
 do); what a command does can be done from Python the same way.
 
-Expected failures (bad input, missing files or weights, permissions, devices) print one line and exit with 2.
+One error policy for every command (:func:`run_command`): an expected failure (bad input, missing files or weights,
+permissions, devices, a missing optional package, a run that cannot go on) prints one line, ``levitor CMD: error:
+...``, the exception's own message with its line breaks folded, and exits with 2; anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from levitor import __version__
+from levitor._util.errors import RunError
+from levitor.defaults import check_seed
 
 # the layers that have commands, in the order `levitor --help` lists them
 COMMAND_MODULES = (
@@ -18,13 +25,13 @@ COMMAND_MODULES = (
     "levitor.training.commands",       # train, precompute, precompute-synthetic
     "levitor.evaluation.commands",     # eval
 )
-EXPECTED_ERRORS = (ValueError, OSError)  # OSError: FileNotFound, IsADirectory, Permission, weights not found
+# OSError: FileNotFound, IsADirectory, Permission, weights not found; ImportError: an optional package (Ray,
+# CoTracker's) that is not installed, whose message names the pip command; FloatingPointError: a loss that diverged
+EXPECTED_ERRORS = (ValueError, OSError, ImportError, FloatingPointError, RunError)
 
 
 def seed_arg(text: str) -> int:
     """argparse type for --seed: a whole number in 0..2**63-1 (a clear usage error otherwise)."""
-    from levitor.defaults import check_seed
-
     try:
         return check_seed(int(text))
     except ValueError as e:
@@ -40,11 +47,13 @@ def print_warnings(prog: str, warnings) -> None:
 
 
 def error_line(e: BaseException) -> str:
-    """One line for an expected failure: OSErrors name their file (once: levitor's own say it in their sentence);
-    multi-line messages keep their lines."""
+    """The one line an expected failure prints: OSErrors name their file (once: levitor's own say it in their
+    sentence); a message of several lines (two missing models, a layout) is folded into one."""
     if isinstance(e, OSError) and e.filename and e.strerror and not isinstance(e, FileNotFoundError):
-        return e.strerror if str(e.filename) in e.strerror else f"{e.strerror}: {e.filename}"
-    return str(e) or type(e).__name__
+        text = e.strerror if str(e.filename) in e.strerror else f"{e.strerror}: {e.filename}"
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
 
 
 def run_command(prog: str, run, args: argparse.Namespace) -> int:
@@ -63,8 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="levitor", description="3D-trajectory-controlled image-to-video (LeviTor). `levitor COMMAND --help` "
                                     "for a command's options.")
-    from levitor import __version__
-
     parser.add_argument("--version", action="version", version=f"levitor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -1,7 +1,8 @@
 """Defaults defined once, and the official release's constants (light to import: no torch).
 
 Every default frame count, height and width in levitor (the bundled scene, the Studio's photo size, precompute,
-evaluation, ``levitor vram``, training) comes from here, and so do the release demo's seed and camera.
+evaluation, ``levitor vram``, training) comes from here, and so do the release demo's seed and camera and SVD's
+sampling and conditioning values (generation, evaluation, training; the mini model's own are in its mini.json).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def nearest_multiple(value: int, multiple: int = 8) -> int:
     """The nearest positive multiple of ``multiple`` (what an error suggests for a size that is not one)."""
     return max(multiple, int(round(value / multiple)) * multiple)
 
+
+# Stable Video Diffusion's sampling and conditioning, as the release generates with SVD-xt
+NUM_INFERENCE_STEPS = 25  # Euler steps
+FPS = 6  # the frame rate SVD is conditioned on (as fps - 1), and the one its videos play at
+MOTION_BUCKET_ID = 100  # how much motion SVD is asked for (the release demo's value)
+NOISE_AUG_STRENGTH = 0.02  # noise added to the conditioning image
 
 RELEASE_SEED = 217113  # the release demo's seed
 RELEASE_FX = 3866.378  # the release's fixed pinhole focal lengths (pixels); cx, cy are the image centre

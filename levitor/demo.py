@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from levitor._util.io import make_folder
+from levitor.cli import print_warnings
+
 SCENE_FILE, SCENE_FILE_BESIDE = "scene.json", "demo_scene.json"  # the second when the first is the user's scene
 DEMO_FILES = (SCENE_FILE, "input.png", "depth.png", "instances.png", "frames.png", "conditioning.png",
               "scale_strip.png", "preview.mp4", "preview.gif", "control_overlay.mp4", "control.npz")
@@ -25,9 +28,9 @@ def write_demo(out: str | Path = "demo_out", scene=None, frames: int | None = No
     Returns {"scene", "scene_path", "result", "control_ms", "mini"}. The scene is validated before anything is
     written. A scene file given is never written: when ``out`` is its folder and it is ``scene.json``, the demo's
     scene (``frames`` and ``scale`` applied) goes to ``demo_scene.json`` beside it."""
+    # the engine (torch) is imported here: this module registers `levitor demo` on the CLI, which stays light
     from PIL import Image
 
-    from levitor._util.io import make_folder
     from levitor.bundled import bundled_scene
     from levitor.control.encode import encode
     from levitor.engine import Engine
@@ -88,7 +91,6 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     done = write_demo(out, args.scene, args.frames, args.scale, mini=not args.no_mini)
     scene, res, scene_path = done["scene"], done["result"], done["scene_path"]
-    from levitor.cli import print_warnings
 
     print_warnings("levitor demo", res.warnings)
     names = {i: scene.objects[j].name for j, i in enumerate(res.object_ids)}
@@ -110,8 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from levitor.cli import print_warnings
-    from levitor.engine import Engine
+    from levitor.engine import Engine  # torch: imported when the command runs (the CLI stays light)
     from levitor.scene import Scene
 
     out = Path(args.out)

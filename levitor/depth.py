@@ -17,6 +17,8 @@ import torch
 DISPARITY_MAX = 255
 MIN_DEPTH = 1.0 / DISPARITY_MAX  # the nearest depth the 0..255 disparity scale can express
 FAR_DEPTH = 1.0  # the far end of (0, 1] (disparity 0): where nothing of the scene is seen
+DEFAULT_HORIZON = 0.4  # fraction of the height: a typical eye-level photo has its horizon a bit above the middle
+FLAT_DISPARITY = 128  # a flat scene: every pixel at mid disparity (what a flat DepthAnything map normalises to)
 
 
 def disparity_u8_from_relative(relative_inverse_depth: np.ndarray) -> np.ndarray:
@@ -28,7 +30,7 @@ def disparity_u8_from_relative(relative_inverse_depth: np.ndarray) -> np.ndarray
         raise ValueError("the depth estimator returned NaN or inf values; check the input image")
     lo, hi = float(x.min()), float(x.max())
     if hi - lo < 1e-12:
-        return np.full(x.shape, 128, dtype=np.uint8)  # a flat map: every pixel at mid depth
+        return np.full(x.shape, FLAT_DISPARITY, dtype=np.uint8)
     return ((x - lo) / (hi - lo) * 255.0).astype(np.uint8)  # truncation, as the release's astype
 
 

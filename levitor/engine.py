@@ -42,7 +42,9 @@ from levitor.motion.handles import release_track_from_handles
 from levitor.motion.lift import interpolate_path, lift, move, object_path_3d
 from levitor.motion.release_render import render_release
 from levitor.motion.render import BACKENDS, Mover, RenderResult, StaticLayer, pixels_of, render, static_layer
-from levitor.scene import Scene
+from levitor.scene import PathPoint, Scene
+from levitor.viz.scene3d import MAX_POINTS
+from levitor.viz.video import write_video
 
 __all__ = ["ControlWarning", "Engine", "EngineResult", "FramePreview", "ScenePaths", "render_scene", "scene_movers",
            "scene_paths", "warm_up"]
@@ -346,7 +348,7 @@ class Engine:
         return control_warnings(subjects, frames, s.num_frames, MIN_AREA_FRACTION * H * W)
 
     # ------------------------------------------------------------------ views
-    def cloud(self, max_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def cloud(self, max_points: int = MAX_POINTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The frame-0 point cloud for a 3D view: xyz (N, 3), rgb (N, 3) uint8, instance id (N,)."""
         s = self.scene
         inst = self.instance_map().ids
@@ -369,7 +371,6 @@ class Engine:
 
     def write_preview(self, path: str | Path, fps: int = 8) -> Path:
         """The instant "what moves where" video (mp4 or gif by suffix)."""
-        from levitor.viz.video import write_video
 
         return write_video(self.result.color.numpy(), path, fps=fps)
 
@@ -447,7 +448,6 @@ def warm_up() -> float:
     fresh process): a Studio opened on a photo calls it in the background while the user draws the first mask.
     Returns the seconds it took."""
     t0 = time.perf_counter()
-    from levitor.scene import PathPoint
 
     image = np.zeros((24, 32, 3), np.uint8)
     mask = np.zeros((24, 32), bool)

@@ -33,6 +33,7 @@ from levitor._util.scene_files import load_committed, read_side_files, write_sce
 from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, KRule, check_scale
 from levitor.defaults import MAX_FRAMES, NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
 from levitor.depth import check_depth_map
+from levitor.motion.handles import anchor_depth, convert_points
 
 SCHEMA_VERSION = 2
 PATH_TERMS = ("handle", "release")  # what a path point means (levitor.motion.handles); one list, re-exported there
@@ -184,14 +185,12 @@ class Scene:
     def anchor_depth(self, index: int) -> float:
         """The anchor depth z_a of ``objects[index]`` (:func:`levitor.motion.handles.anchor_depth`): the scene depth
         at its P1's pixel when that is on its mask, else the mask's median depth."""
-        from levitor.motion.handles import anchor_depth
 
         obj = self.objects[index]
         return anchor_depth(self.depth, self.masks[obj.mask_index], obj.path[0].x, obj.path[0].y)
 
     def camera_anchor_depth(self) -> float:
         """The camera path's anchor depth: the scene depth at its P1's pixel (the whole image moves with it)."""
-        from levitor.motion.handles import anchor_depth
 
         p = self.camera_path[0]
         return anchor_depth(self.depth, np.ones(self.depth.shape, bool), p.x, p.y)
@@ -200,7 +199,6 @@ class Scene:
         """Rewrite every path (objects and camera) in the terms ``to`` ("handle" or "release") and set
         ``path_terms``; returns self. Exact at each path point: the object is where it was at every point's frame
         (between points the interpolation of the new points can differ slightly, the map being non-linear)."""
-        from levitor.motion.handles import convert_points
 
         if to not in PATH_TERMS:
             raise ValueError(f"path terms must be one of {PATH_TERMS}, got {to!r}")
@@ -224,6 +222,15 @@ class Scene:
         This is the engine's own check: a scene that passes builds a control signal (possibly empty: a scene with
         no masks or no objects is a valid thing to save while editing), and everything that passes saves and loads
         back (numpy numbers included: they are written as JSON numbers)."""
+        self._check_settings()
+        self._check_arrays()
+        self._check_mask_sources()
+        self._check_objects()
+        _check_path(self.camera_path, "camera_path", self.num_frames, allow_empty=True)
+        return self
+
+    def _check_settings(self) -> None:
+        """The numbers and names: frame count, the K rule's settings, seed, camera, notes, path conventions."""
         if not _is_int(self.num_frames) or not 2 <= self.num_frames <= MAX_FRAMES:
             raise ValueError(f"num_frames must be a whole number of frames in 2..{MAX_FRAMES}, got "
                              f"{_plain(self.num_frames)}; the release generates 16")
@@ -255,13 +262,17 @@ class Scene:
         if self.path_terms not in PATH_TERMS:
             raise ValueError(f"path_terms must be one of {', '.join(PATH_TERMS)}, got {_plain(self.path_terms)}; "
                              "'handle' (objects land on their path points) unless the paths are the release's")
-        self._check_arrays()
+
+    def _check_mask_sources(self) -> None:
         if len(self.mask_sources) != len(self.masks):
             raise ValueError(f"mask_sources has {len(self.mask_sources)} entries for {len(self.masks)} masks; give "
                              "one per mask (e.g. 'user')")
         if not all(isinstance(m, str) for m in self.mask_sources):
             raise ValueError("mask_sources must be strings naming the tool that made each mask (e.g. 'user'), got "
                              f"{[_plain(m) for m in self.mask_sources]}")
+
+    def _check_objects(self) -> None:
+        """Each selected object: a track of a non-empty mask, selected once, with a valid path."""
         seen = set()
         for i, obj in enumerate(self.objects):
             if not isinstance(obj, ObjectTrack):
@@ -277,8 +288,6 @@ class Scene:
             if not self.masks[obj.mask_index].any():
                 raise ValueError(f"objects[{i}] uses mask {obj.mask_index}, which is empty; reselect the object")
             _check_path(obj.path, f"objects[{i}].path", self.num_frames, allow_empty=False)
-        _check_path(self.camera_path, "camera_path", self.num_frames, allow_empty=True)
-        return self
 
     def _check_arrays(self) -> None:
         """Image, depth map and masks as the engine reads them (they may have been replaced after construction)."""

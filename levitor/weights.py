@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from levitor._util.files import check_not_special
-from levitor._util.paths import eval_dir, levitor_home, models_dir  # noqa: F401 (levitor_home: re-exported)
+from levitor._util.paths import eval_dir, models_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,8 +100,6 @@ MODELS: dict[str, ModelSpec] = {
     "sam-hq-vit-large": _sam("large", "about 1.3 GB", "hq_vit_l", hq=True),
     "sam-hq-vit-huge": _sam("huge", "about 2.6 GB", "hq_vit_h", hq=True),
 }
-DEPTH_MODELS = [k for k in MODELS if k.startswith("depth-anything")]
-SAM_MODELS = [k for k in MODELS if k.startswith("sam-")]
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 FILES: dict[str, FileSpec] = {
@@ -129,8 +127,6 @@ class WeightsNotFoundError(FileNotFoundError):
     downloadable now. The message says what is missing, the command that downloads it, and where it goes."""
 
 
-MissingWeightsError = WeightsNotFoundError  # the name the perception loaders used
-
 
 class CorruptWeightsError(ValueError):
     """A weights folder is there but a file in it cannot be read (truncated, garbage, wrong JSON). The message
@@ -152,7 +148,7 @@ _FAILED: dict[str, str] = {}  # downloads that failed in this process: asked aga
 
 def _why_not(allow_download: bool) -> str:
     if not allow_download:
-        return "downloads are off (--no-download / allow_download=False)"
+        return "downloads are off"  # the caller's choice (--no-download, allow_download=False): no flag named here
     return "HF_HUB_OFFLINE is set"
 
 
@@ -187,9 +183,9 @@ def download_command(spec: ModelSpec, target: Path) -> str:
 
 
 def _missing(what: str, command: str, target: Path, why: str, note: str = "") -> WeightsNotFoundError:
-    lines = [f"{what} is not on this machine ({why}).",
-             f"  download it: {command}",
-             f"  it goes to:  {target}  (or pass the folder's path)"]
+    lines = [f"{what} is not on this machine ({why}).",  # lines that read as sentences when the CLI folds them
+             f"  Download it: {command}",
+             f"  It goes to {target} (or pass the folder's path)."]
     if note:
         lines.append(f"  {note}")
     return WeightsNotFoundError("\n".join(lines))
@@ -235,7 +231,7 @@ def _hub_cache(spec: ModelSpec) -> Path | None:
 
     try:
         return Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.include) or None, local_files_only=True))
-    except Exception:  # noqa: BLE001 -- any failure here just means "not in the cache"
+    except Exception:  # any failure here just means "not in the cache"
         return None
 
 
@@ -247,7 +243,7 @@ def _download(spec: ModelSpec, target: Path) -> Path:
     print(f"levitor: downloading {spec.what} ({spec.repo_id}, {spec.size}) to {target}", flush=True)
     try:
         return Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.include) or None, local_dir=target))
-    except Exception as exc:  # noqa: BLE001 -- network, auth (gated model) or missing repo: all say the same
+    except Exception as exc:  # network, auth (gated model) or missing repo: all say the same
         first = str(exc).splitlines()[0] if str(exc) else ""
         _FAILED[spec.repo_id] = f"the download failed: {type(exc).__name__}: {first}"[:300]
         raise _missing(spec.what, download_command(spec, target), target, _FAILED[spec.repo_id],
@@ -280,7 +276,7 @@ def resolve_file(name_or_path: str | os.PathLike, *, allow_download: bool = True
 
         target.parent.mkdir(parents=True, exist_ok=True)
         download_url_to_file(spec.url, str(target), progress=True)  # writes a temporary file, then renames
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # network, missing file or full disk: all say the same, with the command to run
         _FAILED[spec.url] = f"the download failed: {type(exc).__name__}: {exc}"[:300]
         raise _missing(spec.what, command, target, _FAILED[spec.url]) from None
     return target
@@ -305,7 +301,7 @@ def verify_weights_folder(folder: Path, what: str = "weights") -> Path:
 
             with safe_open(str(path), framework="pt") as fh:
                 fh.keys()
-        except Exception as err:  # noqa: BLE001 -- SafetensorError, OSError: all mean "unreadable"
+        except Exception as err:  # SafetensorError, OSError: all mean "unreadable"
             raise _corrupt(what, folder, path, f"not a whole safetensors file ({str(err).splitlines()[0]})") from None
     return folder
 

@@ -110,9 +110,9 @@ def test_named_sizes_reach_the_commands(capsys, monkeypatch):
     assert seen["size"] == (16, 512, 288) and "16 frames 512x288" in capsys.readouterr().out
     assert main(["vram", "--size", "release-demo", "--frames", "8"]) == 0
     assert seen["size"] == (8, 512, 288)
-    from levitor.training.precompute import _config_from_args
+    from levitor.training.commands import precompute_config
 
-    cfg = _config_from_args(parser.parse_args(["precompute", "x", "--out", "y", "--size", "release-demo"]))
+    cfg = precompute_config(parser.parse_args(["precompute", "x", "--out", "y", "--size", "release-demo"]))
     assert (cfg.height, cfg.width, cfg.num_frames) == (512, 288, 16)
 
 

@@ -86,6 +86,27 @@ def _tiny_pipeline_dir(tmp_path) -> Path:
     return save_tiny_pipeline(tmp_path / "pipe")["pipeline"]
 
 
+def test_a_missing_model_is_the_same_one_line_in_generate_and_eval(tmp_path, scene_file, capsys, monkeypatch):
+    """One error policy: the same cause (the user's ControlNet is there, the SVD base is not) is the same one line
+    in `levitor generate` and `levitor eval`, and names no flag the command lacks."""
+    from levitor.testing.tiny import save_official_controlnet, tiny_controlnet
+
+    monkeypatch.setenv("LEVITOR_HOME", str(tmp_path / "home"))
+    weights = save_official_controlnet(tiny_controlnet(), tmp_path / "LeviTor")
+    capsys.readouterr()
+    assert main(["generate", "--scene", str(scene_file), "--out", str(tmp_path / "gen"), "--weights", str(weights),
+                 "--device", "cpu", "--no-download"]) == 2
+    generate = _err(capsys)
+    assert main(["eval", str(tmp_path / "DAVIS"), "--model", str(weights), "--device", "cpu",
+                 "--out", str(tmp_path / "eval")]) == 2
+    evaluate = _err(capsys).splitlines()[-1]
+    assert len(generate.splitlines()) == 1 and generate.startswith("levitor generate: error: "), generate
+    assert generate.removeprefix("levitor generate: error: ") == evaluate.removeprefix("levitor eval: error: ")
+    assert f"{weights} holds the LeviTor ControlNet, but not the Stable Video Diffusion base" in generate
+    assert "downloads are off" in generate and "hf download stabilityai/stable-video-diffusion-img2vid-xt" in generate
+    assert "--no-download" not in evaluate
+
+
 def test_broken_weights_folders_name_the_file(tmp_path, scene_file, capsys):
     folder = _tiny_pipeline_dir(tmp_path)
     capsys.readouterr()  # saving the fixture prints progress bars

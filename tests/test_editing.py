@@ -38,7 +38,7 @@ def editor():
 
 
 def test_one_undo_removes_one_point_and_redo_restores_it(editor):
-    path = lambda: [(round(p.x), round(p.y)) for p in editor.scene.objects[0].path]  # noqa: E731
+    path = lambda: [(round(p.x), round(p.y)) for p in editor.scene.objects[0].path]
     start = path()
     editor.add_point(0, 200, 120)
     editor.add_point(0, 220, 110)
@@ -115,7 +115,7 @@ def test_p1_cannot_be_deleted_and_nearness_says_where_it_stops(editor):
     with pytest.raises(ValueError, match="P1 .* can't be deleted"):
         editor.delete_point(0, 0)
     ref = editor.scene.objects[0].path[0].depth
-    lo, hi = nearness_range(ref)
+    _lo, hi = nearness_range(ref)
     res = editor.set_nearness(0, 1, 100.0)
     assert res.nearness == pytest.approx(hi) and "can't come nearer" in res.limited
     assert editor.scene.objects[0].path[1].depth == pytest.approx(MIN_DEPTH)

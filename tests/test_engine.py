@@ -34,7 +34,7 @@ def test_approaching_object_grows_on_its_handle_or_drifts_outward_in_release_ter
     a = _areas(res, [1])[:, 0]
     assert a[0] == 400
     assert np.all(np.diff(a) > 0) and 3.6 * 400 <= a[-1] <= 4.4 * 400  # ~4x the area at half the depth
-    ys, xs = torch.nonzero(res.instance[-1] == 1, as_tuple=True)
+    _ys, xs = torch.nonzero(res.instance[-1] == 1, as_tuple=True)
     cx0 = 79.5
     if terms == "handle":  # the object stays on its handle (its centroid, P1) as it grows
         assert float(xs.float().mean()) == pytest.approx(cx0, abs=1.0)
@@ -79,7 +79,7 @@ def test_camera_path_moves_the_background():
     s = make_scene(H=40, W=60, objects=[(10, 10, 20, 20, 0.5), (30, 10, 40, 20, 0.5)], depth=0.9, num_frames=3)
     s.camera_path = [PathPoint(30, 20, 0.5), PathPoint(40, 20, 0.5)]  # everything unselected moves right 10 px
     res = Engine(s).update()
-    ys, xs = torch.nonzero(res.instance[-1] == 2, as_tuple=True)  # mask 1 is unselected: id 2... or 1
+    _ys, _xs = torch.nonzero(res.instance[-1] == 2, as_tuple=True)  # mask 1 is unselected: id 2... or 1
     ids = set(res.instance[0].unique().tolist()) - {0}
     moved = [i for i in ids if float(torch.nonzero(res.instance[-1] == i)[:, 1].float().mean())
              - float(torch.nonzero(res.instance[0] == i)[:, 1].float().mean()) > 9]

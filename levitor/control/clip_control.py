@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from levitor.control.krule import KRule
-from levitor.control.points import INITS, control_from_masks
+from levitor.control.points import INITS, SAMPLE_STRIDE, control_from_masks
 from levitor.control.signal import ControlSignal
 
 ABLATIONS = ("full", "no_depth", "no_instance", "center_point")  # the paper's Table 2
@@ -24,7 +25,7 @@ class ClipControl:
     """How a clip's masks become control points."""
 
     rule: KRule = field(default_factory=KRule)
-    sample_stride: int = 10  # K-means on every n-th mask pixel (the release: 10; tiny frames need 1)
+    sample_stride: int = SAMPLE_STRIDE  # K-means on every n-th mask pixel
     init: str = "warm"  # K-means init across frames (see control_from_masks)
     ablation: str = "full"  # full | no_depth | no_instance | center_point
 
@@ -35,6 +36,21 @@ class ClipControl:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.sample_stride < 1:
             raise ValueError(f"sample_stride must be >= 1, got {self.sample_stride}")
+
+    def to_meta(self) -> dict[str, Any]:
+        """How a record's control was made, as a precompute record stores it (``meta["control"]``): the K rule's
+        lambda and cap, the sample stride and the K-means init (the ablation is the trainer's, not the record's)."""
+        return {"lam": self.rule.lam, "k_max": self.rule.k_max, "sample_stride": self.sample_stride,
+                "init": self.init}
+
+    @classmethod
+    def from_meta(cls, made: dict[str, Any], ablation: str = "full",
+                  sample_stride: int = SAMPLE_STRIDE) -> ClipControl:
+        """The inverse of :meth:`to_meta`. A key a record does not have takes the default; ``sample_stride``: the
+        stride to assume for records written before it was stored."""
+        return cls(rule=KRule(lam=made.get("lam", KRule().lam), k_max=made.get("k_max", KRule().k_max)),
+                   sample_stride=made.get("sample_stride", sample_stride), init=made.get("init", "warm"),
+                   ablation=ablation)
 
 
 def clip_control(

@@ -97,7 +97,7 @@ def tolerance(x, tol, min_shift):
 tolerance = jit(tolerance, inline=True)
 
 
-def lloyd32(x, c, max_iter, tol_abs, labels):
+def lloyd32(x, c, max_iter, tol_abs, labels):  # noqa: C901  (one compiled loop nest, kept in sklearn's order)
     """sklearn's Lloyd iteration in float32 on centred samples x (n, d), in place on the centres c (k, d): the
     compiled twin of :func:`levitor.control.release_kmeans.kmeans32` (same arithmetic, operation for operation).
     Returns the number of iterations, or -1 when a cluster empties (the caller then runs the reference, which

@@ -61,16 +61,3 @@ class KRule:
         """One point per object: the paper's single-point setting and its centre-point ablation."""
         return cls(k_max=1, k_min=1)
 
-
-def compute_k(
-    areas: Iterable[int],
-    height: int,
-    width: int,
-    moved: bool = False,
-    lam: float = LAMBDA,
-    k_max: int = K_MAX,
-    k_min: int = K_MIN,
-    scale: float = 1.0,
-) -> int:
-    """The number of control points of one object from its per-frame pixel areas (see :class:`KRule`)."""
-    return KRule(lam=lam, k_max=k_max, k_min=k_min, scale=scale)(areas, height * width, moved=moved)

@@ -16,13 +16,14 @@ from levitor._util.hashing import bytes_hash
 from levitor._util.jit import numba_on
 from levitor.control import kernels
 from levitor.control.krule import KRule
-from levitor.control.release_kmeans import release_track
+from levitor.control.release_kmeans import MAX_ITER, TOL, release_track
 from levitor.control.rules import KMEANS
 from levitor.control.signal import ControlSignal
 from levitor.depth import disparity_from_depth
 
 INITS = KMEANS  # K-means across frames: "warm", "release" or "even" (see control_from_masks)
 KMEANS_MIN_SHIFT = 0.25  # pixels^2: stop once the centres move less than this in total (they are truncated to ints)
+SAMPLE_STRIDE = 10  # K-means runs on every 10th mask pixel (row-major), as the release; tiny frames need 1
 
 
 def release_init(samples: torch.Tensor, k: int) -> torch.Tensor:
@@ -37,8 +38,8 @@ def kmeans(
     valid: torch.Tensor,
     init: torch.Tensor,
     k_valid: torch.Tensor,
-    max_iter: int = 300,
-    tol: float = 1e-4,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
     min_shift: float = 0.0,
     return_labels: bool = False,
     use_kernel: bool = True,
@@ -59,7 +60,7 @@ def kmeans(
     operations in the same order, so on pixel coordinates (whole numbers: every sum is exact) they give
     bit-identical centres, and on any input the same up to float rounding.
     """
-    B, N, _ = x.shape
+    B, _, _ = x.shape
     if use_kernel and numba_on() and not return_labels:
         return _kmeans_compiled(x, valid, init, k_valid, max_iter, tol, min_shift)
     xd = x.to(torch.float64)
@@ -116,7 +117,7 @@ def kmeans(
     return c, labels, inertia
 
 
-def kmeans_tolerance(sums: torch.Tensor, squares: torch.Tensor, n: torch.Tensor, tol: float = 1e-4,
+def kmeans_tolerance(sums: torch.Tensor, squares: torch.Tensor, n: torch.Tensor, tol: float = TOL,
                      min_shift: float = 0.0) -> torch.Tensor:
     """The stopping threshold of :func:`kmeans`, per row: ``tol`` times the mean per-feature variance, at least
     ``min_shift``. sums, squares: (B, 2) float64 sums of the samples and of their squares; n: (B,) counts.
@@ -159,7 +160,7 @@ def control_from_masks(
     depth_override: Mapping[int, torch.Tensor] | None = None,
     rule: KRule | None = None,
     init: str = "warm",
-    sample_stride: int = 10,
+    sample_stride: int = SAMPLE_STRIDE,
     ids: Iterable[int] | None = None,
     cache: dict | None = None,
     use_kernel: bool = True,
@@ -178,7 +179,7 @@ def control_from_masks(
         (:mod:`levitor.control.release_kmeans`: its init across frames, sklearn's float32 iteration, and a frame
         with fewer samples than the K before the scale factor gets no points); "even" starts every frame from
         its evenly spaced samples (levitor's iteration; the one-frame drafts use it).
-    sample_stride: K-means runs on every n-th mask pixel in row-major order (the release uses 10).
+    sample_stride: K-means runs on every n-th mask pixel in row-major order (the release's: SAMPLE_STRIDE).
     ids: the instance ids to consider (default: every id > 0 present).
     cache: a dict kept by the caller across calls. Clusterings are looked up there by their samples: an
         object whose samples did not change in any frame reuses its whole track, and a first frame seen
@@ -188,6 +189,46 @@ def control_from_masks(
     areas_out: if given, filled with id -> (F,) pixel area per frame (what the K rule saw).
     Returns a ControlSignal with tracks ordered by instance id, K tracks per object.
     """
+    _check_masks(instance, depth, init, sample_stride)
+    instance = instance.to(torch.int64)
+    F, H, W = instance.shape
+    if ids is None:  # every id present (bincount: much faster than torch.unique on a whole clip)
+        ids = torch.nonzero(torch.bincount(instance.reshape(-1).clamp(min=0))).squeeze(1)
+    all_ids = sorted(int(i) for i in torch.as_tensor(ids, dtype=torch.int64) if int(i) > 0)
+    compiled = use_kernel and numba_on() and bool(all_ids)
+    objects, per_object = _objects(instance.numpy(), all_ids, rule or KRule(), {int(i) for i in moved_ids},
+                                   sample_stride, compiled, k_of, areas_out)
+    if not objects:
+        return _empty_signal(F, H, W)
+
+    # 1. cluster every object's samples in every frame: centres (F, B, kk, 2) as (row, col), visibility (F, B)
+    kk = max(o.k for o in objects)
+    B = len(objects)
+    centres = torch.zeros(F, B, kk, 2, dtype=torch.float64)
+    vis = torch.zeros(F, B, dtype=torch.bool)
+    k_valid = torch.arange(kk)[None, :] < torch.tensor([o.k for o in objects])[:, None]  # (B, kk)
+    if init == "release":
+        _cluster_release(per_object, objects, centres, vis, compiled, cache)
+    elif compiled:
+        _cluster_compiled(per_object, objects, centres, vis, init, cache)
+    else:
+        _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache)
+
+    # 2. flatten to P tracks ordered by id, then cluster index
+    sel = k_valid.reshape(-1)
+    pts = centres.reshape(F, B * kk, 2)[:, sel].flip(-1)  # (row, col) -> (x, y)
+    visible = vis[:, :, None].expand(F, B, kk).reshape(F, B * kk)[:, sel]
+    instance_of_track = torch.tensor([o.id for o in objects])[:, None].expand(B, kk).reshape(-1)[sel]
+
+    # 3. each point's depth: sampled from the map at the point, or the object's own (depth_override)
+    sampled = _point_depths(depth, pts, instance_of_track, depth_override)
+    values = disparity_from_depth(sampled.to(torch.float32))
+    values = torch.where(visible, values, torch.zeros_like(values))
+    return ControlSignal(points=pts.to(torch.float32), depth=values, instance=instance_of_track,
+                         visible=visible, height=H, width=W)
+
+
+def _check_masks(instance: torch.Tensor, depth: torch.Tensor, init: str, sample_stride: int) -> None:
     if instance.ndim != 3:
         raise ValueError(f"instance must be (F, H, W), got shape {tuple(instance.shape)}")
     if tuple(depth.shape) != tuple(instance.shape):
@@ -196,22 +237,18 @@ def control_from_masks(
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if sample_stride < 1:
         raise ValueError(f"sample_stride must be >= 1, got {sample_stride}")
-    rule = rule or KRule()
+
+
+def _objects(inst_np: np.ndarray, all_ids: list[int], rule: KRule, moved: set[int], sample_stride: int,
+             compiled: bool, k_of: Mapping[int, int] | None, areas_out: dict | None) -> tuple[list[_Object], list]:
+    """The objects that get points (K > 0 by the rule, or by ``k_of``) and their K-means samples per frame."""
+    H, W = inst_np.shape[1:]
     unscaled = replace(rule, scale=1.0)
-    instance = instance.to(torch.int64)
-    F, H, W = instance.shape
-    moved = {int(i) for i in moved_ids}
-    if ids is None:  # every id present (bincount: much faster than torch.unique on a whole clip)
-        ids = torch.nonzero(torch.bincount(instance.reshape(-1).clamp(min=0))).squeeze(1)
-    ids = torch.as_tensor(ids, dtype=torch.int64)
-    all_ids = sorted(int(i) for i in ids if int(i) > 0)
-    inst_np = instance.numpy()
-    objects, per_object = [], []
-    compiled = use_kernel and numba_on() and bool(all_ids)
     if not compiled and all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):
         inst_np = inst_np.astype(np.int16)  # a quarter of the memory traffic for the per-id passes
     if compiled:  # two compiled passes over the maps for every id at once
         all_areas, flat, offsets = kernels.sample_pixels(inst_np, all_ids, sample_stride)
+    objects, per_object = [], []
     for j, i in enumerate(all_ids):
         if compiled:
             areas = all_areas[:, j]
@@ -227,42 +264,23 @@ def control_from_masks(
         if k > 0:
             objects.append(_Object(i, k, i in moved, k_unscaled))
             per_object.append(samples)
-    if not objects:
-        return _empty_signal(F, H, W)
+    return objects, per_object
 
-    kk = max(o.k for o in objects)
-    B = len(objects)
-    centres = torch.zeros(F, B, kk, 2, dtype=torch.float64)  # (row, col)
-    vis = torch.zeros(F, B, dtype=torch.bool)
-    k_valid = torch.arange(kk)[None, :] < torch.tensor([o.k for o in objects])[:, None]  # (B, kk)
-    obj_ids = torch.tensor([o.id for o in objects])
 
-    if init == "release":
-        _cluster_release(per_object, objects, centres, vis, compiled, cache)
-    elif compiled:
-        _cluster_compiled(per_object, objects, centres, vis, init, cache)
-    else:
-        _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache)
-
-    # flatten to P tracks ordered by id, then cluster index
-    sel = k_valid.reshape(-1)
-    pts = centres.reshape(F, B * kk, 2)[:, sel].flip(-1)  # (row, col) -> (x, y)
-    visible = vis[:, :, None].expand(F, B, kk).reshape(F, B * kk)[:, sel]
-    instance_of_track = obj_ids[:, None].expand(B, kk).reshape(-1)[sel]
+def _point_depths(depth: torch.Tensor, pts: torch.Tensor, instance_of_track: torch.Tensor,
+                  depth_override: Mapping[int, torch.Tensor] | None) -> torch.Tensor:
+    """(F, P) float64 scene depth of each point: the map's at the point, or the object's override."""
+    F, H, W = depth.shape
     rows = pts[..., 1].long().clamp(0, H - 1)
     cols = pts[..., 0].long().clamp(0, W - 1)
     fidx = torch.arange(F)[:, None].expand_as(rows)
     sampled = depth[fidx, rows, cols].to(torch.float64)
-    if depth_override:
-        for i, d in depth_override.items():
-            cols_i = instance_of_track == int(i)
-            if bool(cols_i.any()):
-                d = torch.as_tensor(d, dtype=torch.float64).reshape(F, 1)
-                sampled[:, cols_i] = d.expand(F, int(cols_i.sum()))
-    values = disparity_from_depth(sampled.to(torch.float32))
-    values = torch.where(visible, values, torch.zeros_like(values))
-    return ControlSignal(points=pts.to(torch.float32), depth=values, instance=instance_of_track,
-                         visible=visible, height=H, width=W)
+    for i, d in (depth_override or {}).items():
+        cols_i = instance_of_track == int(i)
+        if bool(cols_i.any()):
+            d = torch.as_tensor(d, dtype=torch.float64).reshape(F, 1)
+            sampled[:, cols_i] = d.expand(F, int(cols_i.sum()))
+    return sampled
 
 
 def _cluster_batched(per_object, objects, centres, vis, k_valid, init, cache) -> None:
@@ -384,7 +402,7 @@ def _sample_pixels(instance: np.ndarray, i: int, stride: int) -> tuple[list[torc
     instance: (F, H, W) integer array. Returns F tensors (n_f, 2) float64 (row, col) and (F,) areas.
     (numpy: its flatnonzero is several times faster than torch.nonzero here.)
     """
-    F, H, W = instance.shape
+    F, _, W = instance.shape
     mask = (instance == i).reshape(F, -1)
     out, areas = [], np.zeros(F, dtype=np.int64)
     for f in range(F):

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from levitor._util.images import center_crop_box
+from levitor.defaults import NUM_FRAMES
 
 ErrorHandler = Callable[[str, "DataReadError"], None]
 """Called with (item name, error) when a reader skips a bad item instead of stopping; e.g. log and count it."""
@@ -141,7 +142,7 @@ class VideoClip:
         return out
 
     # ------------------------------------------------------------ transforms
-    def sample(self, num_frames: int = 16, start: int = 0, stride: int = 1) -> VideoClip:
+    def sample(self, num_frames: int = NUM_FRAMES, start: int = 0, stride: int = 1) -> VideoClip:
         """``num_frames`` frames from ``start``, every ``stride``-th (fps divided by ``stride``).
 
         Objects absent from every sampled frame are dropped, so a clip never carries empty objects.

@@ -48,6 +48,7 @@ from levitor.control.signal import ControlSignal
 
 FORMAT_VERSION = 2
 FRAME_MODES = ("jpeg", "raw", "none")
+JPEG_QUALITY = 95  # visually lossless; the VAE sees far worse compression in SA-V's own mp4s
 SHARD_DIR = "shards"
 SHARD_MTIME = 0.0            # tar member times: fixed, so shards are byte-identical between runs
 DIGEST_PART = "digest.txt"
@@ -139,7 +140,7 @@ def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def encode_sample(record: ClipRecord, frames: str = "jpeg", jpeg_quality: int = 95) -> dict[str, bytes]:
+def encode_sample(record: ClipRecord, frames: str = "jpeg", jpeg_quality: int = JPEG_QUALITY) -> dict[str, bytes]:
     """The members of one sample (``{"__key__": ..., "json": ..., ...}``; values bytes) for a WebDataset TarWriter."""
     if frames not in FRAME_MODES:
         raise ValueError(f"frames must be one of {FRAME_MODES}, got {frames!r}")

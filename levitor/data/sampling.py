@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from levitor._util.hashing import name_fraction
+from levitor.defaults import NUM_FRAMES
 
 StartPolicy = Literal["first", "all", "random"]
 
@@ -20,7 +21,7 @@ StartPolicy = Literal["first", "all", "random"]
 class ClipSampling:
     """How 16-frame clips are cut from a longer video."""
 
-    num_frames: int = 16           # the official checkpoint was trained and evaluated on 16 frames
+    num_frames: int = NUM_FRAMES   # the official checkpoint was trained and evaluated on 16 frames
     stride: int = 1                # in frames of the reader's output (SA-V's reader already yields 6 fps frames)
     starts: StartPolicy = "first"  # 'first': one clip per video (evaluation); 'all': non-overlapping clips
                                    # (precompute); 'random': one random clip per call (training)
@@ -45,13 +46,6 @@ def clip_starts(num_video_frames: int, sampling: ClipSampling, rng: np.random.Ge
             raise ValueError("starts='random' needs an rng: pass np.random.default_rng(seed)")
         return [int(rng.integers(0, last + 1))]
     raise ValueError(f"unknown start policy {sampling.starts!r}; use 'first', 'all' or 'random'")
-
-
-def split_of(name: str, val_fraction: float = 0.01, salt: str = "levitor-split") -> str:
-    """'val' or 'train' for a video name; adding videos never moves an existing one to the other split."""
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    return "val" if name_fraction(name, salt) < val_fraction else "train"
 
 
 def shard_of(name: str, num_shards: int) -> int:

@@ -39,6 +39,8 @@ from levitor.data.records import CorruptShardError, check_sample, finished_shard
 
 log = logging.getLogger(__name__)
 
+SHUFFLE_BUFFER = 256  # samples each DataLoader worker holds for shuffling
+
 Transform = Callable[[dict[str, Any]], Any]
 """Turns a raw sample (member name -> bytes) into a training item; applied only to samples that are used."""
 
@@ -143,7 +145,7 @@ class ShardStream(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, root: str | Path, transform: Transform, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 shuffle_buffer: int = 256, start: int = 0, batch_size: int = 1, num_workers: int = 0,
+                 shuffle_buffer: int = SHUFFLE_BUFFER, start: int = 0, batch_size: int = 1, num_workers: int = 0,
                  grad_accum: int = 1, max_consecutive_skips: int = 0) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")

@@ -29,13 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from levitor.data.davis import write_palette_png
+from levitor.defaults import NUM_FRAMES
+from levitor.depth import DEFAULT_HORIZON
 from levitor.motion.render import splat
 from levitor.scene import PathPoint, Scene
 
 D_REF = 60.0  # disparity at which one world unit is one pixel (the scale of a sprite's nominal size)
 WALL_DISPARITY = 6.0  # the far wall: disparity 6 -> scene depth 1/6
 GROUND_BOTTOM_DISPARITY = 150.0  # the ground under the bottom image row
-HORIZON = 0.4  # horizon row as a fraction of the height (the camera looks horizontally)
 MAX_SPRITE_DISPARITY = 235.0  # keep approaching sprites on the 0..255 scale with room to spare
 
 # flat, well-separated sprite colours (RGB); the background is desaturated, so a sprite is found by its colour
@@ -57,7 +59,7 @@ class SyntheticConfig:
 
     height: int = 64
     width: int = 64
-    num_frames: int = 16
+    num_frames: int = NUM_FRAMES
     min_sprites: int = 1
     max_sprites: int = 4
     texture: float = 1.0          # 0: flat colours everywhere; 1: full-strength stripes/checkers/noise
@@ -139,15 +141,6 @@ class SyntheticClip:
     def areas(self) -> np.ndarray:
         """(F, n) visible pixel count of each sprite per frame."""
         return np.stack([(self.instance == s.id).sum(axis=(1, 2)) for s in self.sprites], axis=1)
-
-    def to_video_clip(self, name: str | None = None):
-        """The clip as the real-data readers return it (:class:`levitor.data.clip.VideoClip`)."""
-        from levitor.data.clip import VideoClip
-
-        ids = np.array(self.object_ids, dtype=np.int64)
-        return VideoClip(frames=self.frames, masks=self.instance, object_ids=ids, fps=6.0,
-                         name=name or f"synthetic_{self.seed:08d}", source="synthetic",
-                         frame_indices=np.arange(self.num_frames), meta=self.track_dict())
 
     def to_scene(self) -> Scene:
         """The scene a user would build from the first frame to ask for this clip's motion: every sprite seen in
@@ -272,7 +265,7 @@ def generate_clip(seed: int, config: SyntheticConfig | None = None) -> Synthetic
     cfg = config or SyntheticConfig()
     rng = np.random.default_rng(seed)
     F, H, W = cfg.num_frames, cfg.height, cfg.width
-    horizon = HORIZON * H
+    horizon = DEFAULT_HORIZON * H  # the camera looks horizontally
     ground_g = (H - horizon) * D_REF / GROUND_BOTTOM_DISPARITY  # world height of the ground plane below the camera
     cx = W / 2.0
 
@@ -388,8 +381,6 @@ def write_davis_layout(root: str | Path, seeds, config: SyntheticConfig | None =
     Returns the sequence names. ``resolution`` is only the folder name (DAVIS's reader looks for it).
     """
     from PIL import Image
-
-    from levitor.data.davis import write_palette_png
 
     root = Path(root)
     names = []

@@ -27,7 +27,10 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import ndimage
 
+from levitor.evaluation.metrics import mask_boxes
 from levitor.evaluation.tracking import Tracker
+from levitor.perception.cache import FeatureCache
+from levitor.perception.segmenter import Segmenter
 
 MIN_SIMILARITY_POINTS = 3   # fewer visible points: translation only (two fit any similarity exactly)
 MIN_SPREAD_PX = 8.0         # points closer together (RMS distance to their centre): translation only, since a
@@ -170,8 +173,6 @@ class SamMaskRefiner:
     name: str = "sam"
 
     def masks(self, frames: np.ndarray, first_masks: np.ndarray) -> np.ndarray:
-        from levitor.evaluation.metrics import mask_boxes
-
         first_masks = _check(frames, first_masks)
         points, tracks, visible = self.propagator.track_objects(frames, first_masks)
         coarse = propagate(first_masks, points, tracks, visible)
@@ -209,10 +210,7 @@ def load_mask_estimator(kind: str, tracker: Tracker, sam: str | None = None, dev
     propagator = PointMaskPropagator(tracker)
     if kind == "propagate":
         return propagator
-    if kind == "sam":
-        from levitor.perception import FeatureCache, Segmenter
-
-        # no cache: every generated frame is seen once
+    if kind == "sam":  # no cache: every generated frame is seen once
         seg = Segmenter.load(sam or "vit_h", device=device, cache=FeatureCache(max_bytes=0), allow_download=False)
         return SamMaskRefiner(seg, propagator)
     raise ValueError(f"masks must be 'none', 'propagate' or 'sam', got {kind!r}")

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from levitor.weights import resolve_file
 
 FVD_SIZE = 224        # I3D's input resolution
-FID_SIZE = 299        # Inception-v3's input resolution (the TorchScript net resizes internally)
 
 
 # ------------------------------------------------------------------------------------- Fréchet distance
@@ -187,7 +186,7 @@ def _load_torchscript(path: Path, what: str) -> torch.nn.Module:
     except RuntimeError as err:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - any failure here means "not a checkpoint either"
+        except Exception:  # any failure here means "not a checkpoint either"
             obj = None
         if isinstance(obj, dict):
             raise ValueError(
@@ -372,7 +371,7 @@ def box_iou(generated: np.ndarray, control: np.ndarray) -> float:
     iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
     ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
     inter = iw * ih
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
     iou = np.where(both, inter / np.where(both, area(a) + area(b) - inter, 1.0), 0.0)
     return float(iou[any_box].mean()) if any_box.any() else float("nan")
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from levitor.control.krule import K_MAX, LAMBDA
+from levitor.control.krule import KRule
 from levitor.data.clip import VideoClip
 from levitor.evaluation.metrics import (
     FeatureExtractor,
@@ -69,13 +69,12 @@ TABLE_COLUMNS = ["model", "source", "setting", "clips", "points", "tracker", "FI
 """Ours: ObjMC in pixels, TrajErr in % of the frame diagonal, M_IoU and B_IoU in % (as MagicMotion's table)."""
 
 
-def points_for_object(area_fraction: float, setting: Setting) -> int:
-    """How many query points an object gets: 1 (single) or the release's area rule capped at 8 (multi)."""
-    if setting == "single":
-        return 1
-    if setting == "multi":
-        return int(min(K_MAX, max(1, round(area_fraction * LAMBDA))))  # the K rule, paper: at most 8
-    raise ValueError(f"setting must be 'single' or 'multi', got {setting!r}")
+def points_for_object(area: int, image_area: int, setting: Setting) -> int:
+    """How many query points an object with ``area`` pixels in the first frame gets: 1 (single) or the K rule of
+    :mod:`levitor.control.krule` for that one frame (multi: the release's area rule, at most 8)."""
+    if setting not in ("single", "multi"):
+        raise ValueError(f"setting must be 'single' or 'multi', got {setting!r}")
+    return (KRule.single() if setting == "single" else KRule())([area], image_area)
 
 
 @dataclass
@@ -97,7 +96,7 @@ def ground_truth_tracks(clip: VideoClip, tracker: Tracker, setting: Setting = "m
         mask = first == oid
         if not mask.any():
             continue   # not visible in frame 0: nothing to request for it
-        k = points_for_object(mask.mean(), setting)
+        k = points_for_object(int(mask.sum()), mask.size, setting)
         pts = gt_query_points(mask, k)
         queries.append(pts)
         owners += [int(oid)] * len(pts)
@@ -174,6 +173,9 @@ def control_masks(clip: VideoClip, gt: GroundTruth) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- FID / FVD
+FEATURE_KINDS = ("real_frames", "fake_frames", "real_videos", "fake_videos")  # QualityStats' statistics
+
+
 @dataclass
 class QualityStats:
     """Feature statistics of real and generated frames (FID) and clips (FVD), filled clip by clip.
@@ -213,7 +215,7 @@ class QualityStats:
     @property
     def dims(self) -> dict[str, int]:
         """Feature size of each statistic this QualityStats keeps."""
-        return {name: getattr(self, name).dim for name in ("real_frames", "fake_frames", "real_videos", "fake_videos")
+        return {name: getattr(self, name).dim for name in FEATURE_KINDS
                 if getattr(self, name) is not None}
 
     def add_features(self, feats: dict[str, np.ndarray]) -> None:
@@ -225,7 +227,7 @@ class QualityStats:
         self.add_features(self.features(real, fake))
 
     def merge(self, other: QualityStats) -> QualityStats:
-        for name in ("real_frames", "fake_frames", "real_videos", "fake_videos"):
+        for name in FEATURE_KINDS:
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
                 setattr(self, name, theirs if mine is None else mine.merge(theirs))
@@ -301,9 +303,13 @@ def results_table(results: Sequence[ClipResult | dict[str, object]], model_name:
 
 
 # ------------------------------------------------------------------------------------------ drawing
+TRACK_RADIUS = 3  # pixels: the dot of a track in the evaluation videos
+TRACK_TAIL = 8  # frames of a track drawn behind its dot
+
+
 def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | None = None,
-                colors: np.ndarray | None = None, radius: int = 3, tail: int = 8, hollow: bool = False
-                ) -> np.ndarray:
+                colors: np.ndarray | None = None, radius: int = TRACK_RADIUS, tail: int = TRACK_TAIL,
+                hollow: bool = False) -> np.ndarray:
     """Frames (T, H, W, 3) uint8 with each track's last ``tail`` positions as a line and a dot at the current one.
 
     Invisible points are drawn hollow and their trail is not drawn through them. Use ``hollow=True`` for the
@@ -337,7 +343,8 @@ def draw_tracks(frames: np.ndarray, tracks: np.ndarray, visible: np.ndarray | No
     return out
 
 
-def draw_result(frames: np.ndarray, result: ClipResult, radius: int = 3, tail: int = 8) -> np.ndarray:
+def draw_result(frames: np.ndarray, result: ClipResult, radius: int = TRACK_RADIUS, tail: int = TRACK_TAIL
+                ) -> np.ndarray:
     """A per-clip evaluation video: requested tracks as rings, recovered tracks as dots, same colour per point."""
     cols = track_colors(result.num_points)
     out = draw_tracks(frames, result.requested, result.visible, cols, radius=radius + 2, tail=tail, hollow=True)

@@ -23,18 +23,16 @@ Writes to ``--out``: ``results.csv`` and ``results.md`` (ours beside the paper's
 ``summary.json``, ``videos/<setting>/<clip>_tracks.mp4`` (requested tracks as rings, recovered as dots) and the
 store's files.
 
-    torchrun --nproc-per-node 8 -m levitor.evaluation.runner DATA --model WEIGHTS --out OUT   # 8 GPUs
-    srun levitor eval DATA --model WEIGHTS --out OUT                                           # SLURM tasks
+    torchrun --nproc-per-node 8 -m levitor eval DATA --model WEIGHTS --out OUT   # 8 GPUs
+    srun levitor eval DATA --model WEIGHTS --out OUT                             # SLURM tasks
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -45,19 +43,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from levitor._util.device import resolve_device
 from levitor._util.io import write_text_atomic
-from levitor._util.launch import LaunchInfo, barrier_group, export_slurm_for_torch
+from levitor._util.launch import LaunchInfo
 from levitor._util.threads import torch_threads
 from levitor.control.clip_control import ClipControl, clip_control
 from levitor.control.krule import KRule
 from levitor.control.points import INITS
+from levitor.control.rules import ControlRules
 from levitor.control.signal import ControlSignal
 from levitor.data.clip import DataReadError, VideoClip
 from levitor.data.sampling import ClipSampling
-from levitor.defaults import DEFAULT_SIZE, RELEASE_SEED, video_size
-from levitor.depth import depth_from_disparity
-from levitor.evaluation.masks import MaskEstimator, load_mask_estimator
+from levitor.defaults import DEFAULT_SIZE, FPS, MOTION_BUCKET_ID, NUM_INFERENCE_STEPS, RELEASE_SEED
+from levitor.depth import FLAT_DISPARITY, depth_from_disparity
+from levitor.evaluation.masks import MaskEstimator
+from levitor.evaluation.metrics import I3DFeatures, InceptionFeatures, RandomConvFeatures
 from levitor.evaluation.protocol import (
     QualityStats,
     draw_result,
@@ -67,9 +66,10 @@ from levitor.evaluation.protocol import (
 )
 from levitor.evaluation.sources import EvalClip, EvalItem, open_source
 from levitor.evaluation.store import FAILED, ResultStore, slug
-from levitor.evaluation.tracking import FallbackTracker, Tracker
+from levitor.evaluation.tracking import CoTrackerTracker, FallbackTracker, Tracker
+from levitor.generation.generate import load_pipeline
 from levitor.generation.presets import DEFAULT_PRESET
-from levitor.perception.depth_fn import FLAT_DISPARITY, DepthFn, depth_of_frames, load_depth_fn
+from levitor.perception.depth_fn import DepthFn, depth_of_frames
 from levitor.viz.video import write_video
 
 log = logging.getLogger("levitor.eval")
@@ -92,10 +92,10 @@ class PipelineGenerator:
     """A LeviTorPipeline generating from the clip's first frame and the control signal."""
 
     pipe: Any
-    steps: int = 25
+    steps: int = NUM_INFERENCE_STEPS
     seed: int = RELEASE_SEED
-    fps: int = 6                      # the release conditions on fps 6
-    motion_bucket_id: int = 100       # the release demo's default
+    fps: int = FPS
+    motion_bucket_id: int = MOTION_BUCKET_ID
     controlnet_conditioning_scale: float = 1.0
 
     def __call__(self, clip: VideoClip, signal: ControlSignal) -> np.ndarray:
@@ -107,7 +107,7 @@ class PipelineGenerator:
         return (np.clip(np.asarray(out.frames[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def load_generator(model: str, base: str | None = None, device: str = "auto", steps: int = 25,
+def load_generator(model: str, base: str | None = None, device: str = "auto", steps: int = NUM_INFERENCE_STEPS,
                    seed: int = RELEASE_SEED, preset: str = DEFAULT_PRESET) -> tuple[Generator, str]:
     """(generator, model label) for ``--model``: 'preview', or LeviTor weights / a saved LeviTorPipeline folder."""
     if model == PREVIEW:
@@ -118,7 +118,6 @@ def load_generator(model: str, base: str | None = None, device: str = "auto", st
             f"--model {model!r} is neither 'preview' nor an existing folder. Pass the LeviTor weights folder "
             "(release layout, see docs/weights.md) or a saved LeviTorPipeline folder."
         )
-    from levitor.generation.generate import load_pipeline
 
     pipe = load_pipeline(str(path), base, device, preset, allow_download=False)
     return PipelineGenerator(pipe, steps=steps, seed=seed), path.name
@@ -128,8 +127,6 @@ def load_tracker(name: str, checkpoint: str | None = None, device: str = "cpu") 
     if name == "fallback":
         return FallbackTracker()
     if name == "cotracker":
-        from levitor.evaluation.tracking import CoTrackerTracker
-
         return CoTrackerTracker.load(checkpoint, device=device)
     raise ValueError(f"tracker must be 'fallback' or 'cotracker', got {name!r}")
 
@@ -161,7 +158,6 @@ def control_for_clip(clip: VideoClip, setting: str, depth_fn: DepthFn | None = N
 def generator_kmeans_init(generator: Generator) -> str:
     """The K-means the generator's weights were trained with: "release" for the released LeviTor ControlNet
     (``pipe.control_rules``), "warm" for levitor-trained models and the preview baseline."""
-    from levitor.control.rules import ControlRules
 
     pipe = getattr(generator, "pipe", None)
     return ControlRules.named(getattr(pipe, "control_rules", "levitor")).kmeans
@@ -172,12 +168,12 @@ def generator_kmeans_init(generator: Generator) -> str:
 class EvalConfig:
     height: int = DEFAULT_SIZE.height  # generation size; DAVIS 480p is centre-cropped to this aspect first
     width: int = DEFAULT_SIZE.width
-    num_frames: int = 16        # the paper evaluates 16-frame clips
+    num_frames: int = DEFAULT_SIZE.num_frames  # the paper evaluates 16-frame clips
     settings: tuple[str, ...] = SETTINGS
     starts: str = "first"       # one clip per sequence (the paper's protocol); 'all' gives more clips for FVD
     max_clips: int | None = None
     write_videos: bool = True
-    video_fps: float = 6.0
+    video_fps: float = float(FPS)  # a float in eval_settings.json, as written before
     source: str = "auto"        # davis | shards (a `levitor precompute` output) | auto: by the folder's content
     depth: str = "none"         # what depth_fn is (the --depth spec), recorded so a resume cannot mix them
     kmeans_init: str | None = None  # None: what the model's weights were trained with (generator_kmeans_init)
@@ -217,8 +213,6 @@ class ClipRow:
     rank: int = 0
     threads: int | None = None     # torch CPU threads that computed the row (None: not recorded, older runs)
 
-
-ClipTiming = ClipRow   # the old name of a row (progress callbacks get one)
 
 
 @dataclass
@@ -473,77 +467,12 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-def _quality(kind: str, device: str) -> QualityStats | None:
+# ---------------------------------------------------------------------------------------- FID / FVD
+def load_quality(kind: str, device: str = "cpu") -> QualityStats | None:
+    """``--quality``: none, random (a meaningless smoke test) or fid-fvd (the Inception and I3D files)."""
     if kind == "none":
         return None
     if kind == "random":
-        from levitor.evaluation.metrics import RandomConvFeatures
-
         return QualityStats(RandomConvFeatures(kind="image"), RandomConvFeatures(kind="video"))
-    from levitor.evaluation.metrics import I3DFeatures, InceptionFeatures
 
     return QualityStats(InceptionFeatures.load(device=device), I3DFeatures.load(device=device))
-
-
-def eval_main(argv: list[str] | None = None) -> int:
-    """``python -m levitor.evaluation.runner``: the same as ``levitor eval`` (the entry point for torchrun)."""
-    from levitor.evaluation.commands import eval_parser
-
-    return run_eval_command(eval_parser().parse_args(argv))
-
-
-def run_eval_command(args: argparse.Namespace) -> int:
-    """``levitor eval``: returns a process exit code. Under torchrun or srun every rank runs this."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        if args.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {args.steps}")
-        size = video_size(args.size) if getattr(args, "size", None) else DEFAULT_SIZE   # --height etc. override it
-        given = {k: getattr(args, k, None) for k in ("height", "width", "num_frames")}
-        config = EvalConfig(**{k: getattr(size, k) if v is None else v for k, v in given.items()},
-                            settings=SETTINGS if args.setting == "both" else (args.setting,), starts=args.starts,
-                            max_clips=args.max_clips, write_videos=not args.no_videos, source=args.source,
-                            depth=args.depth, kmeans_init=getattr(args, "kmeans_init", None),
-                            threads=getattr(args, "threads", 1))  # before any model: a bad value costs nothing
-        launch = export_slurm_for_torch()      # before resolve_device: 'auto' picks cuda:LOCAL_RANK
-        # no levitor.generation.generate import here: it pulls in diffusers (seconds), which the preview
-        # baseline never needs
-        device = str(resolve_device(args.device))
-        generator, label = load_generator(args.model, args.base, device, args.steps, args.seed, args.preset)
-        name = args.name or label
-        out = Path(args.out) if args.out else Path("eval_out") / slug(name.split(" ")[0])
-        tracker = load_tracker(args.tracker, args.cotracker_checkpoint, device)
-        masker = load_mask_estimator(args.masks, tracker, args.sam, device)
-        depth_fn = None if args.depth in ("none", "flat") else load_depth_fn(args.depth, device)
-        where = f"[rank {launch.rank}/{launch.world_size}] " if launch.world_size > 1 else ""
-
-        def progress(r: ClipRow) -> None:
-            iou = f", mask IoU {r.mask_iou:.2f}" if np.isfinite(r.mask_iou) else ""
-            print(f"  {where}{r.name} [{r.setting}]: ObjMC {r.objmc:.2f} px over {r.points} points{iou}, "
-                  f"generation {r.generate_s:.1f} s, total {r.total_s:.1f} s", file=sys.stderr, flush=True)
-
-        with barrier_group(launch) as barrier:
-            summary = run_eval(args.data, generator, tracker, out, config, name, depth_fn, args.split,
-                               args.sequences, _quality(args.quality, device), progress, masker, launch, barrier,
-                               resume=not args.no_resume,
-                               allow_thread_change=getattr(args, "allow_thread_change", False))
-    except (ValueError, OSError, ImportError) as err:
-        print(f"levitor eval: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
-        return 2
-    if launch.rank != 0:
-        return 0
-    if not summary.rows:
-        print(f"levitor eval: no clip was evaluated ({len(summary.failures)} failures; see {out}/summary.json)",
-              file=sys.stderr)
-        return 1
-    means = ", ".join(f"{s} {summary.mean_objmc(s):.2f}" for s in config.settings)
-    print(f"levitor eval: {name}: {summary.clips} clips ({summary.evaluated_now} evaluated now"
-          f"{f' by {launch.world_size} ranks' if launch.world_size > 1 else ''}), ObjMC {means} px "
-          f"({summary.tracker}); {summary.seconds_per_clip:.1f} s per clip. Wrote {out}/results.md, results.csv, "
-          f"per_clip.csv{', videos/' if config.write_videos else ''}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(eval_main())

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from levitor.control.clip_control import ClipControl
-from levitor.control.krule import KRule
 from levitor.control.signal import ControlSignal
 from levitor.data.clip import VideoClip
+from levitor.data.davis import DavisDataset
+from levitor.data.records import PrecomputedDataset, sample_key
 from levitor.data.sampling import ClipSampling, clip_starts
 
 SOURCES = ("auto", "davis", "shards")
@@ -55,8 +55,6 @@ class DavisSource:
     kind = "davis"
 
     def __init__(self, root: str | Path, split: str = "val", sampling: ClipSampling | None = None) -> None:
-        from levitor.data.davis import DavisDataset
-
         self.ds = DavisDataset(root, split=split, sampling=sampling or ClipSampling())
         self._cached: tuple[str, VideoClip] | None = None
 
@@ -86,13 +84,9 @@ class ShardSource:
     kind = "shards"
 
     def __init__(self, root: str | Path) -> None:
-        from levitor.data.records import PrecomputedDataset
-
         self.ds = PrecomputedDataset(root)
 
     def items(self, sequences: list[str] | None = None) -> list[EvalItem]:
-        from levitor.data.records import sample_key
-
         wanted = {sample_key(s) for s in sequences} if sequences is not None else None
         out = []
         for i in range(len(self.ds)):
@@ -113,10 +107,7 @@ class ShardSource:
                          fps=float(rec.meta.get("fps", 6.0)), name=rec.name, source=rec.meta.get("source", ""),
                          frame_indices=np.asarray(rec.meta.get("frame_indices", range(len(rec.frames)))),
                          meta={"record": rec.meta})
-        made: dict[str, Any] = rec.meta.get("control", {})
-        control = ClipControl(rule=KRule(lam=made.get("lam", KRule().lam), k_max=made.get("k_max", KRule().k_max)),
-                              sample_stride=made.get("sample_stride", ClipControl().sample_stride),
-                              init=made.get("init", "warm"))
+        control = ClipControl.from_meta(rec.meta.get("control", {}))
         return EvalClip(clip, disparity=rec.disparity, signal=rec.signal, control=control)
 
 

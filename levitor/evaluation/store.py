@@ -32,7 +32,6 @@ ROWS_DIR = "per_clip"
 FEATURES_DIR = "features"
 STATS_DIR = "stats"
 SETTINGS_FILE = "eval_settings.json"
-FEATURE_KINDS = ("real_frames", "fake_frames", "real_videos", "fake_videos")
 FAILED = "failed"            # the setting of a row that records a clip which could not be evaluated
 
 

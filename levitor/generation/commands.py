@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from levitor.cli import print_warnings, seed_arg
-from levitor.defaults import DEFAULT_SIZE, SIZES, video_size
+from levitor.defaults import DEFAULT_SIZE, NUM_INFERENCE_STEPS, SIZES, video_size
 from levitor.generation.guidance import (
     DEFAULT_GUIDANCE,
     GUIDANCE_LABELS,
@@ -97,7 +97,8 @@ def register(sub) -> None:
                                      "or 'mini': the shipped 32x32 toy model (runs on any CPU, no download)")
     p.add_argument("--base", help="Stable Video Diffusion base (hub id or folder; default SVD-xt)")
     p.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto (default)")
-    p.add_argument("--steps", type=int, help="denoising steps (default: 25; the mini model's own with --weights mini)")
+    p.add_argument("--steps", type=int, help=f"denoising steps (default: {NUM_INFERENCE_STEPS}; the mini model's own "
+                                             "with --weights mini)")
     p.add_argument("--seed", type=seed_arg, help="0..2**63-1 (default: the scene's seed)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
     p.add_argument("--no-download", action="store_true", help="never download weights (HF_HUB_OFFLINE=1 does the same)")

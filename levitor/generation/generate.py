@@ -35,7 +35,7 @@ from levitor._util.device import resolve_device
 from levitor._util.io import make_folder, write_text_atomic
 from levitor.control.lost import ControlWarning
 from levitor.control.rules import ControlRules
-from levitor.defaults import VideoSize, check_seed, video_size
+from levitor.defaults import FPS, NUM_INFERENCE_STEPS, VideoSize, check_seed, video_size
 from levitor.engine import Engine
 from levitor.generation.guidance import (
     DEFAULT_GUIDANCE,
@@ -81,7 +81,7 @@ def load_pipeline(weights: str | Path | None = None, base: str | Path | None = N
     guidance: "ttm" loads no ControlNet (only the base's weights are needed); a missing ControlNet for the other
     modes says that "ttm" would run without it.
     """
-    from levitor.generation.pipeline import LeviTorPipeline
+    from levitor.generation.pipeline import LeviTorPipeline  # diffusers (seconds): only when a pipeline is loaded
 
     dev = resolve_device(device)
     with_controlnet = uses_controlnet(guidance)
@@ -148,7 +148,7 @@ def generate(
     steps: int | None = None,
     preset: str = DEFAULT_PRESET,
     seed: int | None = None,
-    fps: int = 6,
+    fps: int = FPS,
     callback: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
     pipeline=None,
@@ -164,7 +164,8 @@ def generate(
     """Generate the scene's video and save ``<name><suffix>`` (.mp4 or .gif), ``<name>_control<suffix>`` and
     ``<name>.scene.json``.
 
-    steps: denoising steps (default: 25 for SVD, the mini model's own (its mini.json: 6) for ``weights="mini"``).
+    steps: denoising steps (default: :data:`~levitor.defaults.NUM_INFERENCE_STEPS` for SVD, the mini model's own
+        (its mini.json's) for ``weights="mini"``).
     callback(step, total) is called after every denoising step (for progress bars); setting ``cancel`` stops
     after the current step (the partly denoised video is still decoded and saved).
     rules: how the control signal is built ("levitor", "release" or a ControlRules); default the ones the weights
@@ -198,11 +199,11 @@ def generate(
     seed = scene.seed if seed is None else seed
     if mini:
         pipe = pipeline or load_mini(weights, device)
-        steps = steps or pipe.mini_info.get("num_inference_steps", 3)
+        steps = steps or pipe.mini_info["num_inference_steps"]  # the mini model's own: every mini.json says it
     else:
         pipe = pipeline or load_pipeline(weights, base, device, preset, allow_download=allow_download,
                                          guidance=guidance)
-        steps = steps or 25
+        steps = steps or NUM_INFERENCE_STEPS
     rules = ControlRules.named(rules if rules is not None else weights_rules(pipe, mini))
     result = Engine(scene, rules=rules).update()
 

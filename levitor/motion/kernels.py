@@ -116,7 +116,7 @@ def render_movers(px, py, z0, owner, tracks, K, min_z, max_fp, ids, colors,
                   st_inst, st_depth, st_color, st_front, out_inst, out_depth, out_color) -> None:
     """Fused move + z-buffer + composite over the static layer (st_*: (1 or F, H, W[, 3]); st_front its occlusion
     depth) into the (F, H, W[, 3]) outputs (numpy arrays, every pixel written)."""
-    F, H, W = out_inst.shape
+    _, H, W = out_inst.shape
     zbuf = np.empty(H * W, dtype=np.float32)  # one frame's z-buffer, reused frame after frame
     win = np.empty(H * W, dtype=np.int64)
     f32 = np.float32

@@ -291,7 +291,7 @@ def _splat_pytorch3d(xy: torch.Tensor, z: torch.Tensor, z0: torch.Tensor, H: int
 
     from levitor.motion.release_raster import BASE_RADIUS, pixel_to_ndc
 
-    F, N, _ = xy.shape
+    F, _, _ = xy.shape
     ndc = torch.from_numpy(pixel_to_ndc(xy[..., 0].double().numpy(), xy[..., 1].double().numpy(), H, W))
     pts = torch.cat([ndc, z[..., None].double()], dim=-1).float()
     radius = torch.clamp(BASE_RADIUS - (z - z0[None]), min=BASE_RADIUS).float()  # (clouds, points), as pytorch3d asks

@@ -24,11 +24,11 @@ from levitor.perception.manual import (
 )
 from levitor.perception.perceive import PerceptionResult, perceive
 from levitor.perception.segmenter import Segmenter
-from levitor.weights import MissingWeightsError, WeightsNotFoundError
+from levitor.weights import WeightsNotFoundError
 
 __all__ = [
     "AutoMaskConfig", "AutomaticMaskGenerator", "DEPTH_KINDS", "DepthChoice", "DepthEstimator", "FeatureCache",
-    "MissingWeightsError", "PerceptionResult", "RELEASE_INPUT_SIZE", "Segmenter", "WeightsNotFoundError",
+    "PerceptionResult", "RELEASE_INPUT_SIZE", "Segmenter", "WeightsNotFoundError",
     "brush_mask", "constant_depth", "flat_depth", "flood_fill_mask", "grabcut_mask", "ground_plane_depth",
     "lasso_mask", "nearer_depth", "perceive", "threshold_mask",
 ]

@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 
 from levitor._util.hashing import array_hash
 from levitor._util.images import as_rgb_uint8
+from levitor.control.instances import MIN_AREA_FRACTION
 from levitor.perception.segmenter import MASK_THRESHOLD, Segmenter
 
-RELEASE_MIN_AREA_FRACTION = 0.001  # the release drops masks of at most 0.1% of the image
 NMS_MODES = ("box", "mask", "both")
 RESULTS_KEPT = 4  # automatic-mask results remembered per generator (full-size bool masks are not small)
 
@@ -46,7 +46,7 @@ class AutoMaskConfig:
     stability_score_offset: float = 1.0  # logit offset for the stability test
     nms_thresh: float = 0.7  # candidates overlapping a better one by more than this are duplicates
     nms: str = "box"  # "box" (SAM's choice), "mask" (exact overlap) or "both"
-    min_area_fraction: float = RELEASE_MIN_AREA_FRACTION  # drop masks of at most this fraction of the image
+    min_area_fraction: float = MIN_AREA_FRACTION  # drop masks of at most this fraction of the image (the release's)
     multimask_output: bool = True  # 3 candidates per click (part, object, whole) give objects of every size
 
     def validate(self) -> AutoMaskConfig:

@@ -30,6 +30,7 @@ from levitor.perception.cache import FeatureCache, default_cache
 from levitor.weights import WeightsNotFoundError, load_once, resolve, weights_fingerprint
 
 RELEASE_INPUT_SIZE = 512  # the release demo's DepthAnythingV2 input size (the model's own default is 518)
+BATCH_SIZE = 16  # frames per network call in the batched paths (precompute: a GPU needs many frames to stay busy)
 PATCH = 14  # DINOv2 patch size: the network input must be a multiple of it
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -120,7 +121,7 @@ class DepthEstimator:
         """(H, W) uint8 disparity, min-max normalised as in the release: 255 = nearest pixel, 0 = farthest."""
         return disparity_u8_from_relative(self.estimate_relative(image))
 
-    def estimate_disparity_batch(self, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    def estimate_disparity_batch(self, frames: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """(N, H, W, 3) uint8 frames of one size -> (N, H, W) uint8 disparity, each frame min-max normalised on
         its own as :meth:`estimate_disparity` does; the network runs on ``batch_size`` frames at a time and nothing
         is cached (precompute sees every frame once)."""
@@ -128,7 +129,7 @@ class DepthEstimator:
         return np.stack([disparity_u8_from_relative(r) for r in relative]) if len(relative) else \
             np.zeros(relative.shape, np.uint8)
 
-    def estimate_relative_batch(self, frames: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    def estimate_relative_batch(self, frames: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """(N, H, W, 3) uint8 frames of one size -> (N, H, W) float32 raw relative inverse depth, as
         :meth:`estimate_relative` per frame (up to float round-off of the batched matmuls), ``batch_size`` frames
         per network call, not cached."""

@@ -7,20 +7,23 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
-FLAT_DISPARITY = 128       # what disparity_u8_from_relative gives a flat map: every pixel at mid depth
-
+from levitor.depth import FLAT_DISPARITY
+from levitor.perception.cache import FeatureCache
+from levitor.perception.depth_estimator import RELEASE_INPUT_SIZE, DepthEstimator
+from levitor.weights import resolve
 
 DepthFn = Callable[[np.ndarray], np.ndarray]
 """One (H, W, 3) uint8 RGB frame -> (H, W) uint8 disparity (0..255, 255 = nearest), as the release stores depth."""
 
 
-def flat_depth(frame: np.ndarray) -> np.ndarray:
-    """``--depth none``: every pixel at mid depth (disparity 128), so only instances and points carry control."""
+def flat_disparity(frame: np.ndarray) -> np.ndarray:
+    """``--depth none``: every pixel at mid depth (FLAT_DISPARITY), so only instances and points carry control."""
     return np.full(frame.shape[:2], FLAT_DISPARITY, np.uint8)
 
 
-def constant_depth(disparity: int) -> DepthFn:
+def constant_disparity(disparity: int) -> DepthFn:
     """Every pixel at one disparity (1..255); for tests and ablations."""
     if not 0 <= int(disparity) <= 255:
         raise ValueError(f"a constant disparity must be in 0..255, got {disparity}")
@@ -66,7 +69,6 @@ def check_depth_spec(spec: str) -> None:
     if spec in ("none", "flat") or spec.startswith("const:"):
         load_depth_fn(spec)
         return
-    from levitor.weights import resolve
 
     resolve(spec, what="DepthAnythingV2")
 
@@ -75,17 +77,13 @@ def load_depth_fn(spec: str, device: str = "cpu", input_size: int | None = None)
     """``none`` (flat), ``const:<0..255>``, or a DepthAnythingV2 name (small/base/large), hub id or folder
     (``input_size``: the network's shorter side, default the release's 512)."""
     if spec in ("none", "flat"):
-        return flat_depth
+        return flat_disparity
     if spec.startswith("const:"):
         try:
-            return constant_depth(int(spec.split(":", 1)[1]))
+            return constant_disparity(int(spec.split(":", 1)[1]))
         except ValueError as err:
             raise ValueError(f"--depth const:<N> needs an integer disparity 0..255, got {spec!r}") from err
     # no cache: every frame is seen once, and caching 51K videos' depth maps would only fill memory
-    import torch
-
-    from levitor.perception import RELEASE_INPUT_SIZE, DepthEstimator, FeatureCache
-
     # fp16 on a GPU: DepthAnythingV2 is a ViT; half precision halves its memory traffic (the release runs fp32,
     # the disparity maps differ by about one 0..255 step)
     dtype = torch.float16 if str(device).startswith("cuda") else None

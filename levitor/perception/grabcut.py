@@ -13,7 +13,6 @@ from scipy import ndimage
 
 from levitor._util.images import as_rgb_uint8
 
-GRABCUT_SOURCE = "grabcut"  # the Scene.mask_sources entry of a GrabCut mask
 DEFAULT_ITERATIONS = 3  # the cut barely changes after 3 iterations on photos
 MIN_BOX_SIDE = 4  # pixels: a smaller box is a click, not a box
 EDGE_SNAP = 8  # pixels: a box side this close to the image's edge means "to the edge" (the object is cut off

@@ -28,12 +28,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from levitor.depth import DISPARITY_MAX, depth_from_disparity
+from levitor.depth import DEFAULT_HORIZON, DISPARITY_MAX, FLAT_DISPARITY, depth_from_disparity
 
 GROUND_PLANE_SOURCE = "ground-plane"
 CONSTANT_SOURCE = "constant"
-DEFAULT_HORIZON = 0.4  # fraction of the height: a typical eye-level photo has its horizon a bit above the middle
-FLAT_DISPARITY = 128  # a flat scene sits at mid disparity (what a flat DepthAnything map normalises to)
 BACKGROUND_DISPARITY = 64  # the background of nearer_depth: far enough that objects can come up to ~4x nearer
 
 Point = tuple[float, float]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from levitor._util.images import as_rgb_uint8
-from levitor.depth import check_depth_map, disparity_from_depth
+from levitor.depth import DEFAULT_HORIZON, check_depth_map, disparity_from_depth
 from levitor.perception.automask import AutoMaskConfig, AutoMaskResult, AutomaticMaskGenerator
 from levitor.perception.depth_estimator import DepthEstimator
 from levitor.perception.manual import (
@@ -53,7 +53,7 @@ def perceive(
     segmenter: Segmenter | AutomaticMaskGenerator | None = None,
     masks: Sequence[np.ndarray] = (),
     mask_sources: Sequence[str] | None = None,
-    horizon: float = 0.4,
+    horizon: float = DEFAULT_HORIZON,
     automask: AutoMaskConfig | None = None,
     progress: bool = True,
 ) -> PerceptionResult:

@@ -31,6 +31,7 @@ from levitor._util.hashing import array_hash
 from levitor._util.images import as_rgb_uint8
 from levitor._util.threads import flush_denormals, torch_threads
 from levitor.perception.cache import FeatureCache, default_cache
+from levitor.perception.sam_backends import SegmentAnythingSam, TransformersSam
 
 MASK_THRESHOLD = 0.0  # SAM's logits are thresholded at 0 to give a binary mask
 BACKENDS = ("transformers", "segment_anything")
@@ -126,7 +127,6 @@ class Segmenter:
         (found or downloaded by :mod:`levitor.weights`).
         With ``reuse`` a model already loaded in this process (same weights, device, dtype) is returned at once.
         """
-        from levitor.perception.sam_backends import SegmentAnythingSam, TransformersSam
 
         device = str(resolve_device(device))
         if str(name_or_path).endswith((".pth", ".pt")):

@@ -20,6 +20,13 @@ from safetensors.torch import save_file
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from levitor.control.signal import ControlSignal
+from levitor.generation.pipeline import LeviTorPipeline
+from levitor.generation.svd_config import (
+    SVD_SCHEDULER_CONFIG,  # noqa: F401  (re-exported for levitor.generation.mini until phase 2 imports it from here)
+    svd_feature_extractor,
+    svd_scheduler,
+    svd_xt_architecture,
+)
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.unet_svd import ControlledUNetSVD
 
@@ -50,34 +57,6 @@ TINY_VAE_CONFIG = dict(
     layers_per_block=1,
 )
 TINY_CONDITIONING_WIDTHS = (8, 8, 16, 16)  # four widths -> downsampling by 8, as (16, 32, 96, 256) does
-# SVD-xt's scheduler config (EDM Euler, v-prediction, Karras sigmas)
-SVD_SCHEDULER_CONFIG = dict(
-    beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000,
-    prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002, steps_offset=1,
-    timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True, interpolation_type="linear",
-)
-
-
-# The real SVD-xt architecture (stabilityai/stable-video-diffusion-img2vid-xt: unet/, vae/, image_encoder/
-# config.json), for meta-device checks and GPU benchmarks with random weights.
-SVD_XT_UNET_CONFIG = dict(
-    sample_size=96, in_channels=8, out_channels=4,
-    down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
-    up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
-    block_out_channels=(320, 640, 1280, 1280), addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=768, layers_per_block=2, cross_attention_dim=1024,
-    transformer_layers_per_block=1, num_attention_heads=(5, 10, 20, 20), num_frames=25,
-)
-SVD_XT_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-    block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=768,
-    scaling_factor=0.18215, force_upcast=True,
-)
-SVD_XT_CLIP_CONFIG = dict(  # OpenCLIP ViT-H/14 vision tower
-    hidden_size=1280, intermediate_size=5120, num_attention_heads=16, num_hidden_layers=32, patch_size=14,
-    image_size=224, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5,
-)
-
 def tiny_unet(seed: int = 0, cls: type = ControlledUNetSVD) -> UNetSpatioTemporalConditionModel:
     torch.manual_seed(seed)
     return cls(**TINY_UNET_CONFIG).eval()
@@ -96,11 +75,11 @@ def tiny_image_encoder(seed: int = 2) -> CLIPVisionModelWithProjection:
 
 
 def tiny_feature_extractor() -> CLIPImageProcessor:
-    return CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    return svd_feature_extractor()
 
 
 def tiny_scheduler() -> EulerDiscreteScheduler:
-    return EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
+    return svd_scheduler()
 
 
 def perturb_zero_convs(controlnet: ControlNetSVD, seed: int = 4, std: float = 0.05) -> ControlNetSVD:
@@ -128,7 +107,6 @@ def tiny_controlnet(unet: UNetSpatioTemporalConditionModel | None = None, seed: 
 
 def tiny_pipeline(seed: int = 0, zero_init_controlnet: bool = False):
     """A LeviTorPipeline of tiny random models (CPU, float32)."""
-    from levitor.generation.pipeline import LeviTorPipeline
 
     unet = tiny_unet(seed)
     pipe = LeviTorPipeline(
@@ -141,23 +119,13 @@ def tiny_pipeline(seed: int = 0, zero_init_controlnet: bool = False):
 
 
 def random_svd_xt_pipeline(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
-    """A LeviTorPipeline with RANDOM weights of the full SVD-xt architecture (about 2.9 G parameters), built
-    directly on ``device``: for speed and memory measurements only; it generates noise."""
-    from levitor.generation.pipeline import LeviTorPipeline
-
-    torch.manual_seed(seed)
-    with torch.device(device):
-        unet = ControlledUNetSVD(**SVD_XT_UNET_CONFIG).eval()
-        vae = AutoencoderKLTemporalDecoder(**SVD_XT_VAE_CONFIG).eval()
-        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**SVD_XT_CLIP_CONFIG)).eval()
-        controlnet = perturb_zero_convs(ControlNetSVD.from_unet(unet, conditioning_channels=3), seed + 1).eval()
-    # diffusers' AlphaBlender makes its mix_factor with the legacy torch.Tensor([...]), which ignores the device
-    # context and lands on the CPU: move the stragglers, or the first forward on the GPU fails
-    vae, image_encoder, unet, controlnet = (m.to(device) for m in (vae, image_encoder, unet, controlnet))
-    pipe = LeviTorPipeline(vae=vae, image_encoder=image_encoder, unet=unet, controlnet=controlnet,
-                           scheduler=tiny_scheduler(), feature_extractor=tiny_feature_extractor())
-    pipe.set_progress_bar_config(disable=True)
+    """:func:`levitor.generation.svd_config.svd_xt_architecture` (SVD-xt's architecture, random weights) with
+    random ControlNet outputs, as training would leave them, so the control has an effect: for speed and memory
+    measurements only; it generates noise."""
+    pipe = svd_xt_architecture(device, torch.float32, seed)
+    perturb_zero_convs(pipe.controlnet, seed + 1)
     return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
+
 
 def tiny_signal(num_frames: int = TINY_FRAMES, height: int = TINY_HEIGHT, width: int = TINY_WIDTH,
                 dx: float = 4.0) -> ControlSignal:

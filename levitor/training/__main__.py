@@ -2,6 +2,6 @@
 
 import sys
 
-from levitor.training.commands import main
+from levitor.cli import main
 
-sys.exit(main())
+sys.exit(main(["train", *sys.argv[1:]]))

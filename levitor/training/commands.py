@@ -1,18 +1,21 @@
-"""``levitor train``, ``levitor precompute`` and ``levitor precompute-synthetic`` (the training layer's commands).
+"""``levitor train``, ``levitor precompute`` and ``levitor precompute-synthetic`` (the training layer's commands):
+their parsers and their run functions, which call into the layer. ``python -m levitor.training CONFIG`` (what
+torchrun / accelerate launch / srun start) is ``levitor train CONFIG``.
 
-Light to import: the argument definitions are here, the work is imported when a command runs. The same
-parsers serve ``python -m levitor.training CONFIG`` (for torchrun / accelerate launch) and
-``python -m levitor.training.precompute``.
+Light to import: the argument definitions are here; the layer (torch, accelerate) is imported when a command runs,
+so ``levitor --help`` does not wait for it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
+from pathlib import Path
 
-from levitor.defaults import SIZES
+from levitor.defaults import SIZES, video_size
 
 PRECOMPUTE_HELP = ("Precompute depth and control signals of a data set into WebDataset shards (Ray Data or one "
                    "process; resumable per shard).")
@@ -28,23 +31,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from levitor.training.config import load_config, parse_overrides
-    from levitor.training.loop import LaunchError, PeerLost, train
+    from levitor.training.loop import train
 
-    try:
-        config = load_config(args.config, **parse_overrides(args.set))
-        result = train(config, resume=not args.no_resume)
-    except (ValueError, OSError, LaunchError, PeerLost, FloatingPointError) as err:   # what to fix, in one line
-        print(f"levitor train: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
+    config = load_config(args.config, **parse_overrides(args.set))
+    print(json.dumps(train(config, resume=not args.no_resume)))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m levitor.training CONFIG [--set key=value ...] [--no-resume]`` (what torchrun / srun start)."""
-    p = argparse.ArgumentParser(prog="levitor train", description="Train the LeviTor ControlNet.")
-    add_train_arguments(p)
-    return run_train(p.parse_args(argv))
 
 
 # ----------------------------------------------------------------------------------- precompute-synthetic
@@ -52,24 +43,19 @@ def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out")
     p.add_argument("--clips", type=int, default=2000)
     p.add_argument("--config", help="a training config whose synthetic world and sizes to use (default: mini)")
-    p.add_argument("--shard-size", type=int, default=500, help="clips per shard")
+    p.add_argument("--shard-size", type=int, help="clips per shard (default 500)")
 
 
 def run_synthetic(args: argparse.Namespace) -> int:
     from levitor.training.config import PRESETS, load_config
     from levitor.training.datasets import precompute_synthetic
 
-    if args.clips < 1 or args.shard_size < 1:
-        print(f"levitor precompute-synthetic: error: --clips and --shard-size must be >= 1, got {args.clips} and "
-              f"{args.shard_size}", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config) if args.config else PRESETS["mini"]
-    except ValueError as err:
-        print(f"levitor precompute-synthetic: error: {err}", file=sys.stderr)
-        return 2
+    if args.clips < 1 or (args.shard_size is not None and args.shard_size < 1):
+        raise ValueError(f"--clips and --shard-size must be >= 1, got {args.clips} and {args.shard_size}")
+    config = load_config(args.config) if args.config else PRESETS["mini"]
+    given = {"shard_size": args.shard_size} if args.shard_size is not None else {}  # else the function's default
     t = time.time()
-    precompute_synthetic(args.out, args.clips, config, shard_size=args.shard_size)
+    precompute_synthetic(args.out, args.clips, config, **given)
     print(f"wrote {args.clips} clips to {args.out} in {time.time() - t:.1f} s")
     return 0
 
@@ -111,16 +97,68 @@ def add_precompute_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def precompute_config(args: argparse.Namespace):
+    """The :class:`~levitor.training.precompute.PrecomputeConfig` of the flags: only those the user set override
+    the defaults; a named ``--size`` first, then --height/--width/--num-frames over it."""
+    from levitor.training.precompute import PrecomputeConfig
+
+    names = ("dataset", "split", "height", "width", "num_frames", "stride", "starts", "hop", "depth",
+             "depth_input_size", "frames", "kmeans_init", "videos_per_shard")
+    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if getattr(args, "size", None):
+        size = video_size(args.size)
+        given = {"height": size.height, "width": size.width, "num_frames": size.num_frames, **given}
+    return PrecomputeConfig(**given)
+
+
 def run_precompute(args: argparse.Namespace) -> int:
-    from levitor.training.precompute import run_precompute_command
+    """``levitor precompute``: the engine :func:`~levitor.training.precompute.choose_engine` picks (a local one, a
+    Ray started here, or a Ray cluster); every refusal and every error of a stage, on either engine, is one line."""
+    from levitor.training.precompute import choose_engine
 
-    return run_precompute_command(args)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s")
+    config = precompute_config(args)
+    for flag, least in (("threads", 1), ("num_cpus", 1), ("num_gpus", 0), ("depth_input_size", 1)):
+        if getattr(args, flag, None) is not None and getattr(args, flag) < least:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= {least}, got {getattr(args, flag)}")
+    choice = choose_engine(args.engine, args.ray_address)
+    if args.engine == "auto" and not args.quiet:
+        print(f"levitor precompute: {choice.engine} engine ({choice.why})", file=sys.stderr)
+    if choice.engine == "ray":
+        from levitor.training.precompute_ray import run_ray
+
+        report = run_ray(args.root, args.out, config, address=choice.address, num_cpus=args.num_cpus,
+                         num_gpus=args.num_gpus, device=args.device)
+    else:
+        report = _run_local(args, config)
+    damaged = f", {report.shards_damaged} damaged ones recomputed" if report.shards_damaged else ""
+    print(f"levitor precompute ({report.engine}): {report.shards_done} shards written, {report.shards_existing} "
+          f"already there (verified){damaged}, of {report.shards}; {report.samples} clips, {report.failed} failed, "
+          f"{report.empty} without objects; {report.seconds:.1f} s ({report.clips_per_second:.2f} clips/s). "
+          f"Report: {Path(args.out) / 'report.json'}")
+    return 0
 
 
-def precompute_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="levitor precompute", description=PRECOMPUTE_HELP)
-    add_precompute_arguments(p)
-    return p
+def _run_local(args: argparse.Namespace, config):
+    """This process's share of the shards (``--worker``/``--workers`` or the launcher's rank)."""
+    import torch
+
+    from levitor._util.device import resolve_device
+    from levitor.perception.depth_fn import load_depth_fn
+    from levitor.training.precompute import resolve_worker, run_local
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    worker, workers = resolve_worker(args.worker, args.workers)
+    depth_fn = load_depth_fn(config.depth, str(resolve_device(args.device)), config.depth_input_size)
+
+    def progress(shard: str, rep) -> None:
+        if not args.quiet:
+            print(f"[worker {worker}/{workers}] {shard}: {rep.samples} clips written, {rep.failed} failed",
+                  file=sys.stderr, flush=True)
+
+    return run_local(args.root, args.out, config, depth_fn, worker, workers, progress)
 
 
 def register(sub) -> None:
@@ -136,7 +174,3 @@ def register(sub) -> None:
                        description="Render synthetic clips and control signals into a training cache.")
     add_synthetic_arguments(p)
     p.set_defaults(run=run_synthetic)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,8 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from levitor.control.clip_control import ABLATIONS, ClipControl
-from levitor.defaults import RELEASE_DEMO_SIZE, nearest_multiple
+from levitor.control.encode import GAUSSIAN_RADIUS
+from levitor.control.points import SAMPLE_STRIDE
+from levitor.data.shards import SHUFFLE_BUFFER
+from levitor.data.synthetic import SyntheticConfig
+from levitor.defaults import (
+    FPS,
+    MOTION_BUCKET_ID,
+    NOISE_AUG_STRENGTH,
+    NUM_INFERENCE_STEPS,
+    RELEASE_DEMO_SIZE,
+    nearest_multiple,
+)
 from levitor.weights import SVD_XT_ID
 
 CONTROLS = ABLATIONS  # the paper's Table 2: full | no_depth | no_instance | center_point
@@ -24,8 +37,7 @@ class TrainConfig:
 
     # --- model
     model: str = "svd"                  # "svd": pretrained SVD (UNet frozen); "mini": levitor.generation.mini from
-                                        #   scratch;
-                                        # "tiny": levitor.testing.tiny random models (tests)
+                                        #   scratch
     pretrained: str = SVD_XT_ID          # SVD base (hub id or folder) for model "svd"
     controlnet_init: str | None = None  # start the ControlNet from these weights instead of the UNet's encoder
     init_from: str | None = None        # model "mini": start from exported mini weights (unet/, controlnet/,
@@ -46,7 +58,7 @@ class TrainConfig:
     data: str = "shards"                # "shards": WebDataset shards of `levitor precompute` (real data) or
                                         #   `levitor precompute-synthetic`; "synthetic": the world, on the fly
     data_root: str | None = None        # the precompute output folder (its shards/*.tar)
-    shuffle_buffer: int = 256           # samples each DataLoader worker holds for shuffling (shards)
+    shuffle_buffer: int = SHUFFLE_BUFFER  # samples each DataLoader worker holds for shuffling (shards)
     synthetic: dict = field(default_factory=dict)  # SyntheticConfig overrides (height/width/frames come from here)
     height: int = RELEASE_DEMO_SIZE.height  # the release's demo size (portrait; training's is not published)
     width: int = RELEASE_DEMO_SIZE.width
@@ -58,8 +70,8 @@ class TrainConfig:
 
     # --- control signal
     control: str = "full"               # full | no_depth | no_instance | center_point (paper Table 2)
-    control_radius: int = 10            # the release's gaussian_r; the mini model's 32x32 frames use 2
-    kmeans_stride: int = 10             # K-means on every n-th mask pixel (the release: 10); tiny frames need 1
+    control_radius: int = GAUSSIAN_RADIUS  # the release's gaussian_r; the mini model's 32x32 frames use 2
+    kmeans_stride: int = SAMPLE_STRIDE  # K-means on every n-th mask pixel (the release's); tiny frames need 1
 
     # --- optimisation (the paper: AdamW, lr 1e-5, batch 16 on 16 A100, 200K iterations)
     lr: float = 1e-5
@@ -79,9 +91,9 @@ class TrainConfig:
     loss_weight_cap: float = 0.0        # > 0: the EDM weight (1 + 1/sigma^2) is capped at this (min-SNR weighting,
                                         #   Hang et al. 2023): an x0-predicting model's low-noise errors then do not
                                         #   drown the rest
-    fps: int = 6                        # conditioned as fps - 1, as SVD
-    motion_bucket_id: int = 100
-    noise_aug_strength: float = 0.02
+    fps: int = FPS                      # conditioned as fps - 1, as SVD
+    motion_bucket_id: int = MOTION_BUCKET_ID
+    noise_aug_strength: float = NOISE_AUG_STRENGTH
     ema: bool = False
     ema_decay: float = 0.999
 
@@ -93,7 +105,7 @@ class TrainConfig:
     checkpoint_minutes: float = 0.0     # also checkpoint after this much wall time (0: off)
     keep_checkpoints: int = 3
     sample_every: int = 1000            # write a sample video every n steps (0: off)
-    sample_steps: int = 25
+    sample_steps: int = NUM_INFERENCE_STEPS
     max_minutes: float = 0.0            # stop (with a checkpoint) after this much wall time in this session (0: off)
     num_threads: int = 0                # torch CPU threads (0: torch's default); 1 is fastest on a loaded CPU
     num_processes: int = 0              # > 0: refuse to run unless the launch started this many processes
@@ -110,8 +122,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.mini_prediction not in ("v_prediction", "sample"):
             raise ValueError(f"mini_prediction must be 'v_prediction' or 'sample', got {self.mini_prediction!r}")
-        if self.model not in ("svd", "mini", "tiny"):
-            raise ValueError(f"model must be 'svd', 'mini' or 'tiny', got {self.model!r}")
+        if self.model not in ("svd", "mini"):
+            raise ValueError(f"model must be 'svd' or 'mini', got {self.model!r}")
         if self.data in ("sav", "davis", "cache"):
             raise ValueError(f"data {self.data!r} is no longer read directly: run `levitor precompute` (real data) or "
                              "`levitor precompute-synthetic` into a folder and train with data: shards, data_root: "
@@ -143,11 +155,7 @@ class TrainConfig:
 
     def _check_synthetic(self) -> None:
         """Unknown keys of ``synthetic`` fail here, not in a DataLoader worker after the models are built."""
-        from dataclasses import fields as dc_fields
-
-        from levitor.data.synthetic import SyntheticConfig
-
-        known = {f.name for f in dc_fields(SyntheticConfig)} - {"height", "width", "num_frames"}
+        known = {f.name for f in dataclasses.fields(SyntheticConfig)} - {"height", "width", "num_frames"}
         unknown = sorted(set(self.synthetic) - known)
         if unknown:
             raise ValueError(f"unknown synthetic key(s) {unknown}; known: {sorted(known)} (height, width and "
@@ -221,6 +229,58 @@ def _field_types() -> dict[str, str]:
     return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
 
+def _as_bool(key: str, value: Any, base: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise TypeError
+
+
+def _as_int(key: str, value: Any, base: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) or (isinstance(value, float) and value.is_integer()):
+        return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+    raise TypeError
+
+
+def _as_float(key: str, value: Any, base: str) -> float:
+    if isinstance(value, bool):
+        raise TypeError
+    return float(value)
+
+
+def _as_str(key: str, value: Any, base: str) -> str:
+    if isinstance(value, bool):
+        raise ValueError(f"{key} is a string, got the YAML boolean {value} (YAML reads no/off/yes/on as "
+                         f"booleans): quote it, e.g. {key}: \"no\"")
+    if not isinstance(value, str):
+        raise TypeError
+    return value
+
+
+def _as_tuple(key: str, value: Any, base: str) -> tuple:
+    seq = yaml.safe_load(value) if isinstance(value, str) else value
+    item = float if "float" in base else int
+    if not isinstance(seq, (list, tuple)):
+        raise TypeError
+    return tuple(item(v) for v in seq)
+
+
+def _as_dict(key: str, value: Any, base: str) -> dict:
+    d = yaml.safe_load(value) if isinstance(value, str) else value
+    if not isinstance(d, dict):
+        raise TypeError
+    return d
+
+
+_PARSERS = {"bool": _as_bool, "int": _as_int, "float": _as_float, "str": _as_str, "tuple": _as_tuple,
+            "dict": _as_dict}
+
+
 def coerce(key: str, value: Any, type_name: str | None = None) -> Any:
     """``value`` as the type of TrainConfig field ``key``; ValueError naming the field, the value and the type.
 
@@ -233,54 +293,17 @@ def coerce(key: str, value: Any, type_name: str | None = None) -> Any:
         if optional:
             return None
         raise ValueError(f"{key} cannot be empty (type {base})")
+    parse = _PARSERS.get("tuple" if base.startswith("tuple") else base)
+    if parse is None:
+        return value
     try:
-        if base == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-                return value.lower() in ("true", "yes", "on", "1")
-            raise TypeError
-        if base == "int":
-            if isinstance(value, bool):
-                raise TypeError
-            if isinstance(value, int):
-                return value
-            if isinstance(value, str) or (isinstance(value, float) and value.is_integer()):
-                return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-            raise TypeError
-        if base == "float":
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if base == "str":
-            if isinstance(value, bool):
-                raise ValueError(f"{key} is a string, got the YAML boolean {value} (YAML reads no/off/yes/on as "
-                                 f"booleans): quote it, e.g. {key}: \"no\"")
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if base.startswith("tuple"):
-            import yaml
-
-            seq = yaml.safe_load(value) if isinstance(value, str) else value
-            item = float if "float" in base else int
-            if not isinstance(seq, (list, tuple)):
-                raise TypeError
-            return tuple(item(v) for v in seq)
-        if base == "dict":
-            import yaml
-
-            d = yaml.safe_load(value) if isinstance(value, str) else value
-            if not isinstance(d, dict):
-                raise TypeError
-            return d
+        return parse(key, value, base)
     except ValueError as err:
         if str(err).startswith(key):
             raise
         raise ValueError(f"{key} must be {base}, got {value!r}") from None
     except TypeError:
         raise ValueError(f"{key} must be {base}, got {value!r} ({type(value).__name__})") from None
-    return value
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -329,8 +352,6 @@ def _read_config_file(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"config file {path} cannot be read: {err}") from None
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         try:
             return yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
@@ -345,8 +366,6 @@ def _read_config_file(path: Path) -> Any:
                          f"{err.msg} (YAML configs must end in .yaml or .yml)") from None
 
 
-def synthetic_config(config: TrainConfig):
-    from levitor.data.synthetic import SyntheticConfig
-
+def synthetic_config(config: TrainConfig) -> SyntheticConfig:
     return SyntheticConfig(height=config.height, width=config.width, num_frames=config.num_frames,
                            **config.synthetic)

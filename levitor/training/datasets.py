@@ -13,21 +13,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from levitor.control.clip_control import ClipControl, clip_control
+from levitor.control.encode import encode
 from levitor.data.records import (
+    SHARD_DIR,
+    ClipRecord,
     CorruptShardError,
     decode_sample,
+    encode_sample,
     finished_shards,
     first_meta,
     read_stats,
     stats_problem,
+    write_shard,
+    write_stats,
 )
+from levitor.data.shards import ShardStream
+from levitor.data.synthetic import generate_clip
+from levitor.depth import depth_from_disparity
 from levitor.training.config import PRESETS, TrainConfig, synthetic_config
 
 
 def control_video(instance: np.ndarray, depth: np.ndarray, moved_ids, config: TrainConfig) -> torch.Tensor:
     """(F, 3, H, W) raw conditioning video of a clip's instance maps and scene depth, with the config's ablation."""
-    from levitor.control.clip_control import clip_control
-    from levitor.control.encode import encode
 
     signal = clip_control(instance, depth, config.clip_control(), moved_ids=moved_ids)
     return encode(signal, instance.shape[-2], instance.shape[-1], radius=config.control_radius)
@@ -49,8 +57,6 @@ class SyntheticControlDataset(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, i: int) -> dict:
-        from levitor.data.synthetic import generate_clip
-
         clip = generate_clip(self.seed_offset + int(i), self.world)
         return {"frames": _frames_tensor(clip.frames),
                 "control": control_video(clip.instance, clip.depth, clip.moved_ids, self.config)}
@@ -60,7 +66,6 @@ def shard_item(sample: dict, config: TrainConfig) -> dict:
     """A raw shard sample -> ``{"frames", "control", "name"}``: the stored control signal (no K-means again), with
     the config's ablation and stamp radius; ``center_point`` re-runs the shared clip -> control function on the
     stored instance and depth maps with the record's own K-means settings plus the single-point rule."""
-    from levitor.control.encode import encode
 
     rec = decode_sample(sample, load_maps=config.control == "center_point")
     if rec.frames is None:
@@ -75,14 +80,7 @@ def shard_item(sample: dict, config: TrainConfig) -> dict:
     elif config.control == "no_instance":
         signal = signal.without_instance()
     elif config.control == "center_point":
-        from levitor.control.clip_control import ClipControl, clip_control
-        from levitor.control.krule import KRule
-        from levitor.depth import depth_from_disparity
-
-        made = rec.meta.get("control", {})
-        params = ClipControl(rule=KRule(lam=made.get("lam", KRule().lam), k_max=made.get("k_max", KRule().k_max)),
-                             sample_stride=made.get("sample_stride", config.kmeans_stride),
-                             init=made.get("init", "warm"), ablation="center_point")
+        params = ClipControl.from_meta(rec.meta.get("control", {}), "center_point", config.kmeans_stride)
         signal = clip_control(rec.instance_map.astype(np.int64), depth_from_disparity(rec.disparity), params,
                               moved_ids=rec.meta.get("moved_ids", ()), ids=rec.meta.get("object_ids"))
     return {"frames": _frames_tensor(rec.frames), "name": rec.name,
@@ -173,8 +171,6 @@ def make_dataset(config: TrainConfig, rank: int = 0, world_size: int = 1, start:
         raise ValueError("data 'shards' needs data_root: the folder written by `levitor precompute` or "
                          "`levitor precompute-synthetic`")
     from functools import partial
-
-    from levitor.data.shards import ShardStream
 
     return ShardStream(config.data_root, partial(shard_item, config=config), rank=rank, world_size=world_size,
                        seed=config.seed, shuffle_buffer=config.shuffle_buffer, start=start,
@@ -305,9 +301,6 @@ def precompute_synthetic(out: str | Path, num_clips: int, config: TrainConfig | 
                          shard_size: int = 500, seed_offset: int = 0) -> Path:
     """Render ``num_clips`` synthetic clips with their control signals into WebDataset shards in the record format
     of ``levitor precompute`` (``out/shards/*.tar``, lossless frames), for ``data: shards``."""
-    from levitor.control.clip_control import clip_control
-    from levitor.data.records import SHARD_DIR, ClipRecord, encode_sample, write_shard, write_stats
-    from levitor.data.synthetic import generate_clip
 
     config = config or PRESETS["mini"]
     out = Path(out)
@@ -321,8 +314,7 @@ def precompute_synthetic(out: str | Path, num_clips: int, config: TrainConfig | 
             meta = {"name": f"synthetic_{seed_offset + seed:08d}", "video": f"synthetic_{seed_offset + seed:08d}",
                     "source": "synthetic", "fps": 6.0, "frame_indices": list(range(clip.num_frames)),
                     "object_ids": clip.object_ids, "moved_ids": clip.moved_ids,
-                    "control": {"lam": params.rule.lam, "k_max": params.rule.k_max,
-                                "sample_stride": params.sample_stride, "init": params.init}}
+                    "control": params.to_meta()}
             rec = ClipRecord(frames=clip.frames, disparity=clip.disparity_u8(), instance_map=clip.instance,
                              signal=signal, meta=meta)
             samples.append(encode_sample(rec, frames="raw"))

@@ -54,6 +54,7 @@ from typing import Any
 
 import torch
 
+from levitor._util.errors import RunError
 from levitor._util.io import write_text_atomic
 from levitor._util.launch import export_slurm_for_torch, waiting_notice
 from levitor.training.config import TrainConfig
@@ -402,7 +403,7 @@ class StopRequest:
         self._previous = {}
 
 
-class PeerLost(RuntimeError):
+class PeerLost(RunError):
     """Another rank failed or stopped answering; this rank stops too (the other's own error line is the cause)."""
 
 
@@ -442,7 +443,7 @@ def any_rank(accelerator, *flags: bool) -> list[bool]:
     return [bool(v > 0) for v in accelerator.reduce(t, reduction="sum").tolist()]
 
 
-class LaunchError(RuntimeError):
+class LaunchError(RunError):
     """The processes started are not what the config asks for; the message says how to launch."""
 
 

@@ -15,7 +15,6 @@ sample per clip. Three stages, each a plain function of one video (:func:`read_v
 ``--engine auto`` (:func:`choose_engine`) takes Ray only where it pays: a cluster address or several GPUs.
 
 On disk::
-
     <out>/plan.json                     the settings and which videos make each shard (written once)
     <out>/shards/shard-000007.tar       the samples of the shard's videos, in plan order
     <out>/shards/shard-000007.stats.json  samples, videos, failures with reasons, bytes
@@ -46,14 +45,19 @@ from typing import Any
 
 import numpy as np
 
+from levitor._util.errors import RunError
 from levitor._util.hashing import file_hash
 from levitor._util.io import write_bytes_atomic, write_text_atomic
+from levitor._util.launch import detect_launch
 from levitor.control.clip_control import ClipControl, clip_control
 from levitor.control.krule import K_MAX, LAMBDA, KRule
+from levitor.control.points import SAMPLE_STRIDE
 from levitor.data.clip import DataReadError, VideoClip
+from levitor.data.davis import DavisDataset
 from levitor.data.records import (
     FORMAT_VERSION,
     FRAME_MODES,
+    JPEG_QUALITY,
     SHARD_DIR,
     ClipRecord,
     CorruptShardError,
@@ -67,8 +71,10 @@ from levitor.data.records import (
     write_stats,
 )
 from levitor.data.sampling import ClipSampling
-from levitor.defaults import DEFAULT_SIZE, video_size
+from levitor.data.sav import SavDataset, SavFramesDataset
+from levitor.defaults import DEFAULT_SIZE
 from levitor.depth import depth_from_disparity
+from levitor.perception.depth_estimator import RELEASE_INPUT_SIZE
 from levitor.perception.depth_fn import DepthFn, depth_of_frames, load_depth_fn
 from levitor.training import spool
 
@@ -78,7 +84,7 @@ FAIL_FAST_VIDEOS = 10      # if the first this-many videos all fail, the setup i
 WORK_DIR = ".work"
 
 
-class EngineError(RuntimeError):
+class EngineError(RunError):
     """The engine could not run (Ray would not start, or could not reach its cluster); the message says what to
     do instead."""
 
@@ -96,13 +102,13 @@ class PrecomputeConfig:
     starts: str = "all"         # all non-overlapping clips of a video ('first': one per video)
     hop: int | None = None      # distance between clip starts for 'all'; None = no overlap
     depth: str = "none"         # none | const:<N> | a DepthAnythingV2 name, hub id or folder
-    depth_input_size: int = 512 # the network's shorter side; the release runs DepthAnythingV2 at 512
+    depth_input_size: int = RELEASE_INPUT_SIZE  # the network's shorter side (the release's)
     frames: str = "jpeg"        # jpeg (small, lossy) | raw (lossless, ~5x bigger) | none (references only)
-    jpeg_quality: int = 95      # visually lossless; the VAE sees far worse compression in SA-V's own mp4s
+    jpeg_quality: int = JPEG_QUALITY
     lam: float = LAMBDA         # the K rule (levitor.control.krule)
     k_max: int = K_MAX
     kmeans_init: str = "warm"   # warm (temporally stable points) | release (the release's K-means, exactly)
-    sample_stride: int = 10     # K-means on every 10th mask pixel, as the release
+    sample_stride: int = SAMPLE_STRIDE  # K-means on every n-th mask pixel (the release's)
     videos_per_shard: int = 64  # SA-V: ~5 clips a video, ~0.4 MB a clip -> shards of ~130 MB
 
     def __post_init__(self) -> None:
@@ -149,24 +155,19 @@ class VideoSource:
     clips: Callable[[str, Callable[[str, DataReadError], None]], Iterator[VideoClip]]
 
 
-def open_source(root: str | Path, config: PrecomputeConfig, videos: dict[str, str] | None = None) -> VideoSource:
+def open_video_source(root: str | Path, config: PrecomputeConfig, videos: dict[str, str] | None = None) -> VideoSource:
     """The reader for ``config.dataset`` over ``root``; ``videos`` (from a plan) saves listing the data set."""
     size = (config.height, config.width)
     if config.dataset == "davis":
-        from levitor.data.davis import DavisDataset
-
         ds = DavisDataset(root, split=config.split or "val", sampling=config.sampling)
         names = videos or {v: v for v in ds.sequences()}
         return VideoSource(names, lambda v, on_error: ds.clips([v], on_error=on_error))
     if config.dataset == "sav":
-        from levitor.data.sav import SavDataset
-
         sav = SavDataset(root, sampling=config.sampling, size=size)
         if videos is not None:
             sav.use_index({v: Path(root) / p for v, p in videos.items()})
         names = videos or {v: str(p.relative_to(Path(root))) for v, p in sorted(sav.video_paths().items())}
         return VideoSource(names, lambda v, on_error: sav.clips([v], on_error=on_error))
-    from levitor.data.sav import SavFramesDataset
 
     frames = SavFramesDataset(root, split=config.split or "sav_val", sampling=config.sampling)
     names = videos or {v: v for v in frames.videos()}
@@ -205,7 +206,7 @@ def load_or_make_plan(root: str | Path, out: Path, config: PrecomputeConfig) -> 
             raise ValueError(f"{out} was precomputed with other settings {{name: (there, now)}}: {diff}. Use another "
                              "--out, or delete that folder to start over.")
         return Plan(old, {k: list(v) for k, v in data["shards"].items()}, dict(data["videos"]))
-    plan = make_plan(open_source(root, config), config)
+    plan = make_plan(open_video_source(root, config), config)
     if not plan.shards:
         raise FileNotFoundError(f"no videos found in {root} for dataset {config.dataset!r}")
     out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +218,7 @@ def load_or_make_plan(root: str | Path, out: Path, config: PrecomputeConfig) -> 
 def read_video(root: str | Path, plan: Plan, video: str) -> dict[str, Any]:
     """Stage 1 (CPU): the clips of one video at the training size, with failures and empty clips counted."""
     config = plan.config
-    source = open_source(root, config, {video: plan.videos[video]})
+    source = open_video_source(root, config, {video: plan.videos[video]})
     errors: list[dict[str, str]] = []
     clips, empty = [], 0
 
@@ -263,8 +264,7 @@ def clip_record(clip: dict[str, Any], config: PrecomputeConfig) -> ClipRecord:
     meta = {"name": clip["name"], "video": clip["name"].split("@")[0], "source": clip["source"],
             "fps": float(clip["fps"]), "frame_indices": [int(i) for i in clip["frame_indices"]],
             "object_ids": [int(i) for i in clip["object_ids"]], "moved_ids": [],
-            "control": {"lam": params.rule.lam, "k_max": params.rule.k_max, "sample_stride": params.sample_stride,
-                        "init": params.init}, "clip_meta": clip["meta"]}
+            "control": params.to_meta(), "clip_meta": clip["meta"]}
     return ClipRecord(frames=clip["frames"] if config.frames != "none" else None, disparity=clip["disparity"],
                       instance_map=clip["instance"], signal=signal, meta=meta)
 
@@ -479,7 +479,6 @@ def finish_report(out: Path, report: RunReport, t0: float, engine: str) -> RunRe
 def resolve_worker(worker: int | None, workers: int | None, env: dict[str, str] | None = None) -> tuple[int, int]:
     """(worker, workers) for the local engine: the flags, else the launcher's rank variables
     (:func:`levitor._util.launch.detect_launch`: torchrun, accelerate, srun), else (0, 1)."""
-    from levitor._util.launch import detect_launch
 
     if worker is not None or workers is not None:
         if worker is None or workers is None:
@@ -489,25 +488,7 @@ def resolve_worker(worker: int | None, workers: int | None, env: dict[str, str] 
     return info.rank, info.world_size
 
 
-# ------------------------------------------------------------------------------------------- the command
-def precompute_main(argv: list[str] | None = None) -> int:
-    """``python -m levitor.training.precompute``: the same as ``levitor precompute``."""
-    from levitor.training.commands import precompute_parser
-
-    return run_precompute_command(precompute_parser().parse_args(argv))
-
-
-def _config_from_args(args) -> PrecomputeConfig:
-    """Only the flags the user set override the defaults."""
-    names = ("dataset", "split", "height", "width", "num_frames", "stride", "starts", "hop", "depth",
-             "depth_input_size", "frames", "kmeans_init", "videos_per_shard")
-    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-    if getattr(args, "size", None):  # a named size; --height/--width/--num-frames still override it
-        size = video_size(args.size)
-        given = {"height": size.height, "width": size.width, "num_frames": size.num_frames, **given}
-    return PrecomputeConfig(**given)
-
-
+# ------------------------------------------------------------------------------------------- the engines
 @dataclass
 class EngineChoice:
     engine: str                  # ray | local
@@ -524,8 +505,6 @@ def choose_engine(engine: str, address: str | None = None, env: dict[str, str] |
     each process is a local worker taking its share of the shards (unless ``--ray-address`` is given: then the
     launcher's variables say nothing). ``gpus``, ``ray_installed``: found out when None."""
     import importlib.util
-
-    from levitor._util.launch import detect_launch
 
     env = dict(os.environ if env is None else env)
     if engine not in ("auto", "ray", "local"):
@@ -554,59 +533,3 @@ def choose_engine(engine: str, address: str | None = None, env: dict[str, str] |
         return EngineChoice("local", None, f"{gpus} GPUs but Ray is not installed (pip install 'levitor[cluster]' "
                                            "to use them all); one process")
     return EngineChoice("local", None, "one machine with at most one GPU: one process (--engine ray to use Ray)")
-
-
-def run_precompute_command(args) -> int:
-    """``levitor precompute``: the engine :func:`choose_engine` picks (a local one, a Ray started here, or a Ray
-    cluster). Every refusal and every error of a stage, on either engine, is one line and exit code 2."""
-    import sys
-
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s")
-    try:
-        config = _config_from_args(args)
-        for flag in ("threads", "num_cpus", "num_gpus", "depth_input_size"):
-            if getattr(args, flag, None) is not None and getattr(args, flag) < (0 if flag == "num_gpus" else 1):
-                raise ValueError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'num_gpus' else 1}, got "
-                                 f"{getattr(args, flag)}")
-        choice = choose_engine(args.engine, args.ray_address)
-        if args.engine == "auto" and not args.quiet:
-            print(f"levitor precompute: {choice.engine} engine ({choice.why})", file=sys.stderr)
-        if choice.engine == "ray":
-            from levitor.training.precompute_ray import run_ray
-
-            report = run_ray(args.root, args.out, config, address=choice.address, num_cpus=args.num_cpus,
-                             num_gpus=args.num_gpus, device=args.device)
-        else:
-            import torch
-
-            from levitor._util.device import resolve_device
-
-            if args.threads:
-                torch.set_num_threads(args.threads)
-            worker, workers = resolve_worker(args.worker, args.workers)
-            depth_fn = load_depth_fn(config.depth, str(resolve_device(args.device)), config.depth_input_size)
-
-            def progress(shard: str, rep: RunReport) -> None:
-                if not args.quiet:
-                    print(f"[worker {worker}/{workers}] {shard}: {rep.samples} clips written, {rep.failed} failed",
-                          file=sys.stderr, flush=True)
-
-            report = run_local(args.root, args.out, config, depth_fn, worker, workers, progress)
-    except (ValueError, OSError, ImportError, EngineError) as err:
-        print(f"levitor precompute: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
-        return 2
-    damaged = f", {report.shards_damaged} damaged ones recomputed" if report.shards_damaged else ""
-    print(f"levitor precompute ({report.engine}): {report.shards_done} shards written, {report.shards_existing} "
-          f"already there (verified){damaged}, of {report.shards}; {report.samples} clips, {report.failed} failed, "
-          f"{report.empty} without objects; {report.seconds:.1f} s ({report.clips_per_second:.2f} clips/s). "
-          f"Report: {Path(args.out) / 'report.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    from levitor.training import precompute as _module  # the module proper, not a second copy named __main__
-
-    sys.exit(_module.precompute_main())

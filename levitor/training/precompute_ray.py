@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from levitor._util.device import resolve_device
+from levitor.perception.depth_fn import check_depth_spec, load_depth_fn
 from levitor.training.precompute import (
     EngineError,
     Plan,
@@ -110,7 +112,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
                  log_to_driver=False, configure_logging=False)
     except EngineError:
         raise
-    except Exception as err:  # noqa: BLE001 - Ray raises many kinds (ConnectionError, RuntimeError, TimeoutError...)
+    except Exception as err:  # Ray raises many kinds (ConnectionError, RuntimeError, TimeoutError...)
         where = f"reach the Ray cluster at {address}" if address else "start Ray on this machine"
         first = " ".join(str(err).split())[:300] or type(err).__name__
         raise EngineError(f"could not {where} ({type(err).__name__}: {first}); run with --engine local (one "
@@ -151,7 +153,7 @@ def _guarded(stage: Callable[[dict[str, Any]], dict[str, Any]], row: dict[str, A
         return row
     try:
         return {"video": row["video"], ERROR_KEY: b"", "payload": pack(stage(row))}
-    except Exception as err:  # noqa: BLE001 - any error goes back to the driver, as in the local engine
+    except Exception as err:  # any error goes back to the driver, as in the local engine
         return _error_row(row["video"], err)
 
 
@@ -161,8 +163,6 @@ def _read_row(row: dict[str, Any], root: str, config: dict[str, Any]) -> dict[st
 
 
 def _simple_depth_row(row: dict[str, Any], spec: str) -> dict[str, Any]:
-    from levitor.perception.depth_fn import load_depth_fn
-
     return _guarded(lambda r: add_depth(unpack(r["payload"]), load_depth_fn(spec)), row)
 
 
@@ -175,9 +175,6 @@ class DepthActor:
 
     def _load(self):
         if self.depth_fn is None:   # loaded on the first batch, so a loading error is a row like any other
-            from levitor._util.device import resolve_device
-            from levitor.perception.depth_fn import load_depth_fn
-
             self.depth_fn = load_depth_fn(self.spec, str(resolve_device(self.device)), self.input_size)
         return self.depth_fn
 
@@ -198,7 +195,6 @@ def run_ray(root: str | Path, out: str | Path, config: PrecomputeConfig | None =
     """Precompute the unfinished shards with Ray Data. The output is byte-identical to the local engine's with flat
     or constant depth; a depth network's maps also depend on the device and, on a CPU, on the torch thread count
     (Ray's workers run one thread each: the local engine with ``--threads 1`` matches them)."""
-    from levitor.perception.depth_fn import check_depth_spec
 
     config = config or PrecomputeConfig()
     check_depth_spec(config.depth)        # a bad --depth is one line before Ray starts, as in the local engine

@@ -15,6 +15,7 @@ import torch
 from levitor._util.io import atomic_path, write_text_atomic
 from levitor.training.config import EVAL_SEED_OFFSET, TrainConfig
 from levitor.training.datasets import SyntheticControlDataset
+from levitor.viz.pictures import loss_curve, read_loss_log
 
 PROGRESS_FILE = "progress.json"    # written last into a checkpoint: it marks the checkpoint whole
 
@@ -80,7 +81,7 @@ def load_ema(ema, folder: Path, device) -> None:
                                 "resume with ema: false, or from a checkpoint made with EMA")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - UnpicklingError and friends: the file is not plain tensors
+    except Exception as err:  # UnpicklingError and friends: the file is not plain tensors
         raise ValueError(f"{path} is not a plain EMA state (tensors and numbers); refusing to unpickle it: {err}") \
             from err
     ema.load_state_dict(state)
@@ -163,8 +164,6 @@ def _lineage(init_from: str) -> dict:
 def write_loss_curve(log_file: Path, png: Path) -> Path | None:
     """Redraw the run's loss curve beside its log, so a glance tells whether a long run is still learning."""
     from PIL import Image
-
-    from levitor.viz.pictures import loss_curve, read_loss_log
 
     if not log_file.exists():
         return None

@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw
 from levitor.control.signal import ControlSignal
 from levitor.viz.colors import colormap, instance_colors
 
+POINT_RADIUS = 4.0  # pixels: a control point's dot in the pictures (and the Studio's canvas)
+
 
 def depth_picture(depth: np.ndarray | torch.Tensor) -> np.ndarray:
     """Scene depth (smaller = nearer) as colours: near is warm, far is dark."""
@@ -28,7 +30,7 @@ def overlay(
     signal: ControlSignal | None = None,
     frame: int = 0,
     alpha: float = 0.45,
-    point_radius: float = 4.0,
+    point_radius: float = POINT_RADIUS,
     colors: np.ndarray | None = None,
 ) -> np.ndarray:
     """The image with instance colours blended in and the frame's control points drawn on top.
@@ -59,7 +61,7 @@ def _id_colors(n: int, table: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def draw_points(canvas: Image.Image, signal: ControlSignal, frame: int, radius: float = 4.0,
+def draw_points(canvas: Image.Image, signal: ControlSignal, frame: int, radius: float = POINT_RADIUS,
                 colors: np.ndarray | None = None) -> None:
     """Draw one frame's visible control points onto a PIL image, in place (``colors``: as in :func:`overlay`)."""
     sx, sy = canvas.width / signal.width, canvas.height / signal.height

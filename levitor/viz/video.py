@@ -15,6 +15,7 @@ import numpy as np
 import PIL.Image
 
 from levitor._util.io import atomic_path
+from levitor.defaults import FPS
 
 MP4_CRF = 18  # visually lossless for generated clips; files stay small at these sizes
 MP4_PRESET = "veryfast"  # x264 speed: half the encode time of "medium" for ~10% larger files (the Studio preview)
@@ -63,7 +64,7 @@ def _write_gif(frames: np.ndarray, path: Path, fps: float) -> None:
     images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
 
 
-def write_video(frames: np.ndarray | Sequence[PIL.Image.Image], path: str | Path, fps: float = 6) -> Path:
+def write_video(frames: np.ndarray | Sequence[PIL.Image.Image], path: str | Path, fps: float = FPS) -> Path:
     """Write frames to ``path``; the suffix picks the format (.mp4 or .gif).
 
     frames: (F, H, W, 3) uint8 (or float in [0, 1]), or a list of PIL images (e.g. ``pipe(...).frames[0]``).

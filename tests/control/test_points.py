@@ -55,7 +55,7 @@ def test_kmeans_matches_sklearn_inertia(seed, k):
     x = _blobs(seed)
     init = release_init(torch.from_numpy(x), k).numpy()
     ref = sklearn.KMeans(n_clusters=k, init=init, n_init=1).fit(x)
-    c, labels, inertia = kmeans(torch.from_numpy(x)[None], torch.ones(1, len(x), dtype=torch.bool),
+    _, labels, inertia = kmeans(torch.from_numpy(x)[None], torch.ones(1, len(x), dtype=torch.bool),
                                 torch.from_numpy(init)[None], torch.ones(1, k, dtype=torch.bool), return_labels=True)
     assert float(inertia[0]) <= ref.inertia_ * 1.02
     assert float(inertia[0]) >= ref.inertia_ * 0.98
@@ -69,8 +69,8 @@ def test_kmeans_batched_padding_is_ignored():
     valid = torch.zeros(2, 800, dtype=torch.bool)
     valid[0, :400], valid[1] = True, True
     init = torch.stack([release_init(x[0, :400], 3), release_init(x[1], 3)])
-    c, labels, inertia = kmeans(x, valid, init, torch.ones(2, 3, dtype=torch.bool), return_labels=True)
-    c0, _, i0 = kmeans(x[:1, :400], valid[:1, :400], init[:1], torch.ones(1, 3, dtype=torch.bool))
+    c, labels, _inertia = kmeans(x, valid, init, torch.ones(2, 3, dtype=torch.bool), return_labels=True)
+    c0, _, _i0 = kmeans(x[:1, :400], valid[:1, :400], init[:1], torch.ones(1, 3, dtype=torch.bool))
     torch.testing.assert_close(c[0], c0[0], atol=1e-9, rtol=0)  # float64: padding changes only the sum's order
     assert bool((labels[0, 400:] == -1).all())
 
@@ -112,12 +112,11 @@ def test_bad_inputs():
     assert sig.num_points == 0 and sig.points.shape == (2, 0, 2)
 
 
-def test_compute_k_function_form():
-    from levitor.control.krule import compute_k
-
-    assert compute_k([16384] * 3, 320, 512) == 5  # 16384 / 163840 * 50 = 5
-    assert compute_k([16384, 0, 100], 320, 512, scale=0.25) == 1
-    assert compute_k([1000], 320, 512, moved=True, scale=2) == 6
+def test_k_rule_of_a_clip():
+    image_area = 320 * 512
+    assert KRule()([16384] * 3, image_area) == 5  # 16384 / 163840 * 50 = 5
+    assert KRule(scale=0.25)([16384, 0, 100], image_area) == 1
+    assert KRule(scale=2)([1000], image_area, moved=True) == 6
 
 
 def test_compiled_kmeans_matches_torch():

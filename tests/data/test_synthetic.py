@@ -40,7 +40,7 @@ def test_masks_match_depth_order():
     checked = 0
     for seed in range(12):
         clip = generate_clip(seed, SMALL)
-        F, H, W = clip.instance.shape
+        _, H, W = clip.instance.shape
         for sp in clip.sprites:
             sil = sprite_silhouette(sp, H, W)
             vis = clip.instance == sp.id

@@ -8,13 +8,19 @@ import json
 import numpy as np
 import pytest
 
+from levitor.cli import main
 from levitor.evaluation.masks import PointMaskPropagator
-from levitor.evaluation.runner import EvalConfig, control_for_clip, eval_main, preview_generator, run_eval
+from levitor.evaluation.runner import EvalConfig, control_for_clip, preview_generator, run_eval
 from levitor.evaluation.tracking import FallbackTracker
-from levitor.perception.depth_fn import constant_depth
+from levitor.perception.depth_fn import constant_disparity
 from levitor.testing.datasets import write_textured_davis
 
 H, W = 64, 96          # fixture size (cropped to the generation size's aspect by the runner)
+
+
+def eval_main(argv: list[str]) -> int:
+    """``levitor eval ARGV`` as the command line runs it (one error line and exit 2 for expected failures)."""
+    return main(["eval", *argv])
 
 
 @pytest.fixture
@@ -31,7 +37,7 @@ def test_control_for_clip_settings(davis):
     clip = next(DavisDataset(davis, sampling=ClipSampling(num_frames=8)).clips())
     single = control_for_clip(clip, "single")
     assert single.points_per_object() == {1: 1, 2: 1}
-    multi = control_for_clip(clip, "multi", constant_depth(200))
+    multi = control_for_clip(clip, "multi", constant_disparity(200))
     assert all(1 <= k <= 8 for k in multi.points_per_object().values()) and multi.num_points > 2
     assert set(multi.depth[multi.visible].round().tolist()) == {200.0}      # round(1 / (1/200))
     with pytest.raises(ValueError, match="setting"):

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from levitor._util.launch import LaunchInfo
+from levitor.cli import main
 from levitor.evaluation.masks import PointMaskPropagator
 from levitor.evaluation.metrics import RandomConvFeatures
 from levitor.evaluation.protocol import QualityStats
-from levitor.evaluation.runner import EvalConfig, eval_main, preview_generator, run_eval
+from levitor.evaluation.runner import EvalConfig, preview_generator, run_eval
 from levitor.evaluation.store import ResultStore
 from levitor.evaluation.tracking import FallbackTracker
 from levitor.testing.datasets import write_textured_davis
@@ -31,6 +32,11 @@ CFG = EvalConfig(height=48, width=80, num_frames=8, write_videos=False)
 METRICS = ("objmc", "traj_err", "mask_iou", "box_iou", "points")
 CLI = ["--model", "preview", "--height", "48", "--width", "80", "--num-frames", "8", "--device", "cpu",
        "--no-videos", "--quality", "random"]
+
+
+def eval_main(argv: list[str]) -> int:
+    """``levitor eval ARGV`` as the command line runs it (one error line and exit 2 for expected failures)."""
+    return main(["eval", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +77,11 @@ def reference(davis, tmp_path_factory):
 
 
 def test_two_ranks_give_the_one_process_results(davis, reference, tmp_path):
-    ref, ref_summary = reference
+    ref, _ref_summary = reference
     out = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "levitor.evaluation.runner", str(davis), *CLI, "--out", str(out)]
+           "-m", "levitor", "eval", str(davis), *CLI, "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "by 2 ranks" in proc.stdout
@@ -164,7 +170,7 @@ def test_any_number_of_ranks_resumes_any_other(davis, reference, tmp_path):
 
 
 def test_other_settings_are_refused_and_no_resume_starts_over(davis, reference, tmp_path):
-    ref, _ = reference
+    _ref, _ = reference
     out = tmp_path / "o"
     tracker = FallbackTracker()
     run_eval(davis, preview_generator, tracker, out, EvalConfig(**{**CFG.__dict__, "max_clips": 1}), "preview")

@@ -46,7 +46,7 @@ def test_similarity_fit_and_warp_are_exact_on_exact_points():
     # an outlier (a point that lost its object) is dropped in the refit
     dst = src @ a_true.T + shift
     dst[0] += 40.0
-    a2, b2 = fit_similarity(src, dst)
+    a2, _b2 = fit_similarity(src, dst)
     np.testing.assert_allclose(a2, a_true, atol=1e-9)
     # scale 2 about the origin: pixel (x, y) of the result is pixel (x/2, y/2) of the mask
     m = np.zeros((40, 40), bool)

@@ -47,12 +47,13 @@ def textured_clip(t: int = 8, h: int = 72, w: int = 96, size: int = 28, velocity
 
 
 def test_points_for_object_rule():
-    assert points_for_object(0.5, "single") == 1
-    assert points_for_object(0.001, "multi") == 1
-    assert points_for_object(0.05, "multi") == 2          # round(0.05 * 50) = 2 (2.5 rounds to even)
-    assert points_for_object(0.9, "multi") == 8           # capped
+    image = 100 * 200                                     # areas below are fractions 0.5, 0.001, 0.05, 0.9 of it
+    assert points_for_object(10_000, image, "single") == 1
+    assert points_for_object(20, image, "multi") == 1
+    assert points_for_object(1_000, image, "multi") == 2    # round(0.05 * 50) = 2 (2.5 rounds to even)
+    assert points_for_object(18_000, image, "multi") == 8   # capped
     with pytest.raises(ValueError, match="single"):
-        points_for_object(0.1, "dense")
+        points_for_object(2_000, image, "dense")
 
 
 def test_ground_truth_tracks_follow_the_object():

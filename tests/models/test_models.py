@@ -4,10 +4,10 @@ import pytest
 import torch
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionModel
 
+from levitor.generation.svd_config import SVD_XT_UNET_CONFIG
 from levitor.models import ControlledUNetSVD, ControlNetSVD
 from levitor.testing.compare import assert_same_output
 from levitor.testing.tiny import (
-    SVD_XT_UNET_CONFIG,
     TINY_CONDITIONING_WIDTHS,
     perturb_zero_convs,
     tiny_controlnet,
@@ -247,10 +247,13 @@ def test_gradient_checkpointing_gives_the_same_gradients(unets):
     torch.testing.assert_close(grads[0], grads[1])
 
 
-def test_random_svd_xt_pipeline_builds_the_real_architecture():
-    from levitor.testing.tiny import random_svd_xt_pipeline
+@pytest.mark.parametrize("builder", ["svd_xt_architecture", "random_svd_xt_pipeline"])
+def test_the_svd_xt_builders_build_the_real_architecture(builder):
+    """``levitor vram``'s builder and the benchmarks' (random ControlNet outputs), on the meta device."""
+    from levitor.generation import svd_config
+    from levitor.testing import tiny
 
-    pipe = random_svd_xt_pipeline(device="meta")  # the benchmark's builder, without memory or time
+    pipe = getattr(svd_config if builder == "svd_xt_architecture" else tiny, builder)(device="meta")
     counts = {name: sum(p.numel() for p in getattr(pipe, name).parameters())
               for name in ("unet", "controlnet", "vae", "image_encoder")}
     assert counts == {"unet": 1_524_623_082, "controlnet": 682_021_537, "vae": 97_742_847,

@@ -49,7 +49,7 @@ def test_lift_project_round_trip():
     z = torch.tensor([0.01, 0.5, 1.0], dtype=torch.float64)
     p3 = lift(pix, z, K)
     assert p3[1, 0] == 0 and p3[1, 1] == 0 and torch.equal(p3[:, 2], z)
-    back, zz = project(p3, K)
+    back, _zz = project(p3, K)
     torch.testing.assert_close(back, pix)
 
 
@@ -72,9 +72,9 @@ def test_splat_nearest_wins_and_ties_go_to_the_later_point():
     assert (win >= 0).sum() == 2 and torch.isinf(zbuf[0, 0, 0])
     # footprint 2 covers a 2x2 block; off-image parts are dropped
     one = torch.zeros(1, dtype=torch.int64)
-    zb, w = splat(torch.tensor([[1.0, 1.0]]), torch.tensor([0.5]), one, 1, 3, 3, 2).dense()
+    _zb, w = splat(torch.tensor([[1.0, 1.0]]), torch.tensor([0.5]), one, 1, 3, 3, 2).dense()
     assert int((w >= 0).sum()) == 4
-    zb, w = splat(torch.tensor([[-0.6, -0.6]]), torch.tensor([0.5]), one, 1, 3, 3, 2).dense()
+    _zb, w = splat(torch.tensor([[-0.6, -0.6]]), torch.tensor([0.5]), one, 1, 3, 3, 2).dense()
     assert int((w >= 0).sum()) == 1 and w[0, 0, 0] == 0  # the block is (-1..0, -1..0): only (0, 0) is inside
 
 

@@ -18,9 +18,9 @@ from levitor.perception import (
     AutomaticMaskGenerator,
     DepthEstimator,
     FeatureCache,
-    MissingWeightsError,
     PerceptionResult,
     Segmenter,
+    WeightsNotFoundError,
     brush_mask,
     constant_depth,
     flood_fill_mask,
@@ -76,26 +76,26 @@ def _count_calls(module: torch.nn.Module) -> list:
 
 # ---------------------------------------------------------------------- loading
 def test_missing_weights_say_what_to_download_and_where(tmp_path):
-    with pytest.raises(MissingWeightsError) as err:
+    with pytest.raises(WeightsNotFoundError) as err:
         DepthEstimator.load("small")
     text = str(err.value)
     target = tmp_path / "levitor_home" / "models" / "Depth-Anything-V2-Small-hf"
     assert f"hf download depth-anything/Depth-Anything-V2-Small-hf --local-dir {target}" in text
     assert "HF_HUB_OFFLINE is set" in text and len(text.splitlines()) <= 4  # short: what, how, where
 
-    with pytest.raises(MissingWeightsError, match="facebook/sam-vit-huge"):
+    with pytest.raises(WeightsNotFoundError, match="facebook/sam-vit-huge"):
         Segmenter.load("vit_h")
-    with pytest.raises(MissingWeightsError, match="does not exist"):
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
         Segmenter.load(str(tmp_path / "no-such-folder"))
     with pytest.raises(ValueError, match="unknown model name"):
         Segmenter.load("sam-vit-gigantic")
-    with pytest.raises(MissingWeightsError, match="downloads are off"):
+    with pytest.raises(WeightsNotFoundError, match="downloads are off"):
         DepthEstimator.load("small", allow_download=False)
 
 
 def test_resolution_order_path_then_levitor_home(tmp_path, sam_dir):
     assert resolve(sam_dir) == sam_dir
-    with pytest.raises(MissingWeightsError):
+    with pytest.raises(WeightsNotFoundError):
         resolve("vit_b")  # nothing local, and offline
     # a model saved under $LEVITOR_HOME/models/<name> is found by any of its names
     local = save_tiny_sam(tmp_path / "levitor_home" / "models" / "sam-vit-base")
@@ -106,14 +106,14 @@ def test_resolution_order_path_then_levitor_home(tmp_path, sam_dir):
 
 
 def test_official_sam_checkpoint_lookup(tmp_path):
-    with pytest.raises(MissingWeightsError, match="sam_vit_h_4b8939.pth"):
+    with pytest.raises(WeightsNotFoundError, match="sam_vit_h_4b8939.pth"):
         sam_checkpoint("vit_h")
     ckpt = tmp_path / "levitor_home" / "models" / "sam_vit_l_0b3195.pth"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
     assert sam_checkpoint("vit_l") == (ckpt, "vit_l")
     assert sam_checkpoint(str(ckpt)) == (ckpt, "vit_l")
-    with pytest.raises(MissingWeightsError, match="dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"):
+    with pytest.raises(WeightsNotFoundError, match="dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"):
         Segmenter.load(str(tmp_path / "elsewhere" / "sam_vit_b_01ec64.pth"))  # a .pth picks segment_anything
     if not segment_anything_available():
         with pytest.raises(ImportError, match="torchvision"):
@@ -219,7 +219,7 @@ def test_clicks_and_box_reach_the_prompt_encoder(sam_dir):
     torch.testing.assert_close(prompt["input_boxes"][0, 0], torch.tensor([10 * sx, 20 * sy, 110 * sx, 70 * sy]))
 
     # a negative click changes the answer (it reaches the decoder, not just the encoder)
-    pos, _ = seg.predict(points=[(50, 40)], multimask_output=False)
+    _pos, _ = seg.predict(points=[(50, 40)], multimask_output=False)
     logits_pos = seg.last_prediction.low_res_logits
     seg.predict(points=[(50, 40), (100, 60)], labels=[1, 0], multimask_output=False)
     assert not np.allclose(logits_pos, seg.last_prediction.low_res_logits)
@@ -465,7 +465,7 @@ def test_flood_fill_and_threshold_on_the_bundled_scene(bundled):
     box = bundled.masks[4]  # blue box; its right half is shaded darker
     left = flood_fill_mask(image, (300, 180), tolerance=25)
     whole = flood_fill_mask(image, (300, 180), tolerance=70)
-    iou = lambda m, t: (m & t).sum() / (m | t).sum()  # noqa: E731
+    iou = lambda m, t: (m & t).sum() / (m | t).sum()
     box_left = box & (np.arange(image.shape[1])[None, :] < 326)
     assert iou(left, box_left) > 0.95
     assert iou(whole, box) > 0.95

@@ -12,6 +12,15 @@ from levitor.training.datasets import precompute_synthetic
 
 
 @pytest.fixture(scope="session")
+def tiny_svd(tmp_path_factory) -> Path:
+    """A saved pipeline of tiny random models with SVD's architecture: ``model: svd, pretrained: <this>`` trains
+    the paper's setting the way the real SVD-xt folder does, in seconds on a CPU."""
+    from levitor.testing import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny_svd"))["pipeline"]
+
+
+@pytest.fixture(scope="session")
 def shards_with_a_late_odd_clip(tmp_path_factory) -> Path:
     """4 shards of 2 clips of 2x16x16, but the second clip of shard 2 is 2x32x32: what a second precompute into the
     same folder can leave, and what no check of each shard's first record sees. Its digest is right."""

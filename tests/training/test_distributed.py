@@ -90,12 +90,12 @@ def _write(tmp: Path, name: str, **over) -> Path:
     return path
 
 
-def test_two_ranks_train_configs_paper_from_shards_with_timed_checkpoints(shards_32, tmp_path):
-    """configs/paper.yaml itself (frozen UNet, ControlNet only), with tiny random models in place of SVD."""
+def test_two_ranks_train_configs_paper_from_shards_with_timed_checkpoints(shards_32, tmp_path, tiny_svd):
+    """configs/paper.yaml itself (frozen UNet, ControlNet only), with a folder of tiny random models as its SVD."""
     run = tmp_path / "run"
     # a checkpoint is due after every step by each rank's own clock: with per-rank decisions this deadlocked
     _torchrun(REPO / "configs" / "paper.yaml", sets=dict(
-        model="tiny", data_root=shards_32, output_dir=run, height=32, width=32, num_frames=4, max_steps=4,
+        pretrained=tiny_svd, data_root=shards_32, output_dir=run, height=32, width=32, num_frames=4, max_steps=4,
         checkpoint_minutes=1e-5, mixed_precision="no", gradient_checkpointing="false", num_workers=0,
         shuffle_buffer=4, log_every=1, trace_samples="true", num_processes=2, warmup_steps=4))
     trace = _trace(run)

@@ -16,19 +16,19 @@ import numpy as np
 import pytest
 import torch
 
+from levitor.cli import main
 from levitor.control.clip_control import clip_control
 from levitor.control.encode import encode
 from levitor.data.davis import DavisDataset
 from levitor.data.records import PrecomputedDataset, finished_shards, iter_tar_samples, read_stats, stats_path
 from levitor.data.sampling import ClipSampling
 from levitor.depth import depth_from_disparity
-from levitor.perception.depth_fn import constant_depth
+from levitor.perception.depth_fn import constant_disparity
 from levitor.testing.datasets import write_sav, write_textured_davis
 from levitor.training.precompute import (
     EngineError,
     PrecomputeConfig,
     choose_engine,
-    precompute_main,
     resolve_worker,
     run_local,
 )
@@ -36,6 +36,11 @@ from levitor.training.precompute import (
 REPO = Path(__file__).resolve().parents[2]
 SEQS = {"bear": 12, "car": 9, "fox": 8, "goat": 16, "ibex": 8, "jay": 8}
 CFG = PrecomputeConfig(height=32, width=48, num_frames=4, frames="raw", videos_per_shard=2)
+
+
+def precompute_main(argv: list[str]) -> int:
+    """``levitor precompute ARGV`` as the command line runs it."""
+    return main(["precompute", *argv])
 
 
 @pytest.fixture
@@ -101,7 +106,7 @@ def test_half_written_shard_is_recomputed_and_settings_are_kept(davis, tmp_path)
 def test_sigkill_mid_shard_then_resume_equals_one_run(davis, tmp_path):
     run_local(davis, tmp_path / "one", CFG)
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "levitor.training.precompute", str(davis), "--out", str(out), "--engine", "local",
+    args = [sys.executable, "-m", "levitor", "precompute", str(davis), "--out", str(out), "--engine", "local",
             "--height", "32", "--width", "48", "--num-frames", "4", "--frames", "raw", "--videos-per-shard", "2",
             "--quiet"]
     proc = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -112,7 +117,7 @@ def test_sigkill_mid_shard_then_resume_equals_one_run(davis, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)          # mid-shard: a video of some shard is spooled, the shard not written
     proc.wait()
     assert len(finished_shards(out)) < 3
-    assert precompute_main(args[3:]) == 0
+    assert precompute_main(args[4:]) == 0
     assert shard_bytes(out) == shard_bytes(tmp_path / "one")
     names = [s["__key__"] for tar in finished_shards(out) for s in iter_tar_samples(tar)]
     assert len(names) == len(set(names)) == 15               # complete, nothing twice
@@ -206,7 +211,7 @@ def test_sav_precompute_decodes_at_the_training_size_and_counts_a_corrupt_video(
     write_sav(root, "sav_000002", n_video_frames=40)
     (root / "sav_000002.mp4").write_bytes(b"\x00" * 100)
     cfg = PrecomputeConfig(dataset="sav", height=16, width=24, num_frames=4, starts="first", frames="raw")
-    rep = run_local(root, tmp_path / "out", cfg, depth_fn=constant_depth(50))
+    rep = run_local(root, tmp_path / "out", cfg, depth_fn=constant_disparity(50))
     assert (rep.samples, rep.videos_failed) == (1, 1)
     rec = PrecomputedDataset(tmp_path / "out")[0]
     assert rec.frames.shape == (4, 16, 24, 3) and (rec.disparity == 50).all()
@@ -223,7 +228,7 @@ def test_ray_local_mode_kill_and_resume_equal_one_process(davis, tmp_path):
     pytest.importorskip("ray")
     run_local(davis, tmp_path / "one", CFG)
     out = tmp_path / "ray"
-    args = [sys.executable, "-m", "levitor.training.precompute", str(davis), "--out", str(out), "--engine", "ray",
+    args = [sys.executable, "-m", "levitor", "precompute", str(davis), "--out", str(out), "--engine", "ray",
             "--num-cpus", "2", "--height", "32", "--width", "48", "--num-frames", "4", "--frames", "raw",
             "--videos-per-shard", "1", "--quiet"]
     proc = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -371,7 +376,7 @@ def test_auto_picks_the_local_engine_on_one_machine_without_a_gpu(davis, tmp_pat
 
 def test_a_bad_depth_is_one_line_with_the_ray_engine_before_ray_starts(davis, tmp_path):
     pytest.importorskip("ray")
-    base = [sys.executable, "-m", "levitor.training.precompute", str(davis), "--height", "32", "--width", "48",
+    base = [sys.executable, "-m", "levitor", "precompute", str(davis), "--height", "32", "--width", "48",
             "--num-frames", "4", "--depth", "const:999", "--quiet"]
     said = {}
     for engine in ("local", "ray"):
@@ -434,7 +439,7 @@ def test_the_ray_engine_runs_under_a_virtual_memory_limit_and_unwraps_a_stage_er
 
     code = ("import sys, levitor.perception.depth_fn as d; d.check_depth_spec = lambda spec: None; "
             "import levitor.training.precompute_ray as r; r.check_depth_spec = d.check_depth_spec; "
-            "from levitor.training.precompute import precompute_main; sys.exit(precompute_main(sys.argv[1:]))")
+            "from levitor.cli import main; sys.exit(main(['precompute', *sys.argv[1:]]))")
     limit = 10 * 1024**3
 
     def run(depth: str, out: str) -> subprocess.CompletedProcess:

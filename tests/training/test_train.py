@@ -117,7 +117,7 @@ def test_eval_and_precompute_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys
     assert len(err) == 1 and re.search(message, err[0]), err
 
 
-def test_levitor_precompute_then_levitor_train_configs_paper_on_one_process(tmp_path, capsys):
+def test_levitor_precompute_then_levitor_train_configs_paper_on_one_process(tmp_path, capsys, tiny_svd):
     """The issue's "done": `levitor precompute` -> `levitor train configs/paper.yaml` from its shards (tiny random
     models in place of SVD, the size of the fixture); the 2-process run is in test_distributed."""
     from pathlib import Path
@@ -128,7 +128,7 @@ def test_levitor_precompute_then_levitor_train_configs_paper_on_one_process(tmp_
     write_textured_davis(tmp_path / "DAVIS", {"bear": 8, "car": 8})
     assert main(["precompute", str(tmp_path / "DAVIS"), "--out", str(tmp_path / "pre"), "--engine", "local",
                  "--height", "32", "--width", "32", "--num-frames", "4", "--quiet"]) == 0
-    sets = dict(model="tiny", data_root=tmp_path / "pre", output_dir=tmp_path / "run", height=32, width=32,
+    sets = dict(pretrained=tiny_svd, data_root=tmp_path / "pre", output_dir=tmp_path / "run", height=32, width=32,
                 num_frames=4, max_steps=2, log_every=1, mixed_precision="no", gradient_checkpointing="false",
                 num_workers=0, warmup_steps=2, grad_accum=2)
     paper = Path(__file__).resolve().parents[2] / "configs" / "paper.yaml"
@@ -136,7 +136,7 @@ def test_levitor_precompute_then_levitor_train_configs_paper_on_one_process(tmp_
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["step"] == 2 and result["checkpoint"].endswith("step_0000002")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (config["model"], config["train_unet"], config["lr"], config["kmeans_stride"]) == ("tiny", False, 1e-5, 10)
+    assert (config["model"], config["train_unet"], config["lr"], config["kmeans_stride"]) == ("svd", False, 1e-5, 10)
     assert (tmp_path / "run" / "export" / "controlnet" / "config.json").is_file()
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     # warm-up counts optimizer steps: 2 micro-batches per step, lr 1/2 then 2/2 of the config's
@@ -245,13 +245,14 @@ def test_motion_mask_marks_what_moved_at_latent_size():
     assert m[0, 1, 0, 0, 0] == 1 and m[0, 1, 0, 3, 3] == 1 and m[0, 1].sum() == 2
 
 
-def test_frozen_unet_only_controlnet_trains(tmp_path):
+def test_frozen_unet_only_controlnet_trains(tmp_path, tiny_svd):
     """The paper's setting (UNet frozen) on tiny random models."""
     from levitor.testing.tiny import tiny_unet
 
-    cfg = load_config(None, base="mini", model="tiny", train_unet=False, height=64, width=64, num_frames=4,
-                      batch_size=1, max_steps=2, log_every=1, checkpoint_every=2, checkpoint_minutes=0,
-                      sample_every=0, ema=False, lr=1e-3, control_radius=3, output_dir=str(tmp_path / "run"))
+    cfg = load_config(None, base="mini", model="svd", pretrained=str(tiny_svd), train_unet=False, height=64,
+                      width=64, num_frames=4, batch_size=1, max_steps=2, log_every=1, checkpoint_every=2,
+                      checkpoint_minutes=0, sample_every=0, ema=False, lr=1e-3, control_radius=3,
+                      output_dir=str(tmp_path / "run"))
     train(cfg)
     exported = tmp_path / "run" / "export"
     assert (exported / "controlnet" / "config.json").exists() and not (exported / "unet").exists()
