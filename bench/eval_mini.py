@@ -187,7 +187,7 @@ def warped_for(clip) -> tuple[np.ndarray, np.ndarray]:
 
 def _world(world_from: str | Path | None, info: dict) -> dict:
     """The synthetic-world settings of a mini model folder (its mini.json) or of a training config file."""
-    from levitor.generation.mini import mini_info
+    from levitor.generation.model_choice import mini_info
     from levitor.training.config import load_config
 
     if world_from is None:
@@ -340,7 +340,7 @@ def table(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from levitor.generation.mini import MINI_WEIGHTS
+    from levitor.generation.model_choice import MINI_WEIGHTS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=str(MINI_WEIGHTS), help="a mini model folder (default: the shipped)")

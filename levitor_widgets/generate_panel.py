@@ -1,5 +1,6 @@
-"""Generate: device / preset / steps / seed, a progress bar, cancel, and the result shown inline beside the
-control overlay.
+"""Generate: model / guidance / device / preset / steps / seed, a progress bar, cancel, and the result shown inline
+beside the control overlay. The line under the menus names the rules the chosen model's control is built by (the
+Studio's live view follows them: :func:`levitor.generation.model_choice.control_rules_of`).
 
 The work runs on one daemon thread so the canvas stays responsive (ENVIRONMENT_NOTES §7): the button callback
 takes a non-blocking lock and resets the progress bar; the worker only sets widget values (``progress.value``,
@@ -21,14 +22,24 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
+from levitor.generation.guidance import (
+    DEFAULT_GUIDANCE,
+    GUIDANCE_LABELS,
+    GUIDANCE_MODES,
+    TTM_NEEDS,
+    uses_controlnet,
+)
+from levitor.generation.model_choice import MINI, RELEASE_RULES, control_rules_of, default_steps, is_mini
 from levitor.generation.presets import DEFAULT_PRESET, PRESETS
 from levitor_widgets.compat import label_style, video_widget
 
 DEVICES = ("auto", "cuda", "cpu")
 # (label, value) of each memory preset, fastest first
 PRESET_OPTIONS = tuple((f"{name}: {p.label}", name) for name, p in PRESETS.items())
-# (label, value, default steps): the real model, and the shipped toy that runs anywhere (docs/mini_model.md)
-MODELS = (("LeviTor (SVD-xt)", "levitor", 25), ("mini: 32x32 toy, CPU", "mini", 3))
+LEVITOR = "levitor"  # the model choice: SVD-xt (+ the LeviTor ControlNet)
+# (label, value): the real model, and the shipped toy that runs anywhere (docs/mini_model.md)
+MODELS = (("LeviTor (SVD-xt)", LEVITOR), ("mini: 32x32 toy, CPU", MINI))
+GUIDANCE_OPTIONS = tuple((GUIDANCE_LABELS[m], m) for m in GUIDANCE_MODES)
 
 
 @dataclass
@@ -37,7 +48,8 @@ class GenerateSettings:
     preset: str
     steps: int
     seed: int | None
-    model: str = "levitor"  # "levitor" (SVD-xt + the LeviTor ControlNet) or "mini" (the shipped toy model)
+    model: str = LEVITOR  # "levitor" (SVD-xt + the LeviTor ControlNet) or "mini" (the shipped toy model)
+    guidance: str = DEFAULT_GUIDANCE  # levitor.generation.guidance: "controlnet", "ttm" or "controlnet+ttm"
 
 
 @dataclass
@@ -51,6 +63,7 @@ class GenerateOutcome:
     used_model: bool
     message: str = ""  # one line of plain text
     details: str = ""  # the long part (what to download), shown behind "details"
+    record_path: Path | None = None  # the generation's JSON record (steps, guidance, rules, warnings)
 
     def __str__(self) -> str:
         made = "video" if self.used_model else "preview (no diffusion model)"
@@ -63,13 +76,44 @@ class GenerateOutcome:
 Job = Callable[[object, GenerateSettings, Callable[[int, int], None], threading.Event], GenerateOutcome]
 
 
+def weights_for(model: str, weights: Any, guidance: str = DEFAULT_GUIDANCE) -> Any:
+    """The weights a menu choice runs: the Studio's own ``weights`` where they are of the chosen kind (a mini
+    folder for "mini", LeviTor weights otherwise), the default ones else; none for training-free guidance on
+    SVD-xt (it loads no ControlNet) unless they are a saved pipeline, which holds the base."""
+    given_mini = is_mini(weights)
+    if model == MINI:
+        return weights if given_mini else MINI
+    if given_mini or weights is None:
+        return None
+    if not uses_controlnet(guidance) and not (Path(weights) / "model_index.json").is_file():
+        return None
+    return weights
+
+
+def rules_line(rules: str, model: str, guidance: str) -> str:
+    """The line under Generate: which rules build the control the chosen model gets (and the live view shows)."""
+    if not uses_controlnet(guidance):
+        return ("points: levitor's rules (per-pixel occlusion); training-free guidance reads no points, they "
+                "render the warped video that steers it")
+    if rules == RELEASE_RULES:
+        return ("points: the release's rules (its K-means and compositing), as the LeviTor weights were trained; "
+                "the view shows them")
+    who = "the mini model was" if model == MINI else "these weights were"
+    return f"points: levitor's rules (stable K-means, per-pixel occlusion), as {who} trained; the view shows them"
+
+
 class GeneratePanel:
-    def __init__(self, job: Job, seed: int, width: int, height: int, model: str = "levitor"):
+    def __init__(self, job: Job, seed: int, width: int, height: int, model: str = LEVITOR, weights: Any = None):
         self.job = job
+        self.weights = weights  # the Studio's: they decide the default steps of a model choice
         self.snapshot: Callable[[], object] = lambda: None
         self.precheck: Callable[[], str] = lambda: ""  # why there is nothing to generate yet ("" if there is)
-        self.model = W.Dropdown(options=[(label, value) for label, value, _ in MODELS], value=model,
+        self.on_choice: Callable[[str, str], None] | None = None  # (model, guidance) changed
+        self.model = W.Dropdown(options=list(MODELS), value=model,
                                 description="model", style=label_style(), layout=W.Layout(width="230px"))
+        self.guidance = W.Dropdown(options=list(GUIDANCE_OPTIONS), value=DEFAULT_GUIDANCE, description="guidance",
+                                   style=label_style(), layout=W.Layout(width="430px"))
+        self.rules = W.HTML("", layout=W.Layout(min_height="20px"))
         self.device = W.Dropdown(options=list(DEVICES), value="auto", description="device", style=label_style(),
                                  layout=W.Layout(width="160px"))
         self.preset = W.Dropdown(options=list(PRESET_OPTIONS), value=DEFAULT_PRESET, description="preset",
@@ -94,12 +138,14 @@ class GeneratePanel:
             W.VBox([W.HTML("<b>video</b>"), self.video]),
             W.VBox([W.HTML("<b>control overlay</b>"), self.overlay_video]),
         ], layout=W.Layout(display="none"))
-        self.model.observe(lambda change: setattr(self.steps, "value", self._default_steps(change["new"])),
-                           names="value")
+        self.model.observe(self._model_changed, names="value")
+        self.guidance.observe(lambda _change: self._choice_changed(), names="value")
         self.button.on_click(lambda _b: self.start())
         self.cancel_button.on_click(lambda _b: self.cancel())
         self.widget = W.VBox([
-            W.HBox([self.model, self.device, self.preset, self.steps, self.seed]),
+            W.HBox([self.model, self.guidance]),
+            W.HBox([self.device, self.preset, self.steps, self.seed]),
+            self.rules,
             W.HBox([self.button, self.cancel_button, self.progress]),
             W.HBox([self.status, self.details_toggle]),
             self.details,
@@ -124,11 +170,23 @@ class GeneratePanel:
 
     def settings(self) -> GenerateSettings:
         return GenerateSettings(self.device.value, self.preset.value, int(self.steps.value), int(self.seed.value),
-                                self.model.value)
+                                self.model.value, self.guidance.value)
 
-    @staticmethod
-    def _default_steps(model: str) -> int:
-        return next(steps for _, value, steps in MODELS if value == model)
+    def _default_steps(self, model: str) -> int:
+        """The chosen model's own steps (the mini model's from its mini.json), as ``levitor generate`` runs."""
+        return default_steps(weights_for(model, self.weights))
+
+    def _model_changed(self, change) -> None:
+        self.steps.value = self._default_steps(change["new"])
+        self._choice_changed()
+
+    def _choice_changed(self) -> None:
+        if self.on_choice is not None:
+            self.on_choice(self.model.value, self.guidance.value)
+
+    def show_rules(self, rules: str) -> None:
+        """Name the rules the chosen model's control is built by (``rules``: "levitor" or "release")."""
+        self.rules.value = f"<small>{html.escape(rules_line(rules, self.model.value, self.guidance.value))}</small>"
 
     def start(self, wait: bool = False) -> bool:
         """Start a job; False if one is already running. ``wait`` joins the thread (tests, scripts)."""
@@ -201,9 +259,10 @@ class GeneratePanel:
 
 
 # ====================================================================== the Studio's job
-def models_missing(mini: bool, weights: Any, allow_download: bool) -> str:
+def models_missing(mini: bool, weights: Any, allow_download: bool, guidance: str = DEFAULT_GUIDANCE) -> str:
     """Why the real model can't run here ("" if it can), found without importing diffusers: the Studio's
-    preview then takes a second, not the ~8 s of importing a pipeline that can't load."""
+    preview then takes a second, not the ~8 s of importing a pipeline that can't load. Training-free guidance
+    needs the SVD-xt weights alone."""
     if mini:
         return ""
     from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, resolve
@@ -212,9 +271,13 @@ def models_missing(mini: bool, weights: Any, allow_download: bool) -> str:
         return ""
     try:
         resolve(SVD_XT_ID, allow_download=allow_download)
-        resolve(weights or LEVITOR_ID, what="LeviTor ControlNet", allow_download=allow_download)
     except WeightsNotFoundError as e:
-        return str(e)
+        return str(e) if uses_controlnet(guidance) else f"{e}\n{TTM_NEEDS}"
+    if uses_controlnet(guidance):
+        try:
+            resolve(weights or LEVITOR_ID, what="LeviTor ControlNet", allow_download=allow_download)
+        except WeightsNotFoundError as e:
+            return f"{e}\n\nWithout them, the guidance menu's training-free mode runs on the SVD-xt weights alone."
     return ""
 
 
@@ -222,8 +285,8 @@ def run_generate(scene, settings: GenerateSettings, progress, cancel: threading.
                  weights: Any = None, allow_download: bool = False, make_engine: Callable | None = None
                  ) -> GenerateOutcome:
     """Generate on the worker thread from a copy of the scene: the model where its weights are found, the
-    instant preview otherwise. No widget state is read here."""
-    from levitor.generation.generate import MINI, WeightsNotFoundError, generate, is_mini
+    instant preview otherwise (built by the same rules as the model's control). No widget state is read here."""
+    from levitor.generation.generate import WeightsNotFoundError, generate
 
     run_dir = out_dir / time.strftime("run_%Y%m%d_%H%M%S")
     n = 1
@@ -232,29 +295,35 @@ def run_generate(scene, settings: GenerateSettings, progress, cancel: threading.
         run_dir = run_dir.with_name(time.strftime("run_%Y%m%d_%H%M%S") + f"_{n}")
     if settings.seed is not None:
         scene.seed = int(settings.seed)
-    mini = settings.model == "mini"
-    given_mini = is_mini(weights)
-    use = (weights if given_mini else MINI) if mini else (None if given_mini else weights)
-    missing = models_missing(mini, use, allow_download)
+    mini = settings.model == MINI
+    use = weights_for(settings.model, weights, settings.guidance)
+    rules = control_rules_of(use, settings.guidance)
+    missing = models_missing(mini, use, allow_download, settings.guidance)
     if missing:
-        return preview_outcome(scene, run_dir, missing, make_engine)
+        return preview_outcome(scene, run_dir, missing, make_engine, rules, settings.guidance)
     try:
         out = generate(scene, run_dir, weights=use, device=settings.device, steps=settings.steps,
                        preset=settings.preset, seed=settings.seed, callback=progress, cancel=cancel,
-                       allow_download=allow_download)
+                       allow_download=allow_download, guidance=settings.guidance)
     except WeightsNotFoundError as e:
-        return preview_outcome(scene, run_dir, str(e), make_engine)
+        return preview_outcome(scene, run_dir, str(e), make_engine, rules, settings.guidance)
     message = ""
     if mini:
         message = ("made by the mini model: a 32x32 toy trained on synthetic sprites, enlarged; it shows the "
                    "control at work, not LeviTor's quality (docs/mini_model.md)")
+    if settings.guidance != DEFAULT_GUIDANCE:
+        message = f"guidance: {GUIDANCE_LABELS[settings.guidance]}" + (f"; {message}" if message else "")
     if cancel.is_set():
         message = "cancelled: the partly denoised video was saved"
-    return GenerateOutcome(Path(out.video_path), Path(out.control_path), Path(out.scene_path), True, message)
+    video = Path(out.video_path)
+    return GenerateOutcome(video, Path(out.control_path), Path(out.scene_path), True, message,
+                           record_path=video.with_suffix(".json"))
 
 
-def preview_outcome(scene, run_dir: Path, why: str, make_engine: Callable | None = None) -> GenerateOutcome:
-    """No weights: the engine's instant preview, its control overlay, and the scene beside them."""
+def preview_outcome(scene, run_dir: Path, why: str, make_engine: Callable | None = None, rules: str = RELEASE_RULES,
+                    guidance: str = DEFAULT_GUIDANCE) -> GenerateOutcome:
+    """No weights: the engine's instant preview (by ``rules``, as the model would get it), its control overlay, and
+    the scene beside them."""
     from levitor.viz.pictures import overlay
     from levitor.viz.video import write_video
 
@@ -262,7 +331,8 @@ def preview_outcome(scene, run_dir: Path, why: str, make_engine: Callable | None
     if make_engine is None:
         from levitor.engine import Engine
 
-        make_engine = Engine
+        def make_engine(s):
+            return Engine(s, rules=rules)
     engine = make_engine(scene)  # a fresh engine: the Studio's belongs to the scene being edited
     res = engine.update()
     video = Path(engine.write_preview(run_dir / "preview.mp4"))
@@ -271,10 +341,11 @@ def preview_outcome(scene, run_dir: Path, why: str, make_engine: Callable | None
                        for f in range(scene.num_frames)])
     overlay_path = Path(write_video(frames, run_dir / "preview_control.mp4"))
     scene_path = scene.save(run_dir / "scene.json")
-    message = ("no LeviTor weights here, so this is the instant preview (what moves where); the model 'mini' "
-               "makes a toy diffusion video on this machine")
+    what = "LeviTor" if uses_controlnet(guidance) else "SVD-xt"
+    message = (f"no {what} weights here, so this is the instant preview (what moves where; details: what to "
+               "download and where); the model 'mini' makes a toy diffusion video on this machine")
     return GenerateOutcome(video, overlay_path, Path(scene_path), False, message,
-                           "For LeviTor itself:\n" + why)
+                           f"For {GUIDANCE_LABELS[guidance]}:\n" + why)
 
 
 def studio_colors(scene, engine) -> np.ndarray | None:

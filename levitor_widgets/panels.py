@@ -7,13 +7,15 @@ the Scene and calls the engine. Widgets used here exist in ipywidgets 7.6+ and 8
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import html
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
 import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
 
+from levitor.control.lost import ControlWarning
 from levitor.viz.colors import css
 from levitor_widgets.compat import label_style, px
 
@@ -71,8 +73,25 @@ class _Quiet:
 
 
 # ====================================================================== objects
+# beside an object that gets no control points somewhere (levitor.control.lost), why, in a few words
+WARNING_WORDS = {"far_path_depth": "path depth 1.0", "left_view": "out of view", "hidden": "hidden",
+                 "too_small": "too small"}
+
+
+def warning_note(warnings: Sequence[ControlWarning]) -> str:
+    """The HTML beside an object: a warning mark and the reasons, the full messages (with the frames) as its
+    tooltip; "" when it has its points everywhere."""
+    if not warnings:
+        return ""
+    words = ", ".join(dict.fromkeys(WARNING_WORDS[w.reason] for w in warnings))
+    title = html.escape(" | ".join(w.message for w in warnings), quote=True)
+    return (f"<span class='levitor-control-warning' title=\"{title}\" style='color:#b45309;white-space:nowrap'>"
+            f"&#9888; no points: {html.escape(words)}</span>")
+
+
 class ObjectPanel:
-    """One row per selected object: colour, name (click: make active), show/hide, remove."""
+    """One row per selected object: colour, name (click: make active), show/hide, remove, and a warning mark
+    when the object gets no control points in some frames (why: its tooltip)."""
 
     def __init__(self):
         self.on_activate: Callable[[int], None] | None = None
@@ -86,10 +105,13 @@ class ObjectPanel:
         self.checks: list[W.Checkbox] = []
         self.removes: list[W.Button] = []
         self.swatches: list[W.HTML] = []
+        self.notes: list[W.HTML] = []  # the control warning beside each object ("" when it has its points)
 
-    def show(self, names: list[str], colors: list, visible: list[bool], active: int | None) -> None:
-        """Show one row per object. Rows are made once and then reused (hidden when not needed): a widget that is
-        dropped is closed, and a browser still drawing the old rows would then look for a model that is gone."""
+    def show(self, names: list[str], colors: list, visible: list[bool], active: int | None,
+             warnings: list[list[ControlWarning]] | None = None) -> None:
+        """Show one row per object (``warnings[i]``: object i's control warnings). Rows are made once and then
+        reused (hidden when not needed): a widget that is dropped is closed, and a browser still drawing the old
+        rows would then look for a model that is gone."""
         while len(self.buttons) < len(names):
             self._add_row()
         with self._quiet():
@@ -102,6 +124,7 @@ class ObjectPanel:
                 self.buttons[i].description = names[i]
                 self.buttons[i].button_style = "info" if i == active else ""
                 self.checks[i].value = bool(visible[i])
+                self.notes[i].value = warning_note(warnings[i] if warnings else [])
 
     def _add_row(self) -> None:
         i = len(self.buttons)
@@ -109,6 +132,7 @@ class ObjectPanel:
         c = W.Checkbox(value=True, description="show", indent=False, layout=W.Layout(width="60px"))
         r = W.Button(description="remove", layout=W.Layout(width="70px"))
         sw = W.HTML("")
+        note = W.HTML("", layout=W.Layout(overflow="hidden"))
         b.on_click(lambda _b, i=i: self.on_activate and self.on_activate(i))
         c.observe(lambda ch, i=i: (not self._quiet.quiet) and self.on_visible and self.on_visible(i, ch["new"]),
                   names="value")
@@ -117,7 +141,8 @@ class ObjectPanel:
         self.checks.append(c)
         self.removes.append(r)
         self.swatches.append(sw)
-        self.rows.children = (*self.rows.children, W.HBox([sw, b, c, r]))
+        self.notes.append(note)
+        self.rows.children = (*self.rows.children, W.HBox([sw, b, c, r, note]))
 
 
 # ====================================================================== path

@@ -27,7 +27,8 @@ import numpy as np
 from levitor._util.hashing import array_hash
 from levitor.depth import nearness_from_depth, nearness_range
 from levitor.editing import CAMERA, SceneEditor
-from levitor.generation.generate import MINI, is_mini
+from levitor.generation.guidance import DEFAULT_GUIDANCE
+from levitor.generation.model_choice import MINI, control_rules_of, is_mini
 from levitor.perception.depth_choice import MODEL_SOURCE, DepthChoice
 from levitor.perception.manual import max_nearness
 from levitor.scene import Scene
@@ -36,7 +37,7 @@ from levitor_widgets.autosave import AutosaveStore
 from levitor_widgets.canvas import SceneCanvas
 from levitor_widgets.compat import enable_colab_widgets
 from levitor_widgets.files import SceneFiles, open_scene
-from levitor_widgets.generate_panel import GeneratePanel, run_generate
+from levitor_widgets.generate_panel import LEVITOR, GeneratePanel, run_generate, weights_for
 from levitor_widgets.gestures import Gestures
 from levitor_widgets.masking import MaskTools, repaint_depth
 from levitor_widgets.opening import Note, load_segmenter, open_target
@@ -65,6 +66,8 @@ class Studio:
         are here, for a photo without masks.
     weights: passed to :func:`levitor.generation.generate.generate` (``"mini"`` starts with the toy model
         chosen); ``allow_download`` lets the Studio fetch missing weights (off: it never starts a download).
+        The live view builds the control by the rules of the model chosen in Generate (``control_rules``: the
+        release's for the released LeviTor weights), so its points are the ones Generate sends.
     """
 
     def __init__(self, image_or_scene: Any = None, *, out_dir: str | os.PathLike = "levitor_out",
@@ -84,6 +87,8 @@ class Studio:
         self.scene: Scene = start.scene.validate()
         self.editor = SceneEditor(self.scene, repaint_depth=repaint_depth)
         self._engine_factory = engine
+        model = MINI if is_mini(weights) else LEVITOR
+        self.control_rules = control_rules_of(weights_for(model, weights), DEFAULT_GUIDANCE)
         self.engine = self._make_engine(self.scene)
         if isinstance(segmenter, str) and segmenter == "auto":
             segmenter, note = load_segmenter(self.scene.image, allow_download) if not self.scene.masks else (None,
@@ -137,7 +142,10 @@ class Studio:
         self.scrubber.set_scale(self.scene.scale)
         self.view3d = View3D() if show_3d else None
         self.generate_panel = GeneratePanel(self._generate_job, seed=self.scene.seed, width=w, height=h,
-                                            model=MINI if is_mini(weights) else "levitor")
+                                            model=model, weights=weights)
+        self.generate_panel.on_choice = self._generate_choice
+        self.generate_panel.show_rules(self.control_rules)
+        self._warned: tuple = ((), "")  # the control warnings last said, and the line that said them
         self.generate_panel.snapshot = lambda: self.scene.copy()
         self.generate_panel.precheck = lambda: "" if self.scene.objects else NOTHING_TO_GENERATE
         self.widget = W.VBox([
@@ -151,8 +159,7 @@ class Studio:
                            layout=W.Layout(flex="1 1 auto", overflow="hidden", margin="0 0 0 12px"))]),
             self.modebar.files,
             *([self.view3d.widget] if self.view3d is not None else []),
-            W.HTML("<b>Generate</b> <small>(the video's control follows its weights' own rules: the release's "
-                   "K-means and compositing for the LeviTor weights, levitor's, as shown here, for mini)</small>"),
+            W.HTML("<b>Generate</b>"),
             self.generate_panel.widget,
         ])
         self.widget.add_class("levitor-studio")
@@ -260,7 +267,7 @@ class Studio:
         if f is None:
             from levitor.engine import Engine
 
-            return Engine(scene)
+            return Engine(scene, rules=self.control_rules)
         return f(scene) if isinstance(f, type) or not hasattr(f, "update") else f
 
     def refresh(self) -> None:
@@ -286,6 +293,7 @@ class Studio:
         self._strip_cache = None
         self.presenter.draw(self.scene, self.result, self._mask_of_id())
         self.show_panels()
+        self._say_warnings()
         t2 = time.perf_counter()
         engine_t = getattr(self.result, "timings", {}) or {}
         self._log({"engine_ms": (t1 - t0) * 1e3, "draw_ms": (t2 - t1) * 1e3,
@@ -348,9 +356,10 @@ class Studio:
         path = self._active_path()
         if v.active_point is not None and v.active_point >= len(path):
             v.active_point = len(path) - 1 if path else None
+        warnings = getattr(self.result, "warnings", None) or []
         self.objects_panel.show([o.name for o in objs], self.presenter.object_colors(self.scene),
                                 [i not in v.hidden for i in range(len(objs))], v.active if isinstance(v.active, int)
-                                else None)
+                                else None, [[w for w in warnings if w.object_index == i] for i in range(len(objs))])
         if path:
             ref = path[0].depth
             title = "the camera" if v.active == CAMERA else objs[v.active].name
@@ -370,6 +379,22 @@ class Studio:
             f"<small>frame {self.view.frame + 1}/{self.scene.num_frames}, {n} control points"
             f"{' (K ' + ks + ')' if ks else ''}{' (draft of this frame)' if draft else ''}; "
             f"update {self.timings.get('engine_ms', 0):.0f} ms, draw {self.timings.get('draw_ms', 0):.0f} ms</small>")
+
+    def _say_warnings(self) -> None:
+        """Say the control warnings in the message line when they change (the moved objects' first); clear the
+        line when they are fixed and it still shows them."""
+        warnings = sorted(getattr(self.result, "warnings", None) or [], key=lambda w: w.object_index is None)
+        key = tuple((w.object_index, w.instance_id, w.reason, w.frames) for w in warnings)
+        if key == self._warned[0]:
+            return
+        line = ""
+        if warnings:
+            more = f" (and {len(warnings) - 1} more: details)" if len(warnings) > 1 else ""
+            line = f"no control: {warnings[0].message}{more}"
+            self.say(line, "\n".join(w.message for w in warnings) if more else "")
+        elif self.messages.text == self._warned[1]:
+            self.say("")
+        self._warned = (key, line)
 
     def say(self, text: str, details: str = "", error: bool = False) -> None:
         """One line for the user; ``details`` behind the "details" toggle."""
@@ -580,6 +605,24 @@ class Studio:
     def generate(self, wait: bool = False) -> bool:
         """Press Generate: the model where weights are found, the instant preview otherwise."""
         return self.generate_panel.start(wait=wait)
+
+    def choose_model(self, model: str | None = None, guidance: str | None = None) -> None:
+        """Pick Generate's model ("levitor" or "mini") and guidance (levitor.generation.guidance), as the menus do;
+        the live view then shows the control by the rules of that choice."""
+        panel = self.generate_panel
+        if guidance is not None:
+            panel.guidance.value = guidance
+        if model is not None:
+            panel.model.value = model
+
+    def _generate_choice(self, model: str, guidance: str) -> None:
+        """The Generate menus changed: rebuild the live view by the chosen model's rules when they differ."""
+        rules = control_rules_of(weights_for(model, self.weights, guidance), guidance)
+        self.generate_panel.show_rules(rules)
+        if rules != self.control_rules:
+            self.control_rules = rules
+            self.engine = self._make_engine(self.scene)
+            self.refresh()
 
     def _generate_job(self, scene: Scene, settings, progress, cancel):
         f = self._engine_factory  # a shared engine instance belongs to the live scene: make a fresh one

@@ -35,7 +35,7 @@ from levitor._util.device import resolve_device
 from levitor._util.io import make_folder, write_text_atomic
 from levitor.control.lost import ControlWarning
 from levitor.control.rules import ControlRules
-from levitor.defaults import FPS, NUM_INFERENCE_STEPS, VideoSize, check_seed, video_size
+from levitor.defaults import FPS, VideoSize, check_seed, video_size
 from levitor.engine import Engine
 from levitor.generation.guidance import (
     DEFAULT_GUIDANCE,
@@ -47,6 +47,7 @@ from levitor.generation.guidance import (
     uses_controlnet,
     uses_ttm,
 )
+from levitor.generation.model_choice import MINI, control_rules_of, default_steps, is_mini, mini_folder, mini_info
 from levitor.generation.presets import DEFAULT_PRESET
 from levitor.generation.reference import warped_reference
 from levitor.scene import Scene
@@ -56,9 +57,6 @@ from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, load_on
 
 __all__ = ["MINI", "GenerateResult", "WeightsNotFoundError", "generate", "is_mini", "load_pipeline",
            "side_by_side"]
-
-MINI = "mini"  # weights="mini": the shipped mini model (levitor/assets/mini)
-
 
 
 @dataclass
@@ -123,18 +121,11 @@ def _cached(key: tuple, build: Callable[[], object]):
     return load_once(f"pipeline|{key}", build_quiet, group="pipeline")
 
 
-def is_mini(weights: str | Path | None) -> bool:
-    """True for ``"mini"`` and for a folder holding a mini model (its ``mini.json``)."""
-    if weights is None:
-        return False
-    return str(weights) == MINI or (Path(weights) / "mini.json").is_file()
-
-
 def load_mini(weights: str | Path = MINI, device: str = "auto"):
     """The mini model's pipeline, loaded once per (folder, device) like :func:`load_pipeline`."""
-    from levitor.generation.mini import MINI_WEIGHTS, load_mini_pipeline
+    from levitor.generation.mini import load_mini_pipeline
 
-    folder = MINI_WEIGHTS if str(weights) == MINI else Path(weights)
+    folder = mini_folder(weights)
     dev = resolve_device(device)
     return _cached(("mini", str(folder), str(dev)), lambda: load_mini_pipeline(folder, device=dev))
 
@@ -199,12 +190,11 @@ def generate(
     seed = scene.seed if seed is None else seed
     if mini:
         pipe = pipeline or load_mini(weights, device)
-        steps = steps or pipe.mini_info["num_inference_steps"]  # the mini model's own: every mini.json says it
     else:
         pipe = pipeline or load_pipeline(weights, base, device, preset, allow_download=allow_download,
                                          guidance=guidance)
-        steps = steps or NUM_INFERENCE_STEPS
-    rules = ControlRules.named(rules if rules is not None else weights_rules(pipe, mini))
+    steps = steps or default_steps(weights)  # the mini model's own (its mini.json's), SVD's otherwise
+    rules = ControlRules.named(rules if rules is not None else control_rules_of(weights, guidance, pipe))
     result = Engine(scene, rules=rules).update()
 
     def on_step(p, step, t, tensors):
@@ -254,9 +244,7 @@ def generate(
 def _refuse_size_for_mini(size: str | VideoSize, weights: str | Path, scene: Scene) -> None:
     """``size`` picks the resolution SVD generates at; the mini model has one, the size it was trained at, so a
     size would only change how far its frames are enlarged: refused rather than quietly ignored."""
-    from levitor.generation.mini import MINI_WEIGHTS, mini_info
-
-    info = mini_info(MINI_WEIGHTS if str(weights) == MINI else weights)
+    info = mini_info(mini_folder(weights))
     name = size if isinstance(size, str) else f"{size.height}x{size.width}"
     raise ValueError(f"size {name!r} sets the resolution SVD generates at, but the mini model generates only at the "
                      f"size it was trained at ({info['height']}x{info['width']}, {info['num_frames']} frames), "
@@ -294,14 +282,6 @@ def _progress_shown_by_caller(pipe, shown: bool):
         yield
     finally:
         pipe.set_progress_bar_config(**config)
-
-
-def weights_rules(pipe, mini: bool = False) -> str:
-    """The control rules a loaded pipeline's weights were trained with ("levitor" for the mini model and for
-    pipelines that do not say)."""
-    if mini:
-        return "levitor"
-    return getattr(pipe, "control_rules", "levitor")
 
 
 def _enlarge(frames: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -34,6 +34,10 @@ GUIDANCE_LABELS = {  # what a menu says about each mode (with SVD-xt)
 TWEAK_FRACTION = 0.32
 TSTRONG_FRACTION = 0.42
 
+# what a missing base says when no ControlNet is wanted
+TTM_NEEDS = ("Training-free guidance (guidance 'ttm') needs only these Stable Video Diffusion weights: no LeviTor "
+             "ControlNet.")
+
 
 def uses_controlnet(guidance: str) -> bool:
     return guidance in (CONTROLNET, CONTROLNET_TTM)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from levitor.generation.guidance import TTM_NEEDS
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.convert import find_controlnet_folder, load_controlnet
 from levitor.weights import LEVITOR_ID, WeightsNotFoundError, describe_expected_layout, resolve
@@ -21,10 +22,6 @@ CUSTOM_PIPELINE_SOURCE = (
     'trust_remote_code=True).\nThe code is the installed levitor package\'s (pip install levitor); nothing else runs '
     'from here."""\n\nfrom levitor.generation.pipeline import LeviTorPipeline  # noqa: F401\n'
 )
-
-# what a missing base says when no ControlNet is wanted
-TTM_NEEDS = ("Training-free guidance (guidance 'ttm') needs only these Stable Video Diffusion weights: no LeviTor "
-             "ControlNet.")
 
 
 def resolve_dtype(dtype: torch.dtype | None, torch_dtype: torch.dtype | None) -> torch.dtype | None:

@@ -36,11 +36,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 
 from levitor.generation.guidance import DEFAULT_GUIDANCE, TSTRONG_FRACTION, TWEAK_FRACTION, uses_controlnet
+from levitor.generation.model_choice import MINI_INFO, MINI_WEIGHTS, mini_info
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.unet_svd import ControlledUNetSVD
-
-MINI_WEIGHTS = Path(__file__).parents[1] / "assets" / "mini"  # the shipped model (see load_mini_pipeline)
-MINI_INFO = "mini.json"  # sizes, control radius and sampling defaults the model was trained with
 
 # raw control channels (0..255 heatmap, instance id, 0..255 depth) -> about 0..1 for the from-scratch ControlNet
 CONTROL_INPUT_SCALE = (1.0 / 255.0, 1.0 / 8.0, 1.0 / 255.0)
@@ -201,17 +199,6 @@ def save_mini(folder: str | Path, unet, controlnet, info: dict, image_encoder=No
     (image_encoder or mini_image_encoder(info.get("seed", 0) + 2)).save_pretrained(folder / "image_encoder")
     (folder / MINI_INFO).write_text(json.dumps(info, indent=2))
     return folder
-
-
-def mini_info(folder: str | Path = MINI_WEIGHTS) -> dict:
-    """The shipped model's facts: height, width, num_frames, patch_size, control_radius, steps, ..."""
-    path = Path(folder) / MINI_INFO
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no mini model at {folder} ({MINI_INFO} missing). It ships inside the package; reinstall levitor, "
-            "or train one with `levitor train configs/mini.yaml` and point `folder` at its export/ folder."
-        )
-    return json.loads(path.read_text())
 
 
 def load_mini_pipeline(folder: str | Path = MINI_WEIGHTS, device: str | torch.device = "cpu"):

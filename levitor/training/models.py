@@ -9,6 +9,7 @@ from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from levitor.generation import mini
+from levitor.generation.model_choice import mini_info
 from levitor.generation.pipeline import LeviTorPipeline
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.convert import load_controlnet
@@ -36,7 +37,7 @@ def build_mini(config: TrainConfig) -> LeviTorPipeline:
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(init / "image_encoder")
     if config.controlnet_init:
         controlnet = mini.MiniControlNetSVD.from_pretrained(config.controlnet_init)
-    if config.init_from and mini.mini_info(config.init_from).get("prediction_type", "v_prediction") \
+    if config.init_from and mini_info(config.init_from).get("prediction_type", "v_prediction") \
             != config.mini_prediction:
         # v-prediction's denoised estimate at high noise is -output; x0-prediction's is +output: flip the
         # last convolution so the fine-tune starts close to what the parent model did

@@ -153,7 +153,7 @@ def mini_model_info(config: TrainConfig, progress: Progress) -> dict:
 
 def _lineage(init_from: str) -> dict:
     """Where a fine-tuned mini model started: its parent's training, so the total is on record."""
-    from levitor.generation.mini import mini_info
+    from levitor.generation.model_choice import mini_info
 
     parent = mini_info(init_from)
     earlier = parent.get("earlier_steps", 0) + parent.get("trained_steps", 0)

@@ -230,7 +230,9 @@ def _drive_quickstart(page, lab, shots):
     # ---- the model menu: the shipped mini model makes a real (toy) diffusion video on this CPU
     menu = page.locator(".levitor-studio select", has=page.locator("option", has_text="mini")).first
     menu.select_option(label="mini: 32x32 toy, CPU")
-    wait_kernel(page, "studio.generate_panel.steps.value", lambda n: n == 3)
+    mini_steps = kernel_json(page, "__import__('levitor.generation.model_choice').generation.model_choice"
+                                   ".mini_info()['num_inference_steps']")
+    wait_kernel(page, "studio.generate_panel.steps.value", lambda n: n == mini_steps)  # its mini.json's
     t0 = time.monotonic()
     button.click()
     mini_video = wait_kernel(page, "str(studio.generate_panel.outcome.video_path) "

@@ -11,7 +11,9 @@ import pytest
 pytest.importorskip("ipycanvas")
 import levitor.engine  # noqa: E402,F401  (the project itself must import: a broken import fails, never skips)
 from levitor.bundled import bundled_scene  # noqa: E402
+from levitor.defaults import NUM_INFERENCE_STEPS  # noqa: E402
 from levitor.depth import depth_from_nearness, nearness_from_depth  # noqa: E402
+from levitor.generation.model_choice import mini_info  # noqa: E402
 from levitor_widgets import Studio  # noqa: E402
 from levitor_widgets.presenter import OBJECT_ALPHA, mask_colors  # noqa: E402
 
@@ -316,17 +318,18 @@ def test_generate_without_weights_shows_preview(studio):
 
 def test_generate_with_the_mini_model_from_the_panel(studio):
     panel = studio.generate_panel
-    assert panel.model.value == "levitor" and panel.steps.value == 25
+    assert panel.model.value == "levitor" and panel.steps.value == NUM_INFERENCE_STEPS
     panel.model.value = "mini"
-    assert panel.steps.value == 3  # the mini model's own sampler
+    steps = mini_info()["num_inference_steps"]
+    assert panel.steps.value == steps  # the mini model's own sampler, as its mini.json says
     assert studio.generate(wait=True)
     assert panel.error is None, panel.status.value
     out = panel.outcome
     assert out.used_model and "mini model" in panel.status.value
     assert out.video_path.stat().st_size > 0 and out.overlay_path.stat().st_size > 0
-    assert panel.progress.value == panel.progress.max == 3 and panel.progress.bar_style == "success"
+    assert panel.progress.value == panel.progress.max == steps and panel.progress.bar_style == "success"
     panel.model.value = "levitor"
-    assert panel.steps.value == 25
+    assert panel.steps.value == NUM_INFERENCE_STEPS
     chosen = Studio(studio.scene, out_dir=studio.out_dir, show_3d=False, weights="mini")
     assert chosen.generate_panel.model.value == "mini"
 
