@@ -186,7 +186,8 @@ class GeneratePanel:
 
     def show_rules(self, rules: str) -> None:
         """Name the rules the chosen model's control is built by (``rules``: "levitor" or "release")."""
-        self.rules.value = f"<small>{html.escape(rules_line(rules, self.model.value, self.guidance.value))}</small>"
+        line = rules_line(rules, self.model.value, self.guidance.value)
+        self.rules.value = f"<small>{html.escape(line, quote=False)}</small>"
 
     def start(self, wait: bool = False) -> bool:
         """Start a job; False if one is already running. ``wait`` joins the thread (tests, scripts)."""
@@ -312,7 +313,7 @@ def run_generate(scene, settings: GenerateSettings, progress, cancel: threading.
         message = ("made by the mini model: a 32x32 toy trained on synthetic sprites, enlarged; it shows the "
                    "control at work, not LeviTor's quality (docs/mini_model.md)")
     if settings.guidance != DEFAULT_GUIDANCE:
-        message = f"guidance: {GUIDANCE_LABELS[settings.guidance]}" + (f"; {message}" if message else "")
+        message = f"guidance {settings.guidance}" + (f"; {message}" if message else "")
     if cancel.is_set():
         message = "cancelled: the partly denoised video was saved"
     video = Path(out.video_path)
