@@ -98,8 +98,10 @@ def test_flood_with_a_tolerance_and_depth_choices(cat):
 
 def test_a_moved_object_at_depth_one_is_drawn_in_frame_0(cat):
     """Release-fidelity engine fix (levitor/motion): an object on the far plane (depth 1.0, the top of a
-    ground-plane photo) must still be rendered; it used to vanish."""
+    ground-plane photo) must still be rendered by levitor's rules; it used to vanish. The release's rules (what the
+    LeviTor weights get, and the live view shows with them chosen) never draw it: the Studio says so beside it."""
     cat.set_depth("ground-plane")
+    cat.choose_model("mini")  # levitor's rules
     cat.lasso([(180, 5), (330, 5), (330, 60), (180, 60)])  # the forehead: above the horizon, depth 1.0
     obj = cat.scene.objects[0]
     assert obj.path[0].depth == pytest.approx(1.0)
@@ -108,6 +110,11 @@ def test_a_moved_object_at_depth_one_is_drawn_in_frame_0(cat):
     oid = cat.result.object_ids[0]
     assert oid > 0
     assert int((cat.result.instance[0] == oid).sum()) > 0.5 * cat.scene.masks[obj.mask_index].sum()
+    assert cat.objects_panel.notes[0].value == ""
+    cat.choose_model("levitor")  # the release's rules
+    assert int((cat.result.instance[0] == oid).sum()) == 0
+    assert "far_path_depth" in {w.reason for w in cat.result.warnings if w.object_index == 0}
+    assert "path depth 1.0" in cat.objects_panel.notes[0].value
 
 
 def test_two_photos_in_one_folder_keep_their_own_autosaves(photo, tmp_path):
