@@ -381,16 +381,17 @@ class Studio:
             f"update {self.timings.get('engine_ms', 0):.0f} ms, draw {self.timings.get('draw_ms', 0):.0f} ms</small>")
 
     def _say_warnings(self) -> None:
-        """Say the control warnings in the message line when they change (the moved objects' first); clear the
-        line when they are fixed and it still shows them."""
-        warnings = sorted(getattr(self.result, "warnings", None) or [], key=lambda w: w.object_index is None)
-        key = tuple((w.object_index, w.instance_id, w.reason, w.frames) for w in warnings)
+        """Say in the message line when a moved object gets no control points somewhere (the static masks' losses
+        go behind "details" with them), once per change; clear the line when that is fixed and it still says so."""
+        warnings = getattr(self.result, "warnings", None) or []
+        moved = [w for w in warnings if w.object_index is not None]
+        key = tuple((w.object_index, w.instance_id, w.reason, w.frames) for w in moved)
         if key == self._warned[0]:
             return
         line = ""
-        if warnings:
+        if moved:
             more = f" (and {len(warnings) - 1} more: details)" if len(warnings) > 1 else ""
-            line = f"no control: {warnings[0].message}{more}"
+            line = f"no control: {moved[0].message}{more}"
             self.say(line, "\n".join(w.message for w in warnings) if more else "")
         elif self.messages.text == self._warned[1]:
             self.say("")
