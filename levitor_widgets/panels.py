@@ -76,6 +76,7 @@ class _Quiet:
 # beside an object that gets no control points somewhere (levitor.control.lost), why, in a few words
 WARNING_WORDS = {"far_path_depth": "path depth 1.0", "left_view": "out of view", "hidden": "hidden",
                  "too_small": "too small"}
+NOTE_STYLE = "color:#b45309;white-space:nowrap;overflow:hidden;text-overflow:ellipsis"
 
 
 def warning_note(warnings: Sequence[ControlWarning]) -> str:
@@ -85,8 +86,8 @@ def warning_note(warnings: Sequence[ControlWarning]) -> str:
         return ""
     words = ", ".join(dict.fromkeys(WARNING_WORDS[w.reason] for w in warnings))
     title = html.escape(" | ".join(w.message for w in warnings), quote=True)
-    return (f"<span class='levitor-control-warning' title=\"{title}\" style='color:#b45309;white-space:nowrap'>"
-            f"&#9888; no points: {html.escape(words)}</span>")
+    return (f"<div class='levitor-control-warning' title=\"{title}\" style='{NOTE_STYLE}'>&#9888; "
+            f"{html.escape(words)}</div>")
 
 
 class ObjectPanel:
@@ -128,11 +129,11 @@ class ObjectPanel:
 
     def _add_row(self) -> None:
         i = len(self.buttons)
-        b = W.Button(description="", layout=W.Layout(width="120px"))
-        c = W.Checkbox(value=True, description="show", indent=False, layout=W.Layout(width="60px"))
-        r = W.Button(description="remove", layout=W.Layout(width="70px"))
+        b = W.Button(description="", layout=W.Layout(width="120px", flex="0 0 auto"))
+        c = W.Checkbox(value=True, description="show", indent=False, layout=W.Layout(width="60px", flex="0 0 auto"))
+        r = W.Button(description="remove", layout=W.Layout(width="70px", flex="0 0 auto"))
         sw = W.HTML("")
-        note = W.HTML("", layout=W.Layout(overflow="hidden"))
+        note = W.HTML("", layout=W.Layout(flex="1 1 auto", min_width="0", overflow="hidden"))  # gives way first
         b.on_click(lambda _b, i=i: self.on_activate and self.on_activate(i))
         c.observe(lambda ch, i=i: (not self._quiet.quiet) and self.on_visible and self.on_visible(i, ch["new"]),
                   names="value")
