@@ -35,6 +35,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 
+from levitor.defaults import MINI_PATCH_SIZE, MINI_SIGMA_MAX, MINI_SIGMA_MIN
 from levitor.generation.guidance import DEFAULT_GUIDANCE, TSTRONG_FRACTION, TWEAK_FRACTION, uses_controlnet
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.unet_svd import ControlledUNetSVD
@@ -56,7 +57,7 @@ class PatchVAE(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, patch_size: int = 4, in_channels: int = 3, scaling_factor: float = 1.0,
+    def __init__(self, patch_size: int = MINI_PATCH_SIZE, in_channels: int = 3, scaling_factor: float = 1.0,
                  force_upcast: bool = False, block_out_channels: tuple[int, ...] | None = None,
                  latent_channels: int | None = None):
         super().__init__()
@@ -121,7 +122,7 @@ class MiniX0UNetSVD(ControlledUNetSVD):
 # ------------------------------------------------------------------------------------------- building
 
 
-def mini_unet_config(num_frames: int = 8, patch_size: int = 4, channels: tuple[int, ...] = (64, 96),
+def mini_unet_config(num_frames: int = 8, patch_size: int = MINI_PATCH_SIZE, channels: tuple[int, ...] = (64, 96),
                      layers_per_block: int = 1, cross_attention_dim: int = 32, heads: tuple[int, ...] = (2, 4),
                      sample_size: int = 16) -> dict:
     """The mini UNet: SVD's block types at toy width. Latent channels = 3 * patch_size ** 2."""
@@ -144,17 +145,15 @@ def conditioning_widths(patch_size: int, base: int = 16) -> tuple[int, ...]:
     return tuple(base * 2 ** min(i, 2) for i in range(levels + 1))
 
 
-def mini_scheduler(sigma_max: float = 80.0, sigma_min: float = 0.002):
+def mini_scheduler(sigma_max: float = MINI_SIGMA_MAX, sigma_min: float = MINI_SIGMA_MIN):
     """SVD's EDM Euler scheduler with noise levels suited to the mini model (images in [-1, 1], 8x8 latents).
 
     The sampler's last step jumps from ``sigma_min`` to 0, i.e. returns the model's denoised estimate there: a
     ``sigma_min`` inside the trained noise range gives a clean (if soft) video from a model that never learnt
     to polish at very low noise."""
-    from diffusers import EulerDiscreteScheduler
+    from levitor.generation.svd_config import svd_scheduler
 
-    from levitor.testing.tiny import SVD_SCHEDULER_CONFIG
-
-    return EulerDiscreteScheduler(**{**SVD_SCHEDULER_CONFIG, "sigma_max": sigma_max, "sigma_min": sigma_min})
+    return svd_scheduler(sigma_max=sigma_max, sigma_min=sigma_min)
 
 
 def mini_image_encoder(seed: int = 2):
@@ -226,7 +225,7 @@ def load_mini_pipeline(folder: str | Path = MINI_WEIGHTS, device: str | torch.de
     with _quiet_transformers_loading():                  # a 9 MB local load: a progress bar is only noise
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval()
     pipe = make_pipeline(PatchVAE(patch_size=info["patch_size"]), image_encoder, unet, controlnet,
-                         mini_scheduler(info.get("sigma_max", 80.0), info.get("sigma_min", 0.002)))
+                         mini_scheduler(info.get("sigma_max", MINI_SIGMA_MAX), info.get("sigma_min", MINI_SIGMA_MIN)))
     pipe.mini_info = info
     return pipe.to(device)
 

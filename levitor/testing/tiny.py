@@ -22,7 +22,6 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 from levitor.control.signal import ControlSignal
 from levitor.generation.pipeline import LeviTorPipeline
 from levitor.generation.svd_config import (
-    SVD_SCHEDULER_CONFIG,  # noqa: F401  (re-exported for levitor.generation.mini until phase 2 imports it from here)
     svd_feature_extractor,
     svd_scheduler,
     svd_xt_architecture,
