@@ -223,10 +223,6 @@ OWNER_EXCEPTIONS = {
 # Phase 2: second definitions in files being edited on other branches, by (file, name), with what their owner
 # does. The test fails when one is fixed and still listed, so the list only shrinks.
 PENDING_OWNERS = {
-    ("levitor/generation/pipeline.py", "num_inference_steps"): "default NUM_INFERENCE_STEPS (levitor.defaults)",
-    ("levitor/generation/pipeline.py", "fps"): "default FPS (levitor.defaults)",
-    ("levitor/generation/pipeline.py", "motion_bucket_id"): "default MOTION_BUCKET_ID (levitor.defaults)",
-    ("levitor/generation/pipeline.py", "noise_aug_strength"): "default NOISE_AUG_STRENGTH (levitor.defaults)",
     ("levitor_widgets/view3d.py", "height"): "levitor.viz.scene3d's figure height",
     ("levitor_widgets/view3d.py", "width"): "levitor.viz.scene3d's figure width",
     ("levitor_widgets/canvas.py", "POINT_RADIUS"): "levitor.viz.pictures.POINT_RADIUS",
