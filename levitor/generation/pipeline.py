@@ -66,6 +66,8 @@ from levitor.generation.guidance import (
     uses_ttm,
 )
 from levitor.generation.loading import (
+    DtypeArg,
+    component_dtype,
     dtype_kwargs,
     load_any_controlnet,
     resolve_base_and_controlnet,
@@ -162,8 +164,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         pretrained_model_name_or_path: str | Path = SVD_XT_ID,
         controlnet: str | Path | ControlNetSVD | None = "auto",
         *,
-        dtype: torch.dtype | None = None,
-        torch_dtype: torch.dtype | None = None,
+        dtype: DtypeArg = None,
+        torch_dtype: DtypeArg = None,
         variant: str | None = "auto",
         allow_download: bool = True,
         **kwargs: Any,
@@ -177,8 +179,9 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
             ``hlwang06/LeviTor`` for an SVD base, and the saved one for a saved pipeline. None loads no ControlNet
             (diffusers' way of leaving out a component): the pipeline then runs ``guidance="ttm"`` only, and needs
             nothing but the base's weights.
-        dtype: every component's parameters (UNet, ControlNet, VAE, image encoder) in this dtype; ``torch_dtype`` is
-            its older name and works the same.
+        dtype: every component's parameters (UNet, ControlNet, VAE, image encoder) in this dtype, or a dict by
+            component as diffusers reads it (``{"unet": torch.bfloat16, "default": torch.float16}``: "default" for the
+            rest, float32 for a component neither names); ``torch_dtype`` is its older name and works the same.
         variant: "auto" picks the base's ``fp16`` files when present (the hub layout); None loads plain files.
         allow_download: let :func:`levitor.weights.resolve` fetch missing weights from the Hub.
         Missing weights raise :class:`~levitor.weights.WeightsNotFoundError` with the expected folder layout.
@@ -204,7 +207,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
             source = LEVITOR_ID if controlnet == "auto" else controlnet
             controlnet = find_controlnet_folder(resolve(source, what="LeviTor ControlNet",
                                                         allow_download=allow_download))
-        unet = ControlledUNetSVD.from_pretrained(base, subfolder="unet", variant=variant, **dtype_kwargs(dtype))
+        unet = ControlledUNetSVD.from_pretrained(base, subfolder="unet", variant=variant,
+                                                 **dtype_kwargs(component_dtype(dtype, "unet")))
         svd = StableVideoDiffusionPipeline.from_pretrained(base, unet=unet, variant=variant, **dtype_kwargs(dtype),
                                                            **kwargs)
         if controlnet is not None:
@@ -424,6 +428,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         """The ControlNet's conditioning embedding. When both CFG halves carry the same control (as
         :meth:`encode_control` makes them), only the first half is embedded and kept; the ControlNet adds it to
         both."""
+        controlnet_cond = controlnet_cond.to(self.controlnet.dtype)
         if same_halves:
             return self.controlnet.embed_condition(controlnet_cond[: controlnet_cond.shape[0] // 2])
         return self.controlnet.embed_condition(controlnet_cond)
@@ -648,22 +653,27 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
 
     def predict_noise(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning,
                       controlnet_conditioning_scale: float) -> torch.Tensor:
-        """The UNet's prediction at step ``t`` with the ControlNet's residuals and classifier-free guidance."""
+        """The UNet's prediction at step ``t`` with the ControlNet's residuals and classifier-free guidance. Each
+        model gets its inputs in its own dtype (a per-component dtype dict may give them different ones)."""
         model_input = torch.cat([latents] * 2) if cond.do_cfg else latents
         model_input = self.scheduler.scale_model_input(model_input, t)
         model_input = torch.cat([model_input, cond.image_latents], dim=2)
+        unet_dtype = self.unet.dtype
         down_residuals = mid_residual = None
         if cond.cond_embedding is not None:
+            dtype = self.controlnet.dtype
             down_residuals, mid_residual = self.controlnet(
-                model_input, t, cond.image_embeddings, None, cond.added_time_ids,
+                model_input.to(dtype), t, cond.image_embeddings.to(dtype), None, cond.added_time_ids.to(dtype),
                 conditioning_scale=controlnet_conditioning_scale, return_dict=False,
                 cond_embedding=cond.cond_embedding,
             )
+            down_residuals = [r.to(unet_dtype) for r in down_residuals]
+            mid_residual = mid_residual.to(unet_dtype)
         noise_pred = self.unet(
-            model_input, t, encoder_hidden_states=cond.image_embeddings, added_time_ids=cond.added_time_ids,
-            down_block_additional_residuals=down_residuals, mid_block_additional_residual=mid_residual,
-            return_dict=False,
-        )[0]
+            model_input.to(unet_dtype), t, encoder_hidden_states=cond.image_embeddings.to(unet_dtype),
+            added_time_ids=cond.added_time_ids.to(unet_dtype), down_block_additional_residuals=down_residuals,
+            mid_block_additional_residual=mid_residual, return_dict=False,
+        )[0].to(latents.dtype)
         if cond.do_cfg:
             uncond, conditional = noise_pred.chunk(2)
             noise_pred = uncond + self.guidance_scale * (conditional - uncond)
@@ -686,7 +696,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         """The frames in ``output_type`` ("latent": the latents themselves)."""
         if output_type == "latent":
             return latents
-        frames = self.decode_latents(latents, num_frames, decode_chunk_size)
+        frames = self.decode_latents(latents.to(self.vae.dtype), num_frames, decode_chunk_size)
         return self.video_processor.postprocess_video(video=frames, output_type=output_type)
 
 
