@@ -53,9 +53,8 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from levitor._util.device import resolve_device
 from levitor.control.signal import ControlSignal
-from levitor.defaults import FPS, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH, NUM_INFERENCE_STEPS, nearest_multiple
+from levitor.defaults import FPS, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH, NUM_INFERENCE_STEPS
 from levitor.generation.guidance import (
-    CONTROLNET,
     DEFAULT_GUIDANCE,
     TSTRONG_FRACTION,
     TTM,
@@ -64,6 +63,14 @@ from levitor.generation.guidance import (
     check_guidance,
     uses_controlnet,
     uses_ttm,
+)
+from levitor.generation.inputs import (
+    check_counts,
+    check_image,
+    check_steering,
+    check_video_size,
+    image_batch_size,
+    steering_size,
 )
 from levitor.generation.loading import (
     DtypeArg,
@@ -75,7 +82,7 @@ from levitor.generation.loading import (
     write_custom_pipeline_file,
 )
 from levitor.generation.presets import DEFAULT_PRESET, PRESETS, explain_oom, set_forward_chunking
-from levitor.generation.ttm import TTMGuidance, check_reference, encode_reference, latent_mask
+from levitor.generation.ttm import TTMGuidance, encode_reference, latent_mask
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.convert import find_controlnet_folder
 from levitor.models.unet_svd import ControlledUNetSVD
@@ -290,14 +297,11 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         tstrong_fraction: float = TSTRONG_FRACTION,
         num_videos_per_prompt: int = 1,
     ) -> None:
-        """Raise ValueError for anything that would fail later, before any model runs."""
-        _check_image(image)
-        self._check_video_size(height, width)
-        counts = dict(num_frames=num_frames, num_inference_steps=num_inference_steps,
-                      decode_chunk_size=decode_chunk_size, num_videos_per_prompt=num_videos_per_prompt)
-        for name, value in counts.items():
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        """Raise ValueError for anything that would fail later, before any model runs (:mod:`.inputs`)."""
+        check_image(image)
+        check_video_size(height, width, multiple=max(8, self.vae_scale_factor))
+        check_counts(num_frames=num_frames, num_inference_steps=num_inference_steps,
+                     decode_chunk_size=decode_chunk_size, num_videos_per_prompt=num_videos_per_prompt)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
@@ -307,31 +311,10 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 f"choose from {self._callback_tensor_inputs}"
             )
         check_guidance(guidance, tweak_fraction, tstrong_fraction)
-        self._check_steering(control, reference, reference_mask, height, width, num_frames, self._batch_size(image),
-                             guidance)
-
-    def _check_video_size(self, height: int, width: int) -> None:
-        multiple = max(8, self.vae_scale_factor)
-        if height < multiple or width < multiple or height % multiple or width % multiple:
-            raise ValueError(
-                f"height and width must be positive multiples of {multiple}, got {height}x{width}: use "
-                f"{nearest_multiple(height, multiple)}x{nearest_multiple(width, multiple)} (the release runs at "
-                "512x288, height x width)"
-            )
-
-    def _check_steering(self, control, reference, reference_mask, height: int, width: int, num_frames: int,
-                        batch: int, guidance: str) -> None:
-        """The control for the ControlNet modes, the reference for the TTM modes, and neither where it is unused."""
-        if uses_controlnet(guidance):
-            self._check_control(control, height, width, num_frames, batch, guidance)
-        elif control is not None:
-            raise ValueError(f"guidance {guidance!r} runs no ControlNet, so control= would be ignored: leave it out, "
-                             f"or use guidance '{CONTROLNET}+{TTM}' to steer with both")
-        if uses_ttm(guidance):
-            check_reference(reference, reference_mask, num_frames, batch, guidance)
-        elif reference is not None or reference_mask is not None:
-            raise ValueError(f"reference= and reference_mask= steer only guidance '{TTM}' or '{CONTROLNET}+{TTM}'; "
-                             f"with guidance {guidance!r} they would be ignored")
+        self._check_has_controlnet(guidance)
+        channels = None if self.controlnet is None else self.controlnet.config.conditioning_channels
+        check_steering(control, reference, reference_mask, height, width, num_frames, image_batch_size(image),
+                       guidance, channels)
 
     def _check_has_controlnet(self, guidance: str) -> None:
         if uses_controlnet(guidance) and self.controlnet is None:
@@ -340,67 +323,6 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 f"controlnet=None). Use guidance '{TTM}' (training-free: plain SVD steered by the warped reference "
                 f"video), or load the LeviTor weights: LeviTorPipeline.from_pretrained(base, controlnet='{LEVITOR_ID}')"
             )
-
-    def _check_control(self, control, height: int, width: int, num_frames: int, batch: int, guidance: str) -> None:
-        self._check_has_controlnet(guidance)
-        if isinstance(control, ControlSignal):
-            if control.num_frames != num_frames:
-                raise ValueError(
-                    f"the control signal has {control.num_frames} frames but num_frames is {num_frames}. "
-                    "Build the control for the same frame count (or leave num_frames out to use the control's)."
-                )
-        elif isinstance(control, torch.Tensor):
-            channels = self.controlnet.config.conditioning_channels
-            if control.ndim not in (4, 5) or control.shape[-3] != channels:
-                raise ValueError(
-                    f"an encoded control must be (F, {channels}, H, W) or (B, F, {channels}, H, W), "
-                    f"got {tuple(control.shape)}"
-                )
-            if control.shape[-4] != num_frames:
-                raise ValueError(
-                    f"the encoded control has {control.shape[-4]} frames but num_frames is {num_frames}"
-                )
-            if tuple(control.shape[-2:]) != (height, width):
-                raise ValueError(
-                    f"the encoded control is {control.shape[-2]}x{control.shape[-1]} but the video is "
-                    f"{height}x{width}. Pass the ControlSignal instead (it is rescaled) or encode it at this size."
-                )
-            if control.ndim == 5 and control.shape[0] not in (1, batch):
-                raise ValueError(f"the encoded control has batch {control.shape[0]} but there are {batch} images")
-        elif control is None:
-            raise ValueError(f"guidance {guidance!r} needs control= (a ControlSignal, e.g. Engine(scene).update()"
-                             ".signal, or its encoding)")
-        else:
-            raise ValueError(
-                f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
-            )
-
-    @staticmethod
-    def _batch_size(image) -> int:
-        if isinstance(image, list):
-            return len(image)
-        if isinstance(image, torch.Tensor) and image.ndim == 4:
-            return image.shape[0]
-        return 1
-
-    @staticmethod
-    def _default_size(control: ControlSignal | torch.Tensor | None, reference=None, reference_mask=None,
-                      guidance: str = DEFAULT_GUIDANCE) -> tuple[int, int, int]:
-        """(height, width, num_frames) the control was made for, else the reference's."""
-        if isinstance(control, ControlSignal):
-            return control.height, control.width, control.num_frames
-        if isinstance(control, torch.Tensor) and control.ndim in (4, 5):
-            return int(control.shape[-2]), int(control.shape[-1]), int(control.shape[-4])
-        if control is None and isinstance(reference, (np.ndarray, torch.Tensor)) and reference.ndim in (4, 5):
-            return int(reference.shape[-3]), int(reference.shape[-2]), int(reference.shape[-4])
-        if control is None and uses_ttm(guidance):
-            check_reference(reference, reference_mask, 0, 1, guidance)  # raises: no usable reference
-        if control is None:
-            raise ValueError(f"guidance {guidance!r} needs control= (a ControlSignal, e.g. Engine(scene).update()"
-                             ".signal, or its encoding)")
-        raise ValueError(
-            f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
-        )
 
     def encode_control(self, control: ControlSignal | torch.Tensor, height: int, width: int, batch_size: int,
                        device: torch.device, dtype: torch.dtype, do_classifier_free_guidance: bool,
@@ -553,7 +475,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                           output_type, callback_names, guidance, reference, reference_mask, tweak_fraction,
                           tstrong_fraction, num_videos_per_prompt)
         decode_chunk_size = decode_chunk_size or self._preset_decode_chunk_size or num_frames
-        batch_size, videos = self._batch_size(image), num_videos_per_prompt
+        batch_size, videos = image_batch_size(image), num_videos_per_prompt
         device = self._execution_device
         self._guidance_scale = max_guidance_scale  # a number until the ramp, so do_classifier_free_guidance works
         do_cfg = self.do_classifier_free_guidance
@@ -595,7 +517,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
     def _video_size(self, control, reference, reference_mask, guidance: str, height: int | None, width: int | None,
                     num_frames: int | None) -> tuple[int, int, int]:
         """(height, width, num_frames) as asked, each defaulting to the control's (the reference's without one)."""
-        default_h, default_w, default_f = self._default_size(control, reference, reference_mask, guidance)
+        default_h, default_w, default_f = steering_size(control, reference, reference_mask, guidance)
         return (default_h if height is None else height, default_w if width is None else width,
                 default_f if num_frames is None else num_frames)
 
@@ -699,13 +621,3 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         frames = self.decode_latents(latents.to(self.vae.dtype), num_frames, decode_chunk_size)
         return self.video_processor.postprocess_video(video=frames, output_type=output_type)
 
-
-def _check_image(image) -> None:
-    if isinstance(image, torch.Tensor):
-        if image.ndim not in (3, 4) or image.shape[-3] != 3:
-            raise ValueError(f"an image tensor must be (3, H, W) or (B, 3, H, W) in [0, 1], got {tuple(image.shape)}")
-    elif isinstance(image, list):
-        if not image or not all(isinstance(im, PIL.Image.Image) for im in image):
-            raise ValueError("an image list must be a non-empty list of PIL images")
-    elif not isinstance(image, PIL.Image.Image):
-        raise ValueError(f"image must be a PIL image, a list of them or a tensor, got {type(image).__name__}")
