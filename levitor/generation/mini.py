@@ -160,9 +160,11 @@ def mini_image_encoder(seed: int = 2):
     """A frozen random tiny CLIP vision tower (SVD's pipeline always feeds 224x224; patch 32 -> 49 tokens)."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    from levitor.generation.pipeline import CLIP_SIZE
+
     torch.manual_seed(seed)
     config = CLIPVisionConfig(hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=64, image_size=224, patch_size=32)
+                              intermediate_size=64, image_size=CLIP_SIZE, patch_size=32)
     return CLIPVisionModelWithProjection(config).eval().requires_grad_(False)
 
 
@@ -176,14 +178,11 @@ def build_mini_models(unet_config: dict, patch_size: int, seed: int = 0):
 
 
 def make_pipeline(vae, image_encoder, unet, controlnet, scheduler=None):
-    from transformers import CLIPImageProcessor
-
     from levitor.generation.pipeline import LeviTorPipeline
+    from levitor.generation.svd_config import svd_feature_extractor
 
     pipe = LeviTorPipeline(vae=vae, image_encoder=image_encoder, unet=unet, controlnet=controlnet,
-                           scheduler=scheduler or mini_scheduler(),
-                           feature_extractor=CLIPImageProcessor(size={"shortest_edge": 224},
-                                                                crop_size={"height": 224, "width": 224}))
+                           scheduler=scheduler or mini_scheduler(), feature_extractor=svd_feature_extractor())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
