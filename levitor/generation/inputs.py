@@ -11,6 +11,7 @@ from levitor.control.signal import ControlSignal
 from levitor.defaults import nearest_multiple
 from levitor.generation.guidance import CONTROLNET, TTM, uses_controlnet, uses_ttm
 from levitor.generation.ttm import check_reference
+from levitor.weights import LEVITOR_ID
 
 
 def image_batch_size(image: PIL.Image.Image | list[PIL.Image.Image] | torch.Tensor) -> int:
@@ -69,6 +70,15 @@ def check_counts(**counts: int | None) -> None:
     for name, value in counts.items():
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def check_has_controlnet(guidance: str, has_controlnet: bool) -> None:
+    if uses_controlnet(guidance) and not has_controlnet:
+        raise ValueError(
+            f"guidance {guidance!r} needs a ControlNet, and this pipeline has none (it was loaded with "
+            f"controlnet=None). Use guidance '{TTM}' (training-free: plain SVD steered by the warped reference "
+            f"video), or load the LeviTor weights: LeviTorPipeline.from_pretrained(base, controlnet='{LEVITOR_ID}')"
+        )
 
 
 def check_steering(control, reference, reference_mask, height: int, width: int, num_frames: int, batch: int,

@@ -57,7 +57,6 @@ from levitor.defaults import FPS, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH, NUM_INFE
 from levitor.generation.guidance import (
     DEFAULT_GUIDANCE,
     TSTRONG_FRACTION,
-    TTM,
     TWEAK_FRACTION,
     TTMSchedule,
     check_guidance,
@@ -66,6 +65,7 @@ from levitor.generation.guidance import (
 )
 from levitor.generation.inputs import (
     check_counts,
+    check_has_controlnet,
     check_image,
     check_steering,
     check_video_size,
@@ -311,18 +311,10 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 f"choose from {self._callback_tensor_inputs}"
             )
         check_guidance(guidance, tweak_fraction, tstrong_fraction)
-        self._check_has_controlnet(guidance)
+        check_has_controlnet(guidance, self.controlnet is not None)
         channels = None if self.controlnet is None else self.controlnet.config.conditioning_channels
         check_steering(control, reference, reference_mask, height, width, num_frames, image_batch_size(image),
                        guidance, channels)
-
-    def _check_has_controlnet(self, guidance: str) -> None:
-        if uses_controlnet(guidance) and self.controlnet is None:
-            raise ValueError(
-                f"guidance {guidance!r} needs a ControlNet, and this pipeline has none (it was loaded with "
-                f"controlnet=None). Use guidance '{TTM}' (training-free: plain SVD steered by the warped reference "
-                f"video), or load the LeviTor weights: LeviTorPipeline.from_pretrained(base, controlnet='{LEVITOR_ID}')"
-            )
 
     def encode_control(self, control: ControlSignal | torch.Tensor, height: int, width: int, batch_size: int,
                        device: torch.device, dtype: torch.dtype, do_classifier_free_guidance: bool,
@@ -467,7 +459,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         """
         # 1. Check inputs (nothing has touched the GPU yet); the size defaults to the control's
         check_guidance(guidance, tweak_fraction, tstrong_fraction)
-        self._check_has_controlnet(guidance)
+        check_has_controlnet(guidance, self.controlnet is not None)
         height, width, num_frames = self._video_size(control, reference, reference_mask, guidance, height, width,
                                                      num_frames)
         callback_names = list(callback_on_step_end_tensor_inputs or (["latents"] if callback_on_step_end else []))
