@@ -218,6 +218,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     (default: the evaluated model's own), so that two models trained on different worlds meet the same clips.
     ``variants``: the ControlNet rows; ``ttm``: (tweak, tstrong) settings of the TTM rows (none by default)."""
     from levitor.data.synthetic import generate_clip
+    from levitor.defaults import NUM_INFERENCE_STEPS
     from levitor.generation.mini import load_mini_pipeline
     from levitor.training.config import EVAL_SEED_OFFSET, load_config, synthetic_config
 
@@ -236,7 +237,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     names = (*variants, *(row[0] for row in rows), "truth", "still", *(("warped",) if rows else ()))
     results = {name: {"follow_px": [], "iou": [], "found": [], "occlusion": [], "passed": [], "psnr": [],
                       "grain": []} for name in names}
-    steps = steps or info.get("num_inference_steps", 25)
+    steps = steps or info.get("num_inference_steps", NUM_INFERENCE_STEPS)
     sampler = dict(num_inference_steps=steps, min_guidance_scale=1.0, max_guidance_scale=1.0, fps=info["fps"],
                    motion_bucket_id=info["motion_bucket_id"], noise_aug_strength=info["noise_aug_strength"],
                    output_type="np")

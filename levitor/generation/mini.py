@@ -35,7 +35,15 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 
-from levitor.defaults import MINI_PATCH_SIZE, MINI_SIGMA_MAX, MINI_SIGMA_MIN
+from levitor.defaults import (
+    FPS,
+    MINI_PATCH_SIZE,
+    MINI_SIGMA_MAX,
+    MINI_SIGMA_MIN,
+    MOTION_BUCKET_ID,
+    NOISE_AUG_STRENGTH,
+    NUM_INFERENCE_STEPS,
+)
 from levitor.generation.guidance import DEFAULT_GUIDANCE, TSTRONG_FRACTION, TWEAK_FRACTION, uses_controlnet
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.unet_svd import ControlledUNetSVD
@@ -268,10 +276,10 @@ def generate_mini(pipe, image, signal=None, num_inference_steps: int | None = No
         image = image.convert("RGB").resize((W, H), Image.BILINEAR)
     cond = encode_for_mini(signal, info) if uses_controlnet(guidance) and signal is not None else None
     out = pipe(image, control=cond, height=H, width=W,  # frames: the control's (or the reference's)
-               num_inference_steps=num_inference_steps or info.get("num_inference_steps", 25),
+               num_inference_steps=num_inference_steps or info.get("num_inference_steps", NUM_INFERENCE_STEPS),
                min_guidance_scale=1.0, max_guidance_scale=1.0,  # trained without condition dropout: no CFG
-               fps=info.get("fps", 6), motion_bucket_id=info.get("motion_bucket_id", 100),
-               noise_aug_strength=info.get("noise_aug_strength", 0.02),
+               fps=info.get("fps", FPS), motion_bucket_id=info.get("motion_bucket_id", MOTION_BUCKET_ID),
+               noise_aug_strength=info.get("noise_aug_strength", NOISE_AUG_STRENGTH),
                controlnet_conditioning_scale=conditioning_scale, guidance=guidance, reference=reference,
                reference_mask=reference_mask, tweak_fraction=tweak_fraction, tstrong_fraction=tstrong_fraction,
                generator=torch.Generator().manual_seed(seed), output_type="np",
