@@ -147,7 +147,7 @@ def bench_command(n_seq: int, thread_counts: list[int]) -> None:
     """``levitor eval --model preview`` per thread count (timing), then a tiny random LeviTorPipeline evaluated per
     thread count at 8 x 64 x 96 (which per-clip figures change), in this process, on one generated DAVIS."""
     from levitor.cli import main
-    from levitor.testing import save_tiny_pipeline
+    from levitor.testing.tiny import save_tiny_pipeline
 
     metrics = ("objmc", "traj_err", "mask_iou", "box_iou")
     timing, figures = {}, {}

@@ -117,7 +117,7 @@ def grain(frames: np.ndarray) -> float:
 
 def score(frames: np.ndarray, clip) -> dict:
     """Follow error, found rate and IoU of generated ``frames`` (F, H, W, 3) uint8 against ``clip``."""
-    F, H, W = clip.instance.shape
+    F, _, W = clip.instance.shape
     masks = color_masks(frames, [s.color for s in clip.sprites])
     errs, ious, found = [], [], []
     for k, sp in enumerate(clip.sprites):
@@ -148,7 +148,7 @@ def occlusion_right(frames: np.ndarray, clip) -> tuple[bool, bool] | None:
     front_id, behind_id = clip.pairs[0]
     by_id = {s.id: (k, s) for k, s in enumerate(clip.sprites)}
     (kf, front), (kb, behind) = by_id[front_id], by_id[behind_id]
-    F, H, W = clip.instance.shape
+    H, W = clip.instance.shape[1:]
     overlap = sprite_silhouette(front, H, W) & sprite_silhouette(behind, H, W)
     overlap[0] = False  # frame 0 is given, not generated
     if overlap.sum() < MIN_AREA:
@@ -197,6 +197,20 @@ def _world(world_from: str | Path | None, info: dict) -> dict:
     return mini_info(world_from).get("synthetic", {})
 
 
+def add_scores(result: dict[str, list], frames: np.ndarray, clip, with_psnr: bool = True) -> None:
+    """Append one generated video's scores to its row's lists (PSNR left out for the truth: infinite)."""
+    s = score(frames, clip)
+    for key in ("follow_px", "iou", "found"):
+        result[key] += s[key]
+    result["grain"].append(grain(frames))
+    if with_psnr:
+        result["psnr"].append(psnr(frames, clip.frames))
+    occ = occlusion_right(frames, clip)
+    if occ is not None:
+        result["occlusion"].append(bool(occ[0]))
+        result["passed"].append(bool(occ[1]))
+
+
 def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, batch_clips: int = 4,
              out_dir: Path | None = None, seed: int = 0, world_from: str | Path | None = None,
              variants=VARIANTS, ttm: list[tuple[float, float]] = ()) -> dict:
@@ -204,6 +218,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     (default: the evaluated model's own), so that two models trained on different worlds meet the same clips.
     ``variants``: the ControlNet rows; ``ttm``: (tweak, tstrong) settings of the TTM rows (none by default)."""
     from levitor.data.synthetic import generate_clip
+    from levitor.defaults import NUM_INFERENCE_STEPS
     from levitor.generation.mini import load_mini_pipeline
     from levitor.training.config import EVAL_SEED_OFFSET, load_config, synthetic_config
 
@@ -222,7 +237,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
     names = (*variants, *(row[0] for row in rows), "truth", "still", *(("warped",) if rows else ()))
     results = {name: {"follow_px": [], "iou": [], "found": [], "occlusion": [], "passed": [], "psnr": [],
                       "grain": []} for name in names}
-    steps = steps or info.get("num_inference_steps", 25)
+    steps = steps or info.get("num_inference_steps", NUM_INFERENCE_STEPS)
     sampler = dict(num_inference_steps=steps, min_guidance_scale=1.0, max_guidance_scale=1.0, fps=info["fps"],
                    motion_bucket_id=info["motion_bucket_id"], noise_aug_strength=info["noise_aug_strength"],
                    output_type="np")
@@ -260,16 +275,7 @@ def evaluate(weights: str | Path, num_clips: int, num_pairs: int, steps: int, ba
             if rows:
                 gens[c]["warped"] = warps[c][0]
             for name, frames in gens[c].items():
-                s = score(frames, clip)
-                for key in ("follow_px", "iou", "found"):
-                    results[name][key] += s[key]
-                results[name]["grain"].append(grain(frames))
-                if name != "truth":  # the truth against itself is infinite
-                    results[name]["psnr"].append(psnr(frames, clip.frames))
-                occ = occlusion_right(frames, clip)
-                if occ is not None:
-                    results[name]["occlusion"].append(bool(occ[0]))
-                    results[name]["passed"].append(bool(occ[1]))
+                add_scores(results[name], frames, clip, with_psnr=name != "truth")
             if len(strips) < 6:
                 shown = [n for n in ("truth", "control", "zero", *(r[0] for r in rows[:2])) if n in gens[c]]
                 strips.append(np.concatenate([np.concatenate(list(gens[c][n]), 1) for n in shown], 0))

@@ -50,6 +50,12 @@ FPS = 6  # the frame rate SVD is conditioned on (as fps - 1), and the one its vi
 MOTION_BUCKET_ID = 100  # how much motion SVD is asked for (the release demo's value)
 NOISE_AUG_STRENGTH = 0.02  # noise added to the conditioning image
 
+# The mini model (levitor.generation.mini), trained from scratch: its recipe's defaults (training's TrainConfig) and
+# what a mini.json without these keys means
+MINI_PATCH_SIZE = 4  # PatchVAE's factor: latents are H/4 x W/4 x 48
+MINI_SIGMA_MAX = 80.0  # its sampler starts here (SVD's 700 is for big latents)
+MINI_SIGMA_MIN = 0.002  # ... and returns its denoised estimate at this noise level
+
 RELEASE_SEED = 217113  # the release demo's seed
 RELEASE_FX = 3866.378  # the release's fixed pinhole focal lengths (pixels); cx, cy are the image centre
 RELEASE_FY = 4538.052

@@ -223,14 +223,6 @@ OWNER_EXCEPTIONS = {
 # Phase 2: second definitions in files being edited on other branches, by (file, name), with what their owner
 # does. The test fails when one is fixed and still listed, so the list only shrinks.
 PENDING_OWNERS = {
-    ("levitor/generation/pipeline.py", "num_inference_steps"): "default NUM_INFERENCE_STEPS (levitor.defaults)",
-    ("levitor/generation/pipeline.py", "fps"): "default FPS (levitor.defaults)",
-    ("levitor/generation/pipeline.py", "motion_bucket_id"): "default MOTION_BUCKET_ID (levitor.defaults)",
-    ("levitor/generation/pipeline.py", "noise_aug_strength"): "default NOISE_AUG_STRENGTH (levitor.defaults)",
-    ("levitor/generation/mini.py", "patch_size"): "one constant for the mini model's patch size, used by "
-                                                  "training/config.py's mini_patch_size too",
-    ("levitor/generation/mini.py", "sigma_max"): "one constant, used by training/config.py's mini_sigma_max too",
-    ("levitor/generation/mini.py", "sigma_min"): "one constant, used by training/config.py's mini_sigma_min too",
     ("levitor_widgets/view3d.py", "height"): "levitor.viz.scene3d's figure height",
     ("levitor_widgets/view3d.py", "width"): "levitor.viz.scene3d's figure width",
     ("levitor_widgets/canvas.py", "POINT_RADIUS"): "levitor.viz.pictures.POINT_RADIUS",
@@ -358,20 +350,12 @@ def test_no_import_cycles_counting_imports_inside_functions():
     assert import_cycles(import_graph()) == PENDING_CYCLES
 
 
-# Production modules that still import levitor.testing, in files being edited on other branches. Phase 2 imports
-# these names from levitor.generation.svd_config (svd_xt_architecture for memtrace) and empties this table.
-PENDING_TESTING_IMPORTERS = {
-    "levitor.generation.mini": "SVD_SCHEDULER_CONFIG",
-    "levitor.generation.memtrace": "random_svd_xt_pipeline",
-}
-
-
 def test_production_code_never_imports_the_test_helpers():
     """levitor.testing (tiny random models, fixtures) is for tests, notebooks and benchmarks; what production needs
     from it (SVD-xt's configuration and scheduler) lives in levitor.generation.svd_config."""
     importers = {module for module, deps in import_graph().items()
                  if not module.startswith("levitor.testing") and any(d.startswith("levitor.testing") for d in deps)}
-    assert importers == set(PENDING_TESTING_IMPORTERS)
+    assert importers == set()
 
 
 def test_ls_levitor_shows_the_layers():

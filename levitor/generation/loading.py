@@ -1,4 +1,5 @@
-"""Finding and loading a LeviTor pipeline's parts: the base and ControlNet folders, one dtype for every component,
+"""Finding and loading a LeviTor pipeline's parts: the base and ControlNet folders, the components' dtypes (one, or
+one each as diffusers' dtype dicts),
 and the file that lets ``DiffusionPipeline.from_pretrained`` find :class:`LeviTorPipeline` in a saved folder."""
 
 from __future__ import annotations
@@ -24,14 +25,38 @@ CUSTOM_PIPELINE_SOURCE = (
 )
 
 
-def resolve_dtype(dtype: torch.dtype | None, torch_dtype: torch.dtype | None) -> torch.dtype | None:
-    """One dtype from diffusers' current keyword (``dtype``) and its older one (``torch_dtype``); both are accepted."""
+# The components a dtype dict may name (diffusers' per-component dtypes), besides "default" for the rest
+MODEL_COMPONENTS = ("unet", "controlnet", "vae", "image_encoder")
+DtypeArg = torch.dtype | dict[str, torch.dtype] | None
+
+
+def resolve_dtype(dtype: DtypeArg, torch_dtype: DtypeArg) -> DtypeArg:
+    """One dtype setting from diffusers' current keyword (``dtype``) and its older one (``torch_dtype``); both are
+    accepted. A dict gives each component its own, as diffusers' from_pretrained reads it: component names and
+    "default" for the rest (float32 for a component neither names)."""
     if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
         raise ValueError(f"dtype={dtype} and torch_dtype={torch_dtype} disagree; pass one of them (they are the same "
                          "setting: torch_dtype is its older name)")
     dtype = dtype if dtype is not None else torch_dtype
-    if dtype is not None and not isinstance(dtype, torch.dtype):
-        raise ValueError(f"dtype must be a torch.dtype such as torch.float16, got {dtype!r}")
+    if isinstance(dtype, dict):
+        unknown = sorted(set(dtype) - {*MODEL_COMPONENTS, "default"})
+        if unknown:
+            raise ValueError(f"a dtype dict names components and 'default' (for the rest); {unknown} is not one of "
+                             f"the pipeline's components {list(MODEL_COMPONENTS)}")
+        for name, value in dtype.items():
+            if not isinstance(value, torch.dtype):
+                raise ValueError(f"dtype[{name!r}] must be a torch.dtype such as torch.float16, got {value!r}")
+    elif dtype is not None and not isinstance(dtype, torch.dtype):
+        raise ValueError("dtype must be a torch.dtype such as torch.float16, or a dict of them by component "
+                         f"(e.g. {{'unet': torch.bfloat16, 'default': torch.float16}}), got {dtype!r}")
+    return dtype
+
+
+def component_dtype(dtype: DtypeArg, name: str, unnamed: torch.dtype | None = torch.float32) -> torch.dtype | None:
+    """The dtype of component ``name``: a dict's entry for it, else its "default", else ``unnamed`` (diffusers'
+    float32 for a component it loads; None leaves a module the caller passed in as it is)."""
+    if isinstance(dtype, dict):
+        return dtype.get(name, dtype.get("default", unnamed))
     return dtype
 
 
@@ -42,8 +67,8 @@ def _diffusers_takes_dtype() -> bool:
     return hasattr(deprecation_utils, "_resolve_dtype")
 
 
-def dtype_kwargs(dtype: torch.dtype | None) -> dict[str, torch.dtype]:
-    """The dtype as the installed diffusers' from_pretrained wants it (no deprecation notice either way)."""
+def dtype_kwargs(dtype: DtypeArg) -> dict[str, DtypeArg]:
+    """The dtype (or dict of them) as the installed diffusers' from_pretrained wants it (no deprecation notice)."""
     if dtype is None:
         return {}
     return {"dtype": dtype} if _diffusers_takes_dtype() else {"torch_dtype": dtype}
@@ -107,13 +132,15 @@ def _holds_controlnet(folder: Path) -> bool:
     return True
 
 
-def load_any_controlnet(controlnet: str | Path | ControlNetSVD, dtype: torch.dtype | None,
+def load_any_controlnet(controlnet: str | Path | ControlNetSVD, dtype: DtypeArg,
                         allow_download: bool) -> ControlNetSVD:
-    """A loaded ControlNet (cast to ``dtype``), or one loaded from a hub id or folder in any layout we read."""
+    """A loaded ControlNet (cast to its dtype, when ``dtype`` gives it one), or one loaded from a hub id or folder
+    in any layout we read."""
     if isinstance(controlnet, ControlNetSVD):
+        dtype = component_dtype(dtype, "controlnet", unnamed=None)
         return controlnet if dtype is None or controlnet.dtype == dtype else controlnet.to(dtype=dtype)
     folder = resolve(controlnet, what="LeviTor ControlNet", allow_download=allow_download)
-    return load_controlnet(folder, dtype=dtype)
+    return load_controlnet(folder, dtype=component_dtype(dtype, "controlnet"))
 
 
 def write_custom_pipeline_file(folder: str | Path) -> Path:

@@ -228,7 +228,7 @@ def predict_generation_memory(pipe, preset: str, num_frames: int, height: int, w
                               ) -> tuple[MemoryTrace, list[str]]:
     """Peak GPU bytes of ``pipe(...)`` under ``preset``, traced with the pipeline's modules on the meta device.
 
-    pipe: a LeviTorPipeline whose models are on the meta device (e.g. ``random_svd_xt_pipeline("meta",
+    pipe: a LeviTorPipeline whose models are on the meta device (e.g. ``svd_xt_architecture("meta",
         torch.float16)``; the preset's dtype is applied here). Returns the trace and, under offload, the weight
         transfers it implies ("unet on", "controlnet off", ...).
     guidance: the mode traced; the TTM modes encode a reference video of ``num_frames`` frames with the VAE too.
@@ -293,9 +293,9 @@ def predict_svd_xt_memory(num_frames: int = DEFAULT_SIZE.num_frames, height: int
     the reference video's VAE encode. About 4 s (default) and 10 s (low_vram) on a laptop CPU; nothing is
     allocated on a GPU.
     """
-    from levitor.testing.tiny import random_svd_xt_pipeline
+    from levitor.generation.svd_config import svd_xt_architecture
 
-    pipe = random_svd_xt_pipeline("meta", torch.float16)  # the architecture only: meta tensors hold no data
+    pipe = svd_xt_architecture("meta", torch.float16)  # the architecture only: meta tensors hold no data
     if not uses_controlnet(guidance):
         pipe.register_modules(controlnet=None)
     return {preset: predict_generation_memory(pipe, preset, num_frames, height, width, guidance=guidance)[0]

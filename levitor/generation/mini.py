@@ -35,6 +35,15 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 
+from levitor.defaults import (
+    FPS,
+    MINI_PATCH_SIZE,
+    MINI_SIGMA_MAX,
+    MINI_SIGMA_MIN,
+    MOTION_BUCKET_ID,
+    NOISE_AUG_STRENGTH,
+    NUM_INFERENCE_STEPS,
+)
 from levitor.generation.guidance import DEFAULT_GUIDANCE, TSTRONG_FRACTION, TWEAK_FRACTION, uses_controlnet
 from levitor.generation.model_choice import MINI_INFO, MINI_WEIGHTS, mini_info
 from levitor.models.controlnet_svd import ControlNetSVD
@@ -54,7 +63,7 @@ class PatchVAE(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, patch_size: int = 4, in_channels: int = 3, scaling_factor: float = 1.0,
+    def __init__(self, patch_size: int = MINI_PATCH_SIZE, in_channels: int = 3, scaling_factor: float = 1.0,
                  force_upcast: bool = False, block_out_channels: tuple[int, ...] | None = None,
                  latent_channels: int | None = None):
         super().__init__()
@@ -119,7 +128,7 @@ class MiniX0UNetSVD(ControlledUNetSVD):
 # ------------------------------------------------------------------------------------------- building
 
 
-def mini_unet_config(num_frames: int = 8, patch_size: int = 4, channels: tuple[int, ...] = (64, 96),
+def mini_unet_config(num_frames: int = 8, patch_size: int = MINI_PATCH_SIZE, channels: tuple[int, ...] = (64, 96),
                      layers_per_block: int = 1, cross_attention_dim: int = 32, heads: tuple[int, ...] = (2, 4),
                      sample_size: int = 16) -> dict:
     """The mini UNet: SVD's block types at toy width. Latent channels = 3 * patch_size ** 2."""
@@ -142,26 +151,26 @@ def conditioning_widths(patch_size: int, base: int = 16) -> tuple[int, ...]:
     return tuple(base * 2 ** min(i, 2) for i in range(levels + 1))
 
 
-def mini_scheduler(sigma_max: float = 80.0, sigma_min: float = 0.002):
+def mini_scheduler(sigma_max: float = MINI_SIGMA_MAX, sigma_min: float = MINI_SIGMA_MIN):
     """SVD's EDM Euler scheduler with noise levels suited to the mini model (images in [-1, 1], 8x8 latents).
 
     The sampler's last step jumps from ``sigma_min`` to 0, i.e. returns the model's denoised estimate there: a
     ``sigma_min`` inside the trained noise range gives a clean (if soft) video from a model that never learnt
     to polish at very low noise."""
-    from diffusers import EulerDiscreteScheduler
+    from levitor.generation.svd_config import svd_scheduler
 
-    from levitor.testing.tiny import SVD_SCHEDULER_CONFIG
-
-    return EulerDiscreteScheduler(**{**SVD_SCHEDULER_CONFIG, "sigma_max": sigma_max, "sigma_min": sigma_min})
+    return svd_scheduler(sigma_max=sigma_max, sigma_min=sigma_min)
 
 
 def mini_image_encoder(seed: int = 2):
     """A frozen random tiny CLIP vision tower (SVD's pipeline always feeds 224x224; patch 32 -> 49 tokens)."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    from levitor.generation.pipeline import CLIP_SIZE
+
     torch.manual_seed(seed)
     config = CLIPVisionConfig(hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=64, image_size=224, patch_size=32)
+                              intermediate_size=64, image_size=CLIP_SIZE, patch_size=32)
     return CLIPVisionModelWithProjection(config).eval().requires_grad_(False)
 
 
@@ -175,14 +184,11 @@ def build_mini_models(unet_config: dict, patch_size: int, seed: int = 0):
 
 
 def make_pipeline(vae, image_encoder, unet, controlnet, scheduler=None):
-    from transformers import CLIPImageProcessor
-
     from levitor.generation.pipeline import LeviTorPipeline
+    from levitor.generation.svd_config import svd_feature_extractor
 
     pipe = LeviTorPipeline(vae=vae, image_encoder=image_encoder, unet=unet, controlnet=controlnet,
-                           scheduler=scheduler or mini_scheduler(),
-                           feature_extractor=CLIPImageProcessor(size={"shortest_edge": 224},
-                                                                crop_size={"height": 224, "width": 224}))
+                           scheduler=scheduler or mini_scheduler(), feature_extractor=svd_feature_extractor())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -213,7 +219,7 @@ def load_mini_pipeline(folder: str | Path = MINI_WEIGHTS, device: str | torch.de
     with _quiet_transformers_loading():                  # a 9 MB local load: a progress bar is only noise
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder").eval()
     pipe = make_pipeline(PatchVAE(patch_size=info["patch_size"]), image_encoder, unet, controlnet,
-                         mini_scheduler(info.get("sigma_max", 80.0), info.get("sigma_min", 0.002)))
+                         mini_scheduler(info.get("sigma_max", MINI_SIGMA_MAX), info.get("sigma_min", MINI_SIGMA_MIN)))
     pipe.mini_info = info
     return pipe.to(device)
 
@@ -257,10 +263,10 @@ def generate_mini(pipe, image, signal=None, num_inference_steps: int | None = No
         image = image.convert("RGB").resize((W, H), Image.BILINEAR)
     cond = encode_for_mini(signal, info) if uses_controlnet(guidance) and signal is not None else None
     out = pipe(image, control=cond, height=H, width=W,  # frames: the control's (or the reference's)
-               num_inference_steps=num_inference_steps or info.get("num_inference_steps", 25),
+               num_inference_steps=num_inference_steps or info.get("num_inference_steps", NUM_INFERENCE_STEPS),
                min_guidance_scale=1.0, max_guidance_scale=1.0,  # trained without condition dropout: no CFG
-               fps=info.get("fps", 6), motion_bucket_id=info.get("motion_bucket_id", 100),
-               noise_aug_strength=info.get("noise_aug_strength", 0.02),
+               fps=info.get("fps", FPS), motion_bucket_id=info.get("motion_bucket_id", MOTION_BUCKET_ID),
+               noise_aug_strength=info.get("noise_aug_strength", NOISE_AUG_STRENGTH),
                controlnet_conditioning_scale=conditioning_scale, guidance=guidance, reference=reference,
                reference_mask=reference_mask, tweak_fraction=tweak_fraction, tstrong_fraction=tstrong_fraction,
                generator=torch.Generator().manual_seed(seed), output_type="np",

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +53,28 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from levitor._util.device import resolve_device
 from levitor.control.signal import ControlSignal
-from levitor.defaults import nearest_multiple
+from levitor.defaults import FPS, MOTION_BUCKET_ID, NOISE_AUG_STRENGTH, NUM_INFERENCE_STEPS
 from levitor.generation.guidance import (
-    CONTROLNET,
     DEFAULT_GUIDANCE,
     TSTRONG_FRACTION,
-    TTM,
     TWEAK_FRACTION,
     TTMSchedule,
     check_guidance,
     uses_controlnet,
     uses_ttm,
 )
+from levitor.generation.inputs import (
+    check_counts,
+    check_has_controlnet,
+    check_image,
+    check_steering,
+    check_video_size,
+    image_batch_size,
+    steering_size,
+)
 from levitor.generation.loading import (
+    DtypeArg,
+    component_dtype,
     dtype_kwargs,
     load_any_controlnet,
     resolve_base_and_controlnet,
@@ -72,13 +82,30 @@ from levitor.generation.loading import (
     write_custom_pipeline_file,
 )
 from levitor.generation.presets import DEFAULT_PRESET, PRESETS, explain_oom, set_forward_chunking
-from levitor.generation.ttm import TTMGuidance, check_reference, encode_reference, latent_mask
+from levitor.generation.ttm import TTMGuidance, encode_reference, latent_mask
 from levitor.models.controlnet_svd import ControlNetSVD
 from levitor.models.convert import find_controlnet_folder
 from levitor.models.unet_svd import ControlledUNetSVD
 from levitor.weights import LEVITOR_ID, SVD_XT_ID, resolve
 
 LeviTorPipelineOutput = StableVideoDiffusionPipelineOutput  # .frames: np (B, F, H, W, 3), pt (B, F, 3, H, W), PIL lists
+
+@dataclass
+class Conditioning:
+    """What every denoising step is conditioned on, for the whole CFG batch (a step-end callback may replace it)."""
+
+    image_embeddings: torch.Tensor  # CLIP's, the cross-attention context
+    image_latents: torch.Tensor  # the VAE's of the noise-augmented image, beside every frame's latents
+    added_time_ids: torch.Tensor  # fps - 1, motion bucket, noise augmentation
+    controlnet_cond: torch.Tensor | None  # the encoded control (None: no ControlNet runs)
+    do_cfg: bool  # the batch holds an unconditional half first
+    cond_embedding: torch.Tensor | None = None  # the ControlNet's embedding of the control, made once a call
+
+    def tensors(self) -> dict[str, torch.Tensor | None]:
+        """The tensors a step-end callback may ask for (besides the latents)."""
+        return dict(image_latents=self.image_latents, image_embeddings=self.image_embeddings,
+                    added_time_ids=self.added_time_ids, controlnet_cond=self.controlnet_cond)
+
 
 CLIP_SIZE = 224  # SVD feeds CLIP a 224x224 image, whatever the video size
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -144,8 +171,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         pretrained_model_name_or_path: str | Path = SVD_XT_ID,
         controlnet: str | Path | ControlNetSVD | None = "auto",
         *,
-        dtype: torch.dtype | None = None,
-        torch_dtype: torch.dtype | None = None,
+        dtype: DtypeArg = None,
+        torch_dtype: DtypeArg = None,
         variant: str | None = "auto",
         allow_download: bool = True,
         **kwargs: Any,
@@ -159,8 +186,9 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
             ``hlwang06/LeviTor`` for an SVD base, and the saved one for a saved pipeline. None loads no ControlNet
             (diffusers' way of leaving out a component): the pipeline then runs ``guidance="ttm"`` only, and needs
             nothing but the base's weights.
-        dtype: every component's parameters (UNet, ControlNet, VAE, image encoder) in this dtype; ``torch_dtype`` is
-            its older name and works the same.
+        dtype: every component's parameters (UNet, ControlNet, VAE, image encoder) in this dtype, or a dict by
+            component as diffusers reads it (``{"unet": torch.bfloat16, "default": torch.float16}``: "default" for the
+            rest, float32 for a component neither names); ``torch_dtype`` is its older name and works the same.
         variant: "auto" picks the base's ``fp16`` files when present (the hub layout); None loads plain files.
         allow_download: let :func:`levitor.weights.resolve` fetch missing weights from the Hub.
         Missing weights raise :class:`~levitor.weights.WeightsNotFoundError` with the expected folder layout.
@@ -186,7 +214,8 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
             source = LEVITOR_ID if controlnet == "auto" else controlnet
             controlnet = find_controlnet_folder(resolve(source, what="LeviTor ControlNet",
                                                         allow_download=allow_download))
-        unet = ControlledUNetSVD.from_pretrained(base, subfolder="unet", variant=variant, **dtype_kwargs(dtype))
+        unet = ControlledUNetSVD.from_pretrained(base, subfolder="unet", variant=variant,
+                                                 **dtype_kwargs(component_dtype(dtype, "unet")))
         svd = StableVideoDiffusionPipeline.from_pretrained(base, unet=unet, variant=variant, **dtype_kwargs(dtype),
                                                            **kwargs)
         if controlnet is not None:
@@ -257,7 +286,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         height: int,
         width: int,
         num_frames: int,
-        num_inference_steps: int = 25,
+        num_inference_steps: int = NUM_INFERENCE_STEPS,
         decode_chunk_size: int | None = None,
         output_type: str = "pil",
         callback_on_step_end_tensor_inputs: list[str] | None = None,
@@ -266,32 +295,13 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         reference_mask: np.ndarray | torch.Tensor | None = None,
         tweak_fraction: float = TWEAK_FRACTION,
         tstrong_fraction: float = TSTRONG_FRACTION,
+        num_videos_per_prompt: int = 1,
     ) -> None:
-        """Raise ValueError for anything that would fail later, before any model runs."""
-        if isinstance(image, torch.Tensor):
-            if image.ndim not in (3, 4) or image.shape[-3] != 3:
-                raise ValueError(
-                    f"an image tensor must be (3, H, W) or (B, 3, H, W) in [0, 1], got {tuple(image.shape)}"
-                )
-        elif isinstance(image, list):
-            if not image or not all(isinstance(im, PIL.Image.Image) for im in image):
-                raise ValueError("an image list must be a non-empty list of PIL images")
-        elif not isinstance(image, PIL.Image.Image):
-            raise ValueError(f"image must be a PIL image, a list of them or a tensor, got {type(image).__name__}")
-
-        multiple = max(8, self.vae_scale_factor)
-        if height < multiple or width < multiple or height % multiple or width % multiple:
-            raise ValueError(
-                f"height and width must be positive multiples of {multiple}, got {height}x{width}: use "
-                f"{nearest_multiple(height, multiple)}x{nearest_multiple(width, multiple)} (the release runs at "
-                "512x288, height x width)"
-            )
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        if decode_chunk_size is not None and decode_chunk_size < 1:
-            raise ValueError(f"decode_chunk_size must be >= 1, got {decode_chunk_size}")
+        """Raise ValueError for anything that would fail later, before any model runs (:mod:`.inputs`)."""
+        check_image(image)
+        check_video_size(height, width, multiple=max(8, self.vae_scale_factor))
+        check_counts(num_frames=num_frames, num_inference_steps=num_inference_steps,
+                     decode_chunk_size=decode_chunk_size, num_videos_per_prompt=num_videos_per_prompt)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         unknown = set(callback_on_step_end_tensor_inputs or []) - set(self._callback_tensor_inputs)
@@ -301,86 +311,10 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
                 f"choose from {self._callback_tensor_inputs}"
             )
         check_guidance(guidance, tweak_fraction, tstrong_fraction)
-        batch = self._batch_size(image)
-        if uses_controlnet(guidance):
-            self._check_control(control, height, width, num_frames, batch, guidance)
-        elif control is not None:
-            raise ValueError(f"guidance {guidance!r} runs no ControlNet, so control= would be ignored: leave it out, "
-                             f"or use guidance '{CONTROLNET}+{TTM}' to steer with both")
-        if uses_ttm(guidance):
-            check_reference(reference, reference_mask, num_frames, batch, guidance)
-        elif reference is not None or reference_mask is not None:
-            raise ValueError(f"reference= and reference_mask= steer only guidance '{TTM}' or '{CONTROLNET}+{TTM}'; "
-                             f"with guidance {guidance!r} they would be ignored")
-
-    def _check_has_controlnet(self, guidance: str) -> None:
-        if uses_controlnet(guidance) and self.controlnet is None:
-            raise ValueError(
-                f"guidance {guidance!r} needs a ControlNet, and this pipeline has none (it was loaded with "
-                f"controlnet=None). Use guidance '{TTM}' (training-free: plain SVD steered by the warped reference "
-                f"video), or load the LeviTor weights: LeviTorPipeline.from_pretrained(base, controlnet='{LEVITOR_ID}')"
-            )
-
-    def _check_control(self, control, height: int, width: int, num_frames: int, batch: int, guidance: str) -> None:
-        self._check_has_controlnet(guidance)
-        if isinstance(control, ControlSignal):
-            if control.num_frames != num_frames:
-                raise ValueError(
-                    f"the control signal has {control.num_frames} frames but num_frames is {num_frames}. "
-                    "Build the control for the same frame count (or leave num_frames out to use the control's)."
-                )
-        elif isinstance(control, torch.Tensor):
-            channels = self.controlnet.config.conditioning_channels
-            if control.ndim not in (4, 5) or control.shape[-3] != channels:
-                raise ValueError(
-                    f"an encoded control must be (F, {channels}, H, W) or (B, F, {channels}, H, W), "
-                    f"got {tuple(control.shape)}"
-                )
-            if control.shape[-4] != num_frames:
-                raise ValueError(
-                    f"the encoded control has {control.shape[-4]} frames but num_frames is {num_frames}"
-                )
-            if tuple(control.shape[-2:]) != (height, width):
-                raise ValueError(
-                    f"the encoded control is {control.shape[-2]}x{control.shape[-1]} but the video is "
-                    f"{height}x{width}. Pass the ControlSignal instead (it is rescaled) or encode it at this size."
-                )
-            if control.ndim == 5 and control.shape[0] not in (1, batch):
-                raise ValueError(f"the encoded control has batch {control.shape[0]} but there are {batch} images")
-        elif control is None:
-            raise ValueError(f"guidance {guidance!r} needs control= (a ControlSignal, e.g. Engine(scene).update()"
-                             ".signal, or its encoding)")
-        else:
-            raise ValueError(
-                f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
-            )
-
-    @staticmethod
-    def _batch_size(image) -> int:
-        if isinstance(image, list):
-            return len(image)
-        if isinstance(image, torch.Tensor) and image.ndim == 4:
-            return image.shape[0]
-        return 1
-
-    @staticmethod
-    def _default_size(control: ControlSignal | torch.Tensor | None, reference=None, reference_mask=None,
-                      guidance: str = DEFAULT_GUIDANCE) -> tuple[int, int, int]:
-        """(height, width, num_frames) the control was made for, else the reference's."""
-        if isinstance(control, ControlSignal):
-            return control.height, control.width, control.num_frames
-        if isinstance(control, torch.Tensor) and control.ndim in (4, 5):
-            return int(control.shape[-2]), int(control.shape[-1]), int(control.shape[-4])
-        if control is None and isinstance(reference, (np.ndarray, torch.Tensor)) and reference.ndim in (4, 5):
-            return int(reference.shape[-3]), int(reference.shape[-2]), int(reference.shape[-4])
-        if control is None and uses_ttm(guidance):
-            check_reference(reference, reference_mask, 0, 1, guidance)  # raises: no usable reference
-        if control is None:
-            raise ValueError(f"guidance {guidance!r} needs control= (a ControlSignal, e.g. Engine(scene).update()"
-                             ".signal, or its encoding)")
-        raise ValueError(
-            f"control must be a ControlSignal or an encoded (F, C, H, W) tensor, got {type(control).__name__}"
-        )
+        check_has_controlnet(guidance, self.controlnet is not None)
+        channels = None if self.controlnet is None else self.controlnet.config.conditioning_channels
+        check_steering(control, reference, reference_mask, height, width, num_frames, image_batch_size(image),
+                       guidance, channels)
 
     def encode_control(self, control: ControlSignal | torch.Tensor, height: int, width: int, batch_size: int,
                        device: torch.device, dtype: torch.dtype, do_classifier_free_guidance: bool,
@@ -408,6 +342,7 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         """The ControlNet's conditioning embedding. When both CFG halves carry the same control (as
         :meth:`encode_control` makes them), only the first half is embedded and kept; the ControlNet adds it to
         both."""
+        controlnet_cond = controlnet_cond.to(self.controlnet.dtype)
         if same_halves:
             return self.controlnet.embed_condition(controlnet_cond[: controlnet_cond.shape[0] // 2])
         return self.controlnet.embed_condition(controlnet_cond)
@@ -470,12 +405,12 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 25,
+        num_inference_steps: int = NUM_INFERENCE_STEPS,
         min_guidance_scale: float = 1.0,
         max_guidance_scale: float = 3.0,
-        fps: int = 6,
-        motion_bucket_id: int = 100,
-        noise_aug_strength: float = 0.02,
+        fps: int = FPS,
+        motion_bucket_id: int = MOTION_BUCKET_ID,
+        noise_aug_strength: float = NOISE_AUG_STRENGTH,
         controlnet_conditioning_scale: float = 1.0,
         guidance: str = DEFAULT_GUIDANCE,
         reference: np.ndarray | torch.Tensor | None = None,
@@ -522,118 +457,159 @@ class LeviTorPipeline(StableVideoDiffusionPipeline):
         "pt", N lists of PIL images for "pil", latents (N, F, 4, h, w) for "latent"; N = images x
         num_videos_per_prompt, each image's videos together.
         """
-        # 1. Check inputs (nothing has touched the GPU yet)
+        # 1. Check inputs (nothing has touched the GPU yet); the size defaults to the control's
         check_guidance(guidance, tweak_fraction, tstrong_fraction)
-        self._check_has_controlnet(guidance)
-        default_h, default_w, default_f = self._default_size(control, reference, reference_mask, guidance)
-        height = default_h if height is None else height
-        width = default_w if width is None else width
-        num_frames = default_f if num_frames is None else num_frames
+        check_has_controlnet(guidance, self.controlnet is not None)
+        height, width, num_frames = self._video_size(control, reference, reference_mask, guidance, height, width,
+                                                     num_frames)
         callback_names = list(callback_on_step_end_tensor_inputs or (["latents"] if callback_on_step_end else []))
         self.check_inputs(image, control, height, width, num_frames, num_inference_steps, decode_chunk_size,
                           output_type, callback_names, guidance, reference, reference_mask, tweak_fraction,
-                          tstrong_fraction)
-        if num_videos_per_prompt < 1:
-            raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
+                          tstrong_fraction, num_videos_per_prompt)
         decode_chunk_size = decode_chunk_size or self._preset_decode_chunk_size or num_frames
-        batch_size = self._batch_size(image)
-        videos = num_videos_per_prompt
+        batch_size, videos = image_batch_size(image), num_videos_per_prompt
         device = self._execution_device
-        self._guidance_scale = max_guidance_scale  # a number until step 8, so do_classifier_free_guidance works
+        self._guidance_scale = max_guidance_scale  # a number until the ramp, so do_classifier_free_guidance works
         do_cfg = self.do_classifier_free_guidance
         self._interrupt = False
 
-        # 2. Encode the image for CLIP (cross-attention context; zeros for the unconditional branch)
-        image_embeddings = self._encode_image(self._clip_input(image), device, videos, do_cfg)
+        # 2. Encode the image: CLIP embedding and noise-augmented VAE latents (zeros for the unconditional branch)
+        image_embeddings, image_latents = self.encode_image_conditioning(
+            image, height, width, num_frames, noise_aug_strength, generator, device, videos, do_cfg)
         dtype = image_embeddings.dtype
 
-        # 3. Encode the image with the VAE (noise-augmented, concatenated to every frame's latents)
-        image_latents = self._image_latents(image, height, width, noise_aug_strength, generator, device, dtype,
-                                            videos, do_cfg, num_frames)
-
-        # 4. Encode the control (the ControlNet modes)
+        # 3. Prepare the control (the ControlNet modes) and the added time ids: fps - 1, motion bucket, noise
         controlnet_cond = None
         if uses_controlnet(guidance):
             controlnet_cond = self.encode_control(control, height, width, batch_size, device, dtype, do_cfg, videos)
-
-        # 5. Added time ids: fps - 1, motion bucket, noise augmentation
         added_time_ids = self._get_add_time_ids(fps - 1, motion_bucket_id, noise_aug_strength, dtype, batch_size,
                                                 videos, do_cfg).to(device)
+        cond = Conditioning(image_embeddings, image_latents, added_time_ids, controlnet_cond, do_cfg)
 
-        # 6. Timesteps (EDM Euler, Karras sigmas from the scheduler config)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
+        # 4. Timesteps and initial latents: noise, or (TTM) the warped reference noised to the start step's level
+        timesteps, latents, ttm = self.prepare_sampling(
+            guidance, num_inference_steps, tweak_fraction, tstrong_fraction, reference, reference_mask,
+            batch_size * videos, num_frames, height, width, device, dtype, generator, latents, decode_chunk_size)
 
-        # 7. Initial latents: noise, or (TTM) the warped reference noised to the start step's level
-        ttm = None
-        if uses_ttm(guidance):
-            schedule = TTMSchedule.from_fractions(tweak_fraction, tstrong_fraction, num_inference_steps)
-            ttm = self.prepare_ttm(reference, reference_mask, schedule, batch_size * videos, height, width, device,
-                                   dtype, generator, latents, decode_chunk_size)
-            latents = ttm.start_latents()
-            timesteps = timesteps[schedule.start:]
-            self.scheduler.set_begin_index(schedule.start)
-        else:
-            latents = self.prepare_latents(batch_size * videos, num_frames, self.unet.config.in_channels, height,
-                                           width, dtype, device, generator, latents)
-
-        # 8. Guidance scale ramped from the first frame to the last
-        guidance_scale = torch.linspace(min_guidance_scale, max_guidance_scale, num_frames).to(device, dtype)  # SVD's
+        # 5. Guidance scale ramped from the first frame to the last (SVD's)
+        guidance_scale = torch.linspace(min_guidance_scale, max_guidance_scale, num_frames).to(device, dtype)
         self._guidance_scale = _append_dims(guidance_scale.unsqueeze(0).repeat(batch_size * videos, 1), latents.ndim)
 
-        # 9. Denoise (the control's embedding depends on the control alone: computed once, not every step)
-        run_controlnet = uses_controlnet(guidance) and controlnet_conditioning_scale != 0
-        cond_embedding = self._embed_control(controlnet_cond, same_halves=do_cfg) if run_controlnet else None
-        self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
-            for i, t in enumerate(timesteps):
-                model_input = torch.cat([latents] * 2) if do_cfg else latents
-                model_input = self.scheduler.scale_model_input(model_input, t)
-                model_input = torch.cat([model_input, image_latents], dim=2)
+        # 6. Denoise
+        scale = controlnet_conditioning_scale if uses_controlnet(guidance) else 0
+        latents = self.denoise(latents, timesteps, cond, scale, ttm, callback_on_step_end, callback_names)
 
-                down_residuals = mid_residual = None
-                if run_controlnet:
-                    down_residuals, mid_residual = self.controlnet(
-                        model_input, t, image_embeddings, None, added_time_ids,
-                        conditioning_scale=controlnet_conditioning_scale, return_dict=False,
-                        cond_embedding=cond_embedding,
-                    )
-                noise_pred = self.unet(
-                    model_input, t, encoder_hidden_states=image_embeddings, added_time_ids=added_time_ids,
-                    down_block_additional_residuals=down_residuals, mid_block_additional_residual=mid_residual,
-                    return_dict=False,
-                )[0]
-                if do_cfg:
-                    uncond, cond = noise_pred.chunk(2)
-                    noise_pred = uncond + self.guidance_scale * (cond - uncond)
-                latents = self.scheduler.step(noise_pred, t, latents).prev_sample
-
-                if ttm is not None:  # TTM's pinning is the first step-end callback
-                    latents = ttm(self, i, t, {"latents": latents})["latents"]
-                if callback_on_step_end is not None:
-                    tensors = dict(latents=latents, image_latents=image_latents, image_embeddings=image_embeddings,
-                                   added_time_ids=added_time_ids, controlnet_cond=controlnet_cond)
-                    replaced = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_names}) or {}
-                    latents = replaced.get("latents", latents)
-                    image_latents = replaced.get("image_latents", image_latents)
-                    image_embeddings = replaced.get("image_embeddings", image_embeddings)
-                    added_time_ids = replaced.get("added_time_ids", added_time_ids)
-                    if "controlnet_cond" in replaced and run_controlnet:
-                        controlnet_cond = replaced["controlnet_cond"]
-                        cond_embedding = self._embed_control(controlnet_cond, same_halves=False)
-                progress_bar.update()
-                if self.interrupt:
-                    break
-
-        del cond_embedding  # not needed for decoding
-        # 10. Decode
-        if output_type == "latent":
-            frames = latents
-        else:
-            frames = self.decode_latents(latents, num_frames, decode_chunk_size)
-            frames = self.video_processor.postprocess_video(video=frames, output_type=output_type)
+        # 7. Decode
+        frames = self.decode_video(latents, num_frames, decode_chunk_size, output_type)
         self.maybe_free_model_hooks()
-
         if not return_dict:
             return (frames,)
         return LeviTorPipelineOutput(frames=frames)
+
+    def _video_size(self, control, reference, reference_mask, guidance: str, height: int | None, width: int | None,
+                    num_frames: int | None) -> tuple[int, int, int]:
+        """(height, width, num_frames) as asked, each defaulting to the control's (the reference's without one)."""
+        default_h, default_w, default_f = steering_size(control, reference, reference_mask, guidance)
+        return (default_h if height is None else height, default_w if width is None else width,
+                default_f if num_frames is None else num_frames)
+
+    def encode_image_conditioning(self, image, height: int, width: int, num_frames: int, noise_aug_strength: float,
+                                  generator, device: torch.device, videos: int, do_cfg: bool
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image as SVD conditions on it, for the whole CFG batch: the CLIP embedding (cross-attention context)
+        and the VAE latents of the noise-augmented image (concatenated to every frame's latents)."""
+        image_embeddings = self._encode_image(self._clip_input(image), device, videos, do_cfg)
+        image_latents = self._image_latents(image, height, width, noise_aug_strength, generator, device,
+                                            image_embeddings.dtype, videos, do_cfg, num_frames)
+        return image_embeddings, image_latents
+
+    def prepare_sampling(self, guidance: str, num_inference_steps: int, tweak_fraction: float,
+                         tstrong_fraction: float, reference, reference_mask, num_videos: int, num_frames: int,
+                         height: int, width: int, device: torch.device, dtype: torch.dtype, generator,
+                         latents: torch.Tensor | None, chunk_size: int
+                         ) -> tuple[torch.Tensor, torch.Tensor, TTMGuidance | None]:
+        """(timesteps to run, initial latents, TTM guidance or None). The timesteps are the EDM Euler sampler's
+        (Karras sigmas from the scheduler config); TTM starts later, from the reference noised to that level."""
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        if not uses_ttm(guidance):
+            latents = self.prepare_latents(num_videos, num_frames, self.unet.config.in_channels, height, width, dtype,
+                                           device, generator, latents)
+            return timesteps, latents, None
+        schedule = TTMSchedule.from_fractions(tweak_fraction, tstrong_fraction, num_inference_steps)
+        ttm = self.prepare_ttm(reference, reference_mask, schedule, num_videos, height, width, device, dtype,
+                               generator, latents, chunk_size)
+        self.scheduler.set_begin_index(schedule.start)
+        return timesteps[schedule.start:], ttm.start_latents(), ttm
+
+    def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Conditioning,
+                controlnet_conditioning_scale: float, ttm: TTMGuidance | None = None,
+                callback_on_step_end: Callable | None = None, callback_names: list[str] | None = None
+                ) -> torch.Tensor:
+        """The sampling loop: one UNet call per step (the ControlNet's beside it, unless its scale is 0), TTM's
+        pinning, then the step-end callback; stops after a step that sets ``_interrupt``."""
+        if controlnet_conditioning_scale != 0:  # it depends on the control alone: embedded once, not every step
+            cond.cond_embedding = self._embed_control(cond.controlnet_cond, same_halves=cond.do_cfg)
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                noise_pred = self.predict_noise(latents, t, cond, controlnet_conditioning_scale)
+                latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+                if ttm is not None:  # TTM's pinning is the first step-end callback
+                    latents = ttm(self, i, t, {"latents": latents})["latents"]
+                if callback_on_step_end is not None:
+                    latents = self._step_end(callback_on_step_end, callback_names or [], i, t, latents, cond)
+                progress_bar.update()
+                if self.interrupt:
+                    break
+        cond.cond_embedding = None  # not needed for decoding
+        return latents
+
+    def predict_noise(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning,
+                      controlnet_conditioning_scale: float) -> torch.Tensor:
+        """The UNet's prediction at step ``t`` with the ControlNet's residuals and classifier-free guidance. Each
+        model gets its inputs in its own dtype (a per-component dtype dict may give them different ones)."""
+        model_input = torch.cat([latents] * 2) if cond.do_cfg else latents
+        model_input = self.scheduler.scale_model_input(model_input, t)
+        model_input = torch.cat([model_input, cond.image_latents], dim=2)
+        unet_dtype = self.unet.dtype
+        down_residuals = mid_residual = None
+        if cond.cond_embedding is not None:
+            dtype = self.controlnet.dtype
+            down_residuals, mid_residual = self.controlnet(
+                model_input.to(dtype), t, cond.image_embeddings.to(dtype), None, cond.added_time_ids.to(dtype),
+                conditioning_scale=controlnet_conditioning_scale, return_dict=False,
+                cond_embedding=cond.cond_embedding,
+            )
+            down_residuals = [r.to(unet_dtype) for r in down_residuals]
+            mid_residual = mid_residual.to(unet_dtype)
+        noise_pred = self.unet(
+            model_input.to(unet_dtype), t, encoder_hidden_states=cond.image_embeddings.to(unet_dtype),
+            added_time_ids=cond.added_time_ids.to(unet_dtype), down_block_additional_residuals=down_residuals,
+            mid_block_additional_residual=mid_residual, return_dict=False,
+        )[0].to(latents.dtype)
+        if cond.do_cfg:
+            uncond, conditional = noise_pred.chunk(2)
+            noise_pred = uncond + self.guidance_scale * (conditional - uncond)
+        return noise_pred
+
+    def _step_end(self, callback: Callable, names: list[str], i: int, t: torch.Tensor, latents: torch.Tensor,
+                  cond: Conditioning) -> torch.Tensor:
+        """Run the step-end callback on the tensors it asked for; take what it returns in their place."""
+        tensors = dict(latents=latents, **cond.tensors())
+        replaced = callback(self, i, t, {k: tensors[k] for k in names}) or {}
+        for name in ("image_latents", "image_embeddings", "added_time_ids"):
+            setattr(cond, name, replaced.get(name, getattr(cond, name)))
+        if "controlnet_cond" in replaced and cond.cond_embedding is not None:
+            cond.controlnet_cond = replaced["controlnet_cond"]
+            cond.cond_embedding = self._embed_control(cond.controlnet_cond, same_halves=False)
+        return replaced.get("latents", latents)
+
+    def decode_video(self, latents: torch.Tensor, num_frames: int, decode_chunk_size: int,
+                     output_type: str) -> torch.Tensor | np.ndarray | list | Any:
+        """The frames in ``output_type`` ("latent": the latents themselves)."""
+        if output_type == "latent":
+            return latents
+        frames = self.decode_latents(latents.to(self.vae.dtype), num_frames, decode_chunk_size)
+        return self.video_processor.postprocess_video(video=frames, output_type=output_type)
+

@@ -36,7 +36,7 @@ SVD_XT_VAE_CONFIG = dict(
 )
 SVD_XT_CLIP_CONFIG = dict(  # OpenCLIP ViT-H/14 vision tower
     hidden_size=1280, intermediate_size=5120, num_attention_heads=16, num_hidden_layers=32, patch_size=14,
-    image_size=224, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5,
+    image_size=CLIP_SIZE, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5,
 )
 
 

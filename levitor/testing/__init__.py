@@ -1,19 +1,3 @@
-"""Test helpers: tiny random models with the real architectures (see :mod:`levitor.testing.tiny`)."""
-
-from levitor.testing.tiny import (
-    TINY_FRAMES,
-    TINY_HEIGHT,
-    TINY_WIDTH,
-    perturb_zero_convs,
-    save_tiny_pipeline,
-    tiny_controlnet,
-    tiny_image,
-    tiny_pipeline,
-    tiny_signal,
-    tiny_unet,
-)
-
-__all__ = [
-    "TINY_FRAMES", "TINY_HEIGHT", "TINY_WIDTH", "perturb_zero_convs", "save_tiny_pipeline", "tiny_controlnet",
-    "tiny_image", "tiny_pipeline", "tiny_signal", "tiny_unet",
-]
+"""Test helpers, for tests, notebooks and benchmarks (never production code): tiny random models with the real
+architectures (:mod:`levitor.testing.tiny`, :mod:`levitor.testing.tiny_perception`), tiny data sets
+(:mod:`levitor.testing.datasets`) and float comparisons (:mod:`levitor.testing.compare`)."""

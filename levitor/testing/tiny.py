@@ -20,9 +20,8 @@ from safetensors.torch import save_file
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from levitor.control.signal import ControlSignal
-from levitor.generation.pipeline import LeviTorPipeline
+from levitor.generation.pipeline import CLIP_SIZE, LeviTorPipeline
 from levitor.generation.svd_config import (
-    SVD_SCHEDULER_CONFIG,  # noqa: F401  (re-exported for levitor.generation.mini until phase 2 imports it from here)
     svd_feature_extractor,
     svd_scheduler,
     svd_xt_architecture,
@@ -70,7 +69,7 @@ def tiny_vae(seed: int = 1) -> AutoencoderKLTemporalDecoder:
 def tiny_image_encoder(seed: int = 2) -> CLIPVisionModelWithProjection:
     torch.manual_seed(seed)
     config = CLIPVisionConfig(hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=37, image_size=224, patch_size=32)  # SVD always feeds 224x224
+                              intermediate_size=37, image_size=CLIP_SIZE, patch_size=32)  # SVD feeds it 224x224
     return CLIPVisionModelWithProjection(config).eval()
 
 

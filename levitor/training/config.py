@@ -17,6 +17,9 @@ from levitor.data.shards import SHUFFLE_BUFFER
 from levitor.data.synthetic import SyntheticConfig
 from levitor.defaults import (
     FPS,
+    MINI_PATCH_SIZE,
+    MINI_SIGMA_MAX,
+    MINI_SIGMA_MIN,
     MOTION_BUCKET_ID,
     NOISE_AUG_STRENGTH,
     NUM_INFERENCE_STEPS,
@@ -47,9 +50,9 @@ class TrainConfig:
                                         #   first (see motion_mask); 0 is SVD's plain loss, as in the paper
     mini_channels: tuple[int, ...] = (32, 64)  # mini UNet widths (multiples of 32: GroupNorm)
     mini_layers_per_block: int = 1
-    mini_patch_size: int = 4            # PatchVAE factor: latents are H/4 x W/4 x 48
-    mini_sigma_max: float = 80.0        # the mini model's sampler starts here (SVD's 700 is for big latents)
-    mini_sigma_min: float = 0.002       # ... and returns its denoised estimate at this noise level
+    mini_patch_size: int = MINI_PATCH_SIZE  # PatchVAE factor (levitor.defaults: the mini model's recipe)
+    mini_sigma_max: float = MINI_SIGMA_MAX  # the mini model's sampler's noise range
+    mini_sigma_min: float = MINI_SIGMA_MIN
     mini_prediction: str = "v_prediction"  # "sample": the mini UNet outputs the clean latents itself (see
                                         #   levitor.generation.mini.MiniX0UNetSVD: no grain from the sampler)
     gradient_checkpointing: bool = False

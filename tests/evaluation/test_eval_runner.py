@@ -111,7 +111,7 @@ def test_frozen_model_scores_worse_than_preview(davis, tmp_path):
 
 
 def test_eval_cli_with_a_tiny_random_pipeline(davis, tmp_path):
-    from levitor.testing import save_tiny_pipeline
+    from levitor.testing.tiny import save_tiny_pipeline
 
     weights = save_tiny_pipeline(tmp_path / "tiny")["pipeline"]
     out = tmp_path / "tiny_eval"

@@ -1,6 +1,7 @@
 """generate(): the control is built by the rules the weights were trained with, and a named size can be asked for."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +70,29 @@ def test_generate_rules_override_and_named_size(pipe, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown size"):
         generate(_scene(), tmp_path, pipeline=pipe, steps=1, size="huge")
     assert np.isfinite(res.frames).all()
+
+
+def test_levitor_generate_shows_one_progress_bar(tmp_path):
+    """`levitor generate` in a fresh process (the ControlNet path, a saved tiny pipeline): stderr holds one bar for
+    the denoising (the CLI's, in steps); the pipeline's own (diffusers', no description, in iterations) stays off.
+    Loading bars (diffusers' and transformers' "Loading ...") are not the generation's and are left out."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from levitor.testing.tiny import save_tiny_pipeline
+    weights = save_tiny_pipeline(tmp_path / "pipe")["pipeline"]
+    scene = _scene().save(tmp_path / "s.json")
+    env = {**os.environ, "LEVITOR_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "levitor", "generate", "--scene", str(scene), "--out",
+                          str(tmp_path / "v.mp4"), "--weights", str(weights), "--steps", "3", "--device", "cpu",
+                          "--no-download"], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2], env=env)
+    assert res.returncode == 0, res.stderr
+    # every state a tqdm bar printed: "<desc>: <pct>%|<bar>| n/total [<times>, <rate>]" between \r and \n, the rate
+    # "?step/s", "3.28step/s" or (slow steps) "11.79s/step"
+    states = re.findall(r"([^\r\n]*?)\s*\d+%\|[^|\r\n]*\| \d+/(\d+) \[[^\]]*, ([^\]]+)\]", res.stderr)
+    generation = {(desc, total, re.sub(r"^[\d.?]+(s/)?|/s$", "", rate.strip())) for desc, total, rate in states
+                  if not desc.startswith("Loading")}
+    assert generation == {("denoising:", "3", "step")}, states

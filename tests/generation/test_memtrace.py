@@ -123,5 +123,5 @@ def test_training_free_guidance_is_predicted_without_controlnet_weights_and_with
     assert "controlnet" not in ttm.by_model and moves == []
     assert ttm.peak_weights_bytes == plain.peak_weights_bytes - controlnet_bytes
     assert both.peak_bytes >= plain.peak_bytes and ttm.peak_bytes < plain.peak_bytes
-    low, moves = predict_generation_memory(with_controlnet, "low_vram", 8, 64, 64, guidance="ttm")
+    _, moves = predict_generation_memory(with_controlnet, "low_vram", 8, 64, 64, guidance="ttm")
     assert moves == ["image_encoder on", "vae on", "image_encoder off", "unet on", "unet off"]

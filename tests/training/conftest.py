@@ -15,7 +15,7 @@ from levitor.training.datasets import precompute_synthetic
 def tiny_svd(tmp_path_factory) -> Path:
     """A saved pipeline of tiny random models with SVD's architecture: ``model: svd, pretrained: <this>`` trains
     the paper's setting the way the real SVD-xt folder does, in seconds on a CPU."""
-    from levitor.testing import save_tiny_pipeline
+    from levitor.testing.tiny import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny_svd"))["pipeline"]
 
