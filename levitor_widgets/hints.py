@@ -1,0 +1,42 @@
+"""Hints that describe one click or one edit (the depth tag on the canvas, the path panel's line, a note beside a
+path point): true when made, stale after the next edit, so they go at the next edit.
+
+No widgets here: :class:`Hints` reads and clears what it is given; the Studio calls :meth:`Hints.check` before
+every redraw with the editor's version (bumped by every edit, undo and redo).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Hints:
+    """``view.hint`` (the canvas tag), ``panel.hint.value`` (the path panel's line) and ``notes`` (per path
+    point, keyed by (who, point index)): each is kept from the first redraw that shows it until the scene's
+    version changes again."""
+
+    view: Any
+    panel: Any
+    notes: dict[tuple[Any, int], str] = field(default_factory=dict)
+    _seen: tuple = (None, "", ())
+    _version: int = -1
+
+    def check(self, version: int) -> bool:
+        """Drop the hints made before the last edit; True if the canvas tag went (the paths layer needs a redraw)."""
+        now = (self.view.hint, self.panel.hint.value, tuple(sorted(self.notes.items(), key=str)))
+        if not _same(now, self._seen):  # a new hint: true as of this version
+            self._seen, self._version = now, version
+            return False
+        if version == self._version or now == (None, "", ()):
+            return False
+        had_tag = self.view.hint is not None
+        self.view.hint, self.panel.hint.value = None, ""
+        self.notes.clear()
+        self._seen, self._version = (None, "", ()), version
+        return had_tag
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return a[0] is b[0] and a[1:] == b[1:]
