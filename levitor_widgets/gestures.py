@@ -191,7 +191,7 @@ class Gestures:
         j = s.add_point(p.x, p.y)
         obj = s.scene.objects[s.view.active]
         on = f"on {obj.name}" if s.scene.masks[obj.mask_index][_pixel(s.scene, p)] else "on the background"
-        s.say(f"P{j + 1} of {obj.name} added {on}; drag a point to move it, set its depth on the right")
+        s.say(f"P{j + 1} of {obj.name} added {on}; drag a point to move it, set its depth in the table below")
 
     def _is_background(self, mask_index: int) -> bool:
         m = self.s.scene.masks[mask_index]
