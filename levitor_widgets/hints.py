@@ -7,8 +7,14 @@ every redraw with the editor's version (bumped by every edit, undo and redo).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+# what a ControlWarning (levitor.control.lost) means at a path point, in the few words its row has room for
+WARNING_NOTES = {"left_view": "leaves the view here", "hidden": "hidden here (something nearer covers it)",
+                 "too_small": "too small here: no control points",
+                 "far_path_depth": "never drawn: depth 1 is the far end"}
 
 
 @dataclass
@@ -40,3 +46,24 @@ class Hints:
 
 def _same(a: tuple, b: tuple) -> bool:
     return a[0] is b[0] and a[1:] == b[1:]
+
+
+def warning_notes(path: Sequence[Any], num_frames: int, warnings: Sequence[Any], who: Any) -> dict[int, str]:
+    """Per path point of object ``who``, what the engine's warnings say about the frame the object reaches it
+    (:func:`levitor.motion.lift.path_point_times`): "leaves the view here", ... (empty for the camera)."""
+    warnings = [w for w in warnings if w.object_index == who]
+    if not isinstance(who, int) or not path or not warnings:
+        return {}
+    from levitor.motion.lift import path_point_times  # torch: only once the engine has run (it gave the warnings)
+
+    try:
+        times = path_point_times(path, num_frames)
+    except ValueError:  # frames that do not increase: the panel says so elsewhere
+        return {}
+    notes: dict[int, str] = {}
+    for w in warnings:
+        frames = set(w.frames)
+        for j, t in enumerate(times):
+            if int(round(float(t))) in frames and j not in notes:
+                notes[j] = WARNING_NOTES.get(w.reason, w.reason)
+    return notes

@@ -223,3 +223,14 @@ def test_hints_go_at_the_next_edit(tmp_path, monkeypatch):
     s.path_panel.user_edit("nearness", j, 1.25)
     browser.flush()
     assert s.path_panel.hint.value == "" and s.canvas.shown["paths"][1] is None
+
+
+def test_a_point_where_the_engine_loses_the_object_says_so(tmp_path, monkeypatch):
+    from levitor.control.lost import ControlWarning
+
+    s, _browser = _open(tmp_path, monkeypatch)
+    s.result.warnings = [ControlWarning(0, 1, (F - 1,), "left_view", "ball leaves the picture in frame 8")]
+    s.activate(0)  # the ball's last point is reached at the last frame
+    assert [r.note for r in s.path_panel.rows] == ["", "", "leaves the view here"]
+    s.activate(1)
+    assert all(r.note == "" for r in s.path_panel.rows)  # the box is not named
