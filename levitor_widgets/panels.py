@@ -28,33 +28,6 @@ def swatch(rgb) -> str:
             f"background:{css(rgb)};border:1px solid #333'></span>")
 
 
-ECHO_S = 1.0  # a value the panel set comes back from the browser within this time: never an edit
-
-
-class _Echoes:
-    """The values a panel set on its widgets lately. The browser sends a widget's value back when it renders or
-    snaps it to the step, sometimes after a newer value was set; such a value is an echo, not an edit."""
-
-    def __init__(self, clock=None):
-        import time
-
-        self.clock = clock or time.monotonic
-        self._set: dict[object, list[tuple[float, float]]] = {}
-
-    def note(self, key, value: float) -> None:
-        now = self.clock()
-        kept = [(v, t) for v, t in self._set.get(key, []) if now - t < ECHO_S]
-        self._set[key] = kept[-2:] + [(float(value), now)]
-
-    def is_echo(self, key, value: float, tolerance: float) -> bool:
-        now = self.clock()
-        return any(abs(value - v) <= tolerance and now - t < ECHO_S for v, t in self._set.get(key, []))
-
-    def last(self, key) -> float | None:
-        values = self._set.get(key)
-        return values[-1][0] if values else None
-
-
 class _Quiet:
     """Lets a panel set widget values without its own observers reacting."""
 
@@ -242,7 +215,7 @@ class ScrubberPanel:
         self.show_strip = W.Checkbox(value=False, description="compare scales", indent=False,
                                      layout=W.Layout(width="140px"))
         self.info = W.HTML("", layout=W.Layout(height="22px", overflow="hidden"))
-        self.echoes = _Echoes()
+        self._shown_scale = float(self.scale.value)  # what the kernel last showed (the browser snaps it)
         self.frame.observe(lambda ch: self._fire(self.on_frame, int(ch["new"]) - 1), names="value")
         self.scale.observe(lambda ch: self._scale(float(ch["new"])), names="value")
         self.preview.observe(lambda ch: self._fire(self.on_preview, bool(ch["new"])), names="value")
@@ -261,14 +234,13 @@ class ScrubberPanel:
             cb(value)
 
     def _scale(self, value: float) -> None:
-        if self.echoes.is_echo("scale", float(np.log2(value)), self.scale.step / 2 + 1e-9):
-            return  # an echo of a value set here
+        if abs(np.log2(value) - np.log2(self._shown_scale)) <= self.scale.step / 2 + 1e-9:
+            return  # the browser snapping the value shown to its step (whenever it draws it): not a move
         self._fire(self.on_scale, value)
 
     def set_scale(self, value: float) -> None:
         with self._quiet():
-            self.scale.value = float(value)
-            self.echoes.note("scale", float(np.log2(self.scale.value)))
+            self.scale.value = self._shown_scale = float(value)
 
     def set_frame(self, frame: int) -> None:
         """Show frame ``frame`` (0-based) without reporting it back."""

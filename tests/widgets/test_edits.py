@@ -81,11 +81,13 @@ GESTURES = st.one_of(
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(GESTURES, min_size=1, max_size=8))
-def test_non_edit_gestures_leave_the_scene_byte_identical(tmp_path_factory, monkeypatch, gestures):
+@given(st.lists(GESTURES, min_size=1, max_size=8), st.sampled_from([1.0, 3.0]))
+def test_non_edit_gestures_leave_the_scene_byte_identical(tmp_path_factory, monkeypatch, gestures, scale):
     tmp = tmp_path_factory.mktemp("gestures")
+    scene = bundled_scene(H, W, num_frames=F)
+    scene.scale = scale  # 3.0 is off the scale slider's steps: the browser snaps it
     with monkeypatch.context() as mp:
-        s, browser = _open(tmp, mp)
+        s, browser = _open(tmp, mp, scene)
         before = _scene_bytes(s.scene, tmp)
         for g in gestures:
             browser.wait(2.0)
