@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from levitor.bundled import bundled_scene
 from levitor.depth import MIN_DEPTH, nearness_from_depth, nearness_range
+from levitor.perception.depth_choice import DepthChoice
 from levitor.scene import ObjectTrack, PathPoint, Scene
 from levitor_widgets import Studio
 from tests.widgets.fake_browser import FakeBrowser
@@ -81,11 +82,15 @@ GESTURES = st.one_of(
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(GESTURES, min_size=1, max_size=8), st.sampled_from([1.0, 3.0]))
-def test_non_edit_gestures_leave_the_scene_byte_identical(tmp_path_factory, monkeypatch, gestures, scale):
+@given(st.lists(GESTURES, min_size=1, max_size=8), st.sampled_from([1.0, 3.0]), st.sampled_from([None, 2.37]))
+def test_non_edit_gestures_leave_the_scene_byte_identical(tmp_path_factory, monkeypatch, gestures, scale, n):
     tmp = tmp_path_factory.mktemp("gestures")
     scene = bundled_scene(H, W, num_frames=F)
     scene.scale = scale  # 3.0 is off the scale slider's steps: the browser snaps it
+    if n is not None:  # a scene made with N = 2.37, off the N slider's steps
+        choice = DepthChoice("nearer", n)
+        scene.depth = choice.depth(scene.image, [scene.masks[o.mask_index] for o in scene.objects])
+        scene.depth_source = choice.source
     with monkeypatch.context() as mp:
         s, browser = _open(tmp, mp, scene)
         before = _scene_bytes(s.scene, tmp)
