@@ -19,7 +19,7 @@ function render({ model, el }) {
   const table = cell("table", "border-collapse: collapse; font: 12px sans-serif; width: 100%; table-layout: fixed");
   const head = cell("tr", "color: #555; text-align: left");
   const widths = ["34px", "58px", "64px", "", "132px", "30px"];
-  ["", "frame", "x nearer", "than P1 (slider: the reachable range)", "", ""].forEach((t, i) => {
+  ["", "frame", "x nearer", "than P1", "", ""].forEach((t, i) => {
     const th = cell("th", "font-weight: normal; padding: 0 4px; white-space: nowrap; overflow: hidden", t);
     if (widths[i]) th.style.width = widths[i];
     head.append(th);
@@ -101,7 +101,7 @@ function render({ model, el }) {
       r.slider.title = "from " + Math.pow(2, d.lo2).toFixed(2) + "x to " + Math.pow(2, d.hi2).toFixed(2) +
                        "x: what the 0..255 disparity scale reaches from P1's depth";
       r.note.textContent = d.note || "";
-      r.note.title = d.note || "";
+      r.note.title = d.detail || d.note || "";
       r.del.disabled = !d.deletable;
     });
   }

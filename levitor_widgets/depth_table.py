@@ -35,7 +35,8 @@ class PointRow:
     editable: bool  # P1 is the reference: 1x by definition
     deletable: bool
     active: bool
-    note: str = ""
+    note: str = ""  # a few words beside the point
+    detail: str = ""  # the whole story (the note's tooltip)
     step: float = NEARNESS_STEP
 
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # what a ControlWarning (levitor.control.lost) means at a path point, in the few words its row has room for
-WARNING_NOTES = {"left_view": "leaves the view here", "hidden": "hidden here (something nearer covers it)",
-                 "too_small": "too small here: no control points",
-                 "far_path_depth": "never drawn: depth 1 is the far end"}
+WARNING_NOTES = {"left_view": "leaves the view here", "hidden": "hidden here", "too_small": "too small here",
+                 "far_path_depth": "never drawn (depth 1)"}
 
 
 @dataclass
@@ -50,7 +49,8 @@ def _same(a: tuple, b: tuple) -> bool:
 
 def warning_notes(path: Sequence[Any], num_frames: int, warnings: Sequence[Any], who: Any) -> dict[int, str]:
     """Per path point of object ``who``, what the engine's warnings say about the frame the object reaches it
-    (:func:`levitor.motion.lift.path_point_times`): "leaves the view here", ... (empty for the camera)."""
+    (:func:`levitor.motion.lift.path_point_times`), as "few words|the warning's message" (see
+    :meth:`levitor_widgets.panels.PathPanel.show`); empty for the camera."""
     warnings = [w for w in warnings if w.object_index == who]
     if not isinstance(who, int) or not path or not warnings:
         return {}
@@ -65,5 +65,5 @@ def warning_notes(path: Sequence[Any], num_frames: int, warnings: Sequence[Any],
         frames = set(w.frames)
         for j, t in enumerate(times):
             if int(round(float(t))) in frames and j not in notes:
-                notes[j] = WARNING_NOTES.get(w.reason, w.reason)
+                notes[j] = f"{WARNING_NOTES.get(w.reason, w.reason)}|{w.message}"
     return notes

@@ -135,7 +135,7 @@ class PathPanel:
              notes: dict[int, str] | None = None) -> None:
         """Show one row per path point. ranges: per point the (lowest, highest) reachable nearness (a point
         beyond its range is shown at the end with a note); subject: which path this is (default: the title);
-        notes: per point a line shown beside it."""
+        notes: per point "a few words|the whole story" shown beside it (the story as its tooltip)."""
         self.title.value = f"<b>Path</b> of {title}" if title else "<b>Path</b> <i>(no object selected)</i>"
         timed = bool(frames) and all(f is not None for f in frames)
         ranges = ranges if ranges is not None else [(v, v) for v in nearness]  # no range given: nothing to slide
@@ -143,12 +143,13 @@ class PathPanel:
         rows = []
         for j, (v, (lo, hi), f) in enumerate(zip(nearness, ranges, frames)):
             shown = float(np.clip(v, lo, hi))
-            note = notes.get(j, "")
+            note, _, detail = notes.get(j, "").partition("|")
             if not note and abs(np.log2(v / shown)) > NEARNESS_STEP / 2:
-                note = f"{v:.2f}x: beyond the depth scale (shown at {shown:.2f}x)"
+                note, detail = f"{v:.2f}x: beyond the scale", (f"P{j + 1} is {v:.2f}x nearer than P1, beyond what the "
+                                                               f"0..255 depth scale reaches: shown at {shown:.2f}x")
             rows.append(PointRow(f"P{j + 1}", int(f) + 1 if f is not None else 1, self.num_frames, timed, shown,
                                  float(np.log2(lo)), max(float(np.log2(hi)), float(np.log2(lo)) + NEARNESS_STEP),
-                                 editable=j > 0, deletable=j > 0, active=j == active, note=note))
+                                 editable=j > 0, deletable=j > 0, active=j == active, note=note, detail=detail))
         self.rows = rows
         key = subject if subject is not None else title
         with self._quiet():

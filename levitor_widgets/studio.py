@@ -478,8 +478,9 @@ class Studio:
         near = nearness_from_depth(ref, p.depth)
         self.path_panel.hint.value = f"<small>P{j + 1}: depth {p.depth:.4f}, {near:.2f}x nearer than P1 ({how})</small>"
         if asked is not None and abs(asked - p.depth) > 1e-9:
-            self.hints.notes[(self.view.active, j)] = (f"the ground asks {ref / asked:.2f}x: clamped to {near:.2f}x, "
-                                                       "the end of the depth scale")
+            self.hints.notes[(self.view.active, j)] = (f"clamped: the ground asks {ref / asked:.2f}x|the ground under "
+                                                       f"the click asks {ref / asked:.2f}x nearer than P1; the 0..255 "
+                                                       f"depth scale ends at {near:.2f}x, so P{j + 1} is there")
         self.refresh()
         return j
 

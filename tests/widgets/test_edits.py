@@ -182,7 +182,7 @@ def test_a_point_beyond_the_scale_is_shown_at_its_end_with_a_note(tmp_path, monk
     s, _browser = _open(tmp_path, monkeypatch, scene)
     s.activate(0)
     row = s.path_panel.rows[1]
-    assert 2.0 ** row.hi2 == pytest.approx(row.shown) and "beyond the depth scale" in row.note
+    assert 2.0 ** row.hi2 == pytest.approx(row.shown) and "beyond the scale" in row.note and "0..255" in row.detail
 
 
 def test_following_the_ground_past_the_scale_is_clamped_with_a_note(tmp_path, monkeypatch):
@@ -201,7 +201,7 @@ def test_following_the_ground_past_the_scale_is_clamped_with_a_note(tmp_path, mo
     p = s.scene.objects[0].path
     assert p[1].depth == pytest.approx(MIN_DEPTH)  # asked 0.1 * 0.004 / 0.5 = 0.0008: clamped
     row = s.path_panel.rows[1]
-    assert "clamped" in row.note and row.shown == pytest.approx(2.0 ** row.hi2)
+    assert "clamped: the ground asks 125.00x" in row.note and row.shown == pytest.approx(2.0 ** row.hi2)
     assert s.editor.undo_stack[-1].label == "add a path point" and len(s.editor.undo_stack) == 1
 
 
@@ -239,5 +239,6 @@ def test_a_point_where_the_engine_loses_the_object_says_so(tmp_path, monkeypatch
     s.result.warnings = [ControlWarning(0, 1, (F - 1,), "left_view", "ball leaves the picture in frame 8")]
     s.activate(0)  # the ball's last point is reached at the last frame
     assert [r.note for r in s.path_panel.rows] == ["", "", "leaves the view here"]
+    assert s.path_panel.rows[2].detail == "ball leaves the picture in frame 8"
     s.activate(1)
     assert all(r.note == "" for r in s.path_panel.rows)  # the box is not named
