@@ -154,6 +154,18 @@ def _drive_quickstart(page, lab, shots):
         "set a depth"]  # the drag is one step, and nothing else moved
     snap(page, page.locator(".levitor-depth-table").first, shots / "studio_05_path_table.png")
 
+    print("step", 'switching the active object edits', round(time.monotonic() - t_start, 1), flush=True)
+    # ---- switching the active object edits nothing (issue 23: the browser's sliders rewrote the box's depths)
+    steps = kernel_json(page, "[s.label for s in studio.editor.undo_stack]")
+    paths = kernel_json(page, "[[p.depth for p in o.path] for o in studio.scene.objects]")
+    for i, name in enumerate(("ball", "box", "object 3")):
+        page.get_by_role("button", name=name, exact=True).last.click()  # the Objects panel's (after the tools)
+        wait_kernel(page, "studio.view.active", lambda a, i=i: a == i)
+        settle(page)
+    page.wait_for_timeout(1500)  # a late message from a table would be in by now
+    assert kernel_json(page, "[s.label for s in studio.editor.undo_stack]") == steps
+    assert kernel_json(page, "[[p.depth for p in o.path] for o in studio.scene.objects]") == paths
+
     print("step", 'control-point scale slider: more ', round(time.monotonic() - t_start, 1), flush=True)
     # ---- control-point scale slider: more points, drawn at once
     n_before = kernel_json(page, "studio.result.signal.num_points")
