@@ -42,6 +42,12 @@ class Hints:
         self._seen, self._version = (None, "", ()), version
         return had_tag
 
+    def point_notes(self, who: Any, path: Sequence[Any], num_frames: int, warnings: Sequence[Any]) -> dict[int, str]:
+        """The notes beside ``who``'s path points: the engine's warnings (:func:`warning_notes`), and over them
+        this session's notes about the last edit."""
+        return {**warning_notes(path, num_frames, warnings, who),
+                **{j: t for (w, j), t in self.notes.items() if w == who}}
+
 
 def _same(a: tuple, b: tuple) -> bool:
     return a[0] is b[0] and a[1:] == b[1:]

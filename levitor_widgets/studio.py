@@ -38,7 +38,7 @@ from levitor_widgets.compat import enable_colab_widgets
 from levitor_widgets.files import SceneFiles, open_scene
 from levitor_widgets.generate_panel import GeneratePanel, run_generate
 from levitor_widgets.gestures import Gestures
-from levitor_widgets.hints import Hints, warning_notes
+from levitor_widgets.hints import Hints
 from levitor_widgets.masking import MaskTools, repaint_depth
 from levitor_widgets.opening import Note, load_segmenter, open_target
 from levitor_widgets.panels import STRIP_SCALES, ObjectPanel, PathPanel, ScrubberPanel
@@ -361,9 +361,8 @@ class Studio:
             title = "the camera" if v.active == CAMERA else objs[v.active].name
             self.path_panel.show(title, [nearness_from_depth(ref, p.depth) for p in path], [p.frame for p in path],
                                  v.active_point, [nearness_range(ref)] * len(path), subject=(v.active, title),
-                                 notes={**warning_notes(path, self.scene.num_frames, getattr(self.result, "warnings",
-                                                                                             []), v.active),
-                                        **{j: t for (who, j), t in self.hints.notes.items() if who == v.active}})
+                                 notes=self.hints.point_notes(v.active, path, self.scene.num_frames,
+                                                              getattr(self.result, "warnings", [])))
         else:
             self.path_panel.show("", [], [], None)
         recent = None if self.store is None else [(r.label, r.key) for r in self.store.recent()]
