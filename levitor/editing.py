@@ -193,16 +193,22 @@ def background_depth_at(scene: Scene, x: float, y: float, exclude: np.ndarray | 
     return float(np.median(scene.depth[row, nearest]))
 
 
-def follow_depth(scene: Scene, who: Who, x: float, y: float) -> float:
-    """The depth of a new path point at (x, y) that follows the scene: the object's start depth times how much
-    farther the background under the click is than the background under the start (moving down a ground plane
-    comes nearer; on a flat background the depth stays)."""
+def ground_depth(scene: Scene, who: Who, x: float, y: float) -> float:
+    """The depth the ground asks for a new path point at (x, y): the object's start depth times how much farther
+    the background under the click is than the background under the start (moving down a ground plane comes
+    nearer; on a flat background the depth stays). It may lie beyond the depth scale: see :func:`follow_depth`."""
     path = path_of(scene, who)
     start = path[0]
     own = scene.masks[scene.objects[who].mask_index] if who != CAMERA else None
     under_start = background_depth_at(scene, start.x, start.y, own)
     under_click = background_depth_at(scene, x, y, own)
-    return float(np.clip(start.depth * under_click / max(under_start, MIN_DEPTH), MIN_DEPTH, 1.0))
+    return float(start.depth * under_click / max(under_start, MIN_DEPTH))
+
+
+def follow_depth(scene: Scene, who: Who, x: float, y: float) -> float:
+    """The depth of a new path point at (x, y) that follows the scene: :func:`ground_depth` clamped to the depth
+    scale [1/255, 1] (what the path table's slider reaches)."""
+    return float(np.clip(ground_depth(scene, who, x, y), MIN_DEPTH, 1.0))
 
 
 def mask_start(scene: Scene, mask: np.ndarray) -> tuple[float, float, float]:
@@ -459,8 +465,10 @@ class SceneEditor:
         self._apply([RemoveObject(index)], "remove an object")
 
     def set_depth(self, depth: np.ndarray, source: str) -> None:
-        """Use another depth map. Every path keeps its shape: P1 moves to the new depth under the object, and
-        the other points keep their "x nearer" relative to P1."""
+        """Use another depth map. P1 moves to the new depth under its object. The other points keep their depth
+        when only the parameter of the same kind of depth changes (``nearer:2`` -> ``nearer:4``: N changes what
+        "x nearer" means, never where a point is, so N there and back leaves every path as it was); with another
+        kind of depth (its own scale) they keep their "x nearer" relative to P1."""
         self.do(Batch(self._depth_commands(self.scene, depth, source), "choose the depth"))
 
     def _depth_commands(self, scene: Scene, depth: np.ndarray, source: str) -> list[Command]:
@@ -468,9 +476,11 @@ class SceneEditor:
         probe = _probe(scene)
         SetDepth(depth, source).apply(probe)
         commands: list[Command] = [SetDepth(depth, source)]
+        keep = same_kind(scene.depth_source, source)
         for i, obj in enumerate(probe.objects):
-            commands.append(SetPath(i, _restart(probe, obj.path, probe.masks[obj.mask_index]), "choose the depth"))
-        if probe.camera_path:
+            commands.append(SetPath(i, _restart(probe, obj.path, probe.masks[obj.mask_index], keep),
+                                    "choose the depth"))
+        if probe.camera_path and not keep:
             c0 = probe.camera_path[0]
             ratio = probe.depth_at(c0.x, c0.y) / scene.depth_at(c0.x, c0.y)
             commands.append(SetPath(CAMERA, [replace(p, depth=float(np.clip(p.depth * ratio, MIN_DEPTH, 1.0)))
@@ -489,14 +499,21 @@ def _probe(scene: Scene) -> Scene:
     return probe
 
 
-def _restart(scene: Scene, path: Sequence[PathPoint], mask: np.ndarray) -> list[PathPoint]:
-    """``path`` with P1 moved to the mask's centroid and median depth, the others keeping their nearness."""
+def _restart(scene: Scene, path: Sequence[PathPoint], mask: np.ndarray, keep_depths: bool = False) -> list[PathPoint]:
+    """``path`` with P1 moved to the mask's centroid and median depth, the others keeping their depth
+    (``keep_depths``) or their nearness relative to P1."""
     x, y, d = mask_start(scene, mask)
     old = path[0].depth
     out = [replace(path[0], x=x, y=y, depth=d)]
     for p in path[1:]:
-        out.append(replace(p, depth=depth_from_nearness(d, nearness_from_depth(old, p.depth))))
+        out.append(replace(p) if keep_depths else
+                   replace(p, depth=depth_from_nearness(d, nearness_from_depth(old, p.depth))))
     return out
+
+
+def same_kind(source: str, other: str) -> bool:
+    """Whether two depth sources are one kind with other parameters (``nearer:2`` and ``nearer:4``)."""
+    return ":" in source and source.split(":", 1)[0] == other.split(":", 1)[0]
 
 
 def _spread_frames(path: list[PathPoint], num_frames: int) -> None:

@@ -8,18 +8,20 @@ preview on the canvas's tool layer. Geometry and masks are computed by ``levitor
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from levitor.editing import CAMERA
-from levitor_widgets.pointer import PointerEvent
+from levitor_widgets.pointer import DRAG_START_PX, PointerEvent
 
 HIT_RADIUS = 9.0  # px: a press this close to a path handle drags it instead of adding a point
 BACKGROUND_FRACTION = 0.25  # a mask larger than this share of the image is ground/sky: path points go on it
 TOOL_SOURCES = {"box": "grabcut", "lasso": "lasso", "brush": "brush", "eraser": "brush", "flood": "flood",
                 "sam": "sam-click"}
 REFINABLE = set(TOOL_SOURCES.values()) | {"user"}  # masks a tool may refine (not the bundled scene's synthetic ones)
+DOUBLE_CLICK_S = 0.5  # a second click this soon at the same place is the second half of a double click
 
 
 @dataclass
@@ -42,6 +44,8 @@ class Gestures:
         self.s = studio
         self.tool = ToolState()
         self.drag_handle: tuple[int | str, int] | None = None
+        self.clock = time.monotonic
+        self._last_click: tuple[float, float, float] | None = None  # (time, x, y)
         p = studio.canvas.pointer
         p.on_click, p.on_drag_start, p.on_drag_move, p.on_drag_end = (self.click, self.drag_start, self.drag_move,
                                                                       self.drag_end)
@@ -49,6 +53,8 @@ class Gestures:
     # ------------------------------------------------------------------ dispatch
     def click(self, p: PointerEvent) -> None:
         s = self.s
+        if self._second_of_double(p) and s.mode != "mask":
+            return  # a double click does what its first click did, once (not: select the sky, then add a point)
         try:
             if s.mode == "mask":
                 self._tool_click(p)
@@ -60,6 +66,12 @@ class Gestures:
                 s.add_camera_point(p.x, p.y)
         except ValueError as e:
             s.say(f"can't do that: {e}", error=True)
+
+    def _second_of_double(self, p: PointerEvent) -> bool:
+        now, last = self.clock(), self._last_click
+        self._last_click = (now, p.x, p.y)
+        return (last is not None and now - last[0] < DOUBLE_CLICK_S
+                and abs(p.x - last[1]) <= DRAG_START_PX and abs(p.y - last[2]) <= DRAG_START_PX)
 
     def drag_start(self, p: PointerEvent) -> None:
         s = self.s
@@ -179,7 +191,7 @@ class Gestures:
         j = s.add_point(p.x, p.y)
         obj = s.scene.objects[s.view.active]
         on = f"on {obj.name}" if s.scene.masks[obj.mask_index][_pixel(s.scene, p)] else "on the background"
-        s.say(f"P{j + 1} of {obj.name} added {on}; drag a point to move it, set its depth on the right")
+        s.say(f"P{j + 1} of {obj.name} added {on}; drag a point to move it, set its depth in the table below")
 
     def _is_background(self, mask_index: int) -> bool:
         m = self.s.scene.masks[mask_index]

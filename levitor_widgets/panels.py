@@ -1,4 +1,4 @@
-"""The Studio's side panels: object list, path panel (depth sliders, frames, delete), frame scrubber with the
+"""The Studio's panels: object list, path panel (a table: depth, frame, delete per point), frame scrubber with the
 control-point scale slider, and the strip of control points at several scale factors.
 
 Panels show what they are given and report what the user asked for through callbacks; the Studio changes
@@ -18,8 +18,8 @@ from ipycanvas import Canvas
 from levitor.control.lost import ControlWarning
 from levitor.viz.colors import css
 from levitor_widgets.compat import label_style, px
+from levitor_widgets.depth_table import NEARNESS_STEP, PointRow, rows_json, table_widget
 
-NEARNESS_LOG2_RANGE = 2.0  # sliders span 2**-2 .. 2**2 = 0.25x .. 4x nearer
 SCALE_LOG2_MIN, SCALE_LOG2_MAX = -2.0, 3.0  # control-point scale factor 0.25 .. 8
 STRIP_SCALES = (0.5, 1.0, 2.0, 4.0)
 STRIP_SHRINK = 3  # thumbnails are 1/3 of the canvas
@@ -28,33 +28,6 @@ STRIP_SHRINK = 3  # thumbnails are 1/3 of the canvas
 def swatch(rgb) -> str:
     return (f"<span style='display:inline-block;width:14px;height:14px;border-radius:3px;"
             f"background:{css(rgb)};border:1px solid #333'></span>")
-
-
-ECHO_S = 1.0  # a value the panel set comes back from the browser within this time: never an edit
-
-
-class _Echoes:
-    """The values a panel set on its widgets lately. The browser sends a widget's value back when it renders or
-    snaps it to the step, sometimes after a newer value was set; such a value is an echo, not an edit."""
-
-    def __init__(self, clock=None):
-        import time
-
-        self.clock = clock or time.monotonic
-        self._set: dict[object, list[tuple[float, float]]] = {}
-
-    def note(self, key, value: float) -> None:
-        now = self.clock()
-        kept = [(v, t) for v, t in self._set.get(key, []) if now - t < ECHO_S]
-        self._set[key] = kept[-2:] + [(float(value), now)]
-
-    def is_echo(self, key, value: float, tolerance: float) -> bool:
-        now = self.clock()
-        return any(abs(value - v) <= tolerance and now - t < ECHO_S for v, t in self._set.get(key, []))
-
-    def last(self, key) -> float | None:
-        values = self._set.get(key)
-        return values[-1][0] if values else None
 
 
 class _Quiet:
@@ -148,11 +121,13 @@ class ObjectPanel:
 
 # ====================================================================== path
 class PathPanel:
-    """The active object's path: per point a nearness slider ("x times nearer" than P1) whose range is what the
-    depth scale can reach, a frame number, delete; whether new points follow the ground; the depth hint.
+    """The active object's path: a table with per point its frame, its "x nearer" than P1 (a number and a slider
+    whose range is what the depth scale reaches from P1), a note and delete; whether the points are timed and
+    whether new points follow the ground; the depth hint of the last click.
 
-    A value the panel set itself and the browser sends back (a slider snapping to its step) is never reported:
-    only a value the user moved away from the shown one is an edit."""
+    Only what the user did is reported. The table (:mod:`levitor_widgets.depth_table`) sends a message per user
+    action naming the path it showed; a message about another path (sent before the new rows arrived) and a value
+    within half a step of the one shown (a browser snapping what it was given) are dropped."""
 
     def __init__(self, num_frames: int):
         self.num_frames = num_frames
@@ -162,7 +137,7 @@ class PathPanel:
         self.on_delete: Callable[[int], None] | None = None
         self._quiet = _Quiet()
         self.title = W.HTML("<b>Path</b>")
-        self.hint = W.HTML("", layout=W.Layout(height="40px", overflow="hidden"))
+        self.hint = W.HTML("", layout=W.Layout(height="20px", overflow="hidden"))
         self.timed = W.Checkbox(value=False, description="a frame per point", indent=False,
                                 layout=W.Layout(width="150px"))
         self.follow = W.Checkbox(value=True, description="new points follow the ground", indent=False,
@@ -171,89 +146,77 @@ class PathPanel:
                                          "start; off: it keeps the previous point's depth")
         self.timed.observe(lambda ch: (not self._quiet.quiet) and self.on_timed and self.on_timed(ch["new"]),
                            names="value")
-        self.rows = W.VBox([])
-        self.sliders: list[W.FloatLogSlider] = []
-        self.frames: list[W.BoundedIntText] = []
-        self.deletes: list[W.Button] = []
-        self.limits: list[W.HTML] = []
-        self.echoes = _Echoes()
-        self.widget = W.VBox([self.title, W.HBox([self.timed, self.follow]), self.rows, self.hint],
-                             layout=W.Layout(min_width="380px"))
-        self.count = 0  # rows in use (the others are hidden, kept for later)
+        self.table = table_widget()
+        self.table.on_msg(self._message)
+        self.rows: list[PointRow] = []
+        self._subject: object = None
+        self.widget = W.VBox([W.HBox([self.title, self.timed, self.follow],
+                                     layout=W.Layout(flex_flow="row wrap", align_items="center")),
+                              self.table, self.hint], layout=W.Layout(min_width="420px"))
+
+    count = property(lambda self: len(self.rows))  # rows shown
 
     def show(self, title: str, nearness: list[float], frames: list[int | None], active: int | None,
-             ranges: list[tuple[float, float]] | None = None) -> None:
-        """Show one row per path point; rows are reused, never rebuilt under a dragged slider.
-        ranges: per point the (lowest, highest) reachable nearness."""
+             ranges: list[tuple[float, float]] | None = None, subject: object = None,
+             notes: dict[int, str] | None = None) -> None:
+        """Show one row per path point. ranges: per point the (lowest, highest) reachable nearness (a point
+        beyond its range is shown at the end with a note); subject: which path this is (default: the title);
+        notes: per point "a few words|the whole story" shown beside it (the story as its tooltip)."""
         self.title.value = f"<b>Path</b> of {title}" if title else "<b>Path</b> <i>(no object selected)</i>"
         timed = bool(frames) and all(f is not None for f in frames)
-        ranges = ranges or [(2.0 ** -NEARNESS_LOG2_RANGE, 2.0 ** NEARNESS_LOG2_RANGE)] * len(nearness)
-        bounds = [(max(-NEARNESS_LOG2_RANGE, float(np.log2(lo))), min(NEARNESS_LOG2_RANGE, float(np.log2(hi))))
-                  for lo, hi in ranges]
-        bounds = [(lo2, max(hi2, lo2 + 0.05)) for lo2, hi2 in bounds]
-        values = [float(np.clip(v, 2.0 ** lo2, 2.0 ** hi2)) for v, (lo2, hi2) in zip(nearness, bounds)]
-        shown = [int(f) + 1 if f is not None else 1 for f in frames]
-        while len(self.sliders) < len(values):
-            self._add_row(len(self.sliders), values[len(self.sliders)], bounds[len(self.sliders)])
-        self.count = len(values)
+        ranges = ranges if ranges is not None else [(v, v) for v in nearness]  # no range given: nothing to slide
+        notes = notes or {}
+        rows = []
+        for j, (v, (lo, hi), f) in enumerate(zip(nearness, ranges, frames)):
+            shown = float(np.clip(v, lo, hi))
+            note, _, detail = notes.get(j, "").partition("|")
+            if not note and abs(np.log2(v / shown)) > NEARNESS_STEP / 2:
+                note, detail = f"{v:.2f}x: beyond the scale", (f"P{j + 1} is {v:.2f}x nearer than P1, beyond what the "
+                                                               f"0..255 depth scale reaches: shown at {shown:.2f}x")
+            rows.append(PointRow(f"P{j + 1}", int(f) + 1 if f is not None else 1, self.num_frames, timed, shown,
+                                 float(np.log2(lo)), max(float(np.log2(hi)), float(np.log2(lo)) + NEARNESS_STEP),
+                                 editable=j > 0, deletable=j > 0, active=j == active, note=note, detail=detail))
+        self.rows = rows
+        key = subject if subject is not None else title
         with self._quiet():
             self.timed.value = timed
-            for j, row in enumerate(self.rows.children):
-                row.layout.display = "" if j < self.count else "none"
-            for j, (v, (lo2, hi2), (_lo, hi)) in enumerate(zip(values, bounds, ranges)):
-                s = self.sliders[j]
-                if (s.min, s.max) != (lo2, hi2):
-                    s.min, s.max = -NEARNESS_LOG2_RANGE, NEARNESS_LOG2_RANGE  # widen first: min/max never cross
-                    s.min, s.max = lo2, hi2
-                s.value = v
-                self.echoes.note(("near", j), float(np.log2(s.value)))
-                s.disabled = j == 0  # P1 is the reference: 1x by definition
-                stop = hi < 2.0 ** NEARNESS_LOG2_RANGE and j > 0
-                self.limits[j].value = (f"<small style='white-space:nowrap' title='the 0..255 disparity scale "
-                                        f"ends here'>max {hi:.2f}x</small>" if stop else "")
-            for j, f in enumerate(shown):
-                t = self.frames[j]
-                t.value = f
-                self.echoes.note(("frame", j), f)
-                t.disabled = not timed
-                self.deletes[j].disabled = j == 0  # P1 is where the object is: it stays
-            for j, row in enumerate(self.rows.children):
-                row.layout.border = "1px solid orange" if j == active and j < self.count else ""
+        text = rows_json(rows)
+        with self.table.hold_sync():
+            if key != self._subject:
+                self._subject = key
+                self.table.subject = self.table.subject + 1
+            if text != self.table.rows:
+                self.table.rows = text
 
-    def _add_row(self, j: int, value: float, bounds: tuple[float, float]) -> None:
-        """Rows are made once and reused (see ObjectPanel.show); a new one starts at its first value."""
-        s = W.FloatLogSlider(value=value, base=2, min=bounds[0], max=bounds[1], step=0.01,
-                             description=f"P{j + 1} x nearer", readout_format=".2f", continuous_update=True,
-                             style=label_style(), layout=W.Layout(width="250px"))
-        self.echoes.note(("near", j), float(np.log2(s.value)))
-        t = W.BoundedIntText(value=1, min=1, max=self.num_frames, description="frame",
-                             style=label_style(), layout=W.Layout(width="96px"))
-        d = W.Button(description="x", tooltip="delete this path point (key Delete)", layout=W.Layout(width="32px"))
-        lim = W.HTML("", layout=W.Layout(width="72px", flex="0 0 auto"))
-        s.observe(lambda ch, j=j: self._slider(j, ch["new"]), names="value")
-        t.observe(lambda ch, j=j: self._frame(j, int(ch["new"])), names="value")
-        d.on_click(lambda _b, j=j: self.on_delete and self.on_delete(j))
-        self.sliders.append(s)
-        self.frames.append(t)
-        self.deletes.append(d)
-        self.limits.append(lim)
-        self.rows.children = (*self.rows.children, W.HBox([s, lim, t, d]))
+    def user_edit(self, kind: str, j: int, value: float, via: str = "number") -> None:
+        """What the browser sends when the user edits P(j+1): ``kind`` "nearness" (``via`` "slider" or "number"),
+        "frame" (shown from 1) or "delete" (how the tests and scripts drive the table)."""
+        self._message(self.table, {"type": kind, "subject": self.table.subject, "point": j, "value": value,
+                                   "via": via}, [])
 
-    def _frame(self, j: int, shown_frame: int) -> None:
-        """A frame number typed by the user (shown from 1; reported 0-based)."""
-        if self._quiet.quiet or self.on_frame is None or not self.timed.value:
+    def _message(self, _widget, content, _buffers) -> None:
+        """A message from the table: reported if it is about the path shown and changes what it shows."""
+        if not isinstance(content, dict) or content.get("subject") != self.table.subject:
+            return  # about a path shown before (or not the table's)
+        j, kind = content.get("point"), content.get("type")
+        if not isinstance(j, int) or not 0 <= j < len(self.rows):
             return
-        if self.echoes.is_echo(("frame", j), shown_frame, 0):
+        row = self.rows[j]
+        try:
+            value = float(content.get("value"))
+        except (TypeError, ValueError):
             return
-        self.on_frame(j, shown_frame - 1)
-
-    def _slider(self, j: int, value: float) -> None:
-        if self._quiet.quiet or self.on_nearness is None:
-            return
-        step = self.sliders[j].step if j < len(self.sliders) else 0.01
-        if self.echoes.is_echo(("near", j), float(np.log2(max(value, 1e-12))), step / 2 + 1e-9):
-            return  # the browser sending back (or snapping) a value the panel set: not an edit
-        self.on_nearness(j, float(value))
+        if kind == "nearness" and row.editable and value > 0 and np.isfinite(value):
+            if content.get("via") == "slider":
+                echo = abs(np.log2(value) - np.log2(row.shown)) <= row.step / 2 + 1e-9
+            else:  # the number box shows two decimals
+                echo = abs(value - round(row.shown, 2)) <= 1e-9 or abs(value - row.shown) <= 1e-9
+            if not echo and self.on_nearness is not None:
+                self.on_nearness(j, value)
+        elif kind == "frame" and row.timed and int(value) != row.frame and self.on_frame is not None:
+            self.on_frame(j, int(value) - 1)
+        elif kind == "delete" and row.deletable and self.on_delete is not None:
+            self.on_delete(j)
 
 
 # ====================================================================== frames + scale
@@ -279,7 +242,7 @@ class ScrubberPanel:
         self.show_strip = W.Checkbox(value=False, description="compare scales", indent=False,
                                      layout=W.Layout(width="140px"))
         self.info = W.HTML("", layout=W.Layout(height="22px", overflow="hidden"))
-        self.echoes = _Echoes()
+        self._shown_scale = float(self.scale.value)  # what the kernel last showed (the browser snaps it)
         self.frame.observe(lambda ch: self._fire(self.on_frame, int(ch["new"]) - 1), names="value")
         self.scale.observe(lambda ch: self._scale(float(ch["new"])), names="value")
         self.preview.observe(lambda ch: self._fire(self.on_preview, bool(ch["new"])), names="value")
@@ -298,14 +261,13 @@ class ScrubberPanel:
             cb(value)
 
     def _scale(self, value: float) -> None:
-        if self.echoes.is_echo("scale", float(np.log2(value)), self.scale.step / 2 + 1e-9):
-            return  # an echo of a value set here
+        if abs(np.log2(value) - np.log2(self._shown_scale)) <= self.scale.step / 2 + 1e-9:
+            return  # the browser snapping the value shown to its step (whenever it draws it): not a move
         self._fire(self.on_scale, value)
 
     def set_scale(self, value: float) -> None:
         with self._quiet():
-            self.scale.value = float(value)
-            self.echoes.note("scale", float(np.log2(self.scale.value)))
+            self.scale.value = self._shown_scale = float(value)
 
     def set_frame(self, frame: int) -> None:
         """Show frame ``frame`` (0-based) without reporting it back."""

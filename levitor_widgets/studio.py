@@ -26,7 +26,7 @@ import numpy as np
 
 from levitor._util.hashing import array_hash
 from levitor.depth import nearness_from_depth, nearness_range
-from levitor.editing import CAMERA, SceneEditor
+from levitor.editing import CAMERA, SceneEditor, ground_depth
 from levitor.generation.guidance import DEFAULT_GUIDANCE
 from levitor.generation.model_choice import MINI, control_rules_of, is_mini
 from levitor.perception.depth_choice import MODEL_SOURCE, DepthChoice
@@ -39,6 +39,7 @@ from levitor_widgets.compat import enable_colab_widgets
 from levitor_widgets.files import SceneFiles, open_scene
 from levitor_widgets.generate_panel import LEVITOR, GeneratePanel, run_generate, weights_for
 from levitor_widgets.gestures import Gestures
+from levitor_widgets.hints import Hints
 from levitor_widgets.masking import MaskTools, repaint_depth
 from levitor_widgets.opening import Note, load_segmenter, open_target
 from levitor_widgets.panels import STRIP_SCALES, ObjectPanel, PathPanel, ScrubberPanel
@@ -136,6 +137,7 @@ class Studio:
         self.path_panel.on_frame = lambda j, f: self.set_point_frame(self.view.active, j, f)
         self.path_panel.on_timed = lambda on: self.set_timed(self.view.active, on)
         self.path_panel.on_delete = lambda j: self.delete_point(self.view.active, j)
+        self.hints = Hints(self.view, self.path_panel)
         self.scrubber = ScrubberPanel(self.scene.num_frames, w, h, strip_scales)
         self.scrubber.on_frame, self.scrubber.on_scale = self.set_frame, self.set_scale
         self.scrubber.on_preview, self.scrubber.on_strip = self.set_preview, self.set_strip_visible
@@ -153,9 +155,9 @@ class Studio:
                    layout=W.Layout(height="36px", flex_flow="row nowrap", align_items="center", overflow="hidden")),
             self.maskbar.tools_row, self.messages.widget,
             # the canvas column never shrinks (a squeezed column lets the side panel cover the canvas)
-            W.HBox([W.VBox([self.canvas.widget, self.scrubber.widget],
+            W.HBox([W.VBox([self.canvas.widget, self.path_panel.widget, self.scrubber.widget],
                            layout=W.Layout(width=f"{max(w, 540) + 4}px", flex="0 0 auto")),
-                    W.VBox([self.objects_panel.widget, self.path_panel.widget],
+                    W.VBox([self.objects_panel.widget],
                            layout=W.Layout(flex="1 1 auto", overflow="hidden", margin="0 0 0 12px"))]),
             self.modebar.files,
             *([self.view3d.widget] if self.view3d is not None else []),
@@ -283,6 +285,7 @@ class Studio:
         return inst().mask_of_id if inst is not None and self.scene.masks else {}
 
     def _full(self) -> None:
+        self.hints.check(self.editor.version)
         t0 = time.perf_counter()
         try:
             self.result = self.engine.update() if self.scene.masks else None
@@ -303,6 +306,8 @@ class Studio:
 
     def _draft(self) -> None:
         """The engine's one-frame preview of the scene as it is now (a drag or a slider in progress)."""
+        if self.hints.check(self.editor.version):
+            self.presenter.draw_paths(self.scene)
         t0 = time.perf_counter()
         try:
             pv = self.engine.preview_frame(self.view.frame)
@@ -364,7 +369,9 @@ class Studio:
             ref = path[0].depth
             title = "the camera" if v.active == CAMERA else objs[v.active].name
             self.path_panel.show(title, [nearness_from_depth(ref, p.depth) for p in path], [p.frame for p in path],
-                                 v.active_point, [nearness_range(ref)] * len(path))
+                                 v.active_point, [nearness_range(ref)] * len(path), subject=(v.active, title),
+                                 notes=self.hints.point_notes(v.active, path, self.scene.num_frames,
+                                                              getattr(self.result, "warnings", [])))
         else:
             self.path_panel.show("", [], [], None)
         recent = None if self.store is None else [(r.label, r.key) for r in self.store.recent()]
@@ -484,15 +491,21 @@ class Studio:
         """Append a path point to the active object at (x, y); its depth follows the ground (see the panel)."""
         if not isinstance(self.view.active, int):
             raise ValueError("no active object: click an object first (mode 'select')")
-        j = self.editor.add_point(self.view.active, x, y, follow=self.path_panel.follow.value)
+        follow = self.path_panel.follow.value
+        asked = ground_depth(self.scene, self.view.active, x, y) if follow else None
+        j = self.editor.add_point(self.view.active, x, y, follow=follow)
         p = self.scene.objects[self.view.active].path[j]
         self.view.active_point, self.view.hint = j, (p.x, p.y, f"depth {self.scene.depth_at(p.x, p.y):.3g}")
         with self.canvas.batch():
             self.presenter.draw_paths(self.scene)  # the handle shows at once; masks and points follow
         ref = self.scene.objects[self.view.active].path[0].depth
-        how = "follows the ground" if self.path_panel.follow.value else "kept from the previous point"
+        how = "follows the ground" if follow else "kept from the previous point"
         near = nearness_from_depth(ref, p.depth)
         self.path_panel.hint.value = f"<small>P{j + 1}: depth {p.depth:.4f}, {near:.2f}x nearer than P1 ({how})</small>"
+        if asked is not None and abs(asked - p.depth) > 1e-9:
+            self.hints.notes[(self.view.active, j)] = (f"clamped: the ground asks {ref / asked:.2f}x|the ground under "
+                                                       f"the click asks {ref / asked:.2f}x nearer than P1; the 0..255 "
+                                                       f"depth scale ends at {near:.2f}x, so P{j + 1} is there")
         self.refresh()
         return j
 

@@ -140,7 +140,8 @@ class MaskBar:
         self.tool.observe(lambda ch: self._fire(self.on_tool, ch["new"]), names="value")
         self.new_object.on_click(lambda _b: self._fire(self.on_new_object))
         self.depth.observe(lambda ch: self._depth_changed(), names="value")
-        self.nearness.observe(lambda ch: self._depth_changed(), names="value")
+        self._shown_nearness = float(nearness)  # N as the kernel last showed it (the browser snaps it to the step)
+        self.nearness.observe(lambda ch: self._nearness_moved(float(ch["new"])), names="value")
         self.tools_row = W.HBox([self.tool, self.size, self.tolerance, self.new_object], layout=row_layout())
         self.depth_row = W.HBox([self.depth, self.nearness], layout=W.Layout(flex="0 0 auto", margin="0 0 0 12px"))
         self._show_nearness()
@@ -149,9 +150,17 @@ class MaskBar:
         if not self._quiet and cb is not None:
             cb(*args)
 
+    def _snap_of_shown(self, value: float) -> bool:
+        return abs(value - self._shown_nearness) <= self.nearness.step / 2 + 1e-9
+
+    def _nearness_moved(self, value: float) -> None:
+        if not self._snap_of_shown(value):  # else the browser drawing N = 2.37 at its step (2.35): not a move
+            self._depth_changed()
+
     def _depth_changed(self) -> None:
         self._show_nearness()
-        self._fire(self.on_depth, self.depth.value, float(self.nearness.value))
+        n = float(self.nearness.value)
+        self._fire(self.on_depth, self.depth.value, self._shown_nearness if self._snap_of_shown(n) else n)
 
     def _show_nearness(self) -> None:
         self.nearness.layout.visibility = "visible" if self.depth.value == "nearer" else "hidden"
@@ -168,6 +177,7 @@ class MaskBar:
                 self.depth.value = depth
             if abs(self.nearness.value - nearness) > 1e-6:
                 self.nearness.value = nearness
+            self._shown_nearness = float(nearness)
             self._show_nearness()
         finally:
             self._quiet = False

@@ -12,6 +12,7 @@ from levitor.bundled import bundled_scene
 from levitor.depth import MIN_DEPTH, nearness_from_depth, nearness_range
 from levitor.editing import CAMERA, SceneEditor, follow_depth
 from levitor.perception.depth_choice import DepthChoice
+from levitor.perception.manual import max_nearness
 from levitor.scene import Scene
 
 
@@ -157,3 +158,21 @@ def test_nearer_depth_is_repainted_with_the_masks_in_the_same_step():
     ed.undo()
     assert scene.depth[scene.masks[3]].max() == pytest.approx(scene.depth.max())  # the selection and its paint
     assert len(scene.objects) == 2
+
+
+def test_a_new_n_keeps_every_path_depth_and_another_depth_keeps_the_nearness():
+    scene = bundled_scene(160, 256, num_frames=8)
+    ed = SceneEditor(scene)
+    masks = lambda: [scene.masks[o.mask_index] for o in scene.objects]
+    ed.set_depth(DepthChoice("nearer", 2.0).depth(scene.image, masks()), "nearer:2")
+    ed.set_nearness(0, 1, 1.99)
+    before = [[p.depth for p in o.path] for o in scene.objects]
+    top = max_nearness()
+    ed.set_depth(DepthChoice("nearer", top).depth(scene.image, masks()), f"nearer:{top}")
+    assert [p.depth for p in scene.objects[0].path[1:]] == before[0][1:]  # P2.. stay where they were
+    assert scene.objects[0].path[0].depth == pytest.approx(1 / 255)  # P1 is the object, now N x nearer
+    ed.set_depth(DepthChoice("nearer", 2.0).depth(scene.image, masks()), "nearer:2")
+    assert [[p.depth for p in o.path] for o in scene.objects] == before
+    ed.set_depth(DepthChoice("flat").depth(scene.image), "flat")  # another kind: "x nearer" relative to P1 is kept
+    p = scene.objects[0].path
+    assert nearness_from_depth(p[0].depth, p[1].depth) == pytest.approx(1.99, rel=1e-6)

@@ -32,7 +32,9 @@ from levitor.depth import DEFAULT_HORIZON, DISPARITY_MAX, FLAT_DISPARITY, depth_
 
 GROUND_PLANE_SOURCE = "ground-plane"
 CONSTANT_SOURCE = "constant"
-BACKGROUND_DISPARITY = 64  # the background of nearer_depth: far enough that objects can come up to ~4x nearer
+# the background of nearer_depth: objects can be up to 255 / 60 = 4.25x nearer, and one at the default N = 2
+# (disparity 120) can still come 2x nearer on the 0..255 scale (at 64 it stopped at 1.99x)
+BACKGROUND_DISPARITY = 60
 
 Point = tuple[float, float]
 
@@ -246,7 +248,7 @@ def nearer_depth(
 ) -> np.ndarray:
     """A flat background at ``1 / background_disparity`` with every mask ``nearness`` x nearer -> (H, W) float32.
 
-    ``nearness`` is in [1, :func:`max_nearness`] (255 / 64 = 3.98 with the default background): the disparity
+    ``nearness`` is in [1, :func:`max_nearness`] (255 / 60 = 4.25 with the default background): the disparity
     scale ends at 255."""
     top = max_nearness(background_disparity)
     if not 1.0 <= nearness <= top + 1e-9:

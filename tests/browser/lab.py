@@ -177,6 +177,18 @@ def drag_slider(page, slider, fraction: float) -> None:
     page.mouse.up()
 
 
+def drag_range(page, slider, fraction: float) -> None:
+    """Drag a native ``<input type=range>`` (the path table's) to ``fraction`` of its track: press on the track
+    there (the thumb jumps, as in every browser), move a little, release (a real pointer drag)."""
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    x, y = box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 2, y, steps=2)
+    page.mouse.up()
+
+
 def open_notebook(page, lab, name: str) -> float:
     """Open a notebook and wait for its kernel; returns the seconds it took."""
     proc, _root = lab

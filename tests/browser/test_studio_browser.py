@@ -26,6 +26,7 @@ from tests.browser.lab import (
     JS_WATCH_POINTS,
     canvas_point,
     click_canvas,
+    drag_range,
     drag_slider,
     kernel_eval,
     kernel_json,
@@ -41,6 +42,7 @@ NOTEBOOK = "01_quickstart.ipynb"
 CANVAS = ".levitor-studio canvas"  # the MultiCanvas (one composite <canvas>) comes first in the Studio
 TREE = (420, 150)  # canvas pixels of the tree's crown in the bundled 320x512 scene (not selected at start)
 PATH_POINTS = [(455, 250), (490, 290)]  # on the ground (a click on another object would select it)
+MIN_CONTROL_PX = 160  # a slider narrower than this can't be set by hand (issue 23)
 
 
 def _wait_pixel(page, xy, predicate, timeout_s: float = 10.0):
@@ -134,18 +136,35 @@ def _drive_quickstart(page, lab, shots):
     # ---- depth slider of the third point (look at the last frame, where the tree has arrived)
     kernel_eval(page, "studio.set_frame(studio.scene.num_frames - 1)")
     depth_before = kernel_json(page, "studio.scene.objects[-1].path[2].depth")
-    slider = page.locator(".widget-slider", has_text="P3 x nearer").first
+    slider = page.locator(".levitor-depth-table tr", has_text="P3").locator("input.levitor-nearness-slider").first
     settle(page)
     kernel_eval(page, "studio.timing_log.clear()")
     slider.scroll_into_view_if_needed()  # scroll before arming: a scroll may repaint the canvas
+    width = slider.bounding_box()["width"]
+    assert width >= MIN_CONTROL_PX, f"the depth slider is {width:.0f} px wide at 1400x1000"
     page.evaluate(JS_WATCH, [CANVAS, 0, 0, 512, 320, "pointerdown"])
-    drag_slider(page, slider, 0.5)
+    drag_range(page, slider, 0.5)
     timings["depth_slider_to_canvas_ms"] = latency_ms(page)
     timings["depth_slider_engine_ms"] = wait_kernel(page, "studio.timing_log[0]['engine_ms'] "
                                                     "if studio.timing_log else None", lambda v: v is not None)
     print("depth slider timing log:", kernel_eval(page, "print(studio.timing_log)"), flush=True)
     depth_after = wait_kernel(page, "studio.scene.objects[-1].path[2].depth", lambda d: d != depth_before)
     assert depth_after > depth_before  # slid towards "farther" (the new point followed the ground: it was nearest)
+    assert kernel_json(page, "[s.label for s in studio.editor.undo_stack][-3:]") == ["add a path point"] * 2 + [
+        "set a depth"]  # the drag is one step, and nothing else moved
+    snap(page, page.locator(".levitor-depth-table").first, shots / "studio_05_path_table.png")
+
+    print("step", 'switching the active object edits', round(time.monotonic() - t_start, 1), flush=True)
+    # ---- switching the active object edits nothing (issue 23: the browser's sliders rewrote the box's depths)
+    steps = kernel_json(page, "[s.label for s in studio.editor.undo_stack]")
+    paths = kernel_json(page, "[[p.depth for p in o.path] for o in studio.scene.objects]")
+    for i, name in enumerate(("ball", "box", "object 3")):
+        page.get_by_role("button", name=name, exact=True).last.click()  # the Objects panel's (after the tools)
+        wait_kernel(page, "studio.view.active", lambda a, i=i: a == i)
+        settle(page)
+    page.wait_for_timeout(1500)  # a late message from a table would be in by now
+    assert kernel_json(page, "[s.label for s in studio.editor.undo_stack]") == steps
+    assert kernel_json(page, "[[p.depth for p in o.path] for o in studio.scene.objects]") == paths
 
     print("step", 'control-point scale slider: more ', round(time.monotonic() - t_start, 1), flush=True)
     # ---- control-point scale slider: more points, drawn at once

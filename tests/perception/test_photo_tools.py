@@ -45,9 +45,9 @@ def test_depth_choices_round_trip_and_paint_the_objects(cat):
     d = nearer_depth((320, 512), [mask], 2.0)
     assert d[~mask].max() == pytest.approx(1 / BACKGROUND_DISPARITY) and d[mask].max() == pytest.approx(d.max() / 2)
     assert np.all(flat_depth((4, 5)) == pytest.approx(1 / 128))
-    with pytest.raises(ValueError, match="nearness must be in 1..3.98"):
+    with pytest.raises(ValueError, match="nearness must be in 1..4.25"):
         nearer_depth((4, 5), [], 5.0)
-    assert max_nearness() == pytest.approx(255 / 64)
+    assert max_nearness() == pytest.approx(255 / 60)
     for source in ("nearer:2.5", "flat", "ground-plane"):
         choice = DepthChoice.from_source(source)
         assert choice.source == source and choice.depth(cat, [mask]).shape == (320, 512)

@@ -46,8 +46,9 @@ def _scene_json(scene):
 def test_displaying_a_scene_never_changes_it_nor_writes_an_autosave(scene, tmp_path):
     before = _scene_json(scene)
     s = Studio(scene, out_dir=tmp_path, show_3d=True)
-    for sl in s.path_panel.sliders:  # the browser snaps every slider to its step and sends the value back
-        sl.value = 2.0 ** (round(np.log2(sl.value) / sl.step) * sl.step)
+    for j, row in enumerate(s.path_panel.rows):  # as if the table sent its values back, snapped to its step
+        snapped = row.lo2 + round((np.log2(row.shown) - row.lo2) / row.step) * row.step
+        s.path_panel.user_edit("nearness", j, 2.0 ** snapped, "slider")
     s.scrubber.scale.value = 2.0 ** (round(np.log2(s.scrubber.scale.value) / 0.05) * 0.05)
     s.activate(1)
     s._side_update()
@@ -113,7 +114,7 @@ def test_path_points_depth_slider_and_points(studio):
     before = studio.canvas.shown["points"][0].copy()
     studio.scrubber.frame.value = F  # the last frame (the slider counts from 1), where the tree has arrived
     assert studio.view.frame == F - 1
-    studio.path_panel.sliders[2].value = 1.25  # the browser's slider drag, as the widget sees it
+    studio.path_panel.user_edit("nearness", 2, 1.25, via="slider")  # the browser's slider drag, as it arrives
     path = studio.scene.objects[-1].path  # edits replace the path (each one is an undoable command)
     assert path[2].depth == pytest.approx(depth_from_nearness(path[0].depth, 1.25))
     tree_id = studio.result.object_ids[-1]
@@ -125,10 +126,9 @@ def test_path_points_depth_slider_and_points(studio):
 
 def test_nearness_slider_shows_the_reachable_range_and_says_why_it_stops(studio):
     studio.activate(0)  # the ball: its start is near already, so it can't come 4x nearer
-    s = studio.path_panel.sliders[1]
+    row = studio.path_panel.rows[1]
     ref = studio.scene.objects[0].path[0].depth
-    assert 2.0 ** s.max == pytest.approx(ref * 255, rel=0.02) and s.max < 2.0
-    assert "max" in studio.path_panel.limits[1].value
+    assert 2.0 ** row.hi2 == pytest.approx(ref * 255, rel=1e-6) and 2.0 ** row.lo2 == pytest.approx(ref, rel=1e-6)
     studio.set_nearness(0, 1, 3.9)
     assert "can't come nearer" in studio.messages.text
     assert studio.scene.objects[0].path[1].depth == pytest.approx(1 / 255)
@@ -138,7 +138,7 @@ def test_p1_cannot_be_deleted(studio):
     n = len(studio.scene.objects[0].path)
     studio.delete_point(0, 0)
     assert len(studio.scene.objects[0].path) == n and "P1" in studio.messages.text
-    assert studio.path_panel.deletes[0].disabled or studio.view.active != 0
+    assert not studio.path_panel.rows[0].deletable or studio.view.active != 0
 
 
 def test_new_point_follows_the_ground(studio):
@@ -239,7 +239,7 @@ def test_frames_must_increase(studio):
     studio.activate(0)
     studio.set_timed(0, True)
     assert [p.frame for p in studio.scene.objects[0].path] == [0, round((F - 1) / 2), F - 1]
-    assert [t.value for t in studio.path_panel.frames] == [1, round((F - 1) / 2) + 1, F]  # shown from 1
+    assert [r.frame for r in studio.path_panel.rows] == [1, round((F - 1) / 2) + 1, F]  # shown from 1
     studio.set_point_frame(0, 1, F - 1)  # not increasing: refused, with a message
     assert studio.scene.objects[0].path[1].frame == round((F - 1) / 2)
     assert "increase" in studio.messages.text
