@@ -359,20 +359,25 @@ def _all_in(samples, points):
 _all_in = jit(_all_in)
 
 
-def release_track(samples: list[np.ndarray], k_unscaled: int, k: int,
-                  cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def release_track(samples: list[np.ndarray], k_unscaled: int, k: int, cache: dict | None = None,
+                  track: object = None) -> tuple[np.ndarray, np.ndarray]:
     """One object's K-means centres over a clip, as the release computes them.
 
     samples: per frame, (n_f, 2) (row, col) of every 10th mask pixel in row-major order. A frame with fewer samples
     than ``k_unscaled`` (K before the scale factor) gets no points, as in the release; one with fewer than the
     scaled ``k`` none either (the release's sklearn call raises there). Returns centres (F, k, 2) float32 (row, col)
     and visibility (F,). ``cache``: a dict kept by the caller across calls, where each fit is kept by its samples
-    and init (an edit leaves most frames of most objects as they were; the answer is the same without it).
+    and init (an edit leaves most frames of most objects as they were; the answer is the same without it);
+    ``track``: a name for this object there, under which its last fits are kept by frame and compared in place
+    (cheaper than hashing every frame's samples again).
     """
     num_frames = len(samples)
     out = np.zeros((num_frames, k, 2), dtype=np.float32)
     visible = np.zeros(num_frames, dtype=bool)
     fits = _fits(cache)
+    last_key = ("release last fits", track, k)
+    last = cache.get(last_key, {}) if cache is not None and track is not None else {}
+    now: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # frame (-1: the first one's seed fit) -> fit
     # each frame's init depends only on the samples and on the first frame's first fit: plan them, then fit the
     # frames independently (on worker threads; the compiled loop releases the GIL)
     stored: np.ndarray | None = None
@@ -382,14 +387,39 @@ def release_track(samples: list[np.ndarray], k_unscaled: int, k: int,
         if s.shape[0] < k_unscaled or s.shape[0] < k:
             continue
         if stored is None:
-            stored = _fit(s, even_samples(s, k), fits)
+            init = even_samples(s, k)
+            stored = _same_fit(last.get(-1), s, init)
+            if stored is None:
+                stored = _fit(s, init, fits)
+            now[-1] = (s, init, stored)
         elif not _stored_init_found(s, stored):
             stored = even_samples(s, k)
         plan.append((f, s, stored))
         visible[f] = True
-    for (f, _, _), centres in zip(plan, _fit_all([(s, init) for _, s, init in plan], fits)):
+    todo = []
+    for f, s, init in plan:
+        centres = _same_fit(last.get(f), s, init)
+        if centres is None:
+            todo.append((f, s, init))
+        else:
+            out[f] = centres
+            now[f] = (s, init, centres)
+    for (f, s, init), centres in zip(todo, _fit_all([(s, init) for _, s, init in todo], fits)):
         out[f] = centres
+        now[f] = (s, init, centres.copy())
+    if cache is not None and track is not None:
+        cache[last_key] = now
     return out, visible
+
+
+def _same_fit(fit: tuple[np.ndarray, np.ndarray, np.ndarray] | None, samples: np.ndarray,
+              init: np.ndarray) -> np.ndarray | None:
+    """The centres of an earlier fit of the same samples from the same init, or None."""
+    if fit is None or not np.array_equal(fit[1], init) or not np.array_equal(fit[0], samples):
+        return None
+    return fit[2]
+
+
 FIT_CACHE_SIZE = 4096  # fits kept (a few hundred bytes each): a few edits of a scene with dozens of objects
 
 

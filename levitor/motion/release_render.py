@@ -19,6 +19,7 @@ colour of a drawn pixel is that of the nearest point the rasteriser kept there.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -212,59 +213,68 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
         while size > COVERAGE_CACHE_BYTES and len(kept) > len(frames):  # never what this call uses
             p, q = kept.popitem(last=False)[1]  # the least recently used
             size -= p.nbytes + q.nbytes
-    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see _fill_frame
-    st_depth32 = st_depth.astype(np.float32)
-    dmap = np.empty(st_depth.shape[1], np.float64)
-    stamp = np.zeros(st_depth.shape[1], np.int64)
-    fillable = [np.flatnonzero(ids == 0) for ids in st_ids] if fill > 0 else []
-    for f in range(F):
-        sf = f if st_ids.shape[0] > 1 else 0
-        _begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color)
-        for j, c in enumerate(clouds):
-            pix, near = frames[j, f]
-            _draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
-                        out_color, dmap, stamp)
-        if fill > 0:
-            _fill_frame(f, fill, fillable[sf], out_ids)
+    # the fill: the release fills after each object, but a pixel it fills is never 0 again and a drawn one is never
+    # filled, so one fill at the end with the first fill id that is not 0 gives the same map
+    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)
+    colors = np.concatenate([c.color for c in clouds]) if clouds else np.zeros((0, 3), np.uint8)
+    color_starts = np.cumsum([0] + [len(c.color) for c in clouds[:-1]]).astype(np.int64)
+    obj_ids = np.array([c.id for c in clouds], np.int64)
+
+    def composite(f: int) -> None:
+        covers = [frames[j, f] for j in range(len(clouds))]
+        pix = np.concatenate([p for p, _ in covers]) if covers else np.zeros(0, np.int32)
+        near = np.concatenate([q for _, q in covers]) if covers else np.zeros(0, np.int32)
+        starts = np.cumsum([0] + [len(p) for p, _ in covers]).astype(np.int64)
+        d_t = np.array([c.path_depth[f] for c in clouds], np.float64)
+        dmap, stamp, gen = _Scratch.get(st_ids.shape[1])
+        _composite_frame(f, f if st_ids.shape[0] > 1 else 0, st_ids, st_depth, st_color, pix, near, starts, colors,
+                         color_starts, obj_ids, d_t, fill, out_ids, out_depth, out_color, dmap, stamp, gen)
+
+    parallel_map(composite, range(F))  # frames are independent: page faults and copies on every worker
 
 
-def _begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color):
-    """Frame f of the release's compositing starts as static frame sf."""
-    out_ids[f, :] = st_ids[sf, :]
-    out_depth[f, :] = st_depth32[sf, :]
-    out_color[f, :, :] = st_color[sf, :, :]
+class _Scratch:
+    """The compositing's running float64 depth map and its stamps, per thread (a fresh one would page-fault its
+    way in every frame): dmap[p] is this frame's where stamp[p] == gen, a number no earlier frame used."""
+
+    _local = threading.local()
+
+    @classmethod
+    def get(cls, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+        held = getattr(cls._local, "held", None)
+        if held is None or held[0].size != n:
+            held = cls._local.held = [np.empty(n, np.float64), np.zeros(n, np.int64), 0]
+        held[2] += 1
+        return held[0], held[1], held[2]
 
 
-_begin_frame = jit(_begin_frame)
+def _composite_frame(f, sf, st_ids, st_depth, st_color, pix, near, starts, colors, color_starts, obj_ids, d_t, fill,
+                     out_ids, out_depth, out_color, dmap, stamp, gen):
+    """Frame f of the release's compositing: static frame sf, then each cloud j's coverage (pix[starts[j]:
+    starts[j + 1]], nearest points ``near`` into its colours) drawn where the running depth map (float64) is
+    farther than its path depth d_t[j], then the fill of the fillable pixels (static id 0) nobody drew."""
+    n = st_ids.shape[1]
+    for p in range(n):
+        out_ids[f, p] = st_ids[sf, p]
+        out_depth[f, p] = np.float32(st_depth[sf, p])
+        for ch in range(3):
+            out_color[f, p, ch] = st_color[sf, p, ch]
+    for j in range(obj_ids.shape[0]):
+        d = d_t[j]
+        d32 = np.float32(d)
+        for q in range(starts[j], starts[j + 1]):
+            p = pix[q]
+            if (dmap[p] if stamp[p] == gen else st_depth[sf, p]) > d:
+                out_ids[f, p] = obj_ids[j]
+                dmap[p] = d
+                stamp[p] = gen
+                out_depth[f, p] = d32
+                for ch in range(3):
+                    out_color[f, p, ch] = colors[color_starts[j] + near[q], ch]
+    if fill > 0:
+        for p in range(n):
+            if out_ids[f, p] == 0 and st_ids[sf, p] == 0:
+                out_ids[f, p] = fill
 
 
-def _draw_cloud(f, sf, pix, near, colors, obj_id, d_t, st_depth, out_ids, out_depth, out_color, dmap, stamp):
-    """Draw one cloud's coverage in frame f (pixels ``pix``, nearest points ``near`` into ``colors``) where the
-    running depth map (float64) is farther than its path depth d_t. dmap[p] is this frame's depth where
-    stamp[p] == f + 1 (drawn earlier in this frame), the static frame's elsewhere (stamp all 0 before frame 0)."""
-    d_t32 = np.float32(d_t)
-    for q in range(pix.shape[0]):
-        p = pix[q]
-        if (dmap[p] if stamp[p] == f + 1 else st_depth[sf, p]) > d_t:
-            out_ids[f, p] = obj_id
-            dmap[p] = d_t
-            stamp[p] = f + 1
-            out_depth[f, p] = d_t32
-            for ch in range(3):
-                out_color[f, p, ch] = colors[near[q], ch]
-
-
-_draw_cloud = jit(_draw_cloud)
-
-
-def _fill_frame(f, fill, fillable, out_ids):
-    """The release's fill of frame f: fillable pixels nobody drew take ``fill``. The release fills after each
-    object, but a pixel it fills is never 0 again and a drawn one is never filled, so one fill at the end with the
-    first fill id that is not 0 gives the same map."""
-    for q in range(fillable.shape[0]):
-        p = fillable[q]
-        if out_ids[f, p] == 0:
-            out_ids[f, p] = fill
-
-
-_fill_frame = jit(_fill_frame)
+_composite_frame = jit(_composite_frame)
