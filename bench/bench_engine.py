@@ -163,7 +163,7 @@ def main() -> None:
         sig = got["levitor"]["result"].signal
         w, _ = median_ms(lambda k, sig=sig: encode(sig), args.repeats)
         print(f"  encode alone ({sig.num_frames}x3x{scene.height}x{scene.width}): {w:.1f} ms wall")
-    print()
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
     for name, wall, cpu in ratios:
         verdict = "PASS" if wall <= TARGET_RATIO else "MISS"
         print(f"target: release full rebuild <= {TARGET_RATIO}x levitor's on {name}: wall {wall:.2f}x, cpu {cpu:.2f}x "

@@ -16,7 +16,7 @@ from levitor._util.hashing import bytes_hash
 from levitor._util.jit import numba_on
 from levitor.control import kernels
 from levitor.control.krule import KRule
-from levitor.control.release_kmeans import MAX_ITER, TOL, release_track
+from levitor.control.release_kmeans import MAX_ITER, TOL, TrackJob, release_tracks
 from levitor.control.rules import KMEANS
 from levitor.control.signal import ControlSignal
 from levitor.depth import disparity_from_depth
@@ -373,27 +373,36 @@ def _cluster_compiled(per_object, objects, centres, vis, init, cache) -> None:
 
 
 def _cluster_release(per_object, objects, centres, vis, compiled: bool, cache) -> None:
-    """The release's K-means (levitor.control.release_kmeans), object by object over all its frames."""
+    """The release's K-means (levitor.control.release_kmeans) of every object over all its frames, the fits of all
+    objects on the worker threads together. An object whose samples are the same in every frame as last time
+    (compared in place) reuses its whole track."""
     F = centres.shape[0]
+    jobs, keys, seqs = {}, {}, {}
     for b, obj in enumerate(objects):
         if compiled:
             flat, offs = per_object[b]
             frames = [flat[offs[f]:offs[f + 1]] for f in range(F)]
+            seq, rel = flat[offs[0]:offs[-1]], offs - offs[0]
         else:
             frames = [s.numpy() for s in per_object[b]]
-        key = None
-        if cache is not None:
-            key = ("release", obj.k, obj.k_unscaled,
-                   bytes_hash(b"".join(np.ascontiguousarray(s, np.float32).tobytes() for s in frames)),
-                   tuple(len(s) for s in frames))
-        if key is not None and key in cache:
-            out, seen = cache[key]
+            seq = np.concatenate([s.reshape(-1, 2) for s in frames])
+            rel = np.cumsum([0] + [len(s) for s in frames])
+        keys[b] = ("release track", obj.id, obj.k, obj.k_unscaled)
+        held = cache.get(keys[b]) if cache is not None else None
+        if held is not None and np.array_equal(held[1], rel) and np.array_equal(held[0], seq):
+            _put(centres, vis, b, obj.k, held[2], held[3])
         else:
-            out, seen = release_track(frames, obj.k_unscaled, obj.k, cache=cache)  # and each fit cached there
-            if key is not None:
-                cache[key] = (out, seen)
-        centres[:, b, :obj.k] = torch.from_numpy(out.astype(np.float64))
-        vis[:, b] = torch.from_numpy(seen)
+            jobs[b] = TrackJob(frames, obj.k_unscaled, obj.k, track=obj.id)  # fits kept in the cache by frame
+            seqs[b] = (seq.copy(), rel)
+    for b, (out, seen) in zip(jobs, release_tracks(list(jobs.values()), cache)):
+        if cache is not None:
+            cache[keys[b]] = (*seqs[b], out, seen)
+        _put(centres, vis, b, objects[b].k, out, seen)
+
+
+def _put(centres, vis, b, k, out, seen) -> None:
+    centres[:, b, :k] = torch.from_numpy(out.astype(np.float64))
+    vis[:, b] = torch.from_numpy(seen)
 
 
 def _sample_pixels(instance: np.ndarray, i: int, stride: int) -> tuple[list[torch.Tensor], np.ndarray]:

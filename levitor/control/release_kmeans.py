@@ -18,6 +18,7 @@ stays so: it is never updated with converged centres again).
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -359,37 +360,101 @@ def _all_in(samples, points):
 _all_in = jit(_all_in)
 
 
-def release_track(samples: list[np.ndarray], k_unscaled: int, k: int,
-                  cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def release_track(samples: list[np.ndarray], k_unscaled: int, k: int, cache: dict | None = None,
+                  track: object = None) -> tuple[np.ndarray, np.ndarray]:
     """One object's K-means centres over a clip, as the release computes them.
 
     samples: per frame, (n_f, 2) (row, col) of every 10th mask pixel in row-major order. A frame with fewer samples
     than ``k_unscaled`` (K before the scale factor) gets no points, as in the release; one with fewer than the
     scaled ``k`` none either (the release's sklearn call raises there). Returns centres (F, k, 2) float32 (row, col)
     and visibility (F,). ``cache``: a dict kept by the caller across calls, where each fit is kept by its samples
-    and init (an edit leaves most frames of most objects as they were; the answer is the same without it).
+    and init (an edit leaves most frames of most objects as they were; the answer is the same without it);
+    ``track``: a name for this object there, under which its last fits are kept by frame and compared in place
+    (cheaper than hashing every frame's samples again).
     """
-    num_frames = len(samples)
-    out = np.zeros((num_frames, k, 2), dtype=np.float32)
-    visible = np.zeros(num_frames, dtype=bool)
+    return release_tracks([TrackJob(samples, k_unscaled, k, track)], cache)[0]
+
+
+@dataclass
+class TrackJob:
+    """One object's samples per frame and its K (before and after the scale factor) for :func:`release_tracks`;
+    ``track``: its name in the cache (see :func:`release_track`)."""
+
+    samples: list[np.ndarray]
+    k_unscaled: int
+    k: int
+    track: object = None
+    frames: list[np.ndarray | None] = field(default_factory=list)  # float32 samples of the frames with points
+    seed: tuple | None = None  # the first frame's first fit: (samples, init, centres or None until fitted)
+
+
+def release_tracks(jobs: list[TrackJob], cache: dict | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`release_track` of several objects, their fits on the worker threads together (largest first).
+
+    Each frame's init depends only on the samples and on the first frame's first fit: so the first fits of all
+    objects run first, then every other fit at once."""
     fits = _fits(cache)
-    # each frame's init depends only on the samples and on the first frame's first fit: plan them, then fit the
-    # frames independently (on worker threads; the compiled loop releases the GIL)
-    stored: np.ndarray | None = None
-    plan: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for f, s in enumerate(samples):
-        s = np.ascontiguousarray(s, dtype=np.float32)
-        if s.shape[0] < k_unscaled or s.shape[0] < k:
-            continue
-        if stored is None:
-            stored = _fit(s, even_samples(s, k), fits)
-        elif not _stored_init_found(s, stored):
-            stored = even_samples(s, k)
-        plan.append((f, s, stored))
-        visible[f] = True
-    for (f, _, _), centres in zip(plan, _fit_all([(s, init) for _, s, init in plan], fits)):
-        out[f] = centres
-    return out, visible
+    held = [_last(cache, job) for job in jobs]
+    seeds = []
+    for job, last in zip(jobs, held):
+        job.frames = [_usable(s, job) for s in job.samples]
+        first = next((s for s in job.frames if s is not None), None)
+        if first is not None:
+            init = even_samples(first, job.k)
+            job.seed = (first, init, _same_fit(last.get(-1), first, init))
+            if job.seed[2] is None:
+                seeds.append(job)
+    for job, centres in zip(seeds, _fit_all([job.seed[:2] for job in seeds], fits)):
+        job.seed = (*job.seed[:2], centres)
+    plans, todo = [], []
+    for b, (job, last) in enumerate(zip(jobs, held)):
+        out = np.zeros((len(job.samples), job.k, 2), dtype=np.float32)
+        now = {-1: job.seed} if job.seed is not None else {}  # frame (-1: the seed fit) -> (samples, init, centres)
+        stored = job.seed[2] if job.seed is not None else None
+        first = True
+        for f, s in enumerate(job.frames):
+            if s is None:
+                continue
+            if not first and not _stored_init_found(s, stored):
+                stored = even_samples(s, job.k)
+            first = False
+            centres = _same_fit(last.get(f), s, stored)
+            if centres is None:
+                todo.append((b, f, s, stored))
+            else:
+                out[f], now[f] = centres, (s, stored, centres)
+        plans.append((out, now))
+    for (b, f, s, init), centres in zip(todo, _fit_all([(s, init) for _, _, s, init in todo], fits)):
+        out, now = plans[b]
+        out[f], now[f] = centres, (s, init, centres.copy())
+    result = []
+    for job, (out, now) in zip(jobs, plans):
+        if cache is not None and job.track is not None:
+            cache[("release last fits", job.track, job.k)] = now
+        result.append((out, np.array([s is not None for s in job.frames], dtype=bool)))
+    return result
+
+
+def _usable(s: np.ndarray, job: TrackJob) -> np.ndarray | None:
+    """A frame's samples as float32, or None where it gets no points (too few samples for K)."""
+    s = np.ascontiguousarray(s, dtype=np.float32)
+    return None if s.shape[0] < job.k_unscaled or s.shape[0] < job.k else s
+
+
+def _last(cache: dict | None, job: TrackJob) -> dict:
+    if cache is None or job.track is None:
+        return {}
+    return cache.get(("release last fits", job.track, job.k), {})
+
+
+def _same_fit(fit: tuple[np.ndarray, np.ndarray, np.ndarray] | None, samples: np.ndarray,
+              init: np.ndarray) -> np.ndarray | None:
+    """The centres of an earlier fit of the same samples from the same init, or None."""
+    if fit is None or not np.array_equal(fit[1], init) or not np.array_equal(fit[0], samples):
+        return None
+    return fit[2]
+
+
 FIT_CACHE_SIZE = 4096  # fits kept (a few hundred bytes each): a few edits of a scene with dozens of objects
 
 
@@ -404,11 +469,6 @@ def _fit_key(samples: np.ndarray, init: np.ndarray) -> str:
     return bytes_hash(b"%d|" % len(init) + init.tobytes() + samples.tobytes())
 
 
-def _fit(samples: np.ndarray, init: np.ndarray, fits: OrderedDict | None) -> np.ndarray:
-    """kmeans32, looked up first in ``fits``."""
-    return _fit_all([(samples, init)], fits)[0]
-
-
 def _fit_all(jobs: list[tuple[np.ndarray, np.ndarray]], fits: OrderedDict | None) -> list[np.ndarray]:
     """kmeans32 of every (samples, init), those not in ``fits`` on worker threads; the new ones kept there (least
     recently used dropped first)."""
@@ -421,6 +481,7 @@ def _fit_all(jobs: list[tuple[np.ndarray, np.ndarray]], fits: OrderedDict | None
             out[q] = fits[key].copy()
         else:
             todo.append(q)
+    todo.sort(key=lambda q: -len(jobs[q][0]))  # the largest first: the workers finish together
     results = parallel_map(lambda q: kmeans32(*jobs[q]), todo)
     for q, centres in zip(todo, results):
         out[q] = centres

@@ -19,6 +19,7 @@ colour of a drawn pixel is that of the nearest point the rasteriser kept there.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -70,13 +71,13 @@ def release_depth_map(depth: np.ndarray) -> np.ndarray:
 
 
 def _release_depth_map_cached(depth: np.ndarray, cache: dict | None) -> np.ndarray:
-    """:func:`release_depth_map`, kept in ``cache`` (one map, by content) for the next edit."""
+    """:func:`release_depth_map`, kept in ``cache`` (one map, for the same depth compared in place) for the next
+    edit."""
     if cache is None:
         return release_depth_map(depth)
-    key = array_hash(depth)
     held = cache.get("release depth map")
-    if held is None or held[0] != key:
-        held = cache["release depth map"] = (key, release_depth_map(depth))
+    if held is None or not np.array_equal(held[0], depth):
+        held = cache["release depth map"] = (depth.copy(), release_depth_map(depth))
     return held[1]
 
 
@@ -93,6 +94,7 @@ class _Cloud:
     fill: int  # NO_FILL where the release has none
     delta: np.ndarray  # (F, 3) float64 path displacement from frame 0
     path_depth: np.ndarray  # (F,) float64 path depth d_t
+    key: str = ""  # a hash of u, v, z0 and id (with a cache)
 
 
 def render_release(
@@ -133,7 +135,7 @@ def render_release(
     st_ids = ids_f.reshape(ids_f.shape[0], -1).contiguous().numpy()
     st_depth = depth_f.reshape(depth_f.shape[0], -1).to(torch.float64).contiguous().numpy()
     st_color = color_f.reshape(color_f.shape[0], -1, 3).contiguous().numpy()
-    clouds = [_cloud(mv, base_ids.numpy(), W) for mv in movers]
+    clouds = [_cloud(mv, base_ids.numpy(), W, cache) for mv in movers]
 
     out = RenderResult(torch.empty(num_frames, H, W, dtype=torch.int64), torch.empty(num_frames, H, W),
                        torch.empty(num_frames, H, W, 3, dtype=torch.uint8))
@@ -147,16 +149,28 @@ def render_release(
     return out
 
 
-def _cloud(mv: Mover, base_ids: np.ndarray, W: int) -> _Cloud:
+def _cloud(mv: Mover, base_ids: np.ndarray, W: int, cache: dict | None = None) -> _Cloud:
+    """The mover as the release renders it. With a cache, its depth order and key are kept for the next edit
+    (an edit of a path leaves every mover's pixels and depths as they were: compared in place, not hashed)."""
     pix = mv.pixels.numpy()
     first = int(np.argmin(pix[:, 1] * W + pix[:, 0]))  # raster order: row, then column
     fill = fill_id(base_ids, (int(pix[first, 0]), int(pix[first, 1])))
+    u, v = np.ascontiguousarray(pix[:, 0], np.float64), np.ascontiguousarray(pix[:, 1], np.float64)
     z0 = mv.depth.numpy().astype(np.float32)
+    obj_id = int(mv.instance[0])
+    clouds = cache.setdefault("release clouds", {}) if cache is not None else {}
+    held = clouds.get(obj_id)
+    if held is not None and all(np.array_equal(a, b) for a, b in zip(held[:3], (u, v, z0))):
+        order0, key = held[3], held[4]
+    else:
+        order0 = rr.depth_order(z0)
+        key = digest(array_hash(u), array_hash(v), array_hash(z0), obj_id) if cache is not None else ""
+        if cache is not None:
+            clouds[obj_id] = (u, v, z0, order0, key)
     track = mv.track.to(torch.float64).numpy()
-    return _Cloud(u=np.ascontiguousarray(pix[:, 0], np.float64), v=np.ascontiguousarray(pix[:, 1], np.float64),
-                  z0=z0, order0=rr.depth_order(z0), color=np.ascontiguousarray(mv.color.numpy()),
-                  id=int(mv.instance[0]), fill=NO_FILL if fill is None else fill,
-                  delta=track - track[:1], path_depth=np.ascontiguousarray(track[:, 2]))
+    return _Cloud(u=u, v=v, z0=z0, order0=order0, color=np.ascontiguousarray(mv.color.numpy()), id=obj_id,
+                  fill=NO_FILL if fill is None else fill, delta=track - track[:1],
+                  path_depth=np.ascontiguousarray(track[:, 2]), key=key)
 
 
 def _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W) -> None:
@@ -190,7 +204,7 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
     frames: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     keys: dict[tuple[int, int], str] = {}
     for j, c in enumerate(clouds if kept is not None else []):
-        cloud_key = digest(array_hash(c.u), array_hash(c.v), array_hash(c.z0), c.id, cams)
+        cloud_key = digest(c.key, cams)
         for f in range(F):
             keys[j, f] = key = digest(cloud_key, c.delta[f].tobytes())
             if key in kept:
@@ -212,43 +226,63 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
         while size > COVERAGE_CACHE_BYTES and len(kept) > len(frames):  # never what this call uses
             p, q = kept.popitem(last=False)[1]  # the least recently used
             size -= p.nbytes + q.nbytes
-    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)  # see _fill_frame
-    st_depth32 = st_depth.astype(np.float32)
-    dmap = np.empty(st_depth.shape[1], np.float64)
-    stamp = np.zeros(st_depth.shape[1], np.int64)
-    fillable = [np.flatnonzero(ids == 0) for ids in st_ids] if fill > 0 else []
-    for f in range(F):
+    # the fill: the release fills after each object, but a pixel it fills is never 0 again and a drawn one is never
+    # filled, so one fill at the end with the first fill id that is not 0 gives the same map
+    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)
+
+    def composite(f: int) -> None:
         sf = f if st_ids.shape[0] > 1 else 0
-        _begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color)
+        dmap, stamp, gen = _Scratch.get(st_ids.shape[1])
+        _begin_frame(f, sf, st_ids, st_depth, st_color, out_ids, out_depth, out_color)
         for j, c in enumerate(clouds):
             pix, near = frames[j, f]
             _draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
-                        out_color, dmap, stamp)
+                        out_color, dmap, stamp, gen)
         if fill > 0:
-            _fill_frame(f, fill, fillable[sf], out_ids)
+            _fill_frame(f, sf, fill, st_ids, out_ids)
+
+    parallel_map(composite, range(F))  # frames are independent: page faults and copies on every worker
 
 
-def _begin_frame(f, sf, st_ids, st_depth32, st_color, out_ids, out_depth, out_color):
-    """Frame f of the release's compositing starts as static frame sf."""
-    out_ids[f, :] = st_ids[sf, :]
-    out_depth[f, :] = st_depth32[sf, :]
-    out_color[f, :, :] = st_color[sf, :, :]
+class _Scratch:
+    """The compositing's running float64 depth map and its stamps, per thread (a fresh one would page-fault its
+    way in every frame): dmap[p] is this frame's where stamp[p] == gen, a number no earlier frame used."""
+
+    _local = threading.local()
+
+    @classmethod
+    def get(cls, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+        held = getattr(cls._local, "held", None)
+        if held is None or held[0].size != n:
+            held = cls._local.held = [np.empty(n, np.float64), np.zeros(n, np.int64), 0]
+        held[2] += 1
+        return held[0], held[1], held[2]
+
+
+def _begin_frame(f, sf, st_ids, st_depth, st_color, out_ids, out_depth, out_color):
+    """Frame f of the release's compositing starts as static frame sf (one pass over flat rows: vectorised)."""
+    for p in range(st_ids.shape[1]):
+        out_ids[f, p] = st_ids[sf, p]
+        out_depth[f, p] = np.float32(st_depth[sf, p])
+    for p in range(st_color.shape[1]):
+        for ch in range(3):
+            out_color[f, p, ch] = st_color[sf, p, ch]
 
 
 _begin_frame = jit(_begin_frame)
 
 
-def _draw_cloud(f, sf, pix, near, colors, obj_id, d_t, st_depth, out_ids, out_depth, out_color, dmap, stamp):
+def _draw_cloud(f, sf, pix, near, colors, obj_id, d_t, st_depth, out_ids, out_depth, out_color, dmap, stamp, gen):
     """Draw one cloud's coverage in frame f (pixels ``pix``, nearest points ``near`` into ``colors``) where the
-    running depth map (float64) is farther than its path depth d_t. dmap[p] is this frame's depth where
-    stamp[p] == f + 1 (drawn earlier in this frame), the static frame's elsewhere (stamp all 0 before frame 0)."""
+    running depth map (float64) is farther than its path depth d_t: dmap[p] where stamp[p] == gen (drawn earlier
+    in this frame), the static frame's elsewhere."""
     d_t32 = np.float32(d_t)
     for q in range(pix.shape[0]):
         p = pix[q]
-        if (dmap[p] if stamp[p] == f + 1 else st_depth[sf, p]) > d_t:
+        if (dmap[p] if stamp[p] == gen else st_depth[sf, p]) > d_t:
             out_ids[f, p] = obj_id
             dmap[p] = d_t
-            stamp[p] = f + 1
+            stamp[p] = gen
             out_depth[f, p] = d_t32
             for ch in range(3):
                 out_color[f, p, ch] = colors[near[q], ch]
@@ -257,13 +291,10 @@ def _draw_cloud(f, sf, pix, near, colors, obj_id, d_t, st_depth, out_ids, out_de
 _draw_cloud = jit(_draw_cloud)
 
 
-def _fill_frame(f, fill, fillable, out_ids):
-    """The release's fill of frame f: fillable pixels nobody drew take ``fill``. The release fills after each
-    object, but a pixel it fills is never 0 again and a drawn one is never filled, so one fill at the end with the
-    first fill id that is not 0 gives the same map."""
-    for q in range(fillable.shape[0]):
-        p = fillable[q]
-        if out_ids[f, p] == 0:
+def _fill_frame(f, sf, fill, st_ids, out_ids):
+    """The fill of frame f: fillable pixels (static id 0) nobody drew take ``fill``."""
+    for p in range(st_ids.shape[1]):
+        if out_ids[f, p] == 0 and st_ids[sf, p] == 0:
             out_ids[f, p] = fill
 
 
