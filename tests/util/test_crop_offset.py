@@ -31,7 +31,7 @@ def test_wide_photo_moves_left_and_right():
 
 @pytest.mark.parametrize("bad", [1.5, -2, "top", True, float("nan")])
 def test_offset_outside_the_photo_is_refused(bad):
-    with pytest.raises(ValueError, match="crop offset must be a number in -1..1"):
+    with pytest.raises(ValueError, match="crop_offset must be a number in -1..1"):
         center_crop_box(512, 512, 320, 512, bad)
 
 
