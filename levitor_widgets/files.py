@@ -81,8 +81,8 @@ def open_scene(store: AutosaveStore | None, scene: Scene, name: str, *, resume: 
         return Opening(scene, name, False, notes, lock)
     saved, msg = store.load(name, image_hash)
     lock.touch()  # a broken autosave was put aside with the lock in its folder: write the lock again
-    if msg:
-        notes.append(Note(msg))
+    if msg:  # the autosave was broken (or of another image) and was put aside
+        notes.append(Note(msg, error=True))
     if saved is None:
         if newer:
             notes.append(Note(f"this photo has an autosave, '{newer}' ('recent scenes' opens it)"))

@@ -29,6 +29,7 @@ class Note:
 
     text: str
     details: str = ""
+    error: bool = False  # shown as an error (a broken autosave)
 
 
 @dataclass
@@ -46,11 +47,16 @@ def crop_window(photo: np.ndarray, offset: float) -> tuple[int, int, int, int] |
     return None if (h, w) == photo.shape[:2] else (y0, x0, h, w)
 
 
+def crop_photo(photo: np.ndarray, offset: float) -> np.ndarray:
+    """``photo`` cropped at ``offset`` and resized to the generation size: the scene's image."""
+    return fit_image(photo, DEFAULT_SIZE.height, DEFAULT_SIZE.width, offset)
+
+
 def frame_photo(photo: np.ndarray, offset: float, depth_source: str, estimator: Any = None
                 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(image, depth, depth source) of ``photo`` cropped at ``offset``, its depth chosen as ``depth_source`` says
     (a model's depth without the model, or the scene's own depth, falls back to the default guess)."""
-    image = fit_image(photo, DEFAULT_SIZE.height, DEFAULT_SIZE.width, offset)
+    image = crop_photo(photo, offset)
     choice = DepthChoice.from_source(depth_source)
     if choice is None or (choice.kind == MODEL_SOURCE and estimator is None):
         choice = DepthChoice(MODEL_SOURCE) if estimator is not None else DepthChoice()

@@ -16,6 +16,7 @@ of it lands in the scene JSON.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -36,10 +37,11 @@ from levitor_widgets.autosave import AutosaveStore
 from levitor_widgets.canvas import SceneCanvas
 from levitor_widgets.compat import enable_colab_widgets
 from levitor_widgets.files import SceneFiles, open_scene
+from levitor_widgets.framing import FramingPanel, crop_text
 from levitor_widgets.generate_panel import GeneratePanel, run_generate
 from levitor_widgets.gestures import Gestures
 from levitor_widgets.masking import MaskTools, repaint_depth
-from levitor_widgets.opening import Note, load_segmenter, open_target
+from levitor_widgets.opening import Note, crop_photo, crop_window, frame_photo, load_segmenter, open_target
 from levitor_widgets.panels import STRIP_SCALES, ObjectPanel, PathPanel, ScrubberPanel
 from levitor_widgets.pointer import PointerEvent
 from levitor_widgets.presenter import Presenter, ViewState
@@ -82,6 +84,12 @@ class Studio:
         notes: list[Note] = list(opened.notes) + start.notes
         self.resumed = start.resumed
         self.scene: Scene = start.scene.validate()
+        photo = opened.photo  # the whole photo, while its crop can still move
+        self._photo = photo if photo is not None and crop_window(photo, 0.0) is not None else None
+        if self._photo is not None and not self.scene.masks:
+            notes.append(Note(f"the photo is cropped to the scene's {self.scene.width}x{self.scene.height}: "
+                              f"{crop_text(photo.shape, crop_window(photo, self.scene.crop_offset))} cut away "
+                              "(dimmed under 'Crop'; move it there before making a mask)"))
         self.editor = SceneEditor(self.scene, repaint_depth=repaint_depth)
         self._engine_factory = engine
         self.engine = self._make_engine(self.scene)
@@ -104,6 +112,11 @@ class Studio:
         self.canvas.on_error = lambda tb: self.say("internal error (please report it)", tb, error=True)
         self.presenter = Presenter(self.canvas, self.view)
         self.gestures = Gestures(self)
+        ptr = self.canvas.pointer  # what the browser's mouse does is a user action (messages: see Messages.action)
+        ptr.on_click, ptr.on_drag_start, ptr.on_drag_move, ptr.on_drag_end = (
+            self._acting(ptr.on_click), self._acting(ptr.on_drag_start), self._acting(ptr.on_drag_move),
+            self._acting(ptr.on_drag_end))
+        self._hints: dict[str, tuple[Any, int]] = {}  # hint -> (what it showed, the editor version it was true at)
         self.canvas.pointer.keep_on_leave = lambda: self.mode == "mask"  # a stroke past the image's edge goes on
         self.masks = MaskTools(self.editor, self.view, self.gestures.tool, say=self.say, flash=self.presenter.flash,
                                refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
@@ -131,10 +144,13 @@ class Studio:
         self.path_panel.on_frame = lambda j, f: self.set_point_frame(self.view.active, j, f)
         self.path_panel.on_timed = lambda on: self.set_timed(self.view.active, on)
         self.path_panel.on_delete = lambda j: self.delete_point(self.view.active, j)
+        self.framing = FramingPanel()
+        self.framing.on_offset = lambda v: self._safe(self.set_crop, v)
         self.scrubber = ScrubberPanel(self.scene.num_frames, w, h, strip_scales)
         self.scrubber.on_frame, self.scrubber.on_scale = self.set_frame, self.set_scale
         self.scrubber.on_preview, self.scrubber.on_strip = self.set_preview, self.set_strip_visible
         self.scrubber.set_scale(self.scene.scale)
+        self.scrubber.info.layout = W.Layout(height="34px", overflow="hidden")  # two lines: never cut mid-way
         self.view3d = View3D() if show_3d else None
         self.generate_panel = GeneratePanel(self._generate_job, seed=self.scene.seed, width=w, height=h,
                                             model=MINI if is_mini(weights) else "levitor")
@@ -147,7 +163,7 @@ class Studio:
             # the canvas column never shrinks (a squeezed column lets the side panel cover the canvas)
             W.HBox([W.VBox([self.canvas.widget, self.scrubber.widget],
                            layout=W.Layout(width=f"{max(w, 540) + 4}px", flex="0 0 auto")),
-                    W.VBox([self.objects_panel.widget, self.path_panel.widget],
+                    W.VBox([self.framing.widget, self.objects_panel.widget, self.path_panel.widget],
                            layout=W.Layout(flex="1 1 auto", overflow="hidden", margin="0 0 0 12px"))]),
             self.modebar.files,
             *([self.view3d.widget] if self.view3d is not None else []),
@@ -167,8 +183,9 @@ class Studio:
         self.set_mode("mask" if not self.scene.masks else ("path" if self.scene.objects else "select"))
         self.refresh()
         self._side_update()
-        if notes:
-            self.say(" | ".join(n.text for n in notes), "\n\n".join(n.details for n in notes if n.details))
+        if notes:  # held until the user's first action: a hint on the way never replaces it
+            self.say(" | ".join(n.text for n in notes), "\n\n".join(n.details for n in notes if n.details),
+                     error=any(n.error for n in notes), hold=True)
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -243,6 +260,8 @@ class Studio:
     def _show_scene(self, scene: Scene) -> None:
         """Edit another scene from now on (a loaded file, a recent scene): the views start afresh."""
         self.scene, self._cloud = scene, None
+        if self._photo is not None and not np.array_equal(crop_photo(self._photo, scene.crop_offset), scene.image):
+            self._photo = None  # another photo's scene: its crop can't move from here
         self.masks.own_depth = (scene.depth, scene.depth_source)
         self.modebar.name.value = self.name
         self.editor.reset(scene)
@@ -253,6 +272,20 @@ class Studio:
         self.scrubber.set_scale(scene.scale)
         self.refresh()
         self._side_update()
+
+    # ================================================================ the photo's crop (levitor_widgets.framing)
+    def set_crop(self, offset: float) -> None:
+        """Move the photo's crop along the axis it cuts: -1 the top (or left) edge, 0 the centre, 1 the bottom
+        (right). Only before the first mask (masks are drawn on their crop); one undo step; saved with the scene."""
+        if self._photo is None:
+            raise ValueError("this scene has no photo to crop again: open the photo itself, Studio('photo.jpg'), "
+                             "to move its crop")
+        image, depth, source = frame_photo(self._photo, float(offset), self.scene.depth_source, self.estimator)
+        if self.editor.set_framing(image, float(offset), depth, source):
+            self._cloud = None
+            window = crop_window(self._photo, self.scene.crop_offset)
+            self.say(f"crop moved to {self.scene.crop_offset:+.2f}: {crop_text(self._photo.shape, window)} cut away")
+        self.refresh()
 
     # ================================================================ engine and redraws
     def _make_engine(self, scene: Scene):
@@ -276,6 +309,7 @@ class Studio:
         return inst().mask_of_id if inst is not None and self.scene.masks else {}
 
     def _full(self) -> None:
+        self._drop_stale_hints()
         t0 = time.perf_counter()
         try:
             self.result = self.engine.update() if self.scene.masks else None
@@ -295,6 +329,7 @@ class Studio:
 
     def _draft(self) -> None:
         """The engine's one-frame preview of the scene as it is now (a drag or a slider in progress)."""
+        self._drop_stale_hints()
         t0 = time.perf_counter()
         try:
             pv = self.engine.preview_frame(self.view.frame)
@@ -358,6 +393,9 @@ class Studio:
                                  v.active_point, [nearness_range(ref)] * len(path))
         else:
             self.path_panel.show("", [], [], None)
+        photo = self._photo
+        self.framing.show(photo, None if photo is None else crop_window(photo, self.scene.crop_offset),
+                          self.scene.crop_offset, fixed=bool(self.scene.masks))
         recent = None if self.store is None else [(r.label, r.key) for r in self.store.recent()]
         self.modebar.show(self.mode, self.editor.can_undo, self.editor.can_redo, recent)
         self.maskbar.show(self.mode, self.tool, self.masks.depth_kind(), self.masks.depth_nearness())
@@ -366,14 +404,43 @@ class Studio:
         n = num_points if num_points is not None else (self.result.signal.num_points if self.result else 0)
         k = {} if draft or self.result is None else (getattr(self.result, "k", {}) or {})
         ks = ", ".join(f"#{i}: {c}" for i, c in sorted(k.items()))
-        self.scrubber.info.value = (
-            f"<small>frame {self.view.frame + 1}/{self.scene.num_frames}, {n} control points"
-            f"{' (K ' + ks + ')' if ks else ''}{' (draft of this frame)' if draft else ''}; "
-            f"update {self.timings.get('engine_ms', 0):.0f} ms, draw {self.timings.get('draw_ms', 0):.0f} ms</small>")
+        self.scrubber.info.value = (  # wraps onto a second line rather than cut (the row is two lines high)
+            f"<div style='font-size:12px;line-height:16px;white-space:normal'>frame {self.view.frame + 1}/"
+            f"{self.scene.num_frames}, {n} control points{' (K ' + ks + ')' if ks else ''}"
+            f"{' (draft of this frame)' if draft else ''}; update {self.timings.get('engine_ms', 0):.0f} ms, "
+            f"draw {self.timings.get('draw_ms', 0):.0f} ms</div>")
 
-    def say(self, text: str, details: str = "", error: bool = False) -> None:
-        """One line for the user; ``details`` behind the "details" toggle."""
-        self.messages.say(text, details, error)
+    def say(self, text: str, details: str = "", error: bool = False, hold: bool = False) -> None:
+        """One line for the user; ``details`` behind the "details" toggle. An error (or ``hold``) stays until the
+        user's next action (:class:`~levitor_widgets.toolbar.Messages`)."""
+        self.messages.say(text, details, error, hold)
+
+    def _acting(self, fn):
+        """``fn`` as a user action: a held message (an error) is cleared as it starts, not by what it says."""
+        if fn is None:
+            return None
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with self.messages.action():
+                return fn(*args, **kwargs)
+        return run
+
+    def _drop_stale_hints(self) -> None:
+        """A hint (the depth tag beside a click, the path panel's line) is true for the scene it was said about:
+        the first redraw after another edit takes it away."""
+        v = self.editor.version
+        for name, now, clear in (("canvas", self.view.hint, lambda: setattr(self.view, "hint", None)),
+                                 ("panel", self.path_panel.hint.value,
+                                  lambda: setattr(self.path_panel.hint, "value", ""))):
+            seen = self._hints.get(name)
+            if not now:
+                self._hints.pop(name, None)
+            elif seen is None or seen[0] != now:
+                self._hints[name] = (now, v)  # new: true now
+            elif seen[1] != v:
+                clear()
+                self._hints.pop(name, None)
 
     def _safe(self, fn, *args):
         try:
@@ -586,3 +653,22 @@ class Studio:
         make = f if f is not None and (isinstance(f, type) or not hasattr(f, "update")) else None
         return run_generate(scene, settings, progress, cancel, out_dir=self.out_dir, weights=self.weights,
                             allow_download=self.allow_download, make_engine=make)
+
+
+USER_ACTIONS = ("click", "drag", "key", "set_mode", "set_tool", "box", "lasso", "brush", "flood", "sam_click",
+                "new_object", "set_depth", "save", "load", "open_recent", "rename", "set_crop", "set_frame",
+                "set_preview", "set_strip_visible", "activate", "set_visible", "select_mask", "remove_object",
+                "add_point", "add_camera_point", "delete_point", "set_nearness", "set_point_frame", "set_timed",
+                "set_scale", "undo", "redo", "generate")  # what a user does: a held message goes as each starts
+
+
+def _user_action(fn):
+    @functools.wraps(fn)
+    def run(self, *args, **kwargs):
+        with self.messages.action():
+            return fn(self, *args, **kwargs)
+    return run
+
+
+for _name in USER_ACTIONS:
+    setattr(Studio, _name, _user_action(getattr(Studio, _name)))
