@@ -16,7 +16,7 @@ from PIL import Image
 
 from levitor_widgets.compat import label_style
 
-THUMB_W, THUMB_H = 240, 200  # the photo is shown at most this large
+THUMB_W, THUMB_H = 240, 160  # the photo is shown at most this large
 DIM = 0.3  # brightness of the cut-away bands
 EDGE = (255, 235, 59)  # the kept window's outline: the canvas's tool colour
 OFFSET_STEP = 0.05
@@ -59,10 +59,10 @@ class FramingPanel:
         self.on_offset: Callable[[float], None] | None = None
         self._quiet = False
         self.title = W.HTML("<b>Crop</b>")
-        self.picture = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        self.picture = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto", width=f"{THUMB_W}px"))
         self.offset = W.FloatSlider(value=0.0, min=-1.0, max=1.0, step=OFFSET_STEP, description="move",
                                     readout_format="+.2f", continuous_update=False, style=label_style(),
-                                    layout=W.Layout(width="240px", min_width="200px"))
+                                    layout=W.Layout(width=f"{THUMB_W + 40}px", min_width=f"{THUMB_W + 40}px"))
         self.note = W.HTML("", layout=W.Layout(min_height="22px"))
         self.offset.observe(lambda ch: self._moved(float(ch["new"])), names="value")
         self.widget = W.VBox([self.title, self.picture, self.offset, self.note],
@@ -85,8 +85,10 @@ class FramingPanel:
         state = (window, offset, fixed)
         if state != self.shown:
             buf = io.BytesIO()
-            Image.fromarray(framing_picture(photo, window)).save(buf, format="png")
+            picture = framing_picture(photo, window)
+            Image.fromarray(picture).save(buf, format="png")
             self.picture.value = buf.getvalue()
+            self.picture.layout.width = f"{picture.shape[1]}px"  # 1:1, never stretched to the column
             self.shown = state
         self._quiet = True
         try:
@@ -95,8 +97,10 @@ class FramingPanel:
         finally:
             self._quiet = False
         self.offset.disabled = fixed
-        self.offset.description = "up-down" if vertical else "left-right"
+        self.offset.description = "up / down" if vertical else "left / right"
         cut = crop_text(photo.shape, window)
-        self.note.value = (f"<small>the scene shows the bright part; {cut} {'are' if ' and ' in cut else 'is'} cut "
-                           + ("away. Fixed now: the masks were drawn on this crop.</small>" if fixed else
-                              "away. Move it before making a mask (-1: top/left, +1: bottom/right).</small>"))
+        ends = "-1: the top, +1: the bottom" if vertical else "-1: the left, +1: the right"
+        self.note.value = (f"<div style='font-size:12px;line-height:16px'>the scene shows the bright part; {cut} "
+                           f"{'are' if ' and ' in cut else 'is'} cut away. " + (
+                               "Fixed now: the masks were drawn on this crop." if fixed else
+                               f"Move it before making a mask ({ends}).") + "</div>")

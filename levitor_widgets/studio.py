@@ -51,6 +51,11 @@ from levitor_widgets.view3d import View3D
 
 MODES = ("select", "path", "camera", "mask")
 NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask': drag a box around it)"
+# Scoped to the Studio. A player shrinks with its column instead of overflowing it (two 512 px videos side by side
+# in a narrower output got a horizontal scrollbar each from their 2 px margins).
+STUDIO_CSS = """
+.levitor-studio video { max-width: calc(100% - 4px); height: auto !important; }
+"""
 EMPTY_3D_HINT = "no objects yet: the photo's pixels at their depth. Make a mask (mode 'mask') and draw a path."
 
 
@@ -170,8 +175,11 @@ class Studio:
             W.HTML("<b>Generate</b> <small>(the video's control follows its weights' own rules: the release's "
                    "K-means and compositing for the LeviTor weights, levitor's, as shown here, for mini)</small>"),
             self.generate_panel.widget,
+            W.HTML(f"<style>{STUDIO_CSS}</style>", layout=W.Layout(display="none")),
         ])
         self.widget.add_class("levitor-studio")
+        # clear of JupyterLab's output-prompt column (a click there collapses the output into a scroll box)
+        self.widget.layout.padding = "0 0 0 16px"
 
         if not self.scene.masks:  # load the compiled kernels while the user draws the first mask
             import threading

@@ -26,7 +26,7 @@ TOOL_TIPS = {"box": "box (GrabCut): drag a box around an object and GrabCut cuts
              "brush": "paint the object (Shift/Alt: paint it away)", "eraser": "paint parts of the mask away",
              "flood": "click: the connected region of similar colour (tolerance below)",
              "sam": "click the object (Shift/Alt-click: a part that does not belong); needs SAM weights"}
-DEPTHS = {"nearer": "objects N x nearer than the background", "flat": "flat (one depth)",
+DEPTHS = {"nearer": "objects N x nearer", "flat": "flat (one depth)",
           "ground-plane": "ground plane (floor to a horizon)", "depth-anything-v2": "DepthAnythingV2",
           "scene": "the scene's own depth"}
 
@@ -174,10 +174,10 @@ class MaskBar:
         self.new_object = W.Button(description="new object", icon="plus", layout=W.Layout(width="110px"),
                                    tooltip="the next mask becomes a new object (instead of refining the active one)")
         self.depth = W.Dropdown(options=[(DEPTHS[d], d) for d in depths], value=depth, description="depth",
-                                style=label_style(), layout=W.Layout(width="320px"))
+                                style=label_style(), layout=W.Layout(width="270px", min_width="270px"))
         self.nearness = W.FloatSlider(value=nearness, min=1.0, max=round(max_nearness, 2), step=0.05,
                                       description="N", style=label_style(), readout_format=".2f",
-                                      continuous_update=False, layout=W.Layout(width="190px"))
+                                      continuous_update=False, layout=W.Layout(width="230px", min_width="230px"))
         self.tool.observe(lambda ch: self._fire(self.on_tool, ch["new"]), names="value")
         self.new_object.on_click(lambda _b: self._fire(self.on_new_object))
         self.depth.observe(lambda ch: self._depth_changed(), names="value")

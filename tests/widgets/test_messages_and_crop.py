@@ -118,15 +118,15 @@ def test_a_cropped_photo_says_so_and_shows_the_cut_away_bands(tall_photo, tmp_pa
     assert "the top 96 px and the bottom 96 px of the photo" in s.messages.text
     assert np.array_equal(s.scene.image, tall_photo[96:416])
     f = s.framing
-    assert f.widget.layout.display == "" and not f.offset.disabled and f.offset.description == "up-down"
+    assert f.widget.layout.display == "" and not f.offset.disabled and f.offset.description == "up / down"
     import io
 
     from PIL import Image
 
     pic = np.asarray(Image.open(io.BytesIO(f.picture.value)).convert("RGB")).astype(int)
-    assert pic.shape[:2] == (200, 200)  # the whole photo, scaled to the panel
-    band, kept = pic[10, 100], pic[100, 100]  # row 10 is cut away (dimmed), row 100 is in the crop
-    src_band, src_kept = tall_photo[int(10 * 512 / 200), 256], tall_photo[256, 256]
+    assert pic.shape[:2] == (160, 160)  # the whole photo, scaled to the panel (512 -> 160)
+    band, kept = pic[10, 50], pic[80, 50]  # row 10 is cut away (dimmed), row 80 is in the crop
+    src_band, src_kept = tall_photo[32, 160], tall_photo[256, 160]
     assert np.all(band <= src_band * 0.3 + 3)
     assert np.all(np.abs(kept - src_kept) <= 6)
 
