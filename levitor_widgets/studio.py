@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +88,7 @@ class Studio:
         store = AutosaveStore(self.out_dir) if autosave else None
         named = name is not None or str(image_or_scene).endswith(".json")  # a scene file opens its own autosave
         start = open_scene(store, opened.scene, opened.name, resume=resume, name_given=named)
-        notes: list[Note] = list(opened.notes) + start.notes
+        notes: list[Note] = list(start.notes)  # what happened to the user's work first, then the crop, the models
         self.resumed = start.resumed
         self.scene: Scene = start.scene.validate()
         photo = opened.photo  # the whole photo, while its crop can still move
@@ -95,6 +97,7 @@ class Studio:
             notes.append(Note(f"the photo is cropped to the scene's {self.scene.width}x{self.scene.height}: "
                               f"{crop_text(photo.shape, crop_window(photo, self.scene.crop_offset))} cut away "
                               "(dimmed under 'Crop'; move it there before making a mask)"))
+        notes += opened.notes
         self.editor = SceneEditor(self.scene, repaint_depth=repaint_depth)
         self._engine_factory = engine
         self.engine = self._make_engine(self.scene)
@@ -126,7 +129,7 @@ class Studio:
         self.masks = MaskTools(self.editor, self.view, self.gestures.tool, say=self.say, flash=self.presenter.flash,
                                refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
                                own_depth=own_depth)
-        self.scheduler = RedrawScheduler(self._draft, self._full, self._side_update,
+        self.scheduler = RedrawScheduler(self._said(self._draft), self._said(self._full), self._said(self._side_update),
                                          can_draft=lambda: self.result is not None and hasattr(self.engine,
                                                                                                "preview_frame"))
         self.files = SceneFiles(store, self.out_dir, start, self.editor, self.scheduler, self.say, self._show_scene)
@@ -423,6 +426,13 @@ class Studio:
         user's next action (:class:`~levitor_widgets.toolbar.Messages`)."""
         self.messages.say(text, details, error, hold)
 
+    @contextmanager
+    def _warnings_said(self):
+        """A warning raised inside (a library's UserWarning, with its file path) is said in the message area,
+        not printed raw above the Studio; other categories (deprecations) go on as they would."""
+        with caught_warnings(lambda text, details: self.say(text, details)):
+            yield
+
     def _acting(self, fn):
         """``fn`` as a user action: a held message (an error) is cleared as it starts, not by what it says."""
         if fn is None:
@@ -430,8 +440,15 @@ class Studio:
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
-            with self.messages.action():
+            with self.messages.action(), self._warnings_said():
                 return fn(*args, **kwargs)
+        return run
+
+    def _said(self, job):
+        """A redraw job (run now or from a timer) whose warnings go to the message area."""
+        def run():
+            with self._warnings_said():
+                job()
         return run
 
     def _drop_stale_hints(self) -> None:
@@ -663,6 +680,37 @@ class Studio:
                             allow_download=self.allow_download, make_engine=make)
 
 
+@contextmanager
+def caught_warnings(say):
+    """Inside, a UserWarning goes to ``say(text, details)`` (once per message) instead of the cell's output."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            said = set()
+            for w in caught:
+                if not issubclass(w.category, UserWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                elif str(w.message) not in said:
+                    said.add(str(w.message))
+                    say(f"warning: {w.message}", f"{w.category.__name__} at {w.filename}:{w.lineno}")
+
+
+def _init_said(init):
+    """The Studio's __init__ with its warnings (a downscaled photo, a library's) added to its opening message."""
+    @functools.wraps(init)
+    def run(self, *args, **kwargs):
+        found: list[tuple[str, str]] = []
+        with caught_warnings(lambda text, details: found.append((text, details))):
+            init(self, *args, **kwargs)
+        for text, details in found:
+            self.messages.add(text, details)
+    return run
+
+
+Studio.__init__ = _init_said(Studio.__init__)
+
 USER_ACTIONS = ("click", "drag", "key", "set_mode", "set_tool", "box", "lasso", "brush", "flood", "sam_click",
                 "new_object", "set_depth", "save", "load", "open_recent", "rename", "set_crop", "set_frame",
                 "set_preview", "set_strip_visible", "activate", "set_visible", "select_mask", "remove_object",
@@ -673,7 +721,7 @@ USER_ACTIONS = ("click", "drag", "key", "set_mode", "set_tool", "box", "lasso", 
 def _user_action(fn):
     @functools.wraps(fn)
     def run(self, *args, **kwargs):
-        with self.messages.action():
+        with self.messages.action(), self._warnings_said():
             return fn(self, *args, **kwargs)
     return run
 

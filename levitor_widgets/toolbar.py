@@ -86,6 +86,12 @@ class Messages:
         self.held = bool(text) and (error or hold)
         self._show(text, details, error)
 
+    def add(self, text: str, details: str = "") -> None:
+        """Another part for the message shown now (``" | "`` between them), held if it was."""
+        self.log.append((text, False))
+        joined = f"{self.text} | {text}" if self.text else text
+        self._show(joined, "\n\n".join(d for d in (self.detail_text, details) if d), self.error)
+
     def _show(self, text: str, details: str, error: bool) -> None:
         self.text, self.detail_text, self.error = text, details, error
         if len(text) > LINE_CHARS:

@@ -163,3 +163,32 @@ def test_a_photo_of_the_scenes_aspect_has_no_crop_panel(tmp_path):
     assert s.framing.widget.layout.display == "none" and "cropped" not in s.messages.text
     with pytest.raises(ValueError, match="no photo to crop again"):
         s.set_crop(0.5)
+
+
+def test_a_warning_is_said_in_the_message_area_not_printed(garden, recwarn):
+    import warnings
+
+    def noisy():
+        warnings.warn("an engine warning", UserWarning, stacklevel=1)
+
+    garden._said(noisy)()  # a redraw job that warns
+    assert garden.messages.text == "warning: an engine warning"
+    assert "UserWarning at" in garden.messages.detail_text
+    assert not [w for w in recwarn if "an engine warning" in str(w.message)]  # nothing printed above the Studio
+
+
+def test_a_warning_while_opening_joins_the_opening_message(tmp_path, monkeypatch, recwarn):
+    import warnings
+
+    import levitor_widgets.opening as opening
+
+    real = opening.open_target
+
+    def warn_then_open(*args, **kwargs):
+        warnings.warn("photo.jpg is 9000x9000 pixels; downscaled", UserWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("levitor_widgets.studio.open_target", warn_then_open)
+    s = Studio(np.zeros((320, 512, 3), np.uint8), out_dir=tmp_path, segmenter=None, show_3d=False)
+    assert "warning: photo.jpg is 9000x9000 pixels; downscaled" in s.messages.text
+    assert not [w for w in recwarn if "downscaled" in str(w.message)]
