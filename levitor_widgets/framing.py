@@ -40,6 +40,18 @@ def framing_picture(photo: np.ndarray, window: tuple[int, int, int, int], max_w:
     return out.round().astype(np.uint8)
 
 
+def offset_at(photo_shape: tuple[int, ...], window: tuple[int, int, int, int], fx: float, fy: float) -> float:
+    """The crop offset that centres the window on the point at fractions (fx, fy) of the photo, clipped to the
+    photo (a click near the top gives -1)."""
+    H, W_ = photo_shape[:2]
+    _, _, h, w = window
+    if h < H:
+        spare, start = H - h, fy * H - h / 2
+    else:
+        spare, start = W_ - w, fx * W_ - w / 2
+    return float(np.clip(round((2 * start / spare - 1) / OFFSET_STEP) * OFFSET_STEP, -1.0, 1.0))
+
+
 def crop_text(photo_shape: tuple[int, ...], window: tuple[int, int, int, int]) -> str:
     """What the crop cuts away, in the photo's pixels: "the top 96 px and the bottom 96 px of the photo"."""
     H, W_ = photo_shape[:2]
@@ -65,9 +77,30 @@ class FramingPanel:
                                     layout=W.Layout(width=f"{THUMB_W + 40}px", min_width=f"{THUMB_W + 40}px"))
         self.note = W.HTML("", layout=W.Layout(min_height="22px"))
         self.offset.observe(lambda ch: self._moved(float(ch["new"])), names="value")
+        self._photo_shape: tuple[int, ...] | None = None
+        self._wire_clicks()
         self.widget = W.VBox([self.title, self.picture, self.offset, self.note],
                              layout=W.Layout(display="none", margin="0 0 8px 0"))
         self.shown: tuple | None = None  # (window, offset, fixed) last drawn, so a redraw sends nothing new
+
+    def _wire_clicks(self) -> None:
+        """A click on the picture centres the crop there (with ipyevents; the slider works without it)."""
+        try:
+            from ipyevents import Event
+        except ImportError:
+            return
+        self._clicks = Event(source=self.picture, watched_events=["click"], prevent_default_action=True)
+        self._clicks.on_dom_event(self._clicked)
+
+    def _clicked(self, ev: dict) -> None:
+        if self.shown is None or self._photo_shape is None or self.offset.disabled:
+            return
+        try:
+            fx = float(ev["relativeX"]) / float(ev.get("boundingRectWidth") or 1)
+            fy = float(ev["relativeY"]) / float(ev.get("boundingRectHeight") or 1)
+        except (KeyError, TypeError, ValueError):
+            return
+        self._moved(offset_at(self._photo_shape, self.shown[0], fx, fy))
 
     def _moved(self, value: float) -> None:
         if not self._quiet and self.on_offset is not None:
@@ -81,6 +114,7 @@ class FramingPanel:
             self.shown = None
             return
         self.widget.layout.display = ""
+        self._photo_shape = photo.shape
         vertical = window[2] < photo.shape[0]
         state = (window, offset, fixed)
         if state != self.shown:
@@ -97,10 +131,12 @@ class FramingPanel:
         finally:
             self._quiet = False
         self.offset.disabled = fixed
+        for w in (self.picture, self.offset):  # once fixed, one line says so and the panels below move up
+            w.layout.display = "none" if fixed else ""
         self.offset.description = "up / down" if vertical else "left / right"
         cut = crop_text(photo.shape, window)
         ends = "-1: the top, +1: the bottom" if vertical else "-1: the left, +1: the right"
         self.note.value = (f"<div style='font-size:12px;line-height:16px'>the scene shows the bright part; {cut} "
                            f"{'are' if ' and ' in cut else 'is'} cut away. " + (
                                "Fixed now: the masks were drawn on this crop." if fixed else
-                               f"Move it before making a mask ({ends}).") + "</div>")
+                               f"Move it before making a mask: click the picture, or slide ({ends}).") + "</div>")

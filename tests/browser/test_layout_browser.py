@@ -165,7 +165,9 @@ def test_layout_at_1400_with_the_file_browser_open(page, lab, shots):
     assert abs(after["areaHeight"] - before["areaHeight"]) < 2, (before, after)
 
     # move the crop up (the astronaut keeps the top of her head), then make an object and a path
-    kernel_json(page, "studio.set_crop(-1.0) or studio.scene.crop_offset")
+    crop.scroll_into_view_if_needed()
+    box = crop.bounding_box()
+    crop.click(position={"x": box["width"] / 2, "y": 3})  # a click near the picture's top: the crop goes up
     wait_kernel(page, "studio.scene.crop_offset", lambda v: v == -1.0)
     settle(page)
     assert "crop moved to -1.00" in kernel_json(page, "studio.messages.text")

@@ -150,6 +150,7 @@ def test_the_crop_moves_before_any_mask_and_reopens_with_the_photo(tall_photo, t
     again.box(190, 90, 310, 210)  # the red square, now at rows 200..300 of the photo = 200..300 of the scene
     assert again.scene.masks
     assert again.framing.offset.disabled and "Fixed now" in again.framing.note.value
+    assert again.framing.picture.layout.display == "none"  # one line says so
     with pytest.raises(ValueError, match="the crop is fixed once a mask exists"):
         again.set_crop(0.5)
     again.framing.on_offset(0.5)  # the slider (disabled in the browser): said as an error
@@ -192,3 +193,17 @@ def test_a_warning_while_opening_joins_the_opening_message(tmp_path, monkeypatch
     s = Studio(np.zeros((320, 512, 3), np.uint8), out_dir=tmp_path, segmenter=None, show_3d=False)
     assert "warning: photo.jpg is 9000x9000 pixels; downscaled" in s.messages.text
     assert not [w for w in recwarn if "downscaled" in str(w.message)]
+
+
+def test_a_click_on_the_crop_picture_centres_the_crop_there(tall_photo, tmp_path):
+    from levitor_widgets.framing import offset_at
+
+    window = (96, 0, 320, 512)
+    assert offset_at((512, 512), window, 0.5, 0.5) == 0.0
+    assert offset_at((512, 512), window, 0.5, 0.05) == -1.0  # near the top: as high as it goes
+    assert offset_at((512, 512), window, 0.5, 0.99) == 1.0
+    assert offset_at((512, 512), window, 0.5, (48 + 160) / 512) == -0.5  # the window from row 48
+    assert offset_at((320, 1024), (0, 256, 320, 512), 0.25, 0.5) == -1.0  # a wide photo moves left-right
+    s = Studio(tall_photo, out_dir=tmp_path, segmenter=None, show_3d=False)
+    s.framing._clicked({"relativeX": 80, "relativeY": 8, "boundingRectWidth": 160, "boundingRectHeight": 160})
+    assert s.scene.crop_offset == -1.0 and np.array_equal(s.scene.image, tall_photo[:320])
