@@ -200,6 +200,16 @@ def test_layout_at_1400_with_the_file_browser_open(page, lab, shots):
     page.locator(".levitor-studio video").first.scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "layout_03_generated.png"))
     problems += _layout_problems(page, "after Generate")
+
+    # a re-run resumes the autosave and says so; nothing the browser sends on its own replaces that
+    run_all(page)
+    page.locator(CANVAS).first.wait_for(state="visible", timeout=60_000)
+    settle(page)
+    page.wait_for_timeout(1500)
+    assert kernel_json(page, "studio.resumed") is True
+    text = kernel_json(page, "studio.messages.text")
+    assert text.startswith("resumed the autosave of 'astronaut'"), (text, kernel_json(page, "studio.messages.log"))
+    assert kernel_json(page, "studio.editor.can_undo") is False  # showing it was no edit
     assert not problems, "\n".join(problems)
     assert not page.errors, page.errors
 
