@@ -7,7 +7,8 @@ makes of it. This module is layout and wiring only; each job has its own home:
 - when to redraw: :mod:`levitor_widgets.scheduler`; what to draw: :mod:`levitor_widgets.presenter`;
 - masks and depth: :mod:`levitor.perception`; the 3D view's geometry: :mod:`levitor.viz.scene3d`;
 - mask tools: :class:`levitor_widgets.masking.MaskTools`; files and autosaves: :class:`levitor_widgets.files.SceneFiles`
-  (:mod:`levitor_widgets.autosave`); what to open: :mod:`levitor_widgets.opening`.
+  (:mod:`levitor_widgets.autosave`); what to open: :mod:`levitor_widgets.opening`; the photo's crop:
+  :mod:`levitor_widgets.framing`; the message area: :class:`levitor_widgets.toolbar.Messages`.
 
 Everything a mouse or a slider can do is a method here too (``click``, ``drag``, ``box``, ``brush``,
 ``set_nearness``, ``set_depth``, ``undo``, ``redo``, ...), which is how the tests and scripts drive it, and all
