@@ -33,7 +33,7 @@ from levitor_widgets.opening import Note
 
 _LIVE: dict[str, weakref.ref] = {}  # out_dir|slot key -> the SceneFiles of the Studio editing it in this process
 
-Say = Callable[..., None]  # the Studio's message line: say(text, details="", error=False)
+Say = Callable[..., None]  # the Studio's message line: say(text, details="", error=False, hold=False)
 
 
 @dataclass
@@ -192,7 +192,7 @@ class SceneFiles:
         self.closed = True
         if self.lock is not None:
             self.lock.release()
-        self.say("this Studio was closed: a newer one (a re-run cell) edits this scene now")
+        self.say("this Studio was closed: a newer one (a re-run cell) edits this scene now", hold=True)
 
     # ------------------------------------------------------------------ internals
     def _replace(self, scene: Scene, message: str, name: str | None = None) -> None:

@@ -77,11 +77,12 @@ class Messages:
 
     def say(self, text: str, details: str = "", error: bool = False, hold: bool = False) -> None:
         """Plain text (escaped here); ``details`` (plain text, may be long) go behind the toggle. ``error`` (shown
-        as one) and ``hold`` keep the message until the next action; a plain message meanwhile is only logged."""
+        as one) and ``hold`` keep the message until the next action (and replace a held one); a plain message
+        meanwhile is only logged."""
         if text:
             self.log.append((text, error))
             del self.log[:-MESSAGE_LOG]
-        if self.held and not error:
+        if self.held and not (error or hold):
             return
         self.held = bool(text) and (error or hold)
         self._show(text, details, error)

@@ -207,3 +207,15 @@ def test_a_click_on_the_crop_picture_centres_the_crop_there(tall_photo, tmp_path
     s = Studio(tall_photo, out_dir=tmp_path, segmenter=None, show_3d=False)
     s.framing._clicked({"relativeX": 80, "relativeY": 8, "boundingRectWidth": 160, "boundingRectHeight": 160})
     assert s.scene.crop_offset == -1.0 and np.array_equal(s.scene.image, tall_photo[:320])
+
+
+def test_a_closed_studio_says_so_over_its_held_opening_note(tmp_path):
+    scene = bundled_scene(80, 128, num_frames=4)
+    first = Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
+    first.set_mode("path")
+    first.add_point(100.0, 70.0)
+    first.close()
+    old = Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
+    assert old.messages.held and old.messages.text.startswith("resumed")
+    Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)  # the cell is run again
+    assert old.closed and old.messages.text.startswith("this Studio was closed")
