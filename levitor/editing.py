@@ -159,6 +159,22 @@ class SetDepth(Command):
 
 
 @dataclass
+class SetFraming(Command):
+    """The photo cropped elsewhere: the scene's image and where its window sits in the photo (``crop_offset``)."""
+
+    image: np.ndarray
+    offset: float
+    label: str = "move the crop"
+
+    def apply(self, scene: Scene) -> Command:
+        if self.image.shape != scene.image.shape:
+            raise ValueError(f"the new crop is {self.image.shape}, the scene {scene.image.shape}: crop to its size")
+        old = SetFraming(scene.image, scene.crop_offset, self.label)
+        scene.image, scene.crop_offset = self.image, float(self.offset)
+        return old
+
+
+@dataclass
 class Batch(Command):
     """Several commands as one step (undone in reverse order)."""
 
@@ -310,7 +326,8 @@ class SceneEditor:
         s = self.scene
         paths = tuple((o.mask_index, o.name, tuple((p.x, p.y, p.depth, p.frame) for p in o.path)) for o in s.objects)
         return (paths, tuple((p.x, p.y, p.depth, p.frame) for p in s.camera_path), s.scale,
-                tuple(id(m) for m in s.masks), tuple(s.mask_sources), id(s.depth), s.depth_source)
+                tuple(id(m) for m in s.masks), tuple(s.mask_sources), id(s.depth), s.depth_source, id(s.image),
+                s.crop_offset)
 
     def _apply(self, commands: list[Command], label: str, restart: Sequence[int] = ()) -> bool:
         """Apply mask/object commands as one step, with what follows from them: objects over the masks in
@@ -470,6 +487,17 @@ class SceneEditor:
         "x nearer" means, never where a point is, so N there and back leaves every path as it was); with another
         kind of depth (its own scale) they keep their "x nearer" relative to P1."""
         self.do(Batch(self._depth_commands(self.scene, depth, source), "choose the depth"))
+
+    def set_framing(self, image: np.ndarray, offset: float, depth: np.ndarray, source: str) -> bool:
+        """Crop the photo elsewhere (``image``, cut at ``offset``, with its ``depth``): only before any mask, which
+        is drawn on the crop it was made on. False when nothing changed."""
+        if self.scene.masks:
+            raise ValueError("the crop is fixed once a mask exists (the masks were drawn on this crop); undo the "
+                             "masks, or open the photo again, to move it")
+        if float(offset) == self.scene.crop_offset and np.array_equal(image, self.scene.image):
+            return False
+        return self.do(Batch([SetFraming(image, offset)] + self._depth_commands(self.scene, depth, source),
+                             "move the crop", key=("framing",)))
 
     def _depth_commands(self, scene: Scene, depth: np.ndarray, source: str) -> list[Command]:
         """SetDepth plus the paths that follow it, computed on ``scene`` (the state the depth applies to)."""

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from levitor._util.images import as_rgb_uint8
+from levitor._util.images import as_rgb_uint8, check_crop_offset
 from levitor._util.scene_files import load_committed, read_side_files, write_scene_files
 from levitor.control.krule import K_MAX, K_MIN, LAMBDA, MAX_K, KRule, check_scale
 from levitor.defaults import MAX_FRAMES, NUM_FRAMES, RELEASE_FX, RELEASE_FY, RELEASE_SEED
@@ -116,6 +116,7 @@ class Scene:
     path_terms: str = "handle"  # "handle": objects land on their path points; "release": the release's convention
     seed: int = RELEASE_SEED
     image_path: str | None = None  # where the image came from, for the record
+    crop_offset: float = 0.0  # where the photo was cropped to the scene's aspect: -1 top/left, 0 centre, 1 bottom/right
     mask_sources: list[str] = field(default_factory=list)  # per mask: which tool made it
     depth_source: str = "unknown"  # "depth-anything-v2", "ground-plane", "constant", "synthetic", ...
 
@@ -256,6 +257,7 @@ class Scene:
             if not (isinstance(v, str) or (v is None and name == "image_path")):
                 raise ValueError(f"{name} must be a string (it is only a note for the record), got {_plain(v)}; "
                                  f"set it to {'None' if name == 'image_path' else repr('unknown')} if unsure")
+        check_crop_offset(self.crop_offset)
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got "
                              f"{_plain(self.interpolation)}; pchip is the release's")
@@ -455,7 +457,7 @@ def _object_track(d: Any, name: str) -> ObjectTrack:
 
 _SCALAR_FIELDS: dict[str, type] = {
     "num_frames": int, "lam": float, "k_max": int, "k_min_moved": int, "scale": float,
-    "interpolation": str, "seed": int, "image_path": str, "depth_source": str,
+    "interpolation": str, "seed": int, "image_path": str, "depth_source": str, "crop_offset": float,
 }
 
 

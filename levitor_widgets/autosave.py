@@ -31,7 +31,8 @@ MAX_SLUG = 40  # characters of a scene name in its folder's name
 
 
 def image_key(scene: Scene) -> str:
-    """The content hash that identifies a scene's photo."""
+    """The content hash that identifies a scene's photo: of its centred crop (a crop moved later stays in the slot
+    the centred one chose, so the photo reopens it)."""
     return array_hash(scene.image)
 
 
@@ -87,7 +88,7 @@ class AutosaveStore:
             aside = self.put_aside(key)
             return None, (f"the autosave of '{name}' could not be read ({_first_line(e)}); it was kept as {aside} "
                           "and the Studio starts afresh")
-        if image_key(scene) != image_hash:
+        if image_key(scene) != image_hash and scene.crop_offset == 0:  # a moved crop keeps its centred crop's slot
             aside = self.put_aside(key)
             return None, (f"the autosave of '{name}' holds another image; it was kept as {aside} and the Studio "
                           "starts afresh")
@@ -161,7 +162,7 @@ class AutosaveStore:
             scene = Scene.load(path)
         except (ValueError, OSError):
             return None, ""  # it belongs to no scene we know of; it stays where it is, untouched
-        if image_key(scene) != image_hash:
+        if image_key(scene) != image_hash and scene.crop_offset == 0:  # a moved crop keeps its centred crop's slot
             return None, ""
         return scene, f"resumed from the old autosave {path} (from now on this scene autosaves on its own)"
 

@@ -33,7 +33,7 @@ from levitor_widgets.opening import Note
 
 _LIVE: dict[str, weakref.ref] = {}  # out_dir|slot key -> the SceneFiles of the Studio editing it in this process
 
-Say = Callable[..., None]  # the Studio's message line: say(text, details="", error=False)
+Say = Callable[..., None]  # the Studio's message line: say(text, details="", error=False, hold=False)
 
 
 @dataclass
@@ -81,8 +81,8 @@ def open_scene(store: AutosaveStore | None, scene: Scene, name: str, *, resume: 
         return Opening(scene, name, False, notes, lock)
     saved, msg = store.load(name, image_hash)
     lock.touch()  # a broken autosave was put aside with the lock in its folder: write the lock again
-    if msg:
-        notes.append(Note(msg))
+    if msg:  # the autosave was broken (or of another image) and was put aside
+        notes.append(Note(msg, error=True))
     if saved is None:
         if newer:
             notes.append(Note(f"this photo has an autosave, '{newer}' ('recent scenes' opens it)"))
@@ -192,7 +192,7 @@ class SceneFiles:
         self.closed = True
         if self.lock is not None:
             self.lock.release()
-        self.say("this Studio was closed: a newer one (a re-run cell) edits this scene now")
+        self.say("this Studio was closed: a newer one (a re-run cell) edits this scene now", hold=True)
 
     # ------------------------------------------------------------------ internals
     def _replace(self, scene: Scene, message: str, name: str | None = None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from levitor._util.images import fit_image
+from levitor._util.images import as_rgb_uint8, center_crop_box, fit_image
 from levitor.defaults import DEFAULT_SIZE
 from levitor.perception.depth_choice import MODEL_SOURCE, DepthChoice
 from levitor.scene import Scene
@@ -29,6 +29,7 @@ class Note:
 
     text: str
     details: str = ""
+    error: bool = False  # shown as an error (a broken autosave)
 
 
 @dataclass
@@ -37,6 +38,29 @@ class Opened:
     name: str
     notes: list[Note] = field(default_factory=list)
     estimator: Any = None  # a DepthEstimator when its weights were found
+    photo: np.ndarray | None = None  # the whole photo (H, W, 3) when one was opened: the crop can still move
+
+
+def crop_window(photo: np.ndarray, offset: float) -> tuple[int, int, int, int] | None:
+    """(y0, x0, h, w) of the part of ``photo`` the scene shows at ``offset``; None when nothing is cut away."""
+    y0, x0, h, w = center_crop_box(photo.shape[0], photo.shape[1], DEFAULT_SIZE.height, DEFAULT_SIZE.width, offset)
+    return None if (h, w) == photo.shape[:2] else (y0, x0, h, w)
+
+
+def crop_photo(photo: np.ndarray, offset: float) -> np.ndarray:
+    """``photo`` cropped at ``offset`` and resized to the generation size: the scene's image."""
+    return fit_image(photo, DEFAULT_SIZE.height, DEFAULT_SIZE.width, offset)
+
+
+def frame_photo(photo: np.ndarray, offset: float, depth_source: str, estimator: Any = None
+                ) -> tuple[np.ndarray, np.ndarray, str]:
+    """(image, depth, depth source) of ``photo`` cropped at ``offset``, its depth chosen as ``depth_source`` says
+    (a model's depth without the model, or the scene's own depth, falls back to the default guess)."""
+    image = crop_photo(photo, offset)
+    choice = DepthChoice.from_source(depth_source)
+    if choice is None or (choice.kind == MODEL_SOURCE and estimator is None):
+        choice = DepthChoice(MODEL_SOURCE) if estimator is not None else DepthChoice()
+    return image, choice.depth(image, (), estimator), choice.source
 
 
 def scene_name(x: Any, scene: Scene) -> str:
@@ -61,13 +85,12 @@ def open_target(x: Any, allow_download: bool = False, name: str | None = None) -
     if isinstance(x, (str, os.PathLike)) and str(x).endswith(".json"):
         scene = Scene.load(x)
         return Opened(scene, name or scene_name(x, scene))
-    rgb = fit_image(x, DEFAULT_SIZE.height, DEFAULT_SIZE.width)  # the generation size
+    photo = as_rgb_uint8(x)
     estimator, note = depth_estimator(allow_download)
-    choice = DepthChoice(MODEL_SOURCE) if estimator is not None else DepthChoice()
-    depth = choice.depth(rgb, (), estimator)
+    rgb, depth, source = frame_photo(photo, 0.0, MODEL_SOURCE, estimator)  # centred, at the generation size
     path = str(x) if isinstance(x, (str, os.PathLike)) else None
-    scene = Scene(image=rgb, depth=depth, depth_source=choice.source, image_path=path)
-    return Opened(scene, name or scene_name(x, scene), [note] if note else [], estimator)
+    scene = Scene(image=rgb, depth=depth, depth_source=source, image_path=path)
+    return Opened(scene, name or scene_name(x, scene), [note] if note else [], estimator, photo)
 
 
 def depth_estimator(allow_download: bool = False) -> tuple[Any, Note | None]:

@@ -7,7 +7,8 @@ makes of it. This module is layout and wiring only; each job has its own home:
 - when to redraw: :mod:`levitor_widgets.scheduler`; what to draw: :mod:`levitor_widgets.presenter`;
 - masks and depth: :mod:`levitor.perception`; the 3D view's geometry: :mod:`levitor.viz.scene3d`;
 - mask tools: :class:`levitor_widgets.masking.MaskTools`; files and autosaves: :class:`levitor_widgets.files.SceneFiles`
-  (:mod:`levitor_widgets.autosave`); what to open: :mod:`levitor_widgets.opening`.
+  (:mod:`levitor_widgets.autosave`); what to open: :mod:`levitor_widgets.opening`; the photo's crop:
+  :mod:`levitor_widgets.framing`; the message area: :class:`levitor_widgets.toolbar.Messages`.
 
 Everything a mouse or a slider can do is a method here too (``click``, ``drag``, ``box``, ``brush``,
 ``set_nearness``, ``set_depth``, ``undo``, ``redo``, ...), which is how the tests and scripts drive it, and all
@@ -16,8 +17,11 @@ of it lands in the scene JSON.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +41,12 @@ from levitor_widgets.autosave import AutosaveStore
 from levitor_widgets.canvas import SceneCanvas
 from levitor_widgets.compat import enable_colab_widgets
 from levitor_widgets.files import SceneFiles, open_scene
+from levitor_widgets.framing import FramingPanel, crop_text
 from levitor_widgets.generate_panel import LEVITOR, GeneratePanel, run_generate, weights_for
 from levitor_widgets.gestures import Gestures
 from levitor_widgets.hints import Hints
 from levitor_widgets.masking import MaskTools, repaint_depth
-from levitor_widgets.opening import Note, load_segmenter, open_target
+from levitor_widgets.opening import Note, crop_photo, crop_window, frame_photo, load_segmenter, open_target
 from levitor_widgets.panels import STRIP_SCALES, ObjectPanel, PathPanel, ScrubberPanel
 from levitor_widgets.pointer import PointerEvent
 from levitor_widgets.presenter import Presenter, ViewState
@@ -51,6 +56,11 @@ from levitor_widgets.view3d import View3D
 
 MODES = ("select", "path", "camera", "mask")
 NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask': drag a box around it)"
+# Scoped to the Studio. A player shrinks with its column instead of overflowing it (two 512 px videos side by side
+# in a narrower output got a horizontal scrollbar each from their 2 px margins).
+STUDIO_CSS = """
+.levitor-studio video { max-width: calc(100% - 4px); height: auto !important; }
+"""
 EMPTY_3D_HINT = "no objects yet: the photo's pixels at their depth. Make a mask (mode 'mask') and draw a path."
 
 
@@ -83,9 +93,16 @@ class Studio:
         store = AutosaveStore(self.out_dir) if autosave else None
         named = name is not None or str(image_or_scene).endswith(".json")  # a scene file opens its own autosave
         start = open_scene(store, opened.scene, opened.name, resume=resume, name_given=named)
-        notes: list[Note] = list(opened.notes) + start.notes
+        notes: list[Note] = list(start.notes)  # what happened to the user's work first, then the crop, the models
         self.resumed = start.resumed
         self.scene: Scene = start.scene.validate()
+        photo = opened.photo  # the whole photo, while its crop can still move
+        self._photo = photo if photo is not None and crop_window(photo, 0.0) is not None else None
+        if self._photo is not None and not self.scene.masks:
+            notes.append(Note(f"the photo is cropped to the scene's {self.scene.width}x{self.scene.height}: "
+                              f"{crop_text(photo.shape, crop_window(photo, self.scene.crop_offset))} cut away "
+                              "(dimmed under 'Crop'; move it there before making a mask)"))
+        notes += opened.notes
         self.editor = SceneEditor(self.scene, repaint_depth=repaint_depth)
         self._engine_factory = engine
         model = MINI if is_mini(weights) else LEVITOR
@@ -110,11 +127,15 @@ class Studio:
         self.canvas.on_error = lambda tb: self.say("internal error (please report it)", tb, error=True)
         self.presenter = Presenter(self.canvas, self.view)
         self.gestures = Gestures(self)
+        ptr = self.canvas.pointer  # what the browser's mouse does is a user action (messages: see Messages.action)
+        ptr.on_click, ptr.on_drag_start, ptr.on_drag_move, ptr.on_drag_end = (
+            self._acting(ptr.on_click), self._acting(ptr.on_drag_start), self._acting(ptr.on_drag_move),
+            self._acting(ptr.on_drag_end))
         self.canvas.pointer.keep_on_leave = lambda: self.mode == "mask"  # a stroke past the image's edge goes on
         self.masks = MaskTools(self.editor, self.view, self.gestures.tool, say=self.say, flash=self.presenter.flash,
                                refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
                                own_depth=own_depth)
-        self.scheduler = RedrawScheduler(self._draft, self._full, self._side_update,
+        self.scheduler = RedrawScheduler(self._said(self._draft), self._said(self._full), self._said(self._side_update),
                                          can_draft=lambda: self.result is not None and hasattr(self.engine,
                                                                                                "preview_frame"))
         self.files = SceneFiles(store, self.out_dir, start, self.editor, self.scheduler, self.say, self._show_scene)
@@ -138,10 +159,13 @@ class Studio:
         self.path_panel.on_timed = lambda on: self.set_timed(self.view.active, on)
         self.path_panel.on_delete = lambda j: self.delete_point(self.view.active, j)
         self.hints = Hints(self.view, self.path_panel)
+        self.framing = FramingPanel()
+        self.framing.on_offset = lambda v: self._safe(self.set_crop, v)
         self.scrubber = ScrubberPanel(self.scene.num_frames, w, h, strip_scales)
         self.scrubber.on_frame, self.scrubber.on_scale = self.set_frame, self.set_scale
         self.scrubber.on_preview, self.scrubber.on_strip = self.set_preview, self.set_strip_visible
         self.scrubber.set_scale(self.scene.scale)
+        self.scrubber.info.layout = W.Layout(height="34px", overflow="hidden")  # two lines: never cut mid-way
         self.view3d = View3D() if show_3d else None
         self.generate_panel = GeneratePanel(self._generate_job, seed=self.scene.seed, width=w, height=h,
                                             model=model, weights=weights)
@@ -157,14 +181,17 @@ class Studio:
             # the canvas column never shrinks (a squeezed column lets the side panel cover the canvas)
             W.HBox([W.VBox([self.canvas.widget, self.path_panel.widget, self.scrubber.widget],
                            layout=W.Layout(width=f"{max(w, 540) + 4}px", flex="0 0 auto")),
-                    W.VBox([self.objects_panel.widget],
+                    W.VBox([self.framing.widget, self.objects_panel.widget],
                            layout=W.Layout(flex="1 1 auto", overflow="hidden", margin="0 0 0 12px"))]),
             self.modebar.files,
             *([self.view3d.widget] if self.view3d is not None else []),
             W.HTML("<b>Generate</b>"),
             self.generate_panel.widget,
+            W.HTML(f"<style>{STUDIO_CSS}</style>", layout=W.Layout(display="none")),
         ])
         self.widget.add_class("levitor-studio")
+        # clear of JupyterLab's output-prompt column (a click there collapses the output into a scroll box)
+        self.widget.layout.padding = "0 0 0 16px"
 
         if not self.scene.masks:  # load the compiled kernels while the user draws the first mask
             import threading
@@ -176,8 +203,9 @@ class Studio:
         self.set_mode("mask" if not self.scene.masks else ("path" if self.scene.objects else "select"))
         self.refresh()
         self._side_update()
-        if notes:
-            self.say(" | ".join(n.text for n in notes), "\n\n".join(n.details for n in notes if n.details))
+        if notes:  # held until the user's first action: a hint on the way never replaces it
+            self.say(" | ".join(n.text for n in notes), "\n\n".join(n.details for n in notes if n.details),
+                     error=any(n.error for n in notes), hold=True)
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -252,6 +280,8 @@ class Studio:
     def _show_scene(self, scene: Scene) -> None:
         """Edit another scene from now on (a loaded file, a recent scene): the views start afresh."""
         self.scene, self._cloud = scene, None
+        if self._photo is not None and not np.array_equal(crop_photo(self._photo, scene.crop_offset), scene.image):
+            self._photo = None  # another photo's scene: its crop can't move from here
         self.masks.own_depth = (scene.depth, scene.depth_source)
         self.modebar.name.value = self.name
         self.editor.reset(scene)
@@ -262,6 +292,20 @@ class Studio:
         self.scrubber.set_scale(scene.scale)
         self.refresh()
         self._side_update()
+
+    # ================================================================ the photo's crop (levitor_widgets.framing)
+    def set_crop(self, offset: float) -> None:
+        """Move the photo's crop along the axis it cuts: -1 the top (or left) edge, 0 the centre, 1 the bottom
+        (right). Only before the first mask (masks are drawn on their crop); one undo step; saved with the scene."""
+        if self._photo is None:
+            raise ValueError("this scene has no photo to crop again: open the photo itself, Studio('photo.jpg'), "
+                             "to move its crop")
+        image, depth, source = frame_photo(self._photo, float(offset), self.scene.depth_source, self.estimator)
+        if self.editor.set_framing(image, float(offset), depth, source):
+            self._cloud = None
+            window = crop_window(self._photo, self.scene.crop_offset)
+            self.say(f"crop moved to {self.scene.crop_offset:+.2f}: {crop_text(self._photo.shape, window)} cut away")
+        self.refresh()
 
     # ================================================================ engine and redraws
     def _make_engine(self, scene: Scene):
@@ -374,6 +418,9 @@ class Studio:
                                                               getattr(self.result, "warnings", [])))
         else:
             self.path_panel.show("", [], [], None)
+        photo = self._photo
+        self.framing.show(photo, None if photo is None else crop_window(photo, self.scene.crop_offset),
+                          self.scene.crop_offset, fixed=bool(self.scene.masks))
         recent = None if self.store is None else [(r.label, r.key) for r in self.store.recent()]
         self.modebar.show(self.mode, self.editor.can_undo, self.editor.can_redo, recent)
         self.maskbar.show(self.mode, self.tool, self.masks.depth_kind(), self.masks.depth_nearness())
@@ -382,10 +429,11 @@ class Studio:
         n = num_points if num_points is not None else (self.result.signal.num_points if self.result else 0)
         k = {} if draft or self.result is None else (getattr(self.result, "k", {}) or {})
         ks = ", ".join(f"#{i}: {c}" for i, c in sorted(k.items()))
-        self.scrubber.info.value = (
-            f"<small>frame {self.view.frame + 1}/{self.scene.num_frames}, {n} control points"
-            f"{' (K ' + ks + ')' if ks else ''}{' (draft of this frame)' if draft else ''}; "
-            f"update {self.timings.get('engine_ms', 0):.0f} ms, draw {self.timings.get('draw_ms', 0):.0f} ms</small>")
+        self.scrubber.info.value = (  # wraps onto a second line rather than cut (the row is two lines high)
+            f"<div style='font-size:12px;line-height:16px;white-space:normal'>frame {self.view.frame + 1}/"
+            f"{self.scene.num_frames}, {n} control points{' (K ' + ks + ')' if ks else ''}"
+            f"{' (draft of this frame)' if draft else ''}; update {self.timings.get('engine_ms', 0):.0f} ms, "
+            f"draw {self.timings.get('draw_ms', 0):.0f} ms</div>")
 
     def _say_warnings(self) -> None:
         """Say in the message line when a moved object gets no control points somewhere (the static masks' losses
@@ -404,9 +452,35 @@ class Studio:
             self.say("")
         self._warned = (key, line)
 
-    def say(self, text: str, details: str = "", error: bool = False) -> None:
-        """One line for the user; ``details`` behind the "details" toggle."""
-        self.messages.say(text, details, error)
+    def say(self, text: str, details: str = "", error: bool = False, hold: bool = False) -> None:
+        """One line for the user; ``details`` behind the "details" toggle. An error (or ``hold``) stays until the
+        user's next action (:class:`~levitor_widgets.toolbar.Messages`)."""
+        self.messages.say(text, details, error, hold)
+
+    @contextmanager
+    def _warnings_said(self):
+        """A warning raised inside (a library's UserWarning, with its file path) is said in the message area,
+        not printed raw above the Studio; other categories (deprecations) go on as they would."""
+        with caught_warnings(lambda text, details: self.say(text, details)):
+            yield
+
+    def _acting(self, fn):
+        """``fn`` as a user action: a held message (an error) is cleared as it starts, not by what it says."""
+        if fn is None:
+            return None
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with self.messages.action(), self._warnings_said():
+                return fn(*args, **kwargs)
+        return run
+
+    def _said(self, job):
+        """A redraw job (run now or from a timer) whose warnings go to the message area."""
+        def run():
+            with self._warnings_said():
+                job()
+        return run
 
     def _safe(self, fn, *args):
         try:
@@ -643,3 +717,53 @@ class Studio:
         make = f if f is not None and (isinstance(f, type) or not hasattr(f, "update")) else None
         return run_generate(scene, settings, progress, cancel, out_dir=self.out_dir, weights=self.weights,
                             allow_download=self.allow_download, make_engine=make)
+
+
+@contextmanager
+def caught_warnings(say):
+    """Inside, a UserWarning goes to ``say(text, details)`` (once per message) instead of the cell's output."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            said = set()
+            for w in caught:
+                if not issubclass(w.category, UserWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                elif str(w.message) not in said:
+                    said.add(str(w.message))
+                    say(f"warning: {w.message}", f"{w.category.__name__} at {w.filename}:{w.lineno}")
+
+
+def _init_said(init):
+    """The Studio's __init__ with its warnings (a downscaled photo, a library's) added to its opening message."""
+    @functools.wraps(init)
+    def run(self, *args, **kwargs):
+        found: list[tuple[str, str]] = []
+        with caught_warnings(lambda text, details: found.append((text, details))):
+            init(self, *args, **kwargs)
+        for text, details in found:
+            self.messages.add(text, details)
+    return run
+
+
+Studio.__init__ = _init_said(Studio.__init__)
+
+USER_ACTIONS = ("click", "drag", "key", "set_mode", "set_tool", "box", "lasso", "brush", "flood", "sam_click",
+                "new_object", "set_depth", "save", "load", "open_recent", "rename", "set_crop", "set_frame",
+                "set_preview", "set_strip_visible", "activate", "set_visible", "select_mask", "remove_object",
+                "add_point", "add_camera_point", "delete_point", "set_nearness", "set_point_frame", "set_timed",
+                "set_scale", "undo", "redo", "generate")  # what a user does: a held message goes as each starts
+
+
+def _user_action(fn):
+    @functools.wraps(fn)
+    def run(self, *args, **kwargs):
+        with self.messages.action(), self._warnings_said():
+            return fn(self, *args, **kwargs)
+    return run
+
+
+for _name in USER_ACTIONS:
+    setattr(Studio, _name, _user_action(getattr(Studio, _name)))

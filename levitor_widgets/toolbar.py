@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import ipywidgets as W
 
@@ -25,7 +26,7 @@ TOOL_TIPS = {"box": "box (GrabCut): drag a box around an object and GrabCut cuts
              "brush": "paint the object (Shift/Alt: paint it away)", "eraser": "paint parts of the mask away",
              "flood": "click: the connected region of similar colour (tolerance below)",
              "sam": "click the object (Shift/Alt-click: a part that does not belong); needs SAM weights"}
-DEPTHS = {"nearer": "objects N x nearer than the background", "flat": "flat (one depth)",
+DEPTHS = {"nearer": "objects N x nearer", "flat": "flat (one depth)",
           "ground-plane": "ground plane (floor to a horizon)", "depth-anything-v2": "DepthAnythingV2",
           "scene": "the scene's own depth"}
 
@@ -36,26 +37,73 @@ def row_layout() -> W.Layout:
     return W.Layout(height="36px", flex_flow="row nowrap", align_items="center", overflow="hidden")
 
 
+LINE_CHARS = 100  # a longer message is cut in its line (ellipsis) and shown whole behind "details"
+MESSAGE_LOG = 50  # messages kept in ``Messages.log``
+
+
 class Messages:
-    """One line of text (never more, never moving the canvas) and a "details" toggle for the rest."""
+    """The Studio's one message area: one line (never more, never moving the canvas) and a "details" toggle for
+    the rest: a long message whole, tracebacks, what to download.
+
+    An error, and what the Studio says when it opens (a resumed autosave, a broken one), is *held*: it stays until
+    the user's next action (:meth:`action`), so a hint said on the way (a redraw, a panel) never replaces it; at
+    that next action it is cleared. Everything said is kept in ``log`` (the newest last)."""
 
     def __init__(self):
-        self.line = W.HTML("", layout=W.Layout(height="22px", overflow="hidden", flex="1 1 auto", min_width="0"))
+        self.line = W.HTML("", layout=W.Layout(height="24px", overflow="hidden", flex="1 1 auto", min_width="0"))
         self.toggle = W.ToggleButton(value=False, description="details", layout=W.Layout(
-            width="80px", flex="0 0 auto", visibility="hidden"))  # never squeezed by a long line
-        self.details = W.HTML("", layout=W.Layout(display="none"))
+            width="80px", min_width="80px", flex="0 0 auto", visibility="hidden"))  # never squeezed by a long line
+        self.details = W.HTML("", layout=W.Layout(display="none", max_height="240px", overflow="auto"))
         self.toggle.observe(lambda ch: setattr(self.details.layout, "display", "" if ch["new"] else "none"),
                             names="value")
-        self.widget = W.VBox([W.HBox([self.line, self.toggle], layout=W.Layout(height="26px", overflow="hidden")),
+        self.widget = W.VBox([W.HBox([self.line, self.toggle], layout=W.Layout(height="28px", overflow="hidden",
+                                                                             align_items="center")),
                               self.details])
-        self.text, self.detail_text, self.error = "", "", False
+        self.text, self.detail_text, self.error, self.held = "", "", False, False
+        self.log: list[tuple[str, bool]] = []  # (text, error)
+        self._depth = 0
 
-    def say(self, text: str, details: str = "", error: bool = False) -> None:
-        """Plain text (escaped here); ``details`` (plain text, may be long) go behind the toggle."""
+    @contextmanager
+    def action(self):
+        """A user action runs inside: at its start a held message is cleared (it was about what came before)."""
+        if self._depth == 0 and self.held:
+            self._show("", "", False)
+            self.held = False
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+    def say(self, text: str, details: str = "", error: bool = False, hold: bool = False) -> None:
+        """Plain text (escaped here); ``details`` (plain text, may be long) go behind the toggle. ``error`` (shown
+        as one) and ``hold`` keep the message until the next action (and replace a held one); a plain message
+        meanwhile is only logged."""
+        if text:
+            self.log.append((text, error))
+            del self.log[:-MESSAGE_LOG]
+        if self.held and not (error or hold):
+            return
+        self.held = bool(text) and (error or hold)
+        self._show(text, details, error)
+
+    def add(self, text: str, details: str = "") -> None:
+        """Another part for the message shown now (``" | "`` between them), held if it was."""
+        self.log.append((text, False))
+        joined = f"{self.text} | {text}" if self.text else text
+        self._show(joined, "\n\n".join(d for d in (self.detail_text, details) if d), self.error)
+
+    def _show(self, text: str, details: str, error: bool) -> None:
         self.text, self.detail_text, self.error = text, details, error
-        color = "#b00" if error else "#333"
-        self.line.value = (f"<div style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis;color:{color}'"
-                           f" title='{html.escape(text)}'>{html.escape(text)}</div>") if text else ""
+        if len(text) > LINE_CHARS:
+            details = text + ("\n\n" + details if details else "")
+        style = ("color:#a00;background:#fdecea;border-left:3px solid #c00;padding:0 6px" if error
+                 else "color:#333;padding:0 2px")
+        mark = "&#9888; " if error else ""
+        kind = "levitor-message levitor-error" if error else "levitor-message"
+        self.line.value = (f"<div class='{kind}' style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis;"
+                           f"line-height:22px;{style}' title='{html.escape(text)}'>{mark}{html.escape(text)}</div>"
+                           ) if text else ""
         self.details.value = (f"<pre style='font-size:11px;white-space:pre-wrap;margin:0'>{html.escape(details)}"
                               "</pre>") if details else ""
         self.toggle.layout.visibility = "visible" if details else "hidden"
@@ -133,10 +181,10 @@ class MaskBar:
         self.new_object = W.Button(description="new object", icon="plus", layout=W.Layout(width="110px"),
                                    tooltip="the next mask becomes a new object (instead of refining the active one)")
         self.depth = W.Dropdown(options=[(DEPTHS[d], d) for d in depths], value=depth, description="depth",
-                                style=label_style(), layout=W.Layout(width="320px"))
+                                style=label_style(), layout=W.Layout(width="270px", min_width="270px"))
         self.nearness = W.FloatSlider(value=nearness, min=1.0, max=round(max_nearness, 2), step=0.05,
                                       description="N", style=label_style(), readout_format=".2f",
-                                      continuous_update=False, layout=W.Layout(width="190px"))
+                                      continuous_update=False, layout=W.Layout(width="230px", min_width="230px"))
         self.tool.observe(lambda ch: self._fire(self.on_tool, ch["new"]), names="value")
         self.new_object.on_click(lambda _b: self._fire(self.on_new_object))
         self.depth.observe(lambda ch: self._depth_changed(), names="value")
@@ -171,8 +219,9 @@ class MaskBar:
             self.tools_row.layout.visibility = "visible" if mode == "mask" else "hidden"  # keeps its height
             if self.tool.value != tool:
                 self.tool.value = tool
-            self.size.layout.visibility = "visible" if tool in ("brush", "eraser") else "hidden"
-            self.tolerance.layout.visibility = "visible" if tool == "flood" else "hidden"
+            # "visible" on a child shows it even inside a hidden row: only in mask mode
+            self.size.layout.visibility = "visible" if mode == "mask" and tool in ("brush", "eraser") else "hidden"
+            self.tolerance.layout.visibility = "visible" if mode == "mask" and tool == "flood" else "hidden"
             if depth in [v for _, v in self.depth.options] and self.depth.value != depth:
                 self.depth.value = depth
             if abs(self.nearness.value - nearness) > 1e-6:

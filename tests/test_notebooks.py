@@ -57,9 +57,11 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors, errors
     if name == "01_quickstart.ipynb":
-        assert (tmp_path / "levitor_out" / "my_scene.json").exists()
+        assert (tmp_path / "levitor_out" / "bundled.json").exists()  # the save cell: the scene's own name
         assert not (tmp_path / "levitor_out" / "autosave.json").exists()  # autosaves are per scene, after an edit
         assert list((tmp_path / "levitor_out").glob("run_*/*.mp4")), "Generate wrote no video"
+    if name == "04_colab.ipynb":
+        assert (tmp_path / "levitor_out" / "bundled.json").exists()
     if name == "02_control_point_scaling.ipynb":
         mimes = {k for c in nb.cells if c.cell_type == "code" for o in c.outputs for k in o.get("data", {})}
         assert "image/png" in mimes and "application/vnd.plotly.v1+json" in mimes
@@ -84,4 +86,5 @@ def test_quickstart_on_your_own_photo_without_weights(tmp_path, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "nothing to generate yet" in text and "depth: nearer:2" in text
-    assert (tmp_path / "levitor_out" / "my_scene.json").exists()
+    assert (tmp_path / "levitor_out" / "chelsea.json").exists()  # each photo its own file, not one my_scene.json
+    assert not (tmp_path / "levitor_out" / "my_scene.json").exists()

@@ -129,19 +129,33 @@ def _limit_size(image: Image.Image, name: str) -> Image.Image:
     return image.resize(size, Image.LANCZOS)
 
 
-def center_crop_box(h: int, w: int, target_h: int, target_w: int) -> tuple[int, int, int, int]:
-    """(y0, x0, crop_h, crop_w): the largest centred box of aspect ``target_w / target_h`` inside h x w."""
+def center_crop_box(h: int, w: int, target_h: int, target_w: int, offset: float = 0.0) -> tuple[int, int, int, int]:
+    """(y0, x0, crop_h, crop_w): the largest box of aspect ``target_w / target_h`` inside h x w, centred unless
+    ``offset`` moves it along the axis that is cut: -1 the top (or left) edge, 0 the centre, 1 the bottom (right)."""
+    check_crop_offset(offset)
     if w * target_h > h * target_w:  # source is wider than the target: cut left and right
         cw = max(1, round(h * target_w / target_h))
-        return 0, (w - cw) // 2, h, cw
+        return 0, _shifted(w - cw, offset), h, cw
     ch = max(1, round(w * target_h / target_w))
-    return (h - ch) // 2, 0, ch, w
+    return _shifted(h - ch, offset), 0, ch, w
 
 
-def fit_image(image: Any, height: int, width: int) -> np.ndarray:
-    """An image centre-cropped to the aspect ratio of ``height`` x ``width`` and resized (bicubic): how a photo
-    becomes a scene at the generation size."""
+def _shifted(spare: int, offset: float) -> int:
+    """Where a window starts when ``spare`` pixels are cut: offset 0 keeps the centred ``spare // 2``."""
+    return spare // 2 if offset == 0 else int(round((spare / 2) * (1 + offset)))
+
+
+def check_crop_offset(offset: float) -> None:
+    if isinstance(offset, bool) or not isinstance(offset, (int, float, np.integer, np.floating)) \
+            or not -1.0 <= float(offset) <= 1.0:
+        raise ValueError(f"crop_offset must be a number in -1..1 (-1: top/left, 0: centre, 1: bottom/right), got "
+                         f"{offset!r}")
+
+
+def fit_image(image: Any, height: int, width: int, offset: float = 0.0) -> np.ndarray:
+    """An image cropped to the aspect ratio of ``height`` x ``width`` (centred, or moved by ``offset``: see
+    :func:`center_crop_box`) and resized (bicubic): how a photo becomes a scene at the generation size."""
     rgb = as_rgb_uint8(image)
-    y0, x0, ch, cw = center_crop_box(rgb.shape[0], rgb.shape[1], height, width)
+    y0, x0, ch, cw = center_crop_box(rgb.shape[0], rgb.shape[1], height, width, offset)
     img = Image.fromarray(rgb[y0:y0 + ch, x0:x0 + cw])
     return np.asarray(img.resize((width, height), Image.BICUBIC))
