@@ -172,126 +172,10 @@ def _find(nxt, a):
 _find = jit(_find)
 
 
-def _take_hit(p, i, d2, cert, slots, count, slot_i, slot_d, touched, n_t):
-    """Pixel p (with a free slot) takes point i's hit at squared distance d2; returns the number of pixels touched.
-    A hit with d2 < ``cert`` makes the pixel CERTAIN (its first slot keeps the point)."""
-    k = count[p]
-    if k == 0:
-        touched[n_t] = p
-        n_t += 1
-        slot_i[p * slots] = i
-    if d2 < cert:
-        count[p] = CERTAIN
-    else:
-        slot_i[p * slots + k] = i
-        slot_d[p * slots + k] = d2
-        count[p] = k + 1
-    return n_t
-
-
-_take_hit = jit(_take_hit, inline=True)
-
-
-def _scan_row_side(i, px, dy2, row, ca, step, r2, cert, xc, slots, count, slot_i, slot_d, touched, n_t):
-    """Point i's hits in one row, scanned outward from column ``ca`` in direction ``step`` until d2 >= r^2."""
-    W = xc.shape[0]
-    c = ca
-    while 0 <= c < W:
-        dx = px - xc[c]
-        d2 = dx * dx + dy2
-        if not d2 < r2:
-            break
-        p = row * W + c
-        if count[p] < slots:
-            n_t = _take_hit(p, i, d2, cert, slots, count, slot_i, slot_d, touched, n_t)
-        c += step
-    return n_t
-
-
-_scan_row_side = jit(_scan_row_side, inline=True)
-
-
-def _scan_point(i, px, py, fr, fc, r2, cert, xc, yc, slots, count, slot_i, slot_d, touched, n_t):
-    """A small-radius point's hits: its rows scanned outward from the two either side of it, each row's columns
-    likewise (:func:`_scan_row_side`). Returns the number of pixels touched."""
-    H = yc.shape[0]
-    W = xc.shape[0]
-    ra = int(np.floor(fr))
-    ca = int(np.floor(fc))
-    for up in range(2):
-        row = min(ra, H - 1) if up == 1 else max(ra + 1, 0)
-        while 0 <= row < H:
-            dy = py - yc[row]
-            dy2 = dy * dy
-            if not dy2 < r2:  # d2 >= dy2: no hit in this row, nor beyond it
-                break
-            n_t = _scan_row_side(i, px, dy2, row, max(ca + 1, 0), 1, r2, cert, xc, slots, count, slot_i, slot_d,
-                                 touched, n_t)
-            n_t = _scan_row_side(i, px, dy2, row, min(ca, W - 1), -1, r2, cert, xc, slots, count, slot_i, slot_d,
-                                 touched, n_t)
-            row += -1 if up == 1 else 1
-    return n_t
-
-
-_scan_point = jit(_scan_point, inline=True)
-
-
-def _run_ends(px, dy2, fc, hw, r2, xc):
-    """The first and last column of a row whose centre is within the radius (c0 > c1 for none), exactly."""
-    W = xc.shape[0]
-    c0 = max(int(np.floor(fc - hw)) - 1, 0)
-    c1 = min(int(np.ceil(fc + hw)) + 1, W - 1)
-    while c0 <= c1:
-        dx = px - xc[c0]
-        if dx * dx + dy2 < r2:
-            break
-        c0 += 1
-    while c1 >= c0:
-        dx = px - xc[c1]
-        if dx * dx + dy2 < r2:
-            break
-        c1 -= 1
-    return c0, c1
-
-
-_run_ends = jit(_run_ends, inline=True)
-
-
-def _run_point(i, px, py, fr, fc, r2, r_px, half, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full,
-               n_t, n_f):
-    """A large-radius point's hits: each row's run found exactly (:func:`_run_ends`), its pixels not full yet
-    visited through the union-find. Returns the numbers of pixels touched and filled."""
-    H = yc.shape[0]
-    W = xc.shape[0]
-    r0 = max(int(np.floor(fr - r_px)) - 1, 0)
-    r1 = min(int(np.ceil(fr + r_px)) + 1, H - 1)
-    for row in range(r0, r1 + 1):
-        dy = py - yc[row]
-        dy2 = dy * dy
-        if not dy2 < r2:
-            continue
-        hw = np.sqrt(max(np.float64(r2) - np.float64(dy2), 0.0)) * half
-        c0, c1 = _run_ends(px, dy2, fc, hw, r2, xc)
-        if c0 > c1:
-            continue
-        base = row * (W + 1)
-        c = _find(nxt, base + c0) - base
-        while c <= c1:
-            dx = px - xc[c]
-            p = row * W + c
-            n_t = _take_hit(p, i, dx * dx + dy2, cert, slots, count, slot_i, slot_d, touched, n_t)  # not full yet
-            if count[p] >= slots:
-                nxt[base + c] = base + c + 1
-                full[n_f] = base + c
-                n_f += 1
-            c = _find(nxt, base + c + 1) - base
-    return n_t, n_f
-
-
-_run_point = jit(_run_point, inline=True)
-
-
-def _rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched, full):
+# One loop nest on purpose (C901 25): split into compiled helpers (per point, per row or per hit, inlined or not)
+# the same results ran 1.25-3.5x slower on the release's hot path (measured 2026-12-06, issue 26).
+def _rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, slot_d, nxt, touched,  # noqa: C901
+                     full):
     """Rasterise one cloud: for each point in ``order`` (ascending (z, index)), every pixel centre within the radius
     that still has a free slot takes it (point index and d2). A hit with d2 < ``cert`` (:func:`certain_below`;
     negative for none) proves its pixel covered whatever comes after: the pixel keeps its nearest point, its count
@@ -300,9 +184,8 @@ def _rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, sl
     entries to reset). count (H*W,) must be 0 and nxt (H*(W+1),) the identity on entry; :func:`_reset_scratch`.
 
     The hits of a point in one row are one run of columns (d2 is unimodal along the row) around the two columns
-    either side of the point, and its rows one run around its row: small radii scan outward from those
-    (:func:`_scan_point`); above SCAN_MAX_PX pixels each run's ends are found exactly and a union-find skips the
-    pixels already full (:func:`_run_point`)."""
+    either side of the point, and its rows one run around its row: small radii scan outward from those; above
+    SCAN_MAX_PX pixels each run's ends are found exactly and a union-find skips the pixels already full."""
     H = yc.shape[0]
     W = xc.shape[0]
     m = min(H, W)
@@ -325,10 +208,82 @@ def _rasterise_cloud(x, y, z, order, r32, cert, xc, yc, slots, count, slot_i, sl
         fr = (H - 1 - np.float64(py) * m) / 2.0  # the point's row and column in pixel units
         fc = (W - 1 - np.float64(px) * m) / 2.0
         if scan:
-            n_t = _scan_point(i, px, py, fr, fc, r2, cert, xc, yc, slots, count, slot_i, slot_d, touched, n_t)
-        else:
-            n_t, n_f = _run_point(i, px, py, fr, fc, r2, r_px, half, cert, xc, yc, slots, count, slot_i, slot_d,
-                                  nxt, touched, full, n_t, n_f)
+            ra = int(np.floor(fr))
+            ca = int(np.floor(fc))
+            for up in range(2):
+                row = min(ra, H - 1) if up == 1 else max(ra + 1, 0)
+                while 0 <= row < H:
+                    dy = py - yc[row]
+                    dy2 = dy * dy
+                    if not dy2 < r2:  # d2 >= dy2: no hit in this row, nor beyond it
+                        break
+                    for left in range(2):
+                        c = min(ca, W - 1) if left == 1 else max(ca + 1, 0)
+                        while 0 <= c < W:
+                            dx = px - xc[c]
+                            d2 = dx * dx + dy2
+                            if not d2 < r2:
+                                break
+                            p = row * W + c  # the pixel takes the hit (as below; kept apart: a helper is slower)
+                            k = count[p]
+                            if k < slots:
+                                if k == 0:
+                                    touched[n_t] = p
+                                    n_t += 1
+                                    slot_i[p * slots] = i
+                                if d2 < cert:
+                                    count[p] = CERTAIN
+                                else:
+                                    slot_i[p * slots + k] = i
+                                    slot_d[p * slots + k] = d2
+                                    count[p] = k + 1
+                            c += -1 if left == 1 else 1
+                    row += -1 if up == 1 else 1
+            continue
+        r0 = max(int(np.floor(fr - r_px)) - 1, 0)
+        r1 = min(int(np.ceil(fr + r_px)) + 1, H - 1)
+        for row in range(r0, r1 + 1):
+            dy = py - yc[row]
+            dy2 = dy * dy
+            if not dy2 < r2:
+                continue
+            hw = np.sqrt(max(np.float64(r2) - np.float64(dy2), 0.0)) * half
+            c0 = max(int(np.floor(fc - hw)) - 1, 0)
+            c1 = min(int(np.ceil(fc + hw)) + 1, W - 1)
+            while c0 <= c1:  # the run's ends, exactly
+                dx = px - xc[c0]
+                if dx * dx + dy2 < r2:
+                    break
+                c0 += 1
+            while c1 >= c0:
+                dx = px - xc[c1]
+                if dx * dx + dy2 < r2:
+                    break
+                c1 -= 1
+            if c0 > c1:
+                continue
+            base = row * (W + 1)
+            c = _find(nxt, base + c0) - base
+            while c <= c1:
+                dx = px - xc[c]
+                d2 = dx * dx + dy2
+                p = row * W + c
+                k = count[p]  # < slots: full pixels are skipped
+                if k == 0:
+                    touched[n_t] = p
+                    n_t += 1
+                    slot_i[p * slots] = i
+                if d2 < cert:
+                    count[p] = CERTAIN
+                else:
+                    slot_i[p * slots + k] = i
+                    slot_d[p * slots + k] = d2
+                    count[p] = k + 1
+                if count[p] >= slots:
+                    nxt[base + c] = base + c + 1
+                    full[n_f] = base + c
+                    n_f += 1
+                c = _find(nxt, base + c + 1) - base
     return n_t, n_f
 
 
