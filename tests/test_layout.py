@@ -227,9 +227,6 @@ PENDING_OWNERS = {
     ("levitor_widgets/view3d.py", "width"): "levitor.viz.scene3d's figure width",
     ("levitor_widgets/canvas.py", "POINT_RADIUS"): "levitor.viz.pictures.POINT_RADIUS",
     ("levitor_widgets/autosave_lock.py", "YOUNG_S"): "levitor._util.io.YOUNG_S",
-    ("levitor/motion/release_render.py", "FILL_ROWS"): "levitor.motion.render.STRIP_ROWS, or say why the "
-                                                       "release's fill differs",
-    ("levitor/motion/release_render.py", "FILL_HALF_WIDTH"): "levitor.motion.render.STRIP_HALF_WIDTH, or say why",
 }
 
 

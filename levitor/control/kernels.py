@@ -97,7 +97,25 @@ def tolerance(x, tol, min_shift):
 tolerance = jit(tolerance, inline=True)
 
 
-def lloyd32(x, c, max_iter, tol_abs, labels):  # noqa: C901  (one compiled loop nest, kept in sklearn's order)
+def move_centre(c, sums, counts, j):
+    """sklearn's M step for centre j, in place: sums times the float32 reciprocal of the count. Returns the squared
+    shift as sklearn adds it to its stopping sum (float32 norm, then squared)."""
+    f32 = np.float32
+    alpha = f32(1.0) / counts[j]
+    sq = f32(0.0)
+    for m in range(c.shape[1]):
+        new = sums[j, m] * alpha
+        diff = new - c[j, m]
+        sq += diff * diff
+        c[j, m] = new
+    shift = f32(np.sqrt(sq))
+    return shift * shift
+
+
+move_centre = jit(move_centre, inline=True)
+
+
+def lloyd32(x, c, max_iter, tol_abs, labels):
     """sklearn's Lloyd iteration in float32 on centred samples x (n, d), in place on the centres c (k, d): the
     compiled twin of :func:`levitor.control.release_kmeans.kmeans32` (same arithmetic, operation for operation).
     Returns the number of iterations, or -1 when a cluster empties (the caller then runs the reference, which
@@ -136,15 +154,7 @@ def lloyd32(x, c, max_iter, tol_abs, labels):  # noqa: C901  (one compiled loop 
         for j in range(k):
             if counts[j] == 0:
                 return -1
-            alpha = f32(1.0) / counts[j]
-            sq = f32(0.0)
-            for m in range(d):
-                new = sums[j, m] * alpha
-                diff = new - c[j, m]
-                sq += diff * diff
-                c[j, m] = new
-            shift = f32(np.sqrt(sq))
-            shift_tot += shift * shift
+            shift_tot += move_centre(c, sums, counts, j)
         same = True
         for i in range(n):
             if labels[i] != labels_old[i]:

@@ -141,6 +141,124 @@ def _step(x, c, labels, labels_old, sums, counts, tol_abs) -> tuple[np.ndarray, 
     return new, stop
 
 
+def _formula_gaps(x, gap):
+    """Per sample, twice the float32 formula's error bound _ERR (|c| + |x|)^2, with |c| <= max |x| (centres stay
+    in the samples' hull after the first iteration)."""
+    n = x.shape[0]
+    x_max = 0.0
+    for i in range(n):
+        x0, x1 = np.float64(x[i, 0]), np.float64(x[i, 1])
+        x_max = max(x_max, np.sqrt(x0 * x0 + x1 * x1))
+    x_max *= 1.0 + 1e-5  # a mean of samples, rounded in float32
+    for i in range(n):
+        x0, x1 = np.float64(x[i, 0]), np.float64(x[i, 1])
+        reach = x_max + np.sqrt(x0 * x0 + x1 * x1)
+        gap[i] = 2.0 * (_ERR * reach * reach + 1e-30)
+
+
+_formula_gaps = jit(_formula_gaps, inline=True)
+
+
+def _centre_geometry(c, c_norm, half_sep):
+    """Per centre sklearn's float32 |c|^2 into c_norm and half the distance to its nearest other centre into
+    half_sep; returns the largest |c| (with slack)."""
+    f32 = np.float32
+    k = c.shape[0]
+    c_max = 0.0
+    for j in range(k):
+        c_norm[j] = f32(f32(0.0) + c[j, 0] * c[j, 0]) + c[j, 1] * c[j, 1]
+        c0, c1 = np.float64(c[j, 0]), np.float64(c[j, 1])
+        c_max = max(c_max, np.sqrt(c0 * c0 + c1 * c1))
+    for j in range(k):
+        sep = np.inf
+        for q in range(k):
+            if q != j:
+                dx = np.float64(c[j, 0]) - np.float64(c[q, 0])
+                dy = np.float64(c[j, 1]) - np.float64(c[q, 1])
+                sep = min(sep, dx * dx + dy * dy)
+        half_sep[j] = 0.5 * np.sqrt(sep) * (1.0 - _SLACK)
+    return c_max * (1.0 + _SLACK)
+
+
+_centre_geometry = jit(_centre_geometry, inline=True)
+
+
+def _due_samples(it, drift, expiry, due):
+    """The samples whose label is not certain at this drift into ``due`` (all of them in iteration 0); their count."""
+    n = expiry.shape[0]
+    n_due = 0
+    if it == 0:
+        for i in range(n):
+            due[i] = i
+        return n
+    for i in range(n):
+        due[n_due] = i
+        n_due += np.int64(drift >= expiry[i])
+    return n_due
+
+
+_due_samples = jit(_due_samples, inline=True)
+
+
+def _scan_sample(x0, x1, c, c_norm, c_max, half_sep, e2):
+    """One sample against every centre: exact distances, and the float32 formula among the centres within its error
+    of the nearest. Returns the label, the bound u to its centre and the bound L to every other one."""
+    f32 = np.float32
+    k = c.shape[0]
+    e_min = np.inf
+    for j in range(k):
+        dx = np.float64(x0) - np.float64(c[j, 0])
+        dy = np.float64(x1) - np.float64(c[j, 1])
+        e2[j] = dx * dx + dy * dy
+        e_min = min(e_min, e2[j])
+    reach = c_max + np.sqrt(np.float64(x0) * np.float64(x0) + np.float64(x1) * np.float64(x1))
+    near = 2.0 * (_ERR * reach * reach + 1e-30)
+    best = np.inf
+    lab = 0
+    for j in range(k):  # any other centre's formula value is larger than the nearest's
+        if e2[j] - e_min <= near:
+            dot = x0 * c[j, 0]
+            dot = f32(np.float64(dot) + np.float64(x1) * np.float64(c[j, 1]))  # one rounding (BLAS)
+            dist = c_norm[j] + f32(-2.0) * dot
+            if dist < best:
+                best = dist
+                lab = j
+    e_other = np.inf
+    for j in range(k):
+        if j != lab:
+            e_other = min(e_other, e2[j])
+    u = np.sqrt(e2[lab]) * (1.0 + _SLACK)
+    low = max(np.sqrt(e_other) * (1.0 - _SLACK), 2.0 * half_sep[lab] - u)
+    return lab, u, low
+
+
+_scan_sample = jit(_scan_sample, inline=True)
+
+
+def _cluster_sums(x, labels, sums, counts):
+    """Each cluster's sums (float32) and counts in sample order; a run of one label stays in registers."""
+    f32 = np.float32
+    sums[:] = 0
+    counts[:] = 0
+    run = -1
+    acc0 = acc1 = cnt = f32(0.0)
+    for i in range(x.shape[0]):
+        lab = labels[i]
+        if lab != run:
+            if run >= 0:
+                sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
+            run = lab
+            acc0, acc1, cnt = sums[lab, 0], sums[lab, 1], counts[lab]
+        cnt += f32(1.0)
+        acc0 += x[i, 0]
+        acc1 += x[i, 1]
+    if run >= 0:
+        sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
+
+
+_cluster_sums = jit(_cluster_sums, inline=True)
+
+
 def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
     """sklearn's Lloyd iterations in float32 on centred 2-D samples, in place on the centres c (the arithmetic of
     :func:`levitor.control.kernels.lloyd32`), skipping the distance scans whose answer is certain: the same labels,
@@ -161,7 +279,6 @@ def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
     it and calls again)."""
     n = x.shape[0]
     k = c.shape[0]
-    f32 = np.float32
     c_norm = np.empty(k, dtype=np.float32)
     old = np.empty((k, 2), dtype=np.float64)
     e2 = np.empty(k, dtype=np.float64)
@@ -170,117 +287,43 @@ def _lloyd32_pruned(x, c, max_iter, tol_abs, labels, labels_old, sums, counts):
     lower_ref = np.empty(n, dtype=np.float64)  # its lower bound L plus the drift when L was taken
     gap = np.empty(n, dtype=np.float64)  # twice the formula's error bound for it
     due = np.empty(n, dtype=np.int64)
-    x_max = 0.0
-    for i in range(n):
-        x0, x1 = np.float64(x[i, 0]), np.float64(x[i, 1])
-        x_max = max(x_max, np.sqrt(x0 * x0 + x1 * x1))
-    x_max *= 1.0 + 1e-5  # a mean of samples, rounded in float32
-    for i in range(n):
-        x0, x1 = np.float64(x[i, 0]), np.float64(x[i, 1])
-        reach = x_max + np.sqrt(x0 * x0 + x1 * x1)
-        gap[i] = 2.0 * (_ERR * reach * reach + 1e-30)
+    _formula_gaps(x, gap)
     drift = 0.0
     for it in range(max_iter):
-        c_max = 0.0
-        for j in range(k):
-            c_norm[j] = f32(f32(0.0) + c[j, 0] * c[j, 0]) + c[j, 1] * c[j, 1]
-            c0, c1 = np.float64(c[j, 0]), np.float64(c[j, 1])
-            c_max = max(c_max, np.sqrt(c0 * c0 + c1 * c1))
-        c_max *= 1.0 + _SLACK
-        for j in range(k):
-            sep = np.inf
-            for q in range(k):
-                if q != j:
-                    dx = np.float64(c[j, 0]) - np.float64(c[q, 0])
-                    dy = np.float64(c[j, 1]) - np.float64(c[q, 1])
-                    sep = min(sep, dx * dx + dy * dy)
-            half_sep[j] = 0.5 * np.sqrt(sep) * (1.0 - _SLACK)
+        c_max = _centre_geometry(c, c_norm, half_sep)
         # 1. the samples whose label is not certain any more (all of them in the first iteration)
-        n_due = 0
-        if it == 0:
-            for i in range(n):
-                due[i] = i
-            n_due = n
-        else:
-            for i in range(n):
-                due[n_due] = i
-                n_due += np.int64(drift >= expiry[i])
+        n_due = _due_samples(it, drift, expiry, due)
         # 2. those visited: tighten u; where the label is still not certain, scan
         same = True
         for q in range(n_due):
             i = due[q]
-            x0, x1 = x[i, 0], x[i, 1]
-            lab = labels[i]
+            lab = labels[i]  # kept where its bounds still prove it, else scanned
+            u = 0.0
+            low = 0.0
             scan = it == 0
             if not scan:
-                dx = np.float64(x0) - np.float64(c[lab, 0])
-                dy = np.float64(x1) - np.float64(c[lab, 1])
+                dx = np.float64(x[i, 0]) - np.float64(c[lab, 0])
+                dy = np.float64(x[i, 1]) - np.float64(c[lab, 1])
                 u = np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK)
                 low = max(lower_ref[i] - drift, 2.0 * half_sep[lab] - u)
                 scan = not (low > u and (low - u) * (low + u) > gap[i])
-            if scan:  # exact distances; the float32 formula where they are within its error of the nearest
-                e_min = np.inf
-                for j in range(k):
-                    dx = np.float64(x0) - np.float64(c[j, 0])
-                    dy = np.float64(x1) - np.float64(c[j, 1])
-                    e2[j] = dx * dx + dy * dy
-                    e_min = min(e_min, e2[j])
-                reach = c_max + np.sqrt(np.float64(x0) * np.float64(x0) + np.float64(x1) * np.float64(x1))
-                near = 2.0 * (_ERR * reach * reach + 1e-30)
-                best = np.inf
-                lab = 0
-                for j in range(k):  # any other centre's formula value is larger than the nearest's
-                    if e2[j] - e_min <= near:
-                        dot = x0 * c[j, 0]
-                        dot = f32(np.float64(dot) + np.float64(x1) * np.float64(c[j, 1]))  # one rounding (BLAS)
-                        dist = c_norm[j] + f32(-2.0) * dot
-                        if dist < best:
-                            best = dist
-                            lab = j
-                e_other = np.inf
-                for j in range(k):
-                    if j != lab:
-                        e_other = min(e_other, e2[j])
-                u = np.sqrt(e2[lab]) * (1.0 + _SLACK)
-                low = max(np.sqrt(e_other) * (1.0 - _SLACK), 2.0 * half_sep[lab] - u)
+            if scan:
+                lab, u, low = _scan_sample(x[i, 0], x[i, 1], c, c_norm, c_max, half_sep, e2)
             lower_ref[i] = low + drift
             expiry[i] = drift + 0.5 * (low - u - gap[i] / (low + u)) if low + u > 0 else drift
             labels[i] = lab
             if lab != labels_old[i]:  # a sample not visited kept its label
                 same = False
-        # 3. each cluster's sums in sample order (a run of one label stays in registers)
-        sums[:] = 0
-        counts[:] = 0
-        run = -1
-        acc0 = acc1 = cnt = f32(0.0)
-        for i in range(n):
-            lab = labels[i]
-            if lab != run:
-                if run >= 0:
-                    sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
-                run = lab
-                acc0, acc1, cnt = sums[lab, 0], sums[lab, 1], counts[lab]
-            cnt += f32(1.0)
-            acc0 += x[i, 0]
-            acc1 += x[i, 1]
-        if run >= 0:
-            sums[run, 0], sums[run, 1], counts[run] = acc0, acc1, cnt
+        # 3. each cluster's sums in sample order, then the centres moved
+        _cluster_sums(x, labels, sums, counts)
         for j in range(k):
             if counts[j] == 0:
                 return -(it + 1)
-        shift_tot = f32(0.0)
+        shift_tot = np.float32(0.0)
         largest = 0.0
         for j in range(k):
-            alpha = f32(1.0) / counts[j]
-            sq = f32(0.0)
-            for m in range(2):
-                old[j, m] = c[j, m]
-                new = sums[j, m] * alpha
-                diff = new - c[j, m]
-                sq += diff * diff
-                c[j, m] = new
-            shift = f32(np.sqrt(sq))
-            shift_tot += shift * shift
+            old[j, 0], old[j, 1] = c[j, 0], c[j, 1]
+            shift_tot += kernels.move_centre(c, sums, counts, j)
             dx = np.float64(c[j, 0]) - old[j, 0]
             dy = np.float64(c[j, 1]) - old[j, 1]
             largest = max(largest, np.sqrt(dx * dx + dy * dy) * (1.0 + _SLACK) + 1e-300)

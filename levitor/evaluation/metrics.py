@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import scipy.linalg
@@ -199,23 +199,38 @@ def _load_torchscript(path: Path, what: str) -> torch.nn.Module:
         ) from err
 
 
+_Net = TypeVar("_Net", bound="_TorchScriptFeatures")
+
+
 @dataclass
-class InceptionFeatures:
-    """2048-d pool features of the FID Inception-v3 (TorchScript), for FID."""
+class _TorchScriptFeatures:
+    """A feature network held as TorchScript, found or downloaded by levitor.weights under ``WEIGHTS``."""
+
+    WEIGHTS: ClassVar[str]  # the file's name in levitor.weights
+    NETWORK: ClassVar[str]  # its name in error messages
 
     module: torch.nn.Module
     device: str = "cpu"
+
+    @classmethod
+    def load(cls: type[_Net], path: str | Path | None = None, device: str = "cpu",
+             allow_download: bool = True) -> _Net:
+        """The network from ``path``, or levitor.weights' file (downloaded unless ``allow_download`` is False); for
+        smoke tests without weights use RandomConvFeatures (meaningless numbers)."""
+        path = resolve_file(path or cls.WEIGHTS, allow_download=allow_download)
+        return cls(module=_load_torchscript(path, cls.NETWORK).to(device), device=device)
+
+
+@dataclass
+class InceptionFeatures(_TorchScriptFeatures):
+    """2048-d pool features of the FID Inception-v3 (TorchScript of StyleGAN2-ADA's metrics), for FID."""
+
+    WEIGHTS: ClassVar[str] = "inception"
+    NETWORK: ClassVar[str] = "Inception"
+
     name: str = "inception-2015-12-05"
     dim: int = 2048
     kind: Literal["image", "video"] = "image"
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu",
-             allow_download: bool = True) -> InceptionFeatures:
-        """The TorchScript Inception of StyleGAN2-ADA's metrics (found or downloaded by levitor.weights); for
-        smoke tests without weights use RandomConvFeatures (meaningless numbers)."""
-        path = resolve_file(path or "inception", allow_download=allow_download)
-        return cls(module=_load_torchscript(path, "Inception").to(device), device=device)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -225,20 +240,15 @@ class InceptionFeatures:
 
 
 @dataclass
-class I3DFeatures:
-    """I3D (Kinetics-400) features of 16-frame clips (TorchScript), for FVD."""
+class I3DFeatures(_TorchScriptFeatures):
+    """I3D (Kinetics-400) features of 16-frame clips (the TorchScript of StyleGAN-V's FVD), for FVD."""
 
-    module: torch.nn.Module
-    device: str = "cpu"
+    WEIGHTS: ClassVar[str] = "i3d"
+    NETWORK: ClassVar[str] = "I3D"
+
     name: str = "i3d-kinetics400"
     dim: int = 400
     kind: Literal["image", "video"] = "video"
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu", allow_download: bool = True) -> I3DFeatures:
-        """The TorchScript I3D used by StyleGAN-V's FVD (found or downloaded by levitor.weights)."""
-        path = resolve_file(path or "i3d", allow_download=allow_download)
-        return cls(module=_load_torchscript(path, "I3D").to(device), device=device)
 
     @torch.no_grad()
     def __call__(self, videos: torch.Tensor) -> torch.Tensor:

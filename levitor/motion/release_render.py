@@ -31,11 +31,18 @@ from levitor._util.jit import jit, numba_on
 from levitor._util.threads import parallel_map
 from levitor.depth import DISPARITY_MAX, FAR_DEPTH
 from levitor.motion import release_raster as rr
-from levitor.motion.render import Mover, RenderResult, StaticLayer, moves, render_static_with_camera, static_layer
+from levitor.motion.render import (
+    STRIP_HALF_WIDTH,
+    STRIP_ROWS,
+    Mover,
+    RenderResult,
+    StaticLayer,
+    moves,
+    render_static_with_camera,
+    static_layer,
+)
 from levitor.scene import Intrinsics
 
-FILL_ROWS = 5  # the release's fill window: 5 rows above the object's first pixel ...
-FILL_HALF_WIDTH = 5  # ... columns x-5 .. x+4 (only the first of them decides: see fill_id)
 FAR = FAR_DEPTH  # depth of moved objects' own pixels and of unlabelled ones: the far end of (0, 1]
 NO_FILL = -1
 COVERAGE_CACHE_BYTES = 64 << 20  # moved objects' coverage per frame kept across edits (~1 MB a frame of a large one)
@@ -46,11 +53,12 @@ def fill_id(base_ids: np.ndarray, first_pixel: tuple[int, int]) -> int | None:
 
     base_ids: (H, W) first-frame ids with the moved objects' ids and 0 set to 0; first_pixel: (x, y) of the
     object's first pixel in raster order. The release takes ``scipy.stats.mode`` of the window's rows, which is a
-    mode per column, and keeps the first column's. An object in the top row has an empty window (the release's
-    code fails there; levitor fills nothing).
+    mode per column, and keeps the first column's. The window is levitor's hole-fill strip (STRIP_ROWS rows above,
+    columns x - STRIP_HALF_WIDTH .. x + STRIP_HALF_WIDTH - 1), of which only the first column decides. An object in
+    the top row has an empty window (the release's code fails there; levitor fills nothing).
     """
     x, y = first_pixel
-    column = base_ids[max(y - FILL_ROWS, 0):y, max(x - FILL_HALF_WIDTH, 0)]
+    column = base_ids[max(y - STRIP_ROWS, 0):y, max(x - STRIP_HALF_WIDTH, 0)]
     if column.size == 0:
         return None
     values, counts = np.unique(column, return_counts=True)  # sorted: argmax takes the lowest of equal counts

@@ -365,7 +365,7 @@ def test_an_edit_rasterises_only_the_object_it_moved_and_renders_the_same(demo_s
         cached_calls = sorted(calls)
         b = render_release(*args, static=static)
         assert torch.equal(a.instance, b.instance) and torch.equal(a.depth, b.depth) and torch.equal(a.color, b.color)
-    ball, box = (int(m.instance[0]) for m in movers)
+    ball = int(movers[0].instance[0])
     # the second edit rasterised the ball's frames 1..15 only: its frame 0 (not moved yet) and the box from the cache
     assert cached_calls == [ball] * (s.num_frames - 1)
 
