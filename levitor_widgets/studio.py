@@ -46,6 +46,7 @@ from levitor_widgets.presenter import Presenter, ViewState
 from levitor_widgets.scheduler import RedrawScheduler
 from levitor_widgets.toolbar import MaskBar, Messages, ModeBar
 from levitor_widgets.view3d import View3D
+from levitor_widgets.worker import UpdateWorker
 
 MODES = ("select", "path", "camera", "mask")
 NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask': drag a box around it)"
@@ -96,6 +97,8 @@ class Studio:
         self.timings: dict[str, Any] = {}
         self.timing_log: list[dict[str, Any]] = []  # the last 50 updates
         self._strip_cache, self._cloud = None, None
+        self._result_mask_of_id: dict[int, int] = {}  # the instance ids of the shown result -> mask indices
+        self.worker = UpdateWorker()  # the engine's updates, on a thread in a kernel
 
         h, w = self.scene.height, self.scene.width
         self.messages = Messages()
@@ -108,7 +111,7 @@ class Studio:
         self.masks = MaskTools(self.editor, self.view, self.gestures.tool, say=self.say, flash=self.presenter.flash,
                                refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
                                own_depth=own_depth)
-        self.scheduler = RedrawScheduler(self._draft, self._full, self._side_update,
+        self.scheduler = RedrawScheduler(self._draft, self._full, self._side_update, busy=lambda: not self.worker.idle,
                                          can_draft=lambda: self.result is not None and hasattr(self.engine,
                                                                                                "preview_frame"))
         self.files = SceneFiles(store, self.out_dir, start, self.editor, self.scheduler, self.say, self._show_scene)
@@ -239,6 +242,7 @@ class Studio:
 
     def close(self) -> None:
         self.files.close()
+        self.worker.close()
 
     def _show_scene(self, scene: Scene) -> None:
         """Edit another scene from now on (a loaded file, a recent scene): the views start afresh."""
@@ -272,38 +276,73 @@ class Studio:
         self.scheduler.burst()
 
     def _mask_of_id(self) -> dict[int, int]:
-        inst = getattr(self.engine, "instance_map", None)
-        return inst().mask_of_id if inst is not None and self.scene.masks else {}
+        return self._result_mask_of_id if self.result is not None else {}
+
+    def _engine_scene(self) -> Scene:
+        """The scene a job computes on: in a kernel a copy (edits go on while the thread computes), else the
+        scene itself."""
+        return self.scene.copy() if self.worker.threaded() else self.scene
 
     def _full(self) -> None:
-        t0 = time.perf_counter()
-        try:
-            self.result = self.engine.update() if self.scene.masks else None
-        except ValueError as e:  # a scene the engine can't use (e.g. a path point outside the image)
-            self.say(f"can't update: {e}", error=True)
+        """Panels now; the engine's full update on the worker, drawn when it arrives (see levitor_widgets.worker)."""
+        self.show_panels()
+        if not self.scene.masks:
+            self._show_full((None, {}, 0.0))
+            return
+        engine, scene = self.engine, self._engine_scene()
+
+        def compute():
+            t0 = time.perf_counter()
+            engine.scene = scene
+            try:
+                result = engine.update()
+            except ValueError as e:  # a scene the engine can't use (e.g. a path point outside the image)
+                return e
+            inst = getattr(engine, "instance_map", None)
+            return result, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
+
+        self.worker.run("full", compute, lambda out: self._show_full(out) if engine is self.engine else None)
+
+    def _show_full(self, out) -> None:
+        if isinstance(out, BaseException):
+            self.say(f"can't update: {out}", error=True)
             return
         t1 = time.perf_counter()
+        self.result, self._result_mask_of_id, engine_ms = out
         self._strip_cache = None
         self.presenter.draw(self.scene, self.result, self._mask_of_id())
-        self.show_panels()
-        t2 = time.perf_counter()
         engine_t = getattr(self.result, "timings", {}) or {}
-        self._log({"engine_ms": (t1 - t0) * 1e3, "draw_ms": (t2 - t1) * 1e3,
+        self._log({"engine_ms": engine_ms, "draw_ms": (time.perf_counter() - t1) * 1e3,
                    **{f"engine_{k}_ms": v for k, v in engine_t.items()}})
         self._show_info()
         self.scheduler.side()
 
     def _draft(self) -> None:
         """The engine's one-frame preview of the scene as it is now (a drag or a slider in progress)."""
-        t0 = time.perf_counter()
-        try:
-            pv = self.engine.preview_frame(self.view.frame)
-        except ValueError as e:
-            self.say(f"can't update: {e}", error=True)
+        engine, scene, frame = self.engine, self._engine_scene(), self.view.frame
+
+        def compute():
+            t0 = time.perf_counter()
+            engine.scene = scene
+            try:
+                pv = engine.preview_frame(frame)
+            except ValueError as e:
+                return e
+            inst = getattr(engine, "instance_map", None)
+            return pv, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
+
+        self.worker.run("draft", compute, lambda out: self._show_draft(out) if engine is self.engine else None)
+
+    def _show_draft(self, out) -> None:
+        if isinstance(out, BaseException):
+            self.say(f"can't update: {out}", error=True)
+            return
+        if self.result is None:  # the full update that drafts build on is gone (a new scene)
             return
         t1 = time.perf_counter()
-        self.presenter.draw_draft(self.scene, pv, self._mask_of_id(), self.result.object_ids)
-        self._log({"engine_ms": (t1 - t0) * 1e3, "draw_ms": (time.perf_counter() - t1) * 1e3, "draft": True,
+        pv, mask_of_id, engine_ms = out
+        self.presenter.draw_draft(self.scene, pv, mask_of_id, self.result.object_ids)
+        self._log({"engine_ms": engine_ms, "draw_ms": (time.perf_counter() - t1) * 1e3, "draft": True,
                    **{f"engine_{k}_ms": v for k, v in pv.timings.items()}})
         self._show_info(num_points=pv.num_points, draft=True)
 
@@ -337,7 +376,8 @@ class Studio:
     def _draw_strip(self) -> None:
         strip = self.scrubber.strip
         if self._strip_cache is None:
-            self._strip_cache = {s: self.engine.signal_for_scale(s) for s in strip.scales}
+            with self.worker.lock:  # the engine is not shared with the worker's thread while it computes
+                self._strip_cache = {s: self.engine.signal_for_scale(s) for s in strip.scales}
         self.presenter.draw_strip(strip, self.scene, self.result, self._strip_cache, self._mask_of_id())
 
     # ================================================================ panels and messages

@@ -1,0 +1,117 @@
+"""The engine's updates off the kernel's event loop: one background thread, the newest job of each kind, drafts
+before full updates, results handed back to the loop.
+
+In a kernel, a full 16-frame update takes 50-150 ms on a CPU; run on the loop it would hold back the next click
+or slider value (and the draft that answers it) until it is done. Here the loop only posts jobs and draws results:
+``run(kind, compute, deliver)`` replaces the job of that kind still waiting (an edit supersedes the one before),
+the thread takes a waiting draft before a waiting full update, and ``deliver`` runs on the loop, only for the
+newest job whose result has not been overtaken (a late full update never paints over a newer draft, nor a draft
+over a newer full update; a full update superseded by a newer one is dropped, a draft newer than what is shown is
+drawn even when another is already coming, so a long drag never starves). ``compute`` runs holding ``lock``:
+whoever else uses the engine (the scale strip) takes it too.
+
+Without a running kernel loop (plain Python, the tests) there is no thread: ``run`` computes and delivers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from levitor_widgets import compat
+
+KINDS = ("draft", "full")  # the order the thread takes waiting jobs in
+
+
+@dataclass
+class Job:
+    kind: str
+    seq: int  # submission order: a larger one is newer
+    compute: Callable[[], Any]
+    deliver: Callable[[Any], None]
+    post: Callable[[Callable[[], None]], None]  # runs a callable on the loop the job came from
+
+
+class UpdateWorker:
+    """See the module docstring. ``threaded()``: whether to use the thread (default: inside a kernel's loop)."""
+
+    def __init__(self, threaded: Callable[[], bool] = compat.defers):
+        self.threaded = threaded
+        self.lock = threading.RLock()  # held while a job computes
+        self._cond = threading.Condition()
+        self._waiting: dict[str, Job] = {}
+        self._running: Job | None = None
+        self._latest: dict[str, int] = {}  # kind -> seq of the newest job submitted
+        self._shown = 0  # seq of the newest job delivered
+        self._posted = 0  # results posted to the loop, not yet delivered
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self.closed = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting, computing, or on its way to the loop (tests and the bench wait for this)."""
+        with self._cond:
+            return not self._waiting and self._running is None and self._posted == 0
+
+    def run(self, kind: str, compute: Callable[[], Any], deliver: Callable[[Any], None]) -> None:
+        """Compute (on the thread, in a kernel) and deliver the result (on the loop); see the module docstring."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if self.closed:
+            return
+        self._seq += 1
+        if not self.threaded():
+            with self.lock:
+                out = compute()
+            self._shown = self._seq
+            deliver(out)
+            return
+        loop = asyncio.get_running_loop()
+        job = Job(kind, self._seq, compute, deliver, loop.call_soon_threadsafe)
+        with self._cond:
+            self._waiting[kind] = job  # supersedes the job of this kind that had not started
+            self._latest[kind] = job.seq
+            self._cond.notify()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="levitor-engine-updates")
+            self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._waiting.clear()
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ the thread
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self.closed:
+                    self._cond.wait()
+                if self.closed:
+                    return
+                job = self._waiting.pop(next(k for k in KINDS if k in self._waiting))
+                self._running = job
+            try:
+                with self.lock:
+                    out = job.compute()
+            except BaseException as e:  # handed to deliver: the loop says what happened, the thread goes on
+                out = e
+            with self._cond:
+                self._running = None
+                self._posted += 1
+            job.post(lambda job=job, out=out: self._deliver(job, out))
+
+    def _deliver(self, job: Job, out: Any) -> None:
+        """On the loop: show the result unless a newer job of its kind was submitted or a newer one was shown."""
+        with self._cond:
+            self._posted -= 1
+            current = job.seq > self._shown and (job.kind == "draft" or job.seq == self._latest.get(job.kind))
+            if current:
+                self._shown = job.seq
+        if current and not self.closed:
+            job.deliver(out)
