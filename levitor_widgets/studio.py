@@ -37,7 +37,7 @@ from levitor_widgets.canvas import SceneCanvas
 from levitor_widgets.compat import enable_colab_widgets
 from levitor_widgets.files import SceneFiles, open_scene
 from levitor_widgets.generate_panel import GeneratePanel, run_generate
-from levitor_widgets.gestures import Gestures
+from levitor_widgets.gestures import TOOL_SOURCES, Gestures
 from levitor_widgets.masking import MaskTools, repaint_depth
 from levitor_widgets.opening import Note, load_segmenter, open_target
 from levitor_widgets.panels import STRIP_SCALES, ObjectPanel, PathPanel, ScrubberPanel
@@ -106,7 +106,7 @@ class Studio:
         self.canvas.on_key = self.key
         self.canvas.on_error = lambda tb: self.say("internal error (please report it)", tb, error=True)
         self.presenter = Presenter(self.canvas, self.view)
-        self.gestures = Gestures(self)
+        self.gestures = Gestures(self, self.canvas.pointer)  # self is its GestureHost
         self.canvas.pointer.keep_on_leave = lambda: self.mode == "mask"  # a stroke past the image's edge goes on
         self.masks = MaskTools(self.editor, self.view, self.gestures.tool, say=self.say, flash=self.presenter.flash,
                                refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
@@ -213,6 +213,21 @@ class Studio:
 
     def new_object(self) -> None:
         self.masks.new_object()
+
+    def mask_tool(self, tool: str, geometry, negative: bool = False) -> int | None:
+        """A mask tool by name (what a canvas gesture made): "box" (x0, y0, x1, y1); "lasso", "brush", "eraser"
+        points; "flood", "sam" (x, y). ``negative``: take away (the eraser always does)."""
+        if tool == "box":
+            return self.box(*geometry, negative=negative)
+        if tool == "lasso":
+            return self.lasso(geometry, negative=negative)
+        if tool in ("brush", "eraser"):
+            return self.brush(geometry, erase=negative or tool == "eraser")
+        if tool == "flood":
+            return self.flood(*geometry, negative=negative)
+        if tool == "sam":
+            return self.sam_click(*geometry, negative=negative)
+        raise ValueError(f"tool must be one of {tuple(TOOL_SOURCES)}, got {tool!r}")
 
     def set_depth(self, kind: str, nearness: float = 2.0) -> None:
         self.masks.set_depth(kind, nearness)
@@ -458,8 +473,19 @@ class Studio:
         self.view.active = index
         path = self._active_path()
         self.view.active_point = len(path) - 1 if path else None
-        self.presenter.draw_paths(self.scene)
+        with self.canvas.batch():  # one message, not one per drawing command
+            self.presenter.draw_paths(self.scene)
         self.show_panels()
+
+    def show_hint(self, x: float, y: float) -> None:
+        """The depth at (x, y) beside the pointer (paths layer)."""
+        self.view.hint = (x, y, f"depth {self.scene.depth_at(x, y):.3g}")
+        with self.canvas.batch():
+            self.presenter.draw_paths(self.scene)
+
+    def preview(self, shapes: list[dict] | None) -> None:
+        """The gesture in progress on the tool layer (see SceneCanvas.draw_tool); None clears it."""
+        self.canvas.draw_tool(shapes)
 
     def set_visible(self, index: int, visible: bool) -> None:
         """Show or hide an object's overlay, path and points (display only; the scene is unchanged)."""
@@ -470,7 +496,10 @@ class Studio:
         a = self.view.active
         if a is None or (a != CAMERA and a >= len(self.scene.objects)):
             return []
-        return self.scene.camera_path if a == CAMERA else self.scene.objects[a].path
+        return self._path_of(a)
+
+    def _path_of(self, who: int | str):
+        return self.scene.camera_path if who == CAMERA else self.scene.objects[who].path
 
     # ================================================================ edits (all through the editor)
     def _edited(self, burst: bool = False) -> None:
@@ -509,6 +538,28 @@ class Studio:
         self.path_panel.hint.value = f"<small>P{j + 1}: depth {p.depth:.4f}, {near:.2f}x nearer than P1 ({how})</small>"
         self.refresh()
         return j
+
+    def begin_move(self, who: int | str, j: int) -> None:
+        """A handle drag starts: the point becomes the active one; every move until :meth:`end_move` is one undo
+        step."""
+        self.view.active, self.view.active_point = who, j
+        self.editor.begin_gesture("drag", who, j)
+        with self.canvas.batch():
+            self.presenter.draw_paths(self.scene)
+        self.show_panels()
+
+    def move_point(self, who: int | str, j: int, x: float, y: float) -> None:
+        """Move path point j to (x, y): the handle follows at once, the engine catches up (throttled)."""
+        self.editor.move_point(who, j, x, y)
+        pt = self._path_of(who)[j]
+        self.view.hint = (pt.x, pt.y, f"depth {self.scene.depth_at(pt.x, pt.y):.3g}")
+        with self.canvas.batch():
+            self.presenter.draw_paths(self.scene)
+        self.request_burst()
+
+    def end_move(self) -> None:
+        self.editor.end_gesture()
+        self.refresh()
 
     def add_camera_point(self, x: float, y: float) -> int:
         j = self.editor.add_camera_point(x, y)
