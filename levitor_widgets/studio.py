@@ -91,7 +91,7 @@ class Studio:
                                                                                                            None)
             notes += [note] if note else []
         self.segmenter, self.weights, self.allow_download = segmenter, weights, allow_download
-        self.result = None
+        self._result = None  # the engine's last full update shown (``result`` waits for a newer one)
         self.mode, self.tool = "select", "box"
         self.view = ViewState(active=(len(self.scene.objects) - 1) if self.scene.objects else None)
         self.timings: dict[str, Any] = {}
@@ -112,7 +112,7 @@ class Studio:
                                refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
                                own_depth=own_depth)
         self.scheduler = RedrawScheduler(self._draft, self._full, self._side_update, busy=lambda: not self.worker.idle,
-                                         can_draft=lambda: self.result is not None and hasattr(self.engine,
+                                         can_draft=lambda: self._result is not None and hasattr(self.engine,
                                                                                                "preview_frame"))
         self.files = SceneFiles(store, self.out_dir, start, self.editor, self.scheduler, self.say, self._show_scene)
         self.modebar = ModeBar(self.name)
@@ -168,10 +168,20 @@ class Studio:
             threading.Thread(target=warm_up, daemon=True, name="levitor-warm-up").start()
         self.canvas.draw_image(self.scene.image)
         self.set_mode("mask" if not self.scene.masks else ("path" if self.scene.objects else "select"))
-        self.refresh()
-        self._side_update()
+        self.refresh()  # in a kernel on the worker's thread, which starts once this cell's output is shown
+        if self.worker.threaded():
+            self.scheduler.side()
+        else:
+            self._side_update()
         if notes:
             self.say(" | ".join(n.text for n in notes), "\n\n".join(n.details for n in notes if n.details))
+
+    @property
+    def result(self):
+        """The engine's result for the scene as it is now (None without masks); in a kernel it waits for an
+        update still being computed (the Studio's own drawing never waits: it uses what was shown last)."""
+        self.worker.flush()
+        return self._result
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -291,7 +301,7 @@ class Studio:
         self.scheduler.burst()
 
     def _mask_of_id(self) -> dict[int, int]:
-        return self._result_mask_of_id if self.result is not None else {}
+        return self._result_mask_of_id if self._result is not None else {}
 
     def _engine_scene(self) -> Scene:
         """The scene a job computes on: in a kernel a copy (edits go on while the thread computes), else the
@@ -323,10 +333,10 @@ class Studio:
             self.say(f"can't update: {out}", error=True)
             return
         t1 = time.perf_counter()
-        self.result, self._result_mask_of_id, engine_ms = out
+        self._result, self._result_mask_of_id, engine_ms = out
         self._strip_cache = None
-        self.presenter.draw(self.scene, self.result, self._mask_of_id())
-        engine_t = getattr(self.result, "timings", {}) or {}
+        self.presenter.draw(self.scene, self._result, self._mask_of_id())
+        engine_t = getattr(self._result, "timings", {}) or {}
         self._log({"engine_ms": engine_ms, "draw_ms": (time.perf_counter() - t1) * 1e3,
                    **{f"engine_{k}_ms": v for k, v in engine_t.items()}})
         self._show_info()
@@ -352,11 +362,11 @@ class Studio:
         if isinstance(out, BaseException):
             self.say(f"can't update: {out}", error=True)
             return
-        if self.result is None:  # the full update that drafts build on is gone (a new scene)
+        if self._result is None:  # the full update that drafts build on is gone (a new scene)
             return
         t1 = time.perf_counter()
         pv, mask_of_id, engine_ms = out
-        self.presenter.draw_draft(self.scene, pv, mask_of_id, self.result.object_ids)
+        self.presenter.draw_draft(self.scene, pv, mask_of_id, self._result.object_ids)
         self._log({"engine_ms": engine_ms, "draw_ms": (time.perf_counter() - t1) * 1e3, "draft": True,
                    **{f"engine_{k}_ms": v for k, v in pv.timings.items()}})
         self._show_info(num_points=pv.num_points, draft=True)
@@ -371,7 +381,7 @@ class Studio:
         try:
             if self.view3d is not None:
                 self._show_3d()
-            if self.scrubber.show_strip.value and self.result is not None:
+            if self.scrubber.show_strip.value and self._result is not None:
                 self._draw_strip()
             self.autosave()
         except Exception as e:  # never let a follower break editing; say what happened
@@ -383,7 +393,7 @@ class Studio:
         key = (array_hash(self.scene.depth), array_hash(self.scene.image))
         if self._cloud is None or self._cloud[0] != key:
             self._cloud = (key, cloud_points(self.scene))
-        tracks = self.result.tracks if self.result is not None else []
+        tracks = self._result.tracks if self._result is not None else []
         view = scene_view_3d(self.scene, tracks, self.presenter.object_colors(self.scene), self.view.frame,
                              cloud=self._cloud[1], width=self.view3d.width, height=self.view3d.height)
         self.view3d.show(view, "" if self.scene.objects else EMPTY_3D_HINT)
@@ -393,7 +403,7 @@ class Studio:
         if self._strip_cache is None:
             with self.worker.lock:  # the engine is not shared with the worker's thread while it computes
                 self._strip_cache = {s: self.engine.signal_for_scale(s) for s in strip.scales}
-        self.presenter.draw_strip(strip, self.scene, self.result, self._strip_cache, self._mask_of_id())
+        self.presenter.draw_strip(strip, self.scene, self._result, self._strip_cache, self._mask_of_id())
 
     # ================================================================ panels and messages
     def show_panels(self) -> None:
@@ -418,8 +428,8 @@ class Studio:
         self.maskbar.show(self.mode, self.tool, self.masks.depth_kind(), self.masks.depth_nearness())
 
     def _show_info(self, num_points: int | None = None, draft: bool = False) -> None:
-        n = num_points if num_points is not None else (self.result.signal.num_points if self.result else 0)
-        k = {} if draft or self.result is None else (getattr(self.result, "k", {}) or {})
+        n = num_points if num_points is not None else (self._result.signal.num_points if self._result else 0)
+        k = {} if draft or self._result is None else (getattr(self._result, "k", {}) or {})
         ks = ", ".join(f"#{i}: {c}" for i, c in sorted(k.items()))
         self.scrubber.info.value = (
             f"<small>frame {self.view.frame + 1}/{self.scene.num_frames}, {n} control points"
@@ -455,17 +465,17 @@ class Studio:
         """Show another frame, 0-based (no engine work: the rendered masks and points are cached)."""
         self.view.frame = int(np.clip(frame, 0, self.scene.num_frames - 1))
         self.scrubber.set_frame(self.view.frame)
-        self.presenter.draw(self.scene, self.result, self._mask_of_id())
+        self.presenter.draw(self.scene, self._result, self._mask_of_id())
         self._show_info()
         self.scheduler.side()
 
     def set_preview(self, on: bool) -> None:
         self.view.show_preview = bool(on)
-        self.presenter.draw(self.scene, self.result, self._mask_of_id(), full=not on)
+        self.presenter.draw(self.scene, self._result, self._mask_of_id(), full=not on)
 
     def set_strip_visible(self, on: bool) -> None:
         self.scrubber.strip.set_visible(on)
-        if on and self.result is not None:
+        if on and self._result is not None:
             self._draw_strip()
 
     def activate(self, index: int | str) -> None:
@@ -490,7 +500,7 @@ class Studio:
     def set_visible(self, index: int, visible: bool) -> None:
         """Show or hide an object's overlay, path and points (display only; the scene is unchanged)."""
         (self.view.hidden.discard if visible else self.view.hidden.add)(index)
-        self.presenter.draw(self.scene, self.result, self._mask_of_id())
+        self.presenter.draw(self.scene, self._result, self._mask_of_id())
 
     def _active_path(self):
         a = self.view.active

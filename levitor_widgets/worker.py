@@ -11,12 +11,15 @@ drawn even when another is already coming, so a long drag never starves). ``comp
 whoever else uses the engine (the scale strip) takes it too.
 
 Without a running kernel loop (plain Python, the tests) there is no thread: ``run`` computes and delivers at once.
+``flush()`` waits for the thread and delivers on the caller's thread: code that needs the newest result now (the
+notebook's next cell reading ``studio.result``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +49,7 @@ class UpdateWorker:
         self._running: Job | None = None
         self._latest: dict[str, int] = {}  # kind -> seq of the newest job submitted
         self._shown = 0  # seq of the newest job delivered
-        self._posted = 0  # results posted to the loop, not yet delivered
+        self._ready: list[tuple[Job, Any]] = []  # results posted to the loop, not yet delivered
         self._seq = 0
         self._thread: threading.Thread | None = None
         self.closed = False
@@ -55,7 +58,7 @@ class UpdateWorker:
     def idle(self) -> bool:
         """Nothing waiting, computing, or on its way to the loop (tests and the bench wait for this)."""
         with self._cond:
-            return not self._waiting and self._running is None and self._posted == 0
+            return not self._waiting and self._running is None and not self._ready
 
     def run(self, kind: str, compute: Callable[[], Any], deliver: Callable[[Any], None]) -> None:
         """Compute (on the thread, in a kernel) and deliver the result (on the loop); see the module docstring."""
@@ -76,22 +79,39 @@ class UpdateWorker:
             self._waiting[kind] = job  # supersedes the job of this kind that had not started
             self._latest[kind] = job.seq
             self._cond.notify()
+        if self._thread is None:  # started on the loop's next turn: what the caller shows goes out first (the
+            loop.call_soon(self._start)  # thread's first imports would hold the import lock the display needs)
+
+    def _start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, daemon=True, name="levitor-engine-updates")
             self._thread.start()
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        """Wait until the thread has computed everything waiting, then deliver the results here, now."""
+        deadline = time.monotonic() + timeout_s
+        if self._waiting:
+            self._start()
+        with self._cond:
+            while (self._waiting or self._running is not None) and not self.closed:
+                if not self._cond.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"the engine's update did not finish within {timeout_s:g} s")
+            ready = list(self._ready)
+        for job, out in ready:
+            self._deliver(job, out)
 
     def close(self) -> None:
         with self._cond:
             self.closed = True
             self._waiting.clear()
-            self._cond.notify()
+            self._cond.notify_all()
 
     # ------------------------------------------------------------------ the thread
     def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._waiting and not self.closed:
-                    self._cond.wait()
+                    self._cond.wait()  # notify_all also wakes flush(): it waits on the same condition
                 if self.closed:
                     return
                 job = self._waiting.pop(next(k for k in KINDS if k in self._waiting))
@@ -103,13 +123,18 @@ class UpdateWorker:
                 out = e
             with self._cond:
                 self._running = None
-                self._posted += 1
+                self._ready.append((job, out))
+                self._cond.notify_all()
             job.post(lambda job=job, out=out: self._deliver(job, out))
 
     def _deliver(self, job: Job, out: Any) -> None:
-        """On the loop: show the result unless a newer job of its kind was submitted or a newer one was shown."""
+        """On the loop: show the result unless a newer job of its kind was submitted or a newer one was shown (or
+        :meth:`flush` delivered it already)."""
         with self._cond:
-            self._posted -= 1
+            entry = next((e for e in self._ready if e[0] is job), None)
+            if entry is None:
+                return
+            self._ready.remove(entry)
             current = job.seq > self._shown and (job.kind == "draft" or job.seq == self._latest.get(job.kind))
             if current:
                 self._shown = job.seq

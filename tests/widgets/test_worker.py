@@ -96,3 +96,18 @@ def test_without_a_loop_it_computes_and_delivers_at_once():
     w.close()
     w.run("full", lambda: "after close", delivered.append)
     assert delivered == ["d", "f"]
+
+
+def test_flush_delivers_here_once_even_before_the_thread_started():
+    delivered = []
+
+    async def main():
+        w = UpdateWorker(threaded=lambda: True)
+        w.run("full", lambda: "result", delivered.append)
+        assert w._thread is None  # it starts on the loop's next turn (the cell's output goes out first)
+        w.flush()  # a later cell reads studio.result: it waits for the update and gets it now
+        assert delivered == ["result"] and w.idle
+        await asyncio.sleep(0.05)  # the posted delivery finds nothing left to do
+
+    asyncio.run(main())
+    assert delivered == ["result"]
