@@ -164,12 +164,14 @@ def _gestures(page, lab, samples: int) -> dict[str, list[dict]]:
     floor, canvas = page.locator(FLOOR).first, page.locator(CANVAS).first
     canvas.wait_for(state="visible", timeout=30_000)
     settle(page)
-    order = [("floor", _floor), ("click -> mask overlay", _overlay), ("click -> path point", _path_point),
+    order = [("click -> mask overlay", _overlay), ("click -> path point", _path_point),
              ("depth slider -> canvas", _depth), ("scale slider -> points", _scale)]
-    for i in range(samples):  # interleaved: every gesture sees the same load
+    for i in range(samples):  # interleaved, a floor click before each gesture: both see the same load
         for name, fn in order:
-            res[name].append(fn(page, floor if name == "floor" else canvas, i))
-            print(f"{name} {i + 1}: {res[name][-1]['ms']:.1f} ms, {len(res[name][-1]['msgs'])} messages", flush=True)
+            res["floor"].append(_floor(page, floor, len(res["floor"])))
+            res[name].append(fn(page, canvas, i))
+            print(f"{name} {i + 1}: {res[name][-1]['ms']:.1f} ms, {len(res[name][-1]['msgs'])} messages "
+                  f"(floor {res['floor'][-1]['ms']:.1f} ms)", flush=True)
     return res
 
 
@@ -200,7 +202,7 @@ def _quiet(page, quiet_ms: float = 400, timeout_s: float = 30) -> None:
 
 
 def _floor(page, floor, i: int) -> dict:
-    x, y = 60 + 70 * i % 400, 100 + 40 * (i % 4)
+    x, y = 40 + (37 * i) % 440, 60 + (23 * i) % 200
     floor.scroll_into_view_if_needed()
     return _measure(page, JS_WATCH, [FLOOR, x, y, 1, 1, "pointerdown"], lambda: click_canvas(page, floor, x, y))
 
@@ -251,8 +253,8 @@ def _scale(page, canvas, i: int) -> dict:
 # ---------------------------------------------------------------------- the report
 def _report(results: dict[str, list[dict]], cold: dict[str, list[float]], verbose: bool) -> int:
     load = os.getloadavg()
-    print(f"\nload average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, {os.cpu_count()} cpus; "
-          f"{len(results['floor'])} samples each, medians\n")
+    print(f"\nload average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, {os.cpu_count()} cpus; medians of "
+          f"{len(results['floor'])} floor clicks and {len(results[next(iter(TARGETS))])} of each gesture\n")
     floor = statistics.median(r["ms"] for r in results["floor"])
     print(f"{'gesture':26s} {'ms':>7s} {'x floor':>8s} {'target':>7s}   msgs to paint (up/down)   msgs in all (up/down)"
           "   kB in all")
