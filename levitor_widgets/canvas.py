@@ -22,12 +22,13 @@ from ipycanvas import MultiCanvas, hold_canvas
 
 from levitor.viz.colors import css
 from levitor_widgets.compat import px
-from levitor_widgets.pointer import PointerEvent, PointerMachine
+from levitor_widgets.pointer import PointerEvent, PointerMachine, State
 
 LAYERS = ("image", "mask", "paths", "points", "tool")
 DRAG_THROTTLE_MS = 40  # a drag's moves handled at most this often (the browser sends every one)
 POINT_RADIUS = 4.0
 HANDLE_RADIUS = 5.0
+WATCHED = ("mousedown", "keydown", "touchcancel")  # ipyevents' events (and "mouseenter": SceneCanvas._watch_return)
 PATCH_MAX_FRACTION = 0.6  # redraw only the changed box of the mask layer when it is smaller than this
 
 
@@ -101,13 +102,22 @@ class SceneCanvas:
             from ipyevents import Event
         except ImportError:
             return
-        self.events = Event(source=self.widget, watched_events=["mousedown", "mouseenter", "keydown", "touchcancel"],
-                            prevent_default_action=True)
+        self.events = Event(source=self.widget, watched_events=list(WATCHED), prevent_default_action=True)
         self.events.on_dom_event(lambda ev: self._guard(self._dom_event, ev))
+
+    def _watch_return(self) -> None:
+        """Listen for the pointer coming back (is the button still held?) only while a kept drag is off the
+        canvas: no message otherwise, and none from a view whose kernel went away (a dialog closing over it)."""
+        if self.events is None:
+            return
+        want = list(WATCHED) + (["mouseenter"] if self.pointer.state is State.OUTSIDE else [])
+        if list(self.events.watched_events) != want:
+            self.events.watched_events = want
 
     def _down(self, p: PointerEvent) -> None:
         self._held_move = None
         self.pointer.down(p)
+        self._watch_return()
 
     def _move(self, p: PointerEvent) -> None:
         """Moves of a drag at most every DRAG_THROTTLE_MS (the last one held back is passed on at the release);
@@ -118,16 +128,19 @@ class SceneCanvas:
             return
         self._held_move, self._last_move = None, now
         self.pointer.move(p)
+        self._watch_return()
 
     def _up(self, p: PointerEvent) -> None:
         if self._held_move is not None:
             held, self._held_move = self._held_move, None
             self.pointer.move(held)
         self.pointer.up(p)
+        self._watch_return()
 
     def _out(self, p: PointerEvent) -> None:
         self._held_move = None
         self.pointer.leave(p)
+        self._watch_return()
 
     def _dom_event(self, ev: dict) -> None:
         kind = ev.get("type")
@@ -138,6 +151,7 @@ class SceneCanvas:
             self.pointer.modifiers(bool(ev.get("shiftKey", False)), bool(ev.get("altKey", False)))
         elif kind == "mouseenter":
             self.pointer.enter(ev.get("buttons"))
+            self._watch_return()
         elif kind == "touchcancel":
             self.pointer.cancel()
 

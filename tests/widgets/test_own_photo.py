@@ -194,9 +194,11 @@ def _browser_drag(studio, points, shift=False, leave_at=None, back_at=None):
     for i, (x, y) in enumerate(points[1:-1], start=1):
         if leave_at is not None and i == back_at:
             canvas_msg("mouse_out", *leave_at)
+            assert "mouseenter" in studio.canvas.events.watched_events  # listened for only now
             events_msg("mouseenter", buttons=1)
         canvas_msg("mouse_move", x, y)
     canvas_msg("mouse_up", *points[-1])
+    assert "mouseenter" not in studio.canvas.events.watched_events
     assert studio.canvas.errors == []
 
 

@@ -223,7 +223,7 @@ def test_browser_messages_one_per_event_with_modifiers_from_ipyevents(studio):
     ipyevents' Shift of the press; a key through ipyevents. Nothing listens to a second copy of the positions."""
     if studio.canvas.events_backend != "ipyevents":
         pytest.skip("ipyevents is not installed")
-    assert set(studio.canvas.events.watched_events) == {"mousedown", "mouseenter", "keydown", "touchcancel"}
+    assert set(studio.canvas.events.watched_events) == {"mousedown", "keydown", "touchcancel"}
     studio.set_mode("select")
     ball = studio.scene.objects[0].mask_index
     x, y = BALL
