@@ -76,10 +76,16 @@ class SceneCanvas:
         self.move_throttle_ms = DRAG_THROTTLE_MS
         self._last_move = float("-inf")
         self._held_move: PointerEvent | None = None  # a throttled move, passed on before the release
+        self.on_ready: Callable[[], None] | None = None  # called when a browser view has connected and been drawn
         self._wire_ipycanvas()
         if use_ipyevents:
             self._wire_ipyevents()
-        self.widget.on_client_ready(self.redraw)
+        self.widget.on_client_ready(self._client_ready)
+
+    def _client_ready(self) -> None:
+        self.redraw()
+        if self.on_ready is not None:
+            self._guard(self.on_ready)
 
     @property
     def events_backend(self) -> str:
@@ -216,7 +222,10 @@ class SceneCanvas:
         layer.put_image_data(np.ascontiguousarray(rgba_patch), x0, y0)
 
     def draw_paths(self, paths: list[PathDrawing], hint: tuple[float, float, str] | None = None) -> None:
-        """Polylines through each path's clicks with a handle per click; ``hint`` = (x, y, text) near a click."""
+        """Polylines through each path's clicks with a handle per click; ``hint`` = (x, y, text) near a click.
+        Nothing is sent when the layer shows exactly this already."""
+        if self.shown["paths"] is not None and _same_paths(self.shown["paths"], (paths, hint)):
+            return
         self.shown["paths"] = (paths, hint)
         layer = self.layers["paths"]
         layer.clear()
@@ -256,7 +265,11 @@ class SceneCanvas:
             layer.fill_text(text, tx + 4, ty + 13)
 
     def draw_points(self, xy: np.ndarray, colors: np.ndarray) -> None:
-        """Control points of one frame: xy (P, 2) float pixels, colors (P, 3) uint8; one vectorised call each."""
+        """Control points of one frame: xy (P, 2) float pixels, colors (P, 3) uint8; one vectorised call each.
+        Nothing is sent when the layer shows exactly these already."""
+        old = self.shown["points"]
+        if old is not None and np.array_equal(old[0], xy) and np.array_equal(old[1], colors):
+            return
         self.shown["points"] = (xy, colors)
         layer = self.layers["points"]
         layer.clear()
@@ -302,9 +315,18 @@ class SceneCanvas:
             if self.shown["image"] is not None:
                 self.draw_image(self.shown["image"])
             self.draw_mask(self.shown["mask"], full=True)
-            if self.shown["paths"] is not None:
-                self.draw_paths(*self.shown["paths"])
-            if self.shown["points"] is not None:
-                self.draw_points(*self.shown["points"])
+            paths, self.shown["paths"] = self.shown["paths"], None  # drawn again, in full
+            if paths is not None:
+                self.draw_paths(*paths)
+            points, self.shown["points"] = self.shown["points"], None
+            if points is not None:
+                self.draw_points(*points)
             self.draw_tool(self.shown["tool"])
 
+
+
+def _same_paths(a: tuple[list[PathDrawing], object], b: tuple[list[PathDrawing], object]) -> bool:
+    (pa, ha), (pb, hb) = a, b
+    return ha == hb and len(pa) == len(pb) and all(
+        np.array_equal(x.xy, y.xy) and (x.color, x.active, x.dashed, x.label) == (y.color, y.active, y.dashed, y.label)
+        for x, y in zip(pa, pb))

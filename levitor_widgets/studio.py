@@ -34,7 +34,7 @@ from levitor.scene import Scene
 from levitor.viz.scene3d import cloud_points, scene_view_3d
 from levitor_widgets.autosave import AutosaveStore
 from levitor_widgets.canvas import SceneCanvas
-from levitor_widgets.compat import enable_colab_widgets
+from levitor_widgets.compat import call_soon, enable_colab_widgets
 from levitor_widgets.files import SceneFiles, open_scene
 from levitor_widgets.generate_panel import GeneratePanel, run_generate
 from levitor_widgets.gestures import TOOL_SOURCES, Gestures
@@ -49,6 +49,7 @@ from levitor_widgets.view3d import View3D
 from levitor_widgets.worker import UpdateWorker
 
 MODES = ("select", "path", "camera", "mask")
+FIRST_UPDATE_WAIT_S = 2.0  # in a kernel, the engine's first update starts once the canvas is drawn, or after this
 NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask': drag a box around it)"
 EMPTY_3D_HINT = "no objects yet: the photo's pixels at their depth. Make a mask (mode 'mask') and draw a path."
 
@@ -168,10 +169,13 @@ class Studio:
             threading.Thread(target=warm_up, daemon=True, name="levitor-warm-up").start()
         self.canvas.draw_image(self.scene.image)
         self.set_mode("mask" if not self.scene.masks else ("path" if self.scene.objects else "select"))
-        self.refresh()  # in a kernel on the worker's thread, which starts once this cell's output is shown
-        if self.worker.threaded():
-            self.scheduler.side()
+        self._first_pending = self.worker.threaded()
+        if self._first_pending:  # in a kernel the first update waits for the browser to draw the Studio (on 2 cores
+            self.canvas.on_ready = self._first_update  # the two would share them), FIRST_UPDATE_WAIT_S at most
+            call_soon(FIRST_UPDATE_WAIT_S, self._first_update)
+            self.show_panels()
         else:
+            self.refresh()
             self._side_update()
         if notes:
             self.say(" | ".join(n.text for n in notes), "\n\n".join(n.details for n in notes if n.details))
@@ -180,8 +184,14 @@ class Studio:
     def result(self):
         """The engine's result for the scene as it is now (None without masks); in a kernel it waits for an
         update still being computed (the Studio's own drawing never waits: it uses what was shown last)."""
+        self._first_update()
         self.worker.flush()
         return self._result
+
+    def _first_update(self) -> None:
+        if self._first_pending:
+            self._first_pending = False
+            self.refresh()
 
     def _ipython_display_(self):
         from IPython.display import display

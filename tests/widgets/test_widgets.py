@@ -420,3 +420,21 @@ def test_canvas_batch_flushes_and_stops_holding_even_when_drawing_raises(studio)
         assert manager._caching is False  # later drawing goes out at once again
     finally:
         manager.flush = original
+
+
+def test_a_layer_that_already_shows_the_drawing_is_not_sent_again(studio):
+    import ipycanvas.canvas as ipc  # every drawing command leaves through the canvas manager's _send_custom
+
+    manager, sent = ipc._CANVAS_MANAGER, []
+    original = manager._send_custom
+    manager._send_custom = lambda *a, **k: (sent.append(a), original(*a, **k))[1]
+    try:
+        studio.set_frame(2)
+        n = len(sent)
+        assert n > 0
+        studio.set_frame(2)  # the same frame again: image, mask, paths and points are all on the canvas already
+        assert len(sent) == n
+        studio.canvas.redraw()  # a browser view (re)connected: every layer goes out again, in full
+        assert len(sent) > n
+    finally:
+        manager._send_custom = original
