@@ -4,7 +4,8 @@ makes of it. This module is layout and wiring only; each job has its own home:
 - edits, undo and redo: :class:`levitor.editing.SceneEditor` (engine layer, no widgets);
 - what a click or a drag means: :mod:`levitor_widgets.gestures` on the canvas's pointer state machine
   (:mod:`levitor_widgets.pointer`);
-- when to redraw: :mod:`levitor_widgets.scheduler`; what to draw: :mod:`levitor_widgets.presenter`;
+- when to redraw: :mod:`levitor_widgets.scheduler`; the engine's updates off the event loop:
+  :mod:`levitor_widgets.worker`; what to draw: :mod:`levitor_widgets.presenter`;
 - masks and depth: :mod:`levitor.perception`; the 3D view's geometry: :mod:`levitor.viz.scene3d`;
 - mask tools: :class:`levitor_widgets.masking.MaskTools`; files and autosaves: :class:`levitor_widgets.files.SceneFiles`
   (:mod:`levitor_widgets.autosave`); what to open: :mod:`levitor_widgets.opening`.
@@ -282,6 +283,7 @@ class Studio:
     def _show_scene(self, scene: Scene) -> None:
         """Edit another scene from now on (a loaded file, a recent scene): the views start afresh."""
         self.scene, self._cloud = scene, None
+        self._result, self._result_mask_of_id = None, {}  # the last scene's: never drawn over this one
         self.masks.own_depth = (scene.depth, scene.depth_source)
         self.modebar.name.value = self.name
         self.editor.reset(scene)
@@ -366,7 +368,8 @@ class Studio:
             inst = getattr(engine, "instance_map", None)
             return pv, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
 
-        self.worker.run("draft", compute, lambda out: self._show_draft(out) if engine is self.engine else None)
+        self.worker.run("draft", compute, lambda out: self._show_draft(out) if engine is self.engine else None,
+                        here_if_free=True)  # at once when no full update is computing
 
     def _show_draft(self, out) -> None:
         if isinstance(out, BaseException):

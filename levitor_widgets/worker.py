@@ -60,8 +60,12 @@ class UpdateWorker:
         with self._cond:
             return not self._waiting and self._running is None and not self._ready
 
-    def run(self, kind: str, compute: Callable[[], Any], deliver: Callable[[Any], None]) -> None:
-        """Compute (on the thread, in a kernel) and deliver the result (on the loop); see the module docstring."""
+    def run(self, kind: str, compute: Callable[[], Any], deliver: Callable[[Any], None], here_if_free: bool = False
+            ) -> None:
+        """Compute (on the thread, in a kernel) and deliver the result (on the loop); see the module docstring.
+
+        ``here_if_free``: compute and deliver right here when the engine is free (no job running or waiting): a
+        draft answers its event at once, and handing it to the thread and back would only add the trip."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if self.closed:
@@ -72,6 +76,8 @@ class UpdateWorker:
                 out = compute()
             self._shown = self._seq
             deliver(out)
+            return
+        if here_if_free and self._run_here(kind, compute, deliver):
             return
         loop = asyncio.get_running_loop()
         job = Job(kind, self._seq, compute, deliver, loop.call_soon_threadsafe)
@@ -86,6 +92,21 @@ class UpdateWorker:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, daemon=True, name="levitor-engine-updates")
             self._thread.start()
+
+    def _run_here(self, kind: str, compute: Callable[[], Any], deliver: Callable[[Any], None]) -> bool:
+        with self._cond:
+            if self._waiting or self._running is not None or not self.lock.acquire(blocking=False):
+                return False
+            self._latest[kind] = self._seq
+        try:
+            out = compute()
+        except BaseException as e:
+            out = e
+        finally:
+            self.lock.release()
+        self._shown = max(self._shown, self._seq)
+        deliver(out)
+        return True
 
     def flush(self, timeout_s: float = 120.0) -> None:
         """Wait until the thread has computed everything waiting, then deliver the results here, now."""

@@ -111,3 +111,32 @@ def test_flush_delivers_here_once_even_before_the_thread_started():
 
     asyncio.run(main())
     assert delivered == ["result"]
+
+
+def test_a_draft_is_computed_at_once_when_the_engine_is_free_else_on_the_thread():
+    delivered, where = [], []
+    gate = threading.Event()
+
+    def job(name, block=False):
+        def compute():
+            where.append(threading.current_thread().name)
+            if block:
+                gate.wait(5)
+            return name
+        return compute
+
+    async def main():
+        w = UpdateWorker(threaded=lambda: True)
+        w.run("draft", job("now"), delivered.append, here_if_free=True)
+        assert delivered == ["now"] and w._thread is None  # no trip to a thread and back
+        w.run("full", job("full", block=True), delivered.append)
+        await _until(lambda: w._running is not None)
+        w.run("draft", job("later"), delivered.append, here_if_free=True)  # the engine is busy: queued
+        assert delivered == ["now"]
+        gate.set()
+        await _until(lambda: w.idle)
+
+    loop_thread = threading.current_thread().name
+    asyncio.run(main())
+    assert delivered == ["now", "full", "later"]
+    assert where == [loop_thread, "levitor-engine-updates", "levitor-engine-updates"]
