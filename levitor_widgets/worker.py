@@ -27,6 +27,7 @@ from typing import Any
 from levitor_widgets import compat
 
 KINDS = ("draft", "full")  # the order the thread takes waiting jobs in
+FLUSH_WAIT_S = 300.0  # flush() gives up after this: a first update that compiles the kernels takes a minute at most
 
 
 @dataclass
@@ -108,7 +109,7 @@ class UpdateWorker:
         deliver(out)
         return True
 
-    def flush(self, timeout_s: float = 120.0) -> None:
+    def flush(self, timeout_s: float = FLUSH_WAIT_S) -> None:
         """Wait until the thread has computed everything waiting, then deliver the results here, now."""
         deadline = time.monotonic() + timeout_s
         if self._waiting:
