@@ -3,8 +3,8 @@ mouse/keys.
 
 It only draws arrays it is given and feeds browser events into its :class:`~levitor_widgets.pointer.PointerMachine`
 (``pointer``: the Studio registers click/drag handlers there) and ``on_key``; it knows nothing about scenes or the
-engine. Mouse events come from ipyevents (which reports Shift/Alt and the held buttons, and throttles moves);
-without ipyevents it falls back to ipycanvas' own mouse events (no modifier keys).
+engine. Positions come from ipycanvas' own mouse events (the browser sends them anyway: listening to a second
+source would double every message); ipyevents, where installed, adds Shift/Alt, the held buttons and the keys.
 
 It remembers what each layer shows (``shown``: layer name -> the last arrays drawn), for tests and to redraw every
 layer in full when a browser view (re)connects: a reload, a re-displayed cell.
@@ -12,6 +12,7 @@ layer in full when a browser view (re)connects: a reload, a re-displayed cell.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ from ipycanvas import MultiCanvas, hold_canvas
 
 from levitor.viz.colors import css
 from levitor_widgets.compat import px
-from levitor_widgets.pointer import PointerEvent, PointerMachine
+from levitor_widgets.pointer import PointerEvent, PointerMachine, State
 
 LAYERS = ("image", "mask", "paths", "points", "tool")
-DRAG_THROTTLE_MS = 40  # ipycanvas/ipyevents would otherwise send every mousemove to the kernel
+DRAG_THROTTLE_MS = 40  # a drag's moves handled at most this often (the browser sends every one)
 POINT_RADIUS = 4.0
 HANDLE_RADIUS = 5.0
+WATCHED = ("mousedown", "keydown", "touchcancel")  # ipyevents' events (and "mouseenter": SceneCanvas._watch_return)
 PATCH_MAX_FRACTION = 0.6  # redraw only the changed box of the mask layer when it is smaller than this
 
 
@@ -70,37 +72,94 @@ class SceneCanvas:
         self.redraws = 0  # full redraws for a (re)connected view
         self.errors: list[str] = []  # tracebacks of handler errors (the browser would only log them)
         self.on_error: Callable[[str], None] | None = None
-        self.events_backend = "none"
+        self.events: object | None = None  # the ipyevents Event (modifier keys, held buttons, keys), if installed
+        self.move_throttle_ms = DRAG_THROTTLE_MS
+        self._last_move = float("-inf")
+        self._held_move: PointerEvent | None = None  # a throttled move, passed on before the release
+        self.on_ready: Callable[[], None] | None = None  # called when a browser view has connected and been drawn
+        self._wire_ipycanvas()
         if use_ipyevents:
             self._wire_ipyevents()
-        if self.events_backend == "none":
-            self._wire_ipycanvas()
-        self.widget.on_client_ready(self.redraw)
+        self.widget.on_client_ready(self._client_ready)
+
+    def _client_ready(self) -> None:
+        self.redraw()
+        if self.on_ready is not None:
+            self._guard(self.on_ready)
+
+    @property
+    def events_backend(self) -> str:
+        """"ipyevents" (Shift/Alt, held buttons and keys known) or "ipycanvas" (positions only)."""
+        return "ipyevents" if self.events is not None else "ipycanvas"
 
     # ------------------------------------------------------------------ events
+    # The browser sends ipycanvas' mouse events whether or not anyone listens, so they carry the positions: one
+    # message per press, release, move and exit, as for a bare canvas. ipyevents adds only what they lack, once
+    # per press (Shift/Alt), once per return onto the canvas (is the button still held?) and per key.
+    def _wire_ipycanvas(self) -> None:
+        w = self.widget
+        w.on_mouse_down(lambda x, y: self._guard(self._down, PointerEvent(x, y)))
+        w.on_mouse_move(lambda x, y: self._guard(self._move, PointerEvent(x, y)))
+        w.on_mouse_up(lambda x, y: self._guard(self._up, PointerEvent(x, y)))
+        w.on_mouse_out(lambda x, y: self._guard(self._out, PointerEvent(x, y)))
+
     def _wire_ipyevents(self) -> None:
         try:
             from ipyevents import Event
         except ImportError:
             return
-        self._clicks = Event(source=self.widget, watched_events=["mousedown", "mouseup", "mouseleave", "keydown",
-                                                                 "touchcancel"],
-                             prevent_default_action=True)
-        self._moves = Event(source=self.widget, watched_events=["mousemove"],
-                            throttle_or_debounce="throttle", wait=DRAG_THROTTLE_MS)
-        self._clicks.on_dom_event(self._dom_event)
-        self._moves.on_dom_event(self._dom_event)
-        self.events_backend = "ipyevents"
+        self.events = Event(source=self.widget, watched_events=list(WATCHED), prevent_default_action=True)
+        self.events.on_dom_event(lambda ev: self._guard(self._dom_event, ev))
 
-    def _wire_ipycanvas(self) -> None:
-        self.widget.on_mouse_down(lambda x, y: self._guard(self.pointer.down, PointerEvent(x, y)))
-        self.widget.on_mouse_move(lambda x, y: self._guard(self.pointer.move, PointerEvent(x, y)))
-        self.widget.on_mouse_up(lambda x, y: self._guard(self.pointer.up, PointerEvent(x, y)))
-        self.widget.on_mouse_out(lambda x, y: self._guard(self.pointer.leave, PointerEvent(x, y)))
-        self.events_backend = "ipycanvas"
+    def _watch_return(self) -> None:
+        """Listen for the pointer coming back (is the button still held?) only while a kept drag is off the
+        canvas: no message otherwise, and none from a view whose kernel went away (a dialog closing over it)."""
+        if self.events is None:
+            return
+        want = list(WATCHED) + (["mouseenter"] if self.pointer.state is State.OUTSIDE else [])
+        if list(self.events.watched_events) != want:
+            self.events.watched_events = want
+
+    def _down(self, p: PointerEvent) -> None:
+        self._held_move = None
+        self.pointer.down(p)
+        self._watch_return()
+
+    def _move(self, p: PointerEvent) -> None:
+        """Moves of a drag at most every DRAG_THROTTLE_MS (the last one held back is passed on at the release);
+        the others at once (a press becomes a drag on its first move past the threshold)."""
+        now = time.perf_counter()
+        if self.pointer.dragging and (now - self._last_move) * 1e3 < self.move_throttle_ms:
+            self._held_move = p
+            return
+        self._held_move, self._last_move = None, now
+        self.pointer.move(p)
+        self._watch_return()
+
+    def _up(self, p: PointerEvent) -> None:
+        if self._held_move is not None:
+            held, self._held_move = self._held_move, None
+            self.pointer.move(held)
+        self.pointer.up(p)
+        self._watch_return()
+
+    def _out(self, p: PointerEvent) -> None:
+        self._held_move = None
+        self.pointer.leave(p)
+        self._watch_return()
 
     def _dom_event(self, ev: dict) -> None:
-        self._guard(self._handle_dom_event, ev)
+        kind = ev.get("type")
+        if kind == "keydown":
+            if self.on_key is not None:
+                self.on_key(str(ev.get("key", "")), bool(ev.get("shiftKey", False)))
+        elif kind == "mousedown":  # arrives right after ipycanvas' own press, before its release or any move
+            self.pointer.modifiers(bool(ev.get("shiftKey", False)), bool(ev.get("altKey", False)))
+        elif kind == "mouseenter":
+            self.pointer.enter(ev.get("buttons"))
+            self._watch_return()
+        elif kind == "touchcancel":
+            self.pointer.cancel()
 
     def _guard(self, fn, *args) -> None:
         try:
@@ -112,42 +171,6 @@ class SceneCanvas:
             del self.errors[:-20]
             if self.on_error is not None:
                 self.on_error(self.errors[-1])
-
-    def _handle_dom_event(self, ev: dict) -> None:
-        kind = ev.get("type")
-        if kind == "keydown":
-            if self.on_key is not None:
-                self.on_key(str(ev.get("key", "")), bool(ev.get("shiftKey", False)))
-            return
-        if kind == "touchcancel":
-            self.pointer.cancel()
-            return
-        p = self._to_canvas(ev)
-        if p is None:
-            if kind == "mouseleave":
-                self.pointer.leave()
-            return
-        if kind == "mousedown":
-            self.pointer.down(p)
-        elif kind == "mousemove":
-            buttons = ev.get("buttons")
-            self.pointer.move(p, None if buttons is None else int(buttons))
-        elif kind == "mouseup":
-            self.pointer.up(p)
-        elif kind == "mouseleave":
-            self.pointer.leave(p)
-
-    def _to_canvas(self, ev: dict) -> PointerEvent | None:
-        """ipyevents reports CSS pixels relative to the element; map them to canvas pixels."""
-        try:
-            rx, ry = float(ev["relativeX"]), float(ev["relativeY"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        bw = float(ev.get("boundingRectWidth") or self.width)
-        bh = float(ev.get("boundingRectHeight") or self.height)
-        x = rx * self.width / bw if bw > 0 else rx
-        y = ry * self.height / bh if bh > 0 else ry
-        return PointerEvent(x, y, bool(ev.get("shiftKey", False)), bool(ev.get("altKey", False)))
 
     # ------------------------------------------------------------------ drawing
     @contextmanager
@@ -199,7 +222,10 @@ class SceneCanvas:
         layer.put_image_data(np.ascontiguousarray(rgba_patch), x0, y0)
 
     def draw_paths(self, paths: list[PathDrawing], hint: tuple[float, float, str] | None = None) -> None:
-        """Polylines through each path's clicks with a handle per click; ``hint`` = (x, y, text) near a click."""
+        """Polylines through each path's clicks with a handle per click; ``hint`` = (x, y, text) near a click.
+        Nothing is sent when the layer shows exactly this already."""
+        if self.shown["paths"] is not None and _same_paths(self.shown["paths"], (paths, hint)):
+            return
         self.shown["paths"] = (paths, hint)
         layer = self.layers["paths"]
         layer.clear()
@@ -239,7 +265,11 @@ class SceneCanvas:
             layer.fill_text(text, tx + 4, ty + 13)
 
     def draw_points(self, xy: np.ndarray, colors: np.ndarray) -> None:
-        """Control points of one frame: xy (P, 2) float pixels, colors (P, 3) uint8; one vectorised call each."""
+        """Control points of one frame: xy (P, 2) float pixels, colors (P, 3) uint8; one vectorised call each.
+        Nothing is sent when the layer shows exactly these already."""
+        old = self.shown["points"]
+        if old is not None and np.array_equal(old[0], xy) and np.array_equal(old[1], colors):
+            return
         self.shown["points"] = (xy, colors)
         layer = self.layers["points"]
         layer.clear()
@@ -285,9 +315,18 @@ class SceneCanvas:
             if self.shown["image"] is not None:
                 self.draw_image(self.shown["image"])
             self.draw_mask(self.shown["mask"], full=True)
-            if self.shown["paths"] is not None:
-                self.draw_paths(*self.shown["paths"])
-            if self.shown["points"] is not None:
-                self.draw_points(*self.shown["points"])
+            paths, self.shown["paths"] = self.shown["paths"], None  # drawn again, in full
+            if paths is not None:
+                self.draw_paths(*paths)
+            points, self.shown["points"] = self.shown["points"], None
+            if points is not None:
+                self.draw_points(*points)
             self.draw_tool(self.shown["tool"])
 
+
+
+def _same_paths(a: tuple[list[PathDrawing], object], b: tuple[list[PathDrawing], object]) -> bool:
+    (pa, ha), (pb, hb) = a, b
+    return ha == hb and len(pa) == len(pb) and all(
+        np.array_equal(x.xy, y.xy) and (x.color, x.active, x.dashed, x.label) == (y.color, y.active, y.dashed, y.label)
+        for x, y in zip(pa, pb))

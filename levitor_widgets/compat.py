@@ -1,5 +1,5 @@
-"""What differs between the places the Studio runs: ipywidgets 7 (Colab) vs 8, plotly with or without
-FigureWidget support, a kernel with or without a running event loop.
+"""What differs between the places the Studio runs: ipywidgets 7 (Colab) vs 8, Colab's widget manager, a kernel
+with or without a running event loop.
 
 Everything version-dependent lives here so the other modules read the same everywhere.
 """
@@ -11,8 +11,6 @@ import sys
 from collections.abc import Callable
 
 import ipywidgets as W
-
-IPYWIDGETS_MAJOR = int(W.__version__.split(".")[0])
 
 
 def in_colab() -> bool:
@@ -35,16 +33,6 @@ def px(n: int | float) -> str:
 def label_style() -> dict:
     """``description_width`` is the one style key that works the same in ipywidgets 7 and 8."""
     return {"description_width": "initial"}
-
-
-def make_figure_widget(fig):
-    """``go.FigureWidget(fig)``, or None where it can't be built (plotly without anywidget, old notebooks)."""
-    try:
-        import plotly.graph_objects as go
-
-        return go.FigureWidget(fig)
-    except Exception:  # ImportError without anywidget; other errors from half-installed frontends
-        return None
 
 
 def video_widget(width: int, height: int) -> W.Widget:

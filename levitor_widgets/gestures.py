@@ -1,20 +1,29 @@
 """What a click or a drag on the canvas means in each mode and with each mask tool.
 
 The canvas's :class:`~levitor_widgets.pointer.PointerMachine` reports clicks and drags; this module turns them
-into editor operations (:class:`levitor.editing.SceneEditor`) and mask tools (:mod:`levitor.perception`). It
-holds the state of a gesture in progress (a box being dragged, a polygon's vertices, SAM's clicks) and draws its
-preview on the canvas's tool layer. Geometry and masks are computed by ``levitor.perception``.
+into the Studio's edits and mask tools. It holds the state of a gesture in progress (a box being dragged, a
+polygon's vertices, SAM's clicks) and draws its preview on the canvas's tool layer.
+
+Gestures see the Studio only through :class:`GestureHost`: what the user is doing (mode, tool), the scene and the
+view to look things up in, and the handful of edits a pointer can make. They never reach the editor, the canvas
+or the presenter behind it, so a fake host tests them without widgets.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from levitor.editing import CAMERA
-from levitor_widgets.pointer import DRAG_START_PX, PointerEvent
+from levitor_widgets.pointer import DRAG_START_PX, PointerEvent, PointerMachine
+
+if TYPE_CHECKING:
+    from levitor.scene import Scene
+    from levitor_widgets.presenter import ViewState
 
 HIT_RADIUS = 9.0  # px: a press this close to a path handle drags it instead of adding a point
 BACKGROUND_FRACTION = 0.25  # a mask larger than this share of the image is ground/sky: path points go on it
@@ -22,6 +31,37 @@ TOOL_SOURCES = {"box": "grabcut", "lasso": "lasso", "brush": "brush", "eraser": 
                 "sam": "sam-click"}
 REFINABLE = set(TOOL_SOURCES.values()) | {"user"}  # masks a tool may refine (not the bundled scene's synthetic ones)
 DOUBLE_CLICK_S = 0.5  # a second click this soon at the same place is the second half of a double click
+Who = int | str  # an object index or "camera"
+
+
+class GestureHost(Protocol):
+    """What gestures need from the Studio (it implements this; tests use a fake).
+
+    Read: ``mode`` and ``tool`` (what a press means), ``brush_size``, ``scene`` and ``view`` (never written here:
+    every change goes through a method below, which redraws and records it)."""
+
+    mode: str
+    tool: str
+    brush_size: int
+    scene: Scene
+    view: ViewState
+
+    def say(self, text: str, details: str = "", error: bool = False) -> None: ...
+    def show_hint(self, x: float, y: float) -> None: ...  # the depth at (x, y) beside the pointer
+    def preview(self, shapes: list[dict] | None) -> None: ...  # the tool layer (SceneCanvas.draw_tool's shapes)
+
+    # selection and paths
+    def select_mask(self, mask_index: int, mode: str = "path") -> int: ...
+    def activate(self, index: Who) -> None: ...
+    def remove_object(self, index: int) -> None: ...
+    def add_point(self, x: float, y: float) -> int: ...
+    def add_camera_point(self, x: float, y: float) -> int: ...
+    def begin_move(self, who: Who, j: int) -> None: ...  # a handle drag starts: one undo step until end_move
+    def move_point(self, who: Who, j: int, x: float, y: float) -> None: ...
+    def end_move(self) -> None: ...
+
+    # mask tools: "box" (x0, y0, x1, y1), "lasso" / "brush" / "eraser" points, "flood" / "sam" (x, y)
+    def mask_tool(self, tool: str, geometry: Sequence, negative: bool = False) -> int | None: ...
 
 
 @dataclass
@@ -38,17 +78,16 @@ class ToolState:
 
 
 class Gestures:
-    """Registered on ``studio.canvas.pointer``; ``studio`` gives the scene, the editor and the view state."""
+    """Registered on ``pointer``; ``host`` gives the scene, the view and the edits (:class:`GestureHost`)."""
 
-    def __init__(self, studio):
-        self.s = studio
+    def __init__(self, host: GestureHost, pointer: PointerMachine):
+        self.s = host
         self.tool = ToolState()
-        self.drag_handle: tuple[int | str, int] | None = None
+        self.drag_handle: tuple[Who, int] | None = None
         self.clock = time.monotonic
         self._last_click: tuple[float, float, float] | None = None  # (time, x, y)
-        p = studio.canvas.pointer
-        p.on_click, p.on_drag_start, p.on_drag_move, p.on_drag_end = (self.click, self.drag_start, self.drag_move,
-                                                                      self.drag_end)
+        pointer.on_click, pointer.on_drag_start, pointer.on_drag_move, pointer.on_drag_end = (
+            self.click, self.drag_start, self.drag_move, self.drag_end)
 
     # ------------------------------------------------------------------ dispatch
     def click(self, p: PointerEvent) -> None:
@@ -78,10 +117,7 @@ class Gestures:
         hit = None if s.mode == "mask" else self.hit_handle(p.x, p.y)
         if hit is not None and not p.negative:
             self.drag_handle = hit
-            s.view.active, s.view.active_point = hit
-            s.editor.begin_gesture("drag", *hit)
-            s.presenter.draw_paths(s.scene)
-            s.show_panels()
+            s.begin_move(*hit)
             return
         self.drag_handle = None
         if s.mode == "mask":
@@ -96,33 +132,26 @@ class Gestures:
     def drag_move(self, p: PointerEvent) -> None:
         s = self.s
         if self.drag_handle is not None:
-            who, j = self.drag_handle
-            s.editor.move_point(who, j, p.x, p.y)
-            pt = s.editor.scene.camera_path[j] if who == CAMERA else s.scene.objects[who].path[j]
-            s.view.hint = (pt.x, pt.y, f"depth {s.scene.depth_at(pt.x, pt.y):.3g}")
-            with s.canvas.batch():
-                s.presenter.draw_paths(s.scene)  # the handle follows at once; the engine catches up (throttled)
-            s.request_burst()
+            s.move_point(*self.drag_handle, p.x, p.y)
             return
         if s.mode != "mask":
             return
         t = self.tool
         if s.tool == "box" and t.box_start is not None:
-            s.canvas.draw_tool([{"kind": "box", "xy": (*t.box_start, p.x, p.y), "negative": t.negative}])
+            s.preview([{"kind": "box", "xy": (*t.box_start, p.x, p.y), "negative": t.negative}])
         elif s.tool in ("lasso", "brush", "eraser") and t.stroke:
             t.stroke.append((p.x, p.y))
             if s.tool == "lasso":
-                s.canvas.draw_tool([{"kind": "line", "xy": t.stroke, "closed": True, "negative": t.negative}])
+                s.preview([{"kind": "line", "xy": t.stroke, "closed": True, "negative": t.negative}])
             else:
-                s.canvas.draw_tool([{"kind": "dots", "xy": _dense(t.stroke, s.brush_size / 2),
-                                     "radius": s.brush_size, "negative": t.negative or s.tool == "eraser"}])
+                s.preview([{"kind": "dots", "xy": _dense(t.stroke, s.brush_size / 2), "radius": s.brush_size,
+                            "negative": t.negative or s.tool == "eraser"}])
 
     def drag_end(self, p: PointerEvent) -> None:
         s = self.s
         if self.drag_handle is not None:
             self.drag_handle = None
-            s.editor.end_gesture()
-            s.refresh()
+            s.end_move()
             return
         if s.mode == "path":  # a shaky click that moved a few pixels
             self.click(p)
@@ -133,38 +162,35 @@ class Gestures:
         try:
             if s.tool == "box" and t.box_start is not None:
                 start, t.box_start = t.box_start, None
-                s.canvas.draw_tool(None)
-                s.box(*start, p.x, p.y, negative=t.negative)
+                s.preview(None)
+                s.mask_tool("box", (*start, p.x, p.y), t.negative)
             elif s.tool in ("lasso", "brush", "eraser") and t.stroke:
                 stroke, t.stroke = t.stroke + [(p.x, p.y)], []
-                s.canvas.draw_tool(None)
-                if s.tool == "lasso":
-                    s.lasso(stroke, negative=t.negative)
-                else:
-                    s.brush(stroke, erase=t.negative or s.tool == "eraser")
+                s.preview(None)
+                s.mask_tool(s.tool, stroke, t.negative)
         except ValueError as e:
             s.say(f"can't do that: {e}", error=True)
 
     # ------------------------------------------------------------------ modes
     def _select_click(self, p: PointerEvent) -> None:
         s = self.s
-        s.view.hint = (p.x, p.y, f"depth {s.scene.depth_at(p.x, p.y):.3g}")
         if not s.scene.masks:
             s.say("this photo has no masks yet: press 'mask' and drag a box around an object")
-            s.presenter.draw_paths(s.scene)
+            s.show_hint(p.x, p.y)
             return
         idx = s.scene.mask_at(p.x, p.y)
         if idx is None:
             s.say("no object mask here; click inside a coloured region")
-            s.presenter.draw_paths(s.scene)
+            s.show_hint(p.x, p.y)
             return
         if p.negative:  # Shift/Alt-click on a selected object drops it
             for i, obj in enumerate(s.scene.objects):
                 if obj.mask_index == idx:
                     s.remove_object(i)
-                    return
-            return
-        s.select_mask(idx)
+                    break
+        else:
+            s.select_mask(idx)  # the selection shows first; the depth hint after it
+        s.show_hint(p.x, p.y)
 
     def _path_click(self, p: PointerEvent) -> None:
         """On the active object or on the ground/sky: a path point. On another object: select it."""
@@ -197,7 +223,7 @@ class Gestures:
         m = self.s.scene.masks[mask_index]
         return m.mean() > BACKGROUND_FRACTION
 
-    def hit_handle(self, x: float, y: float) -> tuple[int | str, int] | None:
+    def hit_handle(self, x: float, y: float) -> tuple[Who, int] | None:
         s = self.s
         best, best_d = None, HIT_RADIUS
         candidates = [(i, o.path) for i, o in enumerate(s.scene.objects) if i not in s.view.hidden]
@@ -221,36 +247,25 @@ class Gestures:
             if not t.polygon:
                 t.negative = p.negative
             t.polygon.append((p.x, p.y))
-            s.canvas.draw_tool([{"kind": "line", "xy": t.polygon, "closed": False, "negative": t.negative}])
+            s.preview([{"kind": "line", "xy": t.polygon, "closed": False, "negative": t.negative}])
             s.say(f"polygon: {len(t.polygon)} points; click the first point (or press Enter) to close it, "
                   "Escape to drop it")
         elif s.tool in ("brush", "eraser"):
-            s.brush([(p.x, p.y)], erase=p.negative or s.tool == "eraser")
-        elif s.tool == "flood":
-            s.flood(p.x, p.y, negative=p.negative)
-        elif s.tool == "sam":
-            s.sam_click(p.x, p.y, negative=p.negative)
+            s.mask_tool(s.tool, [(p.x, p.y)], p.negative)
+        elif s.tool in ("flood", "sam"):
+            s.mask_tool(s.tool, (p.x, p.y), p.negative)
 
     def close_polygon(self) -> None:
         t = self.tool
         pts, t.polygon = t.polygon, []
-        self.s.canvas.draw_tool(None)
+        self.s.preview(None)
         if len(pts) >= 3:
-            self.s.lasso(pts, negative=t.negative)
+            self.s.mask_tool("lasso", pts, t.negative)
 
     def cancel(self) -> None:
         """Escape: drop the gesture in progress."""
         self.tool.polygon, self.tool.stroke, self.tool.box_start = [], [], None
-        self.s.canvas.draw_tool(None)
-
-    def target_mask(self, tool: str) -> int | None:
-        """The mask a refining tool edits: the active object's, if a tool made it and no new object is asked
-        for; else None (the stroke makes a new object)."""
-        s, t = self.s, self.tool
-        if t.new_object or not isinstance(s.view.active, int) or tool == "box":
-            return None
-        mi = s.scene.objects[s.view.active].mask_index
-        return mi if s.scene.mask_sources[mi] in REFINABLE else None
+        self.s.preview(None)
 
 
 def _pixel(scene, p: PointerEvent) -> tuple[int, int]:

@@ -64,6 +64,10 @@ class PointerMachine:
         self.on_hover: Handler | None = None  # moves with no button held (tool previews)
         self.keep_on_leave: Callable[[], bool] | None = None  # asked when a drag leaves the canvas
 
+    @property
+    def dragging(self) -> bool:
+        return self.state is State.DRAGGING
+
     # ------------------------------------------------------------------ events
     def down(self, p: PointerEvent) -> None:
         if self.state is not State.IDLE:  # the release of the last press never came: end it where it was
@@ -79,6 +83,7 @@ class PointerMachine:
             self._end(self.last, click=False)
             self._call(self.on_hover, p)
             return
+        p = self._carry(p)
         if self.state is State.OUTSIDE:
             if buttons is None:  # no word on the button (ipycanvas' own events): end it, never drag without one
                 self._end(self.last, click=False)
@@ -96,6 +101,7 @@ class PointerMachine:
     def up(self, p: PointerEvent) -> None:
         if self.state is State.IDLE:
             return
+        p = self._carry(p)
         if self.state in (State.DRAGGING, State.OUTSIDE):
             self.last = p
         self._end(p)
@@ -110,6 +116,23 @@ class PointerMachine:
             self._end(self.last)
         else:
             self._reset()
+
+    def modifiers(self, shift: bool, alt: bool) -> None:
+        """Shift/Alt of the press in progress, told apart from its position (the canvas's own press event has no
+        modifier keys; a second source reports them before the press is released or moves)."""
+        if self.state is State.PRESSING and self.start is not None:
+            self.start = PointerEvent(self.start.x, self.start.y, shift, alt)
+            self.last = PointerEvent(self.last.x, self.last.y, shift, alt) if self.last is not None else self.start
+
+    def enter(self, buttons: int | None) -> None:
+        """The pointer came back onto the canvas; ``buttons``: the browser's bit mask of held buttons. A kept drag
+        goes on if the button is still held, else it ends where it left (the release happened off the canvas)."""
+        if self.state is not State.OUTSIDE or buttons is None:
+            return
+        if int(buttons) & 1:
+            self.state = State.DRAGGING
+        else:
+            self._end(self.last, click=False)
 
     def cancel(self) -> None:
         """Lost pointer capture / pointercancel / the canvas went away: the drag ends where it was last seen."""
@@ -127,6 +150,13 @@ class PointerMachine:
             self._call(self.on_drag_end, p)
         elif state is State.PRESSING and click and p is not None:
             self._call(self.on_click, PointerEvent(start.x, start.y, start.shift, start.alt))
+
+    def _carry(self, p: PointerEvent) -> PointerEvent:
+        """The press's Shift/Alt on a later event of it that reports none (a canvas event without modifiers)."""
+        s = self.start
+        if s is None or p.shift or p.alt or not (s.shift or s.alt):
+            return p
+        return PointerEvent(p.x, p.y, s.shift, s.alt)
 
     def _reset(self) -> None:
         self.state, self.start, self.last = State.IDLE, None, None

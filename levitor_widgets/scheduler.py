@@ -23,9 +23,10 @@ Job = Callable[[], None]
 class RedrawScheduler:
     def __init__(self, draft: Job, full: Job, side: Job, *, can_draft: Callable[[], bool] = lambda: True,
                  call_soon: Callable | None = None, defers: Callable[[], bool] | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, busy: Callable[[], bool] = lambda: False):
         self._draft_job, self._full_job, self._side_job = draft, full, side
         self.can_draft = can_draft
+        self.busy = busy  # the jobs' own work still going on elsewhere (the engine's thread)
         self._call_soon = call_soon or compat.call_soon
         self._defers = defers or compat.defers
         self.clock = clock
@@ -37,8 +38,9 @@ class RedrawScheduler:
 
     @property
     def idle(self) -> bool:
-        """Nothing scheduled (tests wait for this before measuring)."""
-        return self.pending_full is None and self.pending_draft is None and self.pending_side is None
+        """Nothing scheduled or still being computed (tests wait for this before measuring)."""
+        return (self.pending_full is None and self.pending_draft is None and self.pending_side is None
+                and not self.busy())
 
     def full(self) -> None:
         """Recompute and redraw now; it supersedes any draft or full update that was waiting."""

@@ -4,7 +4,8 @@ makes of it. This module is layout and wiring only; each job has its own home:
 - edits, undo and redo: :class:`levitor.editing.SceneEditor` (engine layer, no widgets);
 - what a click or a drag means: :mod:`levitor_widgets.gestures` on the canvas's pointer state machine
   (:mod:`levitor_widgets.pointer`);
-- when to redraw: :mod:`levitor_widgets.scheduler`; what to draw: :mod:`levitor_widgets.presenter`;
+- when to redraw: :mod:`levitor_widgets.scheduler`; the engine's updates off the event loop:
+  :mod:`levitor_widgets.worker`; what to draw: :mod:`levitor_widgets.presenter`;
 - masks and depth: :mod:`levitor.perception`; the 3D view's geometry: :mod:`levitor.viz.scene3d`;
 - mask tools: :class:`levitor_widgets.masking.MaskTools`; files and autosaves: :class:`levitor_widgets.files.SceneFiles`
   (:mod:`levitor_widgets.autosave`); what to open: :mod:`levitor_widgets.opening`; the photo's crop:
@@ -39,11 +40,11 @@ from levitor.scene import Scene
 from levitor.viz.scene3d import cloud_points, scene_view_3d
 from levitor_widgets.autosave import AutosaveStore
 from levitor_widgets.canvas import SceneCanvas
-from levitor_widgets.compat import enable_colab_widgets
+from levitor_widgets.compat import call_soon, enable_colab_widgets
 from levitor_widgets.files import SceneFiles, open_scene
 from levitor_widgets.framing import FramingPanel, crop_text
 from levitor_widgets.generate_panel import LEVITOR, GeneratePanel, run_generate, weights_for
-from levitor_widgets.gestures import Gestures
+from levitor_widgets.gestures import TOOL_SOURCES, Gestures
 from levitor_widgets.hints import Hints
 from levitor_widgets.masking import MaskTools, repaint_depth
 from levitor_widgets.opening import Note, crop_photo, crop_window, frame_photo, load_segmenter, open_target
@@ -53,8 +54,10 @@ from levitor_widgets.presenter import Presenter, ViewState
 from levitor_widgets.scheduler import RedrawScheduler
 from levitor_widgets.toolbar import MaskBar, Messages, ModeBar
 from levitor_widgets.view3d import View3D
+from levitor_widgets.worker import UpdateWorker
 
 MODES = ("select", "path", "camera", "mask")
+FIRST_UPDATE_WAIT_S = 2.0  # in a kernel, the engine's first update starts once the canvas is drawn, or after this
 NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask': drag a box around it)"
 # Scoped to the Studio. A player shrinks with its column instead of overflowing it (two 512 px videos side by side
 # in a narrower output got a horizontal scrollbar each from their 2 px margins).
@@ -113,12 +116,14 @@ class Studio:
                                                                                                            None)
             notes += [note] if note else []
         self.segmenter, self.weights, self.allow_download = segmenter, weights, allow_download
-        self.result = None
+        self._result = None  # the engine's last full update shown (``result`` waits for a newer one)
         self.mode, self.tool = "select", "box"
         self.view = ViewState(active=(len(self.scene.objects) - 1) if self.scene.objects else None)
         self.timings: dict[str, Any] = {}
         self.timing_log: list[dict[str, Any]] = []  # the last 50 updates
         self._strip_cache, self._cloud = None, None
+        self._result_mask_of_id: dict[int, int] = {}  # the instance ids of the shown result -> mask indices
+        self.worker = UpdateWorker()  # the engine's updates, on a thread in a kernel
 
         h, w = self.scene.height, self.scene.width
         self.messages = Messages()
@@ -126,7 +131,7 @@ class Studio:
         self.canvas.on_key = self.key
         self.canvas.on_error = lambda tb: self.say("internal error (please report it)", tb, error=True)
         self.presenter = Presenter(self.canvas, self.view)
-        self.gestures = Gestures(self)
+        self.gestures = Gestures(self, self.canvas.pointer)  # self is its GestureHost
         ptr = self.canvas.pointer  # what the browser's mouse does is a user action (messages: see Messages.action)
         ptr.on_click, ptr.on_drag_start, ptr.on_drag_move, ptr.on_drag_end = (
             self._acting(ptr.on_click), self._acting(ptr.on_drag_start), self._acting(ptr.on_drag_move),
@@ -136,7 +141,8 @@ class Studio:
                                refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
                                own_depth=own_depth)
         self.scheduler = RedrawScheduler(self._said(self._draft), self._said(self._full), self._said(self._side_update),
-                                         can_draft=lambda: self.result is not None and hasattr(self.engine,
+                                         busy=lambda: not self.worker.idle,
+                                         can_draft=lambda: self._result is not None and hasattr(self.engine,
                                                                                                "preview_frame"))
         self.files = SceneFiles(store, self.out_dir, start, self.editor, self.scheduler, self.say, self._show_scene)
         self.modebar = ModeBar(self.name)
@@ -201,11 +207,30 @@ class Studio:
             threading.Thread(target=warm_up, daemon=True, name="levitor-warm-up").start()
         self.canvas.draw_image(self.scene.image)
         self.set_mode("mask" if not self.scene.masks else ("path" if self.scene.objects else "select"))
-        self.refresh()
-        self._side_update()
+        self._first_pending = self.worker.threaded()
+        if self._first_pending:  # in a kernel the first update waits for the browser to draw the Studio (on 2 cores
+            self.canvas.on_ready = self._first_update  # the two would share them), FIRST_UPDATE_WAIT_S at most
+            call_soon(FIRST_UPDATE_WAIT_S, self._first_update)
+            self.show_panels()
+        else:
+            self.refresh()
+            self._side_update()
         if notes:  # held until the user's first action: a hint on the way never replaces it
             self.say(" | ".join(n.text for n in notes), "\n\n".join(n.details for n in notes if n.details),
                      error=any(n.error for n in notes), hold=True)
+
+    @property
+    def result(self):
+        """The engine's result for the scene as it is now (None without masks); in a kernel it waits for an
+        update still being computed (the Studio's own drawing never waits: it uses what was shown last)."""
+        self._first_update()
+        self.worker.flush()
+        return self._result
+
+    def _first_update(self) -> None:
+        if self._first_pending:
+            self._first_pending = False
+            self.refresh()
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -248,6 +273,21 @@ class Studio:
     def new_object(self) -> None:
         self.masks.new_object()
 
+    def mask_tool(self, tool: str, geometry, negative: bool = False) -> int | None:
+        """A mask tool by name (what a canvas gesture made): "box" (x0, y0, x1, y1); "lasso", "brush", "eraser"
+        points; "flood", "sam" (x, y). ``negative``: take away (the eraser always does)."""
+        if tool == "box":
+            return self.box(*geometry, negative=negative)
+        if tool == "lasso":
+            return self.lasso(geometry, negative=negative)
+        if tool in ("brush", "eraser"):
+            return self.brush(geometry, erase=negative or tool == "eraser")
+        if tool == "flood":
+            return self.flood(*geometry, negative=negative)
+        if tool == "sam":
+            return self.sam_click(*geometry, negative=negative)
+        raise ValueError(f"tool must be one of {tuple(TOOL_SOURCES)}, got {tool!r}")
+
     def set_depth(self, kind: str, nearness: float = 2.0) -> None:
         self.masks.set_depth(kind, nearness)
 
@@ -276,12 +316,14 @@ class Studio:
 
     def close(self) -> None:
         self.files.close()
+        self.worker.close()
 
     def _show_scene(self, scene: Scene) -> None:
         """Edit another scene from now on (a loaded file, a recent scene): the views start afresh."""
         self.scene, self._cloud = scene, None
         if self._photo is not None and not np.array_equal(crop_photo(self._photo, scene.crop_offset), scene.image):
             self._photo = None  # another photo's scene: its crop can't move from here
+        self._result, self._result_mask_of_id = None, {}  # the last scene's: never drawn over this one
         self.masks.own_depth = (scene.depth, scene.depth_source)
         self.modebar.name.value = self.name
         self.editor.reset(scene)
@@ -325,25 +367,46 @@ class Studio:
         self.scheduler.burst()
 
     def _mask_of_id(self) -> dict[int, int]:
-        inst = getattr(self.engine, "instance_map", None)
-        return inst().mask_of_id if inst is not None and self.scene.masks else {}
+        return self._result_mask_of_id if self._result is not None else {}
+
+    def _engine_scene(self) -> Scene:
+        """The scene a job computes on: in a kernel a copy (edits go on while the thread computes), else the
+        scene itself."""
+        return self.scene.copy() if self.worker.threaded() else self.scene
 
     def _full(self) -> None:
+        """Panels now; the engine's full update on the worker, drawn when it arrives (see levitor_widgets.worker)."""
         self.hints.check(self.editor.version)
-        t0 = time.perf_counter()
-        try:
-            self.result = self.engine.update() if self.scene.masks else None
-        except ValueError as e:  # a scene the engine can't use (e.g. a path point outside the image)
-            self.say(f"can't update: {e}", error=True)
+        self.show_panels()
+        if not self.scene.masks:
+            self._show_full((None, {}, 0.0))
+            return
+        engine, scene = self.engine, self._engine_scene()
+
+        def compute():
+            t0 = time.perf_counter()
+            engine.scene = scene
+            try:
+                result = engine.update()
+            except ValueError as e:  # a scene the engine can't use (e.g. a path point outside the image)
+                return e
+            inst = getattr(engine, "instance_map", None)
+            return result, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
+
+        self.worker.run("full", compute, lambda out: self._show_full(out) if engine is self.engine else None)
+
+    def _show_full(self, out) -> None:
+        if isinstance(out, BaseException):
+            self.say(f"can't update: {out}", error=True)
             return
         t1 = time.perf_counter()
+        self._result, self._result_mask_of_id, engine_ms = out
         self._strip_cache = None
-        self.presenter.draw(self.scene, self.result, self._mask_of_id())
-        self.show_panels()
+        self.presenter.draw(self.scene, self._result, self._mask_of_id())
+        self.show_panels()  # the objects' warning marks and the points' notes come with the result
         self._say_warnings()
-        t2 = time.perf_counter()
-        engine_t = getattr(self.result, "timings", {}) or {}
-        self._log({"engine_ms": (t1 - t0) * 1e3, "draw_ms": (t2 - t1) * 1e3,
+        engine_t = getattr(self._result, "timings", {}) or {}
+        self._log({"engine_ms": engine_ms, "draw_ms": (time.perf_counter() - t1) * 1e3,
                    **{f"engine_{k}_ms": v for k, v in engine_t.items()}})
         self._show_info()
         self.scheduler.side()
@@ -352,15 +415,31 @@ class Studio:
         """The engine's one-frame preview of the scene as it is now (a drag or a slider in progress)."""
         if self.hints.check(self.editor.version):
             self.presenter.draw_paths(self.scene)
-        t0 = time.perf_counter()
-        try:
-            pv = self.engine.preview_frame(self.view.frame)
-        except ValueError as e:
-            self.say(f"can't update: {e}", error=True)
+        engine, scene, frame = self.engine, self._engine_scene(), self.view.frame
+
+        def compute():
+            t0 = time.perf_counter()
+            engine.scene = scene
+            try:
+                pv = engine.preview_frame(frame)
+            except ValueError as e:
+                return e
+            inst = getattr(engine, "instance_map", None)
+            return pv, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
+
+        self.worker.run("draft", compute, lambda out: self._show_draft(out) if engine is self.engine else None,
+                        here_if_free=True)  # at once when no full update is computing
+
+    def _show_draft(self, out) -> None:
+        if isinstance(out, BaseException):
+            self.say(f"can't update: {out}", error=True)
+            return
+        if self._result is None:  # the full update that drafts build on is gone (a new scene)
             return
         t1 = time.perf_counter()
-        self.presenter.draw_draft(self.scene, pv, self._mask_of_id(), self.result.object_ids)
-        self._log({"engine_ms": (t1 - t0) * 1e3, "draw_ms": (time.perf_counter() - t1) * 1e3, "draft": True,
+        pv, mask_of_id, engine_ms = out
+        self.presenter.draw_draft(self.scene, pv, mask_of_id, self._result.object_ids)
+        self._log({"engine_ms": engine_ms, "draw_ms": (time.perf_counter() - t1) * 1e3, "draft": True,
                    **{f"engine_{k}_ms": v for k, v in pv.timings.items()}})
         self._show_info(num_points=pv.num_points, draft=True)
 
@@ -374,7 +453,7 @@ class Studio:
         try:
             if self.view3d is not None:
                 self._show_3d()
-            if self.scrubber.show_strip.value and self.result is not None:
+            if self.scrubber.show_strip.value and self._result is not None:
                 self._draw_strip()
             self.autosave()
         except Exception as e:  # never let a follower break editing; say what happened
@@ -386,7 +465,7 @@ class Studio:
         key = (array_hash(self.scene.depth), array_hash(self.scene.image))
         if self._cloud is None or self._cloud[0] != key:
             self._cloud = (key, cloud_points(self.scene))
-        tracks = self.result.tracks if self.result is not None else []
+        tracks = self._result.tracks if self._result is not None else []
         view = scene_view_3d(self.scene, tracks, self.presenter.object_colors(self.scene), self.view.frame,
                              cloud=self._cloud[1], width=self.view3d.width, height=self.view3d.height)
         self.view3d.show(view, "" if self.scene.objects else EMPTY_3D_HINT)
@@ -394,8 +473,9 @@ class Studio:
     def _draw_strip(self) -> None:
         strip = self.scrubber.strip
         if self._strip_cache is None:
-            self._strip_cache = {s: self.engine.signal_for_scale(s) for s in strip.scales}
-        self.presenter.draw_strip(strip, self.scene, self.result, self._strip_cache, self._mask_of_id())
+            with self.worker.lock:  # the engine is not shared with the worker's thread while it computes
+                self._strip_cache = {s: self.engine.signal_for_scale(s) for s in strip.scales}
+        self.presenter.draw_strip(strip, self.scene, self._result, self._strip_cache, self._mask_of_id())
 
     # ================================================================ panels and messages
     def show_panels(self) -> None:
@@ -405,7 +485,7 @@ class Studio:
         path = self._active_path()
         if v.active_point is not None and v.active_point >= len(path):
             v.active_point = len(path) - 1 if path else None
-        warnings = getattr(self.result, "warnings", None) or []
+        warnings = getattr(self._result, "warnings", None) or []
         self.objects_panel.show([o.name for o in objs], self.presenter.object_colors(self.scene),
                                 [i not in v.hidden for i in range(len(objs))], v.active if isinstance(v.active, int)
                                 else None, [[w for w in warnings if w.object_index == i] for i in range(len(objs))])
@@ -415,7 +495,7 @@ class Studio:
             self.path_panel.show(title, [nearness_from_depth(ref, p.depth) for p in path], [p.frame for p in path],
                                  v.active_point, [nearness_range(ref)] * len(path), subject=(v.active, title),
                                  notes=self.hints.point_notes(v.active, path, self.scene.num_frames,
-                                                              getattr(self.result, "warnings", [])))
+                                                              getattr(self._result, "warnings", [])))
         else:
             self.path_panel.show("", [], [], None)
         photo = self._photo
@@ -426,8 +506,8 @@ class Studio:
         self.maskbar.show(self.mode, self.tool, self.masks.depth_kind(), self.masks.depth_nearness())
 
     def _show_info(self, num_points: int | None = None, draft: bool = False) -> None:
-        n = num_points if num_points is not None else (self.result.signal.num_points if self.result else 0)
-        k = {} if draft or self.result is None else (getattr(self.result, "k", {}) or {})
+        n = num_points if num_points is not None else (self._result.signal.num_points if self._result else 0)
+        k = {} if draft or self._result is None else (getattr(self._result, "k", {}) or {})
         ks = ", ".join(f"#{i}: {c}" for i, c in sorted(k.items()))
         self.scrubber.info.value = (  # wraps onto a second line rather than cut (the row is two lines high)
             f"<div style='font-size:12px;line-height:16px;white-space:normal'>frame {self.view.frame + 1}/"
@@ -438,7 +518,7 @@ class Studio:
     def _say_warnings(self) -> None:
         """Say in the message line when a moved object gets no control points somewhere (the static masks' losses
         go behind "details" with them), once per change; clear the line when that is fixed and it still says so."""
-        warnings = getattr(self.result, "warnings", None) or []
+        warnings = getattr(self._result, "warnings", None) or []
         moved = [w for w in warnings if w.object_index is not None]
         key = tuple((w.object_index, w.instance_id, w.reason, w.frames) for w in moved)
         if key == self._warned[0]:
@@ -507,17 +587,17 @@ class Studio:
         """Show another frame, 0-based (no engine work: the rendered masks and points are cached)."""
         self.view.frame = int(np.clip(frame, 0, self.scene.num_frames - 1))
         self.scrubber.set_frame(self.view.frame)
-        self.presenter.draw(self.scene, self.result, self._mask_of_id())
+        self.presenter.draw(self.scene, self._result, self._mask_of_id())
         self._show_info()
         self.scheduler.side()
 
     def set_preview(self, on: bool) -> None:
         self.view.show_preview = bool(on)
-        self.presenter.draw(self.scene, self.result, self._mask_of_id(), full=not on)
+        self.presenter.draw(self.scene, self._result, self._mask_of_id(), full=not on)
 
     def set_strip_visible(self, on: bool) -> None:
         self.scrubber.strip.set_visible(on)
-        if on and self.result is not None:
+        if on and self._result is not None:
             self._draw_strip()
 
     def activate(self, index: int | str) -> None:
@@ -525,19 +605,33 @@ class Studio:
         self.view.active = index
         path = self._active_path()
         self.view.active_point = len(path) - 1 if path else None
-        self.presenter.draw_paths(self.scene)
+        with self.canvas.batch():  # one message, not one per drawing command
+            self.presenter.draw_paths(self.scene)
         self.show_panels()
+
+    def show_hint(self, x: float, y: float) -> None:
+        """The depth at (x, y) beside the pointer (paths layer)."""
+        self.view.hint = (x, y, f"depth {self.scene.depth_at(x, y):.3g}")
+        with self.canvas.batch():
+            self.presenter.draw_paths(self.scene)
+
+    def preview(self, shapes: list[dict] | None) -> None:
+        """The gesture in progress on the tool layer (see SceneCanvas.draw_tool); None clears it."""
+        self.canvas.draw_tool(shapes)
 
     def set_visible(self, index: int, visible: bool) -> None:
         """Show or hide an object's overlay, path and points (display only; the scene is unchanged)."""
         (self.view.hidden.discard if visible else self.view.hidden.add)(index)
-        self.presenter.draw(self.scene, self.result, self._mask_of_id())
+        self.presenter.draw(self.scene, self._result, self._mask_of_id())
 
     def _active_path(self):
         a = self.view.active
         if a is None or (a != CAMERA and a >= len(self.scene.objects)):
             return []
-        return self.scene.camera_path if a == CAMERA else self.scene.objects[a].path
+        return self._path_of(a)
+
+    def _path_of(self, who: int | str):
+        return self.scene.camera_path if who == CAMERA else self.scene.objects[who].path
 
     # ================================================================ edits (all through the editor)
     def _edited(self, burst: bool = False) -> None:
@@ -582,6 +676,28 @@ class Studio:
                                                        f"depth scale ends at {near:.2f}x, so P{j + 1} is there")
         self.refresh()
         return j
+
+    def begin_move(self, who: int | str, j: int) -> None:
+        """A handle drag starts: the point becomes the active one; every move until :meth:`end_move` is one undo
+        step."""
+        self.view.active, self.view.active_point = who, j
+        self.editor.begin_gesture("drag", who, j)
+        with self.canvas.batch():
+            self.presenter.draw_paths(self.scene)
+        self.show_panels()
+
+    def move_point(self, who: int | str, j: int, x: float, y: float) -> None:
+        """Move path point j to (x, y): the handle follows at once, the engine catches up (throttled)."""
+        self.editor.move_point(who, j, x, y)
+        pt = self._path_of(who)[j]
+        self.view.hint = (pt.x, pt.y, f"depth {self.scene.depth_at(pt.x, pt.y):.3g}")
+        with self.canvas.batch():
+            self.presenter.draw_paths(self.scene)
+        self.request_burst()
+
+    def end_move(self) -> None:
+        self.editor.end_gesture()
+        self.refresh()
 
     def add_camera_point(self, x: float, y: float) -> int:
         j = self.editor.add_camera_point(x, y)

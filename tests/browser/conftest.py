@@ -6,28 +6,13 @@ settings and workspace folders outside that root (so they don't show in the file
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-TOKEN = "levitor-browser-test"
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-quic", "--no-first-run", "--disable-sync"]
-VIEWPORT = {"width": 1400, "height": 1000}
-
-
-def chromium_path() -> str | None:
-    env = os.environ.get("LEVITOR_CHROMIUM")
-    for p in ((env,) if env else ()) + CHROMIUM_CANDIDATES:
-        if p and Path(p).exists():
-            return p
-    return shutil.which("chromium")
+from tests.browser.lab import CHROMIUM_ARGS, REPO, chromium_path, notebook_json, start_lab, stop_lab
 
 
 @pytest.fixture(scope="session")
@@ -42,36 +27,16 @@ def chromium():
 @pytest.fixture(scope="session")
 def lab(chromium, tmp_path_factory):
     """A running JupyterLab: yields (proc, root_dir). Killed (its whole process group) at the end."""
-    from levitor_widgets.launch import launch_studio, wait_ready
-
     base = tmp_path_factory.mktemp("lab")
-    root, state = base / "root", base / "state"
+    root = base / "root"
     root.mkdir()
     shutil.copyfile(REPO / "notebooks" / "01_quickstart.ipynb", root / "01_quickstart.ipynb")
     _photo_notebooks(root)
-    settings = state / "settings"
-    _write(settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings",
-           {"fetchNews": "false", "checkForUpdates": False})  # no "get news?" toast over the notebook
-    _write(settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings",
-           {"windowingMode": "none"})  # every cell in the DOM, so locators find them
-    env = {
-        "JUPYTER_CONFIG_DIR": str(state / "config"), "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
-        "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
-    }
-    proc = launch_studio(None, open_browser=False, root_dir=root, token=TOKEN, env=env,
-                         extra_args=["--LabApp.expose_app_in_browser=True"], log_path=base / "jupyter.log")
+    proc = start_lab(base, root)
     try:
-        wait_ready(proc, timeout=90)
         yield proc, root
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except (ProcessLookupError, OSError):
-            pass
-        except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_lab(proc)
 
 
 @pytest.fixture(scope="session")
@@ -121,13 +86,4 @@ def _photo_notebooks(root: Path) -> None:
 
 
 def _notebook(path: Path, cells: list[str]) -> None:
-    doc = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
-                      "source": src} for i, src in enumerate(cells)],
-           "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-           "nbformat": 4, "nbformat_minor": 5}
-    path.write_text(json.dumps(doc, indent=1))
-
-
-def _write(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
+    path.write_text(notebook_json(cells))

@@ -4,7 +4,18 @@ watchers. Shared by the browser tests and bench/bench_studio_browser.py (through
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "levitor-browser-test"
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-quic", "--no-first-run", "--disable-sync"]
+VIEWPORT = {"width": 1400, "height": 1000}
 
 KERNEL = "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
 HANG_MS = 3000.0  # a click or slider that takes longer to reach the canvas is broken, not slow
@@ -231,3 +242,64 @@ def wait_view3d(page, scope: str = ".levitor-studio", min_traces: int = 2, timeo
                            "return !!s && s.points > 0 && s.traces >= n; }",
                            arg=[JS_VIEW3D, scope, min_traces], timeout=timeout_ms, polling=200)
     return view3d_state(page, scope)
+
+
+# ---------------------------------------------------------------------- the server and the notebooks
+def chromium_path() -> str | None:
+    env = os.environ.get("LEVITOR_CHROMIUM")
+    for p in ((env,) if env else ()) + CHROMIUM_CANDIDATES:
+        if p and Path(p).exists():
+            return p
+    return shutil.which("chromium")
+
+
+def start_lab(base: Path, root: Path):
+    """JupyterLab on ``root`` (started with ``levitor_widgets.launch``), its config, runtime, settings and workspace
+    folders in ``base/state`` (outside the root: they don't show in the file browser or screenshots). Waits until
+    it answers; returns the process (stop it with :func:`stop_lab`)."""
+    from levitor_widgets.launch import launch_studio, wait_ready
+
+    state = base / "state"
+    settings = state / "settings"
+    _write(settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings",
+           {"fetchNews": "false", "checkForUpdates": False})  # no "get news?" toast over the notebook
+    _write(settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings",
+           {"windowingMode": "none"})  # every cell in the DOM, so locators find them
+    env = {
+        "JUPYTER_CONFIG_DIR": str(state / "config"), "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+    }
+    proc = launch_studio(None, open_browser=False, root_dir=root, token=TOKEN, env=env,
+                         extra_args=["--LabApp.expose_app_in_browser=True"], log_path=base / "jupyter.log")
+    try:
+        wait_ready(proc, timeout=90)
+    except BaseException:
+        stop_lab(proc)
+        raise
+    return proc
+
+
+def stop_lab(proc) -> None:
+    """Kill the server's whole process group (its kernels too)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, OSError):
+        pass
+    except Exception:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def notebook_json(cells: list[str]) -> str:
+    """A notebook of code cells (python3 kernel), as its file's text."""
+    doc = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+                      "source": src} for i, src in enumerate(cells)],
+           "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+           "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(doc, indent=1)
+
+
+def _write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))

@@ -182,26 +182,30 @@ def coffee_photo(tmp_path_factory):
 
 
 def _browser_drag(studio, points, shift=False, leave_at=None, back_at=None):
-    """A drag as the browser sends it (ipyevents): press at points[0], move through the rest, release at the last;
-    with ``leave_at`` the pointer leaves the canvas there after the moves before ``back_at`` (an index into
-    points), and comes back with the button held."""
+    """A drag as the browser sends it: ipycanvas' own press, moves, exit and release (canvas pixels), and
+    ipyevents' Shift/Alt of the press and the held button on the way back. Press at points[0], move through the
+    rest, release at the last; with ``leave_at`` the pointer leaves the canvas there before ``back_at`` (an index
+    into points), and comes back with the button held."""
     if studio.canvas.events_backend != "ipyevents":
         pytest.skip("ipyevents is not installed")
-    w, h = studio.scene.width, studio.scene.height
+    studio.canvas.move_throttle_ms = 0  # every move of the stroke (the browser's pace is not the test's)
 
-    def send(kind, x, y, buttons=None):
-        ev = {"type": kind, "relativeX": x, "relativeY": y, "boundingRectWidth": w, "boundingRectHeight": h,
-              "shiftKey": shift}
-        if buttons is not None:
-            ev["buttons"] = buttons
-        studio.canvas._dom_event(ev)
+    def canvas_msg(event, x, y):
+        studio.canvas.widget._handle_custom_msg({"event": event, "x": x, "y": y}, [])
 
-    send("mousedown", *points[0])
+    def events_msg(kind, **fields):
+        studio.canvas.events._handle_custom_msg({"type": kind, **fields}, [])
+
+    canvas_msg("mouse_down", *points[0])
+    events_msg("mousedown", shiftKey=shift, altKey=False, buttons=1)
     for i, (x, y) in enumerate(points[1:-1], start=1):
         if leave_at is not None and i == back_at:
-            send("mouseleave", *leave_at)
-        send("mousemove", x, y, buttons=1)
-    send("mouseup", *points[-1])
+            canvas_msg("mouse_out", *leave_at)
+            assert "mouseenter" in studio.canvas.events.watched_events  # listened for only now
+            events_msg("mouseenter", buttons=1)
+        canvas_msg("mouse_move", x, y)
+    canvas_msg("mouse_up", *points[-1])
+    assert "mouseenter" not in studio.canvas.events.watched_events
     assert studio.canvas.errors == []
 
 

@@ -159,3 +159,38 @@ def test_scheduler_without_a_loop_runs_at_once_and_close_flushes():
     s.full()
     s.side()
     assert log == ["side"]
+
+
+def test_modifiers_told_after_the_press_reach_its_click_and_its_drag(machine):
+    machine.down(P(10, 10))
+    machine.modifiers(shift=True, alt=False)  # the canvas's own press has none; ipyevents tells them next
+    machine.up(P(10, 10))
+    clicks = []
+    machine.on_click = clicks.append
+    machine.down(P(20, 20))
+    machine.modifiers(shift=False, alt=True)
+    machine.up(P(20, 20))
+    assert clicks[0].alt and not clicks[0].shift
+    ends = []
+    machine.on_drag_end = ends.append
+    machine.down(P(0, 0))
+    machine.modifiers(shift=True, alt=False)
+    machine.move(P(30, 0))
+    machine.up(P(40, 0))  # a release event without modifiers: the press's are carried
+    assert ends[0].shift and ends[0].x == 40
+
+
+@pytest.mark.parametrize("buttons, goes_on", [(1, True), (0, False)])
+def test_a_kept_drag_goes_on_when_it_comes_back_with_the_button_held(machine, buttons, goes_on):
+    machine.keep_on_leave = lambda: True
+    machine.down(P(10, 10))
+    machine.move(P(40, 10))
+    machine.leave(P(60, 10))
+    assert machine.state is State.OUTSIDE
+    machine.enter(buttons)
+    machine.move(P(45, 20))  # ipycanvas' move: no word on the button
+    kinds = [e[0] for e in machine.log]
+    if goes_on:
+        assert machine.state is State.DRAGGING and machine.log[-1] == ("move", 45, 20) and "end" not in kinds
+    else:
+        assert machine.state is State.IDLE and kinds.count("end") == 1 and machine.log[-1] == ("end", 60, 10)

@@ -165,8 +165,7 @@ def test_a_drag_that_leaves_the_canvas_ends_there(studio):
     studio.drag(x0, y0, x0 + 30, y0 + 5, release=False)  # the button is released off the canvas
     moved = (studio.scene.objects[0].path[1].x, studio.scene.objects[0].path[1].y)
     assert moved == pytest.approx((x0 + 30, y0 + 5))
-    studio.canvas._dom_event({"type": "mousemove", "relativeX": 10, "relativeY": 10, "buttons": 0,
-                              "boundingRectWidth": W, "boundingRectHeight": H})
+    studio.canvas.widget._handle_custom_msg({"event": "mouse_move", "x": 10, "y": 10}, [])  # back, no button
     assert (studio.scene.objects[0].path[1].x, studio.scene.objects[0].path[1].y) == pytest.approx(moved)
     n = len(studio.scene.objects[1].path)
     studio.activate(1)
@@ -221,16 +220,24 @@ def test_negative_click_and_keys(studio):
     assert studio.mode == "camera"
 
 
-def test_ipyevents_messages_map_to_canvas_pixels(studio):
+def test_browser_messages_one_per_event_with_modifiers_from_ipyevents(studio):
+    """What the browser sends for a Shift-click on the canvas: ipycanvas' press and release (canvas pixels) and
+    ipyevents' Shift of the press; a key through ipyevents. Nothing listens to a second copy of the positions."""
     if studio.canvas.events_backend != "ipyevents":
         pytest.skip("ipyevents is not installed")
+    assert set(studio.canvas.events.watched_events) == {"mousedown", "keydown", "touchcancel"}
     studio.set_mode("select")
-    # the canvas shown at twice its size: CSS pixels are halved back to canvas pixels
-    ev = dict(relativeX=TREE[0] * 2, relativeY=TREE[1] * 2, boundingRectWidth=W * 2, boundingRectHeight=H * 2)
-    studio.canvas._dom_event(dict(ev, type="mousedown"))
-    studio.canvas._dom_event(dict(ev, type="mouseup"))
-    assert studio.scene.objects[-1].mask_index == studio.scene.mask_at(*TREE)
-    studio.canvas._dom_event({"type": "keydown", "key": "s"})
+    ball = studio.scene.objects[0].mask_index
+    x, y = BALL
+    studio.canvas.widget._handle_custom_msg({"event": "mouse_down", "x": x, "y": y}, [])
+    studio.canvas.events._handle_custom_msg({"type": "mousedown", "shiftKey": True, "altKey": False}, [])
+    studio.canvas.widget._handle_custom_msg({"event": "mouse_up", "x": x, "y": y}, [])
+    assert ball not in [o.mask_index for o in studio.scene.objects]  # Shift-click dropped the ball
+    studio.canvas.widget._handle_custom_msg({"event": "mouse_down", "x": TREE[0], "y": TREE[1]}, [])
+    studio.canvas.events._handle_custom_msg({"type": "mousedown", "shiftKey": False, "altKey": False}, [])
+    studio.canvas.widget._handle_custom_msg({"event": "mouse_up", "x": TREE[0], "y": TREE[1]}, [])
+    assert studio.scene.objects[-1].mask_index == studio.scene.mask_at(*TREE)  # a plain click selects
+    studio.canvas.events._handle_custom_msg({"type": "keydown", "key": "s"}, [])
     assert studio.mode == "select"
     assert studio.canvas.errors == []
 
@@ -416,3 +423,21 @@ def test_canvas_batch_flushes_and_stops_holding_even_when_drawing_raises(studio)
         assert manager._caching is False  # later drawing goes out at once again
     finally:
         manager.flush = original
+
+
+def test_a_layer_that_already_shows_the_drawing_is_not_sent_again(studio):
+    import ipycanvas.canvas as ipc  # every drawing command leaves through the canvas manager's _send_custom
+
+    manager, sent = ipc._CANVAS_MANAGER, []
+    original = manager._send_custom
+    manager._send_custom = lambda *a, **k: (sent.append(a), original(*a, **k))[1]
+    try:
+        studio.set_frame(2)
+        n = len(sent)
+        assert n > 0
+        studio.set_frame(2)  # the same frame again: image, mask, paths and points are all on the canvas already
+        assert len(sent) == n
+        studio.canvas.redraw()  # a browser view (re)connected: every layer goes out again, in full
+        assert len(sent) > n
+    finally:
+        manager._send_custom = original
