@@ -321,12 +321,11 @@ class Scene:
                              "the mask first (Scene.add_mask)")
 
     # ---------------------------------------------------------------- I/O
-    def save(self, path: str | os.PathLike, arrays: bool = True) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Write ``path`` (JSON) with the image and depth map beside it, all committed together
         (:mod:`levitor._util.scene_files`: a kill at any instant leaves the old scene or the new one). The scene is
-        validated first, so a file that :meth:`load` refuses is never written.
-
-        ``arrays`` is kept for old callers: side files are written only when their content changed anyway."""
+        validated first, so a file that :meth:`load` refuses is never written; side files are written only when their
+        content changed."""
         self.validate()
         doc = {
             "format": "levitor-scene",

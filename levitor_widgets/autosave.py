@@ -131,10 +131,10 @@ class AutosaveStore:
         return out[:limit]
 
     # ------------------------------------------------------------------ write
-    def save(self, scene: Scene, name: str, image_hash: str, arrays: bool = True) -> Path:
+    def save(self, scene: Scene, name: str, image_hash: str) -> Path:
         """Write the scene (atomically, through :meth:`Scene.save`) and its entry in the recent list."""
         key = self.key(name, image_hash)
-        path = scene.save(self.scene_path(key), arrays=arrays)
+        path = scene.save(self.scene_path(key))
         meta = {"format": "levitor-autosave", "name": name, "image_hash": image_hash, "saved_at": time.time(),
                 "objects": len(scene.objects), "image_path": scene.image_path}
         write_text_atomic(self.folder(key) / META_FILE, json.dumps(meta, indent=1))

@@ -22,10 +22,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from levitor._util.io import YOUNG_S  # a lock file this young that cannot be read yet is being written by its owner
+
 LOCK_FILE = "lock.json"
 FOREIGN_STALE_S = 24 * 3600.0  # a lock from another host that no autosave touched for this long is stale
 START_SLACK_S = 2.0  # /proc's boot time is whole seconds and may drift: start times this close are one process
-YOUNG_S = 10.0  # a lock file that cannot be read yet is being written by its owner if it is younger than this
 
 _HELD: dict[str, int] = {}  # lock path -> how many SlotLocks of this process hold it
 

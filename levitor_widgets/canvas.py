@@ -20,13 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 from ipycanvas import MultiCanvas, hold_canvas
 
-from levitor.viz.colors import css
+from levitor.viz.colors import POINT_RADIUS, css
 from levitor_widgets.compat import px
 from levitor_widgets.pointer import PointerEvent, PointerMachine, State
 
 LAYERS = ("image", "mask", "paths", "points", "tool")
 DRAG_THROTTLE_MS = 40  # a drag's moves handled at most this often (the browser sends every one)
-POINT_RADIUS = 4.0
 HANDLE_RADIUS = 5.0
 WATCHED = ("mousedown", "keydown", "touchcancel")  # ipyevents' events (and "mouseenter": SceneCanvas._watch_return)
 PATCH_MAX_FRACTION = 0.6  # redraw only the changed box of the mask layer when it is smaller than this

@@ -166,8 +166,7 @@ class SceneFiles:
         state = (self.editor.version, self.name, depth)
         if not force and (state == self._saved or (self._saved is None and self.editor.version == 0)):
             return None
-        arrays = force or self._saved is None or self._saved[2] != depth
-        out = self.store.save(self.scene, self.name, self.image_hash, arrays=arrays)
+        out = self.store.save(self.scene, self.name, self.image_hash)
         self._saved = state
         if self.lock is not None:
             self.lock.touch()

@@ -127,7 +127,7 @@ def launch_studio(target: str | None, port: int | None = None, open_browser: boo
     cmd += list(extra_args)
     out = subprocess.DEVNULL if quiet else None
     if log_path is not None:
-        out = open(log_path, "ab")  # noqa: SIM115 - the child keeps writing after we return
+        out = open(log_path, "ab")  # the child keeps writing to it after we return (not a with block)
     proc = subprocess.Popen(cmd, env=child_env, cwd=str(nb.parent), stdout=out, stderr=out,
                             start_new_session=True)
     proc.url = f"http://127.0.0.1:{port}/lab/tree/{nb.name}?token={token}"  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ from pathlib import Path
 import ipywidgets as W
 import numpy as np
 
-from levitor.viz.scene3d import SceneView3D
+from levitor.viz.scene3d import FIGURE_HEIGHT, FIGURE_WIDTH, SceneView3D
 from levitor_widgets.compat import px
 
 JS = Path(__file__).with_name("view3d.js")
@@ -62,8 +62,8 @@ def _widget_class():
             figure_layout = T.Unicode("{}").tag(sync=True)  # JSON plotly layout (not "layout": the widget's own)
             hint = T.Unicode("").tag(sync=True)
             point_size = T.Float(1.8).tag(sync=True)
-            width = T.Int(520).tag(sync=True)
-            height = T.Int(420).tag(sync=True)
+            width = T.Int(FIGURE_WIDTH).tag(sync=True)
+            height = T.Int(FIGURE_HEIGHT).tag(sync=True)
 
             def __init__(self, **kwargs):
                 super().__init__(**kwargs)
@@ -81,7 +81,7 @@ class View3D:
     """``widget`` shows the view; :meth:`show` draws a :class:`SceneView3D` (the cloud is sent only when it
     changed: moving a path sends a few hundred numbers)."""
 
-    def __init__(self, width: int = 520, height: int = 420, backend: str = "auto"):
+    def __init__(self, width: int = FIGURE_WIDTH, height: int = FIGURE_HEIGHT, backend: str = "auto"):
         if backend not in ("auto", "anywidget", "static"):
             raise ValueError(f"backend must be 'auto', 'anywidget' or 'static', got {backend!r}")
         self.width, self.height = int(width), int(height)

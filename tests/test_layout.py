@@ -223,10 +223,6 @@ OWNER_EXCEPTIONS = {
 # Phase 2: second definitions in files being edited on other branches, by (file, name), with what their owner
 # does. The test fails when one is fixed and still listed, so the list only shrinks.
 PENDING_OWNERS = {
-    ("levitor_widgets/view3d.py", "height"): "levitor.viz.scene3d's figure height",
-    ("levitor_widgets/view3d.py", "width"): "levitor.viz.scene3d's figure width",
-    ("levitor_widgets/canvas.py", "POINT_RADIUS"): "levitor.viz.pictures.POINT_RADIUS",
-    ("levitor_widgets/autosave_lock.py", "YOUNG_S"): "levitor._util.io.YOUNG_S",
 }
 
 

@@ -8,6 +8,8 @@ import numpy as np
 
 GOLDEN = 0.618033988749895  # hue step between consecutive ids: neighbours never look alike
 
+POINT_RADIUS = 4.0  # pixels: a control point's dot in the pictures and on the Studio's canvas
+
 
 # Stops of a perceptual colormap (dark blue -> teal -> yellow), for depth and heatmaps.
 _CMAP_STOPS = np.array([[48, 18, 59], [50, 136, 189], [102, 194, 165], [230, 245, 152], [254, 224, 139],

@@ -13,9 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from levitor.control.signal import ControlSignal
-from levitor.viz.colors import colormap, instance_colors
-
-POINT_RADIUS = 4.0  # pixels: a control point's dot in the pictures (and the Studio's canvas)
+from levitor.viz.colors import POINT_RADIUS, colormap, instance_colors
 
 
 def depth_picture(depth: np.ndarray | torch.Tensor) -> np.ndarray:

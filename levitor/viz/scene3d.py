@@ -94,8 +94,11 @@ def _line(xyz: np.ndarray, color: str, name: str, width: int = 2, dash: str = "s
     return t
 
 
+FIGURE_WIDTH, FIGURE_HEIGHT = 520, 420  # px: the 3D view's figure (the Studio's View3D too)
+
+
 def scene_view_3d(scene: Scene, tracks: Sequence[np.ndarray] = (), colors: Sequence = (), frame: int = 0,
-                  max_points: int = MAX_POINTS, width: int = 520, height: int = 420,
+                  max_points: int = MAX_POINTS, width: int = FIGURE_WIDTH, height: int = FIGURE_HEIGHT,
                   cloud: tuple[np.ndarray, np.ndarray, float] | None = None) -> SceneView3D:
     """Everything the 3D view shows for ``scene`` at ``frame``.
 

@@ -68,7 +68,7 @@ def test_quickstart_studio_in_chromium(lab, browser, shots):
 
 
 def _drive_quickstart(page, lab, shots):
-    proc, root = lab
+    _proc, _root = lab  # the server (its process, its root folder): this drive uses the page only
     timings = {}
     t_start = time.monotonic()
     errors = []

@@ -12,8 +12,8 @@ pytest.importorskip("ipycanvas")
 pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
-from levitor_widgets import Studio  # noqa: E402
-from levitor_widgets.view3d import REPLY, REQUEST, View3D  # noqa: E402
+from levitor_widgets import Studio
+from levitor_widgets.view3d import REPLY, REQUEST, View3D
 
 HEAD_BOX = (25, 2, 450, 318)  # around the cat's head in the 512x320 scene
 NOSE, BACKGROUND = (300, 265), (490, 150)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("ipycanvas")
-import levitor.engine  # noqa: E402,F401  (the project itself must import: a broken import fails, never skips)
-from levitor.bundled import bundled_scene  # noqa: E402
-from levitor.defaults import NUM_INFERENCE_STEPS  # noqa: E402
-from levitor.depth import depth_from_nearness, nearness_from_depth  # noqa: E402
-from levitor.generation.model_choice import mini_info  # noqa: E402
-from levitor_widgets import Studio  # noqa: E402
-from levitor_widgets.presenter import OBJECT_ALPHA, mask_colors  # noqa: E402
+import levitor.engine  # noqa: F401  (the project itself must import: a broken import fails, never skips)
+from levitor.bundled import bundled_scene
+from levitor.defaults import NUM_INFERENCE_STEPS
+from levitor.depth import depth_from_nearness, nearness_from_depth
+from levitor.generation.model_choice import mini_info
+from levitor_widgets import Studio
+from levitor_widgets.presenter import OBJECT_ALPHA, mask_colors
 
 # The bundled scene at half size keeps each engine update cheap; coordinates below are for 160 x 256.
 H, W, F = 160, 256, 8
