@@ -58,6 +58,7 @@ from levitor_widgets.worker import UpdateWorker
 
 MODES = ("select", "path", "camera", "mask")
 FIRST_UPDATE_WAIT_S = 2.0  # in a kernel, the engine's first update starts once the canvas is drawn, or after this
+CAUGHT_WARNINGS_MAX = 20  # distinct warnings said per action (the first ones: the rest repeat a loop's)
 NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask': drag a box around it)"
 # Scoped to the Studio. A player shrinks with its column instead of overflowing it (two 512 px videos side by side
 # in a narrower output got a horizontal scrollbar each from their 2 px margins).
@@ -836,20 +837,27 @@ class Studio:
 
 
 @contextmanager
-def caught_warnings(say):
-    """Inside, a UserWarning goes to ``say(text, details)`` (once per message) instead of the cell's output."""
-    with warnings.catch_warnings(record=True) as caught:
+def caught_warnings(say, limit: int = CAUGHT_WARNINGS_MAX):
+    """Inside, a UserWarning goes to ``say(text, details)`` (once per message, at most ``limit`` of them) instead of
+    the cell's output; other categories are shown as they would be, at once. Nothing accumulates: a library that
+    warns in a loop (on a generation's thread too: the warnings module is process-wide) costs no memory here."""
+    found: dict[str, str] = {}
+    with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
+        shown = warnings.showwarning  # what the surrounding code shows with (pytest's, IPython's, the default)
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, UserWarning):
+                shown(message, category, filename, lineno, file, line)
+            elif str(message) not in found and len(found) < limit:
+                found[str(message)] = f"{category.__name__} at {filename}:{lineno}"
+
+        warnings.showwarning = show
         try:
             yield
         finally:
-            said = set()
-            for w in caught:
-                if not issubclass(w.category, UserWarning):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-                elif str(w.message) not in said:
-                    said.add(str(w.message))
-                    say(f"warning: {w.message}", f"{w.category.__name__} at {w.filename}:{w.lineno}")
+            for text, details in found.items():
+                say(f"warning: {text}", details)
 
 
 def _init_said(init):
