@@ -171,5 +171,5 @@ def test_the_installed_wheel_opens_the_studio_and_runs_the_quickstart(installed,
     assert not [o for o in outputs if o["output_type"] == "error"]
     text = "".join("".join(o.get("text", "")) for o in outputs if o["output_type"] == "stream")
     assert f"levitor from {python.parent.parent}" in text, text[:500]  # the kernel imported the wheel's copy
-    assert (work / "levitor_out" / "my_scene.json").exists()
+    assert (work / "levitor_out" / "bundled.json").exists()  # the save cell: the scene's own name
     assert list((work / "levitor_out").glob("run_*/*.mp4")), "Generate wrote no video"
