@@ -37,6 +37,7 @@ from tests.browser.lab import (
     VIEWPORT,
     chromium_path,
     click_canvas,
+    drag_range,
     drag_slider,
     kernel_eval,
     kernel_json,
@@ -228,12 +229,12 @@ def _path_point(page, canvas, i: int) -> dict:
 
 def _depth(page, canvas, i: int) -> dict:
     kernel_eval(page, "studio.set_frame(studio.scene.num_frames - 1)")
-    slider = page.locator(".widget-slider", has_text="P2 x nearer").first
+    slider = page.locator(".levitor-depth-table tr", has_text="P2").locator("input.levitor-nearness-slider").first
     settle(page)
     slider.scroll_into_view_if_needed()
     before = kernel_json(page, "studio.scene.objects[-1].path[1].depth")
     r = _measure(page, JS_WATCH, [CANVAS, 0, 0, 512, 320, "pointerdown"],
-                 lambda: drag_slider(page, slider, (0.15, 0.85)[i % 2]))
+                 lambda: drag_range(page, slider, (0.15, 0.85)[i % 2]))
     wait_kernel(page, "studio.scene.objects[-1].path[1].depth", lambda d: d != before)
     return r
 
