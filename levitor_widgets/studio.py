@@ -376,25 +376,33 @@ class Studio:
         return self.scene.copy() if self.worker.threaded() else self.scene
 
     def _full(self) -> None:
-        """Panels now; the engine's full update on the worker, drawn when it arrives (see levitor_widgets.worker)."""
+        """The engine's full update on the worker, drawn when it arrives (see levitor_widgets.worker); in a kernel the
+        panels show the edit at once, and again with the result's warnings."""
         self.hints.check(self.editor.version)
-        self.show_panels()
         if not self.scene.masks:
             self._show_full((None, {}, 0.0))
             return
+        if self.worker.threaded():
+            self.show_panels()
+        self._engine_job("full", lambda engine: engine.update(), self._show_full)
+
+    def _engine_job(self, kind: str, call, show, here_if_free: bool = False) -> None:
+        """``call(engine)`` on the scene as it is now, on the worker; ``show((output, mask_of_id, engine_ms))`` or
+        ``show(error)`` on the loop, unless the engine was replaced meanwhile (another model's rules)."""
         engine, scene = self.engine, self._engine_scene()
 
         def compute():
             t0 = time.perf_counter()
             engine.scene = scene
             try:
-                result = engine.update()
+                out = call(engine)
             except ValueError as e:  # a scene the engine can't use (e.g. a path point outside the image)
                 return e
             inst = getattr(engine, "instance_map", None)
-            return result, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
+            return out, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
 
-        self.worker.run("full", compute, lambda out: self._show_full(out) if engine is self.engine else None)
+        self.worker.run(kind, compute, lambda out: show(out) if engine is self.engine else None,
+                        here_if_free=here_if_free)
 
     def _show_full(self, out) -> None:
         if isinstance(out, BaseException):
@@ -416,20 +424,9 @@ class Studio:
         """The engine's one-frame preview of the scene as it is now (a drag or a slider in progress)."""
         if self.hints.check(self.editor.version):
             self.presenter.draw_paths(self.scene)
-        engine, scene, frame = self.engine, self._engine_scene(), self.view.frame
-
-        def compute():
-            t0 = time.perf_counter()
-            engine.scene = scene
-            try:
-                pv = engine.preview_frame(frame)
-            except ValueError as e:
-                return e
-            inst = getattr(engine, "instance_map", None)
-            return pv, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
-
-        self.worker.run("draft", compute, lambda out: self._show_draft(out) if engine is self.engine else None,
-                        here_if_free=True)  # at once when no full update is computing
+        frame = self.view.frame
+        self._engine_job("draft", lambda engine: engine.preview_frame(frame), self._show_draft,
+                         here_if_free=True)  # at once when no full update is computing
 
     def _show_draft(self, out) -> None:
         if isinstance(out, BaseException):
