@@ -3,14 +3,17 @@
 Scenes (16 frames, 320x512):
   41%      two moving objects covering ~40% of the image (an ellipse and a box), plus sky and ground masks
   bundled  the demo scene (a ball and a box moving among a tree, sky and ground)
-Per scene and rule set, medians over edits that drag one object's end point (as the Studio does), measured in one
-run, wall and CPU time (CPU time is steadier on a busy machine):
+Per scene and rule set, medians over edits that drag one object's end point (as the Studio does), wall and CPU time
+(CPU time is steadier on a busy machine):
   full rebuild   Engine.update() + encode: instance map, lift + move + render, K-means, conditioning tensor
   draft          Engine.preview_frame(last frame): what the Studio draws while a slider moves
-and the ratio release / levitor (target: full rebuild <= 1.5x). Then levitor's stages, encode alone and, where
-scikit-learn is installed, sklearn's KMeans run per frame on the release's samples (the release's own K-means).
+and the ratio release / levitor (target: full rebuild <= 1.5x). The two rule sets' edits alternate in one loop (which
+goes first alternates too), so a change of machine load in the middle of a run hits both alike; besides the ratio of
+the medians the median of the paired ratios (each edit under release / the adjacent one under levitor) is printed.
+Then each rule set's stages (Engine.update's timings), encode alone and, where scikit-learn is installed, sklearn's
+KMeans run per frame on the release's samples (the release's own K-means).
 
-Usage: python bench/bench_engine.py [--repeats 7] [--scene 41% bundled]
+Usage: python bench/bench_engine.py [--repeats 15] [--scene 41% bundled]
 """
 
 from __future__ import annotations
@@ -76,34 +79,60 @@ def median_ms(fn, repeats: int) -> tuple[float, float]:
     """Median wall and CPU milliseconds of fn(k) over k = 0..repeats-1."""
     wall, cpu = [], []
     for k in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        fn(k)
-        wall.append((time.perf_counter() - t) * 1e3)
-        cpu.append((time.process_time() - c) * 1e3)
+        w, c = timed(fn, k)
+        wall.append(w)
+        cpu.append(c)
     return statistics.median(wall), statistics.median(cpu)
 
 
-def measure(scene_name: str, rules: str, repeats: int) -> dict:
-    """Full rebuild and draft times of one scene under one rule set, and the stages of the full rebuild."""
-    scene = load_scene(scene_name)
-    edit = make_edit(scene)
-    eng = Engine(scene, rules=rules)
-    eng.update()  # warm up: compiled loops loaded, the unedited objects' caches filled, as in an editing session
-    stages: dict[str, list[float]] = {}
+def timed(fn, k: int) -> tuple[float, float]:
+    """Wall and CPU milliseconds of fn(k)."""
+    t, c = time.perf_counter(), time.process_time()
+    fn(k)
+    return (time.perf_counter() - t) * 1e3, (time.process_time() - c) * 1e3
 
-    def full(k):
-        edit(k)
-        r = eng.update()
+
+WARM_UP_EDITS = 2  # per rule set, before timing: compiled loops loaded, the unedited objects' caches filled
+
+
+def measure(scene_name: str, repeats: int) -> dict:
+    """Full rebuild and draft times of one scene under each rule set, their edits alternating, and the stages of
+    the full rebuild: {rules: {"full": [(wall, cpu)], "draft": [(wall, cpu)], "stages": {name: median},
+    "result": EngineResult}}."""
+    runs = {}
+    for rules in RULE_SETS:  # each rule set edits its own copy of the scene
+        scene = load_scene(scene_name)
+        runs[rules] = {"eng": Engine(scene, rules=rules), "edit": make_edit(scene), "stages": {}, "full": [],
+                       "draft": [], "last": scene.num_frames - 1}
+
+    def full(run, k):
+        run["edit"](k)
+        r = run["eng"].update()
         t = time.perf_counter()
         encode(r.signal)
         for name, v in {**r.timings, "encode": (time.perf_counter() - t) * 1e3}.items():
-            stages.setdefault(name, []).append(v)
+            run["stages"].setdefault(name, []).append(v)
 
-    last = scene.num_frames - 1
-    out = {"full": median_ms(full, repeats), "draft": median_ms(lambda k: (edit(k), eng.preview_frame(last)), repeats)}
-    out["stages"] = {name: statistics.median(v) for name, v in stages.items()}
-    out["result"] = eng.result
-    return out
+    def draft(run, k):
+        run["edit"](k)
+        run["eng"].preview_frame(run["last"])
+
+    for run in runs.values():
+        run["eng"].update()
+    for k in range(WARM_UP_EDITS):
+        for run in runs.values():
+            full(run, k)
+    for run in runs.values():
+        run["stages"].clear()
+    for what, fn, first in (("full", full, WARM_UP_EDITS), ("draft", draft, WARM_UP_EDITS + repeats)):
+        for k in range(repeats):  # edits never go back to an earlier place (see make_edit)
+            order = RULE_SETS if k % 2 == 0 else RULE_SETS[::-1]
+            for rules in order:
+                run = runs[rules]
+                run[what].append(timed(lambda j, run=run, fn=fn: fn(run, j), first + k))
+    return {rules: {"full": run["full"], "draft": run["draft"], "result": run["eng"].result,
+                    "stages": {name: statistics.median(v) for name, v in run["stages"].items()}}
+            for rules, run in runs.items()}
 
 
 def sklearn_release_kmeans_ms(result, repeats: int) -> float | None:
@@ -131,7 +160,7 @@ def sklearn_release_kmeans_ms(result, repeats: int) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--scenes", "--scene", nargs="+", default=["41%", "bundled"], choices=["41%", "big", "bundled"],
                     help="41%% (also 'big'): two moving objects covering ~40%%; bundled: the demo scene")
     args = ap.parse_args()
@@ -141,19 +170,21 @@ def main() -> None:
           f"(figures from one run; compare ratios, and rerun on a quiet machine for absolute times)")
     ratios = []
     for name in args.scenes:
-        got = {rules: measure(name, rules, args.repeats) for rules in RULE_SETS}
+        got = measure(name, args.repeats)
         scene = load_scene(name)
         cover = sum(scene.masks[o.mask_index].mean() for o in scene.objects)
         print(f"\nscene {name}: {scene.width}x{scene.height}, {scene.num_frames} frames, moving objects cover "
               f"{cover:.0%}; tracks: levitor {got['levitor']['result'].signal.num_points}, "
-              f"release {got['release']['result'].signal.num_points}")
-        print(f"{'what (median ms)':34s} {'levitor':>16s} {'release':>16s} {'release/levitor':>16s}")
-        print(f"{'':34s} {'wall':>7s} {'cpu':>8s} {'wall':>7s} {'cpu':>8s} {'wall':>7s} {'cpu':>8s}")
+              f"release {got['release']['result'].signal.num_points}; {args.repeats} edits per rule set, alternating")
+        print(f"{'what (median ms)':34s} {'levitor':>16s} {'release':>16s} {'release/levitor':>16s} {'paired':>7s}")
+        print(f"{'':34s} {'wall':>7s} {'cpu':>8s} {'wall':>7s} {'cpu':>8s} {'wall':>7s} {'cpu':>8s} {'wall':>7s}")
         for what, label in (("full", "full rebuild (update + encode)"), ("draft", "draft (one frame)")):
-            (lw, lc), (rw, rc) = got["levitor"][what], got["release"][what]
-            print(f"{label:34s} {lw:7.1f} {lc:8.1f} {rw:7.1f} {rc:8.1f} {rw / lw:6.2f}x {rc / lc:7.2f}x")
+            lev, rel = np.asarray(got["levitor"][what]), np.asarray(got["release"][what])
+            (lw, lc), (rw, rc) = np.median(lev, 0), np.median(rel, 0)
+            paired = float(np.median(rel[:, 0] / lev[:, 0]))
+            print(f"{label:34s} {lw:7.1f} {lc:8.1f} {rw:7.1f} {rc:8.1f} {rw / lw:6.2f}x {rc / lc:7.2f}x {paired:6.2f}x")
             if what == "full":
-                ratios.append((name, rw / lw, rc / lc))
+                ratios.append((name, rw / lw, rc / lc, paired))
         for rules in RULE_SETS:
             st = got[rules]["stages"]
             print(f"  {rules} stages: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
@@ -164,10 +195,10 @@ def main() -> None:
         w, _ = median_ms(lambda k, sig=sig: encode(sig), args.repeats)
         print(f"  encode alone ({sig.num_frames}x3x{scene.height}x{scene.width}): {w:.1f} ms wall")
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
-    for name, wall, cpu in ratios:
+    for name, wall, cpu, paired in ratios:
         verdict = "PASS" if wall <= TARGET_RATIO else "MISS"
-        print(f"target: release full rebuild <= {TARGET_RATIO}x levitor's on {name}: wall {wall:.2f}x, cpu {cpu:.2f}x "
-              f"-> {verdict}")
+        print(f"target: release full rebuild <= {TARGET_RATIO}x levitor's on {name}: wall {wall:.2f}x (paired "
+              f"{paired:.2f}x), cpu {cpu:.2f}x -> {verdict}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ warnings (:mod:`levitor.control.lost`: every object that gets no control points 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,10 +31,11 @@ import torch
 from levitor._util.hashing import array_hash, digest, masks_hash
 from levitor._util.jit import HAVE_NUMBA, compiled_loops
 from levitor._util.threads import torch_threads
+from levitor.control.frame_samples import FrameSamples, PixelSamples
 from levitor.control.instances import MIN_AREA_FRACTION, InstanceMap, assemble_instance_map
 from levitor.control.krule import KRule
 from levitor.control.lost import ControlWarning, Subject, control_warnings
-from levitor.control.points import control_from_masks
+from levitor.control.points import SAMPLE_STRIDE, control_from_masks
 from levitor.control.rules import ControlRules
 from levitor.control.signal import ControlSignal
 from levitor.depth import FAR_DEPTH
@@ -78,7 +79,9 @@ class EngineResult:
     k: dict[int, int]  # instance id -> number of control points
     object_ids: list[int]  # instance id of each scene.objects[i] (0 if its mask was dropped as too small)
     tracks: list[np.ndarray]  # (F, 3) per-frame (x, y, depth) of each object's path, in the scene's path terms
-    timings: dict[str, float] = field(default_factory=dict)  # ms per stage of this update
+    # ms per stage of this update; under the release's rules the renderer samples each frame for K-means as it
+    # finishes it, so the render stage is "render + samples" and "points" has no sampling pass
+    timings: dict[str, float] = field(default_factory=dict)
     # every object (moved or not) with K = 0 in some frames, and why; empty when no control is lost. Frames are the
     # scene's (select_frames keeps them as they are)
     warnings: list[ControlWarning] = field(default_factory=list)
@@ -142,7 +145,8 @@ class Engine:
         self.backend = backend
         self._instances: tuple[str, InstanceMap] | None = None
         self._static: tuple[str, StaticLayer] | None = None
-        self._render: tuple[str, RenderResult, ScenePaths, list[Mover]] | None = None
+        # key, render, paths, movers, and the render's K-means samples (release rules, compiled loops) or None
+        self._render: tuple[str, RenderResult, ScenePaths, list[Mover], PixelSamples | None] | None = None
         self._control_cache: tuple[str, ControlSignal, dict[int, np.ndarray]] | None = None
         self._result: EngineResult | None = None
         self._kmeans_cache: dict = {}  # first-frame clusterings, reused across edits
@@ -176,7 +180,7 @@ class Engine:
         timings["instances"] = (t1 - t0) * 1e3
         rendered, paths, movers = self._rendered(inst)
         t2 = time.perf_counter()
-        timings["render"] = (t2 - t1) * 1e3
+        timings["render + samples" if self._render[4] is not None else "render"] = (t2 - t1) * 1e3
         signal, areas = self._signal(rendered, inst, paths, s.scale)
         t3 = time.perf_counter()
         timings["points"] = (t3 - t2) * 1e3
@@ -255,10 +259,15 @@ class Engine:
         if self._render is None or self._render[0] != key:
             paths = scene_paths(s)
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
+            # the release's renderer composites frame by frame on the worker threads: each frame is sampled for
+            # K-means there as soon as it is done (levitor's renderer has no such frames)
+            sampler = None
+            if self.rules.render == "release":
+                sampler = FrameSamples(sorted(i for i in inst.mask_of_id if i > 0), s.num_frames, SAMPLE_STRIDE)
             result = render_scene(s, inst, movers, paths.camera, s.num_frames,
                                   static=self._static_layer(inst, movers), backend=self.backend, rules=self.rules,
-                                  cache=self._coverage_cache)
-            self._render = (key, result, paths, movers)
+                                  cache=self._coverage_cache, after_frame=sampler and sampler.add)
+            self._render = (key, result, paths, movers, sampler and sampler.result())
             self._control_cache = None
         return self._render[1], self._render[2], self._render[3]
 
@@ -277,7 +286,8 @@ class Engine:
         return [inst.id_of_mask[o.mask_index] for o in self.scene.objects if o.mask_index in inst.id_of_mask]
 
     def _control(self, rendered: RenderResult, inst: InstanceMap, paths: ScenePaths, rule: KRule, init: str,
-                 cache: dict, k_of: dict[int, int] | None = None, areas_out: dict | None = None) -> ControlSignal:
+                 cache: dict, k_of: dict[int, int] | None = None, areas_out: dict | None = None,
+                 samples: PixelSamples | None = None) -> ControlSignal:
         """The control stage of update and draft alike: K-means on the rendered masks; a moved object's points take
         its path depth (levitor's rule) or the rendered depth map's value (the release's)."""
         override = {}
@@ -287,7 +297,7 @@ class Engine:
                     override[inst.id_of_mask[o.mask_index]] = torch.as_tensor(tr[:, 2])
         return control_from_masks(rendered.instance, rendered.depth, moved_ids=self._moved_ids(inst),
                                   depth_override=override, rule=rule, init=init, ids=sorted(inst.mask_of_id),
-                                  cache=cache, k_of=k_of, areas_out=areas_out)
+                                  cache=cache, k_of=k_of, areas_out=areas_out, samples=samples)
 
     def _signal(self, rendered: RenderResult, inst: InstanceMap, paths: ScenePaths,
                 scale: float) -> tuple[ControlSignal, dict[int, np.ndarray]]:
@@ -297,7 +307,7 @@ class Engine:
             return self._control_cache[1], self._control_cache[2]
         areas: dict[int, np.ndarray] = {}
         signal = self._control(rendered, inst, paths, s.rule(scale), self.rules.kmeans, self._kmeans_cache,
-                               areas_out=areas)
+                               areas_out=areas, samples=self._render[4])
         self._areas = areas
         if len(self._kmeans_cache) > 512:  # bounded: forget old clusterings
             self._kmeans_cache.clear()
@@ -411,16 +421,18 @@ def render_scene(
     backend: str = "auto",
     rules: str | ControlRules = "levitor",
     cache: dict | None = None,
+    after_frame: Callable[[int, np.ndarray], None] | None = None,
 ) -> RenderResult:
     """The render stage: move the movers along their (release-terms) tracks and render ``num_frames`` frames (by
     ``rules.render``: levitor's per-pixel occlusion, or the release's per-object compositing); ``camera``: the
-    camera's release-terms track, or None; ``cache``: the release renderer's, see
-    :func:`levitor.motion.release_render.render_release`."""
+    camera's release-terms track, or None; ``cache`` and ``after_frame``: the release renderer's, see
+    :func:`levitor.motion.release_render.render_release` (levitor's renderer ignores them)."""
     release = ControlRules.named(rules).render == "release"
     cam = None if camera is None else torch.as_tensor(camera)
     if release:
         return render_release(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids), movers,
-                              len(scene.objects), scene.camera(), num_frames, cam, static=static, cache=cache)
+                              len(scene.objects), scene.camera(), num_frames, cam, static=static, cache=cache,
+                              after_frame=after_frame)
     return render(_tensor(scene.image), _tensor(scene.depth), _tensor(inst.ids),
                   movers, scene.camera(), num_frames, cam, static=static, backend=backend)
 

@@ -15,6 +15,7 @@ import torch
 from levitor._util.hashing import bytes_hash
 from levitor._util.jit import numba_on
 from levitor.control import kernels
+from levitor.control.frame_samples import PixelSamples
 from levitor.control.krule import KRule
 from levitor.control.release_kmeans import MAX_ITER, TOL, TrackJob, release_tracks
 from levitor.control.rules import KMEANS
@@ -166,6 +167,7 @@ def control_from_masks(
     use_kernel: bool = True,
     k_of: Mapping[int, int] | None = None,
     areas_out: dict | None = None,
+    samples: PixelSamples | None = None,
 ) -> ControlSignal:
     """Control points of every instance in per-frame instance maps.
 
@@ -187,6 +189,9 @@ def control_from_masks(
         The answer is the same with or without it.
     k_of: id -> K to use instead of the rule (e.g. the K of a whole clip when only one of its frames is given).
     areas_out: if given, filled with id -> (F,) pixel area per frame (what the K rule saw).
+    samples: these maps' samples, already taken (:class:`levitor.control.frame_samples.FrameSamples`: the release's
+        renderer samples each frame as it finishes it); used by the compiled loops where their ids and stride are
+        these, else the maps are sampled here.
     Returns a ControlSignal with tracks ordered by instance id, K tracks per object.
     """
     _check_masks(instance, depth, init, sample_stride)
@@ -196,8 +201,11 @@ def control_from_masks(
         ids = torch.nonzero(torch.bincount(instance.reshape(-1).clamp(min=0))).squeeze(1)
     all_ids = sorted(int(i) for i in torch.as_tensor(ids, dtype=torch.int64) if int(i) > 0)
     compiled = use_kernel and numba_on() and bool(all_ids)
+    if samples is not None and not (samples.ids == all_ids and samples.stride == sample_stride
+                                    and samples.areas.shape[0] == F):
+        samples = None
     objects, per_object = _objects(instance.numpy(), all_ids, rule or KRule(), {int(i) for i in moved_ids},
-                                   sample_stride, compiled, k_of, areas_out)
+                                   sample_stride, compiled, k_of, areas_out, samples)
     if not objects:
         return _empty_signal(F, H, W)
 
@@ -240,13 +248,17 @@ def _check_masks(instance: torch.Tensor, depth: torch.Tensor, init: str, sample_
 
 
 def _objects(inst_np: np.ndarray, all_ids: list[int], rule: KRule, moved: set[int], sample_stride: int,
-             compiled: bool, k_of: Mapping[int, int] | None, areas_out: dict | None) -> tuple[list[_Object], list]:
-    """The objects that get points (K > 0 by the rule, or by ``k_of``) and their K-means samples per frame."""
+             compiled: bool, k_of: Mapping[int, int] | None, areas_out: dict | None,
+             taken: PixelSamples | None = None) -> tuple[list[_Object], list]:
+    """The objects that get points (K > 0 by the rule, or by ``k_of``) and their K-means samples per frame
+    (``taken``: sampled already, for the compiled loops)."""
     H, W = inst_np.shape[1:]
     unscaled = replace(rule, scale=1.0)
     if not compiled and all_ids and max(all_ids) < 2**15 and int(inst_np.min()) >= -(2**15):
         inst_np = inst_np.astype(np.int16)  # a quarter of the memory traffic for the per-id passes
-    if compiled:  # two compiled passes over the maps for every id at once
+    if compiled and taken is not None:
+        all_areas, flat, offsets = taken.areas, taken.flat, taken.offsets
+    elif compiled:  # two compiled passes over the maps for every id at once
         all_areas, flat, offsets = kernels.sample_pixels(inst_np, all_ids, sample_stride)
     objects, per_object = [], []
     for j, i in enumerate(all_ids):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,7 @@ def render_release(
     static: StaticLayer | None = None,
     use_kernel: bool = True,
     cache: dict | None = None,
+    after_frame: Callable[[int, np.ndarray], None] | None = None,
 ) -> RenderResult:
     """Render the moved scene by the release's rules (see the module docstring).
 
@@ -125,7 +127,9 @@ def render_release(
     M, the number of selected objects (ids 1..M). ``static`` (levitor's static layer) only gives the preview's colours
     under the movers. ``use_kernel``: the compiled loop when numba is installed (the same result). ``cache``: a dict
     kept by the caller across calls, where each moved object's rasterised coverage is kept (an edit that moves one
-    object does not rasterise the others again; the answer is the same without it).
+    object does not rasterise the others again; the answer is the same without it). ``after_frame(f, ids)``: called
+    with each frame's (H, W) instance ids as soon as that frame is composited, on the thread that composited it (the
+    compiled path; frames in any order), so work that needs one frame only overlaps the rendering of the others.
     """
     H, W = instance.shape
     static = static or static_layer(image, depth, instance, movers)
@@ -151,7 +155,8 @@ def render_release(
     out_color = out.color.numpy().reshape(num_frames, -1, 3)
     cam = rr.ReleaseCamera.of(K, H, W)
     if use_kernel and numba_on():
-        _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W, cache)
+        _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W, cache,
+                         after_frame)
     else:
         _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W)
     return out
@@ -202,10 +207,11 @@ def _render_numpy(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, o
 
 
 def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth, out_color, H, W,
-                     cache: dict | None) -> None:
-    """The compiled path: each cloud's coverage per frame (worker threads; kept in ``cache`` by the cloud's pixels,
-    depths, id and the frame's displacement: frame 0 and objects an edit did not move are not rasterised again),
-    then the compositing."""
+                     cache: dict | None, after_frame: Callable[[int, np.ndarray], None] | None = None) -> None:
+    """The compiled path, one task per frame on the worker threads: the frame's coverage of each cloud (kept in
+    ``cache`` by the cloud's pixels, depths, id and the frame's displacement: frame 0 and objects an edit did not
+    move are not rasterised again), its compositing, then ``after_frame``. One task per frame, not one per stage:
+    no stage waits for the slowest piece of the one before."""
     F = out_ids.shape[0]
     cams = (cam.fx, cam.fy, cam.cx, cam.cy, cam.ax, cam.ay, cam.bx, cam.by, H, W)
     kept = cache.setdefault("release coverage", OrderedDict()) if cache is not None else None
@@ -218,38 +224,39 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
             if key in kept:
                 kept.move_to_end(key)
                 frames[j, f] = kept[key]
-    todo = [(j, f) for j in range(len(clouds)) for f in range(F) if (j, f) not in frames]
+    todo = {f: [j for j in range(len(clouds)) if (j, f) not in frames] for f in range(F)}
+    # the fill: the release fills after each object, but a pixel it fills is never 0 again and a drawn one is never
+    # filled, so one fill at the end with the first fill id that is not 0 gives the same map
+    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)
 
-    def cover(jf: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        c = clouds[jf[0]]
-        return rr.frame_coverage(c.u, c.v, c.z0, c.order0, c.delta[jf[1]], c.id, cam, H, W)
+    def frame(f: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        new = [rr.frame_coverage(clouds[j].u, clouds[j].v, clouds[j].z0, clouds[j].order0, clouds[j].delta[f],
+                                 clouds[j].id, cam, H, W) for j in todo[f]]
+        cover = dict(zip(todo[f], new))
+        sf = f if st_ids.shape[0] > 1 else 0
+        dmap, stamp, gen = _Scratch.get(st_ids.shape[1])
+        _begin_frame(f, sf, st_ids, st_depth, st_color, out_ids, out_depth, out_color)
+        for j, c in enumerate(clouds):
+            pix, near = cover[j] if j in cover else frames[j, f]
+            _draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
+                        out_color, dmap, stamp, gen)
+        if fill > 0:
+            _fill_frame(f, sf, fill, st_ids, out_ids)
+        if after_frame is not None:
+            after_frame(f, out_ids[f].reshape(H, W))
+        return new
 
-    work = parallel_map(cover, todo)
-    for jf, cov in zip(todo, work):
-        frames[jf] = cov
-        if kept is not None:
-            kept[keys[jf]] = cov
+    order = sorted(range(F), key=lambda f: -len(todo[f]))  # the frames with most to rasterise first
+    for f, new in zip(order, parallel_map(frame, order)):
+        for j, cov in zip(todo[f], new):
+            frames[j, f] = cov
+            if kept is not None:
+                kept[keys[j, f]] = cov
     if kept is not None:
         size = sum(p.nbytes + q.nbytes for p, q in kept.values())
         while size > COVERAGE_CACHE_BYTES and len(kept) > len(frames):  # never what this call uses
             p, q = kept.popitem(last=False)[1]  # the least recently used
             size -= p.nbytes + q.nbytes
-    # the fill: the release fills after each object, but a pixel it fills is never 0 again and a drawn one is never
-    # filled, so one fill at the end with the first fill id that is not 0 gives the same map
-    fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)
-
-    def composite(f: int) -> None:
-        sf = f if st_ids.shape[0] > 1 else 0
-        dmap, stamp, gen = _Scratch.get(st_ids.shape[1])
-        _begin_frame(f, sf, st_ids, st_depth, st_color, out_ids, out_depth, out_color)
-        for j, c in enumerate(clouds):
-            pix, near = frames[j, f]
-            _draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
-                        out_color, dmap, stamp, gen)
-        if fill > 0:
-            _fill_frame(f, sf, fill, st_ids, out_ids)
-
-    parallel_map(composite, range(F))  # frames are independent: page faults and copies on every worker
 
 
 class _Scratch:

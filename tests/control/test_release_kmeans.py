@@ -96,9 +96,9 @@ def _grid_cases(n, seed):
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="compares the compiled loop with the NumPy reference")
-def test_the_pruned_compiled_loop_is_the_reference_bit_for_bit_on_grids_ties_and_emptied_clusters():
-    # the compiled loop skips the distance scans whose answer its error bound makes certain; an emptied cluster is
-    # relocated in NumPy and the loop resumes
+def test_the_vectorised_compiled_loop_is_the_reference_bit_for_bit_on_grids_ties_and_emptied_clusters():
+    # the compiled loop assigns centre by centre over all samples (vectorised); exact ties on the pixel grid go to
+    # the first centre; an emptied cluster is relocated in NumPy and the loop resumes
     cases = _grid_cases(150, seed=4) + _cases(60, seed=5)
     emptied = 0
     for s, init in cases:
