@@ -80,7 +80,7 @@ class EngineResult:
     object_ids: list[int]  # instance id of each scene.objects[i] (0 if its mask was dropped as too small)
     tracks: list[np.ndarray]  # (F, 3) per-frame (x, y, depth) of each object's path, in the scene's path terms
     # ms per stage of this update; under the release's rules the renderer samples each frame for K-means as it
-    # finishes it, so the render stage is "render + samples" and "points" has no sampling pass
+    # finishes it, so the render stage is "render_and_samples" and "points" has no sampling pass
     timings: dict[str, float] = field(default_factory=dict)
     # every object (moved or not) with K = 0 in some frames, and why; empty when no control is lost. Frames are the
     # scene's (select_frames keeps them as they are)
@@ -180,7 +180,7 @@ class Engine:
         timings["instances"] = (t1 - t0) * 1e3
         rendered, paths, movers = self._rendered(inst)
         t2 = time.perf_counter()
-        timings["render + samples" if self._render[4] is not None else "render"] = (t2 - t1) * 1e3
+        timings["render_and_samples" if self._render[4] is not None else "render"] = (t2 - t1) * 1e3
         signal, areas = self._signal(rendered, inst, paths, s.scale)
         t3 = time.perf_counter()
         timings["points"] = (t3 - t2) * 1e3

@@ -54,5 +54,5 @@ def test_the_release_renderer_hands_over_every_frame_once_with_its_final_ids(dem
     assert all(torch.equal(torch.from_numpy(seen[f][0]), out.instance[f]) for f in seen)
     # the update takes its K-means samples from the render and says so in its stages
     res = eng.update()
-    assert "render + samples" in res.timings and "render" not in res.timings
+    assert "render_and_samples" in res.timings and "render" not in res.timings
     assert "render" in Engine(s).update().timings
