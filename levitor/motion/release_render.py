@@ -230,6 +230,9 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
     # the fill: the release fills after each object, but a pixel it fills is never 0 again and a drawn one is never
     # filled, so one fill at the end with the first fill id that is not 0 gives the same map
     fill = next((c.fill for c in clouds if c.fill not in (NO_FILL, 0)), -1)
+    # and where no cloud draws id 0 (the engine's never do), a fillable pixel can take it before the clouds are
+    # drawn: a drawn pixel is not 0 then, and the same map comes without a pass of its own
+    prefill = fill if fill > 0 and all(c.id != 0 for c in clouds) else -1
 
     def frame(f: int) -> list[tuple[np.ndarray, np.ndarray]]:
         new = [rr.frame_coverage(clouds[j].u, clouds[j].v, clouds[j].z0, clouds[j].order0, clouds[j].delta[f],
@@ -237,12 +240,12 @@ def _render_compiled(clouds, cam, st_ids, st_depth, st_color, out_ids, out_depth
         cover = dict(zip(todo[f], new))
         sf = f if st_ids.shape[0] > 1 else 0
         dmap, stamp, gen = _Scratch.get(st_ids.shape[1])
-        _begin_frame(f, sf, st_ids, st_depth, st_color, out_ids, out_depth, out_color)
+        _begin_frame(f, sf, st_ids, st_depth, st_color, out_ids, out_depth, out_color, prefill)
         for j, c in enumerate(clouds):
             pix, near = cover[j] if j in cover else frames[j, f]
             _draw_cloud(f, sf, pix, near, c.color, c.id, float(c.path_depth[f]), st_depth, out_ids, out_depth,
                         out_color, dmap, stamp, gen)
-        if fill > 0:
+        if fill > 0 and prefill < 0:
             _fill_frame(f, sf, fill, st_ids, out_ids)
         if after_frame is not None:
             after_frame(f, out_ids[f].reshape(H, W))
@@ -276,10 +279,13 @@ class _Scratch:
         return held[0], held[1], held[2]
 
 
-def _begin_frame(f, sf, st_ids, st_depth, st_color, out_ids, out_depth, out_color):
-    """Frame f of the release's compositing starts as static frame sf (flat passes: vectorised; the colours as one
-    run of bytes, 2x faster than pixel by pixel and channel by channel)."""
-    out_ids[f] = st_ids[sf]
+def _begin_frame(f, sf, st_ids, st_depth, st_color, out_ids, out_depth, out_color, fill):
+    """Frame f of the release's compositing starts as static frame sf, its fillable pixels (id 0) as ``fill`` where
+    that is > 0 (flat passes: vectorised; the colours as one run of bytes, 2x faster than pixel by pixel and
+    channel by channel)."""
+    for p in range(st_ids.shape[1]):
+        v = st_ids[sf, p]
+        out_ids[f, p] = fill if v == 0 and fill > 0 else v
     for p in range(st_ids.shape[1]):
         out_depth[f, p] = np.float32(st_depth[sf, p])
     dst = out_color[f].reshape(-1)
