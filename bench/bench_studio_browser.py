@@ -33,7 +33,6 @@ sys.path.insert(0, str(REPO))
 from tests.browser.lab import (
     CHROMIUM_ARGS,
     JS_WATCH,
-    JS_WATCH_POINTS,
     VIEWPORT,
     chromium_path,
     click_canvas,
@@ -107,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=3, help="repeats of each gesture (the median is shown)")
     parser.add_argument("--verbose", action="store_true", help="list each gesture's messages")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold starts (gestures only)")
     args = parser.parse_args(argv)
     chromium = chromium_path()
     if chromium is None:
@@ -126,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
                 browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport=VIEWPORT)
                 try:
-                    cold = _cold_start(page, (proc, root), args.samples)
-                    results = _gestures(page, (proc, root), args.samples)
+                    cold = ({"studio": [], "3d": []} if args.no_cold
+                            else _cold_start(page, (proc, root), args.samples))
+                    results, failed = _gestures(page, (proc, root), args.samples)
                 finally:
                     browser.close()
         finally:
             stop_lab(proc)
-    return _report(results, cold, args.verbose)
+    return _report(results, cold, failed, args.verbose)
 
 
 # ---------------------------------------------------------------------- measurements
@@ -158,22 +159,28 @@ def _cold_start(page, lab, samples: int) -> dict[str, list[float]]:
     return out
 
 
-def _gestures(page, lab, samples: int) -> dict[str, list[dict]]:
+def _gestures(page, lab, samples: int) -> tuple[dict[str, list[dict]], list[str]]:
     res: dict[str, list[dict]] = {k: [] for k in ("floor", *TARGETS)}
     open_notebook(page, lab, "gestures.ipynb")
     run_all(page)
     floor, canvas = page.locator(FLOOR).first, page.locator(CANVAS).first
     canvas.wait_for(state="visible", timeout=30_000)
     settle(page)
+    failed: list[str] = []
     order = [("click -> mask overlay", _overlay), ("click -> path point", _path_point),
              ("depth slider -> canvas", _depth), ("scale slider -> points", _scale)]
     for i in range(samples):  # interleaved, a floor click before each gesture: both see the same load
         for name, fn in order:
             res["floor"].append(_floor(page, floor, len(res["floor"])))
-            res[name].append(fn(page, canvas, i))
+            try:
+                res[name].append(fn(page, canvas, i))
+            except AssertionError as e:  # one sample that never painted is reported, the others still count
+                failed.append(f"{name} {i + 1}: {e}")
+                print(f"{name} {i + 1}: FAILED ({str(e)[:300]})", flush=True)
+                continue
             print(f"{name} {i + 1}: {res[name][-1]['ms']:.1f} ms, {len(res[name][-1]['msgs'])} messages "
                   f"(floor {res['floor'][-1]['ms']:.1f} ms)", flush=True)
-    return res
+    return res, failed
 
 
 def _measure(page, watch_js: str, watch_args: list, act) -> dict:
@@ -243,7 +250,8 @@ def _scale(page, canvas, i: int) -> dict:
     slider = page.locator(".widget-slider", has_text="control-point scale").first
     settle(page)
     slider.scroll_into_view_if_needed()
-    r = _measure(page, JS_WATCH_POINTS, [".levitor-studio", "pointerdown"],
+    # the points are drawn on the canvas (the info line's count can stay put when K does in this frame)
+    r = _measure(page, JS_WATCH, [CANVAS, 0, 0, 512, 320, "pointerdown"],
                  lambda: drag_slider(page, slider, (0.9, 0.2)[i % 2]))
     # the next round starts from the unselected tree again: undo this round's edits (select, points, sliders)
     kernel_eval(page, "while len(studio.scene.objects) > 2 and studio.editor.can_undo: studio.undo()")
@@ -252,7 +260,7 @@ def _scale(page, canvas, i: int) -> dict:
 
 
 # ---------------------------------------------------------------------- the report
-def _report(results: dict[str, list[dict]], cold: dict[str, list[float]], verbose: bool) -> int:
+def _report(results: dict[str, list[dict]], cold: dict[str, list[float]], failed: list[str], verbose: bool) -> int:
     load = os.getloadavg()
     print(f"\nload average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, {os.cpu_count()} cpus; medians of "
           f"{len(results['floor'])} floor clicks and {len(results[next(iter(TARGETS))])} of each gesture\n")
@@ -261,6 +269,10 @@ def _report(results: dict[str, list[dict]], cold: dict[str, list[float]], verbos
           "   kB in all")
     verdicts = []
     for name, samples in results.items():
+        if not samples:
+            print(f"{name:26s}   no sample painted")
+            verdicts.append(False)
+            continue
         ms = statistics.median(r["ms"] for r in samples)
         ratio = ms / floor
         target = TARGETS.get(name)
@@ -275,9 +287,12 @@ def _report(results: dict[str, list[dict]], cold: dict[str, list[float]], verbos
               f"{statistics.median(paint[0::2]):>6.0f} / {statistics.median(paint[1::2]):<6.0f}"
               f"            {statistics.median(total[0::2]):>6.0f} / {statistics.median(total[1::2]):<6.0f}"
               f"         {kb:8.1f}")
-    s, d3 = statistics.median(cold["studio"]), statistics.median(cold["3d"])
-    print(f"\ncold start: run all -> Studio drawn {s:.2f} s (target {COLD_START_TARGET_S:g} s on a quiet machine), "
-          f"-> 3D drawn {d3:.2f} s")
+    for line in failed:
+        print(f"  failed sample (not in the medians): {line[:200]}")
+    if cold["studio"]:
+        s, d3 = statistics.median(cold["studio"]), statistics.median(cold["3d"])
+        print(f"\ncold start: run all -> Studio drawn {s:.2f} s (target {COLD_START_TARGET_S:g} s on a quiet "
+              f"machine), -> 3D drawn {d3:.2f} s")
     if verbose:
         for name, samples in results.items():
             print(f"\n{name}: messages of sample 1 (ms after the first; * before the paint)")
@@ -288,7 +303,7 @@ def _report(results: dict[str, list[dict]], cold: dict[str, list[float]], verbos
                       f"  {m['what']}")
             kinds = Counter((m["dir"], m["what"].split(" ")[0]) for r in samples for m in r["msgs"])
             print("  all samples:", dict(kinds))
-    return 0 if all(verdicts) else 2
+    return 0 if all(verdicts) and not failed else 2
 
 
 if __name__ == "__main__":

@@ -217,8 +217,12 @@ class Engine:
             inst = self.instance_map()
             paths = scene_paths(s, rows=[0, frame])
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
-            two = render_scene(s, inst, movers, paths.camera, 2, static=self._static_layer(inst, movers),
-                               backend=self.backend, rules=self.rules, cache=self._coverage_cache)
+            if self._render is not None and self._render[0] == self._render_key():  # only K changed (the scale)
+                full = self._render[1]
+                two = RenderResult(*(torch.stack((t[0], t[frame])) for t in (full.instance, full.depth, full.color)))
+            else:
+                two = render_scene(s, inst, movers, paths.camera, 2, static=self._static_layer(inst, movers),
+                                   backend=self.backend, rules=self.rules, cache=self._coverage_cache)
             t1 = time.perf_counter()
             one = RenderResult(two.instance[1:], two.depth[1:], two.color[1:])
             ids = sorted(inst.mask_of_id)
@@ -252,10 +256,15 @@ class Engine:
             self._instances = (key, inst)
         return self._instances[1]
 
+    def _render_key(self) -> str:
+        """What the rendered clip depends on: the static layer, the camera, the paths (not K or the scale)."""
+        s = self.scene
+        return digest(self._static_key(), s.num_frames, s.interpolation, s.camera(), s.path_terms,
+                      [(o.mask_index, o.path) for o in s.objects], s.camera_path)
+
     def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, ScenePaths, list[Mover]]:
         s = self.scene
-        key = digest(self._static_key(), s.num_frames, s.interpolation, s.camera(), s.path_terms,
-                     [(o.mask_index, o.path) for o in s.objects], s.camera_path)
+        key = self._render_key()
         if self._render is None or self._render[0] != key:
             paths = scene_paths(s)
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")

@@ -283,8 +283,14 @@ class SceneCanvas:
         """Previews of the gesture in progress: ``{"kind": "box", "xy": (x0, y0, x1, y1)}``,
         ``{"kind": "line", "xy": (N, 2), "closed": bool}``, ``{"kind": "dots", "xy": (N, 2), "radius": r}``;
         each with an optional ``"negative": True`` (drawn red). None clears the layer."""
+        if not shapes and not self.shown["tool"]:
+            return  # nothing shown, nothing to show: no message
         self.shown["tool"] = shapes
-        layer = self.layers["tool"]
+        with self.batch():  # one message, not one per drawing command
+            self._draw_tool(self.layers["tool"], shapes)
+
+    @staticmethod
+    def _draw_tool(layer, shapes: list[dict] | None) -> None:
         layer.clear()
         for shape in shapes or ():
             color = css((230, 40, 40)) if shape.get("negative") else css((255, 235, 59))

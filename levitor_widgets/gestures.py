@@ -49,6 +49,7 @@ class GestureHost(Protocol):
     def say(self, text: str, details: str = "", error: bool = False) -> None: ...
     def show_hint(self, x: float, y: float) -> None: ...  # the depth at (x, y) beside the pointer
     def preview(self, shapes: list[dict] | None) -> None: ...  # the tool layer (SceneCanvas.draw_tool's shapes)
+    def press_feedback(self, mask_index: int | None) -> None: ...  # the mask a press would select (None: none)
 
     # selection and paths
     def select_mask(self, mask_index: int, mode: str = "path") -> int: ...
@@ -88,6 +89,26 @@ class Gestures:
         self._last_click: tuple[float, float, float] | None = None  # (time, x, y)
         pointer.on_click, pointer.on_drag_start, pointer.on_drag_move, pointer.on_drag_end = (
             self.click, self.drag_start, self.drag_move, self.drag_end)
+        pointer.on_press, pointer.on_press_end = self.press, lambda: host.press_feedback(None)
+
+    # ------------------------------------------------------------------ a press, before its release
+    def press(self, p: PointerEvent) -> None:
+        """Show at once the object a click here would select (its release does the selecting): the canvas answers
+        the press, as a bare canvas does, instead of a round trip later."""
+        self.s.press_feedback(self._would_select(p))
+
+    def _would_select(self, p: PointerEvent) -> int | None:
+        """The mask a click at p would make a new object (see _select_click and _path_click), else None."""
+        s = self.s
+        if p.negative or not s.scene.masks or s.mode not in ("select", "path") or self._repeats_last(p, self.clock()):
+            return None
+        idx = s.scene.mask_at(p.x, p.y)
+        if idx is None or any(o.mask_index == idx for o in s.scene.objects):
+            return None
+        if s.mode == "path" and (not isinstance(s.view.active, int) or self._is_background(idx)
+                                 or self.hit_handle(p.x, p.y) is not None):
+            return None
+        return idx
 
     # ------------------------------------------------------------------ dispatch
     def click(self, p: PointerEvent) -> None:
@@ -107,8 +128,14 @@ class Gestures:
             s.say(f"can't do that: {e}", error=True)
 
     def _second_of_double(self, p: PointerEvent) -> bool:
-        now, last = self.clock(), self._last_click
+        now = self.clock()
+        second = self._repeats_last(p, now)
         self._last_click = (now, p.x, p.y)
+        return second
+
+    def _repeats_last(self, p: PointerEvent, now: float) -> bool:
+        """A click at p now would be the second half of a double click."""
+        last = self._last_click
         return (last is not None and now - last[0] < DOUBLE_CLICK_S
                 and abs(p.x - last[1]) <= DRAG_START_PX and abs(p.y - last[2]) <= DRAG_START_PX)
 

@@ -62,6 +62,10 @@ class PointerMachine:
         self.on_drag_move: Handler | None = None
         self.on_drag_end: Handler | None = None  # called with the last position seen
         self.on_hover: Handler | None = None  # moves with no button held (tool previews)
+        # a press in progress, for feedback before the release (what a click here would do): called at the press
+        # and again when its Shift/Alt become known; on_press_end when the press ends in any way (after on_click)
+        self.on_press: Handler | None = None
+        self.on_press_end: Callable[[], None] | None = None
         self.keep_on_leave: Callable[[], bool] | None = None  # asked when a drag leaves the canvas
 
     @property
@@ -73,6 +77,7 @@ class PointerMachine:
         if self.state is not State.IDLE:  # the release of the last press never came: end it where it was
             self._end(self.last, click=False)
         self.state, self.start, self.last = State.PRESSING, p, p
+        self._call(self.on_press, p)
 
     def move(self, p: PointerEvent, buttons: int | None = None) -> None:
         """A move; ``buttons`` is the browser's bit mask of held buttons (None: not reported)."""
@@ -95,6 +100,7 @@ class PointerMachine:
             if abs(p.x - self.start.x) <= self.drag_start_px and abs(p.y - self.start.y) <= self.drag_start_px:
                 return
             self.state = State.DRAGGING
+            self._press_ended()
             self._call(self.on_drag_start, self.start)
         self._call(self.on_drag_move, p)
 
@@ -116,13 +122,17 @@ class PointerMachine:
             self._end(self.last)
         else:
             self._reset()
+            self._press_ended()
 
     def modifiers(self, shift: bool, alt: bool) -> None:
         """Shift/Alt of the press in progress, told apart from its position (the canvas's own press event has no
         modifier keys; a second source reports them before the press is released or moves)."""
         if self.state is State.PRESSING and self.start is not None:
+            changed = (shift, alt) != (self.start.shift, self.start.alt)
             self.start = PointerEvent(self.start.x, self.start.y, shift, alt)
             self.last = PointerEvent(self.last.x, self.last.y, shift, alt) if self.last is not None else self.start
+            if changed:
+                self._call(self.on_press, self.start)
 
     def enter(self, buttons: int | None) -> None:
         """The pointer came back onto the canvas; ``buttons``: the browser's bit mask of held buttons. A kept drag
@@ -140,6 +150,7 @@ class PointerMachine:
             self._end(self.last)
         else:
             self._reset()
+            self._press_ended()
 
     # ------------------------------------------------------------------ internals
     def _end(self, p: PointerEvent | None, click: bool = True) -> None:
@@ -150,6 +161,12 @@ class PointerMachine:
             self._call(self.on_drag_end, p)
         elif state is State.PRESSING and click and p is not None:
             self._call(self.on_click, PointerEvent(start.x, start.y, start.shift, start.alt))
+        if state is State.PRESSING:
+            self._press_ended()
+
+    def _press_ended(self) -> None:
+        if self.on_press_end is not None:
+            self.on_press_end()
 
     def _carry(self, p: PointerEvent) -> PointerEvent:
         """The press's Shift/Alt on a later event of it that reports none (a canvas event without modifiers)."""

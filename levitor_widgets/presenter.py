@@ -40,6 +40,7 @@ class Presenter:
     def __init__(self, canvas: SceneCanvas, view: ViewState):
         self.canvas, self.view = canvas, view
         self._mask_key: tuple | None = None  # what the mask layer shows, to skip resending it
+        self._pressed: tuple[int, tuple[np.ndarray, int, int]] | None = None  # a press's highlight (press_flash)
 
     # ------------------------------------------------------------------ colours
     def object_colors(self, scene) -> list[tuple[int, int, int]]:
@@ -80,6 +81,7 @@ class Presenter:
     def draw(self, scene, result, mask_of_id, full: bool = False) -> None:
         """Every layer for the current frame (``result`` None: the photo alone, no masks yet)."""
         v, c = self.view, self.canvas
+        self._pressed = None  # the mask layer is drawn again: nothing of a press's highlight to take back
         with c.batch():
             if result is not None and v.show_preview:
                 c.draw_image(result.color[v.frame].cpu().numpy())
@@ -101,6 +103,7 @@ class Presenter:
     def draw_draft(self, scene, preview, mask_of_id, object_ids) -> None:
         """The engine's one-frame draft (a drag or slider in progress)."""
         c = self.canvas
+        self._pressed = None
         with c.batch():
             if self.view.show_preview:
                 c.draw_image(preview.color.cpu().numpy())
@@ -109,18 +112,42 @@ class Presenter:
             self.draw_paths(scene)
             c.draw_points(*self.frame_points(scene, preview.signal, 0, mask_of_id, object_ids))
 
-    def flash(self, mask: np.ndarray) -> None:
-        """Highlight a new mask at once, before the engine has re-rendered; only its bounding box is sent."""
+    def flash(self, mask: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+        """Highlight a new mask at once, before the engine has re-rendered; only its bounding box is sent.
+        Returns what the box showed before (for :meth:`unflash`), or None for an empty mask."""
         rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
         if len(rows) == 0:
-            return
+            return None
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         shown = self.canvas.shown["mask"]
-        patch = np.zeros((y1 - y0, x1 - x0, 4), np.uint8) if shown is None else shown[y0:y1, x0:x1].copy()
+        before = np.zeros((y1 - y0, x1 - x0, 4), np.uint8) if shown is None else shown[y0:y1, x0:x1].copy()
+        patch = before.copy()
         patch[mask[y0:y1, x0:x1]] = SELECT_FLASH_RGBA
         with self.canvas.batch():
             self.canvas.draw_mask_patch(patch, x0, y0)
         self._mask_key = None
+        return before, x0, y0
+
+    def press_flash(self, mask_index: int | None, mask: np.ndarray | None = None) -> None:
+        """The highlight of the mask a press would select (``mask_index`` None: none), taken back by the next
+        call unless :meth:`keep_flash` claims it first (the click selected that mask)."""
+        if self._pressed is not None and self._pressed[0] == mask_index:
+            return
+        if self._pressed is not None:  # the press went elsewhere (Shift, a drag, no click): the box as it was
+            before, x0, y0 = self._pressed[1]
+            self._pressed = None
+            with self.canvas.batch():
+                self.canvas.draw_mask_patch(before, x0, y0)
+        if mask_index is not None and mask is not None:
+            saved = self.flash(mask)
+            self._pressed = None if saved is None else (mask_index, saved)
+
+    def keep_flash(self, mask_index: int) -> bool:
+        """The press's highlight of ``mask_index`` stays (its click selected it); False when there is none."""
+        if self._pressed is None or self._pressed[0] != mask_index:
+            return False
+        self._pressed = None
+        return True
 
     def draw_paths(self, scene) -> None:
         v = self.view

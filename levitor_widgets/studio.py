@@ -142,9 +142,10 @@ class Studio:
                                refresh=self.refresh, segmenter=segmenter, estimator=self.estimator,
                                own_depth=own_depth)
         self.scheduler = RedrawScheduler(self._said(self._draft), self._said(self._full), self._said(self._side_update),
-                                         busy=lambda: not self.worker.idle,
+                                         panels=self._said(self.show_panels), busy=lambda: not self.worker.idle,
                                          can_draft=lambda: self._result is not None and hasattr(self.engine,
                                                                                                "preview_frame"))
+        self.messages.later = lambda write: self.scheduler.after_canvas("messages", write)
         self.files = SceneFiles(store, self.out_dir, start, self.editor, self.scheduler, self.say, self._show_scene)
         self.modebar = ModeBar(self.name)
         self.modebar.on_mode, self.modebar.on_undo, self.modebar.on_redo = self.set_mode, self.undo, self.redo
@@ -383,7 +384,7 @@ class Studio:
             self._show_full((None, {}, 0.0))
             return
         if self.worker.threaded():
-            self.show_panels()
+            self.scheduler.panels()
         self._engine_job("full", lambda engine: engine.update(), self._show_full)
 
     def _engine_job(self, kind: str, call, show, here_if_free: bool = False) -> None:
@@ -412,7 +413,7 @@ class Studio:
         self._result, self._result_mask_of_id, engine_ms = out
         self._strip_cache = None
         self.presenter.draw(self.scene, self._result, self._mask_of_id())
-        self.show_panels()  # the objects' warning marks and the points' notes come with the result
+        self.scheduler.panels()  # the objects' warning marks and the points' notes come with the result
         self._say_warnings()
         engine_t = getattr(self._result, "timings", {}) or {}
         self._log({"engine_ms": engine_ms, "draw_ms": (time.perf_counter() - t1) * 1e3,
@@ -423,7 +424,8 @@ class Studio:
     def _draft(self) -> None:
         """The engine's one-frame preview of the scene as it is now (a drag or a slider in progress)."""
         if self.hints.check(self.editor.version):
-            self.presenter.draw_paths(self.scene)
+            with self.canvas.batch():  # one message, not one per drawing command
+                self.presenter.draw_paths(self.scene)
         frame = self.view.frame
         self._engine_job("draft", lambda engine: engine.preview_frame(frame), self._show_draft,
                          here_if_free=True)  # at once when no full update is computing
@@ -578,8 +580,7 @@ class Studio:
             self.activate(CAMERA)
         elif mode == "path" and self.view.active is None and self.scene.objects:
             self.activate(len(self.scene.objects) - 1)
-        self.modebar.show(mode, self.editor.can_undo, self.editor.can_redo)
-        self.maskbar.show(mode, self.tool, self.masks.depth_kind(), self.masks.depth_nearness())
+        self.scheduler.panels()  # the mode bar and the mask tools' bar
 
     def set_frame(self, frame: int) -> None:
         """Show another frame, 0-based (no engine work: the rendered masks and points are cached)."""
@@ -605,13 +606,17 @@ class Studio:
         self.view.active_point = len(path) - 1 if path else None
         with self.canvas.batch():  # one message, not one per drawing command
             self.presenter.draw_paths(self.scene)
-        self.show_panels()
+        self.scheduler.panels()
 
     def show_hint(self, x: float, y: float) -> None:
         """The depth at (x, y) beside the pointer (paths layer)."""
         self.view.hint = (x, y, f"depth {self.scene.depth_at(x, y):.3g}")
         with self.canvas.batch():
             self.presenter.draw_paths(self.scene)
+
+    def press_feedback(self, mask_index: int | None) -> None:
+        """The mask a press would select, highlighted until its release selects it (or the press goes elsewhere)."""
+        self.presenter.press_flash(mask_index, None if mask_index is None else self.scene.masks[mask_index])
 
     def preview(self, shapes: list[dict] | None) -> None:
         """The gesture in progress on the tool layer (see SceneCanvas.draw_tool); None clears it."""
@@ -639,7 +644,7 @@ class Studio:
         """Select a mask as a moving object (or activate it if already selected); returns its object index."""
         before = len(self.scene.objects)
         i = self.editor.select_mask(mask_index)
-        if len(self.scene.objects) > before:
+        if len(self.scene.objects) > before and not self.presenter.keep_flash(mask_index):
             self.presenter.flash(self.scene.masks[mask_index])
         self.view.active, self.view.active_point = i, 0
         self.say(f"selected {self.scene.objects[i].name}: now click on the image to draw its path")
@@ -682,7 +687,7 @@ class Studio:
         self.editor.begin_gesture("drag", who, j)
         with self.canvas.batch():
             self.presenter.draw_paths(self.scene)
-        self.show_panels()
+        self.scheduler.panels()
 
     def move_point(self, who: int | str, j: int, x: float, y: float) -> None:
         """Move path point j to (x, y): the handle follows at once, the engine catches up (throttled)."""

@@ -62,6 +62,8 @@ class Messages:
         self.text, self.detail_text, self.error, self.held = "", "", False, False
         self.log: list[tuple[str, bool]] = []  # (text, error)
         self._depth = 0
+        # how the widgets are written: at once, or (the Studio, in a kernel) just after the canvas has drawn
+        self.later: Callable[[Callable[[], None]], None] = lambda write: write()
 
     @contextmanager
     def action(self):
@@ -95,6 +97,11 @@ class Messages:
 
     def _show(self, text: str, details: str, error: bool) -> None:
         self.text, self.detail_text, self.error = text, details, error
+        self.later(self._write)
+
+    def _write(self) -> None:
+        """The widgets show what :attr:`text`, :attr:`detail_text` and :attr:`error` say now."""
+        text, details, error = self.text, self.detail_text, self.error
         if len(text) > LINE_CHARS:
             details = text + ("\n\n" + details if details else "")
         style = ("color:#a00;background:#fdecea;border-left:3px solid #c00;padding:0 6px" if error

@@ -30,12 +30,16 @@ class FakeHost:
         self.view = ViewState(active=0, active_point=0)
         self.mode, self.tool, self.brush_size = mode, tool, 6
         self.calls: list[tuple] = []
+        self.pressed: list[int | None] = []  # press_feedback's calls (feedback, not edits: kept apart)
 
     def __getattr__(self, name):  # every method of the protocol: record the call
         if name.startswith("_") or name not in _PROTOCOL_METHODS:
             raise AttributeError(name)
 
         def call(*args, **kw):
+            if name == "press_feedback":
+                self.pressed.append(args[0])
+                return None
             self.calls.append((name, *args, *kw.values()))
             if name == "add_point":
                 self.scene.objects[self.view.active].path.append(PathPoint(args[0], args[1], 0.5))
@@ -93,6 +97,41 @@ def test_select_click_selects_the_mask_under_it_and_shift_click_drops_it():
     host.calls.clear()
     _click(pointer, 10, 10, shift=True)  # the ball is object 0
     assert names(host)[0] == "remove_object" and host.calls[0][1] == 0
+
+
+def test_a_press_shows_what_its_click_would_select_and_takes_it_back_otherwise():
+    """The press answers at once (the release does the selecting); Shift, a drag, an object already selected, the
+    ground in path mode and the second half of a double click show nothing."""
+    host = FakeHost("select")
+    g, pointer = _gestures(host)
+    pointer.down(PointerEvent(45, 10))
+    assert host.pressed == [1] and host.calls == []  # shown before the release, nothing edited yet
+    pointer.up(PointerEvent(45, 10))
+    assert host.calls[0] == ("select_mask", 1) and host.pressed == [1, None]  # the click claimed it first
+    host.pressed.clear()
+    pointer.down(PointerEvent(45, 10))  # the second half of a double click selects nothing: no highlight
+    assert host.pressed == [None]
+    pointer.up(PointerEvent(45, 10))
+    assert ("select_mask", 1) not in host.calls[1:]
+    g.clock = lambda: 1e9  # much later
+    host.pressed.clear()
+    pointer.down(PointerEvent(45, 10))
+    pointer.modifiers(True, False)  # Shift: a Shift-click never selects
+    assert host.pressed == [1, None]
+    pointer.up(PointerEvent(45, 10, shift=True))
+    host.pressed.clear()
+    g.clock, before = (lambda: 1.5e9), len(host.calls)
+    _drag(pointer, 45, 10, 58, 30)  # a drag is no click: the highlight goes when the drag starts
+    assert host.pressed[:2] == [1, None] and "select_mask" not in names(host)[before:]
+    host.pressed.clear()
+    pointer.down(PointerEvent(10, 10))  # the ball is already an object
+    assert host.pressed == [None]
+    pointer.up(PointerEvent(10, 10))
+    host.mode, host.pressed = "path", []
+    g.clock = lambda: 2e9
+    pointer.down(PointerEvent(30, 30))  # the ground in path mode: a path point, not a selection
+    pointer.up(PointerEvent(30, 30))
+    assert host.pressed == [None, None] and "add_point" in names(host)[-3:]
 
 
 def test_path_click_on_the_ground_adds_a_point_and_on_another_object_selects_it():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from levitor_widgets.pointer import PointerEvent, PointerMachine, State
-from levitor_widgets.scheduler import DRAG_REFRESH_S, SETTLE_REFRESH_S, RedrawScheduler
+from levitor_widgets.scheduler import DRAG_REFRESH_S, PANELS_AFTER_S, SETTLE_REFRESH_S, RedrawScheduler
 
 
 @pytest.fixture
@@ -140,6 +140,31 @@ def test_scheduler_drafts_a_burst_then_settles_and_follows():
     assert log.count("draft") <= 3 and "full" not in log
     loop.run_until(loop.t + SETTLE_REFRESH_S + 1.0)
     assert log.count("full") == 1 and log[-1] == "side" and s.idle
+
+
+def test_panels_and_messages_follow_the_canvas_once_each():
+    """In a kernel the widget updates wait PANELS_AFTER_S (the canvas's drawing goes out alone), the newest of each
+    kind once; without a loop they run at once; close runs what waits."""
+    loop, log = FakeLoop(), []
+    s = RedrawScheduler(lambda: None, lambda: None, lambda: None, panels=lambda: log.append("panels"),
+                        call_soon=loop.call_soon, defers=lambda: True, clock=lambda: loop.t)
+    s.panels()
+    s.after_canvas("messages", lambda: log.append("old message"))
+    s.panels()
+    s.after_canvas("messages", lambda: log.append("new message"))
+    assert log == [] and not s.idle
+    loop.run_until(PANELS_AFTER_S / 2)
+    assert log == []
+    loop.run_until(PANELS_AFTER_S * 1.01)
+    assert log == ["panels", "new message"] and s.idle
+    s.panels()
+    s.close()
+    assert log[-1] == "panels"
+    log.clear()
+    s = RedrawScheduler(lambda: None, lambda: None, lambda: None, panels=lambda: log.append("panels"),
+                        defers=lambda: False)
+    s.panels()
+    assert log == ["panels"] and s.idle
 
 
 def test_scheduler_without_a_loop_runs_at_once_and_close_flushes():

@@ -15,6 +15,7 @@ from levitor.defaults import NUM_INFERENCE_STEPS
 from levitor.depth import depth_from_nearness, nearness_from_depth
 from levitor.generation.model_choice import mini_info
 from levitor_widgets import Studio
+from levitor_widgets.pointer import PointerEvent
 from levitor_widgets.presenter import OBJECT_ALPHA, mask_colors
 
 # The bundled scene at half size keeps each engine update cheap; coordinates below are for 160 x 256.
@@ -70,6 +71,26 @@ def test_click_selects_object_and_colours_stay_with_their_masks(studio):
                                   mask_colors(len(studio.scene.masks))[tree])
     np.testing.assert_array_equal(studio.canvas.shown["mask"][5, 5], sky_before)  # the sky kept its colour
     assert "depth" in studio.canvas.shown["paths"][1][2]  # the depth hint at the click
+
+
+def test_a_press_highlights_the_object_at_once_and_a_press_that_is_no_click_leaves_the_overlay_as_it_was(studio):
+    """The canvas answers the press (a bare canvas's speed); the release selects. A press that becomes a drag or
+    leaves the canvas puts the overlay back exactly and selects nothing."""
+    from levitor_widgets.presenter import SELECT_FLASH_RGBA
+
+    studio.set_mode("select")
+    before = studio.canvas.shown["mask"].copy()
+    x, y = int(TREE[0]), int(TREE[1])
+    studio.canvas._down(PointerEvent(*TREE))
+    np.testing.assert_array_equal(studio.canvas.shown["mask"][y, x], SELECT_FLASH_RGBA)
+    assert len(studio.scene.objects) == 2 and not studio.editor.can_undo  # shown, not done
+    studio.canvas._out(PointerEvent(*TREE))  # left the canvas: no click
+    np.testing.assert_array_equal(studio.canvas.shown["mask"], before)
+    assert len(studio.scene.objects) == 2
+    studio.canvas._down(PointerEvent(*TREE))
+    studio.canvas._up(PointerEvent(*TREE))  # the click: selected, the overlay follows the engine
+    assert studio.scene.objects[-1].mask_index == studio.scene.mask_at(*TREE)
+    assert _alpha_at(studio, *TREE) == OBJECT_ALPHA
 
 
 def test_in_path_mode_a_click_on_another_object_selects_it(studio):
