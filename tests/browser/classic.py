@@ -2,8 +2,9 @@
 as Colab runs it (ipywidgets 7.7.1, plotly 5.24.1, anywidget 0.9.21). JupyterLab 4 cannot load ipywidgets 7's
 front end, so this is the closest real browser front end to Colab's we can run here.
 
-The server runs with another Python (``LEVITOR_IPYW7_PYTHON``): one that has ``notebook<7`` and ipywidgets 7; the
-kernel is that Python too, with this checkout first on ``PYTHONPATH``. See ``tests/browser/README_colab7.md``.
+The server (and so the kernel) runs with a Python that has ``notebook<7`` and ipywidgets 7: the one running the
+tests (``bash scripts/test_colab_versions.sh`` makes such a venv) or the one ``LEVITOR_IPYW7_PYTHON`` names; this
+checkout comes first on the kernel's ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -42,9 +44,10 @@ JS_KERNEL_EVAL = """(code) => new Promise((resolve) => {
 
 
 def ipyw7_python() -> str | None:
-    """The Python named by ``LEVITOR_IPYW7_PYTHON`` if it has notebook 6 and ipywidgets 7, else None."""
-    python = os.environ.get(PYTHON_ENV)
-    if not python or not Path(python).exists():
+    """A Python with notebook 6 and ipywidgets 7: the one ``LEVITOR_IPYW7_PYTHON`` names, else this one; None if
+    neither has them."""
+    python = os.environ.get(PYTHON_ENV) or sys.executable
+    if not Path(python).exists():
         return None
     code = ("import ipywidgets, notebook; "
             "print(ipywidgets.__version__.split('.')[0], notebook.__version__.split('.')[0])")

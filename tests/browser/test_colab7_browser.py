@@ -1,8 +1,9 @@
 """The Studio on Colab's widget stack (ipywidgets 7.7.1, plotly 5.24.1, anywidget 0.9.21) in a real front end: the
 classic Jupyter Notebook (notebook 6.x) in headless Debian chromium, driven by Playwright.
 
-Skipped unless ``LEVITOR_IPYW7_PYTHON`` names a Python with ``notebook<7`` and ipywidgets 7 (how to make one:
-``tests/browser/README_colab7.md``). On the bundled scene: every cell runs, the Studio draws (canvas, panels, the
+Runs where the tests run with ``notebook<7`` and ipywidgets 7 (``bash scripts/test_colab_versions.sh``), or where
+``LEVITOR_IPYW7_PYTHON`` names such a Python (the tests themselves then run with any Python that has Playwright);
+skipped elsewhere. On the bundled scene: every cell runs, the Studio draws (canvas, panels, the
 path table, the 3D view), a click selects the tree (its overlay on the canvas), two path points are added, Undo and
 Redo, the path table's depth slider moves the point (the canvas follows), the scale slider changes the control
 points, a key on the canvas (ipyevents), Generate shows its video. On a photo: mask mode's box makes an object.
@@ -44,8 +45,8 @@ MIN_CONTROL_PX = 160  # a depth slider narrower than this cannot be set by hand 
 def classic(chromium, tmp_path_factory):
     python = ipyw7_python()
     if python is None:
-        pytest.skip("set LEVITOR_IPYW7_PYTHON to a Python with notebook<7 and ipywidgets 7 "
-                    "(tests/browser/README_colab7.md)")
+        pytest.skip("needs notebook<7 and ipywidgets 7 (bash scripts/test_colab_versions.sh, or "
+                    "LEVITOR_IPYW7_PYTHON=a Python that has them)")
     skdata = pytest.importorskip("skimage.data")
     from PIL import Image
 
