@@ -11,7 +11,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv-colab}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' \
-    'ipywidgets==7.7.1' 'plotly==5.24.1' 'anywidget==0.9.21' 'widgetsnbextension~=3.6.0' 'notebook<7'
+    'ipywidgets==7.7.1' 'plotly==5.24.1' 'anywidget==0.9.21' 'widgetsnbextension==3.6.1' 'notebook<7'
 # ipyevents ships its classic-Notebook extension inside the package (ipycanvas, anywidget and plotly install theirs)
 "$VENV/bin/jupyter" nbextension install --py ipyevents --sys-prefix >/dev/null
 "$VENV/bin/jupyter" nbextension enable --py ipyevents --sys-prefix >/dev/null

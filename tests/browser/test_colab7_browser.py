@@ -37,6 +37,12 @@ PATH_POINTS = [(455, 250), (490, 290)]
 PHOTO_CELL = ("from levitor_widgets import Studio\n"
               "studio = Studio('astronaut.png', out_dir='levitor_out', name='astronaut')\n"
               "studio")
+STATIC_CELL = ("from levitor.bundled import bundled_scene\n"
+               "from levitor.viz.scene3d import scene_view_3d\n"
+               "from levitor_widgets.view3d import View3D\n"
+               "view = View3D(backend='static')\n"
+               "view.show(scene_view_3d(bundled_scene()), hint='the static 3D view')\n"
+               "view.widget")
 VIEWPORT = {"width": 1280, "height": 2000}  # tall: the whole Studio fits in one screenshot
 MIN_CONTROL_PX = 160  # a depth slider narrower than this cannot be set by hand (as in test_studio_browser)
 
@@ -56,6 +62,7 @@ def classic(chromium, tmp_path_factory):
     (root / "01_quickstart.ipynb").write_bytes((REPO / "notebooks" / "01_quickstart.ipynb").read_bytes())
     Image.fromarray(skdata.astronaut()).save(root / "astronaut.png")
     (root / "photo.ipynb").write_text(notebook_json([PHOTO_CELL]))
+    (root / "static.ipynb").write_text(notebook_json([STATIC_CELL]))
     proc = start_classic(python, base, root)
     try:
         yield proc
@@ -211,4 +218,16 @@ def test_photo_box_on_ipywidgets7(classic, page, shots):
     assert objs[-1] > 0.01 * 512 * 320
     settle(page)
     _studio_shot(page, shots / "colab7_06_photo_box.png")
+    assert not page.errors, "\n".join(page.errors)
+
+
+def test_static_3d_fallback_fills_its_output_on_ipywidgets7(classic, page):
+    """Where anywidget is missing the 3D view is an Output holding a plotly bundle: its state reaches ipywidgets
+    7's Output view (the classic Notebook has no plotly renderer: it shows the bundle's text)."""
+    open_notebook(page, classic, "static.ipynb")
+    run_all(page)
+    area = page.locator(".jupyter-widgets-output-area").first
+    area.wait_for(timeout=30_000)
+    page.wait_for_function("() => { const t = document.querySelector('.jupyter-widgets-output-area').innerText;"
+                           " return t.includes('the static 3D view') && t.includes('<3D view>'); }", timeout=30_000)
     assert not page.errors, "\n".join(page.errors)
