@@ -186,12 +186,13 @@ class Studio:
             W.HBox([self.modebar.widget, self.maskbar.depth_row], layout=row_layout()),
             self.maskbar.tools_row, self.messages.widget,
             # the canvas column never shrinks (a squeezed column lets the side panel cover the canvas); where
-            # the output is too narrow for both, the side panel goes below it whole instead of being cut
+            # the output is too narrow for both, the side panel goes below it whole instead of being cut (it
+            # wraps by its basis, SIDE_MIN_W, not by the one-line width of its text)
             W.HBox([W.VBox([self.canvas.widget, self.path_panel.widget, self.scrubber.widget],
                            layout=W.Layout(width=f"{max(w, 540) + 4}px", flex="0 0 auto")),
                     W.VBox([self.framing.widget, self.objects_panel.widget],
-                           layout=W.Layout(flex="1 1 auto", min_width=f"{SIDE_MIN_W}px", overflow="hidden",
-                                           margin="0 0 0 12px"))],
+                           layout=W.Layout(flex=f"1 1 {SIDE_MIN_W}px", min_width=f"{SIDE_MIN_W}px",
+                                           overflow="hidden", margin="0 0 0 12px"))],
                    layout=W.Layout(flex_flow="row wrap")),
             self.modebar.files,
             *([self.view3d.widget] if self.view3d is not None else []),

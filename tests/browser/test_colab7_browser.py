@@ -3,10 +3,11 @@ classic Jupyter Notebook (notebook 6.x) in headless Debian chromium, driven by P
 
 Runs where the tests run with ``notebook<7`` and ipywidgets 7 (``bash scripts/test_colab_versions.sh``), or where
 ``LEVITOR_IPYW7_PYTHON`` names such a Python (the tests themselves then run with any Python that has Playwright);
-skipped elsewhere. On the bundled scene: every cell runs, the Studio draws (canvas, panels, the
-path table, the 3D view), a click selects the tree (its overlay on the canvas), two path points are added, Undo and
-Redo, the path table's depth slider moves the point (the canvas follows), the scale slider changes the control
-points, a key on the canvas (ipyevents), Generate shows its video. On a photo: mask mode's box makes an object.
+skipped elsewhere. On the bundled scene: every cell runs, the Studio draws (canvas, panels, the path table, the 3D
+view), a click selects the tree (its overlay on the canvas), two path points are added, Undo and Redo, the path
+table's depth slider moves the point (the canvas follows), the scale slider changes the control points, a key on
+the canvas (ipyevents), Generate shows its video, a narrow window wraps the side panel. On a photo: mask mode's box
+makes an object. The static 3D fallback fills its Output.
 No page error and no console error on the way.
 """
 
@@ -198,6 +199,15 @@ def test_quickstart_on_ipywidgets7(classic, page, shots):
                            " return v && v.readyState >= 2; }", timeout=30_000)
     assert "saved" in kernel_json(page, "studio.generate_panel.status.value")
     _studio_shot(page, shots / "colab7_04_generated.png")
+
+    # ---- a narrow window (the Studio's output ~600 px): nothing is cut off or squeezed, the side panel wraps
+    page.set_viewport_size({"width": 900, "height": VIEWPORT["height"]})
+    page.wait_for_timeout(500)
+    studio = page.locator(".levitor-studio").first.bounding_box()
+    for name in ("ball", "remove", "save", "load"):
+        b = page.locator(".levitor-studio button", has_text=name).last.bounding_box()
+        assert b["width"] >= 40 and b["x"] + b["width"] <= studio["x"] + studio["width"] + 1, (name, b, studio)
+    _studio_shot(page, shots / "colab7_07_narrow.png")
     assert not page.errors, "\n".join(page.errors)
 
 
