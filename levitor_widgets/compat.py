@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import ipywidgets as W
 
@@ -26,6 +27,16 @@ def enable_colab_widgets() -> None:
         output.enable_custom_widget_manager()
 
 
+IPYWIDGETS_MAJOR = int(W.__version__.split(".")[0])
+
+
+def tooltip(text: str) -> dict:
+    """The keyword that gives a Checkbox, slider, Dropdown, ... a tooltip: ``tooltip`` in ipywidgets 8,
+    ``description_tooltip`` in 7 (there such widgets have no ``tooltip``: the text was dropped with a warning).
+    Buttons take ``tooltip=`` directly in both."""
+    return {"description_tooltip" if IPYWIDGETS_MAJOR < 8 else "tooltip": text}
+
+
 def px(n: int | float) -> str:
     return f"{int(round(n))}px"
 
@@ -36,9 +47,21 @@ def label_style() -> dict:
 
 
 def video_widget(width: int, height: int) -> W.Widget:
-    """An inline video player that exists in ipywidgets 7 and 8."""
-    return W.Video(value=b"", format="mp4", autoplay=True, loop=True, controls=True,
+    """An inline video player that exists in ipywidgets 7 and 8, empty until :func:`show_video`.
+
+    Empty means format "url" with no URL: the front ends of both make a ``blob:`` URL of any other format's
+    bytes, and an empty blob makes the browser log ``ERR_REQUEST_RANGE_NOT_SATISFIABLE`` for every player.
+    """
+    return W.Video(value=b"", format="url", autoplay=True, loop=True, controls=True,
                    layout=W.Layout(width=px(width), height=px(height)))
+
+
+def show_video(player: W.Widget, path: Path) -> None:
+    """Play the video file ``path`` in a :func:`video_widget`: its format and bytes reach the browser in one
+    message (the format alone would make it load the old bytes as the new format)."""
+    with player.hold_sync():
+        player.format = path.suffix.lstrip(".") or "mp4"
+        player.value = path.read_bytes()
 
 
 def call_soon(delay_s: float, fn: Callable[[], None]):

@@ -31,7 +31,7 @@ from levitor.generation.guidance import (
 )
 from levitor.generation.model_choice import MINI, RELEASE_RULES, control_rules_of, default_steps, is_mini
 from levitor.generation.presets import DEFAULT_PRESET, PRESETS
-from levitor_widgets.compat import label_style, video_widget
+from levitor_widgets.compat import label_style, show_video, video_widget
 
 DEVICES = ("auto", "cuda", "cpu")
 # (label, value) of each memory preset, fastest first
@@ -238,11 +238,9 @@ class GeneratePanel:
         try:
             out = self.job(snap, settings, self._progress, self._cancel)
             self.outcome, self.error = out, None
-            self.video.format = out.video_path.suffix.lstrip(".") or "mp4"
-            self.video.value = out.video_path.read_bytes()
+            show_video(self.video, out.video_path)
             if out.overlay_path is not None and out.overlay_path.exists():
-                self.overlay_video.format = out.overlay_path.suffix.lstrip(".") or "mp4"
-                self.overlay_video.value = out.overlay_path.read_bytes()
+                show_video(self.overlay_video, out.overlay_path)
             self.result_box.layout.display = ""
             self.progress.value = self.progress.max
             self.progress.bar_style = "success"

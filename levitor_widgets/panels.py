@@ -17,7 +17,7 @@ from ipycanvas import Canvas
 
 from levitor.control.lost import ControlWarning
 from levitor.viz.colors import css
-from levitor_widgets.compat import label_style, px
+from levitor_widgets.compat import label_style, px, tooltip
 from levitor_widgets.depth_table import NEARNESS_STEP, PointRow, rows_json, table_widget
 
 SCALE_LOG2_MIN, SCALE_LOG2_MAX = -2.0, 3.0  # control-point scale factor 0.25 .. 8
@@ -142,8 +142,8 @@ class PathPanel:
                                 layout=W.Layout(width="150px"))
         self.follow = W.Checkbox(value=True, description="new points follow the ground", indent=False,
                                  layout=W.Layout(width="220px"),
-                                 tooltip="a new point takes the depth under the click, relative to the object's "
-                                         "start; off: it keeps the previous point's depth")
+                                 **tooltip("a new point takes the depth under the click, relative to the object's "
+                                           "start; off: it keeps the previous point's depth"))
         self.timed.observe(lambda ch: (not self._quiet.quiet) and self.on_timed and self.on_timed(ch["new"]),
                            names="value")
         self.table = table_widget()

@@ -52,11 +52,12 @@ from levitor_widgets.panels import STRIP_SCALES, ObjectPanel, PathPanel, Scrubbe
 from levitor_widgets.pointer import PointerEvent
 from levitor_widgets.presenter import Presenter, ViewState
 from levitor_widgets.scheduler import RedrawScheduler
-from levitor_widgets.toolbar import MaskBar, Messages, ModeBar
+from levitor_widgets.toolbar import MaskBar, Messages, ModeBar, row_layout
 from levitor_widgets.view3d import View3D
 from levitor_widgets.worker import UpdateWorker
 
 MODES = ("select", "path", "camera", "mask")
+SIDE_MIN_W = 290  # the side column (crop, objects) below this goes under the canvas: its rows need 280-290 px
 FIRST_UPDATE_WAIT_S = 2.0  # in a kernel, the engine's first update starts once the canvas is drawn, or after this
 CAUGHT_WARNINGS_MAX = 20  # distinct warnings said per action (the first ones: the rest repeat a loop's)
 NOTHING_TO_GENERATE = "nothing to generate yet: make an object first (mode 'mask': drag a box around it)"
@@ -183,14 +184,17 @@ class Studio:
         self.generate_panel.snapshot = lambda: self.scene.copy()
         self.generate_panel.precheck = lambda: "" if self.scene.objects else NOTHING_TO_GENERATE
         self.widget = W.VBox([
-            W.HBox([self.modebar.widget, self.maskbar.depth_row],
-                   layout=W.Layout(height="36px", flex_flow="row nowrap", align_items="center", overflow="hidden")),
+            W.HBox([self.modebar.widget, self.maskbar.depth_row], layout=row_layout()),
             self.maskbar.tools_row, self.messages.widget,
-            # the canvas column never shrinks (a squeezed column lets the side panel cover the canvas)
+            # the canvas column never shrinks (a squeezed column lets the side panel cover the canvas); where
+            # the output is too narrow for both, the side panel goes below it whole instead of being cut (it
+            # wraps by its basis, SIDE_MIN_W, not by the one-line width of its text)
             W.HBox([W.VBox([self.canvas.widget, self.path_panel.widget, self.scrubber.widget],
                            layout=W.Layout(width=f"{max(w, 540) + 4}px", flex="0 0 auto")),
                     W.VBox([self.framing.widget, self.objects_panel.widget],
-                           layout=W.Layout(flex="1 1 auto", overflow="hidden", margin="0 0 0 12px"))]),
+                           layout=W.Layout(flex=f"1 1 {SIDE_MIN_W}px", min_width=f"{SIDE_MIN_W}px",
+                                           overflow="hidden", margin="0 0 0 12px"))],
+                   layout=W.Layout(flex_flow="row wrap")),
             self.modebar.files,
             *([self.view3d.widget] if self.view3d is not None else []),
             W.HTML("<b>Generate</b>"),

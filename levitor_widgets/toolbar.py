@@ -32,9 +32,11 @@ DEPTHS = {"nearer": "objects N x nearer", "flat": "flat (one depth)",
 
 
 def row_layout() -> W.Layout:
-    """A fixed-height one-line row. A new Layout each time: rows hide and show on their own (a shared Layout
-    once hid the scene/save/load row with the mask tools in every mode but 'mask')."""
-    return W.Layout(height="36px", flex_flow="row nowrap", align_items="center", overflow="hidden")
+    """A one-line row (36 px) that wraps onto a second line in a narrow output instead of squeezing its
+    buttons to "s.." or cutting its menus (a 1024 px classic Notebook or Colab window). A new Layout each
+    time: rows hide and show on their own (a shared Layout once hid the scene/save/load row with the mask
+    tools in every mode but 'mask')."""
+    return W.Layout(min_height="36px", flex_flow="row wrap", align_items="center", overflow="hidden")
 
 
 LINE_CHARS = 100  # a longer message is cut in its line (ellipsis) and shown whole behind "details"

@@ -128,17 +128,20 @@ class View3D:
             self.plot.hint = hint
 
     def _rerender(self) -> None:
-        """Static mode: the figure as a plotly mime bundle in the Output (the notebook's own plotly renderer)."""
-        from IPython.display import display
+        """Static mode: the figure as a plotly mime bundle in the Output (the notebook's own plotly renderer).
 
+        Set as the Output's ``outputs`` (a synced trait in ipywidgets 7 and 8) rather than displayed inside
+        ``with output:``: that capture routes display messages by the executing cell's message id, so it holds
+        only on the kernel's main thread inside a cell; the state is the same from any thread, outside a kernel
+        and in every front end.
+        """
         view = self.shown
         cloud = {"type": "scatter3d", "mode": "markers", "hoverinfo": "skip", "showlegend": False,
                  "x": view.points[:, 0].tolist(), "y": view.points[:, 1].tolist(), "z": view.points[:, 2].tolist(),
                  "marker": {"size": 1.8, "color": [f"rgb({r},{g},{b})" for r, g, b in view.colors.tolist()]}}
         fig = {"data": [cloud, *view.traces], "layout": view.layout}
-        self.figure = fig  # what was displayed (outside a kernel the Output captures nothing)
-        self.widget.clear_output(wait=True)
-        with self.widget:
-            if self.hint:
-                print(self.hint)
-            display({"application/vnd.plotly.v1+json": fig, "text/plain": "<3D view>"}, raw=True)
+        self.figure = fig
+        figure = {"output_type": "display_data", "metadata": {},
+                  "data": {"application/vnd.plotly.v1+json": fig, "text/plain": "<3D view>"}}
+        hint = [{"output_type": "stream", "name": "stdout", "text": self.hint + "\n"}] if self.hint else []
+        self.widget.outputs = (*hint, figure)

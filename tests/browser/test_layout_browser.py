@@ -153,6 +153,8 @@ def test_layout_at_1400_with_the_file_browser_open(page, lab, shots):
     assert "the photo is cropped to the scene's 512x320" in kernel_json(page, "studio.messages.text")
     crop = page.locator(".levitor-studio img").first
     assert crop.is_visible() and crop.bounding_box()["width"] >= 150
+    # the side panel sits beside the canvas here (it goes under it only where the output is too narrow)
+    assert crop.bounding_box()["x"] > canvas.bounding_box()["x"] + canvas.bounding_box()["width"]
     problems = _layout_problems(page, "opened")
 
     # the canvas is clear of the prompt column: a click 8 px left of the image lands in the Studio

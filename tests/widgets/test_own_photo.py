@@ -166,6 +166,11 @@ def test_the_static_3d_fallback(cat):
     cat._side_update()
     assert view.num_points > 0 and len(view.figure["data"]) == 1 + view.num_traces
     assert view.figure["data"][0]["type"] == "scatter3d" and len(view.figure["data"][0]["x"]) == view.num_points
+    # the figure is the Output's state (not a display captured by `with output:`): there even outside a kernel
+    shown = [o for o in view.widget.outputs if o["output_type"] == "display_data"]
+    assert len(shown) == 1 and shown[0]["data"]["application/vnd.plotly.v1+json"] is view.figure
+    cat._side_update()
+    assert len(view.widget.outputs) == 1 + bool(view.hint)  # replaced, not appended
 
 
 # ---------------------------------------------------------------------- tools tell the truth (issue 23, item 4)
