@@ -344,7 +344,7 @@ def preview_outcome(scene, run_dir: Path, why: str, make_engine: Callable | None
     message = (f"no {what} weights here, so this is the instant preview (what moves where; details: what to "
                "download and where); the model 'mini' makes a toy diffusion video on this machine")
     return GenerateOutcome(video, overlay_path, Path(scene_path), False, message,
-                           f"For {GUIDANCE_LABELS[guidance]}:\n" + why)
+                           f"For SVD-xt, {GUIDANCE_LABELS[guidance]}:\n" + why)  # the mini model ships
 
 
 def studio_colors(scene, engine) -> np.ndarray | None:
@@ -353,12 +353,6 @@ def studio_colors(scene, engine) -> np.ndarray | None:
     inst = getattr(engine, "instance_map", None)
     if inst is None or not scene.masks:
         return None
-    from levitor.viz.colors import instance_colors
-    from levitor_widgets.presenter import mask_colors
+    from levitor.viz.colors import colors_by_mask
 
-    mask_of_id = inst().mask_of_id
-    pal = mask_colors(len(scene.masks))
-    table = instance_colors(max(mask_of_id, default=0) + 1)
-    for i, m in mask_of_id.items():
-        table[i] = pal[m]
-    return table
+    return colors_by_mask(inst().mask_of_id, len(scene.masks))

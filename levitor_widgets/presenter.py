@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from levitor.viz.colors import instance_colors
+from levitor.viz.colors import mask_colors
 from levitor_widgets.canvas import PathDrawing, SceneCanvas
 
 MASK_ALPHA = 110  # overlay opacity (0..255) of the masks that are not moving objects
@@ -29,11 +29,6 @@ class ViewState:
     active: int | str | None = None  # an object index, "camera", or None
     active_point: int | None = None
     hint: tuple[float, float, str] | None = None  # (x, y, text) drawn near the last click
-
-
-def mask_colors(num_masks: int) -> np.ndarray:
-    """(num_masks, 3) uint8: mask i always has the same colour (instance_colors of id i + 1)."""
-    return np.asarray(instance_colors(num_masks + 1), np.uint8)[1:num_masks + 1, :3].reshape(-1, 3)
 
 
 class Presenter:

@@ -51,6 +51,7 @@ from levitor.generation.model_choice import MINI, control_rules_of, default_step
 from levitor.generation.presets import DEFAULT_PRESET
 from levitor.generation.reference import warped_reference
 from levitor.scene import Scene
+from levitor.viz.colors import colors_by_mask
 from levitor.viz.pictures import contact_sheet, overlay
 from levitor.viz.video import VIDEO_SUFFIXES, write_video
 from levitor.weights import LEVITOR_ID, SVD_XT_ID, WeightsNotFoundError, load_once
@@ -195,7 +196,9 @@ def generate(
                                          guidance=guidance)
     steps = steps or default_steps(weights)  # the mini model's own (its mini.json's), SVD's otherwise
     rules = ControlRules.named(rules if rules is not None else control_rules_of(weights, guidance, pipe))
-    result = Engine(scene, rules=rules).update()
+    engine = Engine(scene, rules=rules)
+    result = engine.update()
+    colors = colors_by_mask(engine.instance_map().mask_of_id, len(scene.masks))  # the Studio's canvas colours
 
     def on_step(p, step, t, tensors):
         if callback is not None:
@@ -228,7 +231,7 @@ def generate(
                        fps=fps, output_type="np", callback_on_step_end=on_step, **hw, **steering)
             frames = (np.clip(out.frames[0], 0, 1) * 255).round().astype(np.uint8)
     video_path = write_video(frames, out_dir / f"{name}{suffix}", fps=fps)
-    control_path = write_video(side_by_side(frames, result), out_dir / f"{name}_control{suffix}", fps=fps)
+    control_path = write_video(side_by_side(frames, result, colors), out_dir / f"{name}_control{suffix}", fps=fps)
     meta = {"steps": steps, "preset": preset, "seed": seed, "device": device,
             "weights": _weights_record(weights, guidance),
             "base": "mini model (no SVD)" if mini else str(base or SVD_XT_ID),
@@ -289,11 +292,12 @@ def _enlarge(frames: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.NEAREST)) for f in frames])
 
 
-def side_by_side(frames: np.ndarray, result) -> np.ndarray:
-    """Generated frames next to the control overlay (instances + points) of the same frame."""
+def side_by_side(frames: np.ndarray, result, colors: np.ndarray | None = None) -> np.ndarray:
+    """Generated frames next to the control overlay (instances + points) of the same frame; ``colors``: per
+    instance id (:func:`levitor.viz.colors.colors_by_mask`, the Studio's), default the ids' own."""
     out = []
     for f, frame in enumerate(frames):
-        ctrl = overlay(result.color[f].numpy(), result.instance[f].numpy(), result.signal, f)
+        ctrl = overlay(result.color[f].numpy(), result.instance[f].numpy(), result.signal, f, colors=colors)
         if ctrl.shape[:2] != frame.shape[:2]:
             ctrl = np.asarray(Image.fromarray(ctrl).resize((frame.shape[1], frame.shape[0])))
         out.append(contact_sheet([frame, ctrl], cols=2, pad=0))

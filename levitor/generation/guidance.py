@@ -23,10 +23,10 @@ TTM = "ttm"
 CONTROLNET_TTM = "controlnet+ttm"
 GUIDANCE_MODES = (CONTROLNET, TTM, CONTROLNET_TTM)
 DEFAULT_GUIDANCE = CONTROLNET  # the release's behaviour
-GUIDANCE_LABELS = {  # what a menu says about each mode (with SVD-xt)
-    CONTROLNET: "SVD-xt + LeviTor ControlNet",
-    TTM: "SVD-xt, training-free (warped video, no ControlNet)",
-    CONTROLNET_TTM: "SVD-xt + LeviTor ControlNet + warped video",
+GUIDANCE_LABELS = {  # what a menu says about each mode, beside the model it runs on (SVD-xt or the mini model)
+    CONTROLNET: "ControlNet (points + depth)",
+    TTM: "training-free (warped video, no ControlNet)",
+    CONTROLNET_TTM: "ControlNet + warped video",
 }
 
 # TTM's published SVD setting: start at step 16 of 50 (sigma 74.5 on SVD-xt's schedule), pin the masked latents

@@ -26,6 +26,22 @@ def instance_colors(n: int) -> np.ndarray:
     return out
 
 
+def mask_colors(num_masks: int) -> np.ndarray:
+    """(num_masks, 3) uint8: mask i always has the same colour (instance_colors of id i + 1), in the Studio and in
+    every overlay made for its scene, whatever instance id the engine gives the mask."""
+    return np.asarray(instance_colors(num_masks + 1), np.uint8)[1:num_masks + 1, :3].reshape(-1, 3)
+
+
+def colors_by_mask(mask_of_id: dict[int, int], num_masks: int) -> np.ndarray:
+    """(ids, 3) RGB per instance id, each id in its mask's colour (:func:`mask_colors`): the table an overlay takes
+    to look like the Studio's canvas."""
+    pal = mask_colors(num_masks)
+    table = instance_colors(max(mask_of_id, default=0) + 1)
+    for i, m in mask_of_id.items():
+        table[i] = pal[m]
+    return table
+
+
 def colormap(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
     """Map a 2D array to (H, W, 3) uint8 colours."""
     v = np.asarray(values, dtype=np.float64)

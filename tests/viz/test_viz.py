@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from levitor.viz.pictures import loss_curve, read_loss_log
+from levitor.viz.pictures import loss_curve, overlay, read_loss_log
 
 BLUE = np.array([31, 119, 180])
 RED = np.array([214, 39, 40])
@@ -46,3 +46,21 @@ def test_read_loss_log_names_the_bad_line(tmp_path):
     log.write_text(json.dumps({"step": 10, "loss": 0.4}) + "\n{not json\n")
     with pytest.raises(ValueError, match="line 2"):
         read_loss_log(log)
+
+
+def test_overlays_colour_each_mask_as_the_studio_does_whatever_its_instance_id():
+    """The generated control video and the Studio's canvas agree: a mask's colour follows the mask, not the id the
+    engine gives it (the release's assembly renumbers: moved objects first)."""
+    from levitor.viz.colors import colors_by_mask, instance_colors, mask_colors
+
+    pal = mask_colors(4)
+    assert pal.shape == (4, 3) and len({tuple(c) for c in pal}) == 4
+    table = colors_by_mask({1: 3, 2: 0, 3: 1}, 4)  # id -> mask index
+    np.testing.assert_array_equal(table[1], pal[3])
+    np.testing.assert_array_equal(table[2], pal[0])
+    np.testing.assert_array_equal(table[0], instance_colors(1)[0])  # id 0 (no control) stays grey
+    inst = np.array([[0, 1], [2, 3]])
+    img = np.zeros((2, 2, 3), np.uint8)
+    out = overlay(img, inst, colors=table, alpha=1.0)
+    np.testing.assert_array_equal(out[0, 1], pal[3])
+    np.testing.assert_array_equal(out[1, 0], pal[0])
