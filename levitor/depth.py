@@ -11,8 +11,14 @@ Users never see these numbers directly: the Studio shows "2x nearer"; :func:`dep
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+from levitor._util.lazy import is_torch_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 DISPARITY_MAX = 255
 MIN_DEPTH = 1.0 / DISPARITY_MAX  # the nearest depth the 0..255 disparity scale can express
@@ -36,7 +42,9 @@ def disparity_u8_from_relative(relative_inverse_depth: np.ndarray) -> np.ndarray
 
 def depth_from_disparity(disparity: np.ndarray | torch.Tensor):
     """0..255 disparity -> scene depth in (0, 1] (``1 / disparity``, with 0 -> 1)."""
-    if isinstance(disparity, torch.Tensor):
+    if is_torch_tensor(disparity):
+        import torch
+
         d = disparity.to(torch.float32)
         return torch.where(d > 0, 1.0 / d.clamp(min=1.0), torch.ones_like(d))
     d = np.asarray(disparity, dtype=np.float32)
@@ -50,7 +58,9 @@ def disparity_from_depth(depth: np.ndarray | torch.Tensor):
 
     As the release computes it: the float32 depth's reciprocal in float64, rounded half to even (Python's round).
     Depths below 1/255 give 255 (the release writes round(1 / depth), above 255)."""
-    if isinstance(depth, torch.Tensor):
+    if is_torch_tensor(depth):
+        import torch
+
         d = depth.to(torch.float32).to(torch.float64).clamp(min=MIN_DEPTH)
         v = torch.round(1.0 / d)
         return torch.where(v <= 1, torch.zeros_like(v), v).clamp(max=DISPARITY_MAX).to(torch.float32)

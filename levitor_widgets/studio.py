@@ -54,7 +54,7 @@ from levitor_widgets.presenter import Presenter, ViewState
 from levitor_widgets.scheduler import RedrawScheduler
 from levitor_widgets.toolbar import MaskBar, Messages, ModeBar, row_layout
 from levitor_widgets.view3d import View3D
-from levitor_widgets.worker import UpdateWorker
+from levitor_widgets.worker import EngineSlot, UpdateWorker
 
 MODES = ("select", "path", "camera", "mask")
 SIDE_MIN_W = 290  # the side column (crop, objects) below this goes under the canvas: its rows need 280-290 px
@@ -112,7 +112,8 @@ class Studio:
         self._engine_factory = engine
         model = MINI if is_mini(weights) else LEVITOR
         self.control_rules = control_rules_of(weights_for(model, weights), DEFAULT_GUIDANCE)
-        self.engine = self._make_engine(self.scene)
+        self.worker = UpdateWorker()  # the engine's updates, on a thread in a kernel
+        self._new_engine()
         if isinstance(segmenter, str) and segmenter == "auto":
             segmenter, note = load_segmenter(self.scene.image, allow_download) if not self.scene.masks else (None,
                                                                                                            None)
@@ -125,7 +126,6 @@ class Studio:
         self.timing_log: list[dict[str, Any]] = []  # the last 50 updates
         self._strip_cache, self._cloud = None, None
         self._result_mask_of_id: dict[int, int] = {}  # the instance ids of the shown result -> mask indices
-        self.worker = UpdateWorker()  # the engine's updates, on a thread in a kernel
 
         h, w = self.scene.height, self.scene.width
         self.messages = Messages()
@@ -208,9 +208,7 @@ class Studio:
         if not self.scene.masks:  # load the compiled kernels while the user draws the first mask
             import threading
 
-            from levitor.engine import warm_up
-
-            threading.Thread(target=warm_up, daemon=True, name="levitor-warm-up").start()
+            threading.Thread(target=_warm_up, daemon=True, name="levitor-warm-up").start()
         self.canvas.draw_image(self.scene.image)
         self.set_mode("mask" if not self.scene.masks else ("path" if self.scene.objects else "select"))
         self._first_pending = self.worker.threaded()
@@ -333,7 +331,7 @@ class Studio:
         self.masks.own_depth = (scene.depth, scene.depth_source)
         self.modebar.name.value = self.name
         self.editor.reset(scene)
-        self.engine = self._make_engine(scene)
+        self._new_engine()
         self.view.active = len(scene.objects) - 1 if scene.objects else None
         self.view.active_point, self.view.hidden = None, set()
         self.canvas.draw_image(scene.image)
@@ -356,6 +354,18 @@ class Studio:
         self.refresh()
 
     # ================================================================ engine and redraws
+    @property
+    def engine(self):
+        """The engine of the live view (:class:`levitor.engine.Engine` unless the Studio was given another)."""
+        return self._engine_slot.get(self.scene)
+
+    def _new_engine(self) -> None:
+        """An engine for the scene and rules as they are now: made at once outside a kernel; in a kernel by the
+        first engine job, on the worker's thread (see EngineSlot)."""
+        self._engine_slot = EngineSlot(self._make_engine)
+        if not self.worker.threaded():
+            self._engine_slot.get(self.scene)
+
     def _make_engine(self, scene: Scene):
         f = self._engine_factory
         if f is None:
@@ -394,10 +404,11 @@ class Studio:
     def _engine_job(self, kind: str, call, show, here_if_free: bool = False) -> None:
         """``call(engine)`` on the scene as it is now, on the worker; ``show((output, mask_of_id, engine_ms))`` or
         ``show(error)`` on the loop, unless the engine was replaced meanwhile (another model's rules)."""
-        engine, scene = self.engine, self._engine_scene()
+        slot, scene = self._engine_slot, self._engine_scene()
 
         def compute():
             t0 = time.perf_counter()
+            engine = slot.get(scene)
             engine.scene = scene
             try:
                 out = call(engine)
@@ -406,7 +417,7 @@ class Studio:
             inst = getattr(engine, "instance_map", None)
             return out, (inst().mask_of_id if inst is not None else {}), (time.perf_counter() - t0) * 1e3
 
-        self.worker.run(kind, compute, lambda out: show(out) if engine is self.engine else None,
+        self.worker.run(kind, compute, lambda out: show(out) if slot is self._engine_slot else None,
                         here_if_free=here_if_free)
 
     def _show_full(self, out) -> None:
@@ -832,7 +843,7 @@ class Studio:
         self.generate_panel.show_rules(rules)
         if rules != self.control_rules:
             self.control_rules = rules
-            self.engine = self._make_engine(self.scene)
+            self._new_engine()
             self.refresh()
 
     def _generate_job(self, scene: Scene, settings, progress, cancel):
@@ -840,6 +851,13 @@ class Studio:
         make = f if f is not None and (isinstance(f, type) or not hasattr(f, "update")) else None
         return run_generate(scene, settings, progress, cancel, out_dir=self.out_dir, weights=self.weights,
                             allow_download=self.allow_download, make_engine=make)
+
+
+def _warm_up() -> None:
+    """The engine's warm-up (levitor.engine.warm_up), imported on its thread: the Studio's cell never imports torch."""
+    from levitor.engine import warm_up
+
+    warm_up()
 
 
 @contextmanager

@@ -162,3 +162,21 @@ class UpdateWorker:
                 self._shown = job.seq
         if current and not self.closed:
             job.deliver(out)
+
+
+class EngineSlot:
+    """The live view's engine, made on first use: by the first engine job, which in a kernel runs on the worker's
+    thread, so the cell that shows the Studio never waits for torch's import (a second). Replacing the engine (a
+    new scene, another model's rules) is a new slot: a job's result is shown only while its slot is the Studio's."""
+
+    def __init__(self, make: Callable[[Any], Any]):
+        self._make = make
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def get(self, scene: Any) -> Any:
+        """The engine, made for ``scene`` if this is the first use."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._make(scene)
+            return self._engine

@@ -7,13 +7,18 @@ on a canvas); videos are written by :mod:`levitor.viz.video`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
-from levitor.control.signal import ControlSignal
+from levitor._util.lazy import is_torch_tensor
 from levitor.viz.colors import POINT_RADIUS, colormap, instance_colors
+
+if TYPE_CHECKING:
+    import torch
+
+    from levitor.control.signal import ControlSignal
 
 
 def depth_picture(depth: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -193,4 +198,4 @@ def read_loss_log(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _np(x: np.ndarray | torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return x.detach().cpu().numpy() if is_torch_tensor(x) else np.asarray(x)
