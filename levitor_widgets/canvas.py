@@ -220,6 +220,29 @@ class SceneCanvas:
         layer.clear_rect(x0, y0, w, h)
         layer.put_image_data(np.ascontiguousarray(rgba_patch), x0, y0)
 
+    def fill_mask_runs(self, mask: np.ndarray, x0: int, y0: int, rgba: tuple[int, int, int, int]) -> None:
+        """Set the mask layer's pixels under ``mask`` (a boolean patch at (x0, y0)) to ``rgba``, sent as one
+        rectangle per horizontal run: the browser draws rectangles at once, where an image patch waits for its
+        decode (a highlight that answers a press must not)."""
+        h, w = mask.shape
+        if self.shown["mask"] is None:
+            self.shown["mask"] = np.zeros((self.height, self.width, 4), np.uint8)
+        self.shown["mask"][y0:y0 + h, x0:x0 + w][mask] = rgba
+        edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+        rows, starts = np.nonzero(edges == 1)  # row-major: each run's start pairs with its end
+        ends = np.nonzero(edges == -1)[1]
+        if len(rows) == 0:
+            return
+        x, y, width = (starts + x0).astype(np.int32), (rows + y0).astype(np.int32), (ends - starts).astype(np.int32)
+        layer = self.layers["mask"]
+        layer.global_composite_operation = "destination-out"  # clear the runs first: the colour replaces, not blends
+        layer.fill_style = "#000"
+        layer.fill_rects(x, y, width, 1)
+        layer.global_composite_operation = "source-over"
+        r, g, b, a = (int(c) for c in rgba)
+        layer.fill_style = f"rgba({r},{g},{b},{a / 255:.4f})"
+        layer.fill_rects(x, y, width, 1)
+
     def draw_paths(self, paths: list[PathDrawing], hint: tuple[float, float, str] | None = None) -> None:
         """Polylines through each path's clicks with a handle per click; ``hint`` = (x, y, text) near a click.
         Nothing is sent when the layer shows exactly this already."""

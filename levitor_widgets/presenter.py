@@ -116,10 +116,8 @@ class Presenter:
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         shown = self.canvas.shown["mask"]
         before = np.zeros((y1 - y0, x1 - x0, 4), np.uint8) if shown is None else shown[y0:y1, x0:x1].copy()
-        patch = before.copy()
-        patch[mask[y0:y1, x0:x1]] = SELECT_FLASH_RGBA
         with self.canvas.batch():
-            self.canvas.draw_mask_patch(patch, x0, y0)
+            self.canvas.fill_mask_runs(mask[y0:y1, x0:x1], x0, y0, SELECT_FLASH_RGBA)
         self._mask_key = None
         return before, x0, y0
 

@@ -93,6 +93,31 @@ def test_a_press_highlights_the_object_at_once_and_a_press_that_is_no_click_leav
     assert _alpha_at(studio, *TREE) == OBJECT_ALPHA
 
 
+def test_the_press_highlight_travels_as_rectangles_that_cover_exactly_the_mask():
+    """One rectangle per horizontal run (drawn at once by the browser, no image to decode): together exactly the
+    mask's pixels, and the layer's record says what they show."""
+    from levitor_widgets.canvas import SceneCanvas
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((23, 31)) < 0.4
+    mask[5] = True  # a full row: one run edge to edge
+    canvas = SceneCanvas(64, 48, use_ipyevents=False)
+    drawn = []
+    layer = canvas.layers["mask"]
+    layer.fill_rects = lambda x, y, w, h: drawn.append((np.asarray(x), np.asarray(y), np.asarray(w), h))
+    canvas.fill_mask_runs(mask, 7, 9, (10, 20, 30, 200))
+    assert len(drawn) == 2  # cleared, then filled: the same rectangles
+    x, y, w, h = drawn[1]
+    assert h == 1 and all(np.array_equal(a, b) for a, b in zip(drawn[0][:3], drawn[1][:3]))
+    covered = np.zeros((48, 64), int)
+    for xi, yi, wi in zip(x, y, w):
+        covered[yi, xi:xi + wi] += 1
+    expect = np.zeros((48, 64), int)
+    expect[9:32, 7:38] = mask
+    np.testing.assert_array_equal(covered, expect)  # every pixel once, nothing outside
+    np.testing.assert_array_equal(canvas.shown["mask"][9:32, 7:38][mask], np.tile((10, 20, 30, 200), (mask.sum(), 1)))
+
+
 def test_in_path_mode_a_click_on_another_object_selects_it(studio):
     assert studio.mode == "path" and studio.view.active == 1  # the box
     n_box = len(studio.scene.objects[1].path)
