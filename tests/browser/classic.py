@@ -9,15 +9,16 @@ checkout comes first on the kernel's ``PYTHONPATH``.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
+from tests.browser import lab
 from tests.browser.lab import REPO
 
 TOKEN = "levitor-classic-test"
@@ -106,31 +107,11 @@ def run_all(page, timeout_ms: int = 240_000) -> float:
     return time.monotonic() - t0
 
 
-def kernel_eval(page, code: str) -> str:
-    out = page.evaluate(JS_KERNEL_EVAL, code)
-    assert "KERNEL-ERROR" not in out, out
-    return out
-
-
-def kernel_json(page, expr: str):
-    return json.loads(kernel_eval(page, f"import json as _j; print(_j.dumps({expr}))").strip())
-
-
-def wait_kernel(page, expr: str, predicate, timeout_s: float = 20.0):
-    """Poll a kernel expression until predicate(value) holds; return the value."""
-    deadline = time.monotonic() + timeout_s
-    value = None
-    while time.monotonic() < deadline:
-        value = kernel_json(page, expr)
-        if predicate(value):
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"kernel value {expr} = {value!r} never satisfied the check")
-
-
-def settle(page, name: str = "studio") -> None:
-    """Wait until the Studio has no throttled update or follower pending."""
-    wait_kernel(page, f"{name}.scheduler.idle", bool, timeout_s=60)
+# the lab's kernel helpers, through this front end's kernel
+kernel_eval = partial(lab.kernel_eval, js=JS_KERNEL_EVAL)
+kernel_json = partial(lab.kernel_json, js=JS_KERNEL_EVAL)
+wait_kernel = partial(lab.wait_kernel, js=JS_KERNEL_EVAL)
+settle = partial(lab.settle, js=JS_KERNEL_EVAL)
 
 
 def drag_jquery_slider(page, slider, fraction: float) -> None:

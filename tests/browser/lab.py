@@ -108,31 +108,32 @@ JS_VIEW3D = """(sel) => { const v = document.querySelector(sel + ' .levitor-view
           drawn: +(v.dataset.drawn || 0), hint: (v.querySelector('.levitor-view3d-hint') || {}).textContent || ''}; }"""
 
 
-def kernel_eval(page, code: str) -> str:
-    out = page.evaluate(JS_KERNEL_EVAL, code)
+def kernel_eval(page, code: str, js: str = JS_KERNEL_EVAL) -> str:
+    """Run code in the page's kernel; its printed output. ``js``: how this front end reaches its kernel."""
+    out = page.evaluate(js, code)
     assert "KERNEL-ERROR" not in out, out
     return out
 
 
-def kernel_json(page, expr: str):
-    return json.loads(kernel_eval(page, f"import json as _j; print(_j.dumps({expr}))").strip())
+def kernel_json(page, expr: str, js: str = JS_KERNEL_EVAL):
+    return json.loads(kernel_eval(page, f"import json as _j; print(_j.dumps({expr}))", js).strip())
 
 
-def wait_kernel(page, expr: str, predicate, timeout_s: float = 20.0):
+def wait_kernel(page, expr: str, predicate, timeout_s: float = 20.0, js: str = JS_KERNEL_EVAL):
     """Poll a kernel expression until predicate(value) holds; return the value."""
     deadline = time.monotonic() + timeout_s
     value = None
     while time.monotonic() < deadline:
-        value = kernel_json(page, expr)
+        value = kernel_json(page, expr, js)
         if predicate(value):
             return value
         time.sleep(0.1)
     raise AssertionError(f"kernel value {expr} = {value!r} never satisfied the check")
 
 
-def settle(page, name: str = "studio") -> None:
+def settle(page, name: str = "studio", js: str = JS_KERNEL_EVAL) -> None:
     """Wait until the Studio has no throttled update or follower pending (a measurement sees only its own)."""
-    wait_kernel(page, f"{name}.scheduler.idle", bool, timeout_s=60)
+    wait_kernel(page, f"{name}.scheduler.idle", bool, timeout_s=60, js=js)
 
 
 def latency_ms(page, timeout_ms: int = 30_000, name: str = "studio") -> float:
