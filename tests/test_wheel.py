@@ -99,8 +99,9 @@ def installed(tmp_path_factory):
     src.mkdir()
     _copy_tracked(src)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    clean = _env(root)  # no PYTHONPATH: a checkout on it (its levitor.egg-info) would look installed to pip
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)], check=True,
-                   cwd=root)
+                   cwd=root, env=clean)
     wheel = next(dist.glob("levitor-*.whl"))
     venv.EnvBuilder(with_pip=False).create(env)
     python = env / "bin" / "python"
@@ -110,7 +111,7 @@ def installed(tmp_path_factory):
     (purelib / "test-env-packages.pth").write_text("\n".join(ours) + "\n")  # plain paths: their .pth files
     # (among them the editable install's finder) are not run, so the checkout stays out of sight
     subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)], check=True,
-                   cwd=root)
+                   cwd=root, env=clean)
     return python, wheel
 
 
