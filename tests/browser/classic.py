@@ -114,14 +114,5 @@ wait_kernel = partial(lab.wait_kernel, js=JS_KERNEL_EVAL)
 settle = partial(lab.settle, js=JS_KERNEL_EVAL)
 
 
-def drag_jquery_slider(page, slider, fraction: float) -> None:
-    """Drag an ipywidgets 7 slider (a jQuery UI slider: ``.ui-slider`` with a ``.ui-slider-handle``) to
-    ``fraction`` of its track (a real pointer drag)."""
-    track = slider.locator(".ui-slider").first
-    handle = slider.locator(".ui-slider-handle").first
-    track.scroll_into_view_if_needed()
-    tb, hb = track.bounding_box(), handle.bounding_box()
-    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(tb["x"] + tb["width"] * fraction, tb["y"] + tb["height"] / 2, steps=4)
-    page.mouse.up()
+# ipywidgets 7's sliders are jQuery UI sliders
+drag_jquery_slider = partial(lab.drag_slider, track=".ui-slider", handle=".ui-slider-handle")

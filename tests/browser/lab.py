@@ -177,10 +177,11 @@ def snap(page, anchor, path) -> None:
     page.screenshot(path=str(path))
 
 
-def drag_slider(page, slider, fraction: float) -> None:
-    """Drag a noUiSlider's handle to ``fraction`` of its track (a real pointer drag)."""
-    track = slider.locator(".noUi-target").first
-    handle = slider.locator(".noUi-handle").first
+def drag_slider(page, slider, fraction: float, track: str = ".noUi-target", handle: str = ".noUi-handle") -> None:
+    """Drag a slider's handle to ``fraction`` of its track (a real pointer drag); ``track`` and ``handle``: their
+    selectors (ipywidgets 8's noUiSlider by default)."""
+    track = slider.locator(track).first
+    handle = slider.locator(handle).first
     track.scroll_into_view_if_needed()
     tb, hb = track.bounding_box(), handle.bounding_box()
     page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
