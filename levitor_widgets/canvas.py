@@ -12,6 +12,7 @@ layer in full when a browser view (re)connects: a reload, a re-displayed cell.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -31,16 +32,34 @@ WATCHED = ("mousedown", "keydown", "touchcancel")  # ipyevents' events (and "mou
 PATCH_MAX_FRACTION = 0.6  # redraw only the changed box of the mask layer when it is smaller than this
 
 
+_holding = [0]  # nested held_drawing blocks open now (ipycanvas' hold is global: so is this count)
+
+
 @contextmanager
 def held_drawing():
-    """ipycanvas' ``hold_canvas`` with a ``finally``: it has none, so one exception inside it would leave every
-    canvas holding back its drawing for the rest of the session."""
+    """ipycanvas' ``hold_canvas`` with a ``finally`` (it has none, so one exception inside it would leave every
+    canvas holding back its drawing for the rest of the session), nestable: only the outermost block sends what
+    was drawn, as one message (a nested ``hold_canvas`` sends the outer block's drawing so far when it ends)."""
+    if _holding[0]:
+        yield
+        return
     held = hold_canvas()
     held.__enter__()
+    _holding[0] += 1
     try:
         yield
     finally:
+        _holding[0] -= 1
         held.__exit__(None, None, None)  # flush what was drawn and stop holding
+
+
+def _one_message(draw):
+    """A drawing method whose commands reach the browser as one message (with an enclosing batch's, in it)."""
+    @functools.wraps(draw)
+    def run(self, *args, **kwargs):
+        with held_drawing():
+            return draw(self, *args, **kwargs)
+    return run
 
 
 @dataclass
@@ -174,10 +193,12 @@ class SceneCanvas:
     # ------------------------------------------------------------------ drawing
     @contextmanager
     def batch(self):
-        """All drawing inside goes to the browser as one message, flushed even when the drawing raises."""
+        """All drawing inside goes to the browser as one message, flushed even when the drawing raises (each
+        drawing method is one message of its own; a batch joins several layers' into one)."""
         with held_drawing():
             yield
 
+    @_one_message
     def draw_image(self, image: np.ndarray) -> None:
         """image: (H, W, 3) uint8 RGB."""
         self.shown["image"] = image
@@ -185,6 +206,7 @@ class SceneCanvas:
         layer.clear()
         layer.put_image_data(np.ascontiguousarray(image), 0, 0)
 
+    @_one_message
     def draw_mask(self, rgba: np.ndarray | None, full: bool = False) -> None:
         """rgba: (H, W, 4) uint8, alpha 0 where nothing is overlaid; None clears the layer.
 
@@ -210,6 +232,7 @@ class SceneCanvas:
         if rgba is not None:
             layer.put_image_data(np.ascontiguousarray(rgba), 0, 0)
 
+    @_one_message
     def draw_mask_patch(self, rgba_patch: np.ndarray, x0: int, y0: int) -> None:
         """Replace a rectangle of the mask layer (a small image travels faster than the whole layer)."""
         h, w = rgba_patch.shape[:2]
@@ -220,6 +243,7 @@ class SceneCanvas:
         layer.clear_rect(x0, y0, w, h)
         layer.put_image_data(np.ascontiguousarray(rgba_patch), x0, y0)
 
+    @_one_message
     def fill_mask_runs(self, mask: np.ndarray, x0: int, y0: int, rgba: tuple[int, int, int, int]) -> None:
         """Set the mask layer's pixels under ``mask`` (a boolean patch at (x0, y0)) to ``rgba``, sent as one
         rectangle per horizontal run: the browser draws rectangles at once, where an image patch waits for its
@@ -243,6 +267,7 @@ class SceneCanvas:
         layer.fill_style = f"rgba({r},{g},{b},{a / 255:.4f})"
         layer.fill_rects(x, y, width, 1)
 
+    @_one_message
     def draw_paths(self, paths: list[PathDrawing], hint: tuple[float, float, str] | None = None) -> None:
         """Polylines through each path's clicks with a handle per click; ``hint`` = (x, y, text) near a click.
         Nothing is sent when the layer shows exactly this already."""
@@ -286,6 +311,7 @@ class SceneCanvas:
             layer.fill_style = "white"
             layer.fill_text(text, tx + 4, ty + 13)
 
+    @_one_message
     def draw_points(self, xy: np.ndarray, colors: np.ndarray) -> None:
         """Control points of one frame: xy (P, 2) float pixels, colors (P, 3) uint8; one vectorised call each.
         Nothing is sent when the layer shows exactly these already."""
@@ -302,6 +328,7 @@ class SceneCanvas:
         layer.line_width = 1
         layer.stroke_circles(xy[:, 0], xy[:, 1], POINT_RADIUS)
 
+    @_one_message
     def draw_tool(self, shapes: list[dict] | None) -> None:
         """Previews of the gesture in progress: ``{"kind": "box", "xy": (x0, y0, x1, y1)}``,
         ``{"kind": "line", "xy": (N, 2), "closed": bool}``, ``{"kind": "dots", "xy": (N, 2), "radius": r}``;
@@ -309,11 +336,7 @@ class SceneCanvas:
         if not shapes and not self.shown["tool"]:
             return  # nothing shown, nothing to show: no message
         self.shown["tool"] = shapes
-        with self.batch():  # one message, not one per drawing command
-            self._draw_tool(self.layers["tool"], shapes)
-
-    @staticmethod
-    def _draw_tool(layer, shapes: list[dict] | None) -> None:
+        layer = self.layers["tool"]
         layer.clear()
         for shape in shapes or ():
             color = css((230, 40, 40)) if shape.get("negative") else css((255, 235, 59))
@@ -350,7 +373,6 @@ class SceneCanvas:
             if points is not None:
                 self.draw_points(*points)
             self.draw_tool(self.shown["tool"])
-
 
 
 def _same_paths(a: tuple[list[PathDrawing], object], b: tuple[list[PathDrawing], object]) -> bool:

@@ -116,8 +116,7 @@ class Presenter:
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         shown = self.canvas.shown["mask"]
         before = np.zeros((y1 - y0, x1 - x0, 4), np.uint8) if shown is None else shown[y0:y1, x0:x1].copy()
-        with self.canvas.batch():
-            self.canvas.fill_mask_runs(mask[y0:y1, x0:x1], x0, y0, SELECT_FLASH_RGBA)
+        self.canvas.fill_mask_runs(mask[y0:y1, x0:x1], x0, y0, SELECT_FLASH_RGBA)
         self._mask_key = None
         return before, x0, y0
 
@@ -129,8 +128,7 @@ class Presenter:
         if self._pressed is not None:  # the press went elsewhere (Shift, a drag, no click): the box as it was
             before, x0, y0 = self._pressed[1]
             self._pressed = None
-            with self.canvas.batch():
-                self.canvas.draw_mask_patch(before, x0, y0)
+            self.canvas.draw_mask_patch(before, x0, y0)
         if mask_index is not None and mask is not None:
             saved = self.flash(mask)
             self._pressed = None if saved is None else (mask_index, saved)

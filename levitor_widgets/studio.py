@@ -439,8 +439,7 @@ class Studio:
     def _draft(self) -> None:
         """The engine's one-frame preview of the scene as it is now (a drag or a slider in progress)."""
         if self.hints.check(self.editor.version):
-            with self.canvas.batch():  # one message, not one per drawing command
-                self.presenter.draw_paths(self.scene)
+            self.presenter.draw_paths(self.scene)
         frame = self.view.frame
         self._engine_job("draft", lambda engine: engine.preview_frame(frame), self._show_draft,
                          here_if_free=True)  # at once when no full update is computing
@@ -619,15 +618,13 @@ class Studio:
         self.view.active = index
         path = self._active_path()
         self.view.active_point = len(path) - 1 if path else None
-        with self.canvas.batch():  # one message, not one per drawing command
-            self.presenter.draw_paths(self.scene)
+        self.presenter.draw_paths(self.scene)
         self.scheduler.panels()
 
     def show_hint(self, x: float, y: float) -> None:
         """The depth at (x, y) beside the pointer (paths layer)."""
         self.view.hint = (x, y, f"depth {self.scene.depth_at(x, y):.3g}")
-        with self.canvas.batch():
-            self.presenter.draw_paths(self.scene)
+        self.presenter.draw_paths(self.scene)
 
     def press_feedback(self, mask_index: int | None) -> None:
         """The mask a press would select, highlighted until its release selects it (or the press goes elsewhere)."""
@@ -682,8 +679,7 @@ class Studio:
         j = self.editor.add_point(self.view.active, x, y, follow=follow)
         p = self.scene.objects[self.view.active].path[j]
         self.view.active_point, self.view.hint = j, (p.x, p.y, f"depth {self.scene.depth_at(p.x, p.y):.3g}")
-        with self.canvas.batch():
-            self.presenter.draw_paths(self.scene)  # the handle shows at once; masks and points follow
+        self.presenter.draw_paths(self.scene)  # the handle shows at once; masks and points follow
         ref = self.scene.objects[self.view.active].path[0].depth
         how = "follows the ground" if follow else "kept from the previous point"
         near = nearness_from_depth(ref, p.depth)
@@ -700,8 +696,7 @@ class Studio:
         step."""
         self.view.active, self.view.active_point = who, j
         self.editor.begin_gesture("drag", who, j)
-        with self.canvas.batch():
-            self.presenter.draw_paths(self.scene)
+        self.presenter.draw_paths(self.scene)
         self.scheduler.panels()
 
     def move_point(self, who: int | str, j: int, x: float, y: float) -> None:
@@ -709,8 +704,7 @@ class Studio:
         self.editor.move_point(who, j, x, y)
         pt = self._path_of(who)[j]
         self.view.hint = (pt.x, pt.y, f"depth {self.scene.depth_at(pt.x, pt.y):.3g}")
-        with self.canvas.batch():
-            self.presenter.draw_paths(self.scene)
+        self.presenter.draw_paths(self.scene)
         self.request_burst()
 
     def end_move(self) -> None:

@@ -93,6 +93,28 @@ def test_a_press_highlights_the_object_at_once_and_a_press_that_is_no_click_leav
     assert _alpha_at(studio, *TREE) == OBJECT_ALPHA
 
 
+def test_each_drawing_is_one_message_and_a_batch_joins_them(monkeypatch):
+    """A layer's drawing reaches the browser as one message (dozens of commands one by one held back the paint of
+    a slider's draft); a batch of several layers is one message too, not one per nested drawing."""
+    import ipywidgets as W
+
+    from levitor_widgets.canvas import PathDrawing, SceneCanvas
+
+    canvas = SceneCanvas(64, 48, use_ipyevents=False)
+    sent = []
+    monkeypatch.setattr(W.Widget, "_send", lambda self, msg, buffers=None: sent.append(type(self).__name__))
+    paths = [PathDrawing(np.array([[5.0, 5.0], [30.0, 20.0], [50.0, 40.0]]), (200, 30, 30), 1, label="a")]
+    canvas.draw_paths(paths, (30.0, 20.0, "depth 0.5"))
+    assert sent == ["_CanvasManager"]
+    sent.clear()
+    with canvas.batch():
+        canvas.draw_points(np.array([[10.0, 10.0], [20.0, 30.0]]), np.array([[1, 2, 3], [4, 5, 6]], np.uint8))
+        canvas.draw_tool([{"kind": "box", "xy": (1, 2, 30, 40)}])
+        canvas.draw_paths(paths, None)
+        assert sent == []  # held until the batch ends
+    assert sent == ["_CanvasManager"]
+
+
 def test_the_press_highlight_travels_as_rectangles_that_cover_exactly_the_mask():
     """One rectangle per horizontal run (drawn at once by the browser, no image to decode): together exactly the
     mask's pixels, and the layer's record says what they show."""
