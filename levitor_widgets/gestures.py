@@ -98,17 +98,18 @@ class Gestures:
         self.s.press_feedback(self._would_select(p))
 
     def _would_select(self, p: PointerEvent) -> int | None:
-        """The mask a click at p would make a new object (see _select_click and _path_click), else None."""
+        """The mask a click at p would make a new object (see _select_click and _path_click), else None. A press
+        on a handle shows nothing: it is most likely the start of the handle's drag."""
         s = self.s
         if p.negative or not s.scene.masks or s.mode not in ("select", "path") or self._repeats_last(p, self.clock()):
             return None
-        idx = s.scene.mask_at(p.x, p.y)
-        if idx is None or any(o.mask_index == idx for o in s.scene.objects):
+        if s.mode == "select":
+            idx = s.scene.mask_at(p.x, p.y)
+        elif isinstance(s.view.active, int) and self.hit_handle(p.x, p.y) is None:
+            idx = self._other_object_at(p)
+        else:
             return None
-        if s.mode == "path" and (not isinstance(s.view.active, int) or self._is_background(idx)
-                                 or self.hit_handle(p.x, p.y) is not None):
-            return None
-        return idx
+        return None if idx is None or any(o.mask_index == idx for o in s.scene.objects) else idx
 
     # ------------------------------------------------------------------ dispatch
     def click(self, p: PointerEvent) -> None:
@@ -223,9 +224,8 @@ class Gestures:
         """On the active object or on the ground/sky: a path point. On another object: select it."""
         s = self.s
         if isinstance(s.view.active, int) and not p.negative:
-            idx = s.scene.mask_at(p.x, p.y)
-            own = s.scene.objects[s.view.active].mask_index
-            if idx is not None and idx != own and not self._is_background(idx):
+            idx = self._other_object_at(p)
+            if idx is not None:
                 name = next((o.name for o in s.scene.objects if o.mask_index == idx), None)
                 for i, obj in enumerate(s.scene.objects):
                     if obj.mask_index == idx:
@@ -245,6 +245,14 @@ class Gestures:
         obj = s.scene.objects[s.view.active]
         on = f"on {obj.name}" if s.scene.masks[obj.mask_index][_pixel(s.scene, p)] else "on the background"
         s.say(f"P{j + 1} of {obj.name} added {on}; drag a point to move it, set its depth in the table below")
+
+    def _other_object_at(self, p: PointerEvent) -> int | None:
+        """In path mode, the mask under p when it is neither the active object's nor ground or sky: a click there
+        selects that object instead of adding a path point."""
+        s = self.s
+        idx = s.scene.mask_at(p.x, p.y)
+        own = s.scene.objects[s.view.active].mask_index
+        return idx if idx is not None and idx != own and not self._is_background(idx) else None
 
     def _is_background(self, mask_index: int) -> bool:
         m = self.s.scene.masks[mask_index]
