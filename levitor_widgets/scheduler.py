@@ -39,7 +39,7 @@ class RedrawScheduler:
         self.pending_full = None  # timer handles (None: nothing waiting)
         self.pending_draft = None
         self.pending_side = None
-        self.pending_panels = None  # the jobs that follow the canvas (see after_canvas)
+        self.pending_after = None  # the jobs that follow the canvas (see after_canvas)
         self._after: dict[str, Job] = {}
         self.last_draft = float("-inf")
         self.closed = False
@@ -48,7 +48,7 @@ class RedrawScheduler:
     def idle(self) -> bool:
         """Nothing scheduled or still being computed (tests wait for this before measuring)."""
         return (self.pending_full is None and self.pending_draft is None and self.pending_side is None
-                and self.pending_panels is None and not self.busy())
+                and self.pending_after is None and not self.busy())
 
     def full(self) -> None:
         """Recompute and redraw now; it supersedes any draft or full update that was waiting."""
@@ -92,13 +92,13 @@ class RedrawScheduler:
             job()
             return
         self._after[name] = job
-        if self.pending_panels is None:
-            self.pending_panels = self._call_soon(PANELS_AFTER_S, self._run_panels)
+        if self.pending_after is None:
+            self.pending_after = self._call_soon(PANELS_AFTER_S, self._after_due)
 
     def flush(self) -> None:
         """Run what is waiting now (a closing Studio saves its last edit)."""
-        if self.pending_panels is not None:
-            self._cancel("pending_panels")
+        if self.pending_after is not None:
+            self._cancel("pending_after")
             self._run_after()
         if self.pending_full is not None or self.pending_draft is not None:
             self.full()
@@ -122,8 +122,8 @@ class RedrawScheduler:
             self._draft_job()
             self.last_draft = self.clock()
 
-    def _run_panels(self) -> None:
-        self.pending_panels = None
+    def _after_due(self) -> None:
+        self.pending_after = None
         if not self.closed:
             self._run_after()
 
