@@ -102,6 +102,17 @@ class ScenePaths:
     camera: np.ndarray | None  # (R, 3) the camera path in the release's terms, None without one
 
 
+@dataclass
+class _RenderedClip:
+    """The engine's last render and what came with it, kept while the render key stays the same."""
+
+    key: str  # Engine._render_key: the static layer, camera and paths it was rendered for
+    result: RenderResult
+    paths: ScenePaths
+    movers: list[Mover]
+    samples: PixelSamples | None  # each frame's K-means samples, taken as the release's renderer finished it
+
+
 def scene_paths(scene: Scene, rows: Sequence[int] | None = None) -> ScenePaths:
     """Interpolate every path (at ``rows`` only, if given: row 0 must be frame 0, every track's reference) and
     convert handle-terms paths to the release-terms tracks that put each anchor on its handle
@@ -145,8 +156,7 @@ class Engine:
         self.backend = backend
         self._instances: tuple[str, InstanceMap] | None = None
         self._static: tuple[str, StaticLayer] | None = None
-        # key, render, paths, movers, and the render's K-means samples (release rules, compiled loops) or None
-        self._render: tuple[str, RenderResult, ScenePaths, list[Mover], PixelSamples | None] | None = None
+        self._render: _RenderedClip | None = None
         self._control_cache: tuple[str, ControlSignal, dict[int, np.ndarray]] | None = None
         self._result: EngineResult | None = None
         self._kmeans_cache: dict = {}  # first-frame clusterings, reused across edits
@@ -180,7 +190,7 @@ class Engine:
         timings["instances"] = (t1 - t0) * 1e3
         rendered, paths, movers = self._rendered(inst)
         t2 = time.perf_counter()
-        timings["render_and_samples" if self._render[4] is not None else "render"] = (t2 - t1) * 1e3
+        timings["render_and_samples" if self._render.samples is not None else "render"] = (t2 - t1) * 1e3
         signal, areas = self._signal(rendered, inst, paths, s.scale)
         t3 = time.perf_counter()
         timings["points"] = (t3 - t2) * 1e3
@@ -217,8 +227,8 @@ class Engine:
             inst = self.instance_map()
             paths = scene_paths(s, rows=[0, frame])
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
-            if self._render is not None and self._render[0] == self._render_key():  # only K changed (the scale)
-                full = self._render[1]
+            if self._render is not None and self._render.key == self._render_key():  # only K changed (the scale)
+                full = self._render.result
                 two = RenderResult(*(torch.stack((t[0], t[frame])) for t in (full.instance, full.depth, full.color)))
             else:
                 two = render_scene(s, inst, movers, paths.camera, 2, static=self._static_layer(inst, movers),
@@ -265,7 +275,7 @@ class Engine:
     def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, ScenePaths, list[Mover]]:
         s = self.scene
         key = self._render_key()
-        if self._render is None or self._render[0] != key:
+        if self._render is None or self._render.key != key:
             paths = scene_paths(s)
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
             # the release's renderer composites frame by frame on the worker threads: each frame is sampled for
@@ -276,9 +286,9 @@ class Engine:
             result = render_scene(s, inst, movers, paths.camera, s.num_frames,
                                   static=self._static_layer(inst, movers), backend=self.backend, rules=self.rules,
                                   cache=self._coverage_cache, after_frame=sampler and sampler.add)
-            self._render = (key, result, paths, movers, sampler and sampler.result())
+            self._render = _RenderedClip(key, result, paths, movers, sampler and sampler.result())
             self._control_cache = None
-        return self._render[1], self._render[2], self._render[3]
+        return self._render.result, self._render.paths, self._render.movers
 
     def _static_key(self) -> str:
         s = self.scene
@@ -311,12 +321,12 @@ class Engine:
     def _signal(self, rendered: RenderResult, inst: InstanceMap, paths: ScenePaths,
                 scale: float) -> tuple[ControlSignal, dict[int, np.ndarray]]:
         s = self.scene
-        key = digest(self._render[0], s.lam, s.k_max, s.k_min_moved, scale, self.rules)
+        key = digest(self._render.key, s.lam, s.k_max, s.k_min_moved, scale, self.rules)
         if self._control_cache is not None and self._control_cache[0] == key:
             return self._control_cache[1], self._control_cache[2]
         areas: dict[int, np.ndarray] = {}
         signal = self._control(rendered, inst, paths, s.rule(scale), self.rules.kmeans, self._kmeans_cache,
-                               areas_out=areas, samples=self._render[4])
+                               areas_out=areas, samples=self._render.samples)
         self._areas = areas
         if len(self._kmeans_cache) > 512:  # bounded: forget old clusterings
             self._kmeans_cache.clear()

@@ -138,10 +138,10 @@ def test_scale_change_reclusters_without_re_rendering(demo_scene):
     scene = demo_scene.copy()
     engine = Engine(scene)
     first = engine.update()
-    render_key = engine._render[0]
+    render_key = engine._render.key
     scene.scale = 2.0
     second = engine.update()
-    assert engine._render[0] == render_key  # the renders were reused
+    assert engine._render.key == render_key  # the renders were reused
     assert second.instance is first.instance
     assert second.signal.num_points > first.signal.num_points
 
