@@ -54,13 +54,18 @@ def test_a_newer_error_replaces_a_held_one_and_is_styled_as_one(garden):
     assert "levitor-error" in garden.messages.line.value and "#a00" in garden.messages.line.value
 
 
-def test_the_resumed_autosave_note_is_not_replaced_by_a_hint(tmp_path):
+def _reopened(tmp_path):
+    """The scene "garden" edited and closed, then opened again: the second Studio resumes its autosave."""
     scene = bundled_scene(80, 128, num_frames=4)
     first = Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
     first.set_mode("path")
     first.add_point(100.0, 70.0)
     first.close()
-    again = Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
+    return scene, Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
+
+
+def test_the_resumed_autosave_note_is_not_replaced_by_a_hint(tmp_path):
+    _, again = _reopened(tmp_path)
     assert again.resumed and again.messages.text.startswith("resumed the autosave of 'garden'")
     again.show_panels()
     again.say("P1 is the reference: 1x by definition")  # what a browser's first echo used to say
@@ -210,12 +215,7 @@ def test_a_click_on_the_crop_picture_centres_the_crop_there(tall_photo, tmp_path
 
 
 def test_a_closed_studio_says_so_over_its_held_opening_note(tmp_path):
-    scene = bundled_scene(80, 128, num_frames=4)
-    first = Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
-    first.set_mode("path")
-    first.add_point(100.0, 70.0)
-    first.close()
-    old = Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)
+    scene, old = _reopened(tmp_path)
     assert old.messages.held and old.messages.text.startswith("resumed")
     Studio(scene, out_dir=tmp_path, name="garden", show_3d=False)  # the cell is run again
     assert old.closed and old.messages.text.startswith("this Studio was closed")
