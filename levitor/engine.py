@@ -227,12 +227,14 @@ class Engine:
             inst = self.instance_map()
             paths = scene_paths(s, rows=[0, frame])
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
-            if self._render is not None and self._render.key == self._render_key():  # only K changed (the scale)
+            static_key = self._static_key()
+            if self._render is not None and self._render.key == self._render_key(static_key):  # only K changed
                 full = self._render.result
                 two = RenderResult(*(torch.stack((t[0], t[frame])) for t in (full.instance, full.depth, full.color)))
             else:
-                two = render_scene(s, inst, movers, paths.camera, 2, static=self._static_layer(inst, movers),
-                                   backend=self.backend, rules=self.rules, cache=self._coverage_cache)
+                two = render_scene(s, inst, movers, paths.camera, 2,
+                                   static=self._static_layer(inst, movers, static_key), backend=self.backend,
+                                   rules=self.rules, cache=self._coverage_cache)
             t1 = time.perf_counter()
             one = RenderResult(two.instance[1:], two.depth[1:], two.color[1:])
             ids = sorted(inst.mask_of_id)
@@ -266,15 +268,17 @@ class Engine:
             self._instances = (key, inst)
         return self._instances[1]
 
-    def _render_key(self) -> str:
-        """What the rendered clip depends on: the static layer, the camera, the paths (not K or the scale)."""
+    def _render_key(self, static_key: str) -> str:
+        """What the rendered clip depends on: the static layer (its key: :meth:`_static_key`), the camera, the
+        paths (not K or the scale)."""
         s = self.scene
-        return digest(self._static_key(), s.num_frames, s.interpolation, s.camera(), s.path_terms,
+        return digest(static_key, s.num_frames, s.interpolation, s.camera(), s.path_terms,
                       [(o.mask_index, o.path) for o in s.objects], s.camera_path)
 
     def _rendered(self, inst: InstanceMap) -> tuple[RenderResult, ScenePaths, list[Mover]]:
         s = self.scene
-        key = self._render_key()
+        static_key = self._static_key()  # hashes the image and depth: once per call
+        key = self._render_key(static_key)
         if self._render is None or self._render.key != key:
             paths = scene_paths(s)
             movers = scene_movers(s, inst, paths.mover_tracks, kept_only=self.rules.render == "release")
@@ -284,7 +288,8 @@ class Engine:
             if self.rules.render == "release":
                 sampler = FrameSamples(sorted(i for i in inst.mask_of_id if i > 0), s.num_frames, SAMPLE_STRIDE)
             result = render_scene(s, inst, movers, paths.camera, s.num_frames,
-                                  static=self._static_layer(inst, movers), backend=self.backend, rules=self.rules,
+                                  static=self._static_layer(inst, movers, static_key), backend=self.backend,
+                                  rules=self.rules,
                                   cache=self._coverage_cache, after_frame=sampler and sampler.add)
             self._render = _RenderedClip(key, result, paths, movers, sampler and sampler.result())
             self._control_cache = None
@@ -294,8 +299,8 @@ class Engine:
         s = self.scene
         return digest(self._instances[0], array_hash(s.depth), array_hash(s.image), self.rules.render)
 
-    def _static_layer(self, inst: InstanceMap, movers: list[Mover]) -> StaticLayer:
-        key = self._static_key()
+    def _static_layer(self, inst: InstanceMap, movers: list[Mover], key: str) -> StaticLayer:
+        """The static layer for the scene as it is now; ``key``: its :meth:`_static_key`."""
         if self._static is None or self._static[0] != key:  # paths don't change the static layer
             s = self.scene
             self._static = (key, static_layer(_tensor(s.image), _tensor(s.depth), _tensor(inst.ids), movers))
